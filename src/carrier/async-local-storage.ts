@@ -1,0 +1,12 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Context } from "../core/context.ts";
+import type { Carrier } from "./carrier.ts";
+
+/**
+ * The carrier on Node, Bun and Deno: one AsyncLocalStorage, used through
+ * `run` and `getStore` only. Its methods already have the Carrier's shape, so
+ * the instance is returned as it is.
+ */
+export function createAsyncLocalStorageCarrier(): Carrier {
+  return new AsyncLocalStorage<Context>();
+}

@@ -1,0 +1,38 @@
+import { carrier } from "../carrier/select.ts";
+import { argumentError, assertFunction } from "../errors.ts";
+import { Context } from "./context.ts";
+import { copyContext } from "./current.ts";
+
+/** Throws unless value is a Context (or undefined, when optional). Internal. */
+export function assertContext(name: string, value: unknown): asserts value is Context | undefined {
+  if (value !== undefined && !(value instanceof Context)) {
+    throw argumentError(name, "a Context", value);
+  }
+}
+
+// `this` and the arguments go through ALS.run's own argument passing.
+function applyIn(fn: Function, self: unknown, args: unknown[]): unknown {
+  return Reflect.apply(fn, self, args);
+}
+
+/**
+ * Wraps fn so that each call runs it in a fresh copy of `context` (default:
+ * the Context current now), whoever calls it and from wherever: the
+ * JavaScript form of a callback that remembers where it was made. `this`
+ * and the arguments pass through.
+ *
+ * @example
+ * pool.acquire(bind((conn) => { requestId.get(); })); // the caller's id, not the pool's
+ * @throws {TypeError} if fn is not a function or context is not a Context.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the contract's signature; any function type binds
+export function bind<F extends (...args: any[]) => any>(fn: F, context?: Context): F {
+  assertFunction("fn", fn);
+  assertContext("context", context);
+  const snapshot = context ?? copyContext();
+  const bound = function (this: unknown, ...args: unknown[]): unknown {
+    return carrier.run(snapshot.copy(), applyIn, fn, this, args);
+  };
+  Object.defineProperty(bound, "name", { value: `bound ${fn.name}`, configurable: true });
+  return bound as F;
+}

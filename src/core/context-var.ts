@@ -1,0 +1,168 @@
+import { carrier } from "../carrier/select.ts";
+import { argumentError, assertFunction, contextError } from "../errors.ts";
+import { NOT_FOUND } from "../map/hamt.ts";
+import { hashKey, nextHash } from "../map/hash.ts";
+import { contextWith, type Mapping, mapOf, setMapOf, taskOf } from "./context.ts";
+import { rootContext } from "./current.ts";
+import { type InspectFn, inspectCustom, show } from "./inspect.ts";
+import { MISSING, type Missing } from "./missing.ts";
+import { isToken, makeToken, markTokenUsed, type Token, tokenState } from "./token.ts";
+
+/** Options of a ContextVar. */
+export interface ContextVarOptions<T> {
+  /** The value `get()` returns where the var has no value and no fallback is given. */
+  default?: T;
+}
+
+/**
+ * A variable whose value belongs to the current Context: set it once, read
+ * it anywhere below, and concurrent work in other Contexts never sees it.
+ *
+ * @example
+ * const requestId = new ContextVar<string>("requestId");
+ * requestId.run("r-1", async () => {
+ *   await work();
+ *   requestId.get(); // "r-1", whatever ran in between
+ * });
+ */
+export class ContextVar<T> {
+  /** @internal The hash under which the var is filed in a Context's map. */
+  readonly [hashKey]: number = nextHash();
+  readonly #name: string;
+  readonly #default: T | Missing;
+  // The last read, keyed on the id of the map it was read from: repeated reads
+  // of an unchanged Context cost one getStore() and a compare (CPython caches
+  // on the context's version the same way). NOT_FOUND is cached too.
+  #cacheId = -1;
+  #cacheValue: unknown = NOT_FOUND;
+
+  /**
+   * @param name shown in messages and inspection; need not be unique.
+   * @param options `default`: the value when the var has none (`{ default: undefined }` counts).
+   * @throws {TypeError} if name is not a string.
+   */
+  constructor(name: string, options?: ContextVarOptions<T>) {
+    if (typeof name !== "string") throw argumentError("name", "a string", name);
+    if (options !== undefined && (typeof options !== "object" || options === null)) {
+      throw argumentError("options", "an object", options);
+    }
+    this.#name = name;
+    this.#default =
+      options !== undefined && "default" in options ? (options.default as T) : MISSING;
+  }
+
+  /** The name given to the constructor. */
+  get name(): string {
+    return this.#name;
+  }
+
+  /** The default given to the constructor, or MISSING. */
+  get defaultValue(): T | Missing {
+    return this.#default;
+  }
+
+  /**
+   * The var's value in the current Context; else `fallback` if one is passed;
+   * else the var's default.
+   * @throws {LookupError} ERR_CONTEXTVAR_UNSET when there is none of the three.
+   */
+  get(): T;
+  get<D>(fallback: D): T | D;
+  get<D>(fallback?: D): T | D {
+    const map = mapOf(carrier.getStore() ?? rootContext);
+    let value: unknown;
+    if (map.id === this.#cacheId) {
+      value = this.#cacheValue;
+    } else {
+      value = map.get(this as ContextVar<unknown>);
+      this.#cacheId = map.id;
+      this.#cacheValue = value;
+    }
+    if (value !== NOT_FOUND) return value as T;
+    // arguments.length, not `fallback !== undefined`: get(undefined) returns undefined, as Python's get(None).
+    // biome-ignore lint/complexity/noArguments: the only way to tell get() from get(undefined)
+    if (arguments.length > 0) return fallback as D;
+    if (this.#default !== MISSING) return this.#default;
+    throw contextError("ERR_CONTEXTVAR_UNSET", this.toString());
+  }
+
+  /**
+   * Gives the var a new value in the current Context (the old mapping is
+   * untouched, so copies taken before do not see it).
+   * @returns a Token that `reset` takes to restore the previous value.
+   */
+  set(value: T): Token<T> {
+    const context = carrier.getStore() ?? rootContext;
+    const before = mapOf(context);
+    const old =
+      before.id === this.#cacheId ? this.#cacheValue : before.get(this as ContextVar<unknown>);
+    const after = before.set(this as ContextVar<unknown>, value);
+    setMapOf(context, after);
+    this.#cacheId = after.id;
+    this.#cacheValue = value;
+    return makeToken(this, old === NOT_FOUND ? MISSING : (old as T), context, before, after);
+  }
+
+  /**
+   * Restores the value the var had before the `set` that made `token` (or
+   * removes it if it had none).
+   * @throws {TokenUsedError} ERR_TOKEN_USED if the token was used already.
+   * @throws {TokenMismatchError} ERR_TOKEN_VAR_MISMATCH if another var made it,
+   *   ERR_TOKEN_CONTEXT_MISMATCH if it was made in another Context.
+   * @throws {TypeError} if token is not a Token.
+   */
+  reset(token: Token<T>): void {
+    if (!isToken(token)) throw argumentError("token", "a Token", token);
+    // Checks in CPython's order: used, then var, then context.
+    if (token.used) throw contextError("ERR_TOKEN_USED", token.toString());
+    if (token.var !== this) {
+      throw contextError(
+        "ERR_TOKEN_VAR_MISMATCH",
+        token.toString(),
+        token.var.toString(),
+        this.toString(),
+      );
+    }
+    const context = carrier.getStore() ?? rootContext;
+    const state = tokenState(token);
+    if (state.context !== context) {
+      throw contextError("ERR_TOKEN_CONTEXT_MISMATCH", token.toString());
+    }
+    markTokenUsed(token);
+    const now = mapOf(context);
+    let next: Mapping;
+    if (now === state.after) next = state.before;
+    else if (token.oldValue === MISSING) next = now.delete(this as ContextVar<unknown>);
+    else next = now.set(this as ContextVar<unknown>, token.oldValue);
+    setMapOf(context, next);
+    this.#cacheId = next.id;
+    this.#cacheValue = token.oldValue === MISSING ? NOT_FOUND : token.oldValue;
+  }
+
+  /**
+   * Calls `fn(...args)` in a copy of the current Context where this var is
+   * `value`, for fn and everything it starts; the caller's Context is not changed.
+   * @throws {TypeError} if fn is not a function.
+   */
+  run<A extends unknown[], R>(value: T, fn: (...args: A) => R, ...args: A): R {
+    assertFunction("fn", fn);
+    const base = carrier.getStore() ?? rootContext;
+    const context = contextWith(mapOf(base).set(this as ContextVar<unknown>, value), taskOf(base));
+    return carrier.run(context, fn, ...args);
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "ContextVar";
+  }
+
+  /** `ContextVar("user")`: how messages name the var. */
+  toString(): string {
+    return `ContextVar(${JSON.stringify(this.#name)})`;
+  }
+
+  [inspectCustom](_depth: number, options: object, inspect?: InspectFn): string {
+    const fallback =
+      this.#default === MISSING ? "" : ` default=${show(this.#default, inspect, options)}`;
+    return `<ContextVar name=${JSON.stringify(this.#name)}${fallback}>`;
+  }
+}

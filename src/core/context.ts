@@ -1,0 +1,178 @@
+import { carrier } from "../carrier/select.ts";
+import { argumentError, assertFunction, contextError } from "../errors.ts";
+import { Hamt, NOT_FOUND } from "../map/hamt.ts";
+import { hashKey } from "../map/hash.ts";
+import type { ContextVar } from "./context-var.ts";
+import { type InspectFn, inspectCustom, show } from "./inspect.ts";
+
+/** The mapping a Context holds. Internal. */
+export type Mapping = Hamt<ContextVar<unknown>, unknown>;
+
+/** What a task leaves on its Context so `currentTask()` can find it. Internal. */
+export interface TaskSlot {
+  readonly name: string;
+}
+
+let contextIds = 0;
+
+// Internal access to a Context's fields for the other core modules (ContextVar,
+// copyContext, tasks). Set in the class's static block: private fields stay
+// private to users, and these stay out of the package's exports.
+export let mapOf: (context: Context) => Mapping;
+export let setMapOf: (context: Context, map: Mapping) => void;
+export let taskOf: (context: Context) => TaskSlot | undefined;
+export let setTaskOf: (context: Context, task: TaskSlot | undefined) => void;
+/** A new Context over `map`, remembering `task` (a copy of a Context keeps its task). */
+export let contextWith: (map: Mapping, task: TaskSlot | undefined) => Context;
+
+function assertVar(key: unknown): asserts key is ContextVar<unknown> {
+  if (typeof key !== "object" || key === null || !(hashKey in key)) {
+    throw argumentError("var", "a ContextVar", key);
+  }
+}
+
+/**
+ * A mapping of ContextVars to their values: a mutable cell over an immutable
+ * map. `ctx.run(fn)` makes it current; `copy()` is O(1); reading is Map-like.
+ *
+ * @example
+ * const user = new ContextVar<string>("user");
+ * const ctx = new Context();
+ * ctx.run(() => user.set("alice"));
+ * ctx.get(user); // "alice"
+ */
+export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
+  #map: Mapping = Hamt.empty();
+  #entered = false;
+  #task: TaskSlot | undefined = undefined;
+  readonly #id = ++contextIds;
+
+  static {
+    mapOf = (context) => context.#map;
+    setMapOf = (context, map) => {
+      context.#map = map;
+    };
+    taskOf = (context) => context.#task;
+    setTaskOf = (context, task) => {
+      context.#task = task;
+    };
+    contextWith = (map, task) => {
+      const context = new Context();
+      context.#map = map;
+      context.#task = task;
+      return context;
+    };
+  }
+
+  /**
+   * Calls `fn(...args)` with this Context current, for fn and for every
+   * asynchronous continuation it starts; the previous Context is current
+   * again when fn returns or throws. Sets made inside stay in this Context.
+   * @throws {ContextEnteredError} ERR_CONTEXT_ENTERED if code is already running in this Context.
+   * @throws {TypeError} if fn is not a function.
+   */
+  run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R {
+    assertFunction("fn", fn);
+    // Entered means "code is running in it": a synchronous run in progress, or
+    // the current Context of an async continuation (as an asyncio Task's
+    // Context is entered during each of its steps).
+    if (this.#entered || carrier.getStore() === this) {
+      throw contextError("ERR_CONTEXT_ENTERED", this.toString());
+    }
+    this.#entered = true;
+    try {
+      return carrier.run(this, fn, ...args);
+    } finally {
+      this.#entered = false;
+    }
+  }
+
+  /** A new Context with the same values, in O(1): later sets in either are not seen by the other. */
+  copy(): Context {
+    return contextWith(this.#map, this.#task);
+  }
+
+  /**
+   * The var's value in this Context, else `fallback` (or undefined).
+   * @throws {TypeError} if v is not a ContextVar.
+   */
+  get<T>(v: ContextVar<T>): T | undefined;
+  get<T, D>(v: ContextVar<T>, fallback: D): T | D;
+  get<T, D>(v: ContextVar<T>, fallback?: D): T | D | undefined {
+    assertVar(v);
+    const value = this.#map.get(v as ContextVar<unknown>);
+    return value === NOT_FOUND ? fallback : (value as T);
+  }
+
+  /**
+   * Whether the var has a value in this Context (its default does not count).
+   * @throws {TypeError} if v is not a ContextVar.
+   */
+  has(v: ContextVar<unknown>): boolean {
+    assertVar(v);
+    return this.#map.has(v);
+  }
+
+  /** How many vars have a value in this Context. */
+  get size(): number {
+    return this.#map.size;
+  }
+
+  /** [var, value] pairs, in a stable order that depends only on which vars are set. */
+  entries(): MapIterator<[ContextVar<unknown>, unknown]> {
+    return this.#map.toArray()[Symbol.iterator]() as MapIterator<[ContextVar<unknown>, unknown]>;
+  }
+
+  /** The vars that have a value here. */
+  keys(): MapIterator<ContextVar<unknown>> {
+    return this.#map
+      .toArray()
+      .map(([key]) => key)
+      [Symbol.iterator]() as MapIterator<ContextVar<unknown>>;
+  }
+
+  /** The values, in the same order as keys(). */
+  values(): MapIterator<unknown> {
+    return this.#map
+      .toArray()
+      .map(([, value]) => value)
+      [Symbol.iterator]() as MapIterator<unknown>;
+  }
+
+  /** Calls fn(value, var, this) for every var that has a value, as Map#forEach. */
+  forEach(
+    fn: (
+      value: unknown,
+      key: ContextVar<unknown>,
+      context: ReadonlyMap<ContextVar<unknown>, unknown>,
+    ) => void,
+    thisArg?: unknown,
+  ): void {
+    assertFunction("fn", fn);
+    this.#map.forEach((value, key) => {
+      fn.call(thisArg, value, key, this);
+    });
+  }
+
+  [Symbol.iterator](): MapIterator<[ContextVar<unknown>, unknown]> {
+    return this.entries();
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "Context";
+  }
+
+  /** `<Context #3 size=2>`: an id that tells Contexts apart in messages and logs. */
+  toString(): string {
+    return `<Context #${this.#id} size=${this.#map.size}>`;
+  }
+
+  [inspectCustom](_depth: number, options: object, inspect?: InspectFn): string {
+    const fields = this.#map
+      .toArray()
+      .map(([v, value]) => `${v.name}: ${show(value, inspect, options)}`);
+    return fields.length === 0
+      ? `Context #${this.#id} {}`
+      : `Context #${this.#id} { ${fields.join(", ")} }`;
+  }
+}

@@ -1,0 +1,26 @@
+import { carrier } from "../carrier/select.ts";
+import { Context, contextWith, mapOf, taskOf } from "./context.ts";
+
+/**
+ * The root Context: current wherever no run is entered. One per thread, since
+ * each worker thread loads its own copy of this module.
+ */
+export const rootContext: Context = new Context();
+
+/** The current Context (the cell itself, not a copy). Internal. */
+export function currentContext(): Context {
+  return carrier.getStore() ?? rootContext;
+}
+
+/**
+ * A copy of the current Context, in O(1) whatever the number of vars: later
+ * sets in either one are not seen by the other (Python's copy_context()).
+ *
+ * @example
+ * const snapshot = copyContext();
+ * setTimeout(() => snapshot.run(() => log(user.get())), 10);
+ */
+export function copyContext(): Context {
+  const context = carrier.getStore() ?? rootContext;
+  return contextWith(mapOf(context), taskOf(context));
+}

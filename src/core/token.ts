@@ -1,0 +1,100 @@
+import type { Context, Mapping } from "./context.ts";
+import type { ContextVar } from "./context-var.ts";
+import { type InspectFn, inspectCustom, show } from "./inspect.ts";
+import { MISSING, type Missing } from "./missing.ts";
+
+// Only ContextVar.set makes tokens (Python: "Tokens can only be created by ContextVars").
+const constructing = Symbol("contextvars.token");
+
+/** What ContextVar.reset needs to know of a token. Internal. */
+export interface TokenState {
+  readonly context: Context;
+  /** The mapping before the set, and the one the set made: if the second is
+   * still current at reset, the first is restored as it was (no new map). */
+  readonly before: Mapping;
+  readonly after: Mapping;
+}
+
+export let tokenState: (token: Token<unknown>) => TokenState;
+export let markTokenUsed: (token: Token<unknown>) => void;
+export let isToken: (value: unknown) => value is Token<unknown>;
+export let makeToken: <T>(
+  v: ContextVar<T>,
+  oldValue: T | Missing,
+  context: Context,
+  before: Mapping,
+  after: Mapping,
+) => Token<T>;
+
+/**
+ * What `var.set()` returns: enough to undo that set with `var.reset(token)`,
+ * once, in the same Context. `using _ = v.set(x)` undoes it at scope exit.
+ *
+ * @example
+ * const token = user.set("alice");
+ * try { work(); } finally { user.reset(token); }
+ */
+export class Token<T> implements Disposable {
+  /** The marker for "the var had no value before the set". */
+  static readonly MISSING: Missing = MISSING;
+
+  /** The var whose set made this token. */
+  readonly var: ContextVar<T>;
+  /** The var's value before the set, or Token.MISSING if it had none. */
+  readonly oldValue: T | Missing;
+  #used = false;
+  readonly #state: TokenState;
+
+  /** @throws {TypeError} always from user code: tokens come only from ContextVar.set(). */
+  private constructor(
+    guard: typeof constructing,
+    v: ContextVar<T>,
+    oldValue: T | Missing,
+    state: TokenState,
+  ) {
+    if (guard !== constructing) {
+      throw new TypeError("Tokens can only be created by ContextVar.set(); call var.set(value)");
+    }
+    this.var = v;
+    this.oldValue = oldValue;
+    this.#state = state;
+  }
+
+  static {
+    makeToken = (v, oldValue, context, before, after) =>
+      new Token(constructing, v, oldValue, { context, before, after });
+    tokenState = (token) => token.#state;
+    markTokenUsed = (token) => {
+      token.#used = true;
+    };
+    isToken = (value): value is Token<unknown> =>
+      typeof value === "object" && value !== null && #state in value;
+  }
+
+  /** Whether the token has been used to reset its var. */
+  get used(): boolean {
+    return this.#used;
+  }
+
+  /**
+   * Resets the var, as `token.var.reset(token)`: `using _ = v.set(x)`.
+   * @throws as ContextVar.reset.
+   */
+  [Symbol.dispose](): void {
+    this.var.reset(this);
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "Token";
+  }
+
+  /** `<Token var=ContextVar("user") used=false>` */
+  toString(): string {
+    return `<Token${this.#used ? " used" : ""} var=${this.var.toString()}>`;
+  }
+
+  [inspectCustom](_depth: number, options: object, inspect?: InspectFn): string {
+    const old = this.oldValue === MISSING ? "MISSING" : show(this.oldValue, inspect, options);
+    return `Token { var: ${this.var.toString()}, oldValue: ${old}, used: ${this.#used} }`;
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * Every error the package throws for misuse, in one table: class, stable
+ * `code`, and the message, side by side (as Node's `E('ERR_…', msg, Class)`).
+ * Messages name the var, context or task involved and say what to do.
+ */
+
+/** Base class of every error this package throws for misuse; `code` is stable. */
+export class ContextError extends Error {
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
+
+  override get name(): string {
+    return this.constructor.name;
+  }
+}
+
+/** `get()` of a var with no value, no fallback and no default (Python's LookupError). */
+export class LookupError extends ContextError {}
+
+/** A token reset a second time (Python's RuntimeError). */
+export class TokenUsedError extends ContextError {}
+
+/** A token reset through another var, or in another Context (Python's ValueError). */
+export class TokenMismatchError extends ContextError {}
+
+/** `ctx.run` while ctx is already entered (Python's RuntimeError). */
+export class ContextEnteredError extends ContextError {}
+
+/** A task added to a TaskGroup that is finished or shutting down (asyncio's RuntimeError). */
+export class TaskGroupClosedError extends ContextError {}
+
+/** A `timeout()` task that ran out of time (asyncio's TimeoutError). */
+export class TimeoutError extends ContextError {}
+
+type ErrorClass = new (code: string, message: string, options?: ErrorOptions) => ContextError;
+
+const table = {
+  ERR_CONTEXTVAR_UNSET: [
+    LookupError,
+    (v: string) =>
+      `${v} has no value in the current Context and no default; set it first, pass a fallback to get(), or give the var a default`,
+  ],
+  ERR_TOKEN_USED: [
+    TokenUsedError,
+    (t: string) => `${t} has already been used once; a token resets its var only once`,
+  ],
+  ERR_TOKEN_VAR_MISMATCH: [
+    TokenMismatchError,
+    (t: string, own: string, v: string) =>
+      `${t} was created by a different ContextVar; reset it through ${own}, not ${v}`,
+  ],
+  ERR_TOKEN_CONTEXT_MISMATCH: [
+    TokenMismatchError,
+    (t: string) =>
+      `${t} was created in a different Context; reset it inside the run (or task) that set it`,
+  ],
+  ERR_CONTEXT_ENTERED: [
+    ContextEnteredError,
+    (c: string) =>
+      `cannot enter ${c}: it is already entered; run a copy instead (ctx.copy().run(fn))`,
+  ],
+  ERR_TASK_GROUP_CLOSED: [
+    TaskGroupClosedError,
+    (g: string, why: string) => `${g} is ${why}; create tasks before wait() settles`,
+  ],
+  ERR_TASK_TIMEOUT: [TimeoutError, (t: string, ms: string) => `${t} timed out after ${ms} ms`],
+} as const satisfies Record<string, readonly [ErrorClass, (...args: string[]) => string]>;
+
+export type ErrorCode = keyof typeof table;
+
+/** Builds the error of `code` with its class and message. */
+export function contextError<C extends ErrorCode>(
+  code: C,
+  ...args: Parameters<(typeof table)[C][1]>
+): InstanceType<(typeof table)[C][0]> {
+  const [ErrorType, message] = table[code] as unknown as readonly [
+    ErrorClass,
+    (...a: string[]) => string,
+  ];
+  return new ErrorType(code, message(...args)) as InstanceType<(typeof table)[C][0]>;
+}
+
+/** A short, safe description of any value for a TypeError message: `42` (number). */
+export function describeValue(value: unknown): string {
+  let shown: string;
+  if (typeof value === "string")
+    shown = JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  else if (typeof value === "function")
+    shown = value.name ? `[Function ${value.name}]` : "[Function]";
+  else if (value === null || typeof value !== "object") shown = String(value);
+  else shown = Object.prototype.toString.call(value);
+  return `\`${shown}\` (${value === null ? "null" : typeof value})`;
+}
+
+/** ``Expected `fn` to be a function, got `42` (number)``, as p-map writes them. */
+export function argumentError(name: string, expected: string, value: unknown): TypeError {
+  return new TypeError(`Expected \`${name}\` to be ${expected}, got ${describeValue(value)}`);
+}
+
+/** Throws argumentError unless value is a function. */
+export function assertFunction(name: string, value: unknown): asserts value is Function {
+  if (typeof value !== "function") throw argumentError(name, "a function", value);
+}

@@ -1,0 +1,15 @@
+import { assertFunction } from "../errors.ts";
+import { createTask, promiseOf } from "./task.ts";
+
+/**
+ * Runs main as a task named "main" in a copy of the current Context and
+ * resolves with its result (asyncio.run): whatever main sets stays inside.
+ *
+ * @example
+ * await run(async () => { user.set("alice"); await gather(() => a(), () => b()); });
+ * @throws {TypeError} if main is not a function.
+ */
+export function run<T>(main: () => T | PromiseLike<T>): Promise<T> {
+  assertFunction("main", main);
+  return promiseOf(createTask(main, { name: "main" }));
+}

@@ -1,0 +1,187 @@
+import { type InspectFn, inspectCustom } from "../core/inspect.ts";
+import { argumentError, assertFunction, contextError } from "../errors.ts";
+import { createTask, finishedOf, type Task, type TaskFunction, type TaskOptions } from "./task.ts";
+
+/** Options of a TaskGroup. */
+export interface TaskGroupOptions {
+  /** Shown in messages; default `TaskGroup-<n>`. */
+  name?: string;
+  /** An outer signal: when it aborts, every child is cancelled with its reason. */
+  signal?: AbortSignal;
+}
+
+type State = "open" | "aborting" | "closed";
+let groupCount = 0;
+
+/** Records a failure of the body of `taskGroup` and cancels the children. Internal. */
+export let failGroup: (group: TaskGroup, error: unknown) => void;
+
+/**
+ * Structured concurrency, as asyncio's TaskGroup: every child runs as a task
+ * in its own copy of the Context current when it is created; `wait()` settles
+ * only when every child's function has settled; the first failure cancels the
+ * others; the group rejects with an AggregateError of the failures (not of
+ * the cancellations it caused). `await using tg = new TaskGroup()` waits at
+ * scope exit.
+ *
+ * @example
+ * await using tg = new TaskGroup();
+ * tg.createTask(() => fetchUser(1));
+ * tg.createTask(() => fetchUser(2));
+ */
+export class TaskGroup implements AsyncDisposable {
+  readonly name: string;
+  readonly #tasks = new Set<Task<unknown>>();
+  readonly #failures: unknown[] = [];
+  #state: State = "open";
+  #pending = 0;
+  #idle: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #waiting: Promise<void> | undefined;
+  #controller: AbortController | undefined;
+
+  /** @throws {TypeError} if an option has the wrong type. */
+  constructor(options?: TaskGroupOptions) {
+    if (options !== undefined && (typeof options !== "object" || options === null)) {
+      throw argumentError("options", "an object", options);
+    }
+    if (options?.name !== undefined && typeof options.name !== "string") {
+      throw argumentError("options.name", "a string", options.name);
+    }
+    const signal = options?.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw argumentError("options.signal", "an AbortSignal", signal);
+    }
+    this.name = options?.name ?? `TaskGroup-${++groupCount}`;
+    if (signal !== undefined) {
+      const onAbort = () => this.#abort(signal.reason);
+      if (signal.aborted) this.#state = "aborting";
+      else signal.addEventListener("abort", onAbort, { once: true });
+      this.#waitForAll().then(() => signal.removeEventListener("abort", onAbort));
+    }
+  }
+
+  static {
+    failGroup = (group, error) => {
+      // The body may rethrow a child's failure it awaited: record each error once.
+      if (!group.#failures.includes(error)) group.#failures.push(error);
+      group.#abort();
+    };
+  }
+
+  /**
+   * Starts fn as a child task (see createTask) that the group waits for.
+   * @throws {TaskGroupClosedError} ERR_TASK_GROUP_CLOSED once the group is shutting down or finished.
+   * @throws {TypeError} as createTask.
+   */
+  createTask<T>(fn: TaskFunction<T>, options?: TaskOptions): Task<T> {
+    assertFunction("fn", fn);
+    if (this.#state !== "open") {
+      const why = this.#state === "closed" ? "finished" : "shutting down after a failure or cancel";
+      throw contextError("ERR_TASK_GROUP_CLOSED", this.toString(), why);
+    }
+    const task = createTask(fn, options);
+    this.#tasks.add(task);
+    this.#pending++;
+    task.then(undefined, (error: unknown) => {
+      // A cancelled child (by the group, its own signal or the user) is not a failure.
+      if (task.cancelled) return;
+      this.#failures.push(error);
+      this.#abort();
+    });
+    finishedOf(task).then(() => {
+      this.#tasks.delete(task);
+      if (--this.#pending === 0) {
+        const wake = this.#wake;
+        this.#idle = this.#wake = undefined;
+        wake?.();
+      }
+    });
+    return task;
+  }
+
+  /**
+   * Waits until every child's function has settled (children created while it
+   * waits included). Calling it again returns the same promise.
+   * @throws {AggregateError} (rejects) with the children's failures, if any failed.
+   */
+  wait(): Promise<void> {
+    this.#waiting ??= this.#waitForAll().then(() => {
+      this.#state = "closed";
+      if (this.#failures.length > 0) {
+        const count = this.#failures.length;
+        throw new AggregateError(
+          this.#failures,
+          `${this.toString()} failed: ${count} unhandled error${count === 1 ? "" : "s"}`,
+        );
+      }
+    });
+    return this.#waiting;
+  }
+
+  /** Same as wait(): `await using tg = new TaskGroup()`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.wait();
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "TaskGroup";
+  }
+
+  /** `TaskGroup("fetches")` */
+  toString(): string {
+    return `TaskGroup(${JSON.stringify(this.name)})`;
+  }
+
+  [inspectCustom](_depth: number, _options: object, _inspect?: InspectFn): string {
+    return `<TaskGroup name=${JSON.stringify(this.name)} ${this.#state} tasks=${this.#pending}>`;
+  }
+
+  /** Aborted when the group starts shutting down (a failure, or the outer signal): for the body to heed. */
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    return this.#controller.signal;
+  }
+
+  async #waitForAll(): Promise<void> {
+    while (this.#pending > 0) {
+      this.#idle ??= new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+      await this.#idle;
+    }
+  }
+
+  #abort(reason?: unknown): void {
+    if (this.#state !== "open") return;
+    this.#state = "aborting";
+    this.#controller?.abort(reason);
+    for (const task of this.#tasks) task.cancel(reason);
+  }
+}
+
+/**
+ * Runs body with a new TaskGroup and waits for all its children; resolves
+ * with body's result. A throw from body cancels the children and joins the
+ * AggregateError (as in asyncio).
+ *
+ * @example
+ * const users = await taskGroup(async (tg) => {
+ *   const a = tg.createTask(() => fetchUser(1));
+ *   const b = tg.createTask(() => fetchUser(2));
+ *   return [await a, await b];
+ * });
+ * @throws {TypeError} if body is not a function.
+ */
+export async function taskGroup<R>(body: (group: TaskGroup) => R | PromiseLike<R>): Promise<R> {
+  assertFunction("body", body);
+  const group = new TaskGroup();
+  let result: R | undefined;
+  try {
+    result = await body(group);
+  } catch (error) {
+    failGroup(group, error);
+  }
+  await group.wait();
+  return result as R;
+}

@@ -1,0 +1,269 @@
+import { carrier } from "../carrier/select.ts";
+import { assertContext } from "../core/bind.ts";
+import { type Context, setTaskOf, taskOf } from "../core/context.ts";
+import { copyContext, currentContext } from "../core/current.ts";
+import { type InspectFn, inspectCustom } from "../core/inspect.ts";
+import { argumentError, assertFunction } from "../errors.ts";
+
+/** Options of createTask. */
+export interface TaskOptions {
+  /** Shown in messages and inspection; default `Task-<n>`. */
+  name?: string;
+  /** The Context to run in (shared, not copied); default a copy of the current Context. */
+  context?: Context;
+  /** An outer signal: when it aborts, the task is cancelled with its reason. */
+  signal?: AbortSignal;
+}
+
+/** What a task runs: it receives the task's AbortSignal. */
+export type TaskFunction<T> = (signal: AbortSignal) => T | PromiseLike<T>;
+
+const constructing = Symbol("contextvars.task");
+let taskCount = 0;
+
+/** Whether x has a callable `then` (read once, as Promise.resolve reads it). Internal. */
+export function thenOf(x: unknown): Function | undefined {
+  if (x === null || (typeof x !== "object" && typeof x !== "function")) return undefined;
+  const then = (x as { then?: unknown }).then;
+  return typeof then === "function" ? then : undefined;
+}
+
+let createTaskImpl: <T>(fn: TaskFunction<T>, options: TaskOptions | undefined) => Task<T>;
+// Called by `start` when the function settles.
+let fnSettled: <T>(task: Task<T>, ok: boolean, value: unknown) => void;
+
+/** The task's own promise (skips a `then` hop in gather). Internal. */
+export let promiseOf: <T>(task: Task<T>) => Promise<T>;
+/** Settles when the task's function has settled, which after a cancel can be later than the task. Internal. */
+export let finishedOf: (task: Task<unknown>) => Promise<void>;
+
+/**
+ * A unit of concurrent work running in its own Context: a copy of the Context
+ * current when it was created (or the `context` option). Awaitable like a
+ * Promise; cancellable through its AbortSignal.
+ */
+export class Task<T> implements PromiseLike<T> {
+  /** The task's name. */
+  readonly name: string;
+  /** The Context the task runs in; its sets land here. */
+  readonly context: Context;
+  readonly #promise: Promise<T>;
+  // Typed loosely so that Task<T> stays assignable to Task<unknown>.
+  #resolve!: (value: unknown) => void;
+  #reject!: (reason: unknown) => void;
+  // Made on demand: `new AbortController().signal` costs microseconds on Node 20,
+  // more than all the rest of a task.
+  #controller: AbortController | undefined;
+  #done = false;
+  #cancelled = false;
+  #fnSettled = false;
+  #onFnSettled: (() => void) | undefined;
+  #outer: AbortSignal | undefined;
+  #onOuterAbort: (() => void) | undefined;
+
+  /** @throws {TypeError} from user code: tasks come from createTask(). */
+  private constructor(
+    guard: typeof constructing,
+    fn: TaskFunction<T>,
+    options: TaskOptions | undefined,
+  ) {
+    if (guard !== constructing) throw new TypeError("Tasks can only be created by createTask(fn)");
+    this.name = options?.name ?? `Task-${++taskCount}`;
+    this.context = options?.context ?? copyContext();
+    this.#promise = new Promise<T>((resolve, reject) => {
+      this.#resolve = resolve as (value: unknown) => void;
+      this.#reject = reject;
+    });
+    const outer = options?.signal;
+    if (outer !== undefined) {
+      if (outer.aborted) {
+        // Cancelled before it started: the function never runs (asyncio does the same).
+        this.#fnSettled = true;
+        this.cancel(outer.reason);
+        return;
+      }
+      this.#outer = outer;
+      this.#onOuterAbort = () => this.cancel(outer.reason);
+      outer.addEventListener("abort", this.#onOuterAbort, { once: true });
+    }
+    setTaskOf(this.context, this);
+    carrier.run(this.context, start, this, fn);
+  }
+
+  static {
+    promiseOf = (task) => task.#promise;
+    finishedOf = (task) =>
+      task.#fnSettled
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const previous = task.#onFnSettled;
+            task.#onFnSettled =
+              previous === undefined
+                ? resolve
+                : () => {
+                    previous();
+                    resolve();
+                  };
+          });
+    createTaskImpl = (fn, options) => new Task(constructing, fn, options);
+    fnSettled = (task, ok, value) => {
+      if (!task.#fnSettled) {
+        task.#fnSettled = true;
+        const callback = task.#onFnSettled;
+        task.#onFnSettled = undefined;
+        callback?.();
+      }
+      task.#settle(ok, value);
+    };
+  }
+
+  /** The task's signal: aborted when the task is cancelled. */
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController();
+    return this.#controller.signal;
+  }
+
+  /** Whether the task has settled (fulfilled, rejected or cancelled). */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** Whether the task was cancelled (asyncio's Task.cancelled()). */
+  get cancelled(): boolean {
+    return this.#cancelled;
+  }
+
+  /**
+   * Aborts the task's signal (listeners run in the task's Context) and settles
+   * the task rejected with `reason` (default: the signal's AbortError). The
+   * function goes on until it heeds the signal. A rejection caused by cancel
+   * is never reported as unhandled.
+   * @returns false if the task was already done.
+   */
+  cancel(reason?: unknown): boolean {
+    if (this.#done) return false;
+    this.#cancelled = true;
+    this.#controller ??= new AbortController();
+    const controller = this.#controller;
+    carrier.run(this.context, () => controller.abort(reason));
+    this.#promise.catch(ignore);
+    this.#settle(false, controller.signal.reason);
+    return true;
+  }
+
+  // biome-ignore lint/suspicious/noThenProperty: a Task is a PromiseLike by design
+  then<R1 = T, R2 = never>(
+    onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
+    onRejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+  ): Promise<R1 | R2> {
+    return this.#promise.then(onFulfilled, onRejected);
+  }
+
+  catch<R = never>(onRejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<T | R> {
+    return this.#promise.catch(onRejected);
+  }
+
+  finally(onFinally?: (() => void) | null): Promise<T> {
+    return this.#promise.finally(onFinally);
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "Task";
+  }
+
+  /** `Task("fetch-user")` */
+  toString(): string {
+    return `Task(${JSON.stringify(this.name)})`;
+  }
+
+  [inspectCustom](_depth: number, _options: object, _inspect?: InspectFn): string {
+    const state = this.#cancelled ? "cancelled" : this.#done ? "done" : "pending";
+    return `<Task name=${JSON.stringify(this.name)} ${state} context=${this.context.toString()}>`;
+  }
+
+  #settle(ok: boolean, value: unknown): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.#outer !== undefined && this.#onOuterAbort !== undefined) {
+      this.#outer.removeEventListener("abort", this.#onOuterAbort);
+    }
+    this.#outer = undefined;
+    this.#onOuterAbort = undefined;
+    if (ok) this.#resolve(value);
+    else this.#reject(value);
+  }
+}
+
+function ignore(): void {}
+
+// Runs inside the task's Context. A function that declares no parameter is
+// called without one, so a task that never looks at its signal never pays for it.
+function start<T>(task: Task<T>, fn: TaskFunction<T>): void {
+  let result: T | PromiseLike<T>;
+  try {
+    result = fn.length > 0 ? fn(task.signal) : (fn as () => T | PromiseLike<T>)();
+  } catch (error) {
+    fnSettled(task, false, error);
+    return;
+  }
+  let then: Function | undefined;
+  try {
+    then = thenOf(result);
+    if (then === undefined) {
+      fnSettled(task, true, result);
+      return;
+    }
+    Reflect.apply(then, result, [
+      (value: unknown) => {
+        // A thenable may resolve with another thenable: adopt it as a Promise would.
+        if (thenOf(value) === undefined) fnSettled(task, true, value);
+        else
+          Promise.resolve(value).then(
+            (v) => fnSettled(task, true, v),
+            (e) => fnSettled(task, false, e),
+          );
+      },
+      (error: unknown) => fnSettled(task, false, error),
+    ]);
+  } catch (error) {
+    fnSettled(task, false, error);
+  }
+}
+
+function validateOptions(options: TaskOptions | undefined): void {
+  if (options === undefined) return;
+  if (typeof options !== "object" || options === null)
+    throw argumentError("options", "an object", options);
+  if (options.name !== undefined && typeof options.name !== "string") {
+    throw argumentError("options.name", "a string", options.name);
+  }
+  assertContext("options.context", options.context);
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw argumentError("options.signal", "an AbortSignal", options.signal);
+  }
+}
+
+/**
+ * Starts `fn` now, as a task in a copy of the current Context (or in
+ * `options.context`): its sets stay in the task, and the caller's later sets
+ * are not seen by it (asyncio.create_task). `fn` receives the task's
+ * AbortSignal if it declares a parameter.
+ *
+ * @example
+ * const task = createTask(async (signal) => fetch(url, { signal }), { name: "fetch" });
+ * task.cancel();
+ * @throws {TypeError} if fn is not a function or an option has the wrong type.
+ */
+export function createTask<T>(fn: TaskFunction<T>, options?: TaskOptions): Task<T> {
+  assertFunction("fn", fn);
+  validateOptions(options);
+  return createTaskImpl(fn, options);
+}
+
+/**
+ * The task whose Context the calling code runs in (through awaits, timers and
+ * copies of that Context), or undefined outside any task.
+ */
+export function currentTask(): Task<unknown> | undefined {
+  return taskOf(currentContext()) as Task<unknown> | undefined;
+}

@@ -1,0 +1,30 @@
+import { argumentError, assertFunction, contextError } from "../errors.ts";
+import { createTask, type Task, type TaskFunction, type TaskOptions } from "./task.ts";
+
+const MAX_DELAY = 2 ** 31 - 1;
+
+/**
+ * Runs fn as a task (see createTask) that is cancelled after `ms`
+ * milliseconds: its signal aborts and it rejects with a TimeoutError that
+ * names it (asyncio.timeout). The timer stops when the task settles first.
+ *
+ * @example
+ * const body = await timeout(5_000, (signal) => fetch(url, { signal }), { name: "fetch-profile" });
+ * @throws {TypeError} if ms is not a number from 0 to 2^31-1, or as createTask.
+ */
+export function timeout<T>(ms: number, fn: TaskFunction<T>, options?: TaskOptions): Task<T> {
+  if (typeof ms !== "number" || !(ms >= 0 && ms <= MAX_DELAY)) {
+    throw argumentError("ms", `a number from 0 to ${MAX_DELAY}`, ms);
+  }
+  assertFunction("fn", fn);
+  const task = createTask(fn, options);
+  if (task.done) return task;
+  const timer = setTimeout(() => {
+    task.cancel(contextError("ERR_TASK_TIMEOUT", task.toString(), String(ms)));
+  }, ms);
+  task.then(
+    () => clearTimeout(timer),
+    () => clearTimeout(timer),
+  );
+  return task;
+}
