@@ -81,7 +81,7 @@ const task = createTask(
   { name: "slow-job" },
 );
 task.cancel(new Error("no longer needed"));
-await task.catch((error: Error) => console.log(`${task} was cancelled: ${error.message}`));
+await task.catch((error) => console.log(`${task} was cancelled: ${(error as Error).message}`));
 console.log(`its set stayed inside: user is still ${user.get()}`);
 
 const inTask = await createTask(async () => currentTask()?.name, { name: "who-am-i" });
