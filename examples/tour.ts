@@ -110,8 +110,8 @@ const abortable = (ms: number, signal: AbortSignal) =>
       reject(signal.reason);
     });
   });
-await timeout(20, (signal) => abortable(1000, signal), { name: "too-slow" }).catch((error: Error) =>
-  console.log(`${error.name}: ${error.message}`),
+await timeout(20, (signal) => abortable(1000, signal), { name: "too-slow" }).catch((error) =>
+  console.log(String(error)),
 );
 await requestId.run("req-3", async () => {
   const done = new Promise((resolve) => callLater(5, () => resolve(requestId.get())));
