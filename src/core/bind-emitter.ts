@@ -49,6 +49,11 @@ export function bindEmitter<E extends EventEmitter>(emitter: E, context?: Contex
       let wrapped = byListener.get(listener);
       if (wrapped === undefined) {
         wrapped = bind(listener, snapshot);
+        // EventEmitter's once() adds its own wrapper through this.on() and finds
+        // it again by its `listener` field: keep that field on ours, so
+        // removeListener(original) still matches a once listener.
+        const inner = (listener as { listener?: unknown }).listener;
+        if (typeof inner === "function") (wrapped as { listener?: unknown }).listener = inner;
         byListener.set(listener, wrapped);
       }
       return Reflect.apply(original, this, [event, wrapped]);

@@ -1,0 +1,237 @@
+/**
+ * bindEmitter: listeners added after binding run in a fresh copy of the bound
+ * Context, whoever calls emit; plus a real node:http request body read
+ * through `req.on("data"/"end")`.
+ */
+import assert from "node:assert/strict";
+import { EventEmitter, once } from "node:events";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { describe } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { bindEmitter, type Context, ContextVar, copyContext, gather } from "contextvars";
+import { itFromEveryState } from "../helpers/starting-states.ts";
+
+const v = new ContextVar<string>("v", { default: "unset" });
+
+function contextWith(value: string): Context {
+  return v.run(value, () => copyContext());
+}
+
+describe("bindEmitter", () => {
+  itFromEveryState("listeners run in a fresh copy of the bound Context", async () => {
+    const bound = contextWith("bound");
+    const emitter = bindEmitter(new EventEmitter(), bound);
+    const seen: string[] = [];
+    emitter.on("tick", (who: string) => {
+      seen.push(`${who}:${v.get()}`);
+      v.set(`set by listener for ${who}`);
+    });
+    const emitFrom = async (name: string): Promise<string> => {
+      v.set(name);
+      emitter.emit("tick", name);
+      await sleep(1);
+      emitter.emit("tick", name);
+      return v.get();
+    };
+    const after = await gather(
+      () => emitFrom("a"),
+      () => emitFrom("b"),
+    );
+    assert.deepEqual(seen, ["a:bound", "b:bound", "a:bound", "b:bound"]);
+    assert.deepEqual(after, ["a", "b"], "the emit caller's Context is untouched");
+    assert.equal(bound.get(v), "bound", "each call ran in a copy");
+  });
+
+  itFromEveryState("without a Context: a copy of the one current at bind time", () => {
+    v.set("at bind");
+    const emitter = bindEmitter(new EventEmitter());
+    v.set("later");
+    const seen: string[] = [];
+    emitter.on("tick", () => seen.push(v.get()));
+    v.run("emitter", () => emitter.emit("tick"));
+    emitter.emit("tick");
+    assert.deepEqual(seen, ["at bind", "at bind"]);
+  });
+
+  // Pinned: only listeners added after bindEmitter are bound; earlier ones
+  // still run in the Context of the emit caller.
+  itFromEveryState("listeners added before binding stay unbound", () => {
+    const emitter = new EventEmitter();
+    const seen: string[] = [];
+    emitter.on("tick", () => seen.push(`before:${v.get()}`));
+    bindEmitter(emitter, contextWith("bound"));
+    emitter.on("tick", () => seen.push(`after:${v.get()}`));
+    v.run("emitter", () => emitter.emit("tick"));
+    assert.deepEqual(seen, ["before:emitter", "after:bound"]);
+  });
+
+  itFromEveryState("binding twice keeps the first Context", () => {
+    const emitter = new EventEmitter();
+    assert.equal(bindEmitter(emitter, contextWith("first")), emitter);
+    assert.equal(bindEmitter(emitter, contextWith("second")), emitter);
+    const seen: string[] = [];
+    emitter.on("tick", () => seen.push(v.get()));
+    emitter.emit("tick");
+    assert.deepEqual(seen, ["first"]);
+  });
+
+  itFromEveryState("removeListener/off take the original listener", () => {
+    const emitter = bindEmitter(new EventEmitter(), contextWith("bound"));
+    let calls = 0;
+    const listener = () => {
+      calls++;
+    };
+    emitter.on("a", listener);
+    emitter.addListener("b", listener);
+    emitter.prependListener("c", listener);
+    emitter.off("a", listener);
+    emitter.removeListener("c", listener);
+    assert.deepEqual(
+      ["a", "b", "c"].map((e) => emitter.listenerCount(e)),
+      [0, 1, 0],
+    );
+    emitter.emit("a");
+    emitter.emit("b");
+    emitter.emit("c");
+    assert.equal(calls, 1);
+  });
+
+  itFromEveryState("once and prependOnceListener fire once, in the bound Context", async () => {
+    const emitter = bindEmitter(new EventEmitter(), contextWith("bound"));
+    const seen: string[] = [];
+    emitter.once("tick", () => seen.push(`once:${v.get()}`));
+    emitter.prependOnceListener("tick", () => seen.push(`prepend:${v.get()}`));
+    const awaited = v.run("waiter", async () => {
+      await once(emitter, "tick");
+      return v.get();
+    });
+    v.run("emitter", () => {
+      emitter.emit("tick");
+      emitter.emit("tick");
+    });
+    assert.deepEqual(seen, ["prepend:bound", "once:bound"]);
+    assert.equal(emitter.listenerCount("tick"), 0);
+    assert.equal(await awaited, "waiter");
+  });
+
+  itFromEveryState("a once listener removed with the original listener never fires", () => {
+    const emitter = bindEmitter(new EventEmitter(), contextWith("bound"));
+    let calls = 0;
+    const listener = () => {
+      calls++;
+    };
+    emitter.once("a", listener);
+    emitter.prependOnceListener("b", listener);
+    emitter.off("a", listener);
+    emitter.removeListener("b", listener);
+    assert.deepEqual([emitter.listenerCount("a"), emitter.listenerCount("b")], [0, 0]);
+    emitter.emit("a");
+    emitter.emit("b");
+    assert.equal(calls, 0);
+  });
+
+  itFromEveryState("emitters bound in sibling tasks, emitted interleaved", async () => {
+    const source = new EventEmitter();
+    const seen: string[] = [];
+    const listen = async (name: string): Promise<string> => {
+      v.set(name);
+      const emitter = bindEmitter(new EventEmitter());
+      emitter.on("tick", (n: number) => seen.push(`${name}${n}:${v.get()}`));
+      source.on("tick", (n: number) => emitter.emit("tick", n));
+      const done = once(emitter, "done");
+      source.once("done", () => emitter.emit("done"));
+      await done;
+      return v.get();
+    };
+    const results = gather(
+      () => listen("a"),
+      () => listen("b"),
+    );
+    // Both tasks started eagerly and are now waiting for "done".
+    v.run("emitter", () => {
+      source.emit("tick", 1);
+      source.emit("tick", 2);
+      source.emit("done");
+    });
+    assert.deepEqual(await results, ["a", "b"]);
+    assert.deepEqual(seen, ["a1:a", "b1:b", "a2:a", "b2:b"]);
+  });
+});
+
+describe("bindEmitter on a node:http IncomingMessage", () => {
+  itFromEveryState("req.on('data'/'end') see each request's own run", async () => {
+    const chunksSeen = new Map<string, () => void>();
+    const handlerSaw: string[] = [];
+    const server = http.createServer((req, res) => {
+      const id = String(req.headers["x-id"]);
+      handlerSaw.push(v.get());
+      v.run(id, () => {
+        const unbound: string[] = [];
+        req.on("data", (chunk: Buffer) => unbound.push(`${chunk.toString()}:${v.get()}`));
+        bindEmitter(req);
+        const seen: string[] = [];
+        req.on("data", (chunk: Buffer) => {
+          seen.push(`${chunk.toString()}:${v.get()}`);
+          chunksSeen.get(id)?.();
+        });
+        req.on("end", () => {
+          seen.push(`end:${v.get()}`);
+          // The first chunk may be emitted from a nextTick the handler queued;
+          // the second surely comes from a socket read.
+          res.end(`${seen.join(",")} | unbound ${unbound.slice(1).join(",")}`);
+        });
+      });
+    });
+    // Pinned: the request listener and the socket's callbacks run in the
+    // Context current where server.listen was called (not createServer).
+    v.run("listen", () => server.listen(0, "127.0.0.1"));
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    try {
+      const post = (id: string) => {
+        const req = http.request({
+          host: "127.0.0.1",
+          port,
+          method: "POST",
+          headers: { "x-id": id },
+        });
+        const response = once(req, "response").then(async ([res]: http.IncomingMessage[]) => {
+          let body = "";
+          for await (const chunk of res as AsyncIterable<Buffer>) body += chunk.toString();
+          return body;
+        });
+        return { req, response };
+      };
+      // Each request's next chunk is sent only once the server has read the
+      // previous one, so the two bodies interleave on the server for sure.
+      const chunkRead = (id: string) => new Promise<void>((resolve) => chunksSeen.set(id, resolve));
+      const a = post("r1");
+      const b = post("r2");
+      let readA = chunkRead("r1");
+      let readB = chunkRead("r2");
+      a.req.write("a1");
+      b.req.write("b1");
+      await Promise.all([readA, readB]);
+      readA = chunkRead("r1");
+      readB = chunkRead("r2");
+      b.req.write("b2");
+      a.req.write("a2");
+      await Promise.all([readA, readB]);
+      a.req.end();
+      b.req.end();
+      // Pinned: a listener added without bindEmitter sees, for a chunk read
+      // later from the socket, the Context where server.listen was called —
+      // not the handler's run. That is how body parsers lose the context.
+      assert.deepEqual(await Promise.all([a.response, b.response]), [
+        "a1:r1,a2:r1,end:r1 | unbound a2:listen",
+        "b1:r2,b2:r2,end:r2 | unbound b2:listen",
+      ]);
+      assert.deepEqual(handlerSaw, ["listen", "listen"]);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+      await once(server, "close");
+    }
+  });
+});

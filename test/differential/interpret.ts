@@ -1,0 +1,285 @@
+/**
+ * Runs a Program against this package (an interpreter over the AST), and
+ * renders it as the equivalent JavaScript for reports. The interpreter does
+ * exactly what the rendered source says, op for op.
+ */
+import {
+  ContextVar,
+  copyContext,
+  createTask,
+  gather,
+  LookupError,
+  run,
+  type Task,
+  type Token,
+  TokenMismatchError,
+  TokenUsedError,
+} from "contextvars";
+import type { StartingState } from "../helpers/starting-states.ts";
+import {
+  gatherPath,
+  getLabel,
+  type Op,
+  type Program,
+  type ResetOutcome,
+  resetLabel,
+  type SleepKind,
+  spawnPath,
+  type Traces,
+  UNSET,
+} from "./generate.ts";
+
+type Vars = readonly [ContextVar<string>, ContextVar<string>, ContextVar<string>];
+
+class Interpreter {
+  readonly traces: Traces = {};
+  readonly #vars: Vars;
+  readonly #tokens = new Map<number, Token<string>>();
+  readonly #tasks = new Map<number, Task<void>>();
+
+  constructor(program: Program) {
+    this.#vars = program.vars.map((spec) =>
+      spec.default === undefined
+        ? new ContextVar<string>(spec.name)
+        : new ContextVar<string>(spec.name, { default: spec.default }),
+    ) as unknown as Vars;
+  }
+
+  /** A task's function: opens its trace, then runs its body. */
+  async task(ops: readonly Op[], path: string): Promise<void> {
+    const trace: string[] = [];
+    this.traces[path] = trace;
+    await this.async(ops, trace, path);
+  }
+
+  /** An async body: a task's, or an awaited child coroutine's (same Context). */
+  async async(ops: readonly Op[], trace: string[], path: string): Promise<void> {
+    for (const op of ops) {
+      switch (op.op) {
+        case "sleep":
+          await sleep(op.kind);
+          break;
+        case "await":
+          await this.async(op.body, trace, path);
+          break;
+        case "join":
+          await this.#task(op.task);
+          break;
+        case "gather":
+          await gather(
+            ...op.bodies.map((body, i) => () => this.task(body, gatherPath(path, op.id, i))),
+          );
+          break;
+        default:
+          this.sync(op, trace, path);
+      }
+    }
+  }
+
+  /** An op that does not await (all a copyRun body may hold). */
+  sync(op: Op, trace: string[], path: string): void {
+    switch (op.op) {
+      case "set":
+        this.#tokens.set(op.token, this.#var(op.v).set(op.value));
+        return;
+      case "get": {
+        const v = this.#var(op.v);
+        if (op.fallback !== undefined) {
+          trace.push(`${getLabel(op.v, op.fallback)} -> ${v.get(op.fallback)}`);
+          return;
+        }
+        let value: string;
+        try {
+          value = v.get();
+        } catch (error) {
+          if (!(error instanceof LookupError)) throw error;
+          value = UNSET;
+        }
+        trace.push(`${getLabel(op.v, undefined)} -> ${value}`);
+        return;
+      }
+      case "reset": {
+        const token = this.#tokens.get(op.token);
+        if (token === undefined) throw new Error(`generator bug: token #${op.token} not made yet`);
+        let outcome: ResetOutcome = "ok";
+        try {
+          this.#var(op.v).reset(token);
+        } catch (error) {
+          if (error instanceof TokenUsedError) outcome = "used";
+          else if (error instanceof TokenMismatchError) outcome = "mismatch";
+          else throw error;
+        }
+        trace.push(`${resetLabel(op.v, op.token)} -> ${outcome}`);
+        return;
+      }
+      case "spawn":
+        this.#tasks.set(
+          op.task,
+          createTask(() => this.task(op.body, spawnPath(path, op.task))),
+        );
+        return;
+      case "copyRun":
+        copyContext().run(() => {
+          for (const inner of op.body) this.sync(inner, trace, path);
+        });
+        return;
+      default:
+        throw new Error(`generator bug: ${op.op} in a synchronous body`);
+    }
+  }
+
+  #var(v: number): ContextVar<string> {
+    const found = this.#vars[v];
+    if (found === undefined) throw new Error(`no var ${v}`);
+    return found;
+  }
+
+  #task(id: number): Task<void> {
+    const task = this.#tasks.get(id);
+    if (task === undefined) throw new Error(`generator bug: task #${id} not spawned yet`);
+    return task;
+  }
+}
+
+const SLEEPS: Record<SleepKind, string> = {
+  micro: "await Promise.resolve();",
+  immediate: "await new Promise((r) => setImmediate(r));",
+  timer: "await new Promise((r) => setTimeout(r, 0));",
+};
+
+function sleep(kind: SleepKind): Promise<void> {
+  if (kind === "micro") return Promise.resolve();
+  if (kind === "immediate") return new Promise((resolve) => setImmediate(resolve));
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/**
+ * Runs the program as asyncio.run would (main as a task in a copy of the
+ * current Context), entered from `state` (default: the root Context).
+ */
+export async function interpret(program: Program, state?: StartingState): Promise<Traces> {
+  const interpreter = new Interpreter(program);
+  const main = () => run(() => interpreter.task(program.main, "main"));
+  await (state === undefined ? main() : state.enter(main));
+  return interpreter.traces;
+}
+
+// --- rendering ------------------------------------------------------------
+
+const js = (s: string): string => JSON.stringify(s);
+
+class JsWriter {
+  readonly lines: string[] = [];
+
+  line(indent: number, text: string): void {
+    this.lines.push(`${"  ".repeat(indent)}${text}`);
+  }
+
+  body(ops: readonly Op[], indent: number, task: string): void {
+    for (const op of ops) this.#op(op, indent, task);
+  }
+
+  /** `async () => { … }` opening a new task's trace; `end` closes the call around it. */
+  #taskFunction(open: string, path: string, ops: readonly Op[], indent: number, end: string) {
+    this.line(indent, `${open}async () => {`);
+    this.line(indent + 1, `const tr = (T[${js(path)}] = []);`);
+    this.body(ops, indent + 1, path);
+    this.line(indent, `}${end}`);
+  }
+
+  #op(op: Op, indent: number, task: string): void {
+    switch (op.op) {
+      case "set":
+        this.line(indent, `K[${op.token}] = V[${op.v}].set(${js(op.value)});`);
+        return;
+      case "get": {
+        const label = js(`${getLabel(op.v, op.fallback)} -> `);
+        if (op.fallback !== undefined) {
+          this.line(indent, `tr.push(${label} + V[${op.v}].get(${js(op.fallback)}));`);
+          return;
+        }
+        this.line(indent, `try { tr.push(${label} + V[${op.v}].get()); }`);
+        this.line(
+          indent,
+          `catch (e) { if (!(e instanceof LookupError)) throw e; tr.push(${js(`${getLabel(op.v, undefined)} -> ${UNSET}`)}); }`,
+        );
+        return;
+      }
+      case "reset": {
+        const label = resetLabel(op.v, op.token);
+        this.line(
+          indent,
+          `try { V[${op.v}].reset(K[${op.token}]); tr.push(${js(`${label} -> ok`)}); }`,
+        );
+        this.line(indent, "catch (e) {");
+        this.line(
+          indent + 1,
+          `if (e instanceof TokenUsedError) tr.push(${js(`${label} -> used`)});`,
+        );
+        this.line(
+          indent + 1,
+          `else if (e instanceof TokenMismatchError) tr.push(${js(`${label} -> mismatch`)});`,
+        );
+        this.line(indent + 1, "else throw e;");
+        this.line(indent, "}");
+        return;
+      }
+      case "sleep":
+        this.line(indent, SLEEPS[op.kind]);
+        return;
+      case "await":
+        this.line(indent, "await (async () => {");
+        this.body(op.body, indent + 1, task);
+        this.line(indent, "})();");
+        return;
+      case "spawn":
+        this.#taskFunction(
+          `H[${op.task}] = createTask(`,
+          spawnPath(task, op.task),
+          op.body,
+          indent,
+          ");",
+        );
+        return;
+      case "join":
+        this.line(indent, `await H[${op.task}];`);
+        return;
+      case "copyRun":
+        this.line(indent, "copyContext().run(() => {");
+        this.body(op.body, indent + 1, task);
+        this.line(indent, "});");
+        return;
+      case "gather":
+        this.line(indent, "await gather(");
+        op.bodies.forEach((body, i) => {
+          this.#taskFunction("", gatherPath(task, op.id, i), body, indent + 1, ",");
+        });
+        this.line(indent, ");");
+        return;
+    }
+  }
+}
+
+/** The program as a JavaScript module against this package, as the interpreter runs it. */
+export function renderJs(program: Program): string {
+  const w = new JsWriter();
+  w.line(0, `// differential program, seed ${program.seed}`);
+  w.line(
+    0,
+    `import { ContextVar, LookupError, TokenMismatchError, TokenUsedError, copyContext, createTask, gather, run } from "contextvars";`,
+  );
+  const vars = program.vars.map((v) =>
+    v.default === undefined
+      ? `new ContextVar(${js(v.name)})`
+      : `new ContextVar(${js(v.name)}, { default: ${js(v.default)} })`,
+  );
+  w.line(0, `const V = [${vars.join(", ")}];`);
+  w.line(0, "const T = {}, K = {}, H = {}; // traces by task path, tokens, task handles");
+  w.line(0, "async function main() {");
+  w.line(1, `const tr = (T["main"] = []);`);
+  w.body(program.main, 1, "main");
+  w.line(0, "}");
+  w.line(0, "await run(main);");
+  w.line(0, "console.log(JSON.stringify(T, null, 1));");
+  return `${w.lines.join("\n")}\n`;
+}

@@ -1,0 +1,186 @@
+/**
+ * Renders a Program as a self-contained Python asyncio script and runs a batch
+ * of them in one `python3` process (the sources go in as JSON on stdin, the
+ * traces come back as JSON on stdout).
+ *
+ * A rendered script runs on its own too: `python3 prog.py` prints its traces.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import {
+  gatherPath,
+  getLabel,
+  type Op,
+  type Program,
+  resetLabel,
+  spawnPath,
+  type Traces,
+  UNSET,
+} from "./generate.ts";
+
+const py = (s: string): string => JSON.stringify(s);
+
+class PythonWriter {
+  readonly lines: string[] = [];
+  #functions = 0;
+
+  line(indent: number, text: string): void {
+    this.lines.push(`${"    ".repeat(indent)}${text}`);
+  }
+
+  #name(prefix: string): string {
+    return `${prefix}${++this.#functions}`;
+  }
+
+  /** The statements of a body; `task` is the path of the task they run in. */
+  body(ops: readonly Op[], indent: number, task: string): void {
+    if (ops.length === 0) this.line(indent, "pass");
+    for (const op of ops) this.#op(op, indent, task);
+  }
+
+  /** `async def name():` opening a new task's trace. */
+  #taskFunction(name: string, path: string, ops: readonly Op[], indent: number): void {
+    this.line(indent, `async def ${name}():`);
+    this.line(indent + 1, `tr = T[${py(path)}] = []`);
+    this.body(ops, indent + 1, path);
+  }
+
+  #op(op: Op, indent: number, task: string): void {
+    switch (op.op) {
+      case "set":
+        this.line(indent, `K[${op.token}] = V[${op.v}].set(${py(op.value)})`);
+        return;
+      case "get": {
+        const label = py(`${getLabel(op.v, op.fallback)} -> `);
+        if (op.fallback !== undefined) {
+          this.line(indent, `tr.append(${label} + V[${op.v}].get(${py(op.fallback)}))`);
+          return;
+        }
+        this.line(indent, "try:");
+        this.line(indent + 1, `tr.append(${label} + V[${op.v}].get())`);
+        this.line(indent, "except LookupError:");
+        this.line(indent + 1, `tr.append(${py(`${getLabel(op.v, undefined)} -> ${UNSET}`)})`);
+        return;
+      }
+      case "reset": {
+        const label = resetLabel(op.v, op.token);
+        this.line(indent, "try:");
+        this.line(indent + 1, `V[${op.v}].reset(K[${op.token}])`);
+        this.line(indent + 1, `tr.append(${py(`${label} -> ok`)})`);
+        this.line(indent, "except RuntimeError:");
+        this.line(indent + 1, `tr.append(${py(`${label} -> used`)})`);
+        this.line(indent, "except ValueError:");
+        this.line(indent + 1, `tr.append(${py(`${label} -> mismatch`)})`);
+        return;
+      }
+      case "sleep":
+        this.line(indent, `await asyncio.sleep(0)  # ${op.kind}`);
+        return;
+      case "await": {
+        const name = this.#name("a");
+        this.line(indent, `async def ${name}():`);
+        this.body(op.body, indent + 1, task);
+        this.line(indent, `await ${name}()`);
+        return;
+      }
+      case "spawn": {
+        const name = `t${op.task}`;
+        this.#taskFunction(name, spawnPath(task, op.task), op.body, indent);
+        this.line(indent, `H[${op.task}] = asyncio.create_task(${name}())`);
+        return;
+      }
+      case "join":
+        this.line(indent, `await H[${op.task}]`);
+        return;
+      case "copyRun": {
+        const name = this.#name("r");
+        this.line(indent, `def ${name}():`);
+        this.body(op.body, indent + 1, task);
+        this.line(indent, `contextvars.copy_context().run(${name})`);
+        return;
+      }
+      case "gather": {
+        const names = op.bodies.map((body, i) => {
+          const name = `g${op.id}_${i}`;
+          this.#taskFunction(name, gatherPath(task, op.id, i), body, indent);
+          return `${name}()`;
+        });
+        this.line(indent, `await asyncio.gather(${names.join(", ")})`);
+        return;
+      }
+    }
+  }
+}
+
+/** The program as a Python script; `main()` fills T with the traces. */
+export function renderPython(program: Program): string {
+  const w = new PythonWriter();
+  w.line(0, `# differential program, seed ${program.seed}`);
+  w.line(0, "import asyncio, contextvars, json");
+  const vars = program.vars.map((v) =>
+    v.default === undefined
+      ? `contextvars.ContextVar(${py(v.name)})`
+      : `contextvars.ContextVar(${py(v.name)}, default=${py(v.default)})`,
+  );
+  w.line(0, `V = [${vars.join(", ")}]`);
+  w.line(0, "T, K, H = {}, {}, {}  # traces by task path, tokens, task handles");
+  w.line(0, "async def main():");
+  w.line(1, `tr = T["main"] = []`);
+  w.body(program.main, 1, "main");
+  w.line(0, `if __name__ == "__main__":`);
+  w.line(1, "asyncio.run(main())");
+  w.line(1, "print(json.dumps(T, indent=1))");
+  return `${w.lines.join("\n")}\n`;
+}
+
+// Reads [source, …] as JSON; prints [{traces} | {error}, …]. Each program gets
+// fresh globals (its own ContextVars, tokens, handles) and its own asyncio.run.
+const RUNNER = `
+import asyncio, json, sys, traceback
+out = []
+for source in json.load(sys.stdin):
+    ns = {"__name__": "differential"}
+    try:
+        exec(compile(source, "<program>", "exec"), ns)
+        asyncio.run(ns["main"]())
+        out.append({"traces": ns["T"]})
+    except BaseException:
+        out.append({"error": traceback.format_exc()})
+json.dump(out, sys.stdout)
+`;
+
+export type PythonResult = { readonly traces: Traces } | { readonly error: string };
+
+/** Whether `python3` can be run here. */
+export function hasPython(): boolean {
+  const result = spawnSync("python3", ["-c", "import asyncio, contextvars"], { stdio: "ignore" });
+  return result.status === 0;
+}
+
+/** Runs the sources in one python3 process; one result per source, in order. */
+export function runPythonBatch(sources: readonly string[]): Promise<PythonResult[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("python3", ["-c", RUNNER], { stdio: ["pipe", "pipe", "pipe"] });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on("data", (chunk: Buffer) => stderr.push(chunk));
+    child.on("error", reject);
+    child.on("close", (status) => {
+      const out = Buffer.concat(stdout).toString("utf8");
+      if (status !== 0) {
+        reject(new Error(`python3 exited with ${status}:\n${Buffer.concat(stderr).toString()}`));
+        return;
+      }
+      try {
+        const parsed: unknown = JSON.parse(out);
+        if (!Array.isArray(parsed) || parsed.length !== sources.length) {
+          throw new Error(`python3 returned ${out.slice(0, 200)}`);
+        }
+        resolve(parsed as PythonResult[]);
+      } catch (error) {
+        reject(error);
+      }
+    });
+    child.stdin.end(JSON.stringify(sources));
+  });
+}
