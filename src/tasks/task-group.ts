@@ -39,6 +39,7 @@ export class TaskGroup implements AsyncDisposable {
   #wake: (() => void) | undefined;
   #waiting: Promise<void> | undefined;
   #controller: AbortController | undefined;
+  #detach: (() => void) | undefined;
 
   /** @throws {TypeError} if an option has the wrong type. */
   constructor(options?: TaskGroupOptions) {
@@ -56,8 +57,11 @@ export class TaskGroup implements AsyncDisposable {
     if (signal !== undefined) {
       const onAbort = () => this.#abort(signal.reason);
       if (signal.aborted) this.#state = "aborting";
-      else signal.addEventListener("abort", onAbort, { once: true });
-      this.#waitForAll().then(() => signal.removeEventListener("abort", onAbort));
+      else {
+        signal.addEventListener("abort", onAbort, { once: true });
+        // Kept until the group closes: children may be added until wait() settles.
+        this.#detach = () => signal.removeEventListener("abort", onAbort);
+      }
     }
   }
 
@@ -108,6 +112,8 @@ export class TaskGroup implements AsyncDisposable {
   wait(): Promise<void> {
     this.#waiting ??= this.#waitForAll().then(() => {
       this.#state = "closed";
+      this.#detach?.();
+      this.#detach = undefined;
       if (this.#failures.length > 0) {
         const count = this.#failures.length;
         throw new AggregateError(
@@ -160,6 +166,13 @@ export class TaskGroup implements AsyncDisposable {
   }
 }
 
+/** Whether error is signal's abort: its reason, or an AbortError caused by it (timers/promises, events.once). */
+function causedBy(signal: AbortSignal, error: unknown): boolean {
+  if (!signal.aborted) return false;
+  if (error === signal.reason) return true;
+  return error instanceof Error && error.name === "AbortError" && error.cause === signal.reason;
+}
+
 /**
  * Runs body with a new TaskGroup and waits for all its children; resolves
  * with body's result. A throw from body cancels the children and joins the
@@ -180,7 +193,9 @@ export async function taskGroup<R>(body: (group: TaskGroup) => R | PromiseLike<R
   try {
     result = await body(group);
   } catch (error) {
-    failGroup(group, error);
+    // The body heeding group.signal after a failure is a cancellation the
+    // group caused, not a failure (asyncio drops that CancelledError too).
+    if (!causedBy(group.signal, error)) failGroup(group, error);
   }
   await group.wait();
   return result as R;

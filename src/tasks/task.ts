@@ -60,6 +60,7 @@ export class Task<T> implements PromiseLike<T> {
   #onFnSettled: (() => void) | undefined;
   #outer: AbortSignal | undefined;
   #onOuterAbort: (() => void) | undefined;
+  #release: (() => void) | undefined;
 
   /** @throws {TypeError} from user code: tasks come from createTask(). */
   private constructor(
@@ -86,6 +87,16 @@ export class Task<T> implements PromiseLike<T> {
       this.#onOuterAbort = () => this.cancel(outer.reason);
       outer.addEventListener("abort", this.#onOuterAbort, { once: true });
     }
+    if (options?.context !== undefined) {
+      // A Context given by the caller may be shared with other tasks: remember
+      // whose it was, to hand it back when this task's function settles.
+      const previous = taskOf(this.context) as Task<unknown> | undefined;
+      this.#release = () => {
+        if (taskOf(this.context) === this) {
+          setTaskOf(this.context, previous !== undefined && !previous.done ? previous : undefined);
+        }
+      };
+    }
     setTaskOf(this.context, this);
     carrier.run(this.context, start, this, fn);
   }
@@ -109,6 +120,7 @@ export class Task<T> implements PromiseLike<T> {
     fnSettled = (task, ok, value) => {
       if (!task.#fnSettled) {
         task.#fnSettled = true;
+        task.#release?.();
         const callback = task.#onFnSettled;
         task.#onFnSettled = undefined;
         callback?.();

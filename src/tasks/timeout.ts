@@ -1,5 +1,5 @@
 import { argumentError, assertFunction, contextError } from "../errors.ts";
-import { createTask, type Task, type TaskFunction, type TaskOptions } from "./task.ts";
+import { createTask, finishedOf, type Task, type TaskFunction, type TaskOptions } from "./task.ts";
 
 const MAX_DELAY = 2 ** 31 - 1;
 
@@ -22,9 +22,10 @@ export function timeout<T>(ms: number, fn: TaskFunction<T>, options?: TaskOption
   const timer = setTimeout(() => {
     task.cancel(contextError("ERR_TASK_TIMEOUT", task.toString(), String(ms)));
   }, ms);
-  task.then(
-    () => clearTimeout(timer),
-    () => clearTimeout(timer),
-  );
+  // Not task.then(clear, clear): a rejection handler would mark a failed task
+  // as handled and hide it from unhandledRejection.
+  const clear = () => clearTimeout(timer);
+  task.signal.addEventListener("abort", clear, { once: true });
+  finishedOf(task).then(clear);
   return task;
 }

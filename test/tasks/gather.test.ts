@@ -1,0 +1,163 @@
+// gather(): asyncio.gather. Ports test_asyncio_task_decimal_context from
+// CPython's Lib/test/test_asyncio/test_context.py, with a ContextVar standing
+// in for the decimal context.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ContextVar, createTask, currentTask, gather, run, type Task } from "contextvars";
+import { itFromEveryState } from "../helpers/starting-states.ts";
+
+describe("gather: each function in its own copy", () => {
+  itFromEveryState("test_asyncio_task_decimal_context", async () => {
+    const precision = new ContextVar<number>("precision", { default: 28 });
+    const fractions = async (t: number, prec: number, x: number, y: number) => {
+      precision.set(prec);
+      const a = (x / y).toPrecision(precision.get());
+      await sleep(t);
+      const b = (x / y ** 2).toPrecision(precision.get());
+      return [a, b];
+    };
+    const [r1, r2] = await run(() =>
+      gather(
+        () => fractions(10, 3, 1, 3),
+        () => fractions(20, 6, 1, 3),
+      ),
+    );
+    assert.deepEqual(r1, ["0.333", "0.111"]);
+    assert.deepEqual(r2, ["0.333333", "0.111111"]);
+    assert.equal(precision.get(), 28);
+  });
+
+  itFromEveryState(
+    "siblings with equal delays never see each other; the caller sees neither",
+    async () => {
+      const v = new ContextVar<string>("v");
+      v.set("caller");
+      const worker = async (name: string) => {
+        assert.equal(v.get(), "caller");
+        v.set(name);
+        await sleep(5);
+        const mid = v.get();
+        await sleep(5);
+        return [mid, v.get()];
+      };
+      const results = await gather(
+        () => worker("a"),
+        () => worker("b"),
+        () => worker("c"),
+      );
+      assert.deepEqual(results, [
+        ["a", "a"],
+        ["b", "b"],
+        ["c", "c"],
+      ]);
+      assert.equal(v.get(), "caller");
+    },
+  );
+
+  itFromEveryState("the copy is taken when gather is called", async () => {
+    const v = new ContextVar<string>("v");
+    v.set("at call");
+    const gathered = gather(async () => {
+      await sleep(1);
+      return v.get();
+    });
+    v.set("later");
+    assert.deepEqual(await gathered, ["at call"]);
+  });
+
+  itFromEveryState("each function runs as its own task", async () => {
+    const caller = currentTask();
+    const [a, b] = await gather(
+      () => [currentTask()],
+      async () => [currentTask()],
+    );
+    assert.ok(a[0] !== undefined && b[0] !== undefined);
+    assert.notEqual(a[0], b[0]);
+    assert.notEqual(a[0], caller);
+  });
+});
+
+describe("gather: PromiseLikes and results", () => {
+  it("PromiseLikes are awaited as they are; results in order", async () => {
+    // A thenable that is not a Promise.
+    const thenable: PromiseLike<string> = {
+      // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose
+      then(onFulfilled, onRejected) {
+        return sleep(1, "thenable").then(onFulfilled, onRejected);
+      },
+    };
+    const task: Task<number> = createTask(async () => {
+      await sleep(5);
+      return 1;
+    });
+    const results = await gather(
+      task,
+      Promise.resolve("promise"),
+      thenable,
+      () => "sync",
+      async () => 2,
+    );
+    assert.deepEqual(results, [1, "promise", "thenable", "sync", 2]);
+  });
+
+  it("no items resolves with []", async () => {
+    assert.deepEqual(await gather(), []);
+  });
+
+  it("the first rejection rejects gather; the others go on running", async () => {
+    const boom = new Error("boom");
+    let finished = false;
+    const gathered = gather(
+      async () => {
+        await sleep(1);
+        throw boom;
+      },
+      async () => {
+        await sleep(20);
+        finished = true;
+      },
+      async () => {
+        await sleep(2);
+        throw new Error("second");
+      },
+    );
+    await assert.rejects(gathered, (e) => e === boom);
+    assert.equal(finished, false);
+    await sleep(40);
+    assert.equal(finished, true);
+  });
+
+  it("a synchronous throw rejects gather (it does not throw)", async () => {
+    const boom = new Error("sync");
+    const gathered = gather(() => {
+      throw boom;
+    });
+    await assert.rejects(gathered, (e) => e === boom);
+  });
+});
+
+describe("gather: bad input", () => {
+  const bad: [string, unknown][] = [
+    ["a number", 42],
+    ["null", null],
+    ["undefined", undefined],
+    ["a string", "fn"],
+    ["an object without then", {}],
+    // biome-ignore lint/suspicious/noThenProperty: a malformed thenable on purpose
+    ["an object whose then is not a function", { then: 1 }],
+  ];
+  for (const [title, item] of bad) {
+    it(`${title}: TypeError synchronously, naming the item; nothing started`, () => {
+      let started = false;
+      const first = () => {
+        started = true;
+      };
+      assert.throws(
+        () => gather(first, item as never),
+        (e: unknown) => e instanceof TypeError && /`items\[1\]`/.test(e.message),
+      );
+      assert.equal(started, false);
+    });
+  }
+});

@@ -1,0 +1,128 @@
+// isolated(fn): each call in a fresh copy of the caller's Context, so that
+// Promise.all over plain async calls behaves like asyncio.gather.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ContextVar, isolated } from "contextvars";
+import { itFromEveryState } from "../helpers/starting-states.ts";
+
+const user = new ContextVar<string>("user", { default: "nobody" });
+
+describe("isolated: each call in its own copy", () => {
+  itFromEveryState("concurrent calls with equal delays never see each other", async () => {
+    user.set("caller");
+    const worker = isolated(async (name: string) => {
+      assert.equal(user.get(), "caller");
+      user.set(name);
+      await sleep(5);
+      const mid = user.get();
+      await sleep(5);
+      return `${mid}/${user.get()}`;
+    });
+    assert.deepEqual(await Promise.all([worker("alice"), worker("bob")]), [
+      "alice/alice",
+      "bob/bob",
+    ]);
+    assert.equal(user.get(), "caller");
+  });
+
+  itFromEveryState("sets before the first await stay inside too", () => {
+    user.set("caller");
+    const setter = isolated((name: string) => {
+      user.set(name);
+      return user.get();
+    });
+    assert.equal(setter("inner"), "inner");
+    assert.equal(user.get(), "caller");
+  });
+
+  itFromEveryState(
+    "the copy is taken at the call: later sets by the caller are not seen",
+    async () => {
+      user.set("at call");
+      const reader = isolated(async () => {
+        await sleep(1);
+        return user.get();
+      });
+      const pending = reader();
+      user.set("later");
+      assert.equal(await pending, "at call");
+    },
+  );
+
+  itFromEveryState("nested isolated calls each get a copy of their caller's", async () => {
+    const inner = isolated(async () => {
+      const seen = user.get();
+      user.set("inner");
+      await sleep(1);
+      return seen;
+    });
+    const outer = isolated(async () => {
+      user.set("outer");
+      const seen = await inner();
+      return [seen, user.get()];
+    });
+    assert.deepEqual(await outer(), ["outer", "outer"]);
+  });
+});
+
+describe("isolated: a transparent wrapper", () => {
+  it("keeps this, the arguments, the return value and the name", () => {
+    const obj = {
+      base: 10,
+      add: isolated(function add(this: { base: number }, a: number, b: number) {
+        return this.base + a + b;
+      }),
+    };
+    assert.equal(obj.add(1, 2), 13);
+    assert.equal(obj.add.name, "add");
+    assert.equal(obj.add.call({ base: 100 }, 1, 1), 102);
+  });
+
+  it("passes a synchronous throw and a rejection through unchanged", async () => {
+    const boom = new Error("boom");
+    assert.throws(
+      isolated(() => {
+        throw boom;
+      }),
+      (e) => e === boom,
+    );
+    await assert.rejects(
+      isolated(async () => {
+        throw boom;
+      })(),
+      (e) => e === boom,
+    );
+  });
+
+  it("works as a TypeScript method decorator (@isolated)", async () => {
+    class Service {
+      readonly prefix = "user:";
+      @isolated
+      async handle(name: string): Promise<string> {
+        user.set(name);
+        await sleep(2);
+        return this.prefix + user.get();
+      }
+    }
+    const service = new Service();
+    user.set("caller");
+    assert.deepEqual(await Promise.all([service.handle("a"), service.handle("b")]), [
+      "user:a",
+      "user:b",
+    ]);
+    assert.equal(user.get(), "caller");
+    assert.equal(Service.prototype.handle.name, "handle");
+  });
+});
+
+describe("isolated: bad input", () => {
+  for (const value of [42, null, undefined, "fn", {}]) {
+    it(`isolated(${String(value)}): TypeError naming fn`, () => {
+      assert.throws(
+        () => isolated(value as never),
+        (e: unknown) => e instanceof TypeError && /`fn`/.test(e.message),
+      );
+    });
+  }
+});

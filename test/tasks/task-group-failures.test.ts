@@ -1,0 +1,216 @@
+// TaskGroup failures: ports of CPython's Lib/test/test_asyncio/test_taskgroups.py
+// (delays shortened; ZeroDivisionError is a RangeError here, ExceptionGroup an
+// AggregateError; the group body heeds `tg.signal` where asyncio cancels the
+// parent task). The first failure cancels the rest; the group rejects with an
+// AggregateError of the failures, never of the cancellations they caused.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { currentTask, type Task, type TaskGroup, taskGroup } from "contextvars";
+import { itFromEveryState } from "../helpers/starting-states.ts";
+
+class MyExc extends Error {}
+
+function divideByZero(): never {
+  throw new RangeError("division by zero");
+}
+
+/** The set of error classes in an AggregateError (CPython's get_error_types). */
+function errorTypes(error: unknown): Set<Function> {
+  assert.ok(error instanceof AggregateError, `expected an AggregateError, got ${String(error)}`);
+  return new Set(error.errors.map((e: unknown) => (e as object).constructor));
+}
+
+const rejection = (promise: PromiseLike<unknown>): Promise<unknown> =>
+  Promise.resolve(promise).then(
+    () => assert.fail("expected a rejection"),
+    (e: unknown) => e,
+  );
+
+describe("TaskGroup: failures", () => {
+  itFromEveryState("test_taskgroup_04: the first failure cancels the rest", async () => {
+    let NUM = 0;
+    let t2Cancel = false;
+    let t2: Task<void> | undefined;
+    const foo2 = async (signal: AbortSignal) => {
+      try {
+        await sleep(1000, undefined, { signal });
+      } catch (error) {
+        t2Cancel = true;
+        throw error;
+      }
+      NUM += 1;
+    };
+    const error = await rejection(
+      taskGroup((g) => {
+        g.createTask(() => sleep(10).then(divideByZero));
+        t2 = g.createTask(foo2);
+      }).then(() => (NUM += 10)),
+    );
+    assert.deepEqual(errorTypes(error), new Set([RangeError]));
+    assert.equal(NUM, 0);
+    assert.equal(t2Cancel, true);
+    assert.equal(t2?.cancelled, true);
+  });
+
+  it("test_cancel_children_on_child_error: failures only, not the cancellations they caused", async () => {
+    let t2Cancel = false;
+    let runnerCancel = false;
+    const foo1 = () => sleep(10).then(divideByZero);
+    const error = await rejection(
+      taskGroup(async (g) => {
+        g.createTask(foo1);
+        g.createTask(foo1);
+        g.createTask(foo1);
+        g.createTask(async (signal) => {
+          await sleep(5000, undefined, { signal }).catch((e: unknown) => {
+            t2Cancel = true;
+            throw e;
+          });
+        });
+        try {
+          await sleep(10_000, undefined, { signal: g.signal });
+        } catch (e) {
+          runnerCancel = true;
+          throw e;
+        }
+      }),
+    );
+    assert.deepEqual(errorTypes(error), new Set([RangeError]));
+    assert.equal(t2Cancel, true);
+    assert.equal(runnerCancel, true);
+  });
+
+  it("the body rethrowing tg.signal.reason (throwIfAborted) is not a failure", async () => {
+    const error = await rejection(
+      taskGroup(async (g) => {
+        g.createTask(() => sleep(1).then(divideByZero));
+        await new Promise((resolve) => g.signal.addEventListener("abort", resolve));
+        g.signal.throwIfAborted();
+      }),
+    );
+    assert.deepEqual(errorTypes(error), new Set([RangeError]));
+  });
+
+  it("a cancelled child rejecting with its own error is still not a failure", async () => {
+    const error = await rejection(
+      taskGroup((g) => {
+        g.createTask(() => sleep(5).then(divideByZero));
+        g.createTask(async (signal) => {
+          await new Promise((resolve) => signal.addEventListener("abort", resolve));
+          throw new MyExc("after being cancelled");
+        });
+      }),
+    );
+    assert.deepEqual(errorTypes(error), new Set([RangeError]));
+    assert.match(
+      (error as Error).message,
+      /TaskGroup\("TaskGroup-\d+"\) failed: 1 unhandled error/,
+    );
+  });
+
+  for (const [title, delay] of [
+    ["test_taskgroup_09", 10],
+    ["test_taskgroup_10", 0],
+  ] as const) {
+    itFromEveryState(
+      `${title}: a throw in the body cancels the children and joins the AggregateError`,
+      async () => {
+        const tasks: Task<number>[] = [];
+        const error = await rejection(
+          taskGroup(async (g) => {
+            tasks.push(g.createTask((signal) => sleep(1000, 42, { signal })));
+            tasks.push(g.createTask((signal) => sleep(2000, 11, { signal })));
+            if (delay > 0) await sleep(delay);
+            divideByZero();
+          }),
+        );
+        assert.deepEqual(errorTypes(error), new Set([RangeError]));
+        assert.ok(tasks.every((t) => t.cancelled));
+      },
+    );
+  }
+
+  it("test_taskgroup_14: an inner group's AggregateError nests in the outer one", async () => {
+    const crashAfter = async (t: number, signal: AbortSignal) => {
+      await sleep(t, undefined, { signal });
+      throw new MyExc(String(t));
+    };
+    const error = await rejection(
+      taskGroup(async (g1) => {
+        g1.createTask((signal) => crashAfter(10_000, signal));
+        await taskGroup((g2) => {
+          g2.createTask((signal) => crashAfter(5, signal));
+        });
+      }),
+    );
+    assert.deepEqual(errorTypes(error), new Set([AggregateError]));
+    assert.deepEqual(errorTypes((error as AggregateError).errors[0]), new Set([MyExc]));
+  });
+
+  itFromEveryState(
+    "test_taskgroup_19: an error the body raises after the cancel is kept",
+    async () => {
+      const error = await rejection(
+        taskGroup(async (g) => {
+          g.createTask(() => sleep(5).then(divideByZero));
+          try {
+            await sleep(10_000, undefined, { signal: g.signal });
+          } finally {
+            // biome-ignore lint/correctness/noUnsafeFinally: the port raises in finally on purpose
+            throw new MyExc();
+          }
+        }),
+      );
+      assert.deepEqual(errorTypes(error), new Set([MyExc, RangeError]));
+    },
+  );
+
+  it("test_taskgroup_25: hydra, hercules", async () => {
+    let nhydras = 0;
+    const hydra = async (g: TaskGroup, signal: AbortSignal) => {
+      nhydras += 1;
+      await sleep(1, undefined, { signal });
+      g.createTask((s) => hydra(g, s));
+      g.createTask((s) => hydra(g, s));
+    };
+    const error = await rejection(
+      taskGroup((g) => {
+        g.createTask((s) => hydra(g, s));
+        g.createTask(async () => {
+          while (nhydras < 10) await sleep(2);
+          divideByZero();
+        });
+      }),
+    );
+    assert.deepEqual(errorTypes(error), new Set([RangeError]));
+    assert.ok(nhydras >= 10);
+  });
+
+  itFromEveryState("test_cancels_task_if_created_during_creation (gh-128550)", async () => {
+    let ran = false;
+    let secondSignal: AbortSignal | undefined;
+    const error = await rejection(
+      taskGroup((tg) => {
+        tg.createTask(async (signal) => {
+          secondSignal = signal;
+          tg.createTask(() => {
+            throw new MyExc("third task failed");
+          });
+          await sleep(0);
+          ran = true;
+        });
+      }),
+    );
+    assert.equal(ran, true);
+    assert.equal(secondSignal?.aborted, true);
+    assert.deepEqual(errorTypes(error), new Set([MyExc]));
+  });
+
+  itFromEveryState("test_cancellation_does_not_leak_out_of_tg", async () => {
+    const before = currentTask();
+    await rejection(taskGroup((tg) => void tg.createTask(() => Promise.reject(new MyExc()))));
+    assert.equal(currentTask(), before);
+    assert.equal(before?.signal.aborted ?? false, false);
+  });
+});

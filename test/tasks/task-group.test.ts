@@ -1,0 +1,223 @@
+// TaskGroup: waiting, contexts, names and closing; ports of CPython's
+// Lib/test/test_asyncio/test_taskgroups.py (delays shortened; ZeroDivisionError
+// is a RangeError here, ExceptionGroup an AggregateError). Failures and what
+// they cancel: task-group-failures.test.ts.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  ContextVar,
+  copyContext,
+  currentTask,
+  type Task,
+  TaskGroup,
+  TaskGroupClosedError,
+  taskGroup,
+} from "contextvars";
+import { itFromEveryState } from "../helpers/starting-states.ts";
+
+function divideByZero(): never {
+  throw new RangeError("division by zero");
+}
+
+/** The set of error classes in an AggregateError (CPython's get_error_types). */
+function errorTypes(error: unknown): Set<Function> {
+  assert.ok(error instanceof AggregateError, `expected an AggregateError, got ${String(error)}`);
+  return new Set(error.errors.map((e: unknown) => (e as object).constructor));
+}
+
+const rejection = (promise: PromiseLike<unknown>): Promise<unknown> =>
+  Promise.resolve(promise).then(
+    () => assert.fail("expected a rejection"),
+    (e: unknown) => e,
+  );
+
+describe("TaskGroup: waiting", () => {
+  itFromEveryState("test_taskgroup_01: wait() settles once every child has", async () => {
+    const tg = new TaskGroup();
+    const t1 = tg.createTask(() => sleep(10, 42));
+    const t2 = tg.createTask(() => sleep(20, 11));
+    await tg.wait();
+    assert.ok(t1.done && t2.done);
+    assert.deepEqual([await t1, await t2], [42, 11]);
+  });
+
+  it("test_taskgroup_02: a child added later is waited for too", async () => {
+    let t2: Task<number> | undefined;
+    const t1 = await taskGroup(async (g) => {
+      const t1 = g.createTask(() => sleep(10, 42));
+      await sleep(15);
+      t2 = g.createTask(() => sleep(20, 11));
+      return t1;
+    });
+    assert.equal(t2?.done, true);
+    assert.deepEqual([await t1, await t2], [42, 11]);
+  });
+
+  it("test_taskgroup_03: a child cancelled explicitly is not a failure", async () => {
+    const g = new TaskGroup();
+    const t1 = g.createTask((signal) => sleep(1000, 42, { signal }));
+    await sleep(5);
+    t1.cancel();
+    const t2 = g.createTask(() => sleep(5, 11));
+    await g.wait();
+    assert.equal(t1.cancelled, true);
+    assert.equal(await t2, 11);
+  });
+
+  it("test_taskgroup_24: children created by a child are waited for", async () => {
+    const finished: number[] = [];
+    const coro1 = async (delay: number) => {
+      await sleep(delay);
+      finished.push(delay);
+    };
+    await taskGroup((g) => {
+      g.createTask(async () => {
+        await sleep(5);
+        g.createTask(() => coro1(5));
+        g.createTask(() => coro1(10));
+      });
+    });
+    assert.deepEqual(finished, [5, 10]);
+  });
+
+  it("wait() returns the same promise; `await using` waits at scope exit", async () => {
+    let done = false;
+    {
+      await using tg = new TaskGroup();
+      tg.createTask(async () => {
+        await sleep(5);
+        done = true;
+      });
+      assert.equal(tg.wait(), tg.wait());
+    }
+    assert.equal(done, true);
+  });
+});
+
+describe("TaskGroup: contexts and names", () => {
+  itFromEveryState(
+    "children run in their own copies; the body and siblings see none of their sets",
+    async () => {
+      const v = new ContextVar<string>("v");
+      v.set("body");
+      const results = await taskGroup(async (tg) => {
+        const children = ["a", "b", "c"].map((name) =>
+          tg.createTask(async () => {
+            assert.equal(v.get(), "body");
+            v.set(name);
+            await sleep(5);
+            return v.get();
+          }),
+        );
+        v.set("body later");
+        return Promise.all(children);
+      });
+      assert.deepEqual(results, ["a", "b", "c"]);
+      assert.equal(v.get(), "body later");
+    },
+  );
+
+  itFromEveryState("test_taskgroup_task_context", async () => {
+    const cvar = new ContextVar<number>("cvar");
+    const coro = async (val: number) => {
+      await sleep(0);
+      cvar.set(val);
+    };
+    await taskGroup(async (g) => {
+      const ctx = copyContext();
+      assert.equal(ctx.get(cvar), undefined);
+      await g.createTask(() => coro(1), { context: ctx });
+      assert.equal(ctx.get(cvar), 1);
+      await g.createTask(() => coro(2), { context: ctx });
+      assert.equal(ctx.get(cvar), 2);
+    });
+  });
+
+  it("test_taskgroup_task_name and test_name", async () => {
+    let name: string | undefined;
+    await taskGroup((g) => {
+      const t = g.createTask(
+        () => {
+          name = currentTask()?.name;
+        },
+        { name: "yolo" },
+      );
+      assert.equal(t.name, "yolo");
+    });
+    assert.equal(name, "yolo");
+  });
+});
+
+describe("TaskGroup: closed", () => {
+  itFromEveryState(
+    "test_taskgroup_no_create_task_after_failure: ERR_TASK_GROUP_CLOSED while shutting down",
+    async () => {
+      let closedError: unknown;
+      let thirdRan = false;
+      const error = await rejection(
+        taskGroup((g) => {
+          g.createTask(() => sleep(1).then(divideByZero));
+          g.createTask(async (signal) => {
+            await new Promise((resolve) => signal.addEventListener("abort", resolve));
+            try {
+              g.createTask(() => (thirdRan = true));
+            } catch (e) {
+              closedError = e;
+            }
+          });
+        }),
+      );
+      assert.deepEqual(errorTypes(error), new Set([RangeError]));
+      assert.ok(closedError instanceof TaskGroupClosedError);
+      assert.equal(closedError.code, "ERR_TASK_GROUP_CLOSED");
+      assert.match(closedError.message, /TaskGroup\("TaskGroup-\d+"\) is shutting down/);
+      assert.equal(thirdRan, false);
+    },
+  );
+
+  itFromEveryState(
+    "test_taskgroup_finished: ERR_TASK_GROUP_CLOSED once wait() settled; fn never runs",
+    async () => {
+      const tg = new TaskGroup({ name: "fetches" });
+      await tg.wait();
+      let ran = false;
+      assert.throws(
+        () => tg.createTask(() => (ran = true)),
+        (e: unknown) =>
+          e instanceof TaskGroupClosedError &&
+          e.code === "ERR_TASK_GROUP_CLOSED" &&
+          e.message.includes('TaskGroup("fetches") is finished'),
+      );
+      assert.equal(ran, false);
+    },
+  );
+});
+
+describe("TaskGroup: bad input", () => {
+  const cases: [string, () => unknown, RegExp][] = [
+    ["options not an object", () => new TaskGroup(5 as never), /`options`/],
+    ["options.name not a string", () => new TaskGroup({ name: 5 as never }), /`options\.name`/],
+    [
+      "options.signal not an AbortSignal",
+      () => new TaskGroup({ signal: {} as never }),
+      /`options\.signal`/,
+    ],
+    ["createTask(fn) not a function", () => new TaskGroup().createTask(1 as never), /`fn`/],
+    [
+      "createTask options.context not a Context",
+      () => new TaskGroup().createTask(() => {}, { context: {} as never }),
+      /`options\.context`/,
+    ],
+    ["taskGroup(body) not a function", () => taskGroup(null as never), /`body`/],
+  ];
+  for (const [title, call, message] of cases) {
+    it(`${title}: TypeError naming the argument`, async () => {
+      // taskGroup is async, so its TypeError arrives as a rejection.
+      await assert.rejects(
+        async () => call(),
+        (e: unknown) => e instanceof TypeError && message.test(e.message),
+      );
+    });
+  }
+});

@@ -1,0 +1,297 @@
+// Ports of the context tests of CPython's Lib/test/test_asyncio/test_tasks.py
+// (test_context_1…6, test_get_context, test_current_task*), plus what a Task
+// is in JavaScript: an eager, awaitable PromiseLike.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { Context, ContextVar, copyContext, createTask, currentTask, Task } from "contextvars";
+import { itFromEveryState } from "../helpers/starting-states.ts";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+/** Runs an ESM script in a child process; resolves with the messages of its unhandled rejections. */
+async function unhandledRejectionsOf(script: string): Promise<string[]> {
+  const prelude = `const seen = []; process.on("unhandledRejection", (r) => seen.push(String(r?.message ?? r)));
+process.on("exit", () => console.log(JSON.stringify(seen)));\n`;
+  const args = ["--conditions=contextvars-source", "--import", "tsx", "--input-type=module"];
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [...args, "-e", prelude + script],
+    {
+      cwd: root,
+    },
+  );
+  return JSON.parse(stdout.trim().split("\n").at(-1) ?? "[]") as string[];
+}
+
+describe("Task: context copied at creation", () => {
+  itFromEveryState(
+    "test_context_1: a subtask misses its creator's later set, and the creator its set",
+    async () => {
+      const cvar = new ContextVar<string>("cvar", { default: "nope" });
+      const sub = async () => {
+        await sleep(10);
+        assert.equal(cvar.get(), "nope");
+        cvar.set("something else");
+      };
+      await createTask(async () => {
+        assert.equal(cvar.get(), "nope");
+        const subtask = createTask(sub);
+        cvar.set("yes");
+        assert.equal(cvar.get(), "yes");
+        await subtask;
+        assert.equal(cvar.get(), "yes");
+      });
+      assert.equal(cvar.get(), "nope");
+    },
+  );
+
+  itFromEveryState("a task sees the creator's values as they were at creation", async () => {
+    const v = new ContextVar<string>("v");
+    v.set("before");
+    const task = createTask(async () => {
+      await sleep(1);
+      return v.get();
+    });
+    v.set("after");
+    assert.equal(await task, "before");
+    assert.equal(v.get(), "after");
+  });
+
+  itFromEveryState("test_context_3: 100 tasks in parallel, each modifying cvar", async () => {
+    const cvar = new ContextVar<number>("cvar", { default: -1 });
+    const sub = async (num: number) => {
+      for (let i = 0; i < 10; i++) {
+        cvar.set(num + i);
+        await sleep(1 + ((num * 7 + i * 3) % 4));
+        assert.equal(cvar.get(), num + i);
+      }
+    };
+    const tasks = Array.from({ length: 100 }, (_, i) => createTask(() => sub(i % 11)));
+    await Promise.all(tasks);
+    assert.equal(cvar.get(), -1);
+  });
+});
+
+describe("Task: the context option", () => {
+  for (const title of ["test_context_4", "test_context_5", "test_context_6"]) {
+    itFromEveryState(`${title}: tasks run in the given Context, shared, not copied`, async () => {
+      const cvar = new ContextVar<number>("cvar");
+      const coro = async (val: number) => {
+        await sleep(0);
+        cvar.set(val);
+      };
+      const ret: (number | undefined)[] = [];
+      const ctx = copyContext();
+      ret.push(ctx.get(cvar));
+      await createTask(() => coro(1), { context: ctx });
+      ret.push(ctx.get(cvar));
+      await createTask(() => coro(2), { context: ctx });
+      ret.push(ctx.get(cvar));
+      assert.deepEqual(ret, [undefined, 1, 2]);
+      assert.equal(cvar.get("unset"), "unset");
+    });
+  }
+
+  it("test_get_context: task.context is the Context given", async () => {
+    const context = copyContext();
+    const task = createTask(async () => {}, { context });
+    await task;
+    assert.equal(task.context, context);
+  });
+
+  it("without the option, task.context is a fresh copy holding the task's sets", async () => {
+    const v = new ContextVar<string>("v");
+    const task = createTask(() => v.set("inside"));
+    await task;
+    assert.equal(task.context.get(v), "inside");
+    assert.equal(v.get("outside"), "outside");
+  });
+});
+
+describe("Task: currentTask()", () => {
+  it("is undefined outside any task", () => {
+    assert.equal(currentTask(), undefined);
+    assert.equal(new Context().run(currentTask), undefined);
+  });
+
+  itFromEveryState("test_current_task: through awaits, nested calls and timers", async () => {
+    const outer = currentTask();
+    const nested = () => currentTask();
+    let atStart: Task<unknown> | undefined;
+    const task: Task<void> = createTask(async () => {
+      atStart = currentTask();
+      await sleep(1);
+      assert.equal(currentTask(), task);
+      assert.equal(nested(), task);
+      // Boxed: a Task is a thenable, and resolving a promise with it would adopt it.
+      const [fromTimer] = await new Promise<unknown[]>((resolve) =>
+        setTimeout(() => resolve([currentTask()]), 1),
+      );
+      assert.equal(fromTimer, task);
+    });
+    await task;
+    assert.equal(atStart, task);
+    assert.equal(currentTask(), outer);
+  });
+
+  itFromEveryState("test_current_task_with_interleaving_tasks", async () => {
+    const seen: [string, Task<unknown> | undefined][] = [];
+    let set1 = () => {};
+    let set2 = () => {};
+    const fut1 = new Promise<void>((resolve) => (set1 = resolve));
+    const fut2 = new Promise<void>((resolve) => (set2 = resolve));
+    const task1 = createTask(async () => {
+      seen.push(["1a", currentTask()]);
+      await fut1;
+      seen.push(["1b", currentTask()]);
+      set2();
+    });
+    const task2 = createTask(async () => {
+      seen.push(["2a", currentTask()]);
+      set1();
+      await fut2;
+      seen.push(["2b", currentTask()]);
+    });
+    await Promise.all([task1, task2]);
+    assert.deepEqual(seen, [
+      ["1a", task1],
+      ["2a", task2],
+      ["1b", task1],
+      ["2b", task2],
+    ]);
+  });
+
+  // Python's test_current_task_with_interleaving_tasks has each task see
+  // itself: asyncio tracks the running task in the loop. Here the task lives
+  // in its Context, so tasks sharing one Context share the slot (pinned, and
+  // documented in docs/semantics.md); the slot is handed back when they end.
+  it("tasks sharing one Context: the one started last is current; the slot is handed back", async () => {
+    const ctx = new Context();
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const body = async () => {
+      await gate;
+      return [currentTask()];
+    };
+    const t1 = createTask(body, { context: ctx });
+    const t2 = createTask(body, { context: ctx });
+    open();
+    assert.equal((await t1)[0], t2);
+    assert.equal((await t2)[0], t2);
+    assert.equal(ctx.run(currentTask), undefined);
+  });
+
+  it("a task sharing its parent's Context hands the slot back to the parent", async () => {
+    const parent = createTask(async () => {
+      const own = currentTask();
+      // Wrapped in an array: a task returned from an async function is adopted, and would wait for itself.
+      const child = createTask(async () => [currentTask()], { context: own?.context });
+      const [seenByChild] = await child;
+      return [own, seenByChild, currentTask()];
+    });
+    const [own, seenByChild, after] = await parent;
+    assert.equal(own, parent);
+    assert.notEqual(seenByChild, parent);
+    assert.equal(after, parent);
+  });
+});
+
+describe("Task: a PromiseLike", () => {
+  it("starts eagerly, before createTask returns", () => {
+    let ran = false;
+    const task = createTask(() => {
+      ran = true;
+    });
+    assert.equal(ran, true);
+    assert.equal(task.done, true);
+  });
+
+  it("then/catch/finally, await and Promise.resolve adoption", async () => {
+    const ok = createTask(async () => 42);
+    assert.equal(ok.done, false);
+    assert.ok(ok.then(() => 0) instanceof Promise);
+    assert.equal(await ok, 42);
+    assert.equal(ok.done, true);
+    assert.equal(await Promise.resolve(ok), 42);
+    let finished = false;
+    assert.equal(await ok.finally(() => (finished = true)), 42);
+    assert.equal(finished, true);
+    const boom = new Error("boom");
+    const bad = createTask(async () => {
+      throw boom;
+    });
+    assert.equal(await bad.catch((e: unknown) => e), boom);
+    await assert.rejects(Promise.resolve(bad), (e) => e === boom);
+    assert.equal(bad.cancelled, false);
+    assert.ok(!((ok as unknown) instanceof Promise));
+  });
+
+  it("test_bare_create_named_task: name, default name, toString", async () => {
+    const named = createTask(() => {}, { name: "No-op" });
+    assert.equal(named.name, "No-op");
+    assert.equal(String(named), 'Task("No-op")');
+    assert.equal(Object.prototype.toString.call(named), "[object Task]");
+    assert.match(createTask(() => {}).name, /^Task-\d+$/);
+  });
+
+  it("fn receives the task's signal when it declares a parameter", async () => {
+    const task = createTask((signal: AbortSignal) => signal);
+    assert.equal(await task, task.signal);
+    assert.equal(task.signal.aborted, false);
+  });
+
+  it("a failed task nobody awaits is reported as an unhandled rejection", async () => {
+    const seen = await unhandledRejectionsOf(`import { createTask } from "contextvars";
+createTask(async () => { throw new Error("nobody awaits me"); });
+const handled = createTask(async () => { throw new Error("awaited"); });
+await handled.catch(() => {});`);
+    assert.deepEqual(seen, ["nobody awaits me"]);
+  });
+
+  it("Task cannot be constructed directly", () => {
+    const Ctor = Task as unknown as new (...args: unknown[]) => unknown;
+    assert.throws(() => new Ctor(Symbol("x"), () => {}, undefined), TypeError);
+  });
+});
+
+describe("Task: bad input", () => {
+  type Fn = () => void;
+  const cases: [string, (fn: Fn) => unknown, RegExp][] = [
+    ["fn not a function", () => createTask(42 as never), /`fn`.*`42` \(number\)/],
+    ["options not an object", (fn) => createTask(fn, "x" as never), /`options`/],
+    ["options null", (fn) => createTask(fn, null as never), /`options`/],
+    ["options.name not a string", (fn) => createTask(fn, { name: 1 as never }), /`options\.name`/],
+    [
+      "options.context a Map",
+      (fn) => createTask(fn, { context: new Map() as never }),
+      /`options\.context`.*a Context/,
+    ],
+    [
+      "options.context a plain object",
+      (fn) => createTask(fn, { context: {} as never }),
+      /`options\.context`/,
+    ],
+    [
+      "options.signal not an AbortSignal",
+      (fn) => createTask(fn, { signal: {} as never }),
+      /`options\.signal`/,
+    ],
+  ];
+  for (const [title, call, message] of cases) {
+    it(`${title}: TypeError naming the argument, fn never runs`, () => {
+      let ran = false;
+      assert.throws(
+        () =>
+          call(() => {
+            ran = true;
+          }),
+        (e: unknown) => e instanceof TypeError && message.test(e.message),
+      );
+      assert.equal(ran, false);
+    });
+  }
+});

@@ -1,0 +1,171 @@
+// timeout(ms, fn): asyncio.timeout around a task. The task is cancelled with a
+// TimeoutError (ERR_TASK_TIMEOUT) naming it; the timer goes when it settles first.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { describe, it } from "node:test";
+import { setTimeout as sleep, setImmediate as turn } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import {
+  ContextError,
+  ContextVar,
+  copyContext,
+  currentTask,
+  TimeoutError,
+  timeout,
+} from "contextvars";
+import { itFromEveryState } from "../helpers/starting-states.ts";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+/** Runs an ESM script in a child process; resolves with the messages of its unhandled rejections. */
+async function unhandledRejectionsOf(script: string): Promise<string[]> {
+  const prelude = `const seen = []; process.on("unhandledRejection", (r) => seen.push(String(r?.message ?? r)));
+process.on("exit", () => console.log(JSON.stringify(seen)));\n`;
+  const args = ["--conditions=contextvars-source", "--import", "tsx", "--input-type=module"];
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [...args, "-e", prelude + script],
+    {
+      cwd: root,
+    },
+  );
+  return JSON.parse(stdout.trim().split("\n").at(-1) ?? "[]") as string[];
+}
+
+/** How many timers keep the event loop alive. */
+const liveTimers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+
+describe("timeout: running out of time", () => {
+  itFromEveryState(
+    "rejects with TimeoutError ERR_TASK_TIMEOUT naming the task; aborts its signal",
+    async () => {
+      let signal: AbortSignal | undefined;
+      const task = timeout(
+        5,
+        async (s) => {
+          signal = s;
+          await new Promise((resolve) => s.addEventListener("abort", resolve));
+        },
+        { name: "fetch-profile" },
+      );
+      const error = await task.then(
+        () => assert.fail("expected a timeout"),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof TimeoutError);
+      assert.ok(error instanceof ContextError);
+      assert.equal(error.code, "ERR_TASK_TIMEOUT");
+      assert.equal(error.message, 'Task("fetch-profile") timed out after 5 ms');
+      assert.equal(signal?.aborted, true);
+      assert.equal(signal?.reason, error);
+      assert.equal(task.cancelled, true);
+      assert.equal(task.done, true);
+    },
+  );
+
+  itFromEveryState(
+    "equal deadlines: each times out in its own Context, the caller untouched",
+    async () => {
+      const v = new ContextVar<string>("v");
+      v.set("caller");
+      const seen: string[] = [];
+      const tasks = ["a", "b", "c"].map((name) =>
+        timeout(3, async (signal) => {
+          v.set(name);
+          await new Promise((resolve) => signal.addEventListener("abort", resolve));
+          seen.push(`${name}:${v.get()}`);
+        }),
+      );
+      const results = await Promise.allSettled(tasks);
+      assert.ok(results.every((r) => r.status === "rejected" && r.reason instanceof TimeoutError));
+      assert.deepEqual(seen, ["a:a", "b:b", "c:c"]);
+      assert.equal(v.get(), "caller");
+    },
+  );
+});
+
+describe("timeout: finishing first", () => {
+  itFromEveryState("resolves with fn's value, and the timer is cleared", async () => {
+    const before = liveTimers();
+    const task = timeout(1_000_000, async () => {
+      await sleep(1);
+      return [currentTask()];
+    });
+    const [self] = await task;
+    assert.equal(self, task);
+    await turn();
+    assert.equal(liveTimers(), before);
+    assert.equal(task.signal.aborted, false);
+  });
+
+  it("rejects with fn's own error, and the timer is cleared", async () => {
+    const before = liveTimers();
+    const boom = new Error("boom");
+    const task = timeout(1_000_000, async () => {
+      await sleep(1);
+      throw boom;
+    });
+    await assert.rejects(task, (e) => e === boom);
+    await turn();
+    assert.equal(liveTimers(), before);
+    assert.equal(task.cancelled, false);
+  });
+
+  it("a synchronous fn settles at once and leaves no timer", async () => {
+    const before = liveTimers();
+    const task = timeout(1_000_000, () => 3);
+    assert.equal(task.done, true);
+    assert.equal(await task, 3);
+    await turn();
+    assert.equal(liveTimers(), before);
+  });
+
+  it("honours the context option and an already-aborted signal", async () => {
+    const v = new ContextVar<number>("v");
+    const context = copyContext();
+    await timeout(1000, () => v.set(1), { context });
+    assert.equal(context.get(v), 1);
+    const before = liveTimers();
+    const reason = new Error("gave up");
+    let ran = false;
+    const task = timeout(1000, () => (ran = true), { signal: AbortSignal.abort(reason) });
+    await assert.rejects(task, (e) => e === reason);
+    assert.equal(ran, false);
+    assert.equal(liveTimers(), before);
+  });
+});
+
+describe("timeout: unhandled rejections", () => {
+  it("a timed-out task nobody awaits is not reported; one that failed on its own is", async () => {
+    const seen = await unhandledRejectionsOf(`import { timeout } from "contextvars";
+timeout(1, (signal) => new Promise((resolve) => signal.addEventListener("abort", resolve)));
+timeout(1000, async () => { throw new Error("failed on its own"); });
+await new Promise((resolve) => setTimeout(resolve, 20));`);
+    assert.deepEqual(seen, ["failed on its own"]);
+  });
+});
+
+describe("timeout: bad input", () => {
+  for (const ms of [-1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 31, "10", undefined]) {
+    it(`timeout(${String(ms)}, fn): TypeError naming ms, fn never runs`, () => {
+      let ran = false;
+      assert.throws(
+        () => timeout(ms as never, () => (ran = true)),
+        (e: unknown) => e instanceof TypeError && /`ms`/.test(e.message),
+      );
+      assert.equal(ran, false);
+    });
+  }
+
+  it("fn not a function, or a context that is not a Context: TypeError naming it", () => {
+    assert.throws(
+      () => timeout(10, "fn" as never),
+      (e: unknown) => e instanceof TypeError && /`fn`/.test(e.message),
+    );
+    assert.throws(
+      () => timeout(10, () => {}, { context: new Map() as never }),
+      (e: unknown) => e instanceof TypeError && /`options\.context`/.test(e.message),
+    );
+  });
+});
