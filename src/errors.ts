@@ -36,6 +36,9 @@ export class TaskGroupClosedError extends ContextError {}
 /** A `timeout()` task that ran out of time (asyncio's TimeoutError). */
 export class TimeoutError extends ContextError {}
 
+/** A var whose value cannot cross to a worker thread, or two vars that would cross under one name. */
+export class TransferError extends ContextError {}
+
 type ErrorClass = new (code: string, message: string, options?: ErrorOptions) => ContextError;
 
 const table = {
@@ -68,6 +71,16 @@ const table = {
     (g: string, why: string) => `${g} is ${why}; create tasks before wait() settles`,
   ],
   ERR_TASK_TIMEOUT: [TimeoutError, (t: string, ms: string) => `${t} timed out after ${ms} ms`],
+  ERR_CONTEXTVAR_UNCLONEABLE: [
+    TransferError,
+    (v: string, what: string) =>
+      `${v} cannot cross to a worker thread: ${what}; give it a structured-cloneable value, create it with { transfer: false }, or pass onUncloneable: "skip"`,
+  ],
+  ERR_CONTEXTVAR_NAME_CLASH: [
+    TransferError,
+    (name: string, c: string) =>
+      `two ContextVars named ${name} have values in ${c}; a worker thread finds vars by name, so rename one or create it with { transfer: false }`,
+  ],
 } as const satisfies Record<string, readonly [ErrorClass, (...args: string[]) => string]>;
 
 export type ErrorCode = keyof typeof table;

@@ -14,6 +14,7 @@ export {
   TimeoutError,
   TokenMismatchError,
   TokenUsedError,
+  TransferError,
 } from "./errors.ts";
 export { type Gathered, type GatherItem, gather } from "./tasks/gather.ts";
 export { isolated } from "./tasks/isolated.ts";

@@ -4,6 +4,7 @@ import { NOT_FOUND } from "../map/hamt.ts";
 import { hashKey, nextHash } from "../map/hash.ts";
 import { contextWith, type Mapping, mapOf, setMapOf, taskOf } from "./context.ts";
 import { rootContext } from "./current.ts";
+import { varCreated } from "./inherit.ts";
 import { type InspectFn, inspectCustom, show } from "./inspect.ts";
 import { MISSING, type Missing } from "./missing.ts";
 import { isToken, makeToken, markTokenUsed, type Token, tokenState } from "./token.ts";
@@ -12,6 +13,11 @@ import { isToken, makeToken, markTokenUsed, type Token, tokenState } from "./tok
 export interface ContextVarOptions<T> {
   /** The value `get()` returns where the var has no value and no fallback is given. */
   default?: T;
+  /**
+   * `false`: a local-only var, which never crosses to or from a worker thread
+   * (`contextvars/worker`). Default `true`.
+   */
+  transfer?: boolean;
 }
 
 /**
@@ -38,7 +44,8 @@ export class ContextVar<T> {
 
   /**
    * @param name shown in messages and inspection; need not be unique.
-   * @param options `default`: the value when the var has none (`{ default: undefined }` counts).
+   * @param options `default`: the value when the var has none (`{ default: undefined }` counts);
+   *   `transfer: false`: the var never crosses to a worker thread.
    * @throws {TypeError} if name is not a string.
    */
   constructor(name: string, options?: ContextVarOptions<T>) {
@@ -49,6 +56,7 @@ export class ContextVar<T> {
     this.#name = name;
     this.#default =
       options !== undefined && "default" in options ? (options.default as T) : MISSING;
+    varCreated(this as ContextVar<unknown>, options?.transfer !== false);
   }
 
   /** The name given to the constructor. */

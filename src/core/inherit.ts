@@ -1,0 +1,89 @@
+/**
+ * The core's one hook for `contextvars/worker`: how a worker thread finds the
+ * ContextVars that its parent's values belong to.
+ *
+ * A worker thread has its own heap and its own copy of this package, so a
+ * parent's ContextVar objects never reach it; values cross by name. The
+ * ContextVar constructor calls `varCreated` once per var. In the main thread
+ * that is one WeakSet add for a `{ transfer: false }` var and a compare
+ * otherwise. In a worker thread it also files the var under its name (pool
+ * jobs look vars up by name when each job's values arrive) and, if the
+ * Worker that started this thread sent a value under that name, puts it into
+ * the root Context, so the var reads the parent's value with no code in the
+ * worker. Everything else (what may cross, pools) lives in `src/threads/`.
+ */
+import { getEnvironmentData, isMainThread, setEnvironmentData } from "node:worker_threads";
+import { mapOf, setMapOf } from "./context.ts";
+import type { ContextVar } from "./context-var.ts";
+import { rootContext } from "./current.ts";
+
+/** The `environmentData` key under which a Worker hands its values to the new thread. Internal. */
+export const VALUES_KEY = "contextvars:values";
+
+/** Values as they cross between threads: `[var name, value]` pairs. Internal. */
+export type CrossingValues = ReadonlyArray<readonly [name: string, value: unknown]>;
+
+type AnyVar = ContextVar<unknown>;
+
+const localOnly = new WeakSet<AnyVar>();
+// Weak, so a worker that makes vars per call does not keep them alive.
+const byName: Map<string, WeakRef<AnyVar>[]> | undefined = isMainThread ? undefined : new Map();
+const arrived = takeArrived();
+// Names of `arrived` that a var of this thread has taken; the rest pass on to nested workers.
+const claimed = new Set<string>();
+
+// environmentData is cloned into every Worker started later, so the key is
+// removed at once: a plain node:worker_threads Worker started from here gets
+// nothing, as one started from the main thread does.
+function takeArrived(): Map<string, unknown> | undefined {
+  if (isMainThread) return undefined;
+  const values = getEnvironmentData(VALUES_KEY) as CrossingValues | undefined;
+  if (values === undefined) return undefined;
+  setEnvironmentData(VALUES_KEY, undefined);
+  return new Map(values);
+}
+
+/** Called by the ContextVar constructor, once per var. Internal. */
+export function varCreated(v: AnyVar, transfer: boolean): void {
+  if (!transfer) {
+    localOnly.add(v);
+    return;
+  }
+  if (byName === undefined) return;
+  const refs = byName.get(v.name);
+  if (refs === undefined) byName.set(v.name, [new WeakRef(v)]);
+  else {
+    // Prune when the list doubles, so vars made in a loop cost amortised O(1).
+    if (refs.length >= 8 && (refs.length & (refs.length - 1)) === 0) {
+      const live = refs.filter((ref) => ref.deref() !== undefined);
+      refs.length = 0;
+      refs.push(...live);
+    }
+    refs.push(new WeakRef(v));
+  }
+  if (arrived?.has(v.name)) {
+    setMapOf(rootContext, mapOf(rootContext).set(v, arrived.get(v.name)));
+    claimed.add(v.name);
+  }
+}
+
+/** Whether the var was created with `{ transfer: false }`. Internal. */
+export function isLocalOnly(v: AnyVar): boolean {
+  return localOnly.has(v);
+}
+
+/** The live vars of this worker thread named `name` (none in the main thread). Internal. */
+export function varsNamed(name: string): AnyVar[] {
+  const found: AnyVar[] = [];
+  for (const ref of byName?.get(name) ?? []) {
+    const v = ref.deref();
+    if (v !== undefined) found.push(v);
+  }
+  return found;
+}
+
+/** Values this thread received for names no var here has taken: nested workers get them too. Internal. */
+export function unclaimedValues(): CrossingValues {
+  if (arrived === undefined) return [];
+  return [...arrived].filter(([name]) => !claimed.has(name));
+}

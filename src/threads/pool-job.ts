@@ -1,0 +1,91 @@
+/**
+ * The pool's side of a job, in each worker thread: it imports the user's
+ * module, builds the job's Context from the values that came with the task,
+ * and calls the user's export in it. Reached from `pool-entry.ts`, the file
+ * piscina loads; not exported from the package.
+ */
+import { pathToFileURL } from "node:url";
+import { contextWith, mapOf } from "../core/context.ts";
+import { rootContext } from "../core/current.ts";
+import { type CrossingValues, varsNamed } from "../core/inherit.ts";
+
+/** What `ContextPool` posts to piscina for each job. Internal. */
+export interface JobPayload {
+  /** The user's module: a `file:` URL or an absolute path. */
+  readonly filename: string;
+  /** The export to call. */
+  readonly name: string;
+  readonly values: CrossingValues;
+  /** The job's argument; with `spread`, the list of its arguments (toThread). */
+  readonly task: unknown;
+  readonly spread: boolean;
+}
+
+type Handler = (...args: unknown[]) => unknown;
+
+// Loaded handlers are called without an await, so a job costs no extra turn of the event loop.
+const ready = new Map<string, Handler>();
+const loading = new Map<string, Promise<Handler>>();
+
+async function load(filename: string, name: string): Promise<Handler> {
+  const url = filename.startsWith("file:") ? filename : pathToFileURL(filename).href;
+  const module = (await import(url)) as Record<string, unknown>;
+  let handler = module[name];
+  // A CommonJS file's exports arrive as `default`: module.exports[name], or module.exports itself.
+  const fallback: unknown = module.default;
+  if (
+    typeof handler !== "function" &&
+    (typeof fallback === "object" || typeof fallback === "function")
+  ) {
+    handler = (fallback as Record<string, unknown> | null)?.[name];
+  }
+  if (typeof handler !== "function") {
+    throw new TypeError(`${filename} has no function export named \`${name}\``);
+  }
+  return handler as Handler;
+}
+
+function loadOnce(key: string, filename: string, name: string): Promise<Handler> {
+  let pending = loading.get(key);
+  if (pending === undefined) {
+    pending = load(filename, name).then(
+      (handler) => {
+        ready.set(key, handler);
+        loading.delete(key);
+        return handler;
+      },
+      (error: unknown) => {
+        // A failed import is not kept: the next job tries again, as piscina does.
+        loading.delete(key);
+        throw error;
+      },
+    );
+    loading.set(key, pending);
+  }
+  return pending;
+}
+
+function runIn(handler: Handler, payload: JobPayload): unknown {
+  // The root, not whatever piscina's message handler runs in: every job starts alike.
+  let map = mapOf(rootContext);
+  for (const [name, value] of payload.values) {
+    for (const v of varsNamed(name)) map = map.set(v, value);
+  }
+  const context = contextWith(map, undefined);
+  const args = payload.spread ? (payload.task as unknown[]) : [payload.task];
+  return context.run(handler, ...args);
+}
+
+/**
+ * Runs one job: the user's export, called with the task in a copy of this
+ * thread's root Context where every var named in the job's values holds
+ * its value. The user's module is imported first, so the vars it creates
+ * at its top level exist when the Context is built. Returns what the export
+ * returns (piscina awaits it).
+ */
+export function runJob(payload: JobPayload): unknown {
+  const key = `${payload.filename}#${payload.name}`;
+  const handler = ready.get(key);
+  if (handler !== undefined) return runIn(handler, payload);
+  return loadOnce(key, payload.filename, payload.name).then((loaded) => runIn(loaded, payload));
+}

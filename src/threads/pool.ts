@@ -1,0 +1,228 @@
+import { fileURLToPath } from "node:url";
+import type { TransferListItem } from "node:worker_threads";
+import { currentContext } from "../core/current.ts";
+import { inspectCustom } from "../core/inspect.ts";
+import { argumentError } from "../errors.ts";
+import type { JobPayload } from "./pool-job.ts";
+import {
+  assertOnUncloneable,
+  collectValues,
+  diagnose,
+  type OnUncloneable,
+  problemIn,
+} from "./transfer.ts";
+
+// The worker-side entry that piscina loads in place of the user's file: the
+// source file under tsx (tests), the built one from dist.
+const ENTRY = fileURLToPath(
+  new URL(import.meta.url.endsWith(".ts") ? "./pool-entry.ts" : "./pool-entry.js", import.meta.url),
+);
+// Piscina.move() marks: global symbols, so they are seen without importing piscina.
+const kTransferable = Symbol.for("Piscina.transferable");
+const kValue = Symbol.for("Piscina.valueOf");
+
+/** toThread's way in: a job whose task is the argument list, with values already taken. Internal. */
+export let runCall: (
+  pool: ContextPool,
+  filename: string,
+  name: string,
+  args: unknown[],
+  values: [string, unknown][],
+) => Promise<unknown>;
+
+/** The options of one job, as piscina's `run` options; `filename` may also be a URL. */
+export interface ContextRunOptions {
+  filename?: string | URL | null;
+  name?: string | null;
+  transferList?: TransferListItem[];
+  signal?: AbortSignal | null;
+}
+
+/** What ContextPool needs of a piscina pool (piscina 5's `Piscina` has it). */
+export interface PiscinaLike {
+  run(
+    task: unknown,
+    options: {
+      filename: string;
+      name: string;
+      transferList?: TransferListItem[];
+      signal?: AbortSignal | null;
+    },
+  ): Promise<unknown>;
+  readonly options: { readonly filename: string | null; readonly name: string };
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+/** The options of `contextPool`. */
+export interface ContextPoolOptions {
+  /** A value that cannot be structured-cloned: `"throw"` a TransferError (default) or `"skip"` the var. */
+  onUncloneable?: OnUncloneable;
+}
+
+/** A module named by URL or absolute path, as piscina takes it. Internal. */
+export function asFilename(value: unknown, name: string): string {
+  if (value instanceof URL) return value.href;
+  if (typeof value === "string" && (value.startsWith("file:") || value.startsWith("/"))) {
+    return value;
+  }
+  if (typeof value === "string" && /^[a-zA-Z]:[\\/]/.test(value)) return value;
+  throw argumentError(name, "a file: URL or an absolute path", value);
+}
+
+function isDataCloneError(error: unknown): boolean {
+  return error instanceof Error && error.name === "DataCloneError";
+}
+
+/** Posts a job; a clone failure in the values becomes a TransferError (or the values are dropped). */
+async function post(
+  piscina: PiscinaLike,
+  payload: JobPayload,
+  run: ContextRunOptions,
+  onUncloneable: OnUncloneable | undefined,
+): Promise<unknown> {
+  const options = { filename: ENTRY, name: "default", ...pick(run) };
+  try {
+    return await piscina.run(payload, options);
+  } catch (error) {
+    // The walk in collectValues catches what it can see; what it cannot (a
+    // Proxy) fails in piscina's postMessage and is named here.
+    if (!isDataCloneError(error)) throw error;
+    const transferError = diagnose(payload.values);
+    if (transferError === undefined) throw error;
+    if (onUncloneable !== "skip") throw transferError;
+    const values = payload.values.filter(([, value]) => problemIn(value, true) === undefined);
+    return piscina.run({ ...payload, values }, options);
+  }
+}
+
+function pick(run: ContextRunOptions): Pick<ContextRunOptions, "transferList" | "signal"> {
+  const picked: Pick<ContextRunOptions, "transferList" | "signal"> = {};
+  if (run.transferList !== undefined) picked.transferList = run.transferList;
+  if (run.signal != null) picked.signal = run.signal;
+  return picked;
+}
+
+/**
+ * A piscina pool whose jobs run in a copy of their caller's Context: each
+ * `run(task)` takes the current Context's values (by name, structured-cloned,
+ * `{ transfer: false }` vars left out) and the job's export is called in a
+ * fresh Context of the worker where the vars of the same names hold them.
+ * Sets made by the job never come back, and concurrent jobs never see each
+ * other's values. The worker needs no code beyond creating its vars at the
+ * top level of its module. Made by `contextPool(piscina)`.
+ *
+ * @example
+ * const pool = contextPool(new Piscina({ filename: new URL("./hash.js", import.meta.url).href }));
+ * requestId.run("r-1", () => pool.run(data)); // hash.js's default export sees requestId "r-1"
+ */
+export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
+  /** The piscina pool that runs the jobs. */
+  readonly piscina: PiscinaLike;
+  readonly #onUncloneable: OnUncloneable | undefined;
+
+  /**
+   * @throws {TypeError} if piscina has no `run` method or onUncloneable is not "throw"/"skip".
+   */
+  constructor(piscina: PiscinaLike, options?: ContextPoolOptions) {
+    if (typeof piscina !== "object" || piscina === null || typeof piscina.run !== "function") {
+      throw argumentError("piscina", "a Piscina pool", piscina);
+    }
+    assertOnUncloneable(options?.onUncloneable);
+    this.piscina = piscina;
+    this.#onUncloneable = options?.onUncloneable;
+  }
+
+  /**
+   * Runs `task` on a pool thread (piscina's `run`), in a copy of the current
+   * Context taken now. `Piscina.move(value)` tasks work as with piscina.
+   * @returns the job's result, as piscina's run.
+   * @throws {TransferError} (as a rejection) ERR_CONTEXTVAR_UNCLONEABLE or ERR_CONTEXTVAR_NAME_CLASH.
+   * @throws {TypeError} (as a rejection) if filename is neither a file: URL nor an absolute path.
+   * @example
+   * const result = await pool.run({ n: 40 }, { name: "fib" });
+   */
+  run(task: T, options: ContextRunOptions = {}): Promise<R> {
+    try {
+      const values = collectValues(currentContext(), {
+        onUncloneable: this.#onUncloneable,
+        passThrough: true,
+        exact: false,
+      });
+      const run = { ...options };
+      let job: unknown = task;
+      if (typeof task === "object" && task !== null && kTransferable in task && kValue in task) {
+        const moved = task as Record<symbol, unknown>;
+        run.transferList = [...(run.transferList ?? []), moved[kTransferable] as TransferListItem];
+        job = moved[kValue];
+      }
+      const payload: JobPayload = {
+        filename: asFilename(options.filename ?? this.piscina.options.filename, "filename"),
+        name: options.name ?? this.piscina.options.name ?? "default",
+        values,
+        task: job,
+        spread: false,
+      };
+      return post(this.piscina, payload, run, this.#onUncloneable) as Promise<R>;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  static {
+    runCall = (pool, filename, name, args, values) =>
+      post(
+        pool.piscina,
+        { filename, name, values, task: args, spread: true },
+        {},
+        pool.#onUncloneable,
+      );
+  }
+
+  /** Waits for queued jobs, then stops the threads (piscina's close). */
+  close(): Promise<void> {
+    return this.piscina.close();
+  }
+
+  /** Stops the threads now; queued jobs reject (piscina's destroy). */
+  destroy(): Promise<void> {
+    return this.piscina.destroy();
+  }
+
+  /** `await using pool = contextPool(…)` closes it at scope exit. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "ContextPool";
+  }
+
+  toString(): string {
+    return `<ContextPool filename=${JSON.stringify(this.piscina.options.filename)}>`;
+  }
+
+  [inspectCustom](): string {
+    return this.toString();
+  }
+}
+
+/**
+ * Wraps a piscina pool so that `pool.run(task)` runs each job in a copy of
+ * the caller's Context (see ContextPool). The pool's own filename and name
+ * are the defaults for each job, as with piscina.
+ *
+ * @example
+ * import { Piscina } from "piscina";
+ * const pool = contextPool(new Piscina({ filename: new URL("./resize.js", import.meta.url).href }));
+ * await pool.run(image);
+ * @throws {TypeError} if piscina is not a pool or onUncloneable is not "throw"/"skip".
+ */
+export function contextPool<T = unknown, R = unknown>(
+  piscina: PiscinaLike,
+  options?: ContextPoolOptions,
+): ContextPool<T, R> {
+  return new ContextPool<T, R>(piscina, options);
+}
+
+export { ENTRY as poolEntry };

@@ -1,0 +1,129 @@
+/**
+ * contextPool and toThread on real piscina threads: each job runs in a copy
+ * of its caller's Context, whatever thread it lands on and however jobs
+ * interleave on one thread; sets in a job never come back or reach the next
+ * job. Workers load the same source through tsx; see test/helpers/threads.ts.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { ContextVar, gather } from "contextvars";
+import { type ContextPool, contextPool, toThread, useThreadPool } from "contextvars/worker";
+import { Piscina } from "piscina";
+import { itFromEveryState } from "../helpers/starting-states.ts";
+import { fixture, workerExecArgv } from "../helpers/threads.ts";
+import type { JobReply } from "./fixtures/job.ts";
+
+const requestId = new ContextVar<string>("requestId");
+const user = new ContextVar<string>("user");
+const secret = new ContextVar<string>("secret");
+
+type Job = { i: number; delay: number };
+let pool: ContextPool<Job, JobReply>;
+
+describe("contextPool", () => {
+  before(() => {
+    pool = contextPool(
+      new Piscina({
+        filename: fixture("job.ts").href,
+        execArgv: workerExecArgv,
+        minThreads: 4,
+        maxThreads: 4,
+        concurrentTasksPerWorker: 4,
+      }),
+    );
+  });
+  after(() => pool.destroy());
+
+  it("50 concurrent jobs from 50 different Contexts each see their own values", async () => {
+    const replies = await gather(
+      ...Array.from({ length: 50 }, (_, i) => () => {
+        requestId.set(`r-${i}`);
+        user.set(`user-${i % 7}`);
+        return pool.run({ i, delay: (i * 7) % 13 });
+      }),
+    );
+    for (const [i, reply] of replies.entries()) {
+      assert.deepEqual(
+        { i: reply.i, requestId: reply.requestId, user: reply.user },
+        { i, requestId: `r-${i}`, user: `user-${i % 7}` },
+      );
+    }
+    // More than one thread ran them, and threads ran several jobs each.
+    assert.ok(new Set(replies.map((r) => r.threadId)).size > 1);
+  });
+
+  itFromEveryState("the job sees the caller's Context; its sets stay in the job", async () => {
+    requestId.set("caller");
+    const first = await pool.run({ i: 1, delay: 0 });
+    assert.equal(first.requestId, "caller");
+    assert.equal(requestId.get(), "caller");
+    // The job set requestId to "dirty after 1"; later jobs on any thread do not see it.
+    const again = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((i) => pool.run({ i, delay: 1 })));
+    for (const reply of again) assert.equal(reply.requestId, "caller");
+  });
+
+  it("a job from a Context with no values sees none", async () => {
+    const reply = await pool.run({ i: 0, delay: 0 });
+    assert.equal(reply.user, "<unset>");
+  });
+
+  it("a var created { transfer: false } in the worker never receives", async () => {
+    const reply = await secret.run("s3cr3t", () => pool.run({ i: 0, delay: 0 }));
+    assert.equal(reply.secret, "<unset>");
+  });
+
+  it("filename and name per run, as with piscina; a URL filename works", async () => {
+    const reply = await requestId.run("r-named", () =>
+      pool.run({ i: 0, delay: 0 }, { filename: fixture("job.ts"), name: "default" }),
+    );
+    assert.equal(reply.requestId, "r-named");
+    await assert.rejects(
+      pool.run({ i: 0, delay: 0 }, { filename: "relative/job.ts" }),
+      new TypeError(
+        'Expected `filename` to be a file: URL or an absolute path, got `"relative/job.ts"` (string)',
+      ),
+    );
+    await assert.rejects(pool.run({ i: 0, delay: 0 }, { name: "missing" }), (error: Error) =>
+      error.message.endsWith("has no function export named `missing`"),
+    );
+  });
+
+  it("toThread calls an export with arguments, in a copy of the caller's Context", async () => {
+    useThreadPool(pool);
+    try {
+      const results = await gather(
+        ...[1, 2, 3].map((n) => () => {
+          requestId.set(`t-${n}`);
+          return toThread<{ sum: number; requestId: string }>(fixture("job.ts"), "add", n, 10);
+        }),
+      );
+      assert.deepEqual(results, [
+        { sum: 11, requestId: "t-1" },
+        { sum: 12, requestId: "t-2" },
+        { sum: 13, requestId: "t-3" },
+      ]);
+      await assert.rejects(
+        toThread("job.ts", "add"),
+        new TypeError(
+          'Expected `moduleUrl` to be a file: URL or an absolute path, got `"job.ts"` (string)',
+        ),
+      );
+    } finally {
+      useThreadPool(undefined);
+    }
+  });
+
+  it("rejects what is not a pool", () => {
+    assert.throws(
+      () => contextPool({} as Piscina),
+      new TypeError("Expected `piscina` to be a Piscina pool, got `[object Object]` (object)"),
+    );
+    assert.throws(
+      () => useThreadPool({} as ContextPool),
+      new TypeError(
+        "Expected `pool` to be a ContextPool (from contextPool(piscina)), got `[object Object]` (object)",
+      ),
+    );
+    assert.match(String(pool), /^<ContextPool filename=".*fixtures\/job\.ts">$/);
+  });
+});

@@ -1,0 +1,251 @@
+/**
+ * What may cross to a worker thread, with its exact error or behaviour:
+ * uncloneable values (throw, or skip), two vars under one name, and
+ * `{ transfer: false }`. The walk itself is tested directly; the rules
+ * through a real Worker and a real pool.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { getEnvironmentData } from "node:worker_threads";
+import { Context, ContextError, ContextVar } from "contextvars";
+import { type ContextPool, contextPool, TransferError, Worker } from "contextvars/worker";
+import { Piscina } from "piscina";
+import { problemIn } from "../../src/threads/transfer.ts";
+import { firstMessage, fixture, workerExecArgv } from "../helpers/threads.ts";
+import type { EchoReply } from "./fixtures/echo-vars.ts";
+import type { JobReply } from "./fixtures/job.ts";
+
+class Session {
+  constructor(readonly id: string) {}
+}
+class AppError extends Error {}
+
+const tail =
+  '; give it a structured-cloneable value, create it with { transfer: false }, or pass onUncloneable: "skip"';
+function uncloneable(name: string, what: string): TransferError {
+  const error = new TransferError(
+    "ERR_CONTEXTVAR_UNCLONEABLE",
+    `ContextVar(${JSON.stringify(name)}) cannot cross to a worker thread: ${what}${tail}`,
+  );
+  return error;
+}
+function clash(name: string, context: Context): TransferError {
+  return new TransferError(
+    "ERR_CONTEXTVAR_NAME_CLASH",
+    `two ContextVars named ${JSON.stringify(name)} have values in ${context}; a worker thread finds vars by name, so rename one or create it with { transfer: false }`,
+  );
+}
+/** Matches class, code and message exactly. */
+function exactly(expected: TransferError) {
+  return (error: unknown) => {
+    assert.ok(error instanceof TransferError);
+    assert.ok(error instanceof ContextError);
+    assert.equal(error.name, "TransferError");
+    assert.equal(error.code, expected.code);
+    assert.equal(error.message, expected.message);
+    return true;
+  };
+}
+
+function startEcho(names: string[], options: { context?: Context; onUncloneable?: "skip" } = {}) {
+  return new Worker(fixture("echo-vars.ts"), {
+    workerData: { names },
+    execArgv: workerExecArgv,
+    ...options,
+  });
+}
+
+const user = new ContextVar<string>("user");
+const callback = new ContextVar<() => void>("callback");
+const session = new ContextVar<{ user: string; session: Session }>("session");
+
+describe("problemIn: what survives structured clone", () => {
+  it("passes what structured clone keeps", () => {
+    const cycle: Record<string, unknown> = { n: 1 };
+    cycle.self = cycle;
+    for (const [i, value] of [
+      "s",
+      1,
+      10n,
+      null,
+      undefined,
+      true,
+      { a: [1, { b: new Date(0) }] },
+      Object.create(null),
+      /x/g,
+      new Map([[{ k: 1 }, new Set([1n])]]),
+      new Uint8Array(4),
+      new ArrayBuffer(8),
+      new TypeError("t"),
+      new Blob(["a"]),
+      cycle,
+    ].entries()) {
+      assert.equal(problemIn(value, true), undefined, `value #${i}`);
+    }
+  });
+
+  it("names what would fail or lose its prototype, with its path", () => {
+    assert.equal(
+      problemIn(() => 1),
+      "value is a function",
+    );
+    assert.equal(problemIn(Symbol("s")), "value is a symbol");
+    assert.equal(problemIn({ tags: ["a", Symbol("b")] }), "value.tags[1] is a symbol");
+    assert.equal(
+      problemIn({ user: "u", session: new Session("s") }),
+      "value.session is a Session, which would arrive as a plain object without its prototype",
+    );
+    assert.equal(
+      problemIn(new AppError("e")),
+      "value is an AppError, which would arrive as a plain Error without its prototype",
+    );
+    class Registry extends Map<string, number> {}
+    assert.equal(
+      problemIn({ registry: new Registry() }),
+      "value.registry is a Registry, which would arrive as a plain Map without its prototype",
+    );
+    assert.equal(problemIn(new Map([["k", () => 1]])), "value.get(…) is a function");
+    assert.equal(problemIn(new Set([Symbol.iterator])), "value (a Set item) is a symbol");
+    // A Proxy looks plain to the walk; only a real clone finds it (exact).
+    const proxy = new Proxy({}, {});
+    assert.equal(problemIn(proxy), undefined);
+    assert.equal(problemIn(proxy, true), "value cannot be cloned (#<Object> could not be cloned.)");
+  });
+});
+
+describe("Worker: what may cross", () => {
+  it("an uncloneable value throws TransferError naming the var, and starts nothing", () => {
+    callback.run(
+      () => {},
+      () => {
+        assert.throws(
+          () => startEcho(["callback"]),
+          exactly(uncloneable("callback", "value is a function")),
+        );
+      },
+    );
+    session.run({ user: "u", session: new Session("s") }, () => {
+      assert.throws(
+        () => startEcho(["session"]),
+        exactly(
+          uncloneable(
+            "session",
+            "value.session is a Session, which would arrive as a plain object without its prototype",
+          ),
+        ),
+      );
+    });
+    const proxied = new ContextVar<object>("proxied");
+    proxied.run(new Proxy({}, {}), () => {
+      assert.throws(
+        () => startEcho(["proxied"]),
+        exactly(uncloneable("proxied", "value cannot be cloned (#<Object> could not be cloned.)")),
+      );
+    });
+    assert.equal(getEnvironmentData("contextvars:values"), undefined);
+  });
+
+  it('onUncloneable: "skip" leaves that var behind and sends the rest', async () => {
+    const reply = await user.run("alice", () =>
+      callback.run(
+        () => {},
+        () => firstMessage<EchoReply>(startEcho(["user", "callback"], { onUncloneable: "skip" })),
+      ),
+    );
+    assert.deepEqual(reply.seen, { user: "alice", callback: "<unset>" });
+  });
+
+  it("two vars with values under one name throw ERR_CONTEXTVAR_NAME_CLASH", () => {
+    const twin = new ContextVar<string>("user");
+    const context = new Context();
+    context.run(() => {
+      user.set("a");
+      twin.set("b");
+    });
+    assert.throws(() => startEcho(["user"], { context }), exactly(clash("user", context)));
+    // A twin with no value in the Context is no clash.
+    assert.doesNotThrow(() => user.run("a", () => startEcho(["user"]).terminate()));
+  });
+
+  it("{ transfer: false } vars never cross, and are no clash", async () => {
+    const local = new ContextVar<string>("user", { transfer: false });
+    const localFn = new ContextVar<() => void>("fn", { transfer: false });
+    const reply = await user.run("sent", () =>
+      local.run("kept", () =>
+        localFn.run(
+          () => {},
+          () => firstMessage<EchoReply>(startEcho(["user", "fn"])),
+        ),
+      ),
+    );
+    assert.deepEqual(reply.seen, { user: "sent", fn: "<unset>" });
+    const onlyLocal = await local.run("kept", () => firstMessage<EchoReply>(startEcho(["user"])));
+    assert.deepEqual(onlyLocal.seen, { user: "<unset>" });
+    // In the worker, a var created { transfer: false } does not receive either.
+    const worker = new Worker(fixture("echo-vars.ts"), {
+      workerData: { names: [], localOnly: ["user"] },
+      execArgv: workerExecArgv,
+    });
+    const inWorker = await user.run("sent", () => firstMessage<EchoReply>(worker));
+    assert.deepEqual(inWorker.seen, { user: "<unset>" });
+  });
+});
+
+describe("contextPool: what may cross", () => {
+  let pool: ContextPool<{ i: number; delay: number }, JobReply>;
+  let skipping: ContextPool<{ i: number; delay: number }, JobReply>;
+  before(() => {
+    const piscina = new Piscina({
+      filename: fixture("job.ts").href,
+      execArgv: workerExecArgv,
+      maxThreads: 2,
+    });
+    pool = contextPool(piscina);
+    skipping = contextPool(piscina, { onUncloneable: "skip" });
+  });
+  after(() => pool.destroy());
+  const job = { i: 0, delay: 0 };
+
+  it("an uncloneable value rejects the run with TransferError", async () => {
+    await callback.run(
+      () => {},
+      () => assert.rejects(pool.run(job), exactly(uncloneable("callback", "value is a function"))),
+    );
+    // Seen only when the post fails: the error is named all the same.
+    const proxied = new ContextVar<object>("proxied");
+    await proxied.run(new Proxy({}, {}), () =>
+      assert.rejects(
+        pool.run(job),
+        exactly(uncloneable("proxied", "value cannot be cloned (#<Object> could not be cloned.)")),
+      ),
+    );
+  });
+
+  it('onUncloneable: "skip" runs the job without that var', async () => {
+    const proxied = new ContextVar<object>("proxied");
+    const reply = await user.run("u", () =>
+      callback.run(
+        () => {},
+        () => proxied.run(new Proxy({}, {}), () => skipping.run(job)),
+      ),
+    );
+    assert.equal(reply.user, "u");
+  });
+
+  it("two vars under one name reject the run", async () => {
+    const twin = new ContextVar<string>("user");
+    const context = new Context();
+    await context.run(() => {
+      user.set("a");
+      twin.set("b");
+      return assert.rejects(pool.run(job), exactly(clash("user", context)));
+    });
+  });
+
+  it("an uncloneable task is piscina's own DataCloneError, not a TransferError", async () => {
+    await assert.rejects(
+      (pool as unknown as ContextPool<unknown, unknown>).run(() => 1),
+      (error: Error) => error.name === "DataCloneError",
+    );
+  });
+});

@@ -1,0 +1,148 @@
+/**
+ * contextvars/worker's Worker on real worker threads: the worker's root
+ * Context starts with the parent's values by name, sets in the worker stay
+ * there, nested workers inherit, and Node's own options (workerData above
+ * all) pass through untouched. Workers load the same source through tsx; see
+ * test/helpers/threads.ts.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { getEnvironmentData } from "node:worker_threads";
+import { Context, ContextVar, gather } from "contextvars";
+import { Worker } from "contextvars/worker";
+import { itFromEveryState } from "../helpers/starting-states.ts";
+import { firstMessage, fixture, workerExecArgv } from "../helpers/threads.ts";
+import type { EchoData, EchoReply } from "./fixtures/echo-vars.ts";
+
+const user = new ContextVar<string>("user");
+const count = new ContextVar<number>("count");
+const session = new ContextVar<{
+  id: string;
+  roles: string[];
+  at: Date;
+  tags: Map<string, Set<number>>;
+}>("session");
+
+function echo(
+  data: EchoData,
+  options: { context?: Context; workerData?: unknown } = {},
+): Promise<EchoReply> {
+  const { context, workerData = data } = options;
+  return firstMessage(
+    new Worker(fixture("echo-vars.ts"), { workerData, execArgv: workerExecArgv, context }),
+  );
+}
+
+describe("Worker", () => {
+  itFromEveryState("values arrive in the worker's root Context, by name", async () => {
+    user.set("alice");
+    count.set(3);
+    const at = new Date(0);
+    session.set({ id: "s-1", roles: ["admin"], at, tags: new Map([["a", new Set([1, 2])]]) });
+    const reply = await echo({ names: ["user", "count", "session", "absent"] });
+    assert.deepEqual(reply.seen, {
+      user: "alice",
+      count: 3,
+      session: { id: "s-1", roles: ["admin"], at, tags: new Map([["a", new Set([1, 2])]]) },
+      absent: "<unset>",
+    });
+  });
+
+  it("sets inside the worker do not come back, and do not reach the next worker", async () => {
+    await user.run("parent", async () => {
+      const first = await echo({ names: ["user"], overwrite: "set in worker" });
+      assert.equal(first.seen.user, "parent");
+      assert.equal(user.get(), "parent");
+      const second = await echo({ names: ["user"] });
+      assert.equal(second.seen.user, "parent");
+    });
+  });
+
+  it("each worker gets the Context current when it is constructed (concurrent siblings)", async () => {
+    const replies = await gather(
+      ...["a", "b", "c", "d"].map((name) => async () => {
+        user.set(name);
+        const worker = new Worker(fixture("echo-vars.ts"), {
+          workerData: { names: ["user"] },
+          execArgv: workerExecArgv,
+        });
+        user.set(`${name} changed after construction`);
+        return (await firstMessage<EchoReply>(worker)).seen.user;
+      }),
+    );
+    assert.deepEqual(replies, ["a", "b", "c", "d"]);
+  });
+
+  it("options.context replaces the current Context", async () => {
+    const ctx = new Context();
+    ctx.run(() => user.set("from ctx"));
+    await count.run(7, async () => {
+      const reply = await echo({ names: ["user", "count"] }, { context: ctx });
+      assert.deepEqual(reply.seen, { user: "from ctx", count: "<unset>" });
+    });
+  });
+
+  it("the user's workerData reaches the worker unchanged, with or without contextvars there", async () => {
+    const workerData = { names: ["user"], nested: { list: [1, 2, 3] }, when: new Date(5) };
+    await user.run("u", async () => {
+      const reply = await echo(workerData, { workerData });
+      assert.deepEqual(reply.workerData, workerData);
+      assert.equal(reply.seen.user, "u");
+      const plain = await firstMessage<{ workerData: unknown; env: unknown }>(
+        new Worker(fixture("plain.ts"), { workerData: 42, execArgv: workerExecArgv }),
+      );
+      assert.equal(plain.workerData, 42);
+    });
+  });
+
+  it("the values are not left in this thread's environmentData", async () => {
+    await user.run("u", () => echo({ names: [] }));
+    assert.equal(getEnvironmentData("contextvars:values"), undefined);
+  });
+
+  it("nested workers inherit; values for vars the middle never created pass through", async () => {
+    const trace = new ContextVar<string>("trace");
+    const reply = await trace.run("t-1", () =>
+      user.run("top", () =>
+        firstMessage<Record<string, unknown>>(
+          new Worker(fixture("nested.ts"), { execArgv: workerExecArgv }),
+        ),
+      ),
+    );
+    assert.deepEqual(reply, {
+      middle: "top",
+      fromRoot: { user: "top", trace: "t-1" },
+      fromRun: { user: "set in middle", trace: "t-1" },
+      plain: { user: "<unset>", trace: "<unset>" },
+    });
+  });
+
+  it("an empty Context starts the worker with nothing", async () => {
+    await user.run("x", async () => {
+      const reply = await echo({ names: ["user"] }, { context: new Context() });
+      assert.equal(reply.seen.user, "<unset>");
+    });
+  });
+
+  it("rejects a context that is not a Context, and a bad onUncloneable", () => {
+    const file = fixture("echo-vars.ts");
+    assert.throws(
+      () => new Worker(file, { context: {} as Context }),
+      new TypeError("Expected `context` to be a Context, got `[object Object]` (object)"),
+    );
+    assert.throws(
+      () => new Worker(file, { onUncloneable: "drop" as "skip" }),
+      new TypeError('Expected `onUncloneable` to be "throw" or "skip", got `"drop"` (string)'),
+    );
+  });
+
+  it("is a node:worker_threads Worker", async () => {
+    const { Worker: NodeWorker } = await import("node:worker_threads");
+    const worker = new Worker("require('node:worker_threads').parentPort.postMessage(1)", {
+      eval: true,
+    });
+    assert.ok(worker instanceof NodeWorker);
+    assert.equal(Object.prototype.toString.call(worker), "[object Worker]");
+    assert.equal(await firstMessage(worker), 1);
+  });
+});
