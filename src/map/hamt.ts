@@ -32,7 +32,8 @@
  *   slots are used, and `entries` holds them packed: slot s lives at index
  *   popcount(bitmap & ((1 << s) - 1)). Each used slot is a pair (key, value),
  *   or (undefined, child node) when more than one key shares the slot's
- *   prefix. The root is always a BitmapNode, empty for an empty map.
+ *   prefix. The root is a BitmapNode (empty for an empty map) until it needs
+ *   a 17th slot, when it becomes an ArrayNode like any other node.
  * - ArrayNode: more than 16 slots in use. A plain 32-element array of child
  *   nodes (or undefined), so a lookup is one index, no popcount. A BitmapNode
  *   that would grow to 17 slots becomes an ArrayNode; an ArrayNode that falls
@@ -50,7 +51,9 @@
  *   the key is absent, `undefined` when the node becomes empty, else a new
  *   node; a BitmapNode left with a single pair is folded into its parent.
  * - iteration: depth-first over the nodes, so the order depends only on the
- *   keys' hashes: stable for the same contents, whatever the order of sets.
+ *   keys' hashes: stable for the same contents, whatever the order of sets,
+ *   except that keys with equal full hashes (one CollisionNode) keep the
+ *   order in which they were added.
  *
  * Keys compare by identity (`===`): a ContextVar is equal only to itself.
  */
@@ -93,7 +96,7 @@ function mergePairs<K extends Hashed, V>(
   hash2: number,
   value2: V,
 ): Node<K, V> {
-  const hash1 = key1[hashKey];
+  const hash1 = key1[hashKey] | 0;
   if (hash1 === hash2) return new CollisionNode<K, V>(hash1, [key1, value1, key2, value2]);
   const slot1 = slotOf(hash1, shift);
   const slot2 = slotOf(hash2, shift);
@@ -138,7 +141,9 @@ class BitmapNode<K extends Hashed, V> {
         replacement = child.assoc(shift + BITS, hash, key, value);
         if (replacement === child) return this;
       } else if (k === key) {
-        if (v === value) return this;
+        // Values compare as hamt.c compares them, by identity: Object.is, so that
+        // -0 replaces 0 and NaN over NaN is a no-op.
+        if (Object.is(v, value)) return this;
         const entries = this.entries.slice();
         entries[i + 1] = value;
         return new BitmapNode(this.bitmap, entries);
@@ -335,7 +340,7 @@ class CollisionNode<K extends Hashed, V> {
       return wrapper.assoc(shift, hash, key, value);
     }
     const i = this.#indexOf(key);
-    if (i >= 0 && this.entries[i + 1] === value) return this;
+    if (i >= 0 && Object.is(this.entries[i + 1], value)) return this;
     const entries = this.entries.slice();
     if (i >= 0) {
       entries[i + 1] = value;
@@ -416,7 +421,7 @@ export class Hamt<K extends Hashed, V> {
 
   /** The value for `key`, or NOT_FOUND. */
   get(key: K): V | NotFound {
-    return this.#root.find(0, key[hashKey], key);
+    return this.#root.find(0, key[hashKey] | 0, key);
   }
 
   has(key: K): boolean {
@@ -426,14 +431,15 @@ export class Hamt<K extends Hashed, V> {
   /** A map with `key` set to `value`; this same map if it already held exactly that. */
   set(key: K, value: V): Hamt<K, V> {
     addedLeaf = false;
-    const root = this.#root.assoc(0, key[hashKey], key, value);
+    // `| 0`: a hash given as 2**31 and one given as -(2**31) are the same 32 bits.
+    const root = this.#root.assoc(0, key[hashKey] | 0, key, value);
     if (root === this.#root) return this;
     return new Hamt(root, addedLeaf ? this.size + 1 : this.size);
   }
 
   /** A map without `key`; this same map if `key` was absent. */
   delete(key: K): Hamt<K, V> {
-    const root = this.#root.without(0, key[hashKey], key);
+    const root = this.#root.without(0, key[hashKey] | 0, key);
     if (root === this.#root) return this;
     if (root === undefined) return Hamt.empty();
     return new Hamt(root as Node<K, V>, this.size - 1);
