@@ -8,8 +8,24 @@ export const inspectCustom: unique symbol = Symbol.for("nodejs.util.inspect.cust
 /** The `inspect` function Node passes as the third argument of a custom inspector. */
 export type InspectFn = (value: unknown, options?: object) => string;
 
+// Objects being shown by an inspector further up the stack. Each nested
+// inspect() call starts with an empty list of seen objects, so Node cannot
+// see a cycle that passes through a custom inspector (a var whose default
+// holds the var, a Context holding itself): as CPython's repr does with
+// Py_ReprEnter, such a value is shown as a marker instead.
+const showing = new Set<object>();
+
 /** Shows a value in an inspector, with Node's inspect when it is given, else String(). */
 export function show(value: unknown, inspect: InspectFn | undefined, options?: object): string {
-  if (inspect) return inspect(value, options);
-  return typeof value === "string" ? JSON.stringify(value) : String(value);
+  if (!inspect) return typeof value === "string" ? JSON.stringify(value) : String(value);
+  if ((typeof value !== "object" && typeof value !== "function") || value === null) {
+    return inspect(value, options);
+  }
+  if (showing.has(value)) return "[Circular]";
+  showing.add(value);
+  try {
+    return inspect(value, options);
+  } finally {
+    showing.delete(value);
+  }
 }

@@ -38,10 +38,10 @@ export class Token<T> implements Disposable {
   /** The marker for "the var had no value before the set". */
   static readonly MISSING: Missing = MISSING;
 
-  /** The var whose set made this token. */
-  readonly var: ContextVar<T>;
-  /** The var's value before the set, or Token.MISSING if it had none. */
-  readonly oldValue: T | Missing;
+  // Private with getters: read-only at run time too, as Python's token.var and
+  // token.old_value (reset trusts both, so a reassigned one would restore the wrong var).
+  readonly #var: ContextVar<T>;
+  readonly #oldValue: T | Missing;
   #used = false;
   readonly #state: TokenState;
 
@@ -55,8 +55,8 @@ export class Token<T> implements Disposable {
     if (guard !== constructing) {
       throw new TypeError("Tokens can only be created by ContextVar.set(); call var.set(value)");
     }
-    this.var = v;
-    this.oldValue = oldValue;
+    this.#var = v;
+    this.#oldValue = oldValue;
     this.#state = state;
   }
 
@@ -69,6 +69,16 @@ export class Token<T> implements Disposable {
     };
     isToken = (value): value is Token<unknown> =>
       typeof value === "object" && value !== null && #state in value;
+  }
+
+  /** The var whose set made this token. */
+  get var(): ContextVar<T> {
+    return this.#var;
+  }
+
+  /** The var's value before the set, or Token.MISSING if it had none. */
+  get oldValue(): T | Missing {
+    return this.#oldValue;
   }
 
   /** Whether the token has been used to reset its var. */

@@ -1,0 +1,141 @@
+/**
+ * bind(fn, context?): a function that runs fn in a fresh copy of a Context
+ * on every call. Python has no bind; these tests hold it to the rules
+ * ContextTest sets for `ctx.run` (test_context_run_2/3/5) and `copy()`.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { bind, Context, ContextVar, copyContext } from "contextvars";
+import { itFromEveryState } from "../helpers/starting-states.ts";
+
+describe("bind", () => {
+  itFromEveryState("the snapshot is taken at bind time, not at call time", () => {
+    const c = new ContextVar<string>("c");
+    c.set("at bind");
+    const read = bind(() => c.get());
+    c.set("at call");
+    assert.equal(read(), "at bind");
+    assert.equal(new Context().run(read), "at bind");
+    assert.equal(c.get(), "at call");
+  });
+
+  itFromEveryState(
+    "each call runs in a fresh copy: sets reach neither caller nor next call",
+    () => {
+      const c = new ContextVar<number>("c", { default: 0 });
+      c.set(1);
+      const bump = bind(() => {
+        const seen = c.get();
+        c.set(seen + 10);
+        return [seen, c.get()];
+      });
+      assert.deepEqual(bump(), [1, 11]);
+      assert.deepEqual(bump(), [1, 11]);
+      assert.equal(c.get(), 1);
+    },
+  );
+
+  itFromEveryState("with a context: calls see its values and never change it", () => {
+    const c = new ContextVar<string>("c", { default: "default" });
+    const ctx = new Context();
+    ctx.run(() => c.set("in ctx"));
+    const read = bind(() => {
+      const seen = c.get();
+      c.set("changed");
+      return seen;
+    }, ctx);
+    assert.equal(read(), "in ctx");
+    assert.equal(ctx.get(c), "in ctx");
+    ctx.run(() => c.set("later"));
+    assert.equal(read(), "later");
+    assert.equal(c.get(), "default");
+  });
+
+  itFromEveryState("a bound function can be called while its context is being run", () => {
+    const c = new ContextVar<string>("c");
+    const ctx = new Context();
+    const read = bind(() => c.get("unset"), ctx);
+    ctx.run(() => {
+      c.set("inside");
+      assert.equal(read(), "inside");
+    });
+  });
+
+  itFromEveryState("test_context_run_2: `this`, arguments and the result pass through", () => {
+    const self = { base: 10 };
+    const add = bind(function (this: { base: number }, a: number, b: number) {
+      return this.base + a + b;
+    });
+    assert.equal(add.call(self, 1, 2), 13);
+    const obj = { base: 100, add };
+    assert.equal(obj.add(1, 2), 103);
+    assert.equal(add.name, "bound ");
+    function named() {}
+    assert.equal(bind(named).name, "bound named");
+  });
+
+  itFromEveryState("test_context_run_5: a throw propagates; caller and context unchanged", () => {
+    const c = new ContextVar<string>("c", { default: "default" });
+    const ctx = new Context();
+    const boom = new Error("boom");
+    const fail = bind(() => {
+      c.set("leaked?");
+      throw boom;
+    }, ctx);
+    assert.throws(fail, (err) => err === boom);
+    assert.equal(c.get(), "default");
+    assert.equal(ctx.has(c), false);
+  });
+
+  itFromEveryState("async: the copy lasts across the call's awaits", async () => {
+    const c = new ContextVar<string>("c");
+    c.set("at bind");
+    const later = bind(async () => {
+      await sleep(1);
+      const seen = c.get();
+      c.set("inside");
+      await sleep(1);
+      return [seen, c.get()];
+    });
+    c.set("at call");
+    assert.deepEqual(await later(), ["at bind", "inside"]);
+    assert.equal(c.get(), "at call");
+  });
+
+  itFromEveryState("concurrent calls on equal timers never see each other", async () => {
+    const c = new ContextVar<string>("c", { default: "default" });
+    const worker = bind(async (name: string) => {
+      c.set(name);
+      await sleep(2);
+      return c.get();
+    });
+    assert.deepEqual(await Promise.all([worker("a"), worker("b"), worker("c")]), ["a", "b", "c"]);
+    assert.equal(c.get(), "default");
+  });
+
+  itFromEveryState("a callback bound now runs later with the values of now", async () => {
+    const c = new ContextVar<string>("c");
+    c.set("scheduled");
+    const seen = new Promise<string>((resolve) => {
+      const callback = bind(() => resolve(c.get()));
+      copyContext().run(() => {
+        c.set("elsewhere");
+        setTimeout(callback, 1);
+      });
+    });
+    assert.equal(await seen, "scheduled");
+  });
+
+  it("TypeError for a non-function fn or a non-Context context", () => {
+    const anyBind = bind as unknown as (fn: unknown, context?: unknown) => unknown;
+    for (const fn of [undefined, null, 42, "fn", {}]) {
+      assert.throws(() => anyBind(fn), TypeError);
+    }
+    for (const context of [null, 42, {}, copyContext]) {
+      assert.throws(() => anyBind(() => 1, context), TypeError);
+    }
+    assert.throws(() => anyBind(42), /Expected `fn` to be a function, got `42` \(number\)/);
+    assert.throws(() => anyBind(() => 1, {}), /Expected `context` to be a Context/);
+  });
+});

@@ -1,0 +1,298 @@
+/**
+ * Every misuse error of the core: class, stable code, `instanceof
+ * ContextError`, a message naming the var or Context, CPython's check order
+ * (Python/context.c), the TypeErrors, and the rule that a throwing call leaves
+ * the current Context as it was. Ported from Lib/test/test_context.py.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  bind,
+  Context,
+  ContextEnteredError,
+  ContextError,
+  ContextVar,
+  copyContext,
+  createTask,
+  type ErrorCode,
+  LookupError,
+  Token,
+  TokenMismatchError,
+  TokenUsedError,
+} from "contextvars";
+import { itFromEveryState } from "../helpers/starting-states.ts";
+
+type ErrorClass = new (...args: never[]) => ContextError;
+
+/** fn throws an ErrorClass with `code` whose message contains every one of `names`. */
+function throwsContextError(
+  fn: () => unknown,
+  Class: ErrorClass,
+  code: ErrorCode,
+  names: string[],
+) {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof Class, `expected ${Class.name}, got ${String(err)}`);
+    assert.ok(err instanceof ContextError);
+    assert.ok(err instanceof Error);
+    assert.equal(err.code, code);
+    assert.equal(err.name, Class.name);
+    for (const name of names) assert.ok(err.message.includes(name), `${err.message} ∌ ${name}`);
+    return true;
+  });
+}
+
+/** fn throws `expected`, and the current Context holds exactly what it held before. */
+function unchangedAfterThrow(fn: () => unknown, expected: RegExp | Function) {
+  const before = [...copyContext()];
+  assert.throws(fn, expected);
+  const after = [...copyContext()];
+  assert.equal(after.length, before.length);
+  after.forEach(([key, value], i) => {
+    assert.equal(key, before[i]?.[0]);
+    assert.equal(value, before[i]?.[1]);
+  });
+}
+
+const unsafe = <T>(value: unknown) => value as T;
+
+const probe = new ContextVar<number>("probe");
+const AnyVarCtor = ContextVar as unknown as new (...args: unknown[]) => unknown;
+const AnyTokenCtor = Token as unknown as new (...args: unknown[]) => unknown;
+function setThenThrow(): never {
+  probe.set(99);
+  throw new RangeError("after a set");
+}
+
+describe("errors", () => {
+  it("every class extends ContextError extends Error and is named for itself", () => {
+    for (const Class of [LookupError, TokenUsedError, TokenMismatchError, ContextEnteredError]) {
+      assert.ok(Class.prototype instanceof ContextError);
+      assert.ok(ContextError.prototype instanceof Error);
+    }
+  });
+
+  itFromEveryState("test_context_getset_1: get() of an unset var is LookupError", () => {
+    const c = new ContextVar<number>("name");
+    throwsContextError(() => c.get(), LookupError, "ERR_CONTEXTVAR_UNSET", ['ContextVar("name")']);
+  });
+
+  itFromEveryState("test_context_getset_1: a token reset twice is TokenUsedError", () => {
+    const c = new ContextVar<string>("c");
+    const t = c.set("spam");
+    c.reset(t);
+    c.set("spam2");
+    throwsContextError(() => c.reset(t), TokenUsedError, "ERR_TOKEN_USED", ['ContextVar("c")']);
+    assert.equal(c.get(), "spam2");
+  });
+
+  itFromEveryState("test_context_getset_2: a token of another var is TokenMismatchError", () => {
+    const v1 = new ContextVar<number>("v1");
+    const v2 = new ContextVar<number>("v2");
+    const t1 = v1.set(42);
+    throwsContextError(() => v2.reset(t1), TokenMismatchError, "ERR_TOKEN_VAR_MISMATCH", [
+      'ContextVar("v1")',
+      'ContextVar("v2")',
+    ]);
+    assert.equal(t1.used, false);
+    v1.reset(t1);
+    assert.equal(v1.get(undefined), undefined);
+  });
+
+  itFromEveryState(
+    "test_context_getset_4: a token of another Context is TokenMismatchError",
+    () => {
+      const c = new ContextVar<number>("c", { default: 42 });
+      const ctx = new Context();
+      const tok = ctx.run(c.set.bind(c), 1);
+      const code = "ERR_TOKEN_CONTEXT_MISMATCH";
+      throwsContextError(() => c.reset(tok), TokenMismatchError, code, ['ContextVar("c")']);
+      const here = c.set(2);
+      throwsContextError(
+        () => copyContext().run(() => c.reset(here)),
+        TokenMismatchError,
+        code,
+        [],
+      );
+      assert.equal(tok.used, false);
+      assert.equal(here.used, false);
+      ctx.run(() => c.reset(tok));
+      assert.equal(ctx.has(c), false);
+    },
+  );
+
+  itFromEveryState(
+    "test_context_getset_4: a sibling task's token is TokenMismatchError",
+    async () => {
+      const c = new ContextVar<string>("c");
+      const made = await createTask(() => c.set("in a"));
+      const code = "ERR_TOKEN_CONTEXT_MISMATCH";
+      await createTask(async () => {
+        await sleep(1);
+        throwsContextError(() => c.reset(made), TokenMismatchError, code, ['ContextVar("c")']);
+      });
+      assert.equal(made.used, false);
+    },
+  );
+
+  itFromEveryState("Python/context.c order: TypeError, then used, then var, then Context", () => {
+    const a = new ContextVar<number>("a");
+    const b = new ContextVar<number>("b");
+    const elsewhere = new Context();
+    const usedElsewhere = elsewhere.run(() => {
+      const t = a.set(1);
+      a.reset(t);
+      return t;
+    });
+    const freshElsewhere = elsewhere.run(() => a.set(2));
+    throwsContextError(() => b.reset(usedElsewhere), TokenUsedError, "ERR_TOKEN_USED", []);
+    const varCode = "ERR_TOKEN_VAR_MISMATCH";
+    throwsContextError(() => b.reset(freshElsewhere), TokenMismatchError, varCode, []);
+    const ctxCode = "ERR_TOKEN_CONTEXT_MISMATCH";
+    throwsContextError(() => a.reset(freshElsewhere), TokenMismatchError, ctxCode, []);
+    assert.throws(() => b.reset(unsafe<Token<number>>(null)), TypeError);
+  });
+
+  itFromEveryState("test_context_run_7: running an entered Context is ContextEnteredError", () => {
+    const ctx = new Context();
+    const fun = () => {
+      throwsContextError(() => ctx.run(fun), ContextEnteredError, "ERR_CONTEXT_ENTERED", [
+        String(ctx),
+      ]);
+      // The failed attempt does not leave ctx: it is still entered.
+      assert.throws(() => ctx.run(() => 1), ContextEnteredError);
+      assert.throws(() => new Context().run(() => ctx.run(() => 1)), ContextEnteredError);
+      return "done";
+    };
+    assert.equal(ctx.run(fun), "done");
+    assert.equal(
+      ctx.run(() => "again"),
+      "again",
+    );
+  });
+
+  itFromEveryState(
+    "test_context_manager_is_not_reentrant: not from a continuation either",
+    async () => {
+      const ctx = new Context();
+      await ctx.run(async () => {
+        await sleep(1);
+        throwsContextError(() => ctx.run(() => 1), ContextEnteredError, "ERR_CONTEXT_ENTERED", [
+          String(ctx),
+        ]);
+      });
+      assert.equal(
+        ctx.run(() => "after"),
+        "after",
+      );
+    },
+  );
+});
+
+describe("TypeErrors", () => {
+  const AnyVar = ContextVar as unknown as new (...args: unknown[]) => ContextVar<unknown>;
+
+  it("test_context_var_new_1: a name is required and must be a string", () => {
+    assert.throws(() => new AnyVar(), TypeError);
+    for (const name of [1, null, {}, Symbol("s")]) {
+      assert.throws(() => new AnyVar(name), /Expected `name` to be a string/);
+    }
+    assert.throws(() => new AnyVar("a", 5), TypeError);
+    assert.throws(() => new AnyVar("a", null), TypeError);
+  });
+
+  it("test_context_run_1: run needs a function", () => {
+    const ctx = new Context();
+    const anyRun = unsafe<(fn?: unknown) => unknown>(ctx.run.bind(ctx));
+    assert.throws(() => anyRun(), TypeError);
+    assert.throws(() => anyRun(42), /Expected `fn` to be a function, got `42` \(number\)/);
+    const v = new ContextVar<number>("v");
+    const anyVarRun = unsafe<(value: number, fn?: unknown) => unknown>(v.run.bind(v));
+    assert.throws(() => anyVarRun(1), TypeError);
+    assert.throws(() => anyVarRun(1, "fn"), TypeError);
+  });
+
+  it("reset needs a Token made by set()", () => {
+    const v = new ContextVar<number>("v");
+    const real = v.set(1);
+    const fake = { var: v, oldValue: Token.MISSING, used: false };
+    for (const token of [undefined, null, 1, fake, Object.create(Token.prototype)]) {
+      assert.throws(() => v.reset(unsafe<Token<number>>(token)), /Expected `token` to be a Token/);
+    }
+    assert.equal(real.used, false);
+    v.reset(real);
+  });
+
+  it("test_context_typerrors_1: Context.get and has need a ContextVar key", () => {
+    const ctx = new Context();
+    for (const key of [1, "v", null, {}, new Context()]) {
+      assert.throws(() => ctx.get(unsafe<ContextVar<unknown>>(key)), /a ContextVar/);
+      assert.throws(() => ctx.has(unsafe<ContextVar<unknown>>(key)), /a ContextVar/);
+    }
+    assert.throws(() => ctx.forEach(unsafe<() => void>(1)), TypeError);
+  });
+});
+
+describe("a throwing call leaves the current Context as it was", () => {
+  const throwing: [string, () => () => unknown, RegExp | Function][] = [
+    ["get() of an unset var", () => () => new ContextVar("unset").get(), LookupError],
+    [
+      "reset of a used token",
+      () => {
+        const v = new ContextVar<number>("v");
+        const t = v.set(1);
+        v.reset(t);
+        v.set(2);
+        return () => v.reset(t);
+      },
+      TokenUsedError,
+    ],
+    [
+      "reset through another var",
+      () => {
+        const t = new ContextVar<number>("a").set(1);
+        return () => new ContextVar<number>("b").reset(t);
+      },
+      TokenMismatchError,
+    ],
+    [
+      "reset in another Context",
+      () => {
+        const v = new ContextVar<number>("v");
+        const t = new Context().run(() => v.set(1));
+        return () => v.reset(t);
+      },
+      TokenMismatchError,
+    ],
+    ["reset of a non-Token", () => () => new ContextVar("v").reset(unsafe(0)), TypeError],
+    ["new ContextVar(1)", () => () => new AnyVarCtor(1), TypeError],
+    ["new Token()", () => () => new AnyTokenCtor(), TypeError],
+    ["ctx.run(42)", () => () => new Context().run(unsafe(42)), TypeError],
+    ["var.run(v, 42)", () => () => new ContextVar("v").run(1, unsafe(42)), TypeError],
+    ["bind(42)", () => () => bind(unsafe(42)), TypeError],
+    ["ctx.get(1)", () => () => new Context().get(unsafe(1)), TypeError],
+    ["ctx.has(1)", () => () => new Context().has(unsafe(1)), TypeError],
+    ["a set-then-throw inside ctx.run", () => () => new Context().run(setThenThrow), RangeError],
+    ["a set-then-throw inside var.run", () => () => probe.run(9, setThenThrow), RangeError],
+    ["a set-then-throw inside bind", () => bind(setThenThrow), RangeError],
+  ];
+
+  for (const [what, arrange, expected] of throwing) {
+    itFromEveryState(what, () => {
+      probe.set(1);
+      const act = arrange();
+      unchangedAfterThrow(act, expected);
+      assert.equal(probe.get(), 1);
+    });
+  }
+
+  itFromEveryState("ctx.run of the entered ctx, inside its run", () => {
+    const ctx = new Context();
+    ctx.run(() => {
+      probe.set(1);
+      unchangedAfterThrow(() => ctx.run(setThenThrow), ContextEnteredError);
+      assert.equal(probe.get(), 1);
+    });
+  });
+});
