@@ -1,0 +1,162 @@
+/**
+ * HTTP benchmark: `node --import tsx bench/http/run.ts [--rounds 2]
+ * [--cycles 3] [--duration 1] [--warmup 1] [--connections 50]
+ * [--frameworks http,express] [--modes bare,als,ours]`.
+ *
+ * Each round starts, for one framework at a time, a fresh server process per
+ * mode of apps.ts (bare, a bare-vs-bare control, minimal ALS, ours, the
+ * popular alternative), warms each one, then runs `cycles` cycles: in each,
+ * autocannon loads every server in turn over loopback for `duration`
+ * seconds, the mode order rotating from cycle to cycle. Idle servers cost
+ * nothing, so the modes of a cycle are measured seconds apart, under the
+ * same load from whatever else runs on the machine. Each server reports its
+ * own CPU time (process.cpuUsage) around each burst: the headline figure is
+ * server CPU per request, which the load generator sharing the machine
+ * disturbs far less than throughput. Ratios are taken within a cycle; see
+ * report.ts.
+ */
+import { type ChildProcess, execFileSync, fork } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+import { FRAMEWORKS, type Framework, type Mode, modesOf } from "./apps.ts";
+import { type Cycle, report } from "./report.ts";
+
+function option(name: string, fallback: number): number {
+  const at = process.argv.indexOf(`--${name}`);
+  return at === -1 ? fallback : Number(process.argv[at + 1]);
+}
+const rounds = option("rounds", 2);
+const cycles = option("cycles", 3);
+const duration = option("duration", 1);
+const warmup = option("warmup", 1);
+const connections = option("connections", 50);
+const chosen = process.argv.indexOf("--frameworks");
+const frameworks: Framework[] =
+  chosen === -1
+    ? [...FRAMEWORKS]
+    : (process.argv[chosen + 1] ?? "")
+        .split(",")
+        .filter((f): f is Framework => (FRAMEWORKS as readonly string[]).includes(f));
+
+const only = process.argv.indexOf("--modes");
+const chosenModes = only === -1 ? undefined : (process.argv[only + 1] ?? "").split(",");
+
+const serverPath = fileURLToPath(new URL("./server.ts", import.meta.url));
+const root = fileURLToPath(new URL("../../", import.meta.url));
+
+// The servers load the package as tsc compiles it (see apps.ts for why not tsx).
+const build = join(root, "node_modules", ".cache", "contextvars-http-bench");
+try {
+  execFileSync(
+    process.execPath,
+    [
+      join(root, "node_modules", "typescript", "bin", "tsc"),
+      ...["-p", join(root, "tsconfig.build.json"), "--outDir", build],
+      ...["--declaration", "false", "--declarationMap", "false", "--sourceMap", "false"],
+    ],
+    { stdio: "ignore" },
+  );
+} catch {
+  // tsc exits non-zero on a type error anywhere in src, but still emits.
+}
+// The package's `imports` (#carrier, …) point into dist/: give the build its own
+// package.json with the same map pointing into the build.
+const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
+  imports?: unknown;
+};
+const intoBuild = (target: unknown): unknown =>
+  typeof target === "string"
+    ? target.replace(/^\.\/dist\//, "./")
+    : typeof target === "object" && target !== null
+      ? Object.fromEntries(
+          Object.entries(target)
+            .filter(([condition]) => condition !== "contextvars-source")
+            .map(([condition, value]) => [condition, intoBuild(value)]),
+        )
+      : target;
+writeFileSync(
+  join(build, "package.json"),
+  JSON.stringify({ type: "module", imports: intoBuild(manifest.imports ?? {}) }, null, 2),
+);
+
+interface Server {
+  mode: Mode;
+  child: ChildProcess;
+  url: string;
+}
+
+function nextMessage<T>(child: ChildProcess): Promise<T> {
+  return once(child, "message").then(([message]) => message as T);
+}
+
+async function start(framework: Framework, mode: Mode): Promise<Server> {
+  const child = fork(serverPath, [framework, mode], {
+    execArgv: ["--import", "tsx"],
+    env: { ...process.env, CONTEXTVARS_BUILD: build, NODE_ENV: "production" },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const { port } = await nextMessage<{ port: number }>(child);
+  return { mode, child, url: `http://127.0.0.1:${port}/` };
+}
+
+async function stop(server: Server): Promise<void> {
+  if (server.child.exitCode !== null) return;
+  server.child.send("exit");
+  await once(server.child, "exit");
+}
+
+async function cpu(server: Server): Promise<number> {
+  server.child.send("mark");
+  return (await nextMessage<{ cpu: number }>(server.child)).cpu;
+}
+
+async function burst(server: Server, seconds: number) {
+  const before = await cpu(server);
+  const result = await autocannon({ url: server.url, connections, duration: seconds });
+  const after = await cpu(server);
+  const ok = result["2xx"];
+  if (result.errors > 0 || result.non2xx > 0 || ok === 0) {
+    throw new Error(`${server.mode}: ${result.errors} errors, ${result.non2xx} non-2xx`);
+  }
+  return { cpuPerRequest: (after - before) / ok, throughput: ok / seconds };
+}
+
+const all = new Map<Framework, Cycle[]>(frameworks.map((f) => [f, []]));
+const started = Date.now();
+for (let round = 0; round < rounds; round++) {
+  for (const framework of frameworks) {
+    const modes = modesOf(framework).filter((m) => chosenModes?.includes(m) ?? true);
+    const servers: Server[] = [];
+    try {
+      servers.push(...(await Promise.all(modes.map((mode) => start(framework, mode)))));
+      for (const server of servers) await burst(server, warmup);
+      for (let c = 0; c < cycles; c++) {
+        const cycle: Cycle = new Map();
+        const shift = round * cycles + c;
+        for (let i = 0; i < servers.length; i++) {
+          const server = servers[(i + shift) % servers.length] as Server;
+          const sample = await burst(server, duration);
+          cycle.set(server.mode, sample);
+          console.error(
+            `round ${round + 1}/${rounds} cycle ${c + 1}/${cycles} ${framework.padEnd(7)} ` +
+              `${server.mode.padEnd(5)} ${sample.cpuPerRequest.toFixed(1).padStart(6)} µs/req ` +
+              `${sample.throughput.toFixed(0).padStart(6)} req/s`,
+          );
+        }
+        all.get(framework)?.push(cycle);
+      }
+    } finally {
+      await Promise.all(servers.map(stop));
+    }
+  }
+}
+
+const seconds = ((Date.now() - started) / 1000).toFixed(0);
+const header =
+  `Node ${process.version}, ${new Date().toISOString().slice(0, 10)}; ${rounds} rounds × ` +
+  `${cycles} cycles × ${duration} s bursts (after a ${warmup} s warmup) per mode, ` +
+  `${connections} connections, no x-request-id sent (ours makes a UUID per request); ${seconds} s in all.`;
+console.log(report(all, header));

@@ -1,0 +1,75 @@
+/**
+ * `contextvars/express`: request-scoped context for Express 5.
+ */
+import type { NextFunction, Request, RequestHandler, Response } from "express";
+import type { Context as RequestContext } from "../core/context.ts";
+import { bindPrototype } from "./request-emitters.ts";
+import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
+import { nodeRequestContext, requestContextOf, runInRequest } from "./request-scope.ts";
+
+export { type RequestContextOptions, requestId };
+
+/** Options of the Express middleware; `seed` receives Express's `req`. */
+export type ExpressContextOptions = RequestContextOptions<Request>;
+
+/**
+ * Express 5 middleware that runs the rest of the request (later middleware,
+ * body parsers, the route handler, error handlers, `res.on("finish")`
+ * listeners) in the request's own fresh copy of the root Context. Mount it
+ * first, so that everything after it is inside. `requestId` is set from the
+ * `x-request-id` header when well-formed (else a new UUID) and echoed;
+ * then `seed` runs.
+ *
+ * Values set by a middleware, also after an `await` in an async one, are
+ * seen by every later middleware and the handler. Listeners added to `req`
+ * and `res` run in the request's Context: the middleware installs the
+ * listener methods once on the app's `app.request`/`app.response` (a mounted
+ * sub-app needs its own mount). Mounted twice, or under
+ * `withContext` from `contextvars/http`, the request still has one Context
+ * (later mounts enter it and run only their `seed`).
+ *
+ * @example
+ * import express from "express";
+ * import { ContextVar } from "contextvars";
+ * import { contextMiddleware, requestId } from "contextvars/express";
+ *
+ * const tenant = new ContextVar<string>("tenant");
+ * const app = express();
+ * app.use(contextMiddleware({ seed: (req) => tenant.set(req.get("x-tenant") ?? "public") }));
+ * app.use(express.json());
+ * app.post("/orders", async (req, res) => {
+ *   res.json({ id: requestId.get(), tenant: tenant.get(), items: req.body });
+ * });
+ * @throws {TypeError} if an option has the wrong type.
+ */
+export function contextMiddleware(options?: ExpressContextOptions): RequestHandler {
+  const resolved = resolveOptions(options);
+  const seed = resolved.seed;
+  return function contextMiddleware(req: Request, res: Response, next: NextFunction): void {
+    const context = nodeRequestContext(req, res, resolved, bindThroughApp);
+    runInRequest(context, proceed, seed, req, next);
+  };
+}
+
+// Express has swapped the prototypes of req and res for the app's own by now;
+// adding to the objects would be slow, so the app's prototypes are patched
+// once instead (request-emitters.ts).
+function bindThroughApp(req: Request, res: Response): void {
+  bindPrototype(Object.getPrototypeOf(req) as object, requestContextOf);
+  bindPrototype(Object.getPrototypeOf(res) as object, contextOfResponse);
+}
+
+function contextOfResponse(res: object): RequestContext | undefined {
+  const req = (res as { req?: unknown }).req;
+  return typeof req === "object" && req !== null ? requestContextOf(req) : undefined;
+}
+
+// A throw from seed propagates to Express's router, which passes it to next(err).
+function proceed(
+  seed: ((req: Request) => void) | undefined,
+  req: Request,
+  next: NextFunction,
+): void {
+  if (seed !== undefined) seed(req);
+  next();
+}

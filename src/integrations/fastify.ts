@@ -1,0 +1,120 @@
+/**
+ * `contextvars/fastify`: request-scoped context for Fastify 5.
+ */
+import type {
+  FastifyInstance,
+  FastifyPluginCallback,
+  FastifyReply,
+  FastifyRequest,
+  HookHandlerDoneFunction,
+} from "fastify";
+import fp from "fastify-plugin";
+import {
+  type RequestContextOptions,
+  type ResolvedOptions,
+  requestId,
+  resolveOptions,
+} from "./request-id.ts";
+import { nodeRequestContext, requestContextOf, runInRequest } from "./request-scope.ts";
+
+export { type RequestContextOptions, requestId };
+
+/** Options of the Fastify plugin; `seed` receives the `FastifyRequest`. */
+export type FastifyContextOptions = RequestContextOptions<FastifyRequest>;
+
+function contextvars(
+  fastify: FastifyInstance,
+  options: FastifyContextOptions,
+  done: (error?: Error) => void,
+): void {
+  let resolved: ResolvedOptions<FastifyRequest>;
+  try {
+    resolved = resolveOptions(options);
+  } catch (error) {
+    // Avvio does not catch a callback plugin's throw: hand it to `done`, which fails register().
+    done(error as Error);
+    return;
+  }
+  const seed = resolved.seed;
+
+  // One Context per request, made and entered here. Fastify calls the next
+  // hook from inside this `done()` (or, for an async hook, from a `then` on its
+  // promise, registered inside it), so every later hook and the handler run in
+  // this same Context: a value set after an `await` in an async onRequest or
+  // preHandler hook lands in it and is seen downstream. A fresh Context per
+  // hook would lose exactly those values.
+  fastify.addHook(
+    "onRequest",
+    function enterRequestContext(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      next: HookHandlerDoneFunction,
+    ): void {
+      const context = nodeRequestContext(request.raw, reply.raw, resolved);
+      runInRequest(context, proceed, seed, request, next);
+    },
+  );
+
+  // Body parsing resumes from the payload's `end` event. The raw request's
+  // listeners are bound, and Fastify 5.12 also carries the Context across
+  // (an AsyncResource in content-type-parser.js), but a preParsing hook may
+  // hand the parser another stream (a decompressor) whose events are not
+  // bound: re-enter the request's Context before validation, preHandler hooks
+  // and the handler, as @fastify/request-context does.
+  fastify.addHook(
+    "preValidation",
+    function reenterRequestContext(
+      request: FastifyRequest,
+      _reply: FastifyReply,
+      next: HookHandlerDoneFunction,
+    ): void {
+      const context = requestContextOf(request.raw);
+      if (context === undefined) next();
+      else runInRequest(context, next);
+    },
+  );
+  done();
+}
+
+// A throw from seed is caught by Fastify's hook runner and fails the request.
+function proceed(
+  seed: ((request: FastifyRequest) => void) | undefined,
+  request: FastifyRequest,
+  next: HookHandlerDoneFunction,
+): void {
+  if (seed !== undefined) seed(request);
+  next();
+}
+
+/**
+ * Fastify 5 plugin (wrapped with `fastify-plugin`, so its hooks apply to the
+ * whole app, not just one encapsulated scope) that runs each request in its
+ * own fresh copy of the root Context: every hook registered after it
+ * (onRequest, preParsing, preValidation, preHandler, preSerialization,
+ * onSend, onError, onResponse), the handler, error handlers and streamed
+ * replies. Register it before other plugins and hooks. `requestId` is set
+ * from the `x-request-id` header when well-formed (else a new UUID) and
+ * echoed; then `seed` runs.
+ *
+ * Registered twice, or with `withContext` from `contextvars/http` in a
+ * `serverFactory`, the request still has exactly one Context.
+ *
+ * @example
+ * import Fastify from "fastify";
+ * import { ContextVar } from "contextvars";
+ * import { contextPlugin, requestId } from "contextvars/fastify";
+ *
+ * const user = new ContextVar<string>("user");
+ * const app = Fastify();
+ * await app.register(contextPlugin, { header: "x-correlation-id" });
+ * app.addHook("preHandler", async (request) => {
+ *   user.set(await lookUpUser(request.headers.authorization));
+ * });
+ * app.get("/me", async () => ({ id: requestId.get(), user: user.get() }));
+ * declare function lookUpUser(authorization: string | undefined): Promise<string>;
+ * @throws {TypeError} when registered with an option of the wrong type (the error fails `register`).
+ */
+export const contextPlugin: FastifyPluginCallback<FastifyContextOptions> = fp(contextvars, {
+  fastify: "5.x",
+  name: "contextvars",
+});

@@ -1,0 +1,94 @@
+/**
+ * `contextvars/hono`: request-scoped context for Hono 4, on any runtime.
+ */
+import type { Context, Env, MiddlewareHandler, Next } from "hono";
+import type { Context as RequestContext } from "../core/context.ts";
+import {
+  acceptRequestId,
+  type RequestContextOptions,
+  requestId,
+  resolveOptions,
+} from "./request-id.ts";
+import {
+  type NodeRequestLike,
+  type NodeResponseLike,
+  nodeRequestContext,
+  openRequestContext,
+  requestContextOf,
+  runInRequest,
+} from "./request-scope.ts";
+
+export { type RequestContextOptions, requestId };
+
+/** Options of the Hono middleware; `seed` receives Hono's `c`. */
+export type HonoContextOptions<E extends Env = Env> = RequestContextOptions<Context<E>>;
+
+/** The bindings `@hono/node-server` passes as `c.env`. */
+interface NodeBindings {
+  incoming?: NodeRequestLike;
+  outgoing?: NodeResponseLike;
+}
+
+/**
+ * Hono middleware that runs everything after it (later middleware, the
+ * handler, `c.req.json()` and other body reads, `app.onError`, streaming
+ * callbacks started by the handler) in the request's own fresh copy of the
+ * root Context. Mount it first. `requestId` is set from the `x-request-id`
+ * header when well-formed (else a new UUID) and echoed; then `seed` runs.
+ *
+ * Unlike Hono's `contextStorage()`, which stores `c` itself, this gives
+ * every ContextVar a per-request value, readable without `c` anywhere below.
+ * On `@hono/node-server` the header is read from, and echoed through, the
+ * Node request and response (`c.env.incoming`/`outgoing`), whose listeners
+ * then run in the request's Context too, and a request that `withContext`
+ * from `contextvars/http` already handles keeps its one Context.
+ *
+ * @example
+ * import { Hono } from "hono";
+ * import { ContextVar } from "contextvars";
+ * import { contextMiddleware, requestId } from "contextvars/hono";
+ *
+ * const user = new ContextVar<string>("user");
+ * const app = new Hono();
+ * app.use(contextMiddleware({ seed: (c) => user.set(c.req.header("x-user") ?? "anonymous") }));
+ * app.post("/echo", async (c) => c.json({ id: requestId.get(), user: user.get(), body: await c.req.json() }));
+ * @throws {TypeError} if an option has the wrong type.
+ */
+export function contextMiddleware<E extends Env = Env>(
+  options?: HonoContextOptions<E>,
+): MiddlewareHandler<E> {
+  const resolved = resolveOptions(options);
+  const { header, echo, seed } = resolved;
+
+  // Any runtime: the fetch Request is the request's key, Hono's header API reads and echoes.
+  function fetchRequestContext(c: Context<E>): RequestContext {
+    const raw = c.req.raw;
+    const existing = requestContextOf(raw);
+    if (existing !== undefined) return existing;
+    const id = acceptRequestId(c.req.header(header));
+    if (echo) c.header(header, id);
+    return openRequestContext(raw, id);
+  }
+
+  return function contextMiddleware(c: Context<E>, next: Next): Promise<void> {
+    const node = c.env as NodeBindings | undefined;
+    const incoming = typeof node === "object" && node !== null ? node.incoming : undefined;
+    const outgoing = incoming === undefined ? undefined : node?.outgoing;
+    // @hono/node-server: Node's req/res are the key, as for the http
+    // integration (bound, and shared with withContext around the listener),
+    // and `c.req` is never touched (Hono builds it on first access). Node's
+    // setHeader merges into node-server's writeHead and skips building a
+    // fetch Headers object per request.
+    const context =
+      typeof incoming?.on === "function" && typeof outgoing?.setHeader === "function"
+        ? nodeRequestContext(incoming, outgoing, resolved)
+        : fetchRequestContext(c);
+    return runInRequest(context, proceed, seed, c, next);
+  };
+}
+
+// A throw from seed is caught by Hono's compose, which hands it to app.onError.
+function proceed<C>(seed: ((c: C) => void) | undefined, c: C, next: Next): Promise<void> {
+  if (seed !== undefined) seed(c);
+  return next();
+}

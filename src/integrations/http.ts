@@ -1,0 +1,84 @@
+/**
+ * `contextvars/http`: request-scoped context for a `node:http` or
+ * `node:https` request listener, and the `requestId` var every integration sets.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { assertFunction } from "../errors.ts";
+import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
+import {
+  type NodeRequestLike,
+  type NodeResponseLike,
+  nodeRequestContext,
+  runInRequest,
+} from "./request-scope.ts";
+
+export type { NodeRequestLike, NodeResponseLike };
+export { type RequestContextOptions, requestId };
+
+/** Options of `withContext`; `seed` receives the listener's `req`. */
+export type HttpContextOptions<Req = NodeRequestLike> = RequestContextOptions<Req>;
+
+/**
+ * Wraps a request listener so that each request runs in its own fresh copy
+ * of the root Context: the listener, everything it awaits or schedules, and
+ * every listener later added to `req` or `res` (`data`, `end`, `finish`,
+ * `close`) see the request's values, and nothing leaks between concurrent
+ * requests. `requestId` is set first (from the `x-request-id` header when it
+ * is well-formed, else a new UUID) and echoed on the response; then `seed`
+ * runs, then the listener.
+ *
+ * Wrapping a framework that has its own contextvars middleware (Express,
+ * Koa, Fastify's `serverFactory`, Hono's node adapter) is safe: the request
+ * still gets exactly one Context, which the middleware finds and enters.
+ * Wrapping the framework is also what keeps Koa's response phase (after the
+ * middleware chain has returned) in the request's Context.
+ *
+ * @example
+ * import { createServer } from "node:http";
+ * import { ContextVar } from "contextvars";
+ * import { requestId, withContext } from "contextvars/http";
+ *
+ * const user = new ContextVar<string>("user");
+ * const server = createServer(
+ *   withContext(
+ *     async (req, res) => {
+ *       await audit("hello"); // reads requestId.get() and user.get() itself
+ *       res.end(`hello ${user.get()} (${requestId.get()})`);
+ *     },
+ *     { seed: (req) => user.set(String(req.headers["x-user"] ?? "anonymous")) },
+ *   ),
+ * );
+ * declare function audit(message: string): Promise<void>;
+ * @throws {TypeError} if listener is not a function or an option has the wrong type.
+ */
+export function withContext(
+  listener: (req: IncomingMessage, res: ServerResponse) => unknown,
+  options?: HttpContextOptions<IncomingMessage>,
+): (req: IncomingMessage, res: ServerResponse) => void;
+/** The same for other request and response types (an https or http2-compat server's). */
+export function withContext<Req extends NodeRequestLike, Res extends NodeResponseLike>(
+  listener: (req: Req, res: Res) => unknown,
+  options?: HttpContextOptions<Req>,
+): (req: Req, res: Res) => void;
+export function withContext<Req extends NodeRequestLike, Res extends NodeResponseLike>(
+  listener: (req: Req, res: Res) => unknown,
+  options?: HttpContextOptions<Req>,
+): (req: Req, res: Res) => void {
+  assertFunction("listener", listener);
+  const resolved = resolveOptions(options);
+  const seed = resolved.seed;
+  return function contextualListener(req: Req, res: Res): void {
+    const context = nodeRequestContext(req, res, resolved);
+    runInRequest(context, handleRequest, listener, seed, req, res);
+  };
+}
+
+function handleRequest<Req, Res>(
+  listener: (req: Req, res: Res) => unknown,
+  seed: ((req: Req) => void) | undefined,
+  req: Req,
+  res: Res,
+): void {
+  if (seed !== undefined) seed(req);
+  listener(req, res);
+}

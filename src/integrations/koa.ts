@@ -1,0 +1,75 @@
+/**
+ * `contextvars/koa`: request-scoped context for Koa 3 (and 2).
+ */
+import type { Context, Middleware, Next } from "koa";
+import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
+import { nodeRequestContext, runInRequest } from "./request-scope.ts";
+
+export { type RequestContextOptions, requestId };
+
+/** Options of the Koa middleware; `seed` receives Koa's `ctx`. */
+export type KoaContextOptions = RequestContextOptions<Context>;
+
+/**
+ * Koa middleware that runs everything downstream (later middleware, body
+ * parsing, routes, and `ctx.req`/`ctx.res` listeners) in the request's own
+ * fresh copy of the root Context. Mount it first. `requestId` is set from
+ * the `x-request-id` header when well-formed (else a new UUID) and echoed,
+ * also on error responses (through `err.headers`, which Koa's error handler
+ * applies); then `seed` runs.
+ *
+ * Values set downstream, also after an `await`, are seen by every later
+ * middleware. Koa writes the response after the middleware chain has
+ * returned, outside any middleware: to keep a lazily produced streamed body
+ * (a `Readable.from(generator)`) in the request's Context, also wrap the
+ * server, `createServer(withContext(app.callback()))` from
+ * `contextvars/http`. The request still gets one Context.
+ *
+ * @example
+ * import Koa from "koa";
+ * import { bodyParser } from "@koa/bodyparser";
+ * import { contextMiddleware, requestId } from "contextvars/koa";
+ *
+ * const app = new Koa();
+ * app.use(contextMiddleware());
+ * app.use(bodyParser());
+ * app.use(async (ctx) => {
+ *   ctx.body = { id: requestId.get(), received: ctx.request.body };
+ * });
+ * @throws {TypeError} if an option has the wrong type.
+ */
+export function contextMiddleware(options?: KoaContextOptions): Middleware {
+  const resolved = resolveOptions(options);
+  const seed = resolved.seed;
+  const header = resolved.header;
+  // Attached inside the request's Context, so it runs there and requestId reads its id.
+  const echoOnError = resolved.echo
+    ? (error: unknown): never => {
+        if (typeof error === "object" && error !== null) {
+          const failed = error as { headers?: unknown };
+          const headers = typeof failed.headers === "object" ? failed.headers : undefined;
+          try {
+            failed.headers = { ...headers, [header]: requestId.get() };
+          } catch {
+            // A frozen error keeps its headers; Koa's response then lacks the id.
+          }
+        }
+        throw error;
+      }
+    : undefined;
+  return function contextMiddleware(ctx: Context, next: Next): Promise<unknown> {
+    const context = nodeRequestContext(ctx.req, ctx.res, resolved);
+    return runInRequest(context, proceed, seed, echoOnError, ctx, next);
+  };
+}
+
+// A throw from seed propagates to koa-compose, which turns it into a rejection.
+function proceed(
+  seed: ((ctx: Context) => void) | undefined,
+  onError: ((error: unknown) => never) | undefined,
+  ctx: Context,
+  next: Next,
+): Promise<unknown> {
+  if (seed !== undefined) seed(ctx);
+  return onError === undefined ? next() : next().then(undefined, onError);
+}

@@ -1,0 +1,173 @@
+/**
+ * Binds a request's `req` and `res` to the request's Context. Internal.
+ *
+ * Node emits `data`, `end`, `finish`, `close` and a pipe's `drain` from
+ * socket callbacks, which run in the Context of the connection (the
+ * server's), not of the request: a body parser's `end` listener would see
+ * none of the request's values. After `bindToRequest(req, context)` every
+ * listener added to `req` runs in `context` itself.
+ *
+ * Why not the core's `bindEmitter`
+ * --------------------------------
+ * `bindEmitter` runs each listener in a fresh *copy* of its Context, which
+ * is right for a callback handed to foreign code, but a request's listeners
+ * are the request continuing: a parser that calls `next()` from `end` would
+ * move the rest of the request into a copy, and sets made after it would
+ * never reach the request's `finish` listeners. It also costs 1–2 µs per
+ * emitter and 2–4 µs per listener on Node 20 (a WeakSet entry, seven
+ * closures, a Map; a `name` defined on every wrapper), twice per request.
+ * Here a listener gets one wrapper that carries the original as `.listener`,
+ * the convention Node's own `once` uses, so `removeListener(event, original)`
+ * and `listeners()` work without patching the removers.
+ *
+ * Two ways to patch
+ * -----------------
+ * `bindToRequest`: five own methods, shared by every request, and a record
+ * under a symbol: cheap on `req` and `res` as Node makes them.
+ * `bindPrototype`: for Express, which has swapped the prototypes of `req`
+ * and `res` for the app's `app.request`/`app.response` by the time its
+ * middleware runs. V8 then takes a slow path for every property added to the
+ * object (about 5 µs each on Node 20) and swapping the prototype again slows
+ * Node's own code on the object, both measured with bench/http, so nothing
+ * is added to the object: the five methods are installed once on the app's
+ * prototype object (Express's documented place to extend `req` and `res`)
+ * and find each request's Context through a lookup. A sub-app has its own
+ * prototypes, patched only if the middleware is mounted on it too.
+ */
+import { EventEmitter } from "node:events";
+import { carrier } from "../carrier/select.ts";
+import type { Context } from "../core/context.ts";
+
+type Listener = (...args: unknown[]) => unknown;
+type Method = (this: unknown, event: string | symbol, listener: Listener) => unknown;
+
+/** What a listener wrapper carries, as Node's once-wrappers do. */
+interface Wrapped extends Listener {
+  listener: Listener;
+}
+
+/** The methods the emitter had before it was bound; new listeners go through them. */
+interface Base {
+  readonly on: Method;
+  readonly prependListener: Method;
+}
+
+type AdderName = "on" | "addListener" | "prependListener" | "once" | "prependOnceListener";
+/** Finds what an emitter is bound to (undefined: not bound). */
+export type Lookup<T> = (self: EventEmitter) => T | undefined;
+
+const binding = Symbol("contextvars.requestBinding");
+
+interface OwnBinding extends Base {
+  readonly context: Context;
+}
+
+interface Bound {
+  [binding]?: OwnBinding;
+}
+
+// Prototype objects already patched by bindPrototype.
+const patchedPrototypes = new WeakSet<object>();
+
+function applyIn(fn: Listener, self: unknown, args: unknown[]): unknown {
+  return Reflect.apply(fn, self, args);
+}
+
+function wrap(context: Context, listener: Listener): Wrapped {
+  const wrapped = function (this: unknown, ...args: unknown[]): unknown {
+    return carrier.run(context, applyIn, listener, this, args);
+  } as Wrapped;
+  wrapped.listener = listener;
+  return wrapped;
+}
+
+// Once-semantics written here rather than through the native `once`, whose
+// wrapper would be wrapped again by `on` and then not be found by removeListener.
+function wrapOnce(
+  emitter: EventEmitter,
+  event: string | symbol,
+  context: Context,
+  listener: Listener,
+): Wrapped {
+  let fired = false;
+  const wrapped = function (this: unknown, ...args: unknown[]): unknown {
+    if (fired) return undefined;
+    fired = true;
+    emitter.removeListener(event, wrapped);
+    return carrier.run(context, applyIn, listener, this, args);
+  } as Wrapped;
+  wrapped.listener = listener;
+  return wrapped;
+}
+
+/** One patched adder: `prepend` and `once` pick which of the five it is. */
+function adder(prepend: boolean, once: boolean, baseOf: Lookup<Base>, contextOf: Lookup<Context>) {
+  return function (this: EventEmitter, event: string | symbol, listener: Listener): EventEmitter {
+    // Not bound (the method reached another emitter): behave as EventEmitter does.
+    const base = baseOf(this) ?? EventEmitter.prototype;
+    const method = (prepend ? base.prependListener : base.on) as Method;
+    const context = contextOf(this);
+    // Not a function: let the emitter's own method throw its usual TypeError.
+    if (context === undefined || typeof listener !== "function") {
+      Reflect.apply(method, this, [event, listener]);
+      return this;
+    }
+    const wrapped = once ? wrapOnce(this, event, context, listener) : wrap(context, listener);
+    Reflect.apply(method, this, [event, wrapped]);
+    return this;
+  };
+}
+
+function install(
+  target: Record<AdderName, unknown>,
+  baseOf: Lookup<Base>,
+  contextOf: Lookup<Context>,
+): void {
+  const on = adder(false, false, baseOf, contextOf);
+  target.on = on;
+  target.addListener = on;
+  target.prependListener = adder(true, false, baseOf, contextOf);
+  target.once = adder(false, true, baseOf, contextOf);
+  target.prependOnceListener = adder(true, true, baseOf, contextOf);
+}
+
+// The "own" strategy's methods, shared by every emitter bound that way.
+const ownMethods = {} as Record<AdderName, Method>;
+install(
+  ownMethods,
+  (self) => (self as Bound)[binding],
+  (self) => (self as Bound)[binding]?.context,
+);
+
+/**
+ * Makes every listener added to `emitter` from now on run in `context`
+ * (the Context itself, not a copy). Binding twice keeps the first Context.
+ */
+export function bindToRequest(emitter: EventEmitter, context: Context): void {
+  const target = emitter as EventEmitter & Bound;
+  if (target[binding] !== undefined) return;
+  target[binding] = {
+    context,
+    on: target.on as unknown as Method,
+    prependListener: target.prependListener as unknown as Method,
+  };
+  const methods = target as unknown as Record<AdderName, Method>;
+  methods.on = ownMethods.on;
+  methods.addListener = ownMethods.addListener;
+  methods.prependListener = ownMethods.prependListener;
+  methods.once = ownMethods.once;
+  methods.prependOnceListener = ownMethods.prependOnceListener;
+}
+
+/**
+ * Patches a prototype object once (later calls with it do nothing): every
+ * emitter that inherits from it runs the listeners added to it from then on
+ * in `contextOf(emitter)`, or, where that is undefined, as before.
+ */
+export function bindPrototype(prototype: object, contextOf: Lookup<Context>): void {
+  if (patchedPrototypes.has(prototype)) return;
+  patchedPrototypes.add(prototype);
+  const base = prototype as Base;
+  const methods: Base = { on: base.on, prependListener: base.prependListener };
+  install(prototype as Record<AdderName, unknown>, () => methods, contextOf);
+}

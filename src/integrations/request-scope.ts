@@ -1,0 +1,127 @@
+/**
+ * The one Context of each request, shared by every integration. Internal:
+ * no subpath exports this file.
+ *
+ * A request's Context is filed by the runtime's request object (Node's
+ * `IncomingMessage`, or the fetch `Request` Hono sees) in a WeakMap, not
+ * under a property: Express has swapped the prototype of `req` by the time
+ * its middleware runs, after which V8 adds any property to it on a slow path
+ * (about 5 µs on Node 20; see request-emitters.ts). Whichever integration meets the request first makes the Context;
+ * any other (the same middleware mounted twice, `withContext` around a
+ * framework that has its own middleware) finds it there and enters that same
+ * Context, so a request never ends up with two.
+ */
+import type { EventEmitter } from "node:events";
+import type { Carrier } from "../carrier/carrier.ts";
+import { carrier } from "../carrier/select.ts";
+import { type Context, contextWith, type Mapping, mapOf } from "../core/context.ts";
+import type { ContextVar } from "../core/context-var.ts";
+import { rootContext } from "../core/current.ts";
+import { NOT_FOUND } from "../map/hamt.ts";
+import { bindToRequest } from "./request-emitters.ts";
+import { acceptRequestId, type ResolvedOptions, requestId } from "./request-id.ts";
+
+const requestContexts = new WeakMap<object, Context>();
+
+// Vars a request takes from the Context it arrives in rather than from the
+// root: the OpenTelemetry context, which instrumentation-http makes active
+// around the request listener (contextvars/otel registers its var here).
+const inherited = new Set<ContextVar<unknown>>();
+
+/** Makes requests opened from now on take `v`'s value from the arriving Context. Internal. */
+export function inheritIntoRequests(v: ContextVar<unknown>): () => void {
+  inherited.add(v);
+  return () => inherited.delete(v);
+}
+
+/** The Context filed for a request object, if an integration has met it. */
+export function requestContextOf(holder: object): Context | undefined {
+  return requestContexts.get(holder);
+}
+
+function withInherited(map: Mapping): Mapping {
+  const arriving = mapOf(carrier.getStore() ?? rootContext);
+  for (const v of inherited) {
+    const value = arriving.get(v);
+    if (value !== NOT_FOUND) map = map.set(v, value);
+  }
+  return map;
+}
+
+/**
+ * A fresh copy of the root Context (never the Context the server was created
+ * or listening in) where `requestId` is `id`, filed on `holder`; vars
+ * registered with `inheritIntoRequests` keep their arriving values.
+ */
+export function openRequestContext(holder: object, id: string): Context {
+  // Built as ContextVar#run builds its copy: one map insert, no Token.
+  const map = mapOf(rootContext).set(requestId as ContextVar<unknown>, id);
+  const context = contextWith(inherited.size === 0 ? map : withInherited(map), undefined);
+  requestContexts.set(holder, context);
+  return context;
+}
+
+/** What the Node-based integrations need of `req`. */
+export interface NodeRequestLike extends EventEmitter {
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly rawHeaders?: readonly string[];
+}
+
+/**
+ * The value of header `name` (lower-case) if it was sent exactly once, else
+ * undefined (a header sent twice is malformed as an id). Scans `rawHeaders`
+ * rather than reading `req.headers`, which Node builds lazily from all of
+ * them on first access: a request whose own code never reads it never pays.
+ */
+function singleHeader(req: NodeRequestLike, name: string): unknown {
+  const raw = req.rawHeaders;
+  if (raw === undefined) return req.headers[name];
+  let found: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i] as string;
+    if (key.length === name.length && key.toLowerCase() === name) {
+      if (found !== undefined) return undefined;
+      found = raw[i + 1];
+    }
+  }
+  return found;
+}
+
+/** What the Node-based integrations need of `res`. */
+export interface NodeResponseLike extends EventEmitter {
+  setHeader(name: string, value: string): unknown;
+}
+
+function bindBoth(req: NodeRequestLike, res: NodeResponseLike, context: Context): void {
+  bindToRequest(req, context);
+  bindToRequest(res, context);
+}
+
+/**
+ * The request's Context: the one already filed on `req`, or a fresh one,
+ * with `req` and `res` bound (by `bind`; default: own methods, see
+ * request-emitters.ts) so that their listeners (`data`, `end`, `finish`,
+ * `close`, a pipe's `drain`) run in it, and the id echoed.
+ */
+export function nodeRequestContext<R, Req extends NodeRequestLike, Res extends NodeResponseLike>(
+  req: Req,
+  res: Res,
+  options: ResolvedOptions<R>,
+  bind: (req: Req, res: Res, context: Context) => void = bindBoth,
+): Context {
+  const existing = requestContexts.get(req);
+  if (existing !== undefined) return existing;
+  const id = acceptRequestId(singleHeader(req, options.header));
+  const context = openRequestContext(req, id);
+  bind(req, res, context);
+  if (options.echo) res.setHeader(options.header, id);
+  return context;
+}
+
+/**
+ * Calls `fn(...args)` with `context` current, for fn and all it schedules:
+ * the carrier's own `run` (one AsyncLocalStorage#run, which skips the switch
+ * when the Context is current already), bound rather than wrapped so the
+ * arguments are not collected twice.
+ */
+export const runInRequest: Carrier["run"] = carrier.run.bind(carrier);

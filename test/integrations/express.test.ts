@@ -1,0 +1,142 @@
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { after, before, describe, it } from "node:test";
+import { ContextVar, type Token } from "contextvars";
+import { contextMiddleware, requestId } from "contextvars/express";
+import { withContext } from "contextvars/http";
+import express, { type NextFunction, type Request, type Response } from "express";
+import { close, listen, send, sendJson } from "../helpers/http.ts";
+import {
+  asyncStage,
+  expectBodyKeepsContext,
+  expectDataListeners,
+  expectIdHandling,
+  expectNoCrossTalk,
+  expectNothingLeaks,
+  expectStreaming,
+  leak,
+  observe,
+  recordFinish,
+  seedUser,
+  stage,
+  streamChunks,
+  user,
+} from "../helpers/request-scenario.ts";
+
+const seed = (req: Request) => seedUser(req.get("x-user"));
+
+function buildApp(): express.Express {
+  const app = express();
+  app.use(contextMiddleware({ seed }));
+  app.get("/concurrent", async (_req, _res, next) => {
+    await asyncStage();
+    next();
+  });
+  app.get("/concurrent", async (_req, res) => {
+    res.json(await observe());
+  });
+  // Set before express.json(): the parser resumes from the socket's "end" event.
+  app.post("/body", (_req, _res, next) => {
+    stage.set(`mw:${user.get()}`);
+    next();
+  });
+  app.post("/body", express.json({ limit: "1mb" }), (req, res) => {
+    res.json({ id: requestId.get(), user: user.get(), stage: stage.get(), body: req.body });
+  });
+  app.post("/raw", (req, res) => {
+    const events: string[] = [];
+    const seen = () => events.push(`${requestId.get()}|${user.get()}`);
+    req.on("data", seen);
+    req.on("end", () => {
+      seen();
+      res.json({ events });
+    });
+  });
+  app.get("/id", (_req, res) => {
+    res.send(requestId.get());
+  });
+  app.get("/throw", () => {
+    leak.set("set by /throw");
+    throw new Error("thrown");
+  });
+  app.get("/reject", async () => {
+    leak.set("set by /reject");
+    await asyncStage();
+    throw new Error("rejected");
+  });
+  app.get("/peek", (_req, res) => {
+    res.json({ leak: leak.get("unset") });
+  });
+  app.get("/stream", async (_req, res) => {
+    res.on("finish", recordFinish);
+    res.type("text/plain");
+    for await (const chunk of streamChunks()) res.write(chunk);
+    res.end();
+  });
+  app.use((_error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    res.status(500).json({ id: requestId.get(), leak: leak.get() });
+  });
+  return app;
+}
+
+describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
+  const server = createServer(buildApp());
+  let base = "";
+  before(async () => {
+    base = await listen(server);
+  });
+  after(() => close(server));
+
+  it("1,000 concurrent requests each see only their own values", () => expectNoCrossTalk(base));
+  it("a var set before express.json() is seen by the handler", () => expectBodyKeepsContext(base));
+  it("req 'data'/'end' listeners see the request's values", () => expectDataListeners(base));
+  it("a throw or rejection leaves nothing for the next request", () => expectNothingLeaks(base));
+  it("a streamed response and res 'finish' keep the context", () => expectStreaming(base));
+  it("malformed ids are replaced, well-formed ones pass", () => expectIdHandling(base));
+
+  for (const how of ["mounted twice", "under withContext"] as const) {
+    it(`${how}: one Context per request`, async () => {
+      const marker = new ContextVar<string>("marker");
+      let token: Token<string> | undefined;
+      const app = express();
+      app.use(contextMiddleware({ seed }));
+      app.use((_req, _res, next) => {
+        token = marker.set("before the second mount");
+        next();
+      });
+      app.use(contextMiddleware({ seed: () => stage.set("second seed") }));
+      app.get("/", (_req, res) => {
+        marker.reset(token as Token<string>); // throws if this is another Context
+        res.json({ id: requestId.get(), user: user.get(), stage: stage.get() });
+      });
+      const listener = how === "under withContext" ? withContext(app) : app;
+      const own = createServer(listener);
+      const url = await listen(own);
+      try {
+        const reply = await send(url, "/", { headers: { "x-request-id": "r-1", "x-user": "bo" } });
+        assert.equal(reply.status, 200, reply.body);
+        assert.deepEqual(JSON.parse(reply.body), { id: "r-1", user: "bo", stage: "second seed" });
+      } finally {
+        await close(own);
+      }
+    });
+  }
+
+  it("echo: false and a custom header", async () => {
+    const app = express();
+    app.use(contextMiddleware({ echo: false, header: "X-Correlation-Id" }));
+    app.get("/", (_req, res) => {
+      res.send(requestId.get());
+    });
+    const own = createServer(app);
+    const url = await listen(own);
+    try {
+      const reply = await send(url, "/", { headers: { "x-correlation-id": "c-9" } });
+      assert.equal(reply.body, "c-9");
+      assert.equal(reply.headers["x-correlation-id"], undefined);
+      assert.deepEqual(await sendJson(base, "/peek"), { leak: "unset" });
+    } finally {
+      await close(own);
+    }
+  });
+});

@@ -1,0 +1,195 @@
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { Readable } from "node:stream";
+import { after, before, describe, it } from "node:test";
+import { ContextVar, type Token } from "contextvars";
+import { contextPlugin, requestId } from "contextvars/fastify";
+import { withContext } from "contextvars/http";
+import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
+import { randomDelay, send } from "../helpers/http.ts";
+import {
+  asyncStage,
+  expectBodyKeepsContext,
+  expectDataListeners,
+  expectIdHandling,
+  expectNoCrossTalk,
+  expectNothingLeaks,
+  expectStreaming,
+  leak,
+  observe,
+  recordFinish,
+  seedUser,
+  stage,
+  streamChunks,
+  user,
+} from "../helpers/request-scenario.ts";
+
+const seed = (request: FastifyRequest) => seedUser(request.headers["x-user"]);
+
+async function buildApp(): Promise<FastifyInstance> {
+  const app = Fastify();
+  await app.register(contextPlugin, { seed });
+  app.setErrorHandler((_error, _request, reply) => {
+    reply.code(500).send({ id: requestId.get(), leak: leak.get() });
+  });
+  // A custom parser that listens on the raw request itself.
+  app.addContentTypeParser("text/plain", (_request, payload, done) => {
+    const events: string[] = [];
+    const seen = () => events.push(`${requestId.get()}|${user.get()}`);
+    payload.on("data", seen);
+    payload.on("end", () => {
+      seen();
+      done(null, events);
+    });
+  });
+  app.get("/concurrent", { onRequest: asyncStage }, () => observe());
+  app.post(
+    "/body",
+    { bodyLimit: 1 << 20, onRequest: async () => stage.set(`mw:${user.get()}`) },
+    async (request) => ({
+      id: requestId.get(),
+      user: user.get(),
+      stage: stage.get(),
+      body: request.body,
+    }),
+  );
+  app.post("/raw", async (request) => ({ events: request.body }));
+  app.get("/id", async () => requestId.get());
+  app.get("/throw", () => {
+    leak.set("set by /throw");
+    throw new Error("thrown");
+  });
+  const reject = async () => {
+    leak.set("set by /reject");
+    await asyncStage();
+    throw new Error("rejected");
+  };
+  app.get("/reject", { preHandler: reject }, async () => "unreachable");
+  app.get("/peek", async () => ({ leak: leak.get("unset") }));
+  app.get("/stream", { onResponse: async () => recordFinish() }, async (_request, reply) => {
+    reply.type("text/plain");
+    return Readable.from(streamChunks());
+  });
+  return app;
+}
+
+describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
+  let app: FastifyInstance;
+  let base = "";
+  before(async () => {
+    app = await buildApp();
+    base = await app.listen({ port: 0, host: "127.0.0.1", backlog: 2048 });
+  });
+  after(() => app.close());
+
+  it("1,000 concurrent requests each see only their own values", () => expectNoCrossTalk(base));
+  it("a var set before Fastify's body parser is seen by the handler", () =>
+    expectBodyKeepsContext(base));
+  it("a parser's 'data'/'end' listeners see the request's values", () => expectDataListeners(base));
+  it("a throw or rejection leaves nothing for the next request", () => expectNothingLeaks(base));
+  it("a streamed reply and onResponse keep the context", () => expectStreaming(base));
+  it("malformed ids are replaced, well-formed ones pass", () => expectIdHandling(base));
+
+  it("values set after an await in async hooks reach every later hook and the handler", async () => {
+    const checked = new ContextVar<string>("checked");
+    const seen: string[] = [];
+    const own = Fastify();
+    await own.register(contextPlugin, { seed });
+    own.addHook("onRequest", async () => {
+      await randomDelay();
+      stage.set(`onRequest:${user.get()}`);
+    });
+    own.addHook("preHandler", async () => {
+      await randomDelay();
+      checked.set(`preHandler:${stage.get()}`);
+    });
+    own.addHook("onSend", async (_request, _reply, payload) => {
+      await randomDelay();
+      seen.push(`onSend ${requestId.get()} ${checked.get()}`);
+      return payload;
+    });
+    own.addHook("onResponse", async () => {
+      seen.push(`onResponse ${requestId.get()} ${checked.get()}`);
+    });
+    own.post("/", async (request) => ({ checked: checked.get(), body: request.body }));
+    const url = await own.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const replies = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          send(url, "/", {
+            headers: {
+              "x-request-id": `h-${i}`,
+              "x-user": `u${i}`,
+              "content-type": "application/json",
+            },
+            body: JSON.stringify({ i }),
+          }),
+        ),
+      );
+      replies.forEach((reply, i) => {
+        assert.deepEqual(JSON.parse(reply.body), {
+          checked: `preHandler:onRequest:u${i}`,
+          body: { i },
+        });
+        assert.ok(seen.includes(`onSend h-${i} preHandler:onRequest:u${i}`));
+      });
+      await randomDelay(20);
+      for (let i = 0; i < 50; i++) {
+        assert.ok(seen.includes(`onResponse h-${i} preHandler:onRequest:u${i}`), `onResponse ${i}`);
+      }
+    } finally {
+      await own.close();
+    }
+  });
+
+  for (const how of ["registered twice", "under withContext in a serverFactory"] as const) {
+    it(`${how}: one Context per request`, async () => {
+      const marker = new ContextVar<string>("marker");
+      let token: Token<string> | undefined;
+      const own =
+        how === "registered twice"
+          ? Fastify()
+          : Fastify({ serverFactory: (handler) => createServer(withContext(handler)) });
+      await own.register(contextPlugin, { seed });
+      own.addHook("onRequest", async () => {
+        await randomDelay();
+        token = marker.set("between the plugins");
+      });
+      if (how === "registered twice") {
+        await own.register(contextPlugin, { seed: () => stage.set("second seed") });
+      }
+      own.get("/", async () => {
+        marker.reset(token as Token<string>); // throws if this is another Context
+        return { id: requestId.get(), user: user.get(), stage: stage.get("none") };
+      });
+      const url = await own.listen({ port: 0, host: "127.0.0.1" });
+      try {
+        const reply = await send(url, "/", { headers: { "x-request-id": "f-1", "x-user": "fay" } });
+        assert.equal(reply.status, 200, reply.body);
+        const expected = how === "registered twice" ? "second seed" : "none";
+        assert.deepEqual(JSON.parse(reply.body), { id: "f-1", user: "fay", stage: expected });
+      } finally {
+        await own.close();
+      }
+    });
+  }
+
+  it("echo: false and a custom header; bad options fail register", async () => {
+    const own = Fastify();
+    await own.register(contextPlugin, { echo: false, header: "X-Correlation-Id" });
+    own.get("/", async () => requestId.get());
+    const url = await own.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const reply = await send(url, "/", { headers: { "x-correlation-id": "c-3" } });
+      assert.equal(reply.body, "c-3");
+      assert.equal(reply.headers["x-correlation-id"], undefined);
+    } finally {
+      await own.close();
+    }
+    const bad = Fastify();
+    await assert.rejects(async () => {
+      await bad.register(contextPlugin, { echo: 1 as never });
+    }, TypeError);
+    await bad.close().catch(() => {});
+  });
+});

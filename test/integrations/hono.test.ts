@@ -1,0 +1,169 @@
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { after, before, describe, it } from "node:test";
+import { getRequestListener, type HttpBindings } from "@hono/node-server";
+import { ContextVar, type Token } from "contextvars";
+import { contextMiddleware, requestId } from "contextvars/hono";
+import { withContext } from "contextvars/http";
+import { Hono } from "hono";
+import { stream } from "hono/streaming";
+import { close, listen, randomDelay, send } from "../helpers/http.ts";
+import {
+  asyncStage,
+  expectBodyKeepsContext,
+  expectDataListeners,
+  expectIdHandling,
+  expectNoCrossTalk,
+  expectNothingLeaks,
+  expectStreaming,
+  leak,
+  observe,
+  recordFinish,
+  seedUser,
+  stage,
+  streamChunks,
+  user,
+} from "../helpers/request-scenario.ts";
+
+type NodeEnv = { Bindings: HttpBindings };
+
+function buildApp(): Hono<NodeEnv> {
+  const app = new Hono<NodeEnv>();
+  app.use(contextMiddleware({ seed: (c) => seedUser(c.req.header("x-user")) }));
+  app.onError((_error, c) => c.json({ id: requestId.get(), leak: leak.get() }, 500));
+  app.use("/concurrent", async (_c, next) => {
+    await asyncStage();
+    await next();
+  });
+  app.get("/concurrent", async (c) => c.json(await observe()));
+  app.use("/body", async (_c, next) => {
+    stage.set(`mw:${user.get()}`);
+    await next();
+  });
+  app.post("/body", async (c) => {
+    const body: unknown = await c.req.json();
+    return c.json({ id: requestId.get(), user: user.get(), stage: stage.get(), body });
+  });
+  // Node's own request, as a Hono app on node-server can reach it.
+  app.post("/raw", async (c) => {
+    const events: string[] = [];
+    const seen = () => events.push(`${requestId.get()}|${user.get()}`);
+    await new Promise<void>((resolve) => {
+      c.env.incoming.on("data", seen);
+      c.env.incoming.on("end", () => {
+        seen();
+        resolve();
+      });
+    });
+    return c.json({ events });
+  });
+  app.get("/id", (c) => c.text(requestId.get()));
+  app.get("/throw", () => {
+    leak.set("set by /throw");
+    throw new Error("thrown");
+  });
+  app.use("/reject", async () => {
+    leak.set("set by /reject");
+    await asyncStage();
+    throw new Error("rejected");
+  });
+  app.get("/peek", (c) => c.json({ leak: leak.get("unset") }));
+  app.get("/stream", (c) => {
+    c.env.outgoing.on("finish", recordFinish);
+    c.header("content-type", "text/plain");
+    return stream(c, async (out) => {
+      for await (const chunk of streamChunks()) await out.write(chunk);
+    });
+  });
+  return app;
+}
+
+describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
+  const app = buildApp();
+  const server = createServer(getRequestListener(app.fetch));
+  let base = "";
+  before(async () => {
+    base = await listen(server);
+  });
+  after(() => close(server));
+
+  it("1,000 concurrent requests each see only their own values", () => expectNoCrossTalk(base));
+  it("a var set before c.req.json() is seen by the handler", () => expectBodyKeepsContext(base));
+  it("c.env.incoming 'data'/'end' listeners see the request's values", () =>
+    expectDataListeners(base));
+  it("a throw or rejection leaves nothing for the next request", () => expectNothingLeaks(base));
+  it("a streamed response and res 'finish' keep the context", () => expectStreaming(base));
+  it("malformed ids are replaced, well-formed ones pass", () => expectIdHandling(base));
+
+  it("without node-server (app.request): own values, id echoed through Hono's headers", async () => {
+    const plain = new Hono();
+    plain.use(contextMiddleware({ seed: (c) => seedUser(c.req.header("x-user")) }));
+    plain.use(async (_c, next) => {
+      await asyncStage();
+      await next();
+    });
+    plain.get("/", async (c) => c.json(await observe()));
+    plain.get("/boom", () => {
+      throw new Error("boom");
+    });
+    const replies = await Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        const headers = { "x-request-id": `fetch-${i}`, "x-user": `f${i}` };
+        const response = await plain.request("/", { headers });
+        return { echoed: response.headers.get("x-request-id"), body: await response.json() };
+      }),
+    );
+    replies.forEach(({ echoed, body }, i) => {
+      const own = { id: `fetch-${i}`, user: `f${i}`, stage: `mw:f${i}` };
+      assert.equal(echoed, `fetch-${i}`);
+      assert.deepEqual(body, { ...own, deep: own });
+    });
+    const failed = await plain.request("/boom", { headers: { "x-request-id": "b-1" } });
+    assert.equal(failed.status, 500);
+    assert.equal(failed.headers.get("x-request-id"), "b-1");
+    const fresh = await plain.request("/boom", { headers: { "x-request-id": "bad id" } });
+    assert.match(fresh.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
+  });
+
+  for (const how of ["mounted twice", "under withContext"] as const) {
+    it(`${how}: one Context per request`, async () => {
+      const marker = new ContextVar<string>("marker");
+      let token: Token<string> | undefined;
+      const own = new Hono();
+      own.use(contextMiddleware({ seed: (c) => seedUser(c.req.header("x-user")) }));
+      own.use(async (_c, next) => {
+        await randomDelay();
+        token = marker.set("before the second mount");
+        await next();
+      });
+      own.use(contextMiddleware({ seed: () => stage.set("second seed") }));
+      own.get("/", (c) => {
+        marker.reset(token as Token<string>); // throws if this is another Context
+        return c.json({ id: requestId.get(), user: user.get(), stage: stage.get() });
+      });
+      const listener = getRequestListener(own.fetch);
+      const ownServer = createServer(
+        how === "under withContext" ? withContext(listener) : listener,
+      );
+      const url = await listen(ownServer);
+      try {
+        const reply = await send(url, "/", { headers: { "x-request-id": "h-1", "x-user": "hal" } });
+        assert.equal(reply.status, 200, reply.body);
+        assert.equal(reply.headers["x-request-id"], "h-1");
+        assert.deepEqual(JSON.parse(reply.body), { id: "h-1", user: "hal", stage: "second seed" });
+      } finally {
+        await close(ownServer);
+      }
+    });
+  }
+
+  it("echo: false and a custom header", async () => {
+    const own = new Hono();
+    own.use(contextMiddleware({ echo: false, header: "X-Correlation-Id" }));
+    own.get("/", (c) => c.text(requestId.get()));
+    const response = await own.request("/", { headers: { "x-correlation-id": "c-4" } });
+    assert.equal(await response.text(), "c-4");
+    assert.equal(response.headers.get("x-correlation-id"), null);
+    assert.throws(() => contextMiddleware({ header: "" }), TypeError);
+  });
+});

@@ -1,0 +1,151 @@
+import assert from "node:assert/strict";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import { text } from "node:stream/consumers";
+import { after, before, describe, it } from "node:test";
+import { ContextVar, copyContext, type Token } from "contextvars";
+import { requestId, withContext } from "contextvars/http";
+import { close, listen, send, sendJson } from "../helpers/http.ts";
+import {
+  asyncStage,
+  expectBodyKeepsContext,
+  expectDataListeners,
+  expectIdHandling,
+  expectNoCrossTalk,
+  expectNothingLeaks,
+  expectStreaming,
+  leak,
+  observe,
+  recordFinish,
+  seedUser,
+  stage,
+  streamChunks,
+  user,
+} from "../helpers/request-scenario.ts";
+
+// Set at the root before any server exists: every request's Context is a copy of the root.
+const service = new ContextVar<string>("service");
+service.set("orders-api");
+
+function json(res: ServerResponse, value: unknown, status = 200): void {
+  res.statusCode = status;
+  res.setHeader("content-type", "application/json");
+  res.end(JSON.stringify(value));
+}
+
+async function routes(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  try {
+    if (req.url === "/reject") {
+      leak.set("set by /reject");
+      await asyncStage();
+      throw new Error("rejected");
+    }
+    await asyncStage();
+    switch (req.url) {
+      case "/concurrent":
+        return json(res, await observe());
+      case "/body": {
+        const body: unknown = JSON.parse(await text(req));
+        return json(res, { id: requestId.get(), user: user.get(), stage: stage.get(), body });
+      }
+      case "/raw": {
+        const events: string[] = [];
+        const seen = () => events.push(`${requestId.get()}|${user.get()}`);
+        req.on("data", seen);
+        req.on("end", () => {
+          seen();
+          json(res, { events });
+        });
+        return;
+      }
+      case "/id":
+        return void res.end(requestId.get());
+      case "/throw":
+        leak.set("set by /throw");
+        throw new Error("thrown");
+      case "/peek":
+        return json(res, { leak: leak.get("unset") });
+      case "/stream":
+        res.on("finish", recordFinish);
+        Readable.from(streamChunks()).pipe(res);
+        return;
+      case "/where":
+        return json(res, { service: service.get(), leak: leak.get("unset") });
+      default:
+        return json(res, { error: "not found" }, 404);
+    }
+  } catch {
+    json(res, { id: requestId.get(), leak: leak.get() }, 500);
+  }
+}
+
+describe("contextvars/http withContext", { timeout: 60_000 }, () => {
+  const seed = (req: IncomingMessage) => seedUser(req.headers["x-user"]);
+  // Created and listening inside a run with `leak` set: requests must not see it.
+  const server = leak.run("the server's own Context", () =>
+    createServer(withContext(routes, { seed })),
+  );
+  let base = "";
+  before(async () => {
+    base = await leak.run("listen", () => listen(server));
+  });
+  after(() => close(server));
+
+  it("1,000 concurrent requests each see only their own values", () => expectNoCrossTalk(base));
+  it("a body read with await keeps the context", () => expectBodyKeepsContext(base));
+  it("req 'data'/'end' listeners see the request's values", () => expectDataListeners(base));
+  it("a throw or rejection leaves nothing for the next request", () => expectNothingLeaks(base));
+  it("a piped stream and res 'finish' keep the context", () => expectStreaming(base));
+  it("malformed ids are replaced, well-formed ones pass", () => expectIdHandling(base));
+
+  it("each request runs in a copy of the root Context, not the server's", async () => {
+    assert.deepEqual(await sendJson(base, "/where"), { service: "orders-api", leak: "unset" });
+  });
+
+  it("withContext(withContext(listener)) gives one Context per request", async () => {
+    const marker = new ContextVar<string>("marker");
+    const inner = withContext((_req, res) => {
+      marker.reset(token as Token<string>); // throws ERR_TOKEN_CONTEXT_MISMATCH if this is another Context
+      res.end(`${requestId.get()} ${user.get()} ${copyContext().has(marker)}`);
+    });
+    let token: Token<string> | undefined;
+    const outer = createServer(
+      withContext(
+        (req, res) => {
+          token = marker.set("outer");
+          inner(req, res);
+        },
+        { seed },
+      ),
+    );
+    const url = await listen(outer);
+    try {
+      const reply = await send(url, "/", { headers: { "x-request-id": "twice", "x-user": "ann" } });
+      assert.equal(reply.body, "twice ann false");
+    } finally {
+      await close(outer);
+    }
+  });
+
+  it("echo: false and a custom header", async () => {
+    const quiet = createServer(
+      withContext((_req, res) => res.end(requestId.get()), { echo: false, header: "X-Trace" }),
+    );
+    const url = await listen(quiet);
+    try {
+      const reply = await send(url, "/", { headers: { "x-trace": "t-1", "x-request-id": "no" } });
+      assert.equal(reply.body, "t-1");
+      assert.equal(reply.headers["x-trace"], undefined);
+      assert.equal(reply.headers["x-request-id"], undefined);
+    } finally {
+      await close(quiet);
+    }
+  });
+
+  it("rejects bad options and a non-function listener", () => {
+    assert.throws(() => withContext(42 as never), TypeError);
+    assert.throws(() => withContext(routes, { header: "bad header" }), TypeError);
+    assert.throws(() => withContext(routes, { echo: "yes" as never }), TypeError);
+    assert.throws(() => withContext(routes, { seed: "user" as never }), TypeError);
+  });
+});

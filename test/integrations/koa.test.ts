@@ -1,0 +1,184 @@
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { PassThrough, Readable } from "node:stream";
+import { after, before, describe, it } from "node:test";
+import { bodyParser } from "@koa/bodyparser";
+import Router from "@koa/router";
+import { ContextVar, type Token } from "contextvars";
+import { withContext } from "contextvars/http";
+import { contextMiddleware, requestId } from "contextvars/koa";
+import Koa from "koa";
+import { close, listen, send } from "../helpers/http.ts";
+import {
+  asyncStage,
+  expectBodyKeepsContext,
+  expectDataListeners,
+  expectIdHandling,
+  expectNoCrossTalk,
+  expectNothingLeaks,
+  expectStreaming,
+  leak,
+  observe,
+  recordFinish,
+  seedUser,
+  stage,
+  streamChunks,
+  user,
+} from "../helpers/request-scenario.ts";
+
+const seed = (ctx: Koa.Context) => seedUser(ctx.get("x-user") || undefined);
+
+function buildApp(): Koa {
+  const app = new Koa();
+  app.silent = true;
+  app.use(contextMiddleware({ seed }));
+  // Error handling below the context middleware runs in the request's Context.
+  app.use(async (ctx, next) => {
+    try {
+      await next();
+    } catch (error) {
+      ctx.status = 500;
+      ctx.body = { id: requestId.get(), leak: leak.get() };
+      ctx.app.emit("error", error, ctx);
+    }
+  });
+  const router = new Router();
+  router.get("/concurrent", async (_ctx, next) => {
+    await asyncStage();
+    await next();
+  });
+  router.get("/concurrent", async (ctx) => {
+    ctx.body = await observe();
+  });
+  router.post("/body", async (_ctx, next) => {
+    stage.set(`mw:${user.get()}`);
+    await next();
+  });
+  router.post("/body", bodyParser({ jsonLimit: "1mb" }), (ctx) => {
+    const body: unknown = ctx.request.body;
+    ctx.body = { id: requestId.get(), user: user.get(), stage: stage.get(), body };
+  });
+  router.post("/raw", async (ctx) => {
+    const events: string[] = [];
+    const seen = () => events.push(`${requestId.get()}|${user.get()}`);
+    await new Promise<void>((resolve) => {
+      ctx.req.on("data", seen);
+      ctx.req.on("end", () => {
+        seen();
+        resolve();
+      });
+    });
+    ctx.body = { events };
+  });
+  router.get("/id", (ctx) => {
+    ctx.body = requestId.get();
+  });
+  router.get("/throw", () => {
+    leak.set("set by /throw");
+    throw new Error("thrown");
+  });
+  router.get("/reject", async () => {
+    leak.set("set by /reject");
+    await asyncStage();
+    throw new Error("rejected");
+  });
+  router.get("/peek", (ctx) => {
+    ctx.body = { leak: leak.get("unset") };
+  });
+  // Produced by a loop the handler starts, so it runs in the request's Context.
+  router.get("/stream", (ctx) => {
+    ctx.res.on("finish", recordFinish);
+    const body = new PassThrough();
+    void (async () => {
+      for await (const chunk of streamChunks()) body.write(chunk);
+      body.end();
+    })();
+    ctx.type = "text/plain";
+    ctx.body = body;
+  });
+  // Produced lazily as Koa pipes it after the chain returns: needs withContext around the app.
+  router.get("/lazy", (ctx) => {
+    ctx.res.on("finish", recordFinish);
+    ctx.type = "text/plain";
+    ctx.body = Readable.from(streamChunks());
+  });
+  app.use(router.routes());
+  return app;
+}
+
+describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
+  const server = createServer(buildApp().callback());
+  const wrapped = createServer(withContext(buildApp().callback()));
+  let base = "";
+  let wrappedBase = "";
+  before(async () => {
+    base = await listen(server);
+    wrappedBase = await listen(wrapped);
+  });
+  after(() => Promise.all([close(server), close(wrapped)]));
+
+  it("1,000 concurrent requests each see only their own values", () => expectNoCrossTalk(base));
+  it("a var set before @koa/bodyparser is seen by the handler", () => expectBodyKeepsContext(base));
+  it("req 'data'/'end' listeners see the request's values", () => expectDataListeners(base));
+  it("a throw or rejection leaves nothing for the next request", () => expectNothingLeaks(base));
+  it("a streamed body and res 'finish' keep the context", () => expectStreaming(base));
+  it("malformed ids are replaced, well-formed ones pass", () => expectIdHandling(base));
+  it("under withContext, also a lazily produced stream keeps the context", async () => {
+    await expectStreaming(wrappedBase, "/lazy");
+    await expectNoCrossTalk(wrappedBase, 200);
+  });
+
+  it("mounted twice: one Context per request, the second seed runs", async () => {
+    const marker = new ContextVar<string>("marker");
+    let token: Token<string> | undefined;
+    const app = new Koa();
+    app.use(contextMiddleware({ seed }));
+    app.use(async (_ctx, next) => {
+      await asyncStage();
+      token = marker.set("before the second mount");
+      await next();
+    });
+    app.use(contextMiddleware({ seed: () => stage.set(`second:${stage.get()}`) }));
+    app.use((ctx) => {
+      marker.reset(token as Token<string>); // throws if this is another Context
+      ctx.body = { id: requestId.get(), user: user.get(), stage: stage.get() };
+    });
+    const own = createServer(app.callback());
+    const url = await listen(own);
+    try {
+      const reply = await send(url, "/", { headers: { "x-request-id": "k-1", "x-user": "kim" } });
+      assert.equal(reply.status, 200, reply.body);
+      assert.deepEqual(JSON.parse(reply.body), { id: "k-1", user: "kim", stage: "second:mw:kim" });
+    } finally {
+      await close(own);
+    }
+  });
+
+  it("echo: false; the id is echoed on Koa's own error responses", async () => {
+    const quiet = new Koa();
+    quiet.silent = true;
+    quiet.use(contextMiddleware({ echo: false }));
+    quiet.use((ctx) => {
+      ctx.body = requestId.get();
+    });
+    const loud = new Koa();
+    loud.silent = true;
+    loud.use(contextMiddleware({ header: "X-Correlation-Id" }));
+    loud.use(() => {
+      throw Object.assign(new Error("teapot"), { status: 418, headers: { "x-extra": "1" } });
+    });
+    const servers = [createServer(quiet.callback()), createServer(loud.callback())];
+    const [quietUrl = "", loudUrl = ""] = await Promise.all(servers.map((s) => listen(s)));
+    try {
+      const a = await send(quietUrl, "/", { headers: { "x-request-id": "q-1" } });
+      assert.equal(a.body, "q-1");
+      assert.equal(a.headers["x-request-id"], undefined);
+      const b = await send(loudUrl, "/", { headers: { "x-correlation-id": "c-2" } });
+      assert.equal(b.status, 418);
+      assert.equal(b.headers["x-correlation-id"], "c-2");
+      assert.equal(b.headers["x-extra"], "1");
+    } finally {
+      await Promise.all(servers.map((s) => close(s)));
+    }
+  });
+});

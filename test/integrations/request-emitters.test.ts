@@ -1,0 +1,158 @@
+import assert from "node:assert/strict";
+import { EventEmitter, once } from "node:events";
+import { PassThrough } from "node:stream";
+import { describe, it } from "node:test";
+import { Context, ContextVar, copyContext } from "contextvars";
+import { bindPrototype, bindToRequest } from "../../src/integrations/request-emitters.ts";
+
+const v = new ContextVar<string>("v");
+
+function requestContext(value: string): Context {
+  const context = new Context();
+  context.run(() => v.set(value));
+  return context;
+}
+
+type Strategy = "bindToRequest" | "bindPrototype";
+
+// As Express does to req and res: each native prototype gets an app's child of it.
+const appPrototypes = new Map<object, object>();
+function asApp<E extends EventEmitter>(strategy: Strategy, emitter: E): E {
+  if (strategy === "bindToRequest") return emitter;
+  const native = Object.getPrototypeOf(emitter) as object;
+  let app = appPrototypes.get(native);
+  if (app === undefined) {
+    app = Object.create(native) as object;
+    appPrototypes.set(native, app);
+  }
+  return Object.setPrototypeOf(emitter, app) as E;
+}
+
+// bindPrototype's lookup: first filed wins, as in request-scope.ts.
+const contexts = new WeakMap<object, Context>();
+const lookup = (self: object) => contexts.get(self);
+
+function bindWith(strategy: Strategy, emitter: EventEmitter, context: Context): void {
+  if (strategy === "bindToRequest") {
+    bindToRequest(emitter, context);
+    return;
+  }
+  if (!contexts.has(emitter)) contexts.set(emitter, context);
+  bindPrototype(Object.getPrototypeOf(emitter) as object, lookup);
+}
+
+for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
+  describe(strategy, () => {
+    const emitterFor = (_strategy: Strategy) => asApp(strategy, new EventEmitter());
+    const bindTo = (emitter: EventEmitter, context: Context) =>
+      bindWith(strategy, emitter, context);
+    it("listeners run in the request's Context itself, whoever emits", () => {
+      const context = requestContext("request");
+      const emitter = emitterFor(strategy);
+      bindTo(emitter, context);
+      const seen: string[] = [];
+      emitter.on("x", () => {
+        seen.push(v.get());
+        v.set("set by a listener"); // lands in the request's Context, as any continuation's would
+      });
+      new Context().run(() => v.run("emitter", () => emitter.emit("x")));
+      assert.deepEqual(seen, ["request"]);
+      assert.equal(context.get(v), "set by a listener");
+    });
+
+    it("`this` and the arguments pass through; every adder is bound", () => {
+      const context = requestContext("r");
+      const emitter = emitterFor(strategy);
+      bindTo(emitter, context);
+      const calls: string[] = [];
+      function listener(this: unknown, a: unknown, b: unknown): void {
+        assert.equal(this, emitter);
+        calls.push(`${v.get()} ${String(a)} ${String(b)}`);
+      }
+      emitter.on("e", listener);
+      emitter.addListener("e", listener);
+      emitter.prependListener("e", listener);
+      emitter.once("e", listener);
+      emitter.prependOnceListener("e", listener);
+      emitter.emit("e", 1, 2);
+      emitter.emit("e", 3, 4);
+      assert.deepEqual(calls, [...Array(5).fill("r 1 2"), ...Array(3).fill("r 3 4")]);
+    });
+
+    it("removeListener and off take the original listener; listeners() shows originals", () => {
+      const emitter = emitterFor(strategy);
+      bindTo(emitter, requestContext("r"));
+      let count = 0;
+      const listener = () => count++;
+      emitter.on("e", listener);
+      emitter.once("f", listener);
+      assert.deepEqual(emitter.listeners("e"), [listener]);
+      assert.deepEqual(emitter.listeners("f"), [listener]);
+      emitter.off("e", listener);
+      emitter.removeListener("f", listener);
+      emitter.emit("e");
+      emitter.emit("f");
+      assert.equal(count, 0);
+      assert.equal(emitter.listenerCount("e") + emitter.listenerCount("f"), 0);
+    });
+
+    it("a once listener runs once and removes itself", () => {
+      const emitter = emitterFor(strategy);
+      bindTo(emitter, requestContext("r"));
+      let count = 0;
+      emitter.once("e", () => count++);
+      emitter.emit("e");
+      emitter.emit("e");
+      assert.equal(count, 1);
+      assert.equal(emitter.listenerCount("e"), 0);
+    });
+
+    it("events.once() and stream internals work on a bound stream", async () => {
+      const context = requestContext("streamed");
+      const stream = asApp(strategy, new PassThrough());
+      bindTo(stream, context);
+      const chunks: string[] = [];
+      stream.on("data", (chunk: Buffer) => chunks.push(`${v.get()}:${chunk.toString()}`));
+      const ended = once(stream, "end");
+      setTimeout(() => stream.end("a"), 1);
+      await ended;
+      assert.deepEqual(chunks, ["streamed:a"]);
+    });
+
+    it("binding twice keeps the first Context; non-function listeners throw Node's TypeError", () => {
+      const emitter = emitterFor(strategy);
+      bindTo(emitter, requestContext("first"));
+      bindTo(emitter, requestContext("second"));
+      let seen = "";
+      emitter.on("e", () => {
+        seen = v.get();
+      });
+      emitter.emit("e");
+      assert.equal(seen, "first");
+      assert.throws(() => emitter.on("e", 42 as never), { code: "ERR_INVALID_ARG_TYPE" });
+      assert.equal(copyContext().has(v), false);
+    });
+
+    it("the emitter stays what it was: instanceof, prototype methods, unbound siblings", () => {
+      const emitter = emitterFor(strategy);
+      const sibling = emitterFor(strategy);
+      bindTo(emitter, requestContext("r"));
+      assert.ok(emitter instanceof EventEmitter);
+      if (strategy === "bindPrototype") {
+        const before = Object.getPrototypeOf(emitter) as object;
+        const other = emitterFor(strategy);
+        bindTo(other, requestContext("s"));
+        assert.equal(Object.getPrototypeOf(other), before, "the prototype is patched, not swapped");
+        assert.ok(Object.hasOwn(before, "on") && !Object.hasOwn(emitter, "on"));
+      } else {
+        assert.ok(Object.hasOwn(emitter, "on"));
+      }
+      let seen = "";
+      sibling.on("e", () => {
+        seen = v.get("unset");
+      });
+      sibling.emit("e");
+      assert.equal(seen, "unset", "an emitter that was not bound is untouched");
+    });
+  });
+}

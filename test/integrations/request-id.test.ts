@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { LookupError } from "contextvars";
+import { requestId } from "contextvars/http";
+import { acceptRequestId, resolveOptions } from "../../src/integrations/request-id.ts";
+import { UUID } from "../helpers/http.ts";
+
+describe("requestId and acceptRequestId", () => {
+  it("requestId has no default: get() outside a request throws LookupError", () => {
+    assert.equal(requestId.name, "requestId");
+    assert.throws(() => requestId.get(), LookupError);
+    assert.equal(requestId.get("-"), "-");
+  });
+
+  it("well-formed ids pass through unchanged", () => {
+    for (const id of [
+      "a",
+      "req-42",
+      "0af7651916cd43dd8448eb211c80319c",
+      "a.b:c=d+e/f_g",
+      "x".repeat(200),
+    ]) {
+      assert.equal(acceptRequestId(id), id);
+    }
+  });
+
+  it("too long, control characters, newlines and other characters are replaced", () => {
+    const bad = [
+      "x".repeat(201),
+      "",
+      "abc\ndef",
+      "abc\r\nX-Injected: 1",
+      "ok\n2024-01-01 INFO forged log line",
+      "nul\0byte",
+      "tab\there",
+      "del\x7f",
+      "esc\x1b[31m",
+      "a b",
+      "one, two",
+      '"quoted"',
+      "<script>",
+      "café",
+      "🙂",
+    ];
+    const replaced = new Set<string>();
+    for (const id of bad) {
+      const got = acceptRequestId(id);
+      assert.match(got, UUID, JSON.stringify(id));
+      replaced.add(got);
+    }
+    assert.equal(replaced.size, bad.length, "a fresh UUID each time");
+  });
+
+  it("a missing or non-string header (an array of values) gets a fresh UUID", () => {
+    assert.match(acceptRequestId(undefined), UUID);
+    assert.match(acceptRequestId(null), UUID);
+    assert.match(acceptRequestId(["a", "b"]), UUID);
+  });
+
+  it("resolveOptions fills defaults, lower-cases the header, and checks types", () => {
+    assert.deepEqual(resolveOptions(undefined), {
+      header: "x-request-id",
+      echo: true,
+      seed: undefined,
+    });
+    const seed = () => {};
+    assert.deepEqual(resolveOptions({ header: "X-Trace-Id", echo: false, seed }), {
+      header: "x-trace-id",
+      echo: false,
+      seed,
+    });
+    for (const options of [null, 42, { header: "" }, { header: "a b" }, { header: "x\n" }]) {
+      assert.throws(() => resolveOptions(options as never), TypeError);
+    }
+    assert.throws(() => resolveOptions({ echo: "no" as never }), /options\.echo/);
+    assert.throws(() => resolveOptions({ seed: 1 as never }), /options\.seed/);
+  });
+});
