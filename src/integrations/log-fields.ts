@@ -1,0 +1,74 @@
+/**
+ * What `contextvars/pino` and `contextvars/winston` add to a log line: the
+ * fields, checked once and read per line. Internal: the two subpaths
+ * re-export the `LogFields` type.
+ */
+import { ContextVar } from "../core/context-var.ts";
+import { MISSING } from "../core/missing.ts";
+import { argumentError } from "../errors.ts";
+
+/**
+ * Log field name → a ContextVar (its value in the current Context, else its
+ * default; a var with neither is left out), or a function read per line
+ * (left out when it returns undefined or throws), e.g. the active trace id.
+ *
+ * @example
+ * const fields: LogFields = { requestId, user, traceId: () => trace.getActiveSpan()?.spanContext().traceId };
+ */
+export type LogFields = Readonly<Record<string, ContextVar<unknown> | (() => unknown)>>;
+
+/** One field, checked: its name and how to read it now (undefined: leave it out). Internal. */
+export interface Field {
+  readonly key: string;
+  /** The var, when the field is one: read with a direct `get`, no closure. */
+  readonly var: ContextVar<unknown> | undefined;
+  /** What `get` falls back to: the var's default, else undefined. */
+  readonly fallback: unknown;
+  readonly read: () => unknown;
+}
+
+/**
+ * Checks `fields`: one Field per entry, in the fields' order. Internal.
+ * @throws {TypeError} if fields is not an object or a field is neither a ContextVar nor a function.
+ */
+export function checkFields(fields: LogFields): readonly Field[] {
+  if (typeof fields !== "object" || fields === null) {
+    throw argumentError("fields", "an object of ContextVars", fields);
+  }
+  return Object.entries(fields).map(([key, field]): Field => {
+    if (field instanceof ContextVar) {
+      const fallback = field.defaultValue === MISSING ? undefined : field.defaultValue;
+      return { key, var: field, fallback, read: () => field.get(fallback) };
+    }
+    if (typeof field === "function") {
+      const read = (): unknown => {
+        try {
+          return field();
+        } catch {
+          return undefined; // a log line is never lost to a field
+        }
+      };
+      return { key, var: undefined, fallback: undefined, read };
+    }
+    throw argumentError(`fields[${JSON.stringify(key)}]`, "a ContextVar or a function", field);
+  });
+}
+
+/**
+ * Writes every present field into `line`; with `keep`, a key `line` already
+ * has is left as it is. Vars are read with a direct `get` rather than
+ * through their closure, the cheaper call per line. Internal.
+ */
+export function writeFields(
+  fields: readonly Field[],
+  line: Record<string, unknown>,
+  keep: boolean,
+): void {
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i] as Field;
+    if (keep && field.key in line) continue;
+    const v = field.var;
+    const value = v === undefined ? field.read() : v.get(field.fallback);
+    if (value !== undefined) line[field.key] = value;
+  }
+}

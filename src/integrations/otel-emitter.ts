@@ -1,0 +1,98 @@
+/**
+ * `ContextManager.bind(context, emitter)` for `ContextVarsContextManager`.
+ * Internal: `contextvars/otel` does not export this file.
+ *
+ * OpenTelemetry's contract for a bound EventEmitter (the one its
+ * `AbstractAsyncHooksContextManager` keeps) differs from the core's
+ * `bindEmitter` in three ways, so the core's cannot serve:
+ * - only the OpenTelemetry context is pinned, not the whole Context: a
+ *   listener still sees the caller's ContextVars;
+ * - two managers may bind the same emitter, each pinning its own context
+ *   (the core keeps the first binding and ignores later ones);
+ * - `removeAllListeners` forgets the wrappers too.
+ * `once` is wrapped once: EventEmitter's own `once` adds its wrapper
+ * through `this.on`, which passes it through while `once` is adding.
+ */
+import type { EventEmitter } from "node:events";
+
+type Listener = (...args: unknown[]) => unknown;
+type Method = (this: unknown, ...args: unknown[]) => unknown;
+type ByListener = WeakMap<Listener, Listener>;
+
+const ADDERS = ["addListener", "on", "once", "prependListener", "prependOnceListener"] as const;
+const REMOVERS = ["removeListener", "off"] as const;
+
+/** One manager's record of the emitters it bound: per emitter, per event, listener → wrapper. */
+export class EmitterBindings {
+  readonly #patched = new WeakMap<EventEmitter, Map<string | symbol, ByListener>>();
+  // True while a patched adder runs, so a nested `this.on` from `once` is not wrapped again.
+  #adding = false;
+
+  /**
+   * Patches `emitter` so that every listener added from now on runs through
+   * `wrap(listener)`. Binding the same emitter twice keeps the first wrap.
+   */
+  bind<E extends EventEmitter>(emitter: E, wrap: (listener: Listener) => Listener): E {
+    if (this.#patched.has(emitter)) return emitter;
+    this.#patched.set(emitter, new Map());
+    const target = emitter as unknown as Record<string, Method | undefined>;
+    for (const name of ADDERS) {
+      const original = target[name];
+      if (typeof original === "function") target[name] = this.#adder(emitter, original, wrap);
+    }
+    for (const name of REMOVERS) {
+      const original = target[name];
+      if (typeof original === "function") target[name] = this.#remover(emitter, original);
+    }
+    const removeAll = target.removeAllListeners;
+    if (typeof removeAll === "function") {
+      target.removeAllListeners = this.#removeAll(emitter, removeAll);
+    }
+    return emitter;
+  }
+
+  #adder(emitter: EventEmitter, original: Method, wrap: (l: Listener) => Listener): Method {
+    const bindings = this;
+    return function (this: unknown, event: unknown, listener: unknown): unknown {
+      if (bindings.#adding || typeof listener !== "function") {
+        return Reflect.apply(original, this, [event, listener]);
+      }
+      const events = bindings.#patched.get(emitter);
+      const key = event as string | symbol;
+      let byListener = events?.get(key);
+      if (byListener === undefined) {
+        byListener = new WeakMap();
+        events?.set(key, byListener);
+      }
+      const wrapped = wrap(listener as Listener);
+      byListener.set(listener as Listener, wrapped);
+      bindings.#adding = true;
+      try {
+        return Reflect.apply(original, this, [event, wrapped]);
+      } finally {
+        bindings.#adding = false;
+      }
+    };
+  }
+
+  #remover(emitter: EventEmitter, original: Method): Method {
+    const bindings = this;
+    return function (this: unknown, event: unknown, listener: unknown): unknown {
+      const wrapped = bindings.#patched
+        .get(emitter)
+        ?.get(event as string | symbol)
+        ?.get(listener as Listener);
+      return Reflect.apply(original, this, [event, wrapped ?? listener]);
+    };
+  }
+
+  #removeAll(emitter: EventEmitter, original: Method): Method {
+    const bindings = this;
+    return function (this: unknown, ...args: unknown[]): unknown {
+      const events = bindings.#patched.get(emitter);
+      if (args.length === 0) events?.clear();
+      else events?.delete(args[0] as string | symbol);
+      return Reflect.apply(original, this, args);
+    };
+  }
+}

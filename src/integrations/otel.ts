@@ -1,0 +1,184 @@
+/**
+ * `contextvars/otel`: OpenTelemetry on this package's Contexts. An
+ * OpenTelemetry `ContextManager` whose active context is a ContextVar, and
+ * helpers that carry chosen ContextVars and the trace across services as
+ * W3C `baggage` and `traceparent` (re-exported from `./propagation.ts`).
+ */
+import { EventEmitter } from "node:events";
+import {
+  type ContextManager,
+  context as contextApi,
+  createContextKey,
+  type Context as OtelContext,
+  ROOT_CONTEXT,
+} from "@opentelemetry/api";
+import { ContextVar } from "../core/context-var.ts";
+import { EmitterBindings } from "./otel-emitter.ts";
+import { provideActivation } from "./propagation.ts";
+import { inheritIntoRequests } from "./request-scope.ts";
+
+export {
+  type BaggageCodec,
+  type BaggageField,
+  baggageField,
+  type ContextPropagation,
+  codecs,
+  contextPropagation,
+  type ExtractedValues,
+  type IncomingHeaders,
+  type OutgoingHeaders,
+  type PropagatedFields,
+} from "./propagation.ts";
+
+type Listener = (...args: unknown[]) => unknown;
+
+// The manager made or enabled last: the one `extractInto` makes a trace active in.
+let latest: WeakRef<ContextVarsContextManager> | undefined;
+let activate: (context: OtelContext) => boolean;
+const PROBE = ROOT_CONTEXT.setValue(createContextKey("contextvars.probe"), true);
+const readActive = (): OtelContext => contextApi.active();
+
+function slotFor(): ContextVar<OtelContext> {
+  // Local-only: an OpenTelemetry context holds functions and cannot cross to a worker thread.
+  return new ContextVar<OtelContext>("opentelemetry.context", { transfer: false });
+}
+
+function callWith(fn: Function, self: unknown, args: unknown[]): unknown {
+  return Reflect.apply(fn, self, args);
+}
+
+/**
+ * An OpenTelemetry `ContextManager` that keeps the active OpenTelemetry
+ * context in a ContextVar, so spans follow this package's Contexts: a task
+ * (`createTask`, `gather`, `TaskGroup`, `isolated`) gets the span that was
+ * active when it was created as its parent, `copyContext()` and `bind()`
+ * capture the span with every other var, and the process needs no second
+ * AsyncLocalStorage. `with(ctx, fn)` is `ContextVar#run`: fn runs in
+ * a copy of the caller's Context where the OpenTelemetry context is `ctx`.
+ *
+ * The price of carrying the span in the Context is a map insert per
+ * `with`: about 3x AsyncLocalStorageContextManager's `with` + `active`,
+ * about 1.1x over a whole `startActiveSpan` (docs/observability-benchmarks.md).
+ *
+ * Each instance has its own var, so two managers never see each other's
+ * contexts. `disable()` forgets every context the manager holds (as
+ * AsyncLocalStorage#disable does); the manager keeps working and needs no
+ * `enable()` to start.
+ *
+ * @example
+ * import { context, trace } from "@opentelemetry/api";
+ * import { BasicTracerProvider } from "@opentelemetry/sdk-trace-base";
+ * import { gather } from "contextvars";
+ * import { ContextVarsContextManager } from "contextvars/otel";
+ *
+ * context.setGlobalContextManager(new ContextVarsContextManager().enable());
+ * const tracer = new BasicTracerProvider().getTracer("shop");
+ * await tracer.startActiveSpan("checkout", async (span) => {
+ *   // Both "price" spans are children of "checkout".
+ *   await gather(
+ *     () => tracer.startActiveSpan("price", (s) => s.end()),
+ *     () => tracer.startActiveSpan("price", (s) => s.end()),
+ *   );
+ *   span.end();
+ * });
+ * @throws nothing of its own: `with` rethrows what fn throws.
+ */
+export class ContextVarsContextManager implements ContextManager {
+  #slot: ContextVar<OtelContext> = slotFor();
+  // A request opened inside `with` (instrumentation-http's server span) keeps that context.
+  #forget = inheritIntoRequests(this.#slot as ContextVar<unknown>);
+  readonly #emitters = new EmitterBindings();
+
+  constructor() {
+    if (latest?.deref() === undefined) latest = new WeakRef(this);
+  }
+
+  /** The active OpenTelemetry context: the one in the current Context, else ROOT_CONTEXT. */
+  active(): OtelContext {
+    return this.#slot.get(ROOT_CONTEXT);
+  }
+
+  /**
+   * Calls `fn.call(thisArg, ...args)` with `context` active, for fn and every
+   * asynchronous continuation it starts, in a copy of the current Context;
+   * the caller's active context is back when fn returns or throws.
+   * @throws {TypeError} if fn is not a function; else whatever fn throws.
+   */
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(
+    context: OtelContext,
+    fn: F,
+    thisArg?: ThisParameterType<F>,
+    ...args: A
+  ): ReturnType<F> {
+    if (thisArg == null) return this.#slot.run(context, fn, ...args);
+    return this.#slot.run(context, callWith, fn, thisArg, args) as ReturnType<F>;
+  }
+
+  /**
+   * Binds `target` to `context`: a function then runs with `context` active
+   * whoever calls it; an EventEmitter runs every listener added from now on
+   * with it. Anything else comes back unchanged. Only the OpenTelemetry
+   * context is pinned; other ContextVars are the caller's.
+   * @throws nothing: a target that is neither is returned as it is.
+   */
+  bind<T>(context: OtelContext, target: T): T {
+    if (target instanceof EventEmitter) {
+      return this.#emitters.bind(target, (listener) => this.#bindFunction(context, listener));
+    }
+    if (typeof target === "function") {
+      return this.#bindFunction(context, target as unknown as Listener) as unknown as T;
+    }
+    return target;
+  }
+
+  #bindFunction(context: OtelContext, target: Listener): Listener {
+    const manager = this;
+    const bound = function (this: unknown, ...args: unknown[]): unknown {
+      return manager.#slot.run(context, callWith, target, this, args);
+    };
+    Object.defineProperty(bound, "length", { value: target.length, configurable: true });
+    return bound;
+  }
+
+  /**
+   * Marks this manager as the one `contextPropagation(...).extractInto` makes
+   * an incoming trace active in (with the global-manager check it does).
+   * The manager works without it. Returns this.
+   * @throws nothing.
+   */
+  enable(): this {
+    latest = new WeakRef(this);
+    return this;
+  }
+
+  /**
+   * Forgets every context this manager holds: `active()` is ROOT_CONTEXT
+   * everywhere until the next `with`. Returns this.
+   * @throws nothing.
+   */
+  disable(): this {
+    this.#forget();
+    this.#slot = slotFor();
+    this.#forget = inheritIntoRequests(this.#slot as ContextVar<unknown>);
+    if (latest?.deref() === this) latest = undefined;
+    return this;
+  }
+
+  static {
+    // Module-private access for the propagation helpers: makes `context` active for
+    // the rest of the current Context, if the latest manager is the global one.
+    activate = (context) => {
+      const manager = latest?.deref();
+      // Asked through @opentelemetry/api itself: does its `context.active()` reach this manager?
+      if (manager === undefined || manager.#slot.run(PROBE, readActive) !== PROBE) return false;
+      manager.#slot.set(context);
+      return true;
+    };
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "ContextVarsContextManager";
+  }
+}
+
+provideActivation(activate);

@@ -1,0 +1,77 @@
+/**
+ * The shapes `contextPropagation` works with: the fields it carries, what
+ * extraction returns, the headers it reads and writes, and the helpers it
+ * returns. Re-exported by `contextvars/otel`.
+ */
+import type { Context as OtelContext } from "@opentelemetry/api";
+import type { ContextVar } from "../core/context-var.ts";
+import type { BaggageField } from "./baggage-codecs.ts";
+
+/**
+ * Fields to carry, by baggage key (an HTTP token): a `ContextVar<string>`,
+ * or `baggageField(var, codec)` for any other type.
+ *
+ * @example
+ * const fields = { "user.id": user, attempt: baggageField(attempt, codecs.integer) } satisfies PropagatedFields;
+ */
+export type PropagatedFields = Readonly<Record<string, ContextVar<string> | BaggageField<unknown>>>;
+
+/**
+ * What extraction found, typed per field; a field absent or rejected by its
+ * codec is missing.
+ *
+ * @example
+ * const { values } = carry.extract(req.headers);
+ * values.attempt; // number | undefined, for a field `baggageField(attempt, codecs.integer)`
+ */
+export type ExtractedValues<F extends PropagatedFields> = {
+  [K in keyof F]?: F[K] extends BaggageField<infer T> ? T : string;
+};
+
+/**
+ * Incoming headers: Node's `req.headers` (what every Node framework exposes,
+ * keys lower-case), or a fetch `Headers` (Hono's `c.req.raw.headers`).
+ *
+ * @example
+ * carry.extractInto(req.headers); // or c.req.raw.headers in Hono
+ */
+export type IncomingHeaders = Headers | Readonly<Record<string, string | string[] | undefined>>;
+
+/**
+ * Headers to write into: a fetch `Headers`, or a plain object (the `headers`
+ * option of node:http and undici).
+ *
+ * @example
+ * http.request(url, { headers: carry.inject({ accept: "application/json" }) });
+ */
+export type OutgoingHeaders = Headers | Record<string, string | string[] | number | undefined>;
+
+/**
+ * The helpers `contextPropagation(fields)` returns. None of them throws on
+ * what arrives in headers; see `contextPropagation`.
+ *
+ * @example
+ * app.use(contextMiddleware({ seed: (req) => carry.extractInto(req.headers) }));
+ * const tracedFetch = carry.wrapFetch(fetch);
+ */
+export interface ContextPropagation<F extends PropagatedFields> {
+  /** The fields, as given. */
+  readonly fields: F;
+  /** Writes `traceparent`/`tracestate` (when a span is active) and `baggage` into `headers`; returns them. */
+  inject<H extends OutgoingHeaders>(headers: H): H;
+  /** Reads the headers without changing anything: the OpenTelemetry context they carry and the typed values. */
+  extract(headers: IncomingHeaders): { context: OtelContext; values: ExtractedValues<F> };
+  /**
+   * Sets each field's var from the incoming baggage in the current Context and,
+   * when a `ContextVarsContextManager` is the global manager, makes the incoming
+   * trace the active parent for the rest of it (unless a span is active already,
+   * as instrumentation-http's server span is). Made for a web integration's `seed`.
+   * Returns the extracted OpenTelemetry context (for `context.with` under another manager).
+   */
+  extractInto(headers: IncomingHeaders): OtelContext;
+  /**
+   * A `fetch` that injects into every request it sends (default: the global `fetch`).
+   * @throws {TypeError} if fetchFn is not a function.
+   */
+  wrapFetch(fetchFn?: typeof fetch): typeof fetch;
+}

@@ -1,0 +1,216 @@
+/**
+ * Chosen ContextVars and the active trace across services, as W3C `baggage`
+ * beside `traceparent`/`tracestate`, through OpenTelemetry's own
+ * `W3CBaggagePropagator` and `W3CTraceContextPropagator` (no header parsing
+ * here). Re-exported by `contextvars/otel`; needs `@opentelemetry/api` and
+ * `@opentelemetry/core`, and works with or without an OpenTelemetry SDK.
+ */
+import {
+  type Baggage,
+  context as contextApi,
+  type Context as OtelContext,
+  propagation,
+  type TextMapGetter,
+  type TextMapSetter,
+  trace,
+} from "@opentelemetry/api";
+import { W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
+import { ContextVar } from "../core/context-var.ts";
+import { argumentError } from "../errors.ts";
+import { type BaggageCodec, type BaggageField, codecs } from "./baggage-codecs.ts";
+
+import type {
+  ContextPropagation,
+  ExtractedValues,
+  IncomingHeaders,
+  OutgoingHeaders,
+  PropagatedFields,
+} from "./propagation-types.ts";
+
+export { type BaggageCodec, type BaggageField, baggageField, codecs } from "./baggage-codecs.ts";
+export type {
+  ContextPropagation,
+  ExtractedValues,
+  IncomingHeaders,
+  OutgoingHeaders,
+  PropagatedFields,
+} from "./propagation-types.ts";
+
+// W3C Baggage §3.3.2: at most 180 list-members and 8192 bytes. A header over
+// either limit, or with bytes outside printable ASCII (which the grammar
+// forbids, and which would make its length differ from its size), is
+// dropped whole rather than truncated as OpenTelemetry's extractor would.
+const MAX_BAGGAGE_BYTES = 8192;
+const MAX_BAGGAGE_MEMBERS = 180;
+const NOT_BAGGAGE = /[^\t\x20-\x7e]/;
+// RFC 9110 token: what a baggage key may be.
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+const traceContext = new W3CTraceContextPropagator();
+const baggagePropagator = new W3CBaggagePropagator();
+const UNSET = Symbol("unset");
+
+const headersGetter: TextMapGetter<IncomingHeaders> = {
+  keys: (carrier) =>
+    carrier instanceof Headers ? [...carrier.keys()] : Object.keys(carrier as object),
+  get(carrier, key) {
+    if (carrier instanceof Headers) return carrier.get(key) ?? undefined;
+    // Own keys only: nothing is read from a prototype.
+    return Object.hasOwn(carrier, key) ? carrier[key] : undefined;
+  },
+};
+
+const headersSetter: TextMapSetter<OutgoingHeaders> = {
+  set(carrier, key, value) {
+    if (carrier instanceof Headers) carrier.set(key, value);
+    else carrier[key] = value;
+  },
+};
+
+function acceptableBaggage(value: string | string[] | undefined): boolean {
+  if (value === undefined) return true;
+  const text = Array.isArray(value) ? value.join(",") : value;
+  if (text.length > MAX_BAGGAGE_BYTES || NOT_BAGGAGE.test(text)) return false;
+  let members = 1;
+  for (let at = text.indexOf(","); at !== -1; at = text.indexOf(",", at + 1)) members++;
+  return members <= MAX_BAGGAGE_MEMBERS;
+}
+
+// Set by otel.ts: makes an OpenTelemetry context active in the current Context
+// if a ContextVarsContextManager is the global manager.
+let activate: (context: OtelContext) => boolean = () => false;
+
+/** Internal: how otel.ts hands over the activation above. */
+export function provideActivation(fn: (context: OtelContext) => boolean): void {
+  activate = fn;
+}
+
+interface Entry {
+  readonly key: string;
+  readonly var: ContextVar<unknown>;
+  readonly codec: BaggageCodec<unknown>;
+}
+
+function entriesOf(fields: PropagatedFields): Entry[] {
+  if (typeof fields !== "object" || fields === null) {
+    throw argumentError("fields", "an object of ContextVars", fields);
+  }
+  return Object.entries(fields).map(([key, field]) => {
+    // `__proto__` is a token, but OpenTelemetry's parser stores entries in a plain object
+    // and so drops it: a field under it could never arrive.
+    if (!TOKEN.test(key) || key === "__proto__") {
+      throw argumentError("fields key", "a baggage key (an HTTP token, not __proto__)", key);
+    }
+    if (field instanceof ContextVar)
+      return { key, var: field as ContextVar<unknown>, codec: codecs.string };
+    const f = field as BaggageField<unknown> | undefined;
+    if (f?.var instanceof ContextVar && typeof f.codec?.decode === "function") {
+      return { key, var: f.var, codec: f.codec };
+    }
+    throw argumentError(`fields[${JSON.stringify(key)}]`, "a ContextVar or a baggageField", field);
+  });
+}
+
+/**
+ * Carries `fields` (baggage key → ContextVar) and the active trace across
+ * services. On the way in, use `extractInto` from a web integration's
+ * `seed`; on the way out, `wrapFetch(fetch)` or `inject(headers)`. Values
+ * the codec rejects, malformed or oversized baggage (over 180 members or
+ * 8192 bytes) and an invalid `traceparent` are ignored, never thrown:
+ * the request goes on without them. Other baggage entries pass through.
+ *
+ * @example
+ * import { ContextVar } from "contextvars";
+ * import { contextMiddleware } from "contextvars/express";
+ * import { baggageField, codecs, contextPropagation } from "contextvars/otel";
+ *
+ * const user = new ContextVar<string>("user");
+ * const attempt = new ContextVar<number>("attempt");
+ * const carry = contextPropagation({ user, attempt: baggageField(attempt, codecs.integer) });
+ * const app = express();
+ * app.use(contextMiddleware({ seed: (req) => carry.extractInto(req.headers) }));
+ * const tracedFetch = carry.wrapFetch(fetch); // sends user, attempt and the trace on
+ * declare function express(): import("express").Express;
+ * @throws {TypeError} if a key is not a valid baggage key or a field is not a ContextVar or baggageField.
+ */
+export function contextPropagation<F extends PropagatedFields>(fields: F): ContextPropagation<F> {
+  const entries = entriesOf(fields);
+
+  function withFields(base: OtelContext): OtelContext {
+    let baggage: Baggage = propagation.getBaggage(base) ?? propagation.createBaggage();
+    for (const { key, var: v, codec } of entries) {
+      const value = v.get(UNSET);
+      let text: string | undefined;
+      try {
+        text = value === UNSET ? undefined : codec.encode(value);
+      } catch {
+        text = undefined; // a value its codec cannot write is not sent
+      }
+      baggage =
+        typeof text === "string"
+          ? baggage.setEntry(key, { value: text })
+          : baggage.removeEntry(key);
+    }
+    return propagation.setBaggage(base, baggage);
+  }
+
+  function extract(
+    headers: IncomingHeaders,
+    keepActiveSpan = false,
+  ): { context: OtelContext; values: ExtractedValues<F> } {
+    const values = Object.create(null) as ExtractedValues<F>;
+    const base = contextApi.active();
+    let context = base;
+    try {
+      // A span already active here (instrumentation-http's server span, itself a child
+      // of this traceparent) stays the parent.
+      if (!(keepActiveSpan && trace.getSpanContext(base) !== undefined)) {
+        context = traceContext.extract(context, headers, headersGetter);
+      }
+      if (acceptableBaggage(headersGetter.get(headers, "baggage"))) {
+        context = baggagePropagator.extract(context, headers, headersGetter);
+      }
+    } catch {
+      return { context: base, values }; // a carrier that cannot be read carries nothing
+    }
+    const baggage = propagation.getBaggage(context);
+    if (baggage === undefined) return { context, values };
+    for (const { key, codec } of entries) {
+      const text = baggage.getEntry(key)?.value;
+      if (text === undefined) continue;
+      try {
+        (values as Record<string, unknown>)[key] = codec.decode(text);
+      } catch {
+        // rejected by its codec: left out
+      }
+    }
+    return { context, values };
+  }
+
+  const carry: ContextPropagation<F> = {
+    fields,
+    inject(headers) {
+      const context = withFields(contextApi.active());
+      traceContext.inject(context, headers, headersSetter);
+      baggagePropagator.inject(context, headers, headersSetter);
+      return headers;
+    },
+    extract: (headers) => extract(headers),
+    extractInto(headers) {
+      const found = extract(headers, true);
+      const values = found.values as Record<string, unknown>;
+      for (const { key, var: v } of entries) if (key in values) v.set(values[key]);
+      if (found.context !== contextApi.active()) activate(found.context);
+      return found.context;
+    },
+    wrapFetch(fetchFn = globalThis.fetch) {
+      if (typeof fetchFn !== "function") throw argumentError("fetchFn", "a function", fetchFn);
+      return function propagatingFetch(input: RequestInfo | URL, init?: RequestInit) {
+        const given = init?.headers ?? (input instanceof Request ? input.headers : undefined);
+        const headers = carry.inject(new Headers(given));
+        return fetchFn(input, { ...init, headers });
+      };
+    },
+  };
+  return carry;
+}

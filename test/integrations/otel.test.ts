@@ -1,0 +1,494 @@
+/**
+ * OpenTelemetry JS's own suite for its context managers
+ * (packages/opentelemetry-context-async-hooks/test/AsyncHooksContextManager.test.ts),
+ * ported to node:test and run, as there, over every manager: ours and
+ * `AsyncLocalStorageContextManager`, so any difference between the two shows
+ * up as a failure of one of them. Tests keep their original names. The
+ * `attach()` tests are left out: `attach` is not part of the
+ * `@opentelemetry/api` 1.x `ContextManager` this package implements.
+ * Scopes that the original writes as `'1' as any` are real contexts here.
+ */
+import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import {
+  type ContextManager,
+  createContextKey,
+  type Context as OtelContext,
+  ROOT_CONTEXT,
+} from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { ContextVarsContextManager } from "contextvars/otel";
+
+type Done = (result?: unknown) => void;
+
+const managers: { name: string; make: () => ContextManager }[] = [
+  { name: "ContextVarsContextManager", make: () => new ContextVarsContextManager() },
+  { name: "AsyncLocalStorageContextManager", make: () => new AsyncLocalStorageContextManager() },
+];
+
+const key1 = createContextKey("test key 1");
+const scope = (name: string): OtelContext => ROOT_CONTEXT.setValue(key1, name);
+
+for (const { name, make } of managers) {
+  describe(name, () => {
+    let contextManager: ContextManager;
+    let otherContextManager: ContextManager | undefined;
+
+    beforeEach(() => {
+      contextManager = make();
+      contextManager.enable();
+    });
+
+    afterEach(() => {
+      contextManager.disable();
+      otherContextManager?.disable();
+    });
+
+    describe(".enable()", () => {
+      it("should work", () => {
+        contextManager = make();
+        assert.ok(contextManager.enable() === contextManager, "should return this");
+      });
+    });
+
+    describe(".disable()", () => {
+      it("should work", () => {
+        assert.ok(contextManager.disable() === contextManager, "should return this");
+        contextManager.enable();
+      });
+
+      // Not in the original: what disable() does to contexts already entered.
+      it("forgets the contexts it holds, and with() works again after it", () => {
+        const ctx = scope("ctx");
+        contextManager.with(ctx, () => {
+          contextManager.disable();
+          assert.equal(contextManager.active(), ROOT_CONTEXT);
+          contextManager.with(ctx, () => assert.equal(contextManager.active(), ctx));
+        });
+      });
+    });
+
+    describe(".with()", () => {
+      it("should run the callback (null as target)", (_t, done: Done) => {
+        contextManager.with(ROOT_CONTEXT, done);
+      });
+
+      it("should run the callback (object as target)", (_t, done: Done) => {
+        const test = ROOT_CONTEXT.setValue(key1, 1);
+        contextManager.with(test, () => {
+          assert.strictEqual(contextManager.active(), test, "should have context");
+          return done();
+        });
+      });
+
+      it("should run the callback (when disabled)", (_t, done: Done) => {
+        contextManager.disable();
+        contextManager.with(ROOT_CONTEXT, () => {
+          contextManager.enable();
+          return done();
+        });
+      });
+
+      it("should rethrow errors", () => {
+        assert.throws(() => {
+          contextManager.with(ROOT_CONTEXT, () => {
+            throw new Error("This should be rethrown");
+          });
+        });
+      });
+
+      it("should forward this, arguments and return value", () => {
+        function fnWithThis(this: string, a: string, b: number): string {
+          assert.strictEqual(this, "that");
+          // biome-ignore lint/complexity/noArguments: the original checks how many arguments arrive
+          assert.strictEqual(arguments.length, 2);
+          assert.strictEqual(a, "one");
+          assert.strictEqual(b, 2);
+          return "done";
+        }
+        const res = contextManager.with(ROOT_CONTEXT, fnWithThis, "that", "one", 2);
+        assert.strictEqual(res, "done");
+        assert.strictEqual(
+          contextManager.with(ROOT_CONTEXT, () => 3.14),
+          3.14,
+        );
+      });
+
+      it("should finally restore an old context", (_t, done: Done) => {
+        const ctx1 = ROOT_CONTEXT.setValue(key1, "ctx1");
+        const ctx2 = ROOT_CONTEXT.setValue(key1, "ctx2");
+        contextManager.with(ctx1, () => {
+          assert.strictEqual(contextManager.active(), ctx1);
+          contextManager.with(ctx2, () => {
+            assert.strictEqual(contextManager.active(), ctx2);
+          });
+          assert.strictEqual(contextManager.active(), ctx1);
+          return done();
+        });
+      });
+
+      it("should finally restore an old context", (_t, done: Done) => {
+        const ctx1 = ROOT_CONTEXT.setValue(key1, "ctx1");
+        contextManager.with(ctx1, () => {
+          assert.strictEqual(contextManager.active(), ctx1);
+          setTimeout(() => {
+            assert.strictEqual(contextManager.active(), ctx1);
+            return done();
+          });
+        });
+      });
+
+      it('async function called from nested "with" sync function should return nested context', (_t, done: Done) => {
+        const scope1 = scope("1");
+        const scope2 = scope("2");
+        const asyncFuncCalledDownstreamFromSync = async () => {
+          await (async () => {})();
+          assert.strictEqual(contextManager.active(), scope2);
+          return done();
+        };
+        contextManager.with(scope1, () => {
+          assert.strictEqual(contextManager.active(), scope1);
+          contextManager.with(scope2, () => asyncFuncCalledDownstreamFromSync());
+          assert.strictEqual(contextManager.active(), scope1);
+        });
+        assert.strictEqual(contextManager.active(), ROOT_CONTEXT);
+      });
+
+      it("should not loose the context", (_t, done: Done) => {
+        const scope1 = scope("1");
+        contextManager.with(scope1, async () => {
+          assert.strictEqual(contextManager.active(), scope1);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          assert.strictEqual(contextManager.active(), scope1);
+          return done();
+        });
+        assert.strictEqual(contextManager.active(), ROOT_CONTEXT);
+      });
+
+      it("should correctly restore context using async/await", async () => {
+        const [scope1, scope2, scope3, scope4] = ["1", "2", "3", "4"].map(scope) as [
+          OtelContext,
+          OtelContext,
+          OtelContext,
+          OtelContext,
+        ];
+        await contextManager.with(scope1, async () => {
+          assert.strictEqual(contextManager.active(), scope1);
+          await contextManager.with(scope2, async () => {
+            assert.strictEqual(contextManager.active(), scope2);
+            await contextManager.with(scope3, async () => {
+              assert.strictEqual(contextManager.active(), scope3);
+              await contextManager.with(scope4, async () => {
+                assert.strictEqual(contextManager.active(), scope4);
+              });
+              assert.strictEqual(contextManager.active(), scope3);
+            });
+            assert.strictEqual(contextManager.active(), scope2);
+          });
+          assert.strictEqual(contextManager.active(), scope1);
+        });
+        assert.strictEqual(contextManager.active(), ROOT_CONTEXT);
+      });
+
+      it("should works with multiple concurrent operations", (_t, done: Done) => {
+        const [scope1, scope2, scope3, scope4] = ["1", "2", "3", "4"].map(scope) as [
+          OtelContext,
+          OtelContext,
+          OtelContext,
+          OtelContext,
+        ];
+        let scope4Called = false;
+        contextManager.with(scope1, async () => {
+          assert.strictEqual(contextManager.active(), scope1);
+          setTimeout(async () => {
+            await contextManager.with(scope3, async () => {
+              assert.strictEqual(contextManager.active(), scope3);
+            });
+            assert.strictEqual(contextManager.active(), scope1);
+            assert.strictEqual(scope4Called, true);
+            return done();
+          }, 100);
+          assert.strictEqual(contextManager.active(), scope1);
+        });
+        assert.strictEqual(contextManager.active(), ROOT_CONTEXT);
+        contextManager.with(scope2, async () => {
+          assert.strictEqual(contextManager.active(), scope2);
+          setTimeout(() => {
+            contextManager.with(scope4, async () => {
+              assert.strictEqual(contextManager.active(), scope4);
+              scope4Called = true;
+            });
+            assert.strictEqual(contextManager.active(), scope2);
+          }, 20);
+          assert.strictEqual(contextManager.active(), scope2);
+        });
+        assert.strictEqual(contextManager.active(), ROOT_CONTEXT);
+      });
+
+      it("should work with timers using the same timeout", (_t, done: Done) => {
+        let cnt = 3;
+        function countDown() {
+          cnt--;
+          if (cnt === 0) done();
+          if (cnt < 0) throw new Error("too many calls to countDown()");
+        }
+        const time1 = 2;
+        const time2 = time1 + 1;
+        const rootCtx = contextManager.active();
+        const innerCtx = rootCtx.setValue(Symbol("test"), 23);
+        contextManager.with(innerCtx, () => {
+          setTimeout(() => {
+            assert.strictEqual(contextManager.active(), innerCtx);
+            countDown();
+          }, time1);
+        });
+        setTimeout(() => {
+          assert.strictEqual(contextManager.active(), rootCtx);
+          countDown();
+        }, time1);
+        setTimeout(() => {
+          assert.strictEqual(contextManager.active(), rootCtx);
+          countDown();
+        }, time2);
+      });
+
+      it("should not influence other instances", () => {
+        const other = make().enable();
+        otherContextManager = other;
+        const context = ROOT_CONTEXT.setValue(key1, 2);
+        const otherContext = ROOT_CONTEXT.setValue(key1, 3);
+        contextManager.with(context, () => {
+          assert.strictEqual(contextManager.active(), context);
+          assert.strictEqual(other.active(), ROOT_CONTEXT);
+          other.with(otherContext, () => {
+            assert.strictEqual(contextManager.active(), context);
+            assert.strictEqual(other.active(), otherContext);
+          });
+        });
+      });
+    });
+
+    describe(".bind(function)", () => {
+      it("should return the same target (when enabled)", () => {
+        const test = { a: 1 };
+        assert.deepStrictEqual(contextManager.bind(ROOT_CONTEXT, test), test);
+      });
+
+      it("should return the same target (when disabled)", () => {
+        contextManager.disable();
+        const test = { a: 1 };
+        assert.deepStrictEqual(contextManager.bind(ROOT_CONTEXT, test), test);
+        contextManager.enable();
+      });
+
+      it("should return current context (when enabled)", (_t, done: Done) => {
+        const context = ROOT_CONTEXT.setValue(key1, 1);
+        const fn = contextManager.bind(context, () => {
+          assert.strictEqual(contextManager.active(), context, "should have context");
+          return done();
+        });
+        fn();
+      });
+
+      it("should return current context (when disabled)", (_t, done: Done) => {
+        contextManager.disable();
+        const context = ROOT_CONTEXT.setValue(key1, 1);
+        const fn = contextManager.bind(context, () => {
+          assert.strictEqual(contextManager.active(), context, "should have context");
+          return done();
+        });
+        fn();
+      });
+
+      it("should fail to return current context with async op", (_t, done: Done) => {
+        const context = ROOT_CONTEXT.setValue(key1, 1);
+        const fn = contextManager.bind(context, () => {
+          assert.strictEqual(contextManager.active(), context);
+          setTimeout(() => {
+            assert.strictEqual(contextManager.active(), context, "should have no context");
+            return done();
+          }, 100);
+        });
+        fn();
+      });
+
+      it("should not influence other instances", () => {
+        const other = make().enable();
+        otherContextManager = other;
+        const context = ROOT_CONTEXT.setValue(key1, 2);
+        const otherContext = ROOT_CONTEXT.setValue(key1, 3);
+        const fn = other.bind(
+          otherContext,
+          contextManager.bind(context, () => {
+            assert.strictEqual(contextManager.active(), context);
+            assert.strictEqual(other.active(), otherContext);
+          }),
+        );
+        fn();
+      });
+
+      // Not in the original: what a bound function passes through.
+      it("keeps this, arguments, return value and length", () => {
+        const context = scope("bound");
+        const fn = contextManager.bind(
+          context,
+          function (this: { n: number }, a: number, b: number) {
+            assert.strictEqual(contextManager.active(), context);
+            return this.n + a + b;
+          },
+        );
+        assert.equal(fn.length, 2);
+        assert.equal(fn.call({ n: 1 }, 2, 3), 6);
+      });
+    });
+
+    describe(".bind(event-emitter)", () => {
+      it("should return the same target (when enabled)", () => {
+        const ee = new EventEmitter();
+        assert.deepStrictEqual(contextManager.bind(ROOT_CONTEXT, ee), ee);
+      });
+
+      it("should return the same target (when disabled)", () => {
+        const ee = new EventEmitter();
+        contextManager.disable();
+        assert.deepStrictEqual(contextManager.bind(ROOT_CONTEXT, ee), ee);
+      });
+
+      it("should return current context and removeListener (when enabled)", (_t, done: Done) => {
+        const ee = new EventEmitter();
+        const context = ROOT_CONTEXT.setValue(key1, 1);
+        const patchedEE = contextManager.bind(context, ee);
+        const handler = () => {
+          assert.deepStrictEqual(contextManager.active(), context);
+          patchedEE.removeListener("test", handler);
+          assert.strictEqual(patchedEE.listeners("test").length, 0);
+          return done();
+        };
+        patchedEE.on("test", handler);
+        assert.strictEqual(patchedEE.listeners("test").length, 1);
+        patchedEE.emit("test");
+      });
+
+      it("should return current context and removeAllListener (when enabled)", (_t, done: Done) => {
+        const ee = new EventEmitter();
+        const context = ROOT_CONTEXT.setValue(key1, 1);
+        const patchedEE = contextManager.bind(context, ee);
+        const handler = () => {
+          assert.deepStrictEqual(contextManager.active(), context);
+          patchedEE.removeAllListeners("test");
+          assert.strictEqual(patchedEE.listeners("test").length, 0);
+          return done();
+        };
+        patchedEE.on("test", handler);
+        assert.strictEqual(patchedEE.listeners("test").length, 1);
+        patchedEE.emit("test");
+      });
+
+      it("should remove event handler enabled by .once using removeListener (when enabled)", () => {
+        const ee = new EventEmitter();
+        const context = ROOT_CONTEXT.setValue(key1, 1);
+        const patchedEE = contextManager.bind(context, ee);
+        function handler() {}
+        patchedEE.once("test", handler);
+        assert.strictEqual(patchedEE.listeners("test").length, 1);
+        patchedEE.removeListener("test", handler);
+        assert.strictEqual(patchedEE.listeners("test").length, 0);
+      });
+
+      it("should remove event handler enabled by .once using off (when enabled)", () => {
+        const ee = new EventEmitter();
+        const context = ROOT_CONTEXT.setValue(key1, 1);
+        const patchedEE = contextManager.bind(context, ee);
+        const handler = () => {};
+        patchedEE.once("test", handler);
+        assert.strictEqual(patchedEE.listeners("test").length, 1);
+        patchedEE.off("test", handler);
+        assert.strictEqual(patchedEE.listeners("test").length, 0);
+      });
+
+      it("should return current context and removeAllListeners (when enabled)", (_t, done: Done) => {
+        const ee = new EventEmitter();
+        const context = ROOT_CONTEXT.setValue(key1, 1);
+        const patchedEE = contextManager.bind(context, ee);
+        const handler = () => {
+          assert.deepStrictEqual(contextManager.active(), context);
+          patchedEE.removeAllListeners();
+          assert.strictEqual(patchedEE.listeners("test").length, 0);
+          assert.strictEqual(patchedEE.listeners("test1").length, 0);
+          return done();
+        };
+        patchedEE.on("test", handler);
+        patchedEE.on("test1", handler);
+        assert.strictEqual(patchedEE.listeners("test").length, 1);
+        assert.strictEqual(patchedEE.listeners("test1").length, 1);
+        patchedEE.emit("test");
+      });
+
+      it("should return context (when disabled)", (_t, done: Done) => {
+        contextManager.disable();
+        const ee = new EventEmitter();
+        const context = ROOT_CONTEXT.setValue(key1, 1);
+        const patchedEE = contextManager.bind(context, ee);
+        const handler = () => {
+          assert.deepStrictEqual(contextManager.active(), context);
+          patchedEE.removeListener("test", handler);
+          assert.strictEqual(patchedEE.listeners("test").length, 0);
+          return done();
+        };
+        patchedEE.on("test", handler);
+        assert.strictEqual(patchedEE.listeners("test").length, 1);
+        patchedEE.emit("test");
+      });
+
+      it("should not return current context with async op", (_t, done: Done) => {
+        const ee = new EventEmitter();
+        const context = ROOT_CONTEXT.setValue(key1, 1);
+        const patchedEE = contextManager.bind(context, ee);
+        const handler = () => {
+          assert.deepStrictEqual(contextManager.active(), context);
+          setImmediate(() => {
+            assert.deepStrictEqual(contextManager.active(), context);
+            patchedEE.removeAllListeners("test");
+            assert.strictEqual(patchedEE.listeners("test").length, 0);
+            return done();
+          });
+        };
+        patchedEE.on("test", handler);
+        assert.strictEqual(patchedEE.listeners("test").length, 1);
+        patchedEE.emit("test");
+      });
+
+      it("should not influence other instances", () => {
+        const ee = new EventEmitter();
+        const other = make().enable();
+        otherContextManager = other;
+        const context = ROOT_CONTEXT.setValue(key1, 2);
+        const otherContext = ROOT_CONTEXT.setValue(key1, 3);
+        const patchedEE = other.bind(otherContext, contextManager.bind(context, ee));
+        let called = 0;
+        const handler = () => {
+          assert.strictEqual(contextManager.active(), context);
+          assert.strictEqual(other.active(), otherContext);
+          called++;
+        };
+        patchedEE.on("test", handler);
+        patchedEE.emit("test");
+        assert.equal(called, 1);
+      });
+
+      // Not in the original: a once listener fires once, in the bound context, and is gone.
+      it("runs a once listener once, in the bound context", () => {
+        const context = scope("once");
+        const ee = contextManager.bind(context, new EventEmitter());
+        const seen: OtelContext[] = [];
+        ee.once("test", () => seen.push(contextManager.active()));
+        ee.emit("test");
+        ee.emit("test");
+        assert.equal(seen.length, 1);
+        assert.strictEqual(seen[0], context);
+        assert.equal(ee.listenerCount("test"), 0);
+      });
+    });
+  });
+}

@@ -1,0 +1,378 @@
+/**
+ * contextPropagation: ContextVars and the trace into headers and back, via
+ * OpenTelemetry's W3C propagators; hostile input ignored without a throw.
+ */
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { after, before, describe, it } from "node:test";
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type SpanContext,
+  TraceFlags,
+  trace,
+} from "@opentelemetry/api";
+import { Context, ContextVar } from "contextvars";
+import {
+  baggageField,
+  ContextVarsContextManager,
+  codecs,
+  contextPropagation,
+} from "contextvars/otel";
+import { close, listen } from "../helpers/http.ts";
+
+context.setGlobalContextManager(new ContextVarsContextManager().enable());
+
+const user = new ContextVar<string>("user");
+const attempt = new ContextVar<number>("attempt");
+const admin = new ContextVar<boolean>("admin");
+interface Cart {
+  items: number;
+}
+const isCart = (v: unknown): v is Cart =>
+  typeof v === "object" && v !== null && typeof (v as Cart).items === "number";
+const cart = new ContextVar<Cart>("cart");
+
+const carry = contextPropagation({
+  "user.id": user,
+  attempt: baggageField(attempt, codecs.integer),
+  admin: baggageField(admin, codecs.boolean),
+  cart: baggageField(cart, codecs.json(isCart)),
+});
+
+const TRACE_ID = "0af7651916cd43dd8448eb211c80319c";
+const SPAN_ID = "b7ad6b7169203331";
+const TRACEPARENT = `00-${TRACE_ID}-${SPAN_ID}-01`;
+const remote: SpanContext = {
+  traceId: TRACE_ID,
+  spanId: SPAN_ID,
+  traceFlags: TraceFlags.SAMPLED,
+  isRemote: true,
+};
+
+/** Runs fn in a fresh Context, as a request would. */
+function fresh<T>(fn: () => T): T {
+  return new Context().run(fn);
+}
+
+describe("inject", () => {
+  it("writes the set vars as baggage and the active span as traceparent", () => {
+    const headers = fresh(() => {
+      user.set("alice");
+      attempt.set(3);
+      cart.set({ items: 2 });
+      return context.with(trace.setSpanContext(ROOT_CONTEXT, remote), () =>
+        carry.inject({} as Record<string, string>),
+      );
+    });
+    assert.equal(headers.traceparent, TRACEPARENT);
+    const baggage = new Map(
+      (headers.baggage ?? "").split(",").map((pair) => pair.split("=") as [string, string]),
+    );
+    assert.equal(baggage.get("user.id"), "alice");
+    assert.equal(baggage.get("attempt"), "3");
+    assert.equal(decodeURIComponent(baggage.get("cart") ?? ""), '{"items":2}');
+    assert.equal(baggage.has("admin"), false, "an unset var is not sent");
+  });
+
+  it("writes into a fetch Headers, and nothing when there is nothing to send", () => {
+    const headers = fresh(() => {
+      user.set("bob");
+      return carry.inject(new Headers({ accept: "text/plain" }));
+    });
+    assert.equal(headers.get("baggage"), "user.id=bob");
+    assert.equal(headers.get("accept"), "text/plain");
+    assert.equal(headers.get("traceparent"), null);
+    assert.deepEqual(
+      fresh(() => carry.inject({})),
+      {},
+    );
+  });
+
+  it("passes other baggage entries through; a field's var overrides or removes its key", () => {
+    const incoming = propagation.createBaggage({
+      other: { value: "kept" },
+      "user.id": { value: "upstream" },
+      attempt: { value: "9" },
+    });
+    const headers = fresh(() => {
+      user.set("local");
+      return context.with(propagation.setBaggage(ROOT_CONTEXT, incoming), () =>
+        carry.inject({} as Record<string, string>),
+      );
+    });
+    assert.deepEqual((headers.baggage ?? "").split(",").sort(), ["other=kept", "user.id=local"]);
+  });
+
+  it("leaves out a value its codec cannot encode, without throwing", () => {
+    const cyclic = { items: 1 } as Cart & { self?: unknown };
+    cyclic.self = cyclic;
+    const headers = fresh(() => {
+      user.set("carol");
+      cart.set(cyclic);
+      return carry.inject({} as Record<string, string>);
+    });
+    assert.equal(headers.baggage, "user.id=carol");
+  });
+
+  it("percent-encodes values that are not baggage-safe, and they come back as they were", () => {
+    const odd = 'a b,c;d=e"ü\\';
+    const headers = fresh(() => {
+      user.set(odd);
+      return carry.inject({} as Record<string, string>);
+    });
+    assert.match(headers.baggage ?? "", /^user\.id=[A-Za-z0-9%._~*'()!-]+$/);
+    assert.equal(
+      fresh(() => carry.extract(headers).values["user.id"]),
+      odd,
+    );
+  });
+});
+
+describe("extract and extractInto", () => {
+  it("decodes each field with its codec: values arrive typed", () => {
+    const { values, context: extracted } = fresh(() =>
+      carry.extract({
+        traceparent: TRACEPARENT,
+        baggage: "user.id=alice,attempt=2,admin=true,cart=%7B%22items%22%3A5%7D",
+      }),
+    );
+    const typed: { attempt?: number; admin?: boolean; cart?: Cart; "user.id"?: string } = values;
+    assert.deepEqual(
+      { ...typed },
+      { "user.id": "alice", attempt: 2, admin: true, cart: { items: 5 } },
+    );
+    assert.equal(trace.getSpanContext(extracted)?.traceId, TRACE_ID);
+    assert.equal(trace.getSpanContext(extracted)?.isRemote, true);
+  });
+
+  it("extractInto sets the vars in the current Context and makes the trace active", () => {
+    fresh(() => {
+      carry.extractInto(
+        new Headers({ traceparent: TRACEPARENT, baggage: "user.id=dave,attempt=7" }),
+      );
+      assert.equal(user.get(), "dave");
+      assert.equal(attempt.get(), 7);
+      assert.equal(admin.get("unset"), "unset");
+      assert.equal(trace.getActiveSpan()?.spanContext().spanId, SPAN_ID);
+      assert.equal(propagation.getActiveBaggage()?.getEntry("user.id")?.value, "dave");
+    });
+    assert.equal(trace.getActiveSpan(), undefined, "nothing outside the request's Context");
+    assert.equal(user.get("unset"), "unset");
+  });
+
+  it("extractInto keeps a span already active (as instrumentation-http's) and takes the baggage", () => {
+    const serverSpan: SpanContext = { ...remote, spanId: "1111111111111111", isRemote: false };
+    fresh(() =>
+      context.with(trace.setSpanContext(ROOT_CONTEXT, serverSpan), () => {
+        carry.extractInto({ traceparent: TRACEPARENT, baggage: "user.id=hana" });
+        assert.equal(trace.getActiveSpan()?.spanContext().spanId, "1111111111111111");
+        assert.equal(propagation.getActiveBaggage()?.getEntry("user.id")?.value, "hana");
+        assert.equal(user.get(), "hana");
+      }),
+    );
+  });
+
+  it("a value its codec rejects is left out; the others still arrive", () => {
+    const values = fresh(
+      () =>
+        carry.extract({
+          baggage: "user.id=erin,attempt=1.5,admin=yes,cart=%7B%22items%22%3A%22x%22%7D",
+        }).values,
+    );
+    assert.deepEqual({ ...values }, { "user.id": "erin" });
+    assert.deepEqual(
+      { ...fresh(() => carry.extract({ baggage: "attempt=,cart=%7Bnot-json" }).values) },
+      {},
+    );
+  });
+
+  // [what, headers, the user the request ends up with]
+  const hostile: [string, Record<string, string>, string][] = [
+    [
+      "an invalid traceparent",
+      { traceparent: "00-zzzz-b7ad6b7169203331-01", baggage: "user.id=ok" },
+      "ok",
+    ],
+    [
+      "an all-zero trace id",
+      { traceparent: `00-${"0".repeat(32)}-${SPAN_ID}-01`, baggage: "user.id=ok" },
+      "ok",
+    ],
+    ["version 00 with extra fields", { traceparent: `${TRACEPARENT}-extra` }, "unset"],
+    ["a traceparent with CR/LF", { traceparent: `${TRACEPARENT}\r\nx-evil: 1` }, "unset"],
+    ["malformed percent-encoding", { baggage: "user.id=%E0%A4%A,attempt=%ZZ" }, "unset"],
+    ["members without '='", { baggage: "user.id,,;;,=,attempt" }, "unset"],
+    ["control characters", { baggage: "user.id=a\u0000b,attempt=1" }, "unset"],
+    ["non-ASCII bytes", { baggage: "user.id=héllo" }, "unset"],
+    [
+      "181 members",
+      {
+        baggage: Array.from({ length: 181 }, (_, i) => `k${i}=v`)
+          .concat("user.id=x")
+          .join(","),
+      },
+      "unset",
+    ],
+    ["more than 8192 bytes", { baggage: `user.id=${"x".repeat(8200)}` }, "unset"],
+    ["a 4097-byte member", { baggage: `user.id=${"x".repeat(4097)}` }, "unset"],
+    [
+      "prototype keys",
+      { baggage: "__proto__=polluted,constructor=x,prototype=y,toString=z,user.id=ok" },
+      "ok",
+    ],
+  ];
+  for (const [name, headers, expected] of hostile) {
+    it(`ignores ${name} without throwing`, () => {
+      const result = fresh(() => {
+        const extracted = carry.extractInto(headers);
+        return { extracted, user: user.get("unset"), span: trace.getActiveSpan() };
+      });
+      assert.equal(trace.getSpanContext(result.extracted), undefined, "no trace parent");
+      assert.equal(result.span, undefined, "no active span");
+      assert.equal(result.user, expected);
+      assert.equal(({} as Record<string, unknown>).polluted, undefined);
+      assert.equal(Object.getPrototypeOf({}), Object.prototype);
+    });
+  }
+
+  it("keeps a valid traceparent beside an oversized tracestate, which OpenTelemetry trims", () => {
+    const extracted = fresh(() =>
+      carry.extractInto({ traceparent: TRACEPARENT, tracestate: `a=${"b".repeat(100_000)}` }),
+    );
+    const span = trace.getSpanContext(extracted);
+    assert.equal(span?.traceId, TRACE_ID);
+    assert.ok((span?.traceState?.serialize() ?? "").length <= 512);
+  });
+
+  it("joins a duplicated baggage header, as Node keeps repeated headers", () => {
+    const values = fresh(() => carry.extract({ baggage: ["user.id=twice", "attempt=1"] }).values);
+    assert.deepEqual({ ...values }, { "user.id": "twice", attempt: 1 });
+  });
+
+  it("drops oversized or malformed baggage whole, and keeps a header at the limits", () => {
+    const at180 = Array.from({ length: 179 }, (_, i) => `k${i}=v`).concat("user.id=edge");
+    assert.equal(
+      fresh(() => carry.extract({ baggage: at180.join(",") }).values["user.id"]),
+      "edge",
+    );
+    const over = [...at180, "k999=v"].join(",");
+    assert.equal(
+      fresh(() => carry.extract({ baggage: over }).values["user.id"]),
+      undefined,
+    );
+    const long = `user.id=long,pad=${"x".repeat(8192 - 17 - 1)}`;
+    assert.equal(long.length, 8191);
+    assert.equal(
+      fresh(() => carry.extract({ baggage: long }).values["user.id"]),
+      "long",
+    );
+    assert.equal(
+      fresh(() => carry.extract({ baggage: `${long}xx` }).values["user.id"]),
+      undefined,
+    );
+  });
+
+  it("fields named like prototype keys are plain keys: nothing is polluted", () => {
+    assert.throws(() => contextPropagation({ ["__proto__"]: user }), /not __proto__/);
+    const weird = contextPropagation({
+      constructor: baggageField(attempt, codecs.integer),
+      hasOwnProperty: user,
+    });
+    const found = fresh(() => {
+      const { values } = weird.extract({ baggage: "__proto__=x,constructor=5,toString=z" });
+      weird.extractInto({ baggage: "__proto__=x,constructor=5,hasOwnProperty=h" });
+      return { values, user: user.get(), attempt: attempt.get() };
+    });
+    assert.equal(Object.getPrototypeOf(found.values), null);
+    assert.deepEqual(Object.keys(found.values), ["constructor"]);
+    assert.equal(found.user, "h");
+    assert.equal(found.attempt, 5);
+    assert.equal(({} as Record<string, unknown>).x, undefined);
+    assert.equal(Object.getPrototypeOf({}), Object.prototype);
+  });
+
+  it("reads only own header keys", () => {
+    const inherited = Object.create({ baggage: "user.id=from-prototype" }) as Record<
+      string,
+      string
+    >;
+    assert.equal(
+      fresh(() => carry.extract(inherited).values["user.id"]),
+      undefined,
+    );
+  });
+
+  it("without a ContextVarsContextManager as the global manager, sets the vars and returns the trace", () => {
+    const saved = new ContextVarsContextManager(); // made but not global: must not be used
+    context.disable();
+    try {
+      const extracted = fresh(() => {
+        const ctx = carry.extractInto({ traceparent: TRACEPARENT, baggage: "user.id=frank" });
+        assert.equal(user.get(), "frank");
+        assert.equal(trace.getActiveSpan(), undefined);
+        return ctx;
+      });
+      assert.equal(trace.getSpanContext(extracted)?.spanId, SPAN_ID);
+      assert.ok(saved);
+    } finally {
+      context.setGlobalContextManager(new ContextVarsContextManager().enable());
+    }
+  });
+});
+
+describe("contextPropagation(fields)", () => {
+  it("rejects keys that are not baggage keys and fields that are not vars", () => {
+    assert.throws(() => contextPropagation({ "bad key": user }), TypeError);
+    assert.throws(() => contextPropagation({ "": user }), TypeError);
+    assert.throws(() => contextPropagation({ ok: "user" as never }), /Expected `fields\["ok"\]`/);
+    assert.throws(() => contextPropagation(null as never), TypeError);
+    assert.throws(() => baggageField(attempt, {} as never), TypeError);
+    assert.throws(() => carry.wrapFetch(42 as never), TypeError);
+  });
+
+  it("codecs reject what they cannot read", () => {
+    assert.throws(() => codecs.number.decode("NaN"));
+    assert.throws(() => codecs.number.decode(" "));
+    assert.throws(() => codecs.integer.decode("1e400"));
+    assert.equal(codecs.integer.decode("-12"), -12);
+    assert.throws(() => codecs.boolean.decode("TRUE"));
+    assert.throws(() => codecs.json(isCart).decode('{"items":"1"}'));
+    assert.deepEqual(codecs.json(isCart).decode('{"items":1}'), { items: 1 });
+  });
+});
+
+describe("wrapFetch", () => {
+  let base = "";
+  const server = createServer((req, res) => {
+    res.setHeader("content-type", "application/json");
+    res.end(JSON.stringify(req.headers));
+  });
+  before(async () => {
+    base = await listen(server);
+  });
+  after(() => close(server));
+
+  it("injects into init headers, a Request's headers, or none, keeping the caller's", async () => {
+    const tracedFetch = carry.wrapFetch(fetch);
+    const seen = await fresh(async () => {
+      user.set("gina");
+      return context.with(trace.setSpanContext(ROOT_CONTEXT, remote), async () => {
+        const plain = await (await tracedFetch(`${base}/a`)).json();
+        const withInit = await (
+          await tracedFetch(`${base}/b`, { headers: { "x-kept": "1" } })
+        ).json();
+        const request = new Request(`${base}/c`, { headers: { "x-from-request": "2" } });
+        const fromRequest = await (await tracedFetch(request)).json();
+        return [plain, withInit, fromRequest] as Record<string, string>[];
+      });
+    });
+    for (const headers of seen) {
+      assert.equal(headers.baggage, "user.id=gina");
+      assert.equal(headers.traceparent, TRACEPARENT);
+    }
+    assert.equal(seen[1]?.["x-kept"], "1");
+    assert.equal(seen[2]?.["x-from-request"], "2");
+  });
+});

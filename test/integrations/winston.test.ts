@@ -1,0 +1,168 @@
+import assert from "node:assert/strict";
+import { Writable } from "node:stream";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ContextVar, gather } from "contextvars";
+import { requestId } from "contextvars/http";
+import { contextFormat, contextMeta, type LogFields } from "contextvars/winston";
+import winston from "winston";
+import {
+  assertEveryLineIsItsOwn,
+  type Line,
+  logUnderLoad,
+  tenant,
+  user,
+} from "../helpers/logging.ts";
+
+type Entry = Record<string, unknown>;
+
+/** A winston logger writing JSON lines to an in-memory stream. */
+function memoryLogger(fields: LogFields, options: winston.LoggerOptions = {}) {
+  const lines: Entry[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(JSON.parse(String(chunk)) as Entry);
+      done();
+    },
+  });
+  const logger = winston.createLogger({
+    format: winston.format.combine(contextFormat(fields), winston.format.json()),
+    transports: [new winston.transports.Stream({ stream })],
+    ...options,
+  });
+  return { logger, lines };
+}
+
+// winston.Transport (winston-transport's TransportStream), typed for subclassing.
+type TransportClass = new (options?: object) => Writable;
+const Transport = (winston as unknown as { Transport: TransportClass }).Transport;
+
+/** A transport slower than the logging: winston queues entries behind it. */
+class SlowTransport extends Transport {
+  readonly entries: Entry[] = [];
+  log(info: Entry, next: () => void): void {
+    this.entries.push(info);
+    setTimeout(next, 1);
+  }
+}
+
+describe("contextFormat", () => {
+  it("adds the vars of the current Context; an unset var is left out, a default shows", () => {
+    const { logger, lines } = memoryLogger({ requestId, user, tenant });
+    logger.info("outside");
+    user.run("alice", () => logger.warn("inside"));
+    assert.deepEqual(lines, [
+      { level: "info", message: "outside", tenant: "public" },
+      { level: "warn", message: "inside", user: "alice", tenant: "public" },
+    ]);
+  });
+
+  it("child loggers go through it; the log call's meta and defaultMeta win", () => {
+    const { logger, lines } = memoryLogger({ user, tenant }, { defaultMeta: { service: "shop" } });
+    const child = logger.child({ module: "db" });
+    user.run("bob", () => {
+      child.info("child");
+      logger.info("explicit", { user: "explicit" });
+      tenant.run("acme", () => logger.info({ message: "object form" }));
+    });
+    assert.deepEqual(lines, [
+      {
+        level: "info",
+        message: "child",
+        service: "shop",
+        module: "db",
+        user: "bob",
+        tenant: "public",
+      },
+      { level: "info", message: "explicit", service: "shop", user: "explicit", tenant: "public" },
+      { level: "info", message: "object form", service: "shop", user: "bob", tenant: "acme" },
+    ]);
+  });
+
+  it("takes functions read per entry; undefined or a throw leaves the field out", () => {
+    let calls = 0;
+    const { logger, lines } = memoryLogger({
+      count: () => ++calls,
+      nothing: () => undefined,
+      broken: () => {
+        throw new Error("no");
+      },
+    });
+    logger.info("a");
+    logger.info("b");
+    assert.deepEqual(
+      lines.map((l) => [l.count, "nothing" in l, "broken" in l]),
+      [
+        [1, false, false],
+        [2, false, false],
+      ],
+    );
+  });
+
+  it("rejects fields that are neither ContextVars nor functions", () => {
+    assert.throws(() => contextFormat(null as never), TypeError);
+    assert.throws(() => contextFormat({ user: 42 as never }), /Expected `fields\["user"\]`/);
+    assert.throws(() => contextMeta({ user: {} as never }), TypeError);
+  });
+
+  it("500 concurrent requests: every line carries its own request's values", async () => {
+    const { logger, lines } = memoryLogger({ requestId, user, tenant });
+    await logUnderLoad(
+      {
+        log: (message, n) => logger.info(message, { n }),
+        child: (n) => {
+          const child = logger.child({ component: `c${n}` });
+          return { log: (message, k) => child.info(message, { n: k }) };
+        },
+      },
+      500,
+    );
+    assertEveryLineIsItsOwn(
+      lines.map((l) => ({ ...l, msg: l.message }) as unknown as Line),
+      500,
+    );
+    assert.ok(lines.some((l) => l.component === "c7" && l.n === 7));
+  });
+});
+
+describe("contextMeta", () => {
+  it("reads the vars when the entry is made, so a slow transport cannot mix them up", async () => {
+    const fields = { requestId, user };
+    for (const withMeta of [true, false]) {
+      const slow = new SlowTransport();
+      const logger = winston.createLogger({
+        ...(withMeta ? { defaultMeta: contextMeta(fields) } : {}),
+        format: winston.format.combine(contextFormat(fields), winston.format.json()),
+      });
+      logger.add(slow as unknown as Parameters<typeof logger.add>[0]);
+      const child = logger.child({ module: "child" });
+      await gather(
+        ...Array.from({ length: 200 }, (_, i) => async () => {
+          user.set(`user-${i}`);
+          for (let k = 0; k < 3; k++) {
+            (k === 1 ? child : logger).info("step", { i });
+            await null;
+          }
+        }),
+      );
+      for (let waited = 0; slow.entries.length < 600 && waited < 10_000; waited += 20)
+        await sleep(20);
+      assert.equal(slow.entries.length, 600);
+      const wrong = slow.entries.filter((e) => e.user !== `user-${e.i}`).length;
+      if (withMeta) assert.equal(wrong, 0, "contextMeta: every entry has its own user");
+      // Documents why contextMeta exists: the format alone runs when winston catches up.
+      else assert.ok(wrong > 0, "a format alone reads the Context of whoever drains the queue");
+      logger.close();
+    }
+  });
+
+  it("is a frozen object whose properties are read per access", () => {
+    const meta = contextMeta({ user, tenant });
+    assert.ok(Object.isFrozen(meta));
+    assert.deepEqual({ ...meta }, { user: undefined, tenant: "public" });
+    user.run("carol", () => assert.deepEqual({ ...meta }, { user: "carol", tenant: "public" }));
+    assert.deepEqual(Object.keys(meta), ["user", "tenant"]);
+    const unset = new ContextVar<string>("unset");
+    assert.equal(contextMeta({ unset }).unset, undefined);
+  });
+});
