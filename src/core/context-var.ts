@@ -38,7 +38,11 @@ export class ContextVar<T> {
   readonly #default: T | Missing;
   // The last read, keyed on the id of the map it was read from: repeated reads
   // of an unchanged Context cost one getStore() and a compare (CPython caches
-  // on the context's version the same way). NOT_FOUND is cached too.
+  // on the context's version the same way). NOT_FOUND is cached too. Only
+  // primitives are cached here: an object would stay reachable from this
+  // long-lived var after its Context is gone (CPython's cache is a borrowed
+  // reference; JavaScript has none; test/leaks/var-cache.test.ts). Objects
+  // are served by the map's own one-entry cache (Hamt#read), which goes with the map.
   #cacheId = -1;
   #cacheValue: unknown = NOT_FOUND;
 
@@ -52,6 +56,9 @@ export class ContextVar<T> {
     if (typeof name !== "string") throw argumentError("name", "a string", name);
     if (options !== undefined && (typeof options !== "object" || options === null)) {
       throw argumentError("options", "an object", options);
+    }
+    if (options?.transfer !== undefined && typeof options.transfer !== "boolean") {
+      throw argumentError("options.transfer", "a boolean", options.transfer);
     }
     this.#name = name;
     this.#default =
@@ -82,9 +89,8 @@ export class ContextVar<T> {
     if (map.id === this.#cacheId) {
       value = this.#cacheValue;
     } else {
-      value = map.get(this as ContextVar<unknown>);
-      this.#cacheId = map.id;
-      this.#cacheValue = value;
+      value = map.read(this as ContextVar<unknown>);
+      this.#remember(map, value);
     }
     if (value !== NOT_FOUND) return value as T;
     // arguments.length, not `fallback !== undefined`: get(undefined) returns undefined, as Python's get(None).
@@ -103,11 +109,10 @@ export class ContextVar<T> {
     const context = carrier.getStore() ?? rootContext;
     const before = mapOf(context);
     const old =
-      before.id === this.#cacheId ? this.#cacheValue : before.get(this as ContextVar<unknown>);
+      before.id === this.#cacheId ? this.#cacheValue : before.read(this as ContextVar<unknown>);
     const after = before.set(this as ContextVar<unknown>, value);
     setMapOf(context, after);
-    this.#cacheId = after.id;
-    this.#cacheValue = value;
+    this.#remember(after, value);
     return makeToken(this, old === NOT_FOUND ? MISSING : (old as T), context, before, after);
   }
 
@@ -143,8 +148,20 @@ export class ContextVar<T> {
     else if (token.oldValue === MISSING) next = now.delete(this as ContextVar<unknown>);
     else next = now.set(this as ContextVar<unknown>, token.oldValue);
     setMapOf(context, next);
-    this.#cacheId = next.id;
-    this.#cacheValue = token.oldValue === MISSING ? NOT_FOUND : token.oldValue;
+    this.#remember(next, token.oldValue === MISSING ? NOT_FOUND : token.oldValue);
+  }
+
+  // Caches a primitive (or NOT_FOUND) read from `map`; for an object, drops the cache.
+  #remember(map: Mapping, value: unknown): void {
+    if ((typeof value === "object" && value !== null) || typeof value === "function") {
+      if (this.#cacheId !== -1) {
+        this.#cacheId = -1;
+        this.#cacheValue = NOT_FOUND;
+      }
+    } else {
+      this.#cacheId = map.id;
+      this.#cacheValue = value;
+    }
   }
 
   /**

@@ -64,12 +64,21 @@ function contextOfResponse(res: object): RequestContext | undefined {
   return typeof req === "object" && req !== null ? requestContextOf(req) : undefined;
 }
 
-// A throw from seed propagates to Express's router, which passes it to next(err).
+// A throw from seed is handed to next(err) here, inside the request's run, so
+// error handlers see the request's values (had it propagated, Express's router
+// would call next(err) after the run has ended, outside the request).
 function proceed(
   seed: ((req: Request) => void) | undefined,
   req: Request,
   next: NextFunction,
 ): void {
-  if (seed !== undefined) seed(req);
+  if (seed !== undefined) {
+    try {
+      seed(req);
+    } catch (error) {
+      next(error);
+      return;
+    }
+  }
   next();
 }

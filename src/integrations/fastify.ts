@@ -76,13 +76,23 @@ function contextvars(
   done();
 }
 
-// A throw from seed is caught by Fastify's hook runner and fails the request.
+// A throw from seed is handed to the hook's done(err) here, inside the
+// request's run, so onError hooks and the error handler see the request's
+// values (had it propagated, Fastify's hook runner would catch it after the
+// run has ended, outside the request).
 function proceed(
   seed: ((request: FastifyRequest) => void) | undefined,
   request: FastifyRequest,
   next: HookHandlerDoneFunction,
 ): void {
-  if (seed !== undefined) seed(request);
+  if (seed !== undefined) {
+    try {
+      seed(request);
+    } catch (error) {
+      next(error as Error);
+      return;
+    }
+  }
   next();
 }
 

@@ -409,6 +409,13 @@ export class Hamt<K extends Hashed, V> {
   readonly id: number;
   readonly size: number;
   readonly #root: Node<K, V>;
+  // The key whose `set` made this map version, and its value: a one-entry
+  // read cache that lives on the map, so it holds nothing the map does not
+  // hold already and goes with it (CPython's `var_cached` is a borrowed
+  // reference for the same reason). Written only by `set`: a cache that
+  // reads wrote to would thrash when two vars are read in turn.
+  #lastKey: K | undefined = undefined;
+  #lastValue: V | undefined = undefined;
 
   private constructor(root: Node<K, V>, size: number) {
     this.#root = root;
@@ -428,6 +435,12 @@ export class Hamt<K extends Hashed, V> {
     return this.#root.find(0, key[hashKey] | 0, key);
   }
 
+  /** `get`, answered from the map's one-entry cache when `key` is the one whose set made it. */
+  read(key: K): V | NotFound {
+    if (this.#lastKey === key) return this.#lastValue as V;
+    return this.#root.find(0, key[hashKey] | 0, key);
+  }
+
   has(key: K): boolean {
     return this.get(key) !== NOT_FOUND;
   }
@@ -438,7 +451,10 @@ export class Hamt<K extends Hashed, V> {
     // `| 0`: a hash given as 2**31 and one given as -(2**31) are the same 32 bits.
     const root = this.#root.assoc(0, key[hashKey] | 0, key, value);
     if (root === this.#root) return this;
-    return new Hamt(root, addedLeaf ? this.size + 1 : this.size);
+    const map = new Hamt(root, addedLeaf ? this.size + 1 : this.size);
+    map.#lastKey = key;
+    map.#lastValue = value;
+    return map;
   }
 
   /** A map without `key`; this same map if `key` was absent. */

@@ -39,6 +39,9 @@ export class TaskGroup implements AsyncDisposable {
   #wake: (() => void) | undefined;
   #waiting: Promise<void> | undefined;
   #controller: AbortController | undefined;
+  // Whether, and why, the group began shutting down: for a signal first read afterwards.
+  #aborted = false;
+  #abortReason: unknown;
   #detach: (() => void) | undefined;
 
   /** @throws {TypeError} if an option has the wrong type. */
@@ -56,8 +59,11 @@ export class TaskGroup implements AsyncDisposable {
     this.name = options?.name ?? `TaskGroup-${++groupCount}`;
     if (signal !== undefined) {
       const onAbort = () => this.#abort(signal.reason);
-      if (signal.aborted) this.#state = "aborting";
-      else {
+      if (signal.aborted) {
+        this.#state = "aborting";
+        this.#aborted = true;
+        this.#abortReason = signal.reason;
+      } else {
         signal.addEventListener("abort", onAbort, { once: true });
         // Kept until the group closes: children may be added until wait() settles.
         this.#detach = () => signal.removeEventListener("abort", onAbort);
@@ -145,7 +151,11 @@ export class TaskGroup implements AsyncDisposable {
 
   /** Aborted when the group starts shutting down (a failure, or the outer signal): for the body to heed. */
   get signal(): AbortSignal {
-    this.#controller ??= new AbortController();
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      // Made on demand: read only after the group began shutting down, it is aborted already.
+      if (this.#aborted) this.#controller.abort(this.#abortReason);
+    }
     return this.#controller.signal;
   }
 
@@ -161,6 +171,8 @@ export class TaskGroup implements AsyncDisposable {
   #abort(reason?: unknown): void {
     if (this.#state !== "open") return;
     this.#state = "aborting";
+    this.#aborted = true;
+    this.#abortReason = reason;
     this.#controller?.abort(reason);
     for (const task of this.#tasks) task.cancel(reason);
   }

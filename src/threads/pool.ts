@@ -128,6 +128,9 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
     if (typeof piscina !== "object" || piscina === null || typeof piscina.run !== "function") {
       throw argumentError("piscina", "a Piscina pool", piscina);
     }
+    if (options !== undefined && (typeof options !== "object" || options === null)) {
+      throw argumentError("options", "an object", options);
+    }
     assertOnUncloneable(options?.onUncloneable);
     this.piscina = piscina;
     this.#onUncloneable = options?.onUncloneable;

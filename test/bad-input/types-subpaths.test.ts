@@ -1,0 +1,176 @@
+/**
+ * The same property as types.test.ts, over the subpaths' public functions:
+ * `contextvars/http`, `/express`, `/fastify`, `/hono`, `/koa`, `/pino`,
+ * `/winston`, `/worker`. A wrong-typed argument (or option) gives a
+ * TypeError naming it, thrown at once (or, for async functions and for
+ * Fastify's `register`, as the rejection), and changes no Context.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ContextVar } from "contextvars";
+import * as express from "contextvars/express";
+import { contextPlugin } from "contextvars/fastify";
+import * as hono from "contextvars/hono";
+import { withContext } from "contextvars/http";
+import * as koa from "contextvars/koa";
+import { contextMixin } from "contextvars/pino";
+import { contextFormat } from "contextvars/winston";
+import { contextPool, toThread, useThreadPool, Worker } from "contextvars/worker";
+import fc from "fast-check";
+import Fastify from "fastify";
+import { pinContext } from "../helpers/pin-context.ts";
+
+const noop = () => {};
+const anyValue = fc.oneof(
+  fc.anything(),
+  fc.constantFrom<unknown>(Object.create(null), new String("x"), Symbol("x"), 10n, [noop], {
+    run: noop,
+  }),
+);
+const notA = (accept: (x: unknown) => boolean) => anyValue.filter((x) => !accept(x));
+const isUndefined = (x: unknown) => x === undefined;
+const isFunction = (x: unknown) => typeof x === "function";
+const isOptionsObject = (x: unknown) => x === undefined || (typeof x === "object" && x !== null);
+const optional = (test: (x: unknown) => boolean) => (x: unknown) => x === undefined || test(x);
+const isHeaderName = (x: unknown) => typeof x === "string" && /^[!#$%&'*+.^`|~\w-]+$/.test(x);
+const isBoolean = (x: unknown) => typeof x === "boolean";
+const isFieldValue = (x: unknown) => x instanceof ContextVar || isFunction(x);
+
+type Loose = (...args: unknown[]) => unknown;
+const loose = <F>(fn: F) => fn as unknown as Loose;
+const fakePiscina = {
+  run: noop,
+  options: { filename: null, name: "default" },
+  close: noop,
+  destroy: noop,
+};
+const AnyWorker = Worker as unknown as new (...args: unknown[]) => unknown;
+
+async function registerFastify(options: unknown): Promise<void> {
+  const app = Fastify();
+  await app.register(contextPlugin, options as never);
+  await app.close();
+}
+
+/** [what is called, the names the message may use for the argument, wrong values, the call] */
+type Case = readonly [string, readonly string[], fc.Arbitrary<unknown>, (bad: unknown) => unknown];
+
+const optionCases = (api: string, make: (options: unknown) => unknown): Case[] => [
+  [`${api}(options)`, ["options"], notA(isOptionsObject), (bad) => make(bad)],
+  [
+    `${api}({ header })`,
+    ["options.header"],
+    notA(optional(isHeaderName)),
+    (bad) => make({ header: bad }),
+  ],
+  [`${api}({ echo })`, ["options.echo"], notA(optional(isBoolean)), (bad) => make({ echo: bad })],
+  [`${api}({ seed })`, ["options.seed"], notA(optional(isFunction)), (bad) => make({ seed: bad })],
+];
+
+const cases: readonly Case[] = [
+  ["withContext(listener)", ["listener"], notA(isFunction), (bad) => loose(withContext)(bad)],
+  ...optionCases("withContext", (options) => loose(withContext)(noop, options)),
+  ...optionCases("express contextMiddleware", (options) =>
+    loose(express.contextMiddleware)(options),
+  ),
+  ...optionCases("hono contextMiddleware", (options) => loose(hono.contextMiddleware)(options)),
+  ...optionCases("koa contextMiddleware", (options) => loose(koa.contextMiddleware)(options)),
+  ...optionCases("fastify register(contextPlugin)", registerFastify).slice(1), // Fastify checks `options` itself
+  [
+    "pino contextMixin(fields)",
+    ["fields"],
+    notA((x) => typeof x === "object" && x !== null),
+    (bad) => loose(contextMixin)(bad),
+  ],
+  [
+    "pino contextMixin({ field })",
+    ['fields["field"]'],
+    notA(isFieldValue),
+    (bad) => loose(contextMixin)({ field: bad }),
+  ],
+  [
+    "winston contextFormat(fields)",
+    ["fields"],
+    notA((x) => typeof x === "object" && x !== null),
+    (bad) => loose(contextFormat)(bad),
+  ],
+  [
+    "winston contextFormat({ field })",
+    ['fields["field"]'],
+    notA(isFieldValue),
+    (bad) => loose(contextFormat)({ field: bad }),
+  ],
+  [
+    "new Worker(code, options)",
+    ["options"],
+    notA(isOptionsObject),
+    (bad) => new AnyWorker("0", bad),
+  ],
+  [
+    "new Worker(code, { context })",
+    ["options.context", "context"],
+    notA(isUndefined),
+    (bad) => new AnyWorker("0", { eval: true, context: bad }),
+  ],
+  [
+    "new Worker(code, { onUncloneable })",
+    ["options.onUncloneable", "onUncloneable"],
+    notA(isUndefined),
+    (bad) => new AnyWorker("0", { eval: true, onUncloneable: bad }),
+  ],
+  ["useThreadPool(pool)", ["pool"], notA(isUndefined), (bad) => loose(useThreadPool)(bad)],
+  ["toThread(moduleUrl)", ["moduleUrl"], anyValue, (bad) => loose(toThread)(bad, "x")],
+  [
+    "toThread(moduleUrl, exportName)",
+    ["exportName"],
+    notA((x) => typeof x === "string"),
+    (bad) => loose(toThread)("/x.js", bad),
+  ],
+  [
+    "contextPool(piscina)",
+    ["piscina"],
+    notA((x) => typeof (x as { run?: unknown } | null)?.run === "function"), // duck-typed on run()
+    (bad) => loose(contextPool)(bad),
+  ],
+  [
+    "contextPool(piscina, options)",
+    ["options"],
+    notA(isOptionsObject),
+    (bad) => loose(contextPool)(fakePiscina, bad),
+  ],
+  [
+    "contextPool(piscina, { onUncloneable })",
+    ["options.onUncloneable", "onUncloneable"],
+    notA(isUndefined),
+    (bad) => loose(contextPool)(fakePiscina, { onUncloneable: bad }),
+  ],
+];
+
+async function failureOf(call: () => unknown): Promise<unknown> {
+  try {
+    const result = call();
+    return result instanceof Promise ? await result.then(() => undefined) : undefined;
+  } catch (error) {
+    return error;
+  }
+}
+
+describe("subpaths: wrong-typed arguments give a TypeError that names them", () => {
+  for (const [api, names, wrong, call] of cases) {
+    it(api, async () => {
+      await fc.assert(
+        fc.asyncProperty(wrong, async (bad) => {
+          const pin = pinContext();
+          const error = await failureOf(() => call(bad));
+          pin.check(api);
+          assert.ok(error instanceof TypeError, `${api}: ${String(error)}`);
+          assert.ok(
+            names.some((name) => error.message.includes(`\`${name}\``)),
+            `${api}: the message names ${names.join(" or ")}: ${error.message}`,
+          );
+        }),
+        { numRuns: api.startsWith("fastify") ? 15 : 40 },
+      );
+    });
+  }
+});
