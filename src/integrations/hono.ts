@@ -20,7 +20,13 @@ import {
 
 export { type RequestContextOptions, requestId };
 
-/** Options of the Hono middleware; `seed` receives Hono's `c`. */
+/**
+ * Options of the Hono middleware; `seed` receives Hono's `c`. A throw from `seed`
+ * reaches the framework's error handling outside the request's Context (the
+ * framework catches it in a frame that began before the request's run): to
+ * read request values there, also wrap the server in `withContext` from
+ * `contextvars/http` (test/faults).
+ */
 export type HonoContextOptions<E extends Env = Env> = RequestContextOptions<Context<E>>;
 
 /** The bindings `@hono/node-server` passes as `c.env`. */
