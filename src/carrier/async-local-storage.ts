@@ -5,8 +5,9 @@ import type { Carrier } from "./carrier.ts";
 /**
  * The carrier on Node, Bun and Deno: one AsyncLocalStorage, used through
  * `run` and `getStore` only. Its methods already have the Carrier's shape, so
- * the instance is returned as it is.
+ * the instance is returned as it is. `#carrier` resolves here everywhere but
+ * under the `browser` condition (see select.ts).
  */
-export function createAsyncLocalStorageCarrier(): Carrier {
+export function createPlatformCarrier(): Carrier {
   return new AsyncLocalStorage<Context>();
 }

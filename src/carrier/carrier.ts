@@ -37,8 +37,19 @@
  * async chain (measured in BENCHMARKS.md), so an instance
  * per var or per feature would make every run slower.
  *
+ * Three carriers
+ * --------------
+ * - `async-local-storage.ts`: one AsyncLocalStorage (Node, Bun, Deno).
+ * - `async-context.ts`: one `AsyncContext.Variable`, when the engine has the
+ *   TC39 proposal (`globalThis.AsyncContext`); same two verbs, so a
+ *   Snapshot taken by any code also captures our Context.
+ * - `sync.ts`: a field set for the synchronous extent of `run`, for browsers
+ *   without AsyncContext; continuations after an await see no Context.
+ *
  * `select.ts` picks the carrier once, at import, so `get`, `set` and `run`
- * never branch on which one is in use.
+ * never branch on which one is in use; the platform's one comes through the
+ * package's `#carrier` import, which the `browser` condition points at
+ * `sync.ts`.
  */
 
 import type { Context } from "../core/context.ts";

@@ -12,7 +12,7 @@
  * the root Context, so the var reads the parent's value with no code in the
  * worker. Everything else (what may cross, pools) lives in `src/threads/`.
  */
-import { getEnvironmentData, isMainThread, setEnvironmentData } from "node:worker_threads";
+import { getEnvironmentData, isMainThread, setEnvironmentData } from "#worker-threads";
 import { mapOf, setMapOf } from "./context.ts";
 import type { ContextVar } from "./context-var.ts";
 import { rootContext } from "./current.ts";

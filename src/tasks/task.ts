@@ -61,6 +61,8 @@ export class Task<T> implements PromiseLike<T> {
   #outer: AbortSignal | undefined;
   #onOuterAbort: (() => void) | undefined;
   #release: (() => void) | undefined;
+  // Where the task was created: its promise is rejected there (see #settle).
+  readonly #creator: Context = currentContext();
 
   /** @throws {TypeError} from user code: tasks come from createTask(). */
   private constructor(
@@ -202,7 +204,11 @@ export class Task<T> implements PromiseLike<T> {
     this.#outer = undefined;
     this.#onOuterAbort = undefined;
     if (ok) this.#resolve(value);
-    else this.#reject(value);
+    // Rejected in the creator's Context, where the promise was made: an
+    // 'unhandledRejection' handler sees the Context a promise was created in
+    // under async_hooks (Node 20, 22) but the one it was rejected in under
+    // AsyncContextFrame (Node 24+); this makes both the creator's.
+    else carrier.run(this.#creator, this.#reject, value);
   }
 }
 

@@ -1,0 +1,189 @@
+/**
+ * The one place that says which tests do not run, or do not pass, on some
+ * runtime, each with its reason. Nothing is skipped anywhere else.
+ *
+ * - SKIPS: test files that do not apply to a runtime at all; they are not run.
+ * - DIFFERENCES: single tests that pin Node's behaviour (Node 20's, for
+ *   `frame: "on"` entries) where another runtime or mode really behaves
+ *   differently, or where the test's own harness is Node's. They run, and
+ *   must fail there: one that starts to pass is reported as stale (unless
+ *   `mayPass`), as is any entry that matches no test. Where the difference
+ *   is the runtime's, `pinnedBy` names the test that pins what it does.
+ *
+ * test-matrix.ts prints every entry, and fails on entries whose file is gone.
+ */
+import type { RuntimeId } from "./runtimes.ts";
+
+export interface Skip {
+  /** Runtimes the skip applies to. */
+  readonly runtimes: readonly RuntimeId[];
+  /** A test file, or a folder ending in `/`, relative to the project root. */
+  readonly path: string;
+  readonly reason: string;
+}
+
+export interface Difference {
+  readonly runtimes: readonly RuntimeId[];
+  /** Only where Node runs AsyncContextFrame (Node 22 with the flag, 24+ by default). */
+  readonly frame?: "on";
+  /** The test file. */
+  readonly path: string;
+  /** The full test name (`suite > test`) starts with this string, or matches this pattern. */
+  readonly test: string | RegExp;
+  readonly reason: string;
+  /** The test that pins what these runtimes do instead. */
+  readonly pinnedBy?: string;
+  /** The outcome depends on timing there: passing is not reported as stale. */
+  readonly mayPass?: true;
+}
+
+/** Where a test runs: the runtime, and for Node whether AsyncContextFrame is on. */
+export interface Where {
+  readonly runtime: RuntimeId;
+  readonly frame: boolean;
+}
+
+const NOT_NODE: readonly RuntimeId[] = ["bun", "deno"];
+const NODE_WITH_FRAME: readonly RuntimeId[] = ["node22", "node24", "node26"];
+const PINNED = "test/runtimes/differences.test.ts";
+const NO_GC =
+  "needs V8's gc() (v8.setFlagsFromString('--expose-gc') then vm); Bun runs JavaScriptCore";
+const NODE_CLI =
+  "starts process.execPath with Node's flags (--import tsx --input-type=module -e); on Deno that binary is deno";
+
+export const SKIPS: readonly Skip[] = [
+  { runtimes: ["bun"], path: "test/tasks/stress.test.ts", reason: NO_GC },
+  { runtimes: ["bun"], path: "test/leaks/", reason: NO_GC },
+  { runtimes: ["bun"], path: "test/faults/aborted-requests.test.ts", reason: NO_GC },
+  {
+    runtimes: ["deno"],
+    path: "test/threads/",
+    reason:
+      "the thread tests load TypeScript in workers with execArgv ['--import', 'tsx'] (test/helpers/threads.ts), " +
+      "and Deno's Worker rejects execArgv; contextvars/worker is not tested on Deno",
+  },
+  {
+    runtimes: ["deno"],
+    path: "test/faults/process-handlers.test.ts",
+    reason:
+      "declares its tests after an await inside an async describe(), which Deno's node:test does not wait " +
+      "for, so none would run; test/runtimes/differences.test.ts pins these handlers on Deno",
+  },
+];
+
+export const DIFFERENCES: readonly Difference[] = [
+  {
+    runtimes: NOT_NODE,
+    path: "test/core/propagation.test.ts",
+    test: "MessagePort listeners > ",
+    reason:
+      "MessagePort listeners run in the creating Context on Node, in the registering one on Deno, in none on Bun",
+    pinnedBy: PINNED,
+  },
+  {
+    runtimes: ["deno"],
+    path: "test/core/bind-emitter.test.ts",
+    test: "bindEmitter on a node:http IncomingMessage > req.on('data'/'end') see each request's own run",
+    reason:
+      "also pins that an unbound 'data' listener sees the listen() Context; on Deno it sees none " +
+      "(the bound listeners the test is about do see their run)",
+    pinnedBy: PINNED,
+  },
+  {
+    runtimes: ["deno"],
+    path: "test/tasks/cancellation.test.ts",
+    test: "cancellation and unhandled rejections > ",
+    reason: NODE_CLI,
+  },
+  {
+    runtimes: ["deno"],
+    path: "test/tasks/task.test.ts",
+    test: "Task: a PromiseLike > a failed task nobody awaits is reported as an unhandled rejection",
+    reason: NODE_CLI,
+  },
+  {
+    runtimes: ["deno"],
+    path: "test/tasks/timeout.test.ts",
+    test: "timeout: unhandled rejections > ",
+    reason: NODE_CLI,
+  },
+  {
+    runtimes: ["deno"],
+    path: "test/leaks/requests.test.ts",
+    test: "Node's keep-alive pinned > ",
+    reason:
+      "pins how Node's own http server keeps an idle keep-alive connection's Context; on Deno it depends on timing",
+    mayPass: true,
+  },
+  {
+    runtimes: ["bun"],
+    path: "test/integrations/hono.test.ts",
+    test: "contextvars/hono contextMiddleware > malformed ids are replaced, well-formed ones pass",
+    reason:
+      "Bun's node:http answers with a chunked body where Node sends Content-Length, and sendRaw in " +
+      "test/helpers/request-scenario.ts reads the raw body without decoding chunks",
+  },
+  {
+    runtimes: ["bun"],
+    path: "test/threads/transfer.test.ts",
+    test: /^(problemIn: what survives structured clone > names what would fail|Worker: what may cross > an uncloneable value throws|contextPool: what may cross > an uncloneable value rejects)/,
+    reason:
+      "pins V8's DataCloneError wording ('#<Object> could not be cloned.') inside our message; " +
+      "JavaScriptCore's is 'The object can not be cloned.'",
+  },
+  {
+    runtimes: ["bun"],
+    path: "test/faults/process-handlers.test.ts",
+    test: /"unhandledRejection" handler sees/,
+    reason: "Bun runs process 'unhandledRejection' listeners in no Context (the root Context)",
+    pinnedBy: PINNED,
+  },
+  {
+    runtimes: NODE_WITH_FRAME,
+    frame: "on",
+    path: "test/faults/process-handlers.test.ts",
+    test: /(queueMicrotask|queueMicrotask, from a timer): "uncaughtException" handler sees the root Context$/,
+    reason:
+      "with AsyncContextFrame, a queueMicrotask callback's throw reaches 'uncaughtException' in the " +
+      "callback's Context; with async_hooks (Node 20, frame off) in the root Context",
+    pinnedBy: PINNED,
+  },
+];
+
+function matchesPath(pattern: string, file: string): boolean {
+  return pattern.endsWith("/") ? file.startsWith(pattern) : file === pattern;
+}
+
+/** The skip that applies to `file` on `runtime`, if any. */
+export function skipOf(runtime: RuntimeId, file: string): Skip | undefined {
+  return SKIPS.find((s) => s.runtimes.includes(runtime) && matchesPath(s.path, file));
+}
+
+/** The differences that apply to `file` there. */
+export function differencesOf(where: Where, file: string): Difference[] {
+  return DIFFERENCES.filter(
+    (d) =>
+      d.runtimes.includes(where.runtime) &&
+      (d.frame === undefined || where.frame) &&
+      d.path === file,
+  );
+}
+
+/** Whether a test of that name is covered by the difference. */
+export function covers(difference: Difference, testName: string): boolean {
+  return typeof difference.test === "string"
+    ? testName.startsWith(difference.test)
+    : difference.test.test(testName);
+}
+
+/** Whether the test differs between AsyncContextFrame on and off by a listed difference. */
+export function differsByFrame(file: string, testName: string): boolean {
+  return DIFFERENCES.some((d) => d.frame === "on" && d.path === file && covers(d, testName));
+}
+
+/** Entries that name a file that does not exist (the list has gone stale). */
+export function missingPaths(files: readonly string[]): string[] {
+  return [...SKIPS, ...DIFFERENCES]
+    .filter((e) => !files.some((f) => matchesPath(e.path, f)))
+    .map((e) => e.path);
+}

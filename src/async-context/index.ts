@@ -1,0 +1,21 @@
+/**
+ * `contextvars/async-context`: the TC39 AsyncContext proposal's API
+ * (https://github.com/tc39/proposal-async-context) over this package's
+ * Contexts, so code written for the proposal runs today and moves to a
+ * native `globalThis.AsyncContext` by changing one import.
+ *
+ * @example
+ * import { AsyncContext } from "contextvars/async-context";
+ * const traceId = new AsyncContext.Variable<string>({ name: "traceId" });
+ */
+import { Snapshot } from "./snapshot.ts";
+import { Variable } from "./variable.ts";
+
+export { Snapshot } from "./snapshot.ts";
+export { Variable, type VariableOptions } from "./variable.ts";
+
+/** The proposal's namespace: `AsyncContext.Variable`, `AsyncContext.Snapshot`. */
+export const AsyncContext: {
+  readonly Variable: typeof Variable;
+  readonly Snapshot: typeof Snapshot;
+} = Object.freeze({ Variable, Snapshot });

@@ -1,0 +1,69 @@
+import { ContextVar } from "../core/context-var.ts";
+import { type InspectFn, inspectCustom, show } from "../core/inspect.ts";
+
+/** Options of a Variable, as the proposal's constructor reads them. */
+export interface VariableOptions<T> {
+  /** Shown in inspection; converted to a string (default ""). */
+  name?: unknown;
+  /** What `get()` returns outside any `run` of this variable (default undefined). */
+  defaultValue?: T;
+}
+
+/**
+ * The TC39 proposal's `AsyncContext.Variable`, kept in this package's
+ * Contexts: a ContextVar whose value only `run` changes. It is visible to
+ * `copyContext()`, `bind`, tasks and every integration, as any ContextVar is,
+ * and never crosses to a worker thread (the proposal has no threads, and its
+ * variables are usually unnamed, so they cannot be matched by name there).
+ *
+ * @example
+ * const user = new Variable<string>({ name: "user", defaultValue: "anonymous" });
+ * await user.run("alice", async () => {
+ *   await work();
+ *   user.get(); // "alice"
+ * });
+ * user.get(); // "anonymous"
+ */
+export class Variable<T> {
+  readonly #var: ContextVar<T | undefined>;
+  readonly #default: T | undefined;
+
+  /** @param options `name` and `defaultValue`, as in the proposal. */
+  constructor(options?: VariableOptions<T>) {
+    const name = options?.name === undefined ? "" : String(options.name);
+    this.#default = options?.defaultValue;
+    this.#var = new ContextVar<T | undefined>(name, {
+      default: this.#default,
+      transfer: false,
+    });
+  }
+
+  /** The name given to the constructor, or "". */
+  get name(): string {
+    return this.#var.name;
+  }
+
+  /** The value given to the innermost enclosing `run` of this variable, else the default. */
+  get(): T | undefined {
+    return this.#var.get();
+  }
+
+  /**
+   * Calls `fn(...args)` with this variable set to `value` for fn and
+   * everything it starts; the caller's value is unchanged.
+   * @throws {TypeError} if fn is not a function.
+   */
+  run<A extends unknown[], R>(value: T, fn: (...args: A) => R, ...args: A): R {
+    return this.#var.run(value, fn, ...args);
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "AsyncContext.Variable";
+  }
+
+  [inspectCustom](_depth: number, options: object, inspect?: InspectFn): string {
+    const fallback =
+      this.#default === undefined ? "" : ` defaultValue=${show(this.#default, inspect, options)}`;
+    return `<AsyncContext.Variable name=${JSON.stringify(this.name)}${fallback}>`;
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * `contextvars/async-context` keeps its values in this package's Contexts, so
+ * proposal-style code and ContextVar code see one state: a Snapshot carries
+ * ContextVars, copyContext/bind/tasks carry Variables.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { inspect } from "node:util";
+import { bind, ContextVar, copyContext, createTask, gather } from "contextvars";
+import { AsyncContext, Snapshot, Variable } from "contextvars/async-context";
+
+describe("contextvars/async-context over ContextVars", () => {
+  it("exports the namespace and the two classes, the namespace frozen", () => {
+    assert.equal(AsyncContext.Variable, Variable);
+    assert.equal(AsyncContext.Snapshot, Snapshot);
+    assert.ok(Object.isFrozen(AsyncContext));
+  });
+
+  it("a Snapshot carries ContextVar values; each run gets a fresh copy", () => {
+    const user = new ContextVar<string>("user", { default: "nobody" });
+    const snapshot = user.run("alice", () => new Snapshot());
+    assert.equal(
+      snapshot.run(() => user.get()),
+      "alice",
+    );
+    snapshot.run(() => user.set("changed inside"));
+    assert.equal(
+      snapshot.run(() => user.get()),
+      "alice",
+    );
+  });
+
+  it("copyContext, bind and tasks carry Variable values", async () => {
+    const traceId = new Variable<string>({ name: "traceId" });
+    const [copied, bound, fromTask] = traceId.run("t-1", () => [
+      copyContext(),
+      bind(() => traceId.get()),
+      createTask(async () => traceId.get()),
+    ]);
+    assert.equal(
+      copied.run(() => traceId.get()),
+      "t-1",
+    );
+    assert.equal(bound(), "t-1");
+    assert.equal(await fromTask, "t-1");
+  });
+
+  it("gather's tasks each see the Variable value of their caller", async () => {
+    const v = new Variable<number>();
+    const results = await v.run(1, () =>
+      gather(
+        () => v.run(2, async () => v.get()),
+        async () => v.get(),
+      ),
+    );
+    assert.deepEqual(results, [2, 1]);
+  });
+
+  it("a Variable reads well", () => {
+    const v = new Variable({ name: "traceId", defaultValue: "none" });
+    assert.equal(inspect(v), "<AsyncContext.Variable name=\"traceId\" defaultValue='none'>");
+  });
+});

@@ -1,0 +1,95 @@
+/**
+ * A test double of the TC39 proposal's `AsyncContext` namespace
+ * (https://github.com/tc39/proposal-async-context), small enough to read in
+ * one go: the proposal's model, one immutable mapping `Variable -> value`
+ * swapped in and out, carried across async work by one AsyncLocalStorage.
+ *
+ * No polyfill from npm is worth using (see TOOLCHAIN.md), and the package
+ * only needs `Variable#get` and `Variable#run`, so this double is what the
+ * AsyncContext carrier is tested against:
+ * `test/runtimes/install-async-context-double.ts` puts it on `globalThis`
+ * before the package loads, and the core and tasks files run again on top.
+ *
+ * What it models of the spec: `run` swaps in a new mapping for fn and
+ * restores the previous one when fn returns or throws; a Snapshot captures
+ * the mapping at construction; `wrap` names its result `wrapped <name>`
+ * and keeps fn's length.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+
+type Mapping = ReadonlyMap<Variable<unknown>, unknown>;
+
+const EMPTY: Mapping = new Map();
+const storage = new AsyncLocalStorage<Mapping>();
+
+function current(): Mapping {
+  return storage.getStore() ?? EMPTY;
+}
+
+function assertCallable(fn: unknown): asserts fn is Function {
+  if (typeof fn !== "function") throw new TypeError(`${String(fn)} is not a function`);
+}
+
+export class Variable<T> {
+  readonly #name: string;
+  readonly #defaultValue: T | undefined;
+
+  constructor(options?: { name?: unknown; defaultValue?: T }) {
+    this.#name = options?.name === undefined ? "" : String(options.name);
+    this.#defaultValue = options?.defaultValue;
+  }
+
+  get name(): string {
+    return this.#name;
+  }
+
+  get(): T | undefined {
+    const mapping = current();
+    return mapping.has(this) ? (mapping.get(this) as T) : this.#defaultValue;
+  }
+
+  run<A extends unknown[], R>(value: T, fn: (...args: A) => R, ...args: A): R {
+    assertCallable(fn);
+    const next = new Map(current());
+    next.set(this, value);
+    return storage.run(next, fn, ...args);
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "AsyncContext.Variable";
+  }
+}
+
+export class Snapshot {
+  readonly #mapping: Mapping = current();
+
+  run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R {
+    assertCallable(fn);
+    return storage.run(this.#mapping, fn, ...args);
+  }
+
+  static wrap<A extends unknown[], R, This = unknown>(
+    fn: (this: This, ...args: A) => R,
+  ): (this: This, ...args: A) => R {
+    assertCallable(fn);
+    const snapshot = new Snapshot();
+    const wrapped = function (this: This, ...args: A): R {
+      return snapshot.run(() => Reflect.apply(fn, this, args));
+    };
+    Object.defineProperties(wrapped, {
+      name: { value: `wrapped ${fn.name}`, configurable: true },
+      length: { value: fn.length, configurable: true },
+    });
+    return wrapped;
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "AsyncContext.Snapshot";
+  }
+}
+
+/** The double, shaped as the proposal's global namespace. */
+export const AsyncContextDouble: {
+  readonly Variable: typeof Variable;
+  readonly Snapshot: typeof Snapshot;
+} = Object.freeze({ Variable, Snapshot });

@@ -1,0 +1,152 @@
+/**
+ * What differs between runtimes, pinned per runtime: the Context that
+ * callbacks the runtime itself calls (not code the library wraps) run in.
+ * Each expectation is a table by runtime; Node's entry holds for Node 20,
+ * 22, 24 and 26 with AsyncContextFrame on and off (the matrix runs this file
+ * in every mode and fails if the two modes differ). docs/runtimes.md has a
+ * line for each row, and scripts/runtimes/skips.ts lists the Node-pinned
+ * tests elsewhere that these differences make fail on Bun or Deno.
+ *
+ * The two EventEmitter and thenable cases at the end are the same
+ * everywhere, and pinned so that a runtime that changes them shows here.
+ */
+import assert from "node:assert/strict";
+import { EventEmitter, once } from "node:events";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ContextVar } from "contextvars";
+import {
+  asyncContextFrame,
+  type RuntimeName,
+  runFixture,
+  runtime,
+  runtimeLabel,
+} from "./runtime.ts";
+
+const v = new ContextVar<string>("v", { default: "root" });
+
+function expectOn<T>(actual: T, table: Record<RuntimeName, T>): void {
+  assert.deepEqual(actual, table[runtime], `on ${runtimeLabel}`);
+}
+
+describe("runtime differences", () => {
+  it("a MessagePort listener runs in the creating Context (Node), the registering one (Deno), none (Bun)", async () => {
+    const channel = v.run("created", () => new MessageChannel());
+    const seen = new Promise<string>((resolve) => {
+      v.run("registered", () => {
+        channel.port2.onmessage = () => resolve(v.get());
+      });
+    });
+    v.run("posted", () => channel.port1.postMessage("x"));
+    const got = await seen;
+    channel.port1.close();
+    expectOn(got, { node: "created", bun: "root", deno: "registered" });
+  });
+
+  it("node:http: the request listener and a later chunk's 'data' listener run in the listen() Context (Node, Bun), in none (Deno)", async () => {
+    const seen: string[] = [];
+    const secondChunk = new Promise<void>((resolve) => {
+      const server = http.createServer((req, res) => {
+        seen.push(`handler:${v.get()}`);
+        v.run("handler's run", () => {
+          let chunks = 0;
+          req.on("data", () => {
+            chunks++;
+            if (chunks === 2) {
+              seen.push(`later chunk:${v.get()}`);
+              resolve();
+            }
+          });
+          req.on("end", () => res.end("ok"));
+        });
+      });
+      v.run("listen", () => server.listen(0, "127.0.0.1"));
+      void (async () => {
+        await once(server, "listening");
+        const { port } = server.address() as AddressInfo;
+        const req = http.request({ host: "127.0.0.1", port, method: "POST" });
+        req.write("first");
+        // The second chunk arrives in a later socket read, after the handler ran.
+        await sleep(50);
+        req.write("second");
+        req.end();
+        const [res] = (await once(req, "response")) as [http.IncomingMessage];
+        res.resume();
+        await once(res, "end");
+        server.close();
+      })();
+    });
+    await secondChunk;
+    expectOn(seen, {
+      node: ["handler:listen", "later chunk:listen"],
+      bun: ["handler:listen", "later chunk:listen"],
+      deno: ["handler:root", "later chunk:root"],
+    });
+  });
+
+  it("process 'unhandledRejection' and 'uncaughtException' listeners: per runtime, and per AsyncContextFrame mode on Node", async () => {
+    const seen = await runFixture<Record<string, string>>("./fixtures/error-listeners.ts");
+    // Node 20, and 22-26 with AsyncContextFrame off: the failing code's
+    // Context; a queueMicrotask throw in none; an unawaited task's failure in
+    // its creator's Context (the Context its promise was made in).
+    const node = {
+      "unhandledRejection:async": "async, after an await",
+      "unhandledRejection:then": "then",
+      "uncaughtException:timer": "timer",
+      "uncaughtException:microtask": "root",
+      "unhandledRejection:task": "task creator",
+    };
+    const expected = {
+      node: asyncContextFrame
+        ? // AsyncContextFrame: a microtask's throw is reported in the Context it
+          // happened in (a task is rejected in its creator's Context on purpose,
+          // so its failure is reported there on every Node).
+          {
+            ...node,
+            "uncaughtException:microtask": "set in the microtask",
+          }
+        : node,
+      bun: {
+        ...node,
+        "unhandledRejection:async": "root",
+        "unhandledRejection:then": "root",
+        "unhandledRejection:task": "root",
+        "uncaughtException:microtask": "root",
+      },
+      deno: {
+        ...node,
+        "uncaughtException:timer": "root",
+        "uncaughtException:microtask": "set in the microtask",
+        "unhandledRejection:task": "the task's Context",
+      },
+    };
+    expectOn(seen, expected);
+  });
+});
+
+describe("the same on every runtime", () => {
+  it("a plain EventEmitter listener runs in the Context of the emit caller", () => {
+    const emitter = new EventEmitter();
+    const seen: string[] = [];
+    v.run("registered", () => emitter.on("tick", () => seen.push(v.get())));
+    v.run("emitter", () => emitter.emit("tick"));
+    emitter.emit("tick");
+    assert.deepEqual(seen, ["emitter", "root"]);
+  });
+
+  it("an awaited thenable's then() runs in the awaiting Context", async () => {
+    const seen: string[] = [];
+    const thenable = {
+      // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose
+      then(resolve: (value: string) => void) {
+        seen.push(v.get());
+        resolve(v.get());
+      },
+    };
+    const got = await v.run("awaiting", async () => await thenable);
+    assert.equal(got, "awaiting");
+    assert.deepEqual(seen, ["awaiting"]);
+  });
+});
