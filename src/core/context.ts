@@ -14,6 +14,8 @@ export interface TaskSlot {
 }
 
 let contextIds = 0;
+// Lets contextWith use the constructor; user code cannot pass it.
+const internal = Symbol("contextvars.internal");
 
 // Internal access to a Context's fields for the other core modules (ContextVar,
 // copyContext, tasks). Set in the class's static block: private fields stay
@@ -42,10 +44,24 @@ function assertVar(key: unknown): asserts key is ContextVar<unknown> {
  * ctx.get(user); // "alice"
  */
 export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
-  #map: Mapping = Hamt.empty();
+  #map: Mapping;
   #entered = false;
-  #task: TaskSlot | undefined = undefined;
-  readonly #id = ++contextIds;
+  #task: TaskSlot | undefined;
+  // Numbered when first shown, so that a copy updates no module counter.
+  #id = 0;
+
+  constructor();
+  /** @internal contextWith's path: the fields are set once, not initialised and then overwritten. */
+  constructor(guard: typeof internal, map: Mapping, task: TaskSlot | undefined);
+  constructor(guard?: typeof internal, map?: Mapping, task?: TaskSlot) {
+    if (guard === internal) {
+      this.#map = map as Mapping;
+      this.#task = task;
+    } else {
+      this.#map = Hamt.empty();
+      this.#task = undefined;
+    }
+  }
 
   static {
     mapOf = (context) => context.#map;
@@ -56,12 +72,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
     setTaskOf = (context, task) => {
       context.#task = task;
     };
-    contextWith = (map, task) => {
-      const context = new Context();
-      context.#map = map;
-      context.#task = task;
-      return context;
-    };
+    contextWith = (map, task) => new Context(internal, map, task);
   }
 
   /**
@@ -85,6 +96,11 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
     } finally {
       this.#entered = false;
     }
+  }
+
+  #shownId(): number {
+    if (this.#id === 0) this.#id = ++contextIds;
+    return this.#id;
   }
 
   /** A new Context with the same values, in O(1): later sets in either are not seen by the other. */
@@ -164,7 +180,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
 
   /** `<Context #3 size=2>`: an id that tells Contexts apart in messages and logs. */
   toString(): string {
-    return `<Context #${this.#id} size=${this.#map.size}>`;
+    return `<Context #${this.#shownId()} size=${this.#map.size}>`;
   }
 
   [inspectCustom](_depth: number, options: object, inspect?: InspectFn): string {
@@ -172,7 +188,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
       .toArray()
       .map(([v, value]) => `${v.name}: ${show(value, inspect, options)}`);
     return fields.length === 0
-      ? `Context #${this.#id} {}`
-      : `Context #${this.#id} { ${fields.join(", ")} }`;
+      ? `Context #${this.#shownId()} {}`
+      : `Context #${this.#shownId()} { ${fields.join(", ")} }`;
   }
 }

@@ -43,8 +43,9 @@ export let finishedOf: (task: Task<unknown>) => Promise<void>;
  * Promise; cancellable through its AbortSignal.
  */
 export class Task<T> implements PromiseLike<T> {
-  /** The task's name. */
-  readonly name: string;
+  // The task's name: a number until first read, when `Task-<n>` is built
+  // (formatting the number cost as much as the rest of the constructor).
+  #name: string | number;
   /** The Context the task runs in; its sets land here. */
   readonly context: Context;
   readonly #promise: Promise<T>;
@@ -71,12 +72,15 @@ export class Task<T> implements PromiseLike<T> {
     options: TaskOptions | undefined,
   ) {
     if (guard !== constructing) throw new TypeError("Tasks can only be created by createTask(fn)");
-    this.name = options?.name ?? `Task-${++taskCount}`;
+    this.#name = options?.name ?? ++taskCount;
     this.context = options?.context ?? copyContext();
-    this.#promise = new Promise<T>((resolve, reject) => {
-      this.#resolve = resolve as (value: unknown) => void;
-      this.#reject = reject;
-    });
+    // One shared executor, not a closure per task; the module slots are
+    // cleared at once so they never keep a settled task's promise alive.
+    this.#promise = new Promise<T>(captureResolvers);
+    this.#resolve = capturedResolve as (value: unknown) => void;
+    this.#reject = capturedReject as (reason: unknown) => void;
+    capturedResolve = undefined;
+    capturedReject = undefined;
     const outer = options?.signal;
     if (outer !== undefined) {
       if (outer.aborted) {
@@ -129,6 +133,12 @@ export class Task<T> implements PromiseLike<T> {
       }
       task.#settle(ok, value);
     };
+  }
+
+  /** The task's name. */
+  get name(): string {
+    if (typeof this.#name === "number") this.#name = `Task-${this.#name}`;
+    return this.#name;
   }
 
   /** The task's signal: aborted when the task is cancelled. */
@@ -213,6 +223,17 @@ export class Task<T> implements PromiseLike<T> {
 }
 
 function ignore(): void {}
+
+let capturedResolve: ((value: unknown) => void) | undefined;
+let capturedReject: ((reason: unknown) => void) | undefined;
+// Any Promise<T>'s executor: `never` accepts every T's resolve function.
+function captureResolvers(
+  resolve: (value: never) => void,
+  reject: (reason?: unknown) => void,
+): void {
+  capturedResolve = resolve as (value: unknown) => void;
+  capturedReject = reject;
+}
 
 // Runs inside the task's Context. A function that declares no parameter is
 // called without one, so a task that never looks at its signal never pays for it.
