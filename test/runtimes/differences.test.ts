@@ -119,7 +119,6 @@ describe("runtime differences", () => {
         ...node,
         "uncaughtException:timer": "root",
         "uncaughtException:microtask": "set in the microtask",
-        "unhandledRejection:task": "the task's Context",
       },
     };
     expectOn(seen, expected);
