@@ -25,8 +25,7 @@ function applyIn(fn: Function, self: unknown, args: unknown[]): unknown {
  * pool.acquire(bind((conn) => { requestId.get(); })); // the caller's id, not the pool's
  * @throws {TypeError} if fn is not a function or context is not a Context.
  */
-// biome-ignore lint/suspicious/noExplicitAny: the contract's signature; any function type binds
-export function bind<F extends (...args: any[]) => any>(fn: F, context?: Context): F {
+export function bind<F extends (...args: never[]) => unknown>(fn: F, context?: Context): F {
   assertFunction("fn", fn);
   assertContext("context", context);
   const snapshot = context ?? copyContext();

@@ -17,8 +17,7 @@ function applyIn(fn: Function, self: unknown, args: unknown[]): unknown {
  * await Promise.all([worker("alice"), worker("bob")]); // ["alice", "bob"]
  * @throws {TypeError} if fn is not a function.
  */
-// biome-ignore lint/suspicious/noExplicitAny: the contract's signature; any function type can be isolated
-export function isolated<F extends (...args: any[]) => any>(
+export function isolated<F extends (...args: never[]) => unknown>(
   fn: F,
   _decorator?: ClassMethodDecoratorContext,
 ): F {
@@ -27,5 +26,5 @@ export function isolated<F extends (...args: any[]) => any>(
     return carrier.run(copyContext(), applyIn, fn, this, args);
   };
   Object.defineProperty(wrapper, "name", { value: fn.name, configurable: true });
-  return wrapper as F;
+  return wrapper as unknown as F;
 }
