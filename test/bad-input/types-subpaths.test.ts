@@ -34,6 +34,8 @@ const isOptionsObject = (x: unknown) => x === undefined || (typeof x === "object
 const optional = (test: (x: unknown) => boolean) => (x: unknown) => x === undefined || test(x);
 const isHeaderName = (x: unknown) => typeof x === "string" && /^[!#$%&'*+.^`|~\w-]+$/.test(x);
 const isBoolean = (x: unknown) => typeof x === "boolean";
+const isModuleLocation = (x: unknown) =>
+  x instanceof URL || (typeof x === "string" && /^(file:|\/|[a-zA-Z]:[\\/])/.test(x));
 const isFieldValue = (x: unknown) => x instanceof ContextVar || isFunction(x);
 
 type Loose = (...args: unknown[]) => unknown;
@@ -119,7 +121,12 @@ const cases: readonly Case[] = [
     (bad) => new AnyWorker("0", { eval: true, onUncloneable: bad }),
   ],
   ["useThreadPool(pool)", ["pool"], notA(isUndefined), (bad) => loose(useThreadPool)(bad)],
-  ["toThread(moduleUrl)", ["moduleUrl"], anyValue, (bad) => loose(toThread)(bad, "x")],
+  [
+    "toThread(moduleUrl)",
+    ["moduleUrl"],
+    notA(isModuleLocation), // fc.string() can draw "/" or "file:", which are fine
+    (bad) => loose(toThread)(bad, "x"),
+  ],
   [
     "toThread(moduleUrl, exportName)",
     ["exportName"],
