@@ -4,6 +4,12 @@
  * exactly that done by hand on the same ALS: `als.run(newCell, fn)`, and
  * `Promise.all` of such calls. Each batch ends when every promise it made has
  * settled (a `setImmediate` after the last one), on both sides.
+ *
+ * A task must know when its function has settled (`done`, TaskGroup's wait,
+ * handing a shared Context back), which takes one reaction on the function's
+ * promise; `als.run(newCell, fn).then(onDone, onDone)` measures that floor,
+ * so the report shows how much of the ratio is the reaction and how much the
+ * task around it.
  */
 
 import { ContextVar, createTask, gather } from "../src/index.ts";
@@ -43,6 +49,7 @@ const setGetsByHand = Array.from({ length: TASKS }, (_, i) => async (): Promise<
 });
 
 const results: unknown[] = new Array(1_000);
+const onDone = (): void => {};
 
 const suite = new Suite("tasks.bench.ts", "createTask and gather");
 
@@ -59,6 +66,14 @@ suite
     "als.run(newCell, async fn)",
     async (n) => {
       for (let i = 0; i < n; i++) results[i] = cells.run(newCell(), trivial);
+      await settled();
+    },
+    { batch: 1_000 },
+  )
+  .addAsync(
+    "als.run(newCell, async fn).then(onDone, onDone)",
+    async (n) => {
+      for (let i = 0; i < n; i++) results[i] = cells.run(newCell(), trivial).then(onDone, onDone);
       await settled();
     },
     { batch: 1_000 },
@@ -98,6 +113,11 @@ suite
     {
       max: 1.2,
     },
+  )
+  .compare(
+    "createTask / als.run(newCell, fn) + one reaction",
+    "createTask(async fn)",
+    "als.run(newCell, async fn).then(onDone, onDone)",
   )
   .compare(
     "gather / Promise.all of als.run",

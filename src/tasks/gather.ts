@@ -1,5 +1,7 @@
+import { carrier } from "../carrier/select.ts";
+import { currentContext } from "../core/current.ts";
 import { argumentError } from "../errors.ts";
-import { createTask, promiseOf, type TaskFunction, thenOf } from "./task.ts";
+import { createObservedTask, type TaskFunction, thenOf } from "./task.ts";
 
 /** What gather takes: a function (run as a task) or a PromiseLike (awaited as it is). */
 export type GatherItem = TaskFunction<unknown> | PromiseLike<unknown>;
@@ -26,8 +28,43 @@ export function gather<const T extends readonly GatherItem[]>(
       throw argumentError(`items[${i}]`, "a function or a PromiseLike", item);
     }
   });
-  const promises = items.map((item) =>
-    typeof item === "function" ? promiseOf(createTask(item as TaskFunction<unknown>)) : item,
-  );
-  return Promise.all(promises) as Promise<{ -readonly [K in keyof T]: Gathered<T[K]> }>;
+  type Result = { -readonly [K in keyof T]: Gathered<T[K]> };
+  const caller = currentContext();
+  const count = items.length;
+  const results = new Array<unknown>(count);
+  let left = count;
+  let resolve!: (value: Result) => void;
+  let reject!: (reason: unknown) => void;
+  const all = new Promise<Result>((yes, no) => {
+    resolve = yes;
+    reject = no;
+  });
+  let failed = false;
+  // What Promise.all does, without a promise and a reaction per task: each
+  // task tells its outcome to an observer, which also marks its failure
+  // handled (Promise.all's reaction does the same for the promises it takes).
+  const settle = (i: number, ok: boolean, value: unknown): void => {
+    if (failed) return;
+    if (!ok) {
+      failed = true;
+      // In the caller's Context, as Promise.all's reaction would reject it.
+      carrier.run(caller, reject, value);
+      return;
+    }
+    results[i] = value;
+    if (--left === 0) resolve(results as Result);
+  };
+  for (let i = 0; i < count; i++) {
+    const item = items[i];
+    if (typeof item === "function") {
+      createObservedTask(item as TaskFunction<unknown>, settle, i);
+    } else {
+      Promise.resolve(item).then(
+        (value) => settle(i, true, value),
+        (error: unknown) => settle(i, false, error),
+      );
+    }
+  }
+  if (count === 0) resolve(results as Result);
+  return all;
 }

@@ -1,7 +1,7 @@
 import { carrier } from "../carrier/select.ts";
 import { assertContext } from "../core/bind.ts";
-import { type Context, setTaskOf, taskOf } from "../core/context.ts";
-import { copyContext, currentContext } from "../core/current.ts";
+import { type Context, contextWith, mapOf, setTaskOf, taskOf } from "../core/context.ts";
+import { currentContext, rootContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
 import { argumentError, assertFunction } from "../errors.ts";
 
@@ -28,7 +28,12 @@ export function thenOf(x: unknown): Function | undefined {
   return typeof then === "function" ? then : undefined;
 }
 
-let createTaskImpl: <T>(fn: TaskFunction<T>, options: TaskOptions | undefined) => Task<T>;
+let createTaskImpl: <T>(
+  fn: TaskFunction<T>,
+  options: TaskOptions | undefined,
+  observer: Observer | undefined,
+  tag: number,
+) => Task<T>;
 // Called by `start` when the function settles.
 let fnSettled: <T>(task: Task<T>, ok: boolean, value: unknown) => void;
 
@@ -48,14 +53,24 @@ export class Task<T> implements PromiseLike<T> {
   #name: string | number;
   /** The Context the task runs in; its sets land here. */
   readonly context: Context;
-  readonly #promise: Promise<T>;
+  // The task's own promise, made when first asked for (then, catch, finally,
+  // run, gather of a settled task) or when a rejection nobody observes must be
+  // reported: most tasks are awaited by gather or a group, which observe them
+  // through #observer, and a promise plus its reaction is most of what a task
+  // would otherwise cost.
+  #promise: Promise<T> | undefined;
   // Typed loosely so that Task<T> stays assignable to Task<unknown>.
-  #resolve!: (value: unknown) => void;
-  #reject!: (reason: unknown) => void;
+  #resolve: ((value: unknown) => void) | undefined;
+  #reject: ((reason: unknown) => void) | undefined;
+  #state: State = PENDING;
+  #value: unknown;
+  // Told synchronously when the task settles, with #tag; its presence makes a
+  // rejection handled.
+  readonly #observer: Observer | undefined;
+  readonly #tag: number;
   // Made on demand: `new AbortController().signal` costs microseconds on Node 20,
   // more than all the rest of a task.
   #controller: AbortController | undefined;
-  #done = false;
   #cancelled = false;
   #fnSettled = false;
   #onFnSettled: (() => void) | undefined;
@@ -63,24 +78,23 @@ export class Task<T> implements PromiseLike<T> {
   #onOuterAbort: (() => void) | undefined;
   #release: (() => void) | undefined;
   // Where the task was created: its promise is rejected there (see #settle).
-  readonly #creator: Context = currentContext();
+  readonly #creator: Context;
 
   /** @throws {TypeError} from user code: tasks come from createTask(). */
   private constructor(
     guard: typeof constructing,
     fn: TaskFunction<T>,
     options: TaskOptions | undefined,
+    observer: Observer | undefined,
+    tag: number,
   ) {
     if (guard !== constructing) throw new TypeError("Tasks can only be created by createTask(fn)");
+    const creator = carrier.getStore() ?? rootContext;
+    this.#creator = creator;
     this.#name = options?.name ?? ++taskCount;
-    this.context = options?.context ?? copyContext();
-    // One shared executor, not a closure per task; the module slots are
-    // cleared at once so they never keep a settled task's promise alive.
-    this.#promise = new Promise<T>(captureResolvers);
-    this.#resolve = capturedResolve as (value: unknown) => void;
-    this.#reject = capturedReject as (reason: unknown) => void;
-    capturedResolve = undefined;
-    capturedReject = undefined;
+    this.context = options?.context ?? contextWith(mapOf(creator), taskOf(creator));
+    this.#observer = observer;
+    this.#tag = tag;
     const outer = options?.signal;
     if (outer !== undefined) {
       if (outer.aborted) {
@@ -108,7 +122,7 @@ export class Task<T> implements PromiseLike<T> {
   }
 
   static {
-    promiseOf = (task) => task.#promise;
+    promiseOf = (task) => task.#promiseOf();
     finishedOf = (task) =>
       task.#fnSettled
         ? Promise.resolve()
@@ -122,7 +136,8 @@ export class Task<T> implements PromiseLike<T> {
                     resolve();
                   };
           });
-    createTaskImpl = (fn, options) => new Task(constructing, fn, options);
+    createTaskImpl = (fn, options, observer, tag) =>
+      new Task(constructing, fn, options, observer, tag);
     fnSettled = (task, ok, value) => {
       if (!task.#fnSettled) {
         task.#fnSettled = true;
@@ -149,7 +164,7 @@ export class Task<T> implements PromiseLike<T> {
 
   /** Whether the task has settled (fulfilled, rejected or cancelled). */
   get done(): boolean {
-    return this.#done;
+    return this.#state !== PENDING;
   }
 
   /** Whether the task was cancelled (asyncio's Task.cancelled()). */
@@ -165,12 +180,12 @@ export class Task<T> implements PromiseLike<T> {
    * @returns false if the task was already done.
    */
   cancel(reason?: unknown): boolean {
-    if (this.#done) return false;
+    if (this.#state !== PENDING) return false;
     this.#cancelled = true;
     this.#controller ??= new AbortController();
     const controller = this.#controller;
     carrier.run(this.context, () => controller.abort(reason));
-    this.#promise.catch(ignore);
+    this.#promise?.catch(ignore);
     this.#settle(false, controller.signal.reason);
     return true;
   }
@@ -180,15 +195,15 @@ export class Task<T> implements PromiseLike<T> {
     onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
     onRejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
   ): Promise<R1 | R2> {
-    return this.#promise.then(onFulfilled, onRejected);
+    return this.#promiseOf().then(onFulfilled, onRejected);
   }
 
   catch<R = never>(onRejected?: ((reason: unknown) => R | PromiseLike<R>) | null): Promise<T | R> {
-    return this.#promise.catch(onRejected);
+    return this.#promiseOf().catch(onRejected);
   }
 
   finally(onFinally?: (() => void) | null): Promise<T> {
-    return this.#promise.finally(onFinally);
+    return this.#promiseOf().finally(onFinally);
   }
 
   get [Symbol.toStringTag](): string {
@@ -201,28 +216,69 @@ export class Task<T> implements PromiseLike<T> {
   }
 
   [inspectCustom](_depth: number, _options: object, _inspect?: InspectFn): string {
-    const state = this.#cancelled ? "cancelled" : this.#done ? "done" : "pending";
+    const state = this.#cancelled ? "cancelled" : this.#state !== PENDING ? "done" : "pending";
     return `<Task name=${JSON.stringify(this.name)} ${state} context=${this.context.toString()}>`;
   }
 
+  #promiseOf(): Promise<T> {
+    if (this.#promise !== undefined) return this.#promise;
+    if (this.#state === PENDING) {
+      // One shared executor, not a closure per task; the module slots are
+      // cleared at once so they never keep a settled task's promise alive.
+      this.#promise = new Promise<T>(captureResolvers);
+      this.#resolve = capturedResolve;
+      this.#reject = capturedReject;
+      capturedResolve = undefined;
+      capturedReject = undefined;
+    } else if (this.#state === FULFILLED) {
+      this.#promise = Promise.resolve(this.#value as T);
+    } else {
+      // Only an observed or cancelled task gets here: anything else made its
+      // promise when it failed. The caller attaches its reaction at once.
+      this.#promise = carrier.run(this.#creator, rejected, this.#value) as Promise<T>;
+    }
+    return this.#promise;
+  }
+
   #settle(ok: boolean, value: unknown): void {
-    if (this.#done) return;
-    this.#done = true;
+    if (this.#state !== PENDING) return;
+    this.#state = ok ? FULFILLED : REJECTED;
+    this.#value = value;
     if (this.#outer !== undefined && this.#onOuterAbort !== undefined) {
       this.#outer.removeEventListener("abort", this.#onOuterAbort);
     }
     this.#outer = undefined;
     this.#onOuterAbort = undefined;
-    if (ok) this.#resolve(value);
+    this.#observer?.(this.#tag, ok, value);
+    const resolve = this.#resolve;
+    const reject = this.#reject;
+    this.#resolve = this.#reject = undefined;
+    if (ok) resolve?.(value);
     // Rejected in the creator's Context, where the promise was made: an
     // 'unhandledRejection' handler sees the Context a promise was created in
     // under async_hooks (Node 20, 22) but the one it was rejected in under
     // AsyncContextFrame (Node 24+); this makes both the creator's.
-    else carrier.run(this.#creator, this.#reject, value);
+    else if (reject !== undefined) carrier.run(this.#creator, reject, value);
+    // A failure nobody observes must still be reported, as a promise's would.
+    else if (this.#observer === undefined && !this.#cancelled) {
+      this.#promise = carrier.run(this.#creator, rejected, value) as Promise<T>;
+    }
   }
 }
 
 function ignore(): void {}
+
+function rejected(reason: unknown): Promise<never> {
+  return Promise.reject(reason);
+}
+
+type State = 0 | 1 | 2;
+const PENDING = 0;
+const FULFILLED = 1;
+const REJECTED = 2;
+
+/** Told, synchronously, how a task settled, with the tag it was given. Internal (gather). */
+export type Observer = (tag: number, ok: boolean, value: unknown) => void;
 
 let capturedResolve: ((value: unknown) => void) | undefined;
 let capturedReject: ((reason: unknown) => void) | undefined;
@@ -235,14 +291,32 @@ function captureResolvers(
   capturedReject = reject;
 }
 
+// The last function started and whether it declares a parameter: reading
+// `length` goes through an accessor that costs a third of a whole task, and
+// tasks started in a loop mostly run the same function.
+let lastFn: Function | undefined;
+let lastTakesSignal = false;
+
 // Runs inside the task's Context. A function that declares no parameter is
 // called without one, so a task that never looks at its signal never pays for it.
 function start<T>(task: Task<T>, fn: TaskFunction<T>): void {
   let result: T | PromiseLike<T>;
   try {
-    result = fn.length > 0 ? fn(task.signal) : (fn as () => T | PromiseLike<T>)();
+    if (fn !== lastFn) {
+      lastTakesSignal = fn.length > 0;
+      lastFn = fn;
+    }
+    result = lastTakesSignal ? fn(task.signal) : (fn as () => T | PromiseLike<T>)();
   } catch (error) {
     fnSettled(task, false, error);
+    return;
+  }
+  if (result instanceof Promise) {
+    // A native promise has adopted any thenable already, and its then cannot throw.
+    result.then(
+      (value: unknown) => fnSettled(task, true, value),
+      (error: unknown) => fnSettled(task, false, error),
+    );
     return;
   }
   let then: Function | undefined;
@@ -296,7 +370,19 @@ function validateOptions(options: TaskOptions | undefined): void {
 export function createTask<T>(fn: TaskFunction<T>, options?: TaskOptions): Task<T> {
   assertFunction("fn", fn);
   validateOptions(options);
-  return createTaskImpl(fn, options);
+  return createTaskImpl(fn, options, undefined, 0);
+}
+
+/**
+ * createTask for gather: `observer(tag, ok, value)` hears how the task
+ * settles, and handles its failure. Internal.
+ */
+export function createObservedTask<T>(
+  fn: TaskFunction<T>,
+  observer: Observer,
+  tag: number,
+): Task<T> {
+  return createTaskImpl(fn, undefined, observer, tag);
 }
 
 /**
