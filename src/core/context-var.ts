@@ -2,7 +2,7 @@ import { carrier } from "../carrier/select.ts";
 import { argumentError, assertFunction, contextError } from "../errors.ts";
 import { NOT_FOUND } from "../map/hamt.ts";
 import { hashKey, nextHash } from "../map/hash.ts";
-import { contextWith, type Mapping, mapOf, setMapOf, taskOf } from "./context.ts";
+import { contextWith, type Mapping, mapIdOf, mapOf, setMapOf, taskOf } from "./context.ts";
 import { rootContext } from "./current.ts";
 import { varCreated } from "./inherit.ts";
 import { type InspectFn, inspectCustom, show } from "./inspect.ts";
@@ -89,11 +89,11 @@ export class ContextVar<T> {
   get(): T;
   get<D>(fallback: D): T | D;
   get<D>(fallback?: D): T | D {
-    const map = mapOf(carrier.getStore() ?? rootContext);
-    if (map.id === this.#hitId) return this.#hitValue as T;
+    const context = carrier.getStore() ?? rootContext;
+    if (mapIdOf(context) === this.#hitId) return this.#hitValue as T;
     // arguments.length, not `fallback !== undefined`: get(undefined) returns undefined, as Python's get(None).
     // biome-ignore lint/complexity/noArguments: the only way to tell get() from get(undefined)
-    return this.#lookup(map, arguments.length > 0, fallback) as T | D;
+    return this.#lookup(mapOf(context), arguments.length > 0, fallback) as T | D;
   }
 
   // The slow half of get, out of it so that get stays small enough to inline.

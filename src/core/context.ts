@@ -14,6 +14,9 @@ export interface TaskSlot {
 }
 
 let contextIds = 0;
+// Numbers given to Contexts when first shown. Kept outside the Context, so
+// that copyContext() allocates and sets nothing it does not need.
+const shownIds = new WeakMap<Context, number>();
 // Lets contextWith use the constructor; user code cannot pass it.
 const internal = Symbol("contextvars.internal");
 
@@ -21,6 +24,8 @@ const internal = Symbol("contextvars.internal");
 // copyContext, tasks). Set in the class's static block: private fields stay
 // private to users, and these stay out of the package's exports.
 export let mapOf: (context: Context) => Mapping;
+/** The id of the mapping a Context holds (`mapOf(context).id`, one load nearer). Internal. */
+export let mapIdOf: (context: Context) => number;
 export let setMapOf: (context: Context, map: Mapping) => void;
 export let taskOf: (context: Context) => TaskSlot | undefined;
 export let setTaskOf: (context: Context, task: TaskSlot | undefined) => void;
@@ -45,10 +50,11 @@ function assertVar(key: unknown): asserts key is ContextVar<unknown> {
  */
 export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
   #map: Mapping;
+  // #map.id, kept beside it: ContextVar#get's cache compares it, and reading
+  // it here saves a dependent load on the hottest path.
+  #mapId: number;
   #entered = false;
   #task: TaskSlot | undefined;
-  // Numbered when first shown, so that a copy updates no module counter.
-  #id = 0;
 
   constructor();
   /** @internal contextWith's path: the fields are set once, not initialised and then overwritten. */
@@ -56,17 +62,21 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
   constructor(guard?: typeof internal, map?: Mapping, task?: TaskSlot) {
     if (guard === internal) {
       this.#map = map as Mapping;
+      this.#mapId = (map as Mapping).id;
       this.#task = task;
     } else {
       this.#map = Hamt.empty();
+      this.#mapId = this.#map.id;
       this.#task = undefined;
     }
   }
 
   static {
     mapOf = (context) => context.#map;
+    mapIdOf = (context) => context.#mapId;
     setMapOf = (context, map) => {
       context.#map = map;
+      context.#mapId = map.id;
     };
     taskOf = (context) => context.#task;
     setTaskOf = (context, task) => {
@@ -82,8 +92,9 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
    * @throws {ContextEnteredError} ERR_CONTEXT_ENTERED if code is already running in this Context.
    * @throws {TypeError} if fn is not a function.
    */
-  run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R {
-    assertFunction("fn", fn);
+  run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R;
+  run<R>(fn: (...args: unknown[]) => R): R {
+    if (typeof fn !== "function") throw argumentError("fn", "a function", fn);
     // Entered means "code is running in it": a synchronous run in progress, or
     // the current Context of an async continuation (as an asyncio Task's
     // Context is entered during each of its steps).
@@ -92,6 +103,12 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
     }
     this.#entered = true;
     try {
+      // `arguments`, not a rest parameter: without arguments (the usual case)
+      // no array is made here, only the carrier's own.
+      // biome-ignore lint/complexity/noArguments: see above
+      if (arguments.length === 1) return carrier.run(this, fn);
+      // biome-ignore lint/complexity/noArguments: see above
+      const args = Array.prototype.slice.call(arguments, 1) as unknown[];
       return carrier.run(this, fn, ...args);
     } finally {
       this.#entered = false;
@@ -99,8 +116,12 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
   }
 
   #shownId(): number {
-    if (this.#id === 0) this.#id = ++contextIds;
-    return this.#id;
+    let id = shownIds.get(this);
+    if (id === undefined) {
+      id = ++contextIds;
+      shownIds.set(this, id);
+    }
+    return id;
   }
 
   /** A new Context with the same values, in O(1): later sets in either are not seen by the other. */
