@@ -181,10 +181,16 @@ export class ContextVar<T> {
    * `value`, for fn and everything it starts; the caller's Context is not changed.
    * @throws {TypeError} if fn is not a function.
    */
-  run<A extends unknown[], R>(value: T, fn: (...args: A) => R, ...args: A): R {
+  run<A extends unknown[], R>(value: T, fn: (...args: A) => R, ...args: A): R;
+  run<R>(value: T, fn: (...args: unknown[]) => R): R {
     assertFunction("fn", fn);
     const base = carrier.getStore() ?? rootContext;
     const context = contextWith(mapOf(base).set(this as ContextVar<unknown>, value), taskOf(base));
+    // `arguments`, not a rest parameter: no array when there are no arguments (see Context#run).
+    // biome-ignore lint/complexity/noArguments: see above
+    if (arguments.length === 2) return carrier.run(context, fn);
+    // biome-ignore lint/complexity/noArguments: see above
+    const args = Array.prototype.slice.call(arguments, 2) as unknown[];
     return carrier.run(context, fn, ...args);
   }
 

@@ -110,7 +110,12 @@ export class ContextVarsContextManager implements ContextManager {
     thisArg?: ThisParameterType<F>,
     ...args: A
   ): ReturnType<F> {
-    if (thisArg == null) return this.#slot.run(context, fn, ...args);
+    if (thisArg == null) {
+      // No spread when there are no arguments: each rest array costs as much as the map insert.
+      return args.length === 0
+        ? this.#slot.run(context, fn as () => ReturnType<F>)
+        : this.#slot.run(context, fn, ...args);
+    }
     return this.#slot.run(context, callWith, fn, thisArg, args) as ReturnType<F>;
   }
 

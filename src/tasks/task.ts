@@ -118,7 +118,7 @@ export class Task<T> implements PromiseLike<T> {
       };
     }
     setTaskOf(this.context, this);
-    carrier.run(this.context, start, this, fn);
+    start(this, fn);
   }
 
   static {
@@ -297,8 +297,11 @@ function captureResolvers(
 let lastFn: Function | undefined;
 let lastTakesSignal = false;
 
-// Runs inside the task's Context. A function that declares no parameter is
-// called without one, so a task that never looks at its signal never pays for it.
+// Calls fn in the task's Context and follows what it returns. A function that
+// declares no parameter is called without one, so a task that never looks at
+// its signal never pays for it. Only fn runs inside the Context: a native
+// promise's `then` runs no user code, so the reaction is attached out here,
+// and the run takes no arguments array.
 function start<T>(task: Task<T>, fn: TaskFunction<T>): void {
   let result: T | PromiseLike<T>;
   try {
@@ -306,7 +309,9 @@ function start<T>(task: Task<T>, fn: TaskFunction<T>): void {
       lastTakesSignal = fn.length > 0;
       lastFn = fn;
     }
-    result = lastTakesSignal ? fn(task.signal) : (fn as () => T | PromiseLike<T>)();
+    result = lastTakesSignal
+      ? carrier.run(task.context, fn, task.signal)
+      : carrier.run(task.context, fn as () => T | PromiseLike<T>);
   } catch (error) {
     fnSettled(task, false, error);
     return;
@@ -317,11 +322,17 @@ function start<T>(task: Task<T>, fn: TaskFunction<T>): void {
       (value: unknown) => fnSettled(task, true, value),
       (error: unknown) => fnSettled(task, false, error),
     );
-    return;
+  } else if (result === null || (typeof result !== "object" && typeof result !== "function")) {
+    fnSettled(task, true, result);
+  } else {
+    // Reading `then` and calling it may run user code: in the task's Context.
+    carrier.run(task.context, follow, task, result);
   }
-  let then: Function | undefined;
+}
+
+function follow<T>(task: Task<T>, result: unknown): void {
   try {
-    then = thenOf(result);
+    const then = thenOf(result);
     if (then === undefined) {
       fnSettled(task, true, result);
       return;
