@@ -291,11 +291,12 @@ function captureResolvers(
   capturedReject = reject;
 }
 
-// The last function started and whether it declares a parameter: reading
-// `length` goes through an accessor that costs a third of a whole task, and
-// tasks started in a loop mostly run the same function.
-let lastFn: Function | undefined;
-let lastTakesSignal = false;
+// Whether each task function declares a parameter: reading `length` goes
+// through an accessor that costs a third of a whole task, and tasks started in
+// a loop mostly run the same function. Weak, so a function is never kept
+// alive by having been a task's (a plain "last function" slot would keep the
+// last one, and all it closes over, until the next task).
+const takesSignal = new WeakMap<Function, boolean>();
 
 // Calls fn in the task's Context and follows what it returns. A function that
 // declares no parameter is called without one, so a task that never looks at
@@ -305,11 +306,12 @@ let lastTakesSignal = false;
 function start<T>(task: Task<T>, fn: TaskFunction<T>): void {
   let result: T | PromiseLike<T>;
   try {
-    if (fn !== lastFn) {
-      lastTakesSignal = fn.length > 0;
-      lastFn = fn;
+    let withSignal = takesSignal.get(fn);
+    if (withSignal === undefined) {
+      withSignal = fn.length > 0;
+      takesSignal.set(fn, withSignal);
     }
-    result = lastTakesSignal
+    result = withSignal
       ? carrier.run(task.context, fn, task.signal)
       : carrier.run(task.context, fn as () => T | PromiseLike<T>);
   } catch (error) {

@@ -120,6 +120,22 @@ describe("finished tasks leave nothing alive", () => {
     });
   });
 
+  it("the functions tasks ran, and what they close over, go with the tasks", async () => {
+    const watch = new Watch();
+    await expectAllCollected(watch, async () => {
+      // A request-like object only a task's function closes over: once the task is
+      // done, nothing in the library (an arity cache, a last-function slot) may keep it.
+      const request = watch.track({ url: "/a" }, "closed over by the last task");
+      const last = watch.track(async () => request.url, "the last task's function");
+      await createTask(last);
+      const withSignal = watch.track(
+        async (signal: AbortSignal) => signal.aborted,
+        "with a signal",
+      );
+      await gather(withSignal, last);
+    });
+  });
+
   it("timeout(): a task that finishes early does not wait for its timer to be collectable", async () => {
     const watch = new Watch();
     await expectAllCollected(watch, async () => {
