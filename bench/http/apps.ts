@@ -8,6 +8,11 @@
  *   als      plus a minimal hand-written AsyncLocalStorage middleware (a
  *            fresh object per request, `als.run(store, next)`) whose handler
  *            reads the store 3 times: the floor any ALS-based context pays
+ *   alsid    the als middleware plus, by hand, what our integration does by
+ *            default: a request id from a well-formed `x-request-id` or a
+ *            new `crypto.randomUUID()`, echoed with `setHeader` on the raw
+ *            response, held in the store (3 reads): the floor for the same
+ *            features, so ours/alsid is what the library itself adds
  *   ours     plus this package's integration, defaults (request id from the
  *            header or a new UUID, echoed), handler does 3 `requestId.get()`
  *   quiet    the same with `echo: false`: the context without the response
@@ -27,6 +32,7 @@
  * per request would be charged a cost that users never pay.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -47,11 +53,11 @@ async function integration<M>(name: string): Promise<M> {
 
 export const FRAMEWORKS = ["http", "express", "fastify", "hono", "koa"] as const;
 export type Framework = (typeof FRAMEWORKS)[number];
-export type Mode = "bare" | "bare2" | "als" | "ours" | "quiet" | "alt";
+export type Mode = "bare" | "bare2" | "als" | "alsid" | "ours" | "quiet" | "alt";
 
 /** The modes measured for a framework (alt only where an alternative exists). */
 export function modesOf(framework: Framework): Mode[] {
-  const modes: Mode[] = ["bare", "bare2", "als", "ours", "quiet"];
+  const modes: Mode[] = ["bare", "bare2", "als", "alsid", "ours", "quiet"];
   if (framework === "fastify" || framework === "hono") modes.push("alt");
   return modes;
 }
@@ -66,6 +72,22 @@ function check(a: unknown, b: unknown, c: unknown): string {
 
 interface Store {
   url: string | undefined;
+}
+
+interface IdStore {
+  id: string;
+}
+
+// The id rule of src/integrations/request-id.ts, written out as an app would.
+const WELL_FORMED_ID = /^[\w.:=+/-]{1,200}$/;
+function requestIdFrom(header: string | string[] | undefined): string {
+  return typeof header === "string" && WELL_FORMED_ID.test(header) ? header : randomUUID();
+}
+/** The minimal middleware's store plus the id feature: read, validate or make, echo. */
+function idStore(req: IncomingMessage, res: ServerResponse): IdStore {
+  const id = requestIdFrom(req.headers["x-request-id"]);
+  res.setHeader("x-request-id", id);
+  return { id };
 }
 
 async function listenOn(server: Server): Promise<number> {
@@ -83,6 +105,13 @@ async function startHttp(mode: Mode): Promise<number> {
       res.end(check(s.call(als)?.url, s.call(als)?.url, s.call(als)?.url));
     };
     return listenOn(createServer((req, res) => als.run({ url: req.url }, read, req, res)));
+  }
+  if (mode === "alsid") {
+    const ids = new AsyncLocalStorage<IdStore>();
+    const read = (_req: IncomingMessage, res: ServerResponse) => {
+      res.end(check(ids.getStore()?.id, ids.getStore()?.id, ids.getStore()?.id));
+    };
+    return listenOn(createServer((req, res) => ids.run(idStore(req, res), read, req, res)));
   }
   const { requestId, withContext } = await integration<HttpModule>("http");
   return listenOn(
@@ -110,6 +139,12 @@ async function startExpress(mode: Mode): Promise<number> {
     app.get("/", (_req, res) => {
       res.send(check(als.getStore()?.url, als.getStore()?.url, als.getStore()?.url));
     });
+  } else if (mode === "alsid") {
+    const ids = new AsyncLocalStorage<IdStore>();
+    app.use((req, res, next) => ids.run(idStore(req, res), next));
+    app.get("/", (_req, res) => {
+      res.send(check(ids.getStore()?.id, ids.getStore()?.id, ids.getStore()?.id));
+    });
   } else {
     const { contextMiddleware, requestId } = await integration<ExpressModule>("express");
     app.use(contextMiddleware({ echo: mode !== "quiet" }));
@@ -129,6 +164,12 @@ async function startFastify(mode: Mode): Promise<number> {
     const als = new AsyncLocalStorage<Store>();
     app.addHook("onRequest", (request, _reply, done) => als.run({ url: request.url }, done));
     app.get("/", async () => check(als.getStore()?.url, als.getStore()?.url, als.getStore()?.url));
+  } else if (mode === "alsid") {
+    const ids = new AsyncLocalStorage<IdStore>();
+    app.addHook("onRequest", (request, reply, done) =>
+      ids.run(idStore(request.raw, reply.raw), done),
+    );
+    app.get("/", async () => check(ids.getStore()?.id, ids.getStore()?.id, ids.getStore()?.id));
   } else if (mode === "ours" || mode === "quiet") {
     const { contextPlugin, requestId } = await integration<FastifyModule>("fastify");
     await app.register(contextPlugin, { echo: mode !== "quiet" });
@@ -154,6 +195,15 @@ async function startHono(mode: Mode): Promise<number> {
     const als = new AsyncLocalStorage<{ c: object }>();
     app.use((c, next) => als.run({ c }, next));
     app.get("/", (c) => c.text(check(als.getStore()?.c, als.getStore()?.c, als.getStore()?.c)));
+  } else if (mode === "alsid") {
+    // Through Hono's header API, as our middleware does on any runtime.
+    const ids = new AsyncLocalStorage<IdStore>();
+    app.use((c, next) => {
+      const id = requestIdFrom(c.req.header("x-request-id"));
+      c.header("x-request-id", id);
+      return ids.run({ id }, next);
+    });
+    app.get("/", (c) => c.text(check(ids.getStore()?.id, ids.getStore()?.id, ids.getStore()?.id)));
   } else if (mode === "ours" || mode === "quiet") {
     const { contextMiddleware, requestId } = await integration<HonoModule>("hono");
     app.use(contextMiddleware({ echo: mode !== "quiet" }));
@@ -175,6 +225,12 @@ async function startKoa(mode: Mode): Promise<number> {
     app.use((ctx, next) => als.run({ url: ctx.url }, next));
     app.use((ctx) => {
       ctx.body = check(als.getStore()?.url, als.getStore()?.url, als.getStore()?.url);
+    });
+  } else if (mode === "alsid") {
+    const ids = new AsyncLocalStorage<IdStore>();
+    app.use((ctx, next) => ids.run(idStore(ctx.req, ctx.res), next));
+    app.use((ctx) => {
+      ctx.body = check(ids.getStore()?.id, ids.getStore()?.id, ids.getStore()?.id);
     });
   } else if (mode === "ours" || mode === "quiet") {
     const { contextMiddleware, requestId } = await integration<KoaModule>("koa");

@@ -54,6 +54,8 @@ const PAIRS: ReadonlyArray<readonly [Mode, Mode, string]> = [
   ["ours", "bare", "ours/bare"],
   ["ours", "als", "ours/als"],
   ["quiet", "als", "quiet/als"],
+  ["alsid", "als", "alsid/als"],
+  ["ours", "alsid", "ours/alsid"],
   ["alt", "bare", "alt/bare"],
   ["ours", "alt", "ours/alt"],
 ];
@@ -61,7 +63,10 @@ const PAIRS: ReadonlyArray<readonly [Mode, Mode, string]> = [
 /** The report: absolute medians, then the paired ratios for CPU and for throughput. */
 export function report(all: Map<Framework, Cycle[]>, header: string): string {
   const lines = [header, "", "Medians per mode, server CPU per request and throughput:", ""];
-  lines.push("| framework | bare | als | ours | quiet | alt |", "|---|---|---|---|---|---|");
+  lines.push(
+    "| framework | bare | als | alsid | ours | quiet | alt |",
+    "|---|---|---|---|---|---|---|",
+  );
   for (const [framework, cycles] of all) {
     const cell = (mode: Mode) => {
       const samples = cycles.flatMap((c) => (c.has(mode) ? [c.get(mode) as Sample] : []));
@@ -69,7 +74,7 @@ export function report(all: Map<Framework, Cycle[]>, header: string): string {
       const cpu = median(samples.map((s) => s.cpuPerRequest)).toFixed(1);
       return `${cpu} µs · ${median(samples.map((s) => s.throughput)).toFixed(0)}/s`;
     };
-    const cells = (["bare", "als", "ours", "quiet", "alt"] as const).map(cell);
+    const cells = (["bare", "als", "alsid", "ours", "quiet", "alt"] as const).map(cell);
     lines.push(`| ${framework} | ${cells.join(" | ")} |`);
   }
   for (const [field, title] of [
