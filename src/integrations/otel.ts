@@ -57,8 +57,9 @@ function callWith(fn: Function, self: unknown, args: unknown[]): unknown {
  * a copy of the caller's Context where the OpenTelemetry context is `ctx`.
  *
  * The price of carrying the span in the Context is a map insert per
- * `with`: about 3x AsyncLocalStorageContextManager's `with` + `active`,
- * about 1.1x over a whole `startActiveSpan` (docs/observability-benchmarks.md).
+ * `with`: about 2.4x AsyncLocalStorageContextManager's `with` + `active` on
+ * Node 20 and 22, 1.0-1.1x on Node 24 and 26 (AsyncContextFrame), and about
+ * 1.1x over a whole `startActiveSpan` (BENCHMARKS.md).
  *
  * Each instance has its own var, so two managers never see each other's
  * contexts. `disable()` forgets every context the manager holds (as
