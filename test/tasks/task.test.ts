@@ -252,6 +252,43 @@ await handled.catch(() => {});`);
     assert.deepEqual(seen, ["nobody awaits me"]);
   });
 
+  it("unhandled: a synchronous failure is; gather's later failures, cancels and late catches are not", async () => {
+    const seen = await unhandledRejectionsOf(`import { createTask, gather } from "contextvars";
+createTask(() => { throw new Error("sync, nobody awaits"); });
+await gather(
+  async () => { throw new Error("first"); },
+  async () => { await new Promise((r) => setTimeout(r, 5)); throw new Error("after gather failed"); },
+).catch(() => {});
+const cancelled = createTask(async () => { await new Promise((r) => setTimeout(r, 5)); });
+cancelled.cancel();
+const late = createTask(async () => { throw new Error("caught late"); });
+await null;
+late.catch(() => {});
+await new Promise((r) => setTimeout(r, 20));`);
+    assert.deepEqual(seen, ["sync, nobody awaits"]);
+  });
+
+  it("then after the task settled: the value, or the failure, as it settled", async () => {
+    const ok = createTask(() => "sync value");
+    assert.equal(ok.done, true);
+    assert.equal(await ok.then((v) => `${v}!`), "sync value!");
+    const boom = new Error("boom");
+    const bad = createTask(async () => {
+      throw boom;
+    });
+    await bad.catch(() => {});
+    await assert.rejects(
+      bad.then(() => "never"),
+      (e) => e === boom,
+    );
+    const cancelled = createTask(() => new Promise<never>(() => {}));
+    cancelled.cancel(boom);
+    await assert.rejects(
+      cancelled.then(() => "never"),
+      (e) => e === boom,
+    );
+  });
+
   it("Task cannot be constructed directly", () => {
     const Ctor = Task as unknown as new (...args: unknown[]) => unknown;
     assert.throws(() => new Ctor(Symbol("x"), () => {}, undefined), TypeError);
