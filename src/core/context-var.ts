@@ -9,6 +9,11 @@ import { type InspectFn, inspectCustom, show } from "./inspect.ts";
 import { MISSING, type Missing } from "./missing.ts";
 import { isToken, makeToken, markTokenUsed, type Token, tokenState } from "./token.ts";
 
+// Module-local aliases for get's hot path: an imported binding is read through
+// the exporting module's cell, with a check that it has been initialised.
+const slot = carrier;
+const root = rootContext;
+
 /** Options of a ContextVar. */
 export interface ContextVarOptions<T> {
   /** The value `get()` returns where the var has no value and no fallback is given. */
@@ -89,7 +94,7 @@ export class ContextVar<T> {
   get(): T;
   get<D>(fallback: D): T | D;
   get<D>(fallback?: D): T | D {
-    const context = carrier.getStore() ?? rootContext;
+    const context = slot.getStore() ?? root;
     if (mapIdOf(context) === this.#hitId) return this.#hitValue as T;
     // arguments.length, not `fallback !== undefined`: get(undefined) returns undefined, as Python's get(None).
     // biome-ignore lint/complexity/noArguments: the only way to tell get() from get(undefined)
@@ -117,7 +122,7 @@ export class ContextVar<T> {
    * @returns a Token that `reset` takes to restore the previous value.
    */
   set(value: T): Token<T> {
-    const context = carrier.getStore() ?? rootContext;
+    const context = slot.getStore() ?? root;
     const before = mapOf(context);
     const old =
       before.id === this.#hitId ? this.#hitValue : before.read(this as ContextVar<unknown>);
@@ -147,7 +152,7 @@ export class ContextVar<T> {
         this.toString(),
       );
     }
-    const context = carrier.getStore() ?? rootContext;
+    const context = slot.getStore() ?? root;
     const state = tokenState(token);
     if (state.context !== context) {
       throw contextError("ERR_TOKEN_CONTEXT_MISMATCH", token.toString());
@@ -184,14 +189,14 @@ export class ContextVar<T> {
   run<A extends unknown[], R>(value: T, fn: (...args: A) => R, ...args: A): R;
   run<R>(value: T, fn: (...args: unknown[]) => R): R {
     assertFunction("fn", fn);
-    const base = carrier.getStore() ?? rootContext;
+    const base = slot.getStore() ?? root;
     const context = contextWith(mapOf(base).set(this as ContextVar<unknown>, value), taskOf(base));
     // `arguments`, not a rest parameter: no array when there are no arguments (see Context#run).
     // biome-ignore lint/complexity/noArguments: see above
-    if (arguments.length === 2) return carrier.run(context, fn);
+    if (arguments.length === 2) return slot.run(context, fn);
     // biome-ignore lint/complexity/noArguments: see above
     const args = Array.prototype.slice.call(arguments, 2) as unknown[];
-    return carrier.run(context, fn, ...args);
+    return slot.run(context, fn, ...args);
   }
 
   get [Symbol.toStringTag](): string {

@@ -5,6 +5,10 @@ import { hashKey } from "../map/hash.ts";
 import type { ContextVar } from "./context-var.ts";
 import { type InspectFn, inspectCustom, show } from "./inspect.ts";
 
+// A module-local alias: an imported binding is read through the exporting
+// module's cell, with a check that it has been initialised, on every call.
+const slot = carrier;
+
 /** The mapping a Context holds. Internal. */
 export type Mapping = Hamt<ContextVar<unknown>, unknown>;
 
@@ -98,7 +102,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
     // Entered means "code is running in it": a synchronous run in progress, or
     // the current Context of an async continuation (as an asyncio Task's
     // Context is entered during each of its steps).
-    if (this.#entered || carrier.getStore() === this) {
+    if (this.#entered || slot.getStore() === this) {
       throw contextError("ERR_CONTEXT_ENTERED", this.toString());
     }
     this.#entered = true;
@@ -106,10 +110,10 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
       // `arguments`, not a rest parameter: without arguments (the usual case)
       // no array is made here, only the carrier's own.
       // biome-ignore lint/complexity/noArguments: see above
-      if (arguments.length === 1) return carrier.run(this, fn);
+      if (arguments.length === 1) return slot.run(this, fn);
       // biome-ignore lint/complexity/noArguments: see above
       const args = Array.prototype.slice.call(arguments, 1) as unknown[];
-      return carrier.run(this, fn, ...args);
+      return slot.run(this, fn, ...args);
     } finally {
       this.#entered = false;
     }

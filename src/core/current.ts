@@ -1,6 +1,10 @@
 import { carrier } from "../carrier/select.ts";
 import { Context, contextWith, mapOf, taskOf } from "./context.ts";
 
+// A module-local alias: an imported binding is read through the exporting
+// module's cell, with a check that it has been initialised, on every call.
+const slot = carrier;
+
 /**
  * The root Context: current wherever no run is entered. One per thread, since
  * each worker thread loads its own copy of this module.
@@ -9,7 +13,7 @@ export const rootContext: Context = new Context();
 
 /** The current Context (the cell itself, not a copy). Internal. */
 export function currentContext(): Context {
-  return carrier.getStore() ?? rootContext;
+  return slot.getStore() ?? rootContext;
 }
 
 /**
@@ -21,6 +25,6 @@ export function currentContext(): Context {
  * setTimeout(() => snapshot.run(() => log(user.get())), 10);
  */
 export function copyContext(): Context {
-  const context = carrier.getStore() ?? rootContext;
+  const context = slot.getStore() ?? rootContext;
   return contextWith(mapOf(context), taskOf(context));
 }
