@@ -12,7 +12,7 @@ export interface VariableOptions<T> {
 /**
  * The TC39 proposal's `AsyncContext.Variable`, kept in this package's
  * Contexts: a ContextVar whose value only `run` changes. It is visible to
- * `copyContext()`, `bind`, tasks and every integration, as any ContextVar is,
+ * `copyContext()`, `bind`, tasks and every integration, as every ContextVar is,
  * and never crosses to a worker thread (the proposal has no threads, and its
  * variables are usually unnamed, so they cannot be matched by name there).
  *

@@ -21,8 +21,10 @@
  * promise callbacks, timers) therefore share the cell and see each other's
  * sets, as all coroutines awaited in one asyncio Task share that Task's
  * Context, while `copy()` makes a new cell over the same mapping in O(1).
- * Holding the mapping in the carrier instead would need `enterWith` to make
- * a `set` visible, which leaks the value into the caller's continuation.
+ * Holding the mapping in the carrier instead would make a `set` visible only
+ * by replacing the carrier's value for the rest of the current execution
+ * (ALS's enter-with verb, which this package never calls), and that leaks the
+ * value into the caller's continuation.
  *
  * Two verbs
  * ---------

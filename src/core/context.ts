@@ -98,7 +98,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
    */
   run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R;
   run<R>(fn: (...args: unknown[]) => R): R {
-    if (typeof fn !== "function") throw argumentError("fn", "a function", fn);
+    assertFunction("fn", fn);
     // Entered means "code is running in it": a synchronous run in progress, or
     // the current Context of an async continuation (as an asyncio Task's
     // Context is entered during each of its steps).

@@ -1,7 +1,7 @@
 import { carrier } from "../carrier/select.ts";
 import { assertContext } from "../core/bind.ts";
 import { type Context, contextWith, mapOf, setTaskOf, taskOf } from "../core/context.ts";
-import { currentContext, rootContext } from "../core/current.ts";
+import { currentContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
 import { argumentError, assertFunction } from "../errors.ts";
 
@@ -89,7 +89,7 @@ export class Task<T> implements PromiseLike<T> {
     tag: number,
   ) {
     if (guard !== constructing) throw new TypeError("Tasks can only be created by createTask(fn)");
-    const creator = carrier.getStore() ?? rootContext;
+    const creator = currentContext();
     this.#creator = creator;
     this.#name = options?.name ?? ++taskCount;
     this.context = options?.context ?? contextWith(mapOf(creator), taskOf(creator));
