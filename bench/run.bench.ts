@@ -39,9 +39,9 @@ suite
     { batch: 10_000 },
   )
   .add(
-    // Python's rule that a Context running code cannot be entered again holds
-    // in async continuations too, so run must ask which Context is current:
-    // this is als.run plus that one question, the floor for ctx.run.
+    // What ctx.run cost when it also refused to enter a Context an async
+    // continuation was already running in (Python's rule for a Task's step):
+    // als.run plus asking which Context is current.
     "als.getStore() check + als.run(store, fn)",
     (n) => {
       for (let i = 0; i < n; i++) {

@@ -93,16 +93,16 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
    * Calls `fn(...args)` with this Context current, for fn and for every
    * asynchronous continuation it starts; the previous Context is current
    * again when fn returns or throws. Sets made inside stay in this Context.
-   * @throws {ContextEnteredError} ERR_CONTEXT_ENTERED if code is already running in this Context.
+   * @throws {ContextEnteredError} ERR_CONTEXT_ENTERED if a run of this Context is already in progress (recursion).
    * @throws {TypeError} if fn is not a function.
    */
   run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R;
   run<R>(fn: (...args: unknown[]) => R): R {
     assertFunction("fn", fn);
-    // Entered means "code is running in it": a synchronous run in progress, or
-    // the current Context of an async continuation (as an asyncio Task's
-    // Context is entered during each of its steps).
-    if (this.#entered || slot.getStore() === this) {
+    // Entered means "a synchronous run of it is in progress" (recursion), as the
+    // contract fixes it. An async continuation that already runs in this
+    // Context may run it again: it only makes current what already is.
+    if (this.#entered) {
       throw contextError("ERR_CONTEXT_ENTERED", this.toString());
     }
     this.#entered = true;

@@ -173,15 +173,29 @@ describe("errors", () => {
   });
 
   itFromEveryState(
-    "test_context_manager_is_not_reentrant: not from a continuation either",
+    "test_context_manager_is_not_reentrant: a continuation may run its own Context, but not recursively",
     async () => {
       const ctx = new Context();
+      const v = new ContextVar<string>("v", { default: "unset" });
       await ctx.run(async () => {
+        v.set("before the await");
         await sleep(1);
-        throwsContextError(() => ctx.run(() => 1), ContextEnteredError, "ERR_CONTEXT_ENTERED", [
-          String(ctx),
-        ]);
+        // Nothing runs ctx synchronously now: the run only makes current what
+        // already is, and its sets land in ctx itself.
+        assert.equal(
+          ctx.run(() => {
+            const seen = v.get();
+            v.set("set by the inner run");
+            throwsContextError(() => ctx.run(() => 1), ContextEnteredError, "ERR_CONTEXT_ENTERED", [
+              String(ctx),
+            ]);
+            return seen;
+          }),
+          "before the await",
+        );
+        assert.equal(v.get(), "set by the inner run");
       });
+      assert.equal(ctx.get(v), "set by the inner run");
       assert.equal(
         ctx.run(() => "after"),
         "after",

@@ -9,6 +9,7 @@ import { describe } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MessageChannel } from "node:worker_threads";
 import { Context, ContextEnteredError, ContextVar, createTask, gather } from "contextvars";
+import { pinContext } from "../helpers/pin-context.ts";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 const v = new ContextVar<string>("v", { default: "unset" });
@@ -217,27 +218,52 @@ describe("entering a Context that is already running", () => {
     });
   });
 
-  itFromEveryState("ctx.run from an async continuation of ctx throws; a copy runs", async () => {
-    const ctx = new Context();
-    const fromTimer = new Promise<unknown>((resolve) => {
-      ctx.run(() => setTimeout(() => resolve(captureError(() => ctx.run(() => 0))), 1));
-    });
-    const fromAwait = ctx.run(async () => {
-      await sleep(1);
-      const error = captureError(() => ctx.run(() => 0));
-      return { error, copy: ctx.copy().run(() => "copy ran") };
-    });
-    // Between steps nothing runs in ctx, so entering it from outside is allowed
-    // (as an asyncio Task's Context is entered only during each step).
-    assert.equal(
-      ctx.run(() => "outside"),
-      "outside",
-    );
-    const [timerError, awaited] = await Promise.all([fromTimer, fromAwait]);
-    assert.ok(timerError instanceof ContextEnteredError);
-    assert.ok(awaited.error instanceof ContextEnteredError);
-    assert.equal(awaited.copy, "copy ran");
-  });
+  itFromEveryState(
+    "ctx.run from an async continuation of ctx runs in ctx; from inside that run it throws",
+    async () => {
+      const ctx = new Context();
+      const fromTimer = new Promise<{ seen: string; nested: unknown; pinned: boolean }>(
+        (resolve) => {
+          ctx.run(() => {
+            v.set("timer");
+            setTimeout(() => {
+              const pin = pinContext();
+              const result = ctx.run(() => ({
+                seen: v.get(),
+                nested: captureError(() => ctx.run(() => 0)),
+              }));
+              pin.check("after the timer's run");
+              resolve({ ...result, pinned: true });
+            }, 1);
+          });
+        },
+      );
+      const fromAwait = ctx.run(async () => {
+        await sleep(1);
+        const pin = pinContext();
+        const seen = ctx.run(() => {
+          const before = v.get();
+          v.set("set by the run");
+          return before;
+        });
+        // The run's set landed in ctx, the Context this continuation runs in.
+        const after = v.get();
+        v.set("timer");
+        pin.check("after the continuation's run");
+        return { seen, after };
+      });
+      // Between steps nothing runs in ctx, so entering it from outside runs too.
+      assert.equal(
+        ctx.run(() => "outside"),
+        "outside",
+      );
+      const [timer, awaited] = await Promise.all([fromTimer, fromAwait]);
+      assert.equal(timer.seen, "timer");
+      assert.ok(timer.nested instanceof ContextEnteredError);
+      assert.ok(timer.pinned);
+      assert.deepEqual(awaited, { seen: "timer", after: "set by the run" });
+    },
+  );
 });
 
 function captureError(fn: () => unknown): unknown {
