@@ -35,6 +35,8 @@ export let taskOf: (context: Context) => TaskSlot | undefined;
 export let setTaskOf: (context: Context, task: TaskSlot | undefined) => void;
 /** A new Context over `map`, remembering `task` (a copy of a Context keeps its task). */
 export let contextWith: (map: Mapping, task: TaskSlot | undefined) => Context;
+/** A new Context with `context`'s mapping and task: `context.copy()`, without the method call. */
+export let copyOf: (context: Context) => Context;
 
 function assertVar(key: unknown): asserts key is ContextVar<unknown> {
   if (typeof key !== "object" || key === null || !(hashKey in key)) {
@@ -62,11 +64,11 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
 
   constructor();
   /** @internal contextWith's path: the fields are set once, not initialised and then overwritten. */
-  constructor(guard: typeof internal, map: Mapping, task: TaskSlot | undefined);
-  constructor(guard?: typeof internal, map?: Mapping, task?: TaskSlot) {
+  constructor(guard: typeof internal, map: Mapping, task: TaskSlot | undefined, mapId: number);
+  constructor(guard?: typeof internal, map?: Mapping, task?: TaskSlot, mapId?: number) {
     if (guard === internal) {
       this.#map = map as Mapping;
-      this.#mapId = (map as Mapping).id;
+      this.#mapId = mapId as number;
       this.#task = task;
     } else {
       this.#map = Hamt.empty();
@@ -86,7 +88,9 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
     setTaskOf = (context, task) => {
       context.#task = task;
     };
-    contextWith = (map, task) => new Context(internal, map, task);
+    contextWith = (map, task) => new Context(internal, map, task, map.id);
+    // The copied Context's id is read beside its map, not through it.
+    copyOf = (context) => new Context(internal, context.#map, context.#task, context.#mapId);
   }
 
   /**
@@ -130,7 +134,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
 
   /** A new Context with the same values, in O(1): later sets in either are not seen by the other. */
   copy(): Context {
-    return contextWith(this.#map, this.#task);
+    return copyOf(this);
   }
 
   /**

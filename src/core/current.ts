@@ -1,5 +1,5 @@
 import { carrier } from "../carrier/select.ts";
-import { Context, contextWith, mapOf, taskOf } from "./context.ts";
+import { Context, copyOf } from "./context.ts";
 
 // A module-local alias: an imported binding is read through the exporting
 // module's cell, with a check that it has been initialised, on every call.
@@ -25,6 +25,5 @@ export function currentContext(): Context {
  * setTimeout(() => snapshot.run(() => log(user.get())), 10);
  */
 export function copyContext(): Context {
-  const context = slot.getStore() ?? rootContext;
-  return contextWith(mapOf(context), taskOf(context));
+  return copyOf(slot.getStore() ?? rootContext);
 }

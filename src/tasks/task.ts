@@ -1,6 +1,6 @@
 import { carrier } from "../carrier/select.ts";
 import { assertContext } from "../core/bind.ts";
-import { type Context, contextWith, mapOf, setTaskOf, taskOf } from "../core/context.ts";
+import { type Context, copyOf, setTaskOf, taskOf } from "../core/context.ts";
 import { currentContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
 import { argumentError, assertFunction } from "../errors.ts";
@@ -92,7 +92,7 @@ export class Task<T> implements PromiseLike<T> {
     const creator = currentContext();
     this.#creator = creator;
     this.#name = options?.name ?? ++taskCount;
-    this.context = options?.context ?? contextWith(mapOf(creator), taskOf(creator));
+    this.context = options?.context ?? copyOf(creator);
     this.#observer = observer;
     this.#tag = tag;
     const outer = options?.signal;
