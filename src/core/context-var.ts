@@ -9,10 +9,15 @@ import { type InspectFn, inspectCustom, show } from "./inspect.ts";
 import { MISSING, type Missing } from "./missing.ts";
 import { isToken, makeToken, markTokenUsed, type Token, tokenState } from "./token.ts";
 
-// Module-local aliases for get's hot path: an imported binding is read through
-// the exporting module's cell, with a check that it has been initialised.
+// Module-local aliases for the hot paths: an imported binding is read through
+// the exporting module's cell, with a check that it has been initialised, and
+// the accessors below are `let`s that context.ts assigns in a static block
+// (which has run by now: context.ts does not import this module).
 const slot = carrier;
 const root = rootContext;
+const idOf = mapIdOf;
+const mapIn = mapOf;
+const setMapIn = setMapOf;
 
 /** Options of a ContextVar. */
 export interface ContextVarOptions<T> {
@@ -95,10 +100,10 @@ export class ContextVar<T> {
   get<D>(fallback: D): T | D;
   get<D>(fallback?: D): T | D {
     const context = slot.getStore() ?? root;
-    if (mapIdOf(context) === this.#hitId) return this.#hitValue as T;
+    if (idOf(context) === this.#hitId) return this.#hitValue as T;
     // arguments.length, not `fallback !== undefined`: get(undefined) returns undefined, as Python's get(None).
     // biome-ignore lint/complexity/noArguments: the only way to tell get() from get(undefined)
-    return this.#lookup(mapOf(context), arguments.length > 0, fallback) as T | D;
+    return this.#lookup(mapIn(context), arguments.length > 0, fallback) as T | D;
   }
 
   // The slow half of get, out of it so that get stays small enough to inline.
@@ -123,11 +128,11 @@ export class ContextVar<T> {
    */
   set(value: T): Token<T> {
     const context = slot.getStore() ?? root;
-    const before = mapOf(context);
+    const before = mapIn(context);
     const old =
       before.id === this.#hitId ? this.#hitValue : before.read(this as ContextVar<unknown>);
     const after = before.set(this as ContextVar<unknown>, value);
-    setMapOf(context, after);
+    setMapIn(context, after);
     this.#remember(after, value);
     return makeToken(this, old === NOT_FOUND ? MISSING : (old as T), context, before, after);
   }
@@ -158,12 +163,12 @@ export class ContextVar<T> {
       throw contextError("ERR_TOKEN_CONTEXT_MISMATCH", token.toString());
     }
     markTokenUsed(token);
-    const now = mapOf(context);
+    const now = mapIn(context);
     let next: Mapping;
     if (now === state.after) next = state.before;
     else if (token.oldValue === MISSING) next = now.delete(this as ContextVar<unknown>);
     else next = now.set(this as ContextVar<unknown>, token.oldValue);
-    setMapOf(context, next);
+    setMapIn(context, next);
     if (token.oldValue === MISSING) this.#missId = next.id;
     else this.#remember(next, token.oldValue);
   }
@@ -190,7 +195,7 @@ export class ContextVar<T> {
   run<R>(value: T, fn: (...args: unknown[]) => R): R {
     assertFunction("fn", fn);
     const base = slot.getStore() ?? root;
-    const context = contextWith(mapOf(base).set(this as ContextVar<unknown>, value), taskOf(base));
+    const context = contextWith(mapIn(base).set(this as ContextVar<unknown>, value), taskOf(base));
     // `arguments`, not a rest parameter: no array when there are no arguments (see Context#run).
     // biome-ignore lint/complexity/noArguments: see above
     if (arguments.length === 2) return slot.run(context, fn);
