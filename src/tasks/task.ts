@@ -5,6 +5,16 @@ import { currentContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
 import { argumentError, assertFunction } from "../errors.ts";
 
+// Module-local aliases for task creation's hot path: an imported binding is
+// read through the exporting module's cell, with a check that it has been
+// initialised (the accessors are lets that context.ts assigns in a static
+// block, which has run by now: the core imports nothing from tasks).
+const slot = carrier;
+const current = currentContext;
+const copyContextOf = copyOf;
+const taskIn = taskOf;
+const setTaskIn = setTaskOf;
+
 /** Options of createTask. */
 export interface TaskOptions {
   /** Shown in messages and inspection; default `Task-<n>`. */
@@ -79,10 +89,10 @@ export class Task<T> implements PromiseLike<T> {
     tag: number,
   ) {
     if (guard !== constructing) throw new TypeError("Tasks can only be created by createTask(fn)");
-    const creator = currentContext();
+    const creator = current();
     this.#creator = creator;
     this.#name = options?.name ?? ++taskCount;
-    this.context = options?.context ?? copyOf(creator);
+    this.context = options?.context ?? copyContextOf(creator);
     this.#observer = observer;
     this.#tag = tag;
     const outer = options?.signal;
@@ -102,14 +112,14 @@ export class Task<T> implements PromiseLike<T> {
     if (options?.context !== undefined) {
       // A Context given by the caller may be shared with other tasks: remember
       // whose it was, to hand it back when this task's function settles.
-      const previous = taskOf(this.context) as Task<unknown> | undefined;
+      const previous = taskIn(this.context) as Task<unknown> | undefined;
       this.#more().release = () => {
-        if (taskOf(this.context) === this) {
-          setTaskOf(this.context, previous !== undefined && !previous.done ? previous : undefined);
+        if (taskIn(this.context) === this) {
+          setTaskIn(this.context, previous !== undefined && !previous.done ? previous : undefined);
         }
       };
     }
-    setTaskOf(this.context, this);
+    setTaskIn(this.context, this);
     start(this, fn);
   }
 
@@ -178,7 +188,7 @@ export class Task<T> implements PromiseLike<T> {
     if ((this.#state & OUTCOME) !== PENDING) return false;
     this.#state |= CANCELLED;
     const controller = this.#controller();
-    carrier.run(this.context, () => controller.abort(reason));
+    slot.run(this.context, () => controller.abort(reason));
     this.#extras?.promise?.catch(ignore);
     this.#settle(false, controller.signal.reason);
     return true;
@@ -249,7 +259,7 @@ export class Task<T> implements PromiseLike<T> {
     } else {
       // Only an observed or cancelled task gets here: anything else made its
       // promise when it failed. The caller attaches its reaction at once.
-      extras.promise = carrier.run(this.#creator, rejected, this.#value);
+      extras.promise = slot.run(this.#creator, rejected, this.#value);
     }
     return extras.promise as Promise<T>;
   }
@@ -273,10 +283,10 @@ export class Task<T> implements PromiseLike<T> {
     // 'unhandledRejection' handler sees the Context a promise was created in
     // under async_hooks (Node 20, 22) but the one it was rejected in under
     // AsyncContextFrame (Node 24+); this makes both the creator's.
-    else if (reject !== undefined) carrier.run(this.#creator, reject, value);
+    else if (reject !== undefined) slot.run(this.#creator, reject, value);
     // A failure nobody observes must still be reported, as a promise's would.
     else if (this.#observer === undefined && (this.#state & CANCELLED) === 0) {
-      this.#more().promise = carrier.run(this.#creator, rejected, value);
+      this.#more().promise = slot.run(this.#creator, rejected, value);
     }
   }
 }
@@ -359,8 +369,8 @@ function start<T>(task: Task<T>, fn: TaskFunction<T>): void {
       takesSignal.set(fn, withSignal);
     }
     result = withSignal
-      ? carrier.run(task.context, fn, task.signal)
-      : carrier.run(task.context, fn as () => T | PromiseLike<T>);
+      ? slot.run(task.context, fn, task.signal)
+      : slot.run(task.context, fn as () => T | PromiseLike<T>);
   } catch (error) {
     fnSettled(task, false, error);
     return;
@@ -375,7 +385,7 @@ function start<T>(task: Task<T>, fn: TaskFunction<T>): void {
     fnSettled(task, true, result);
   } else {
     // Reading `then` and calling it may run user code: in the task's Context.
-    carrier.run(task.context, follow, task, result);
+    slot.run(task.context, follow, task, result);
   }
 }
 
@@ -450,5 +460,5 @@ export function createObservedTask<T>(
  * copies of that Context), or undefined outside any task.
  */
 export function currentTask(): Task<unknown> | undefined {
-  return taskOf(currentContext()) as Task<unknown> | undefined;
+  return taskIn(current()) as Task<unknown> | undefined;
 }
