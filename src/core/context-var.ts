@@ -11,13 +11,20 @@ import { isToken, makeToken, markTokenUsed, type Token, tokenState } from "./tok
 
 // Module-local aliases for the hot paths: an imported binding is read through
 // the exporting module's cell, with a check that it has been initialised, and
-// the accessors below are `let`s that context.ts assigns in a static block
-// (which has run by now: context.ts does not import this module).
+// the accessors below are `let`s that context.ts and token.ts assign in
+// static blocks (which have run by now: neither imports this module).
 const slot = carrier;
 const root = rootContext;
 const idOf = mapIdOf;
 const mapIn = mapOf;
 const setMapIn = setMapOf;
+const contextOver = contextWith;
+const taskIn = taskOf;
+const assertFn: typeof assertFunction = assertFunction;
+const newToken = makeToken;
+const tokenLike = isToken;
+const markUsed = markTokenUsed;
+const stateOf = tokenState;
 
 /** Options of a ContextVar. */
 export interface ContextVarOptions<T> {
@@ -134,7 +141,7 @@ export class ContextVar<T> {
     const after = before.set(this as ContextVar<unknown>, value);
     setMapIn(context, after);
     this.#remember(after, value);
-    return makeToken(this, old === NOT_FOUND ? MISSING : (old as T), context, before, after);
+    return newToken(this, old === NOT_FOUND ? MISSING : (old as T), context, before, after);
   }
 
   /**
@@ -146,7 +153,7 @@ export class ContextVar<T> {
    * @throws {TypeError} if token is not a Token.
    */
   reset(token: Token<T>): void {
-    if (!isToken(token)) throw argumentError("token", "a Token", token);
+    if (!tokenLike(token)) throw argumentError("token", "a Token", token);
     // Checks in CPython's order: used, then var, then context.
     if (token.used) throw contextError("ERR_TOKEN_USED", token.toString());
     if (token.var !== this) {
@@ -158,11 +165,11 @@ export class ContextVar<T> {
       );
     }
     const context = slot.getStore() ?? root;
-    const state = tokenState(token);
+    const state = stateOf(token);
     if (state.context !== context) {
       throw contextError("ERR_TOKEN_CONTEXT_MISMATCH", token.toString());
     }
-    markTokenUsed(token);
+    markUsed(token);
     const now = mapIn(context);
     let next: Mapping;
     if (now === state.after) next = state.before;
@@ -193,9 +200,9 @@ export class ContextVar<T> {
    */
   run<A extends unknown[], R>(value: T, fn: (...args: A) => R, ...args: A): R;
   run<R>(value: T, fn: (...args: unknown[]) => R): R {
-    assertFunction("fn", fn);
+    assertFn("fn", fn);
     const base = slot.getStore() ?? root;
-    const context = contextWith(mapIn(base).set(this as ContextVar<unknown>, value), taskOf(base));
+    const context = contextOver(mapIn(base).set(this as ContextVar<unknown>, value), taskIn(base));
     // `arguments`, not a rest parameter: no array when there are no arguments (see Context#run).
     // biome-ignore lint/complexity/noArguments: see above
     if (arguments.length === 2) return slot.run(context, fn);

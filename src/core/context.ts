@@ -8,6 +8,7 @@ import { type InspectFn, inspectCustom, show } from "./inspect.ts";
 // A module-local alias: an imported binding is read through the exporting
 // module's cell, with a check that it has been initialised, on every call.
 const slot = carrier;
+const assertFn: typeof assertFunction = assertFunction;
 
 /** The mapping a Context holds. Internal. */
 export type Mapping = Hamt<ContextVar<unknown>, unknown>;
@@ -102,7 +103,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
    */
   run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R;
   run<R>(fn: (...args: unknown[]) => R): R {
-    assertFunction("fn", fn);
+    assertFn("fn", fn);
     // Entered means "a synchronous run of it is in progress" (recursion), as the
     // contract fixes it. An async continuation that already runs in this
     // Context may run it again: it only makes current what already is.

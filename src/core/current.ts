@@ -4,6 +4,7 @@ import { Context, copyOf } from "./context.ts";
 // A module-local alias: an imported binding is read through the exporting
 // module's cell, with a check that it has been initialised, on every call.
 const slot = carrier;
+const copyContextOf = copyOf;
 
 /**
  * The root Context: current wherever no run is entered. One per thread, since
@@ -25,5 +26,5 @@ export function currentContext(): Context {
  * setTimeout(() => snapshot.run(() => log(user.get())), 10);
  */
 export function copyContext(): Context {
-  return copyOf(slot.getStore() ?? rootContext);
+  return copyContextOf(slot.getStore() ?? rootContext);
 }
