@@ -25,6 +25,8 @@ const newToken = makeToken;
 const tokenLike = isToken;
 const markUsed = markTokenUsed;
 const stateOf = tokenState;
+const notFound: typeof NOT_FOUND = NOT_FOUND;
+const missing: typeof MISSING = MISSING;
 
 /** Options of a ContextVar. */
 export interface ContextVarOptions<T> {
@@ -84,7 +86,7 @@ export class ContextVar<T> {
     }
     this.#name = name;
     this.#default =
-      options !== undefined && "default" in options ? (options.default as T) : MISSING;
+      options !== undefined && "default" in options ? (options.default as T) : missing;
     varCreated(this as ContextVar<unknown>, options?.transfer !== false);
   }
 
@@ -117,14 +119,14 @@ export class ContextVar<T> {
   #lookup(map: Mapping, hasFallback: boolean, fallback: unknown): unknown {
     if (map.id !== this.#missId) {
       const value = map.read(this as ContextVar<unknown>);
-      if (value !== NOT_FOUND) {
+      if (value !== notFound) {
         this.#remember(map, value);
         return value;
       }
       this.#missId = map.id;
     }
     if (hasFallback) return fallback;
-    if (this.#default !== MISSING) return this.#default;
+    if (this.#default !== missing) return this.#default;
     throw contextError("ERR_CONTEXTVAR_UNSET", this.toString());
   }
 
@@ -141,7 +143,7 @@ export class ContextVar<T> {
     const after = before.set(this as ContextVar<unknown>, value);
     setMapIn(context, after);
     this.#remember(after, value);
-    return newToken(this, old === NOT_FOUND ? MISSING : (old as T), context, before, after);
+    return newToken(this, old === notFound ? missing : (old as T), context, before, after);
   }
 
   /**
@@ -173,10 +175,10 @@ export class ContextVar<T> {
     const now = mapIn(context);
     let next: Mapping;
     if (now === state.after) next = state.before;
-    else if (token.oldValue === MISSING) next = now.delete(this as ContextVar<unknown>);
+    else if (token.oldValue === missing) next = now.delete(this as ContextVar<unknown>);
     else next = now.set(this as ContextVar<unknown>, token.oldValue);
     setMapIn(context, next);
-    if (token.oldValue === MISSING) this.#missId = next.id;
+    if (token.oldValue === missing) this.#missId = next.id;
     else this.#remember(next, token.oldValue);
   }
 
@@ -222,7 +224,7 @@ export class ContextVar<T> {
 
   [inspectCustom](_depth: number, options: object, inspect?: InspectFn): string {
     const fallback =
-      this.#default === MISSING ? "" : ` default=${show(this.#default, inspect, options)}`;
+      this.#default === missing ? "" : ` default=${show(this.#default, inspect, options)}`;
     return `<ContextVar name=${JSON.stringify(this.#name)}${fallback}>`;
   }
 }
