@@ -36,6 +36,10 @@ type Listener = (...args: unknown[]) => unknown;
 let latest: WeakRef<ContextVarsContextManager> | undefined;
 let activate: (context: OtelContext) => boolean;
 const PROBE = ROOT_CONTEXT.setValue(createContextKey("contextvars.probe"), true);
+// A module-local alias for active(), which tracers and log mixins call on every
+// span and line: an imported binding is read through the exporting module's
+// cell, with a check that it has been initialised.
+const root: OtelContext = ROOT_CONTEXT;
 const readActive = (): OtelContext => contextApi.active();
 
 function slotFor(): ContextVar<OtelContext> {
@@ -96,7 +100,7 @@ export class ContextVarsContextManager implements ContextManager {
 
   /** The active OpenTelemetry context: the one in the current Context, else ROOT_CONTEXT. */
   active(): OtelContext {
-    return this.#slot.get(ROOT_CONTEXT);
+    return this.#slot.get(root);
   }
 
   /**
