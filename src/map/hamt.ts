@@ -62,7 +62,7 @@ import { type Hashed, hashKey } from "./hash.ts";
 
 // A module-local alias: an imported binding is read through the exporting
 // module's cell, with a check that it has been initialised, at every use.
-const hashOf: typeof hashKey = hashKey;
+const HASH_KEY: typeof hashKey = hashKey;
 
 /** Returned by `Hamt.get` for an absent key. */
 export const NOT_FOUND: unique symbol = Symbol("contextvars.notFound");
@@ -100,7 +100,7 @@ function mergePairs<K extends Hashed, V>(
   hash2: number,
   value2: V,
 ): Node<K, V> {
-  const hash1 = key1[hashOf] | 0;
+  const hash1 = key1[HASH_KEY] | 0;
   if (hash1 === hash2) return new CollisionNode<K, V>(hash1, [key1, value1, key2, value2]);
   const slot1 = slotOf(hash1, shift);
   const slot2 = slotOf(hash2, shift);
@@ -222,7 +222,7 @@ class BitmapNode<K extends Hashed, V> {
       children[s] =
         k === undefined
           ? (v as Node<K, V>)
-          : new BitmapNode<K, V>(1 << slotOf((k as K)[hashOf], shift + BITS), [k, v]);
+          : new BitmapNode<K, V>(1 << slotOf((k as K)[HASH_KEY], shift + BITS), [k, v]);
     }
     children[slot] = new BitmapNode<K, V>(1 << slotOf(hash, shift + BITS), [key, value]);
     return new ArrayNode(this.entries.length / 2 + 1, children);
@@ -436,13 +436,13 @@ export class Hamt<K extends Hashed, V> {
 
   /** The value for `key`, or NOT_FOUND. */
   get(key: K): V | NotFound {
-    return this.#root.find(0, key[hashOf] | 0, key);
+    return this.#root.find(0, key[HASH_KEY] | 0, key);
   }
 
   /** `get`, answered from the map's one-entry cache when `key` is the one whose set made it. */
   read(key: K): V | NotFound {
     if (this.#lastKey === key) return this.#lastValue as V;
-    return this.#root.find(0, key[hashOf] | 0, key);
+    return this.#root.find(0, key[HASH_KEY] | 0, key);
   }
 
   has(key: K): boolean {
@@ -453,7 +453,7 @@ export class Hamt<K extends Hashed, V> {
   set(key: K, value: V): Hamt<K, V> {
     addedLeaf = false;
     // `| 0`: a hash given as 2**31 and one given as -(2**31) are the same 32 bits.
-    const root = this.#root.assoc(0, key[hashOf] | 0, key, value);
+    const root = this.#root.assoc(0, key[HASH_KEY] | 0, key, value);
     if (root === this.#root) return this;
     const map = new Hamt(root, addedLeaf ? this.size + 1 : this.size);
     map.#lastKey = key;
@@ -463,7 +463,7 @@ export class Hamt<K extends Hashed, V> {
 
   /** A map without `key`; this same map if `key` was absent. */
   delete(key: K): Hamt<K, V> {
-    const root = this.#root.without(0, key[hashOf] | 0, key);
+    const root = this.#root.without(0, key[HASH_KEY] | 0, key);
     if (root === this.#root) return this;
     if (root === undefined) return Hamt.empty();
     return new Hamt(root as Node<K, V>, this.size - 1);
