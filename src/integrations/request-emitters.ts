@@ -159,6 +159,11 @@ export function bindToRequest(emitter: EventEmitter, context: Context): void {
   methods.prependOnceListener = ownMethods.prependOnceListener;
 }
 
+/** The Context `bindToRequest` bound `emitter` to, if it did. */
+export function boundContextOf(emitter: object): Context | undefined {
+  return (emitter as Bound)[binding]?.context;
+}
+
 /**
  * Patches a prototype object once (later calls with it do nothing): every
  * emitter that inherits from it runs the listeners added to it from then on

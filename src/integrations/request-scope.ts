@@ -2,14 +2,21 @@
  * The one Context of each request, shared by every integration. Internal:
  * no subpath exports this file.
  *
- * A request's Context is filed by the runtime's request object (Node's
- * `IncomingMessage`, or the fetch `Request` Hono sees) in a WeakMap, not
- * under a property: Express has swapped the prototype of `req` by the time
- * its middleware runs, after which V8 adds any property to it on a slow path
- * (about 5 µs on Node 20; see request-emitters.ts). Whichever integration meets the request first makes the Context;
- * any other (the same middleware mounted twice, `withContext` around a
- * framework that has its own middleware) finds it there and enters that same
- * Context, so a request never ends up with two.
+ * A request's Context is found from the runtime's request object in one of
+ * two places. Where `req` is bound by its own methods (node:http, Fastify,
+ * Koa, Hono on @hono/node-server), the binding record on `req` holds it.
+ * Where nothing may be added to the object, it is filed in a WeakMap: Express
+ * has swapped the prototype of `req` by the time its middleware runs, after
+ * which V8 adds any property to it on a slow path (about 5 µs on Node 20; see
+ * request-emitters.ts), and Hono's fetch `Request` is not ours to extend.
+ * The WeakMap is not used for all: its entry costs more than the rest of
+ * making the Context (a Hono server on Node 20 spent about 3 µs less CPU per
+ * request without it, bench/http, four alternating runs), mostly in the
+ * garbage collector, which must trace each entry as an ephemeron.
+ * Whichever integration meets the request first makes the Context; any other
+ * (the same middleware mounted twice, `withContext` around a framework that
+ * has its own middleware) finds it there and enters that same Context, so a
+ * request never ends up with two.
  */
 import type { EventEmitter } from "node:events";
 import type { Carrier } from "../carrier/carrier.ts";
@@ -18,7 +25,7 @@ import { type Context, contextWith, type Mapping, mapOf } from "../core/context.
 import type { ContextVar } from "../core/context-var.ts";
 import { rootContext } from "../core/current.ts";
 import { NOT_FOUND } from "../map/hamt.ts";
-import { bindToRequest } from "./request-emitters.ts";
+import { bindToRequest, boundContextOf } from "./request-emitters.ts";
 import { acceptRequestId, type ResolvedOptions, requestId } from "./request-id.ts";
 
 const requestContexts = new WeakMap<object, Context>();
@@ -36,7 +43,7 @@ export function inheritIntoRequests(v: ContextVar<unknown>): () => void {
 
 /** The Context filed for a request object, if an integration has met it. */
 export function requestContextOf(holder: object): Context | undefined {
-  return requestContexts.get(holder);
+  return boundContextOf(holder) ?? requestContexts.get(holder);
 }
 
 function withInherited(map: Mapping): Mapping {
@@ -50,14 +57,16 @@ function withInherited(map: Mapping): Mapping {
 
 /**
  * A fresh copy of the root Context (never the Context the server was created
- * or listening in) where `requestId` is `id`, filed on `holder`; vars
- * registered with `inheritIntoRequests` keep their arriving values.
+ * or listening in) where `requestId` is `id`, filed on `holder` in the
+ * WeakMap unless `file` is false (the caller binds `holder` by its own
+ * methods, whose record holds the Context); vars registered with
+ * `inheritIntoRequests` keep their arriving values.
  */
-export function openRequestContext(holder: object, id: string): Context {
+export function openRequestContext(holder: object, id: string, file = true): Context {
   // Built as ContextVar#run builds its copy: one map insert, no Token.
   const map = mapOf(rootContext).set(requestId as ContextVar<unknown>, id);
   const context = contextWith(inherited.size === 0 ? map : withInherited(map), undefined);
-  requestContexts.set(holder, context);
+  if (file) requestContexts.set(holder, context);
   return context;
 }
 
@@ -109,10 +118,10 @@ export function nodeRequestContext<R, Req extends NodeRequestLike, Res extends N
   options: ResolvedOptions<R>,
   bind: (req: Req, res: Res, context: Context) => void = bindBoth,
 ): Context {
-  const existing = requestContexts.get(req);
+  const existing = requestContextOf(req);
   if (existing !== undefined) return existing;
   const id = acceptRequestId(singleHeader(req, options.header));
-  const context = openRequestContext(req, id);
+  const context = openRequestContext(req, id, bind !== bindBoth);
   bind(req, res, context);
   if (options.echo) res.setHeader(options.header, id);
   return context;
