@@ -5,7 +5,12 @@ import type { NextFunction, Request, RequestHandler, Response } from "express";
 import type { Context as RequestContext } from "../core/context.ts";
 import { bindPrototype } from "./request-emitters.ts";
 import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
-import { nodeRequestContext, requestContextOf, runInRequest } from "./request-scope.ts";
+import {
+  fileRequestContext,
+  nodeRequestContext,
+  requestContextOf,
+  runInRequest,
+} from "./request-scope.ts";
 
 export { type RequestContextOptions, requestId };
 
@@ -52,9 +57,10 @@ export function contextMiddleware(options?: ExpressContextOptions): RequestHandl
 }
 
 // Express has swapped the prototypes of req and res for the app's own by now;
-// adding to the objects would be slow, so the app's prototypes are patched
-// once instead (request-emitters.ts).
-function bindThroughApp(req: Request, res: Response): void {
+// adding to the objects would be slow, so the Context is filed in the WeakMap
+// and the app's prototypes are patched once instead (request-emitters.ts).
+function bindThroughApp(req: Request, res: Response, context: RequestContext): void {
+  fileRequestContext(req, context);
   bindPrototype(Object.getPrototypeOf(req) as object, requestContextOf);
   bindPrototype(Object.getPrototypeOf(res) as object, contextOfResponse);
 }

@@ -10,6 +10,7 @@ import {
   resolveOptions,
 } from "./request-id.ts";
 import {
+  fileRequestContext,
   type NodeRequestLike,
   type NodeResponseLike,
   nodeRequestContext,
@@ -73,7 +74,9 @@ export function contextMiddleware<E extends Env = Env>(
     if (existing !== undefined) return existing;
     const id = acceptRequestId(c.req.header(header));
     if (echo) c.header(header, id);
-    return openRequestContext(raw, id);
+    const context = openRequestContext(id);
+    fileRequestContext(raw, context);
+    return context;
   }
 
   return function contextMiddleware(c: Context<E>, next: Next): Promise<void> {

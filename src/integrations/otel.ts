@@ -61,7 +61,7 @@ function callWith(fn: Function, self: unknown, args: unknown[]): unknown {
  * a copy of the caller's Context where the OpenTelemetry context is `ctx`.
  *
  * The price of carrying the span in the Context is a map insert per
- * `with`: about 2.6x AsyncLocalStorageContextManager's `with` + `active` on
+ * `with`: about 2.2-2.5x AsyncLocalStorageContextManager's `with` + `active` on
  * Node 20 and 22, 1.1-1.2x on Node 24 and 26 (AsyncContextFrame), and about
  * 1.1x over a whole `startActiveSpan` (BENCHMARKS.md).
  *

@@ -56,18 +56,24 @@ function withInherited(map: Mapping): Mapping {
 }
 
 /**
- * A fresh copy of the root Context (never the Context the server was created
- * or listening in) where `requestId` is `id`, filed on `holder` in the
- * WeakMap unless `file` is false (the caller binds `holder` by its own
- * methods, whose record holds the Context); vars registered with
- * `inheritIntoRequests` keep their arriving values.
+ * Files `context` for `holder` where nothing may be added to the object
+ * (Express's `req`, a fetch `Request`): `requestContextOf(holder)` finds it
+ * there. Objects bound by `bindToRequest` need no filing: their record holds it.
  */
-export function openRequestContext(holder: object, id: string, file = true): Context {
+export function fileRequestContext(holder: object, context: Context): void {
+  requestContexts.set(holder, context);
+}
+
+/**
+ * A fresh copy of the root Context (never the Context the server was created
+ * or listening in) where `requestId` is `id`; vars registered with
+ * `inheritIntoRequests` keep their arriving values. The caller makes it
+ * findable: `bindToRequest` or `fileRequestContext`.
+ */
+export function openRequestContext(id: string): Context {
   // Built as ContextVar#run builds its copy: one map insert, no Token.
   const map = mapOf(rootContext).set(requestId as ContextVar<unknown>, id);
-  const context = contextWith(inherited.size === 0 ? map : withInherited(map), undefined);
-  if (file) requestContexts.set(holder, context);
-  return context;
+  return contextWith(inherited.size === 0 ? map : withInherited(map), undefined);
 }
 
 /** What the Node-based integrations need of `req`. */
@@ -110,7 +116,9 @@ function bindBoth(req: NodeRequestLike, res: NodeResponseLike, context: Context)
  * The request's Context: the one already filed on `req`, or a fresh one,
  * with `req` and `res` bound (by `bind`; default: own methods, see
  * request-emitters.ts) so that their listeners (`data`, `end`, `finish`,
- * `close`, a pipe's `drain`) run in it, and the id echoed.
+ * `close`, a pipe's `drain`) run in it, and the id echoed. `bind` also makes
+ * the Context findable from `req` (the default's record on `req` holds it; a
+ * `bind` that adds nothing to `req` must `fileRequestContext` it).
  */
 export function nodeRequestContext<R, Req extends NodeRequestLike, Res extends NodeResponseLike>(
   req: Req,
@@ -121,7 +129,7 @@ export function nodeRequestContext<R, Req extends NodeRequestLike, Res extends N
   const existing = requestContextOf(req);
   if (existing !== undefined) return existing;
   const id = acceptRequestId(singleHeader(req, options.header));
-  const context = openRequestContext(req, id, bind !== bindBoth);
+  const context = openRequestContext(id);
   bind(req, res, context);
   if (options.echo) res.setHeader(options.header, id);
   return context;
