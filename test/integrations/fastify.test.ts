@@ -192,4 +192,42 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
     }, TypeError);
     await bad.close().catch(() => {});
   });
+
+  it("applies to the whole app, encapsulated plugins included, and is named for hasPlugin and dependencies", async () => {
+    const own = Fastify();
+    await own.register(contextPlugin);
+    // An encapsulated child: an encapsulated contextPlugin's hooks would not reach it.
+    await own.register(async (child) => {
+      child.get("/child", async () => ({ id: requestId.get(), user: user.get("none") }));
+    });
+    // A plugin that declares contextvars as a dependency registers without error.
+    const dependent = Object.assign(async () => {}, {
+      [Symbol.for("skip-override")]: true,
+      [Symbol.for("plugin-meta")]: { name: "needs-context", dependencies: ["contextvars"] },
+    });
+    await own.register(dependent);
+    const url = await own.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      assert.equal(own.hasPlugin("contextvars"), true);
+      const reply = await send(url, "/child", { headers: { "x-request-id": "req-child" } });
+      assert.deepEqual(JSON.parse(reply.body), { id: "req-child", user: "none" });
+      assert.equal(reply.headers["x-request-id"], "req-child");
+    } finally {
+      await own.close();
+    }
+    // The declared Fastify range is checked by register, as fastify-plugin's would be.
+    const meta = (contextPlugin as unknown as Record<symbol, unknown>)[Symbol.for("plugin-meta")];
+    assert.deepEqual(meta, { fastify: "5.x", name: "contextvars" });
+  });
+
+  it("a plugin that depends on contextvars fails register when contextvars is missing", async () => {
+    const own = Fastify();
+    const dependent = Object.assign(async () => {}, {
+      [Symbol.for("plugin-meta")]: { name: "needs-context", dependencies: ["contextvars"] },
+    });
+    await assert.rejects(async () => {
+      await own.register(dependent);
+    }, /contextvars/);
+    await own.close().catch(() => {});
+  });
 });
