@@ -17,6 +17,10 @@
  * The `/async-context` targets preload test/runtimes/install-async-context-double.ts,
  * so the package carries its Contexts on `AsyncContext.Variable` (the test
  * double), and run the core, tasks, carrier and async-context files again.
+ * `node24/otel3` preloads test/runtimes/otel3/register.mjs, so every
+ * `@opentelemetry/*` import resolves to OpenTelemetry JS 3 (installed with
+ * the runtimes; it needs Node 22.15+), and runs the OpenTelemetry files
+ * again: the package's peer range takes both the 2.x and the 3.x line.
  *
  * How. Each test file runs in its own process (as `node --test` runs them):
  * the file itself on Node (`--import tsx`), `bun test` on Bun, `deno test`
@@ -59,6 +63,8 @@ interface Target {
   readonly frameFlag?: string;
   /** Preload the AsyncContext double and run ASYNC_CONTEXT_FILES only. */
   readonly asyncContext?: boolean;
+  /** Resolve `@opentelemetry/*` to OpenTelemetry JS 3 and run OTEL3_FILES only. */
+  readonly otel3?: boolean;
 }
 
 const TARGETS: readonly Target[] = [
@@ -92,18 +98,40 @@ const TARGETS: readonly Target[] = [
   { name: "node24/async-context", runtime: "node24", frame: "on", asyncContext: true },
   { name: "bun/async-context", runtime: "bun", asyncContext: true },
   { name: "deno/async-context", runtime: "deno", asyncContext: true },
+  { name: "node24/otel3", runtime: "node24", frame: "on", otel3: true },
 ];
 
 /**
  * What .ci/run runs (`npm run test:matrix -- ci`): Node 24 in both modes,
- * Bun, Deno, and the AsyncContext carrier on Node 20. Node 20 itself is
+ * Bun, Deno, the AsyncContext carrier on Node 20, and OpenTelemetry JS 3 on
+ * Node 24. Node 20 itself is
  * `npm test`. Node 22 and 26 are left to the full matrix for time (see
  * docs/runtimes.md for the measured times).
  */
-const CI_TARGETS = ["node24/frame-on", "node24/frame-off", "bun", "deno", "node20/async-context"];
+const CI_TARGETS = [
+  "node24/frame-on",
+  "node24/frame-off",
+  "bun",
+  "deno",
+  "node20/async-context",
+  "node24/otel3",
+];
 
 const ASYNC_CONTEXT_FILES = ["test/core/", "test/tasks/", "test/carrier/", "test/async-context/"];
 const DOUBLE = "./test/runtimes/install-async-context-double.ts";
+const OTEL3_FILES = [
+  "test/integrations/otel",
+  "test/integrations/propagation.test.ts",
+  "test/runtimes/otel-line.test.ts",
+];
+const OTEL3 = "./test/runtimes/otel3/register.mjs";
+
+/** Whether `target` runs `file` at all (before skips.ts). */
+function appliesTo(target: Target, file: string): boolean {
+  if (target.asyncContext === true) return ASYNC_CONTEXT_FILES.some((p) => file.startsWith(p));
+  if (target.otel3 === true) return OTEL3_FILES.some((p) => file.startsWith(p));
+  return true;
+}
 const FILE_TIMEOUT_MS = 300_000;
 
 /** A test's outcome; `differs`: failed as skips.ts DIFFERENCES says it must on this runtime. */
@@ -161,6 +189,7 @@ function command(
           "--import",
           "tsx",
           ...(preload ? ["--import", DOUBLE] : []),
+          ...(target.otel3 === true ? ["--import", OTEL3] : []),
           "--test-reporter=junit",
           `--test-reporter-destination=${junit}`,
           "--test-reporter=dot",
@@ -201,7 +230,13 @@ function command(
   }
 }
 
-function runFile(runtime: Runtime, target: Target, file: string, logDir: string): Promise<FileRun> {
+function runFile(
+  runtime: Runtime,
+  target: Target,
+  file: string,
+  logDir: string,
+  installed: string,
+): Promise<FileRun> {
   const slug = `${target.name}/${file}`.replace(/[^\w.-]+/g, "_");
   const junit = join(logDir, `${slug}.xml`);
   const logPath = join(logDir, `${slug}.log`);
@@ -216,6 +251,10 @@ function runFile(runtime: Runtime, target: Target, file: string, logDir: string)
   delete env.FORCE_COLOR;
   if (target.frame !== undefined) env.CONTEXTVARS_EXPECT_FRAME = target.frame;
   if (target.frameFlag !== undefined) env.NODE_OPTIONS = target.frameFlag;
+  if (target.otel3 === true) {
+    env.CONTEXTVARS_EXPECT_OTEL = "3";
+    env.CONTEXTVARS_OTEL3_MODULES = join(installed, "node_modules");
+  }
   const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn(bin, args, { cwd: projectRoot, env, stdio: ["ignore", "pipe", "pipe"] });
@@ -276,6 +315,7 @@ async function runTarget(
   files: readonly string[],
   jobs: number,
   logDir: string,
+  installed: string,
   verbose: boolean,
 ): Promise<TargetRun> {
   const started = Date.now();
@@ -283,9 +323,7 @@ async function runTarget(
   const skipped: { file: string; reason: string }[] = [];
   const toRun: string[] = [];
   for (const file of files) {
-    if (target.asyncContext === true && !ASYNC_CONTEXT_FILES.some((p) => file.startsWith(p))) {
-      continue;
-    }
+    if (!appliesTo(target, file)) continue;
     const skip = skipOf(target.runtime, file);
     if (skip === undefined) toRun.push(file);
     else skipped.push({ file, reason: skip.reason });
@@ -296,7 +334,7 @@ async function runTarget(
   const worker = async () => {
     while (next < toRun.length) {
       const index = next++;
-      const run = await runFile(runtime, target, toRun[index] as string, logDir);
+      const run = await runFile(runtime, target, toRun[index] as string, logDir, installed);
       runs[index] = run;
       const counts = count([run]);
       if (verbose || counts.failed > 0) {
@@ -451,9 +489,7 @@ async function main(): Promise<number> {
 
   if (list) {
     for (const t of targets) {
-      const mine = files.filter(
-        (f) => t.asyncContext !== true || ASYNC_CONTEXT_FILES.some((p) => f.startsWith(p)),
-      );
+      const mine = files.filter((f) => appliesTo(t, f));
       const skipped = mine.filter((f) => skipOf(t.runtime, f) !== undefined);
       console.log(`${t.name}: ${mine.length - skipped.length} files, ${skipped.length} skipped`);
     }
@@ -467,7 +503,9 @@ async function main(): Promise<number> {
   const started = Date.now();
   const runs: TargetRun[] = [];
   for (const target of targets) {
-    runs.push(await runTarget(all[target.runtime], target, files, jobs, logDir, verbose));
+    runs.push(
+      await runTarget(all[target.runtime], target, files, jobs, logDir, installed, verbose),
+    );
   }
 
   console.log("\n# Summary\n");

@@ -36,13 +36,15 @@ function inSpan<T>(name: string, fn: (span: Span) => Promise<T> | T): Promise<T>
   });
 }
 
-function spansByName(): Map<string, ReadableSpan> {
+// forceFlush first: from OpenTelemetry JS 3, SimpleSpanProcessor exports after the span ends, not in end().
+async function spansByName(): Promise<Map<string, ReadableSpan>> {
+  await provider.forceFlush();
   return new Map(exporter.getFinishedSpans().map((s) => [s.name, s]));
 }
 
 /** Asserts each child's parent is the named span (same trace, parent span id). */
-function assertTree(tree: Record<string, string | undefined>): void {
-  const spans = spansByName();
+async function assertTree(tree: Record<string, string | undefined>): Promise<void> {
+  const spans = await spansByName();
   for (const [child, parent] of Object.entries(tree)) {
     const span = spans.get(child);
     assert.ok(span, `span ${child} was exported`);
@@ -78,7 +80,7 @@ describe("sdk-trace-base on ContextVarsContextManager", () => {
       );
       await inSpan("sibling", () => undefined);
     });
-    assertTree({
+    await assertTree({
       root: undefined,
       "after await": "root",
       "nested after immediate": "after await",
@@ -102,7 +104,7 @@ describe("sdk-trace-base on ContextVarsContextManager", () => {
       await group.wait();
       await task;
     });
-    assertTree({
+    await assertTree({
       parent: undefined,
       "createTask child": "parent",
       "gather a": "parent",
@@ -120,14 +122,14 @@ describe("sdk-trace-base on ContextVarsContextManager", () => {
       late = sleep(5).then(() => inSpan("late", () => undefined));
     });
     await late;
-    assertTree({ short: undefined, late: "short" });
+    await assertTree({ short: undefined, late: "short" });
   });
 
   it("startSpan outside any span makes a root; context.with(ROOT_CONTEXT) detaches", async () => {
     await inSpan("outer", () =>
       context.with(ROOT_CONTEXT, () => inSpan("detached", () => undefined)),
     );
-    assertTree({ outer: undefined, detached: undefined });
+    await assertTree({ outer: undefined, detached: undefined });
   });
 });
 
@@ -175,7 +177,7 @@ describe("200 concurrent requests", () => {
     );
     const results = await Promise.all(calls);
     agent.destroy();
-    const spans = spansByName();
+    const spans = await spansByName();
     for (const { i, client, reply } of results) {
       assert.equal(reply.user, `user-${i}`);
       assert.equal(reply.span.traceId, client.traceId, `request ${i} continues its client's trace`);
