@@ -17,10 +17,12 @@
  * The `/async-context` targets preload test/runtimes/install-async-context-double.ts,
  * so the package carries its Contexts on `AsyncContext.Variable` (the test
  * double), and run the core, tasks, carrier and async-context files again.
- * `node24/otel3` preloads test/runtimes/otel3/register.mjs, so every
- * `@opentelemetry/*` import resolves to OpenTelemetry JS 3 (installed with
- * the runtimes; it needs Node 22.15+), and runs the OpenTelemetry files
- * again: the package's peer range takes both the 2.x and the 3.x line.
+ * The peer-line targets preload test/runtimes/peers/register.mjs, so one
+ * peer dependency resolves to its other major line (installed with the
+ * runtimes), and run that peer's files again, since the package's peer
+ * ranges take both lines: `node24/otel3`, every `@opentelemetry/*` import on
+ * OpenTelemetry JS 3 (it needs Node 22.15+; the project develops on 2.x);
+ * `node20/koa2`, `koa` on Koa 2 (the project develops on Koa 3).
  *
  * How. Each test file runs in its own process (as `node --test` runs them):
  * the file itself on Node (`--import tsx`), `bun test` on Bun, `deno test`
@@ -63,8 +65,8 @@ interface Target {
   readonly frameFlag?: string;
   /** Preload the AsyncContext double and run ASYNC_CONTEXT_FILES only. */
   readonly asyncContext?: boolean;
-  /** Resolve `@opentelemetry/*` to OpenTelemetry JS 3 and run OTEL3_FILES only. */
-  readonly otel3?: boolean;
+  /** Resolve one peer to its other major line (peers/hooks.mjs) and run PEER_LINE_FILES only. */
+  readonly peerLine?: PeerLine;
 }
 
 const TARGETS: readonly Target[] = [
@@ -98,13 +100,14 @@ const TARGETS: readonly Target[] = [
   { name: "node24/async-context", runtime: "node24", frame: "on", asyncContext: true },
   { name: "bun/async-context", runtime: "bun", asyncContext: true },
   { name: "deno/async-context", runtime: "deno", asyncContext: true },
-  { name: "node24/otel3", runtime: "node24", frame: "on", otel3: true },
+  { name: "node24/otel3", runtime: "node24", frame: "on", peerLine: "otel3" },
+  { name: "node20/koa2", runtime: "node20", peerLine: "koa2" },
 ];
 
 /**
  * What .ci/run runs (`npm run test:matrix -- ci`): Node 24 in both modes,
- * Bun, Deno, the AsyncContext carrier on Node 20, and OpenTelemetry JS 3 on
- * Node 24. Node 20 itself is
+ * Bun, Deno, the AsyncContext carrier on Node 20, and the peer lines
+ * (OpenTelemetry JS 3 on Node 24, Koa 2 on Node 20). Node 20 itself is
  * `npm test`. Node 22 and 26 are left to the full matrix for time (see
  * docs/runtimes.md for the measured times).
  */
@@ -115,21 +118,27 @@ const CI_TARGETS = [
   "deno",
   "node20/async-context",
   "node24/otel3",
+  "node20/koa2",
 ];
 
 const ASYNC_CONTEXT_FILES = ["test/core/", "test/tasks/", "test/carrier/", "test/async-context/"];
 const DOUBLE = "./test/runtimes/install-async-context-double.ts";
-const OTEL3_FILES = [
-  "test/integrations/otel",
-  "test/integrations/propagation.test.ts",
-  "test/runtimes/otel-line.test.ts",
-];
-const OTEL3 = "./test/runtimes/otel3/register.mjs";
+type PeerLine = "otel3" | "koa2";
+const PEER_LINE_FILES: Record<PeerLine, readonly string[]> = {
+  otel3: ["test/integrations/otel", "test/integrations/propagation.test.ts"],
+  koa2: ["test/integrations/koa.test.ts"],
+};
+const PEER_LINE_CHECK = "test/runtimes/peer-line.test.ts";
+const PEER_LINE = "./test/runtimes/peers/register.mjs";
 
 /** Whether `target` runs `file` at all (before skips.ts). */
 function appliesTo(target: Target, file: string): boolean {
   if (target.asyncContext === true) return ASYNC_CONTEXT_FILES.some((p) => file.startsWith(p));
-  if (target.otel3 === true) return OTEL3_FILES.some((p) => file.startsWith(p));
+  if (target.peerLine !== undefined) {
+    return (
+      file === PEER_LINE_CHECK || PEER_LINE_FILES[target.peerLine].some((p) => file.startsWith(p))
+    );
+  }
   return true;
 }
 const FILE_TIMEOUT_MS = 300_000;
@@ -189,7 +198,7 @@ function command(
           "--import",
           "tsx",
           ...(preload ? ["--import", DOUBLE] : []),
-          ...(target.otel3 === true ? ["--import", OTEL3] : []),
+          ...(target.peerLine !== undefined ? ["--import", PEER_LINE] : []),
           "--test-reporter=junit",
           `--test-reporter-destination=${junit}`,
           "--test-reporter=dot",
@@ -251,9 +260,9 @@ function runFile(
   delete env.FORCE_COLOR;
   if (target.frame !== undefined) env.CONTEXTVARS_EXPECT_FRAME = target.frame;
   if (target.frameFlag !== undefined) env.NODE_OPTIONS = target.frameFlag;
-  if (target.otel3 === true) {
-    env.CONTEXTVARS_EXPECT_OTEL = "3";
-    env.CONTEXTVARS_OTEL3_MODULES = join(installed, "node_modules");
+  if (target.peerLine !== undefined) {
+    env.CONTEXTVARS_PEER_LINE = target.peerLine;
+    env.CONTEXTVARS_PEER_MODULES = join(installed, "node_modules");
   }
   const started = Date.now();
   return new Promise((resolve) => {
