@@ -1,7 +1,7 @@
 /**
  * The matrix runs some files a second time against another major line of a
  * peer dependency (scripts/runtimes/test-matrix.ts, through
- * test/runtimes/peers/register.mjs): OpenTelemetry JS 3, Koa 2. This file
+ * test/runtimes/peers/register.mjs): OpenTelemetry JS 3, Koa 2, pino 9. This file
  * fails if the redirect did not take: the target would then test the line
  * the project develops with twice and say nothing of the other.
  */
@@ -39,6 +39,8 @@ it("the peer dependency resolves to the major line the matrix asked for", {
     assert.equal(majorOf("@opentelemetry/sdk-trace"), "3");
   } else if (line === "koa2") {
     assert.equal(majorOf("koa"), "2");
+  } else if (line === "pino9") {
+    assert.equal(majorOf("pino"), "9");
   } else {
     assert.fail(`unknown CONTEXTVARS_PEER_LINE "${line}"`);
   }

@@ -18,6 +18,7 @@ const LINES = {
         ? { name: specifier }
         : undefined,
   koa2: (specifier) => (specifier === "koa" ? { name: "koa2" } : undefined),
+  pino9: (specifier) => (specifier === "pino" ? { name: "pino9" } : undefined),
 };
 
 let redirect = () => undefined;
