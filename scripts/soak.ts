@@ -36,7 +36,7 @@ import pino from "pino";
 import { Piscina } from "piscina";
 import { frameworkNames, type RunningApp, startApp } from "../test/helpers/apps.ts";
 import { settledHeap, Watch } from "../test/helpers/gc.ts";
-import { keepAliveAgent, send } from "../test/helpers/http.ts";
+import { keepAliveAgent, send, staleSocketRetries } from "../test/helpers/http.ts";
 import { workerExecArgv } from "../test/helpers/threads.ts";
 import type { SoakJobReply } from "./soak-job.ts";
 
@@ -186,7 +186,11 @@ async function oneRequest(app: RunningApp, agent: Agent, n: number): Promise<voi
   } else {
     const headers = { "x-request-id": id, "x-user": who, "content-type": "application/json" };
     const body = route === "body" ? JSON.stringify({ id, pad: "x".repeat(512) }) : undefined;
-    const reply = await send(app.base, `/${route}`, { agent, headers, body });
+    const reply = await send(app.base, `/${route}`, { agent, headers, body }).catch(
+      (error: unknown) => {
+        throw new Error(`${id}: ${String(error)}`);
+      },
+    );
     const expected = route === "fail" ? { id, user: who, failed: true } : { id, user: who, route };
     if (reply.status !== (route === "fail" ? 500 : 200))
       report(unexpected, `${id}: status ${reply.status} ${reply.body}`);
@@ -275,6 +279,9 @@ console.log(`worker jobs          ${counts.workerJobs}`);
 console.log(`log lines checked    ${counts.logLines}`);
 console.log(`cross-talk found     ${crossTalk.length}`);
 console.log(`unexpected errors    ${unexpected.length}`);
+console.log(
+  `stale sockets        ${staleSocketRetries.count} (keep-alive sockets the server closed as a request went out; sent again)`,
+);
 console.log(
   `leaks found          ${leaks} (sessions tracked ${sessions.tracked}; alive after gc ${aliveBeforeFlush} before the read-cache flush, ${alive} after)`,
 );

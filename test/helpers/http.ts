@@ -49,11 +49,37 @@ export function keepAliveAgent(maxSockets = Number.POSITIVE_INFINITY): Agent {
   return new Agent({ keepAlive: true, maxSockets });
 }
 
-/** One request with node:http; resolves with status, headers and the whole body. */
+/**
+ * Requests `send` sent again because a kept-alive socket was closed by the
+ * server as the request went out (see `send`). scripts/soak.ts reports it.
+ */
+export const staleSocketRetries = { count: 0 };
+
+/**
+ * One request with node:http; resolves with status, headers and the whole body.
+ * A request on a reused keep-alive socket that fails with ECONNRESET before any
+ * response is sent once more on a new one: the server closed the idle socket
+ * as the request went out, the race Node's docs describe under
+ * `request.reusedSocket`, and not an answer from the server.
+ */
 export function send(base: string, path: string, init: RequestInit = {}): Promise<Reply> {
+  return sendOnce(base, path, init).catch((error: unknown) => {
+    if (!(error instanceof StaleSocketError)) throw error;
+    staleSocketRetries.count++;
+    return sendOnce(base, path, init).catch((again: unknown) => {
+      throw again instanceof StaleSocketError ? again.cause : again;
+    });
+  });
+}
+
+class StaleSocketError extends Error {}
+
+function sendOnce(base: string, path: string, init: RequestInit): Promise<Reply> {
   const { method = init.body === undefined ? "GET" : "POST", headers = {}, body, agent } = init;
   return new Promise<Reply>((resolve, reject) => {
+    let answered = false;
     const req = httpRequest(`${base}${path}`, { method, headers, agent }, (res) => {
+      answered = true;
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => {
@@ -64,7 +90,10 @@ export function send(base: string, path: string, init: RequestInit = {}): Promis
       );
       res.on("error", reject);
     });
-    req.on("error", reject);
+    req.on("error", (error: NodeJS.ErrnoException) => {
+      const stale = !answered && req.reusedSocket && error.code === "ECONNRESET";
+      reject(stale ? new StaleSocketError("stale keep-alive socket", { cause: error }) : error);
+    });
     if (body === undefined) {
       req.end();
       return;
