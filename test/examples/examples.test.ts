@@ -1,0 +1,114 @@
+/**
+ * The examples the README and docs point to, run as their headers say, and
+ * checked for what they claim: every log line and reply carries its own
+ * request's values. examples/seed.ts is checked in test/tasks/seed.test.ts
+ * and examples/tour.ts by `npm run demo` in CI.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { runtime } from "../runtimes/runtime.ts";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** Runs an example with node as its header says; resolves with its stdout lines. */
+async function runExample(name: string, ...imports: string[]): Promise<string[]> {
+  const args = ["--conditions=contextvars-source", "--import", "tsx"];
+  for (const extra of imports) args.push("--import", extra);
+  const { stdout } = await promisify(execFile)(process.execPath, [...args, `examples/${name}`], {
+    cwd: root,
+    timeout: 60_000,
+  });
+  return stdout.trim().split("\n");
+}
+
+const onNode = { skip: runtime === "node" ? false : "the examples' run lines are node's" };
+
+describe("examples", () => {
+  it(
+    "server.ts: each request's log lines and reply carry its own id and user",
+    onNode,
+    async () => {
+      const lines = await runExample("server.ts");
+      const logs = lines.filter((l) => l.startsWith("["));
+      const replies = lines.filter((l) => /^\d{3} /.test(l));
+      assert.equal(replies.length, 3, lines.join("\n"));
+      const users = new Map([
+        ["req-alice", "alice"],
+        ["req-bob", "bob"],
+      ]);
+      for (const [id, who] of users) {
+        const reply = replies.find((r) => r.startsWith(`201 ${id} `));
+        assert.ok(reply, `a 201 for ${id}`);
+        const body = JSON.parse(reply.slice(`201 ${id} `.length)) as Record<string, unknown>;
+        assert.equal(body.owner, who);
+        assert.equal(body.requestedBy, id);
+      }
+      // The malformed id ("bad id\twith a tab") was replaced by a fresh UUID, echoed and logged.
+      const refused = replies.find((r) => r.startsWith("402 "));
+      assert.ok(refused);
+      const [, fresh, ...rest] = refused.split(" ");
+      assert.match(fresh as string, UUID);
+      assert.equal((JSON.parse(rest.join(" ")) as { requestId: string }).requestId, fresh);
+      users.set(fresh as string, "anonymous");
+      assert.ok(logs.length >= 7, lines.join("\n"));
+      for (const line of logs) {
+        const [, id, who] = /^\[(\S+) (\S+)\]/.exec(line) ?? [];
+        assert.equal(users.get(id as string), who, line);
+      }
+    },
+  );
+
+  it(
+    "two-services.ts: both services log the same request id, user and trace per request",
+    onNode,
+    async () => {
+      const lines = await runExample("two-services.ts");
+      const logs = lines
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, string>);
+      for (const [id, who] of [
+        ["req-alice", "alice"],
+        ["req-bob", "bob"],
+      ] as const) {
+        const mine = logs.filter((l) => l.requestId === id);
+        assert.deepEqual(new Set(mine.map((l) => l.service)), new Set(["A", "B"]), id);
+        assert.deepEqual(new Set(mine.map((l) => l.user)), new Set([who]), id);
+        const traces = new Set(mine.map((l) => l.traceId));
+        assert.equal(traces.size, 1, `${id}: one trace`);
+        assert.match([...traces][0] as string, /^[0-9a-f]{32}$/);
+        assert.ok(
+          lines.some((l) => l.startsWith(`${id}: A and B agree`)),
+          id,
+        );
+      }
+    },
+  );
+
+  it(
+    "worker-pool.ts: each job logs, from its worker thread, the id of the request that sent it",
+    onNode,
+    async () => {
+      const lines = await runExample("worker-pool.ts", "./test/helpers/tsx-in-workers.mjs");
+      const asked = new Map([
+        ["req-1", "200000"],
+        ["req-2", "50000"],
+        ["req-3", "120000"],
+        ["req-4", "10000"],
+      ]);
+      for (const [id, n] of asked) {
+        const counting = lines.filter((l) => l.includes(`counting primes below ${n}`));
+        assert.equal(counting.length, 1, `${id}: ${lines.join("\n")}`);
+        const [, loggedId, thread] =
+          /^\[(\S+)\] \(thread (\d+)\)/.exec(counting[0] as string) ?? [];
+        assert.equal(loggedId, id);
+        assert.notEqual(thread, "0", `${id} ran on a worker thread`);
+      }
+      assert.ok(lines.includes("[req-1] (thread 0) request out: 17984 primes"), lines.join("\n"));
+      assert.ok(lines.includes("[req-4] (thread 0) toThread gave 1229"), lines.join("\n"));
+    },
+  );
+});
