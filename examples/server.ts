@@ -3,6 +3,7 @@
 // "dependency on the request" pattern, by contextvars.
 //
 //   tsx --conditions=contextvars-source examples/server.ts           # a demo: 3 concurrent clients, then exit
+//                                                                    # (npm run example:server)
 //   tsx --conditions=contextvars-source examples/server.ts --listen  # keep serving on :3000
 //
 // Prints (the order varies; each line carries its own request's id and user,

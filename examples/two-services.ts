@@ -6,7 +6,7 @@
 // read them through `contextMixin`. The same request id, user and trace id
 // appear on both sides' lines.
 //
-//   tsx --conditions=contextvars-source examples/two-services.ts
+//   tsx --conditions=contextvars-source examples/two-services.ts   (npm run example:services)
 //
 // Prints the log lines of two concurrent checkouts (order varies), then:
 //   req-alice: A and B agree on request id, user (alice) and trace 4bf92f35…

@@ -11,7 +11,7 @@
 //
 // Run from the package directory:
 //   node --conditions=contextvars-source --import tsx \
-//     --import ./test/helpers/tsx-in-workers.mjs examples/worker-pool.ts
+//     --import ./test/helpers/tsx-in-workers.mjs examples/worker-pool.ts   (npm run example:pool)
 // (the second --import lets worker threads load TypeScript on Node 20; once
 // compiled to JavaScript, `node worker-pool.js` is enough.)
 import { isMainThread, threadId } from "node:worker_threads";
