@@ -1,13 +1,16 @@
 /**
- * The examples the README and docs point to, run as their headers say, and
- * checked for what they claim: every log line and reply carries its own
- * request's values. examples/seed.ts is checked in test/tasks/seed.test.ts
+ * The README's first example, and the examples the README and docs point
+ * to, run as their headers say and checked for what they claim: every log
+ * line and reply carries its own request's values. examples/seed.ts is checked in test/tasks/seed.test.ts
  * and examples/tour.ts by `npm run demo` in CI.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { runtime } from "../runtimes/runtime.ts";
 
@@ -28,6 +31,26 @@ async function runExample(name: string, ...imports: string[]): Promise<string[]>
 const onNode = { skip: runtime === "node" ? false : "the examples' run lines are node's" };
 
 describe("examples", () => {
+  it("README.md's first example, as written, prints alice then bob", onNode, async () => {
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    const code = /```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(code, "README.md has a ts block");
+    // The one change: "contextvars" is this checkout's source, not an installed package.
+    const index = pathToFileURL(join(root, "src", "index.ts")).href;
+    const dir = mkdtempSync(join(tmpdir(), "contextvars-readme-"));
+    try {
+      const file = join(dir, "first.mts");
+      writeFileSync(file, code.replaceAll('from "contextvars"', `from "${index}"`));
+      const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", file], {
+        cwd: root,
+        timeout: 60_000,
+      });
+      assert.deepEqual(stdout.trim().split("\n"), ["alice", "bob"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it(
     "server.ts: each request's log lines and reply carry its own id and user",
     onNode,
