@@ -8,6 +8,7 @@ import type {
   FastifyRequest,
   HookHandlerDoneFunction,
 } from "fastify";
+import fp from "fastify-plugin";
 import {
   type RequestContextOptions,
   type ResolvedOptions,
@@ -75,21 +76,6 @@ function contextvars(
   done();
 }
 
-// Fastify's own plugin metadata, set as fastify-plugin sets it: Fastify
-// reads these symbols in `register`. skip-override puts the plugin's hooks on
-// the app that registers it instead of a new encapsulated scope; plugin-meta
-// gives the name (hasPlugin, dependencies) and the Fastify versions it takes,
-// which register checks. Set here so that this subpath needs Fastify alone:
-// fastify-plugin as an optional peer made every Fastify user install a second
-// package before the import would resolve.
-function appPluginMeta(meta: { fastify: string; name: string }): Record<symbol, unknown> {
-  return {
-    [Symbol.for("skip-override")]: true,
-    [Symbol.for("fastify.display-name")]: meta.name,
-    [Symbol.for("plugin-meta")]: meta,
-  };
-}
-
 // A throw from seed is handed to the hook's done(err) here, inside the
 // request's run, so onError hooks and the error handler see the request's
 // values (had it propagated, Fastify's hook runner would catch it after the
@@ -111,9 +97,10 @@ function proceed(
 }
 
 /**
- * Fastify 5 plugin (not encapsulated: its hooks apply to the whole app, not
- * just one scope; named "contextvars" for `hasPlugin` and other plugins'
- * `dependencies`) that runs each request in its
+ * Fastify 5 plugin, wrapped with `fastify-plugin` (an optional peer, 5 or 6:
+ * install it beside Fastify), so it is not encapsulated: its hooks apply to
+ * the whole app, not just one scope; named "contextvars" for `hasPlugin`
+ * and other plugins' `dependencies`. It runs each request in its
  * own fresh copy of the root Context: every hook registered after it
  * (onRequest, preParsing, preValidation, preHandler, preSerialization,
  * onSend, onError, onResponse), the handler, error handlers and streamed
@@ -139,7 +126,7 @@ function proceed(
  * declare function lookUpUser(authorization: string | undefined): Promise<string>;
  * @throws {TypeError} when registered with an option of the wrong type (the error fails `register`).
  */
-export const contextPlugin: FastifyPluginCallback<FastifyContextOptions> = Object.assign(
-  contextvars,
-  appPluginMeta({ fastify: "5.x", name: "contextvars" }),
-);
+export const contextPlugin: FastifyPluginCallback<FastifyContextOptions> = fp(contextvars, {
+  fastify: "5.x",
+  name: "contextvars",
+});

@@ -1,9 +1,10 @@
 /**
  * The matrix runs some files a second time against another major line of a
  * peer dependency (scripts/runtimes/test-matrix.ts, through
- * test/runtimes/peers/register.mjs): OpenTelemetry JS 3, Koa 2, pino 9. This file
- * fails if the redirect did not take: the target would then test the line
- * the project develops with twice and say nothing of the other.
+ * test/runtimes/peers/register.mjs): OpenTelemetry JS 3, Koa 2, pino 9,
+ * fastify-plugin 5. This file fails if the redirect did not take: the
+ * target would then test the line the project develops with twice and say
+ * nothing of the other.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -41,6 +42,8 @@ it("the peer dependency resolves to the major line the matrix asked for", {
     assert.equal(majorOf("koa"), "2");
   } else if (line === "pino9") {
     assert.equal(majorOf("pino"), "9");
+  } else if (line === "fastify-plugin5") {
+    assert.equal(majorOf("fastify-plugin"), "5");
   } else {
     assert.fail(`unknown CONTEXTVARS_PEER_LINE "${line}"`);
   }

@@ -6,6 +6,7 @@
 //   otel3  every `@opentelemetry/*`: OpenTelemetry JS 3 (the project has 2.x)
 //   koa2   `koa`: Koa 2, installed as `koa2` (the project has Koa 3)
 //   pino9  `pino`: pino 9, installed as `pino9` (the project has pino 10)
+//   fastify-plugin5  `fastify-plugin` 5, installed as `fastify-plugin5` (the project has 6)
 import { register } from "node:module";
 
 const line = process.env.CONTEXTVARS_PEER_LINE;
