@@ -39,6 +39,15 @@ export let contextWith: (map: Mapping, task: TaskSlot | undefined) => Context;
 /** A new Context with `context`'s mapping and task: `context.copy()`, without the method call. */
 export let copyOf: (context: Context) => Context;
 
+// Map's own iterator types, whatever the TypeScript lib that reads the
+// declarations calls them: MapIterator from TypeScript 5.6, IterableIterator
+// before it. Naming MapIterator directly made the shipped .d.ts fail to
+// type-check (with skipLibCheck off) on TypeScript 5.5 and older.
+type VarMap = Map<ContextVar<unknown>, unknown>;
+type EntryIterator = ReturnType<VarMap["entries"]>;
+type KeyIterator = ReturnType<VarMap["keys"]>;
+type ValueIterator = ReturnType<VarMap["values"]>;
+
 function assertVar(key: unknown): asserts key is ContextVar<unknown> {
   if (typeof key !== "object" || key === null || !(hashKey in key)) {
     throw argumentError("var", "a ContextVar", key);
@@ -165,24 +174,24 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
   }
 
   /** [var, value] pairs, in a stable order that depends only on which vars are set. */
-  entries(): MapIterator<[ContextVar<unknown>, unknown]> {
-    return this.#map.toArray()[Symbol.iterator]() as MapIterator<[ContextVar<unknown>, unknown]>;
+  entries(): EntryIterator {
+    return this.#map.toArray()[Symbol.iterator]() as EntryIterator;
   }
 
   /** The vars that have a value here. */
-  keys(): MapIterator<ContextVar<unknown>> {
+  keys(): KeyIterator {
     return this.#map
       .toArray()
       .map(([key]) => key)
-      [Symbol.iterator]() as MapIterator<ContextVar<unknown>>;
+      [Symbol.iterator]() as KeyIterator;
   }
 
   /** The values, in the same order as keys(). */
-  values(): MapIterator<unknown> {
+  values(): ValueIterator {
     return this.#map
       .toArray()
       .map(([, value]) => value)
-      [Symbol.iterator]() as MapIterator<unknown>;
+      [Symbol.iterator]() as ValueIterator;
   }
 
   /** Calls fn(value, var, this) for every var that has a value, as Map#forEach. */
@@ -200,7 +209,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
     });
   }
 
-  [Symbol.iterator](): MapIterator<[ContextVar<unknown>, unknown]> {
+  [Symbol.iterator](): EntryIterator {
     return this.entries();
   }
 
