@@ -112,9 +112,8 @@ const TARGETS: readonly Target[] = [
  * What .ci/run runs (`npm run test:matrix -- ci`): Node 24 in both modes,
  * Bun, Deno, the AsyncContext carrier on Node 20, and the peer lines
  * (OpenTelemetry JS 3 on Node 24; Koa 2, pino 9 and fastify-plugin 5 on
- * Node 20). Node 20 itself is
- * `npm test`. Node 22 and 26 are left to the full matrix for time (see
- * docs/runtimes.md for the measured times).
+ * Node 20). Node 20 itself is `npm test`. Node 22 and 26 are left to the
+ * full matrix for time (see docs/runtimes.md for the measured times).
  */
 const CI_TARGETS = [
   "node24/frame-on",
@@ -150,6 +149,7 @@ function appliesTo(target: Target, file: string): boolean {
   }
   return true;
 }
+
 const FILE_TIMEOUT_MS = 300_000;
 
 /** A test's outcome; `differs`: failed as skips.ts DIFFERENCES says it must on this runtime. */
