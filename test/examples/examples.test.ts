@@ -41,10 +41,14 @@ describe("examples", () => {
     try {
       const file = join(dir, "first.mts");
       writeFileSync(file, code.replaceAll('from "contextvars"', `from "${index}"`));
-      const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", file], {
-        cwd: root,
-        timeout: 60_000,
-      });
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        ["--conditions=contextvars-source", "--import", "tsx", file],
+        {
+          cwd: root,
+          timeout: 60_000,
+        },
+      );
       assert.deepEqual(stdout.trim().split("\n"), ["alice", "bob"]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
