@@ -1,5 +1,5 @@
 /**
- * `contextvars/express`: request-scoped context for Express 5.
+ * `contextvars/express`: request-scoped context for Express 5 (and 4).
  */
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import type { Context as RequestContext } from "../core/context.ts";
@@ -18,7 +18,7 @@ export { type RequestContextOptions, requestId };
 export type ExpressContextOptions = RequestContextOptions<Request>;
 
 /**
- * Express 5 middleware that runs the rest of the request (later middleware,
+ * Express 5 (and 4) middleware that runs the rest of the request (later middleware,
  * body parsers, the route handler, error handlers, `res.on("finish")`
  * listeners) in the request's own fresh copy of the root Context. Mount it
  * first, so that everything after it is inside. `requestId` is set from the

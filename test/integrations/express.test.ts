@@ -6,6 +6,7 @@ import { contextMiddleware, requestId } from "contextvars/express";
 import { withContext } from "contextvars/http";
 import express, { type NextFunction, type Request, type Response } from "express";
 import { close, listen, send, sendJson } from "../helpers/http.ts";
+import { majorOf } from "../helpers/package-major.ts";
 import {
   asyncStage,
   expectBodyKeepsContext,
@@ -59,11 +60,21 @@ function buildApp(): express.Express {
     leak.set("set by /throw");
     throw new Error("thrown");
   });
-  app.get("/reject", async () => {
-    leak.set("set by /reject");
-    await asyncStage();
-    throw new Error("rejected");
-  });
+  if (majorOf("express") >= 5) {
+    // Express 5 hands a rejected handler's reason to the error handler itself.
+    app.get("/reject", async () => {
+      leak.set("set by /reject");
+      await asyncStage();
+      throw new Error("rejected");
+    });
+  } else {
+    // Express 4 ignores the promise: the failure goes to next(err), as its docs say.
+    app.get("/reject", async (_req, _res, next) => {
+      leak.set("set by /reject");
+      await asyncStage();
+      next(new Error("rejected"));
+    });
+  }
   app.get("/peek", (_req, res) => {
     res.json({ leak: leak.get("unset") });
   });

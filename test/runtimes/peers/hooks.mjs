@@ -19,6 +19,7 @@ const LINES = {
         : undefined,
   koa2: (specifier) => (specifier === "koa" ? { name: "koa2" } : undefined),
   pino9: (specifier) => (specifier === "pino" ? { name: "pino9" } : undefined),
+  express4: (specifier) => (specifier === "express" ? { name: "express4" } : undefined),
   "fastify-plugin5": (specifier) =>
     specifier === "fastify-plugin" ? { name: "fastify-plugin5" } : undefined,
 };

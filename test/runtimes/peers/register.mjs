@@ -7,6 +7,7 @@
 //   koa2   `koa`: Koa 2, installed as `koa2` (the project has Koa 3)
 //   pino9  `pino`: pino 9, installed as `pino9` (the project has pino 10)
 //   fastify-plugin5  `fastify-plugin` 5, installed as `fastify-plugin5` (the project has 6)
+//   express4  `express`: Express 4, installed as `express4` (the project has Express 5)
 import { register } from "node:module";
 
 const line = process.env.CONTEXTVARS_PEER_LINE;
