@@ -25,7 +25,8 @@
  * `node20/koa2`, `koa` on Koa 2 (the project develops on Koa 3); `node20/pino9`,
  * `pino` on pino 9 (the project develops on pino 10); `node20/fastify-plugin5`,
  * `fastify-plugin` 5 (the project develops on 6); `node20/express4`, `express`
- * on Express 4 (the project develops on Express 5).
+ * on Express 4 (the project develops on Express 5); `node20/piscina4`,
+ * `piscina` 4 (the project develops on piscina 5).
  *
  * How. Each test file runs in its own process (as `node --test` runs them):
  * the file itself on Node (`--import tsx`), `bun test` on Bun, `deno test`
@@ -108,13 +109,14 @@ const TARGETS: readonly Target[] = [
   { name: "node20/pino9", runtime: "node20", peerLine: "pino9" },
   { name: "node20/fastify-plugin5", runtime: "node20", peerLine: "fastify-plugin5" },
   { name: "node20/express4", runtime: "node20", peerLine: "express4" },
+  { name: "node20/piscina4", runtime: "node20", peerLine: "piscina4" },
 ];
 
 /**
  * What .ci/run runs (`npm run test:matrix -- ci`): Node 24 in both modes,
  * Bun, Deno, the AsyncContext carrier on Node 20, and the peer lines
- * (OpenTelemetry JS 3 on Node 24; Koa 2, pino 9, fastify-plugin 5 and
- * Express 4 on Node 20). Node 20 itself is `npm test`. Node 22 and 26 are left to the
+ * (OpenTelemetry JS 3 on Node 24; Koa 2, pino 9, fastify-plugin 5, Express 4
+ * and piscina 4 on Node 20). Node 20 itself is `npm test`. Node 22 and 26 are left to the
  * full matrix for time (see docs/runtimes.md for the measured times).
  */
 const CI_TARGETS = [
@@ -128,17 +130,19 @@ const CI_TARGETS = [
   "node20/pino9",
   "node20/fastify-plugin5",
   "node20/express4",
+  "node20/piscina4",
 ];
 
 const ASYNC_CONTEXT_FILES = ["test/core/", "test/tasks/", "test/carrier/", "test/async-context/"];
 const DOUBLE = "./test/runtimes/install-async-context-double.ts";
-type PeerLine = "otel3" | "koa2" | "pino9" | "fastify-plugin5" | "express4";
+type PeerLine = "otel3" | "koa2" | "pino9" | "fastify-plugin5" | "express4" | "piscina4";
 const PEER_LINE_FILES: Record<PeerLine, readonly string[]> = {
   otel3: ["test/integrations/otel", "test/integrations/propagation.test.ts"],
   koa2: ["test/integrations/koa.test.ts"],
   pino9: ["test/integrations/pino.test.ts"],
   "fastify-plugin5": ["test/integrations/fastify.test.ts"],
   express4: ["test/integrations/express.test.ts"],
+  piscina4: ["test/threads/pool.test.ts", "test/threads/transfer.test.ts"],
 };
 const PEER_LINE_CHECK = "test/runtimes/peer-line.test.ts";
 const PEER_LINE = "./test/runtimes/peers/register.mjs";

@@ -2,7 +2,7 @@
  * The matrix runs some files a second time against another major line of a
  * peer dependency (scripts/runtimes/test-matrix.ts, through
  * test/runtimes/peers/register.mjs): OpenTelemetry JS 3, Koa 2, pino 9,
- * fastify-plugin 5, Express 4. This file fails if the redirect did not take: the
+ * fastify-plugin 5, Express 4, piscina 4. This file fails if the redirect did not take: the
  * target would then test the line the project develops with twice and say
  * nothing of the other.
  */
@@ -27,6 +27,8 @@ it("the peer dependency resolves to the major line the matrix asked for", {
     assert.equal(majorOf("fastify-plugin"), 5);
   } else if (line === "express4") {
     assert.equal(majorOf("express"), 4);
+  } else if (line === "piscina4") {
+    assert.equal(majorOf("piscina"), 4);
   } else {
     assert.fail(`unknown CONTEXTVARS_PEER_LINE "${line}"`);
   }

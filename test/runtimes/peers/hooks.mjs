@@ -20,6 +20,7 @@ const LINES = {
   koa2: (specifier) => (specifier === "koa" ? { name: "koa2" } : undefined),
   pino9: (specifier) => (specifier === "pino" ? { name: "pino9" } : undefined),
   express4: (specifier) => (specifier === "express" ? { name: "express4" } : undefined),
+  piscina4: (specifier) => (specifier === "piscina" ? { name: "piscina4" } : undefined),
   "fastify-plugin5": (specifier) =>
     specifier === "fastify-plugin" ? { name: "fastify-plugin5" } : undefined,
 };

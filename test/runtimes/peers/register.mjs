@@ -8,6 +8,7 @@
 //   pino9  `pino`: pino 9, installed as `pino9` (the project has pino 10)
 //   fastify-plugin5  `fastify-plugin` 5, installed as `fastify-plugin5` (the project has 6)
 //   express4  `express`: Express 4, installed as `express4` (the project has Express 5)
+//   piscina4  `piscina`: piscina 4, installed as `piscina4` (the project has piscina 5)
 import { register } from "node:module";
 
 const line = process.env.CONTEXTVARS_PEER_LINE;
