@@ -1,8 +1,9 @@
 /**
  * The README's first example, and the examples the README and docs point
  * to, run as their headers say and checked for what they claim: every log
- * line and reply carries its own request's values. examples/seed.ts is checked in test/tasks/seed.test.ts
- * and examples/tour.ts by `npm run demo` in CI.
+ * line and reply carries its own request's values. examples/seed.ts is
+ * checked in test/tasks/seed.test.ts and examples/tour.ts by `npm run demo`
+ * in CI.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -17,11 +18,14 @@ import { runtime } from "../runtimes/runtime.ts";
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
-/** Runs an example with node as its header says; resolves with its stdout lines. */
-async function runExample(name: string, ...imports: string[]): Promise<string[]> {
+/**
+ * Runs a TypeScript file (a path from the project root, or absolute) with node,
+ * as the examples' headers say; resolves with its stdout lines.
+ */
+async function runTs(file: string, ...imports: string[]): Promise<string[]> {
   const args = ["--conditions=contextvars-source", "--import", "tsx"];
   for (const extra of imports) args.push("--import", extra);
-  const { stdout } = await promisify(execFile)(process.execPath, [...args, `examples/${name}`], {
+  const { stdout } = await promisify(execFile)(process.execPath, [...args, file], {
     cwd: root,
     timeout: 60_000,
   });
@@ -41,15 +45,7 @@ describe("examples", () => {
     try {
       const file = join(dir, "first.mts");
       writeFileSync(file, code.replaceAll('from "contextvars"', `from "${index}"`));
-      const { stdout } = await promisify(execFile)(
-        process.execPath,
-        ["--conditions=contextvars-source", "--import", "tsx", file],
-        {
-          cwd: root,
-          timeout: 60_000,
-        },
-      );
-      assert.deepEqual(stdout.trim().split("\n"), ["alice", "bob"]);
+      assert.deepEqual(await runTs(file), ["alice", "bob"]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -59,7 +55,7 @@ describe("examples", () => {
     "server.ts: each request's log lines and reply carry its own id and user",
     onNode,
     async () => {
-      const lines = await runExample("server.ts");
+      const lines = await runTs("examples/server.ts");
       const logs = lines.filter((l) => l.startsWith("["));
       const replies = lines.filter((l) => /^\d{3} /.test(l));
       assert.equal(replies.length, 3, lines.join("\n"));
@@ -93,7 +89,7 @@ describe("examples", () => {
     "two-services.ts: both services log the same request id, user and trace per request",
     onNode,
     async () => {
-      const lines = await runExample("two-services.ts");
+      const lines = await runTs("examples/two-services.ts");
       const logs = lines
         .filter((l) => l.startsWith("{"))
         .map((l) => JSON.parse(l) as Record<string, string>);
@@ -119,7 +115,7 @@ describe("examples", () => {
     "worker-pool.ts: each job logs, from its worker thread, the id of the request that sent it",
     onNode,
     async () => {
-      const lines = await runExample("worker-pool.ts", "./test/helpers/tsx-in-workers.mjs");
+      const lines = await runTs("examples/worker-pool.ts", "./test/helpers/tsx-in-workers.mjs");
       const asked = new Map([
         ["req-1", "200000"],
         ["req-2", "50000"],
