@@ -14,7 +14,7 @@ import {
 
 export { type RequestContextOptions, requestId };
 
-/** Options of the Express middleware; `seed` receives Express's `req`. */
+/** Options of the Express middleware; `seed` and `generateId` receive Express's `req`. */
 export type ExpressContextOptions = RequestContextOptions<Request>;
 
 /**
@@ -51,7 +51,7 @@ export function contextMiddleware(options?: ExpressContextOptions): RequestHandl
   const resolved = resolveOptions(options);
   const seed = resolved.seed;
   return function contextMiddleware(req: Request, res: Response, next: NextFunction): void {
-    const context = nodeRequestContext(req, res, resolved, bindThroughApp);
+    const context = nodeRequestContext(req, res, resolved, req, bindThroughApp);
     runInRequest(context, proceed, seed, req, next);
   };
 }

@@ -19,7 +19,7 @@ import { nodeRequestContext, requestContextOf, runInRequest } from "./request-sc
 
 export { type RequestContextOptions, requestId };
 
-/** Options of the Fastify plugin; `seed` receives the `FastifyRequest`. */
+/** Options of the Fastify plugin; `seed` and `generateId` receive the `FastifyRequest`. */
 export type FastifyContextOptions = RequestContextOptions<FastifyRequest>;
 
 function contextvars(
@@ -50,7 +50,7 @@ function contextvars(
       reply: FastifyReply,
       next: HookHandlerDoneFunction,
     ): void {
-      const context = nodeRequestContext(request.raw, reply.raw, resolved);
+      const context = nodeRequestContext(request.raw, reply.raw, resolved, request);
       runInRequest(context, proceed, seed, request, next);
     },
   );

@@ -4,9 +4,9 @@
 import type { Context, Env, MiddlewareHandler, Next } from "hono";
 import type { Context as RequestContext } from "../core/context.ts";
 import {
-  acceptRequestId,
   type RequestContextOptions,
   requestId,
+  requestIdFor,
   resolveOptions,
 } from "./request-id.ts";
 import {
@@ -22,7 +22,7 @@ import {
 export { type RequestContextOptions, requestId };
 
 /**
- * Options of the Hono middleware; `seed` receives Hono's `c`. A throw from `seed`
+ * Options of the Hono middleware; `seed` and `generateId` receive Hono's `c`. A throw from `seed`
  * reaches the framework's error handling outside the request's Context (the
  * framework catches it in a frame that began before the request's run): to
  * read request values there, also wrap the server in `withContext` from
@@ -72,7 +72,7 @@ export function contextMiddleware<E extends Env = Env>(
     const raw = c.req.raw;
     const existing = requestContextOf(raw);
     if (existing !== undefined) return existing;
-    const id = acceptRequestId(c.req.header(header));
+    const id = requestIdFor(resolved.trustHeader ? c.req.header(header) : undefined, resolved, c);
     if (echo) c.header(header, id);
     const context = openRequestContext(id);
     fileRequestContext(raw, context);
@@ -90,7 +90,7 @@ export function contextMiddleware<E extends Env = Env>(
     // fetch Headers object per request.
     const context =
       typeof incoming?.on === "function" && typeof outgoing?.setHeader === "function"
-        ? nodeRequestContext(incoming, outgoing, resolved)
+        ? nodeRequestContext(incoming, outgoing, resolved, c)
         : fetchRequestContext(c);
     return runInRequest(context, proceed, seed, c, next);
   };

@@ -15,7 +15,7 @@ import {
 export type { NodeRequestLike, NodeResponseLike };
 export { type RequestContextOptions, requestId };
 
-/** Options of `withContext`; `seed` receives the listener's `req`. */
+/** Options of `withContext`; `seed` and `generateId` receive the listener's `req`. */
 export type HttpContextOptions<Req = NodeRequestLike> = RequestContextOptions<Req>;
 
 /**
@@ -68,7 +68,7 @@ export function withContext<Req extends NodeRequestLike, Res extends NodeRespons
   const resolved = resolveOptions(options);
   const seed = resolved.seed;
   return function contextualListener(req: Req, res: Res): void {
-    const context = nodeRequestContext(req, res, resolved);
+    const context = nodeRequestContext(req, res, resolved, req);
     runInRequest(context, handleRequest, listener, seed, req, res);
   };
 }

@@ -8,7 +8,7 @@ import { nodeRequestContext, runInRequest } from "./request-scope.ts";
 export { type RequestContextOptions, requestId };
 
 /**
- * Options of the Koa middleware; `seed` receives Koa's `ctx`. A throw from `seed`
+ * Options of the Koa middleware; `seed` and `generateId` receive Koa's `ctx`. A throw from `seed`
  * reaches the framework's error handling outside the request's Context (the
  * framework catches it in a frame that began before the request's run): to
  * read request values there, also wrap the server in `withContext` from
@@ -64,7 +64,7 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
       }
     : undefined;
   return function contextMiddleware(ctx: Context, next: Next): Promise<unknown> {
-    const context = nodeRequestContext(ctx.req, ctx.res, resolved);
+    const context = nodeRequestContext(ctx.req, ctx.res, resolved, ctx);
     return runInRequest(context, proceed, seed, echoOnError, ctx, next);
   };
 }

@@ -28,6 +28,20 @@ export interface RequestContextOptions<R> {
   /** Whether the id goes back on the response under `header`. Default `true`. */
   echo?: boolean;
   /**
+   * Whether a well-formed incoming id is used. `false`: every request gets a
+   * generated id, whatever it sends (a server facing clients that should not
+   * pick the ids in your logs); it is still echoed. Default `true`.
+   */
+  trustHeader?: boolean;
+  /**
+   * Makes the id of a request that brings no usable one. Default
+   * `crypto.randomUUID()`. Its result must be well-formed as an incoming id
+   * must be (1–200 characters of letters, digits and `_ - . : = + /`); any
+   * other result fails the request with a TypeError naming this option, as a
+   * throwing middleware fails it.
+   */
+  generateId?: (request: R) => string;
+  /**
    * Called once per request inside the request's fresh Context, before any
    * later middleware, hook or handler: set more vars from the request here
    * (a tenant from a header, a user from a verified token). Synchronous; an
@@ -40,6 +54,9 @@ export interface RequestContextOptions<R> {
 export interface ResolvedOptions<R> {
   readonly header: string;
   readonly echo: boolean;
+  readonly trustHeader: boolean;
+  /** undefined: `crypto.randomUUID()`, called directly. */
+  readonly generateId: ((request: R) => string) | undefined;
   readonly seed: ((request: R) => void) | undefined;
 }
 
@@ -66,6 +83,29 @@ export function acceptRequestId(incoming: unknown): string {
 }
 
 /**
+ * The id of a request: `incoming` if it is well-formed (the caller passes
+ * undefined when the header is not trusted), else one from
+ * `options.generateId(request)` or `crypto.randomUUID()`. Internal.
+ * @throws {TypeError} if `generateId` returns anything but a well-formed id.
+ */
+export function requestIdFor<R>(
+  incoming: unknown,
+  options: ResolvedOptions<R>,
+  request: R,
+): string {
+  if (typeof incoming === "string" && WELL_FORMED_ID.test(incoming)) return incoming;
+  const generate = options.generateId;
+  if (generate === undefined) return randomUUID();
+  const id = generate(request);
+  if (typeof id === "string" && WELL_FORMED_ID.test(id)) return id;
+  throw argumentError(
+    "options.generateId(request)",
+    "a request id of 1–200 letters, digits and _ - . : = + /",
+    id,
+  );
+}
+
+/**
  * Checks the options and fills in the defaults; the header name comes back
  * lower-cased, as Node keys `req.headers`. Internal.
  * @throws {TypeError} if an option has the wrong type or the header is not a valid header name.
@@ -73,17 +113,31 @@ export function acceptRequestId(incoming: unknown): string {
 export function resolveOptions<R>(
   options: RequestContextOptions<R> | undefined,
 ): ResolvedOptions<R> {
-  if (options === undefined) return { header: "x-request-id", echo: true, seed: undefined };
+  if (options === undefined) {
+    return {
+      header: "x-request-id",
+      echo: true,
+      trustHeader: true,
+      generateId: undefined,
+      seed: undefined,
+    };
+  }
   if (typeof options !== "object" || options === null) {
     throw argumentError("options", "an object", options);
   }
-  const { header = "x-request-id", echo = true, seed } = options;
+  const { header = "x-request-id", echo = true, trustHeader = true, generateId, seed } = options;
   if (typeof header !== "string" || !HEADER_NAME.test(header)) {
     throw argumentError("options.header", "a header name", header);
   }
   if (typeof echo !== "boolean") throw argumentError("options.echo", "a boolean", echo);
+  if (typeof trustHeader !== "boolean") {
+    throw argumentError("options.trustHeader", "a boolean", trustHeader);
+  }
+  if (generateId !== undefined && typeof generateId !== "function") {
+    throw argumentError("options.generateId", "a function", generateId);
+  }
   if (seed !== undefined && typeof seed !== "function") {
     throw argumentError("options.seed", "a function", seed);
   }
-  return { header: header.toLowerCase(), echo, seed };
+  return { header: header.toLowerCase(), echo, trustHeader, generateId, seed };
 }

@@ -26,7 +26,7 @@ import type { ContextVar } from "../core/context-var.ts";
 import { rootContext } from "../core/current.ts";
 import { NOT_FOUND } from "../map/hamt.ts";
 import { bindToRequest, boundContextOf } from "./request-emitters.ts";
-import { acceptRequestId, type ResolvedOptions, requestId } from "./request-id.ts";
+import { type ResolvedOptions, requestId, requestIdFor } from "./request-id.ts";
 
 const requestContexts = new WeakMap<object, Context>();
 
@@ -113,8 +113,9 @@ function bindBoth(req: NodeRequestLike, res: NodeResponseLike, context: Context)
 }
 
 /**
- * The request's Context: the one already filed on `req`, or a fresh one,
- * with `req` and `res` bound (by `bind`; default: own methods, see
+ * The request's Context: the one already filed on `req`, or a fresh one
+ * (its id from the header or from the options' generator, which receives
+ * `request`, what the framework calls the request), with `req` and `res` bound (by `bind`; default: own methods, see
  * request-emitters.ts) so that their listeners (`data`, `end`, `finish`,
  * `close`, a pipe's `drain`) run in it, and the id echoed. `bind` also makes
  * the Context findable from `req` (the default's record on `req` holds it; a
@@ -124,11 +125,13 @@ export function nodeRequestContext<R, Req extends NodeRequestLike, Res extends N
   req: Req,
   res: Res,
   options: ResolvedOptions<R>,
+  request: R,
   bind: (req: Req, res: Res, context: Context) => void = bindBoth,
 ): Context {
   const existing = requestContextOf(req);
   if (existing !== undefined) return existing;
-  const id = acceptRequestId(singleHeader(req, options.header));
+  const incoming = options.trustHeader ? singleHeader(req, options.header) : undefined;
+  const id = requestIdFor(incoming, options, request);
   const context = openRequestContext(id);
   bind(req, res, context);
   if (options.echo) res.setHeader(options.header, id);

@@ -222,3 +222,39 @@ export async function expectIdHandling(base: string, header = "X-Request-Id"): P
     assert.equal(reply.headers[header.toLowerCase()], reply.body);
   }
 }
+
+/**
+ * The `generateId` the apps of expectGeneratedIds pass, reading the path from
+ * the framework's own request object: `g-<path>-<n>`, or, for `/bad`, an id
+ * with a space and a newline, which the integration must refuse.
+ */
+export function pathGenerator<R>(pathOf: (request: R) => string): (request: R) => string {
+  let count = 0;
+  return (request) => {
+    const path = pathOf(request);
+    return path === "/bad" ? "not an id\n" : `g-${path}-${++count}`;
+  };
+}
+
+/**
+ * For an app with `{ trustHeader: false, generateId: pathGenerator(...) }`
+ * whose routes `/id` and `/bad` answer `requestId.get()`, and whose error
+ * handler answers 500 with the error's message: every request gets a
+ * generated id whatever it sends, echoed; a malformed generated id fails the
+ * request with a TypeError naming the option and never reaches a header.
+ */
+export async function expectGeneratedIds(base: string, failing = true): Promise<void> {
+  const chosen = await send(base, "/id", { headers: { "x-request-id": "client-chosen" } });
+  assert.equal(chosen.status, 200, chosen.body);
+  assert.match(chosen.body, /^g-\/id-\d+$/);
+  assert.equal(chosen.headers["x-request-id"], chosen.body);
+  const none = await send(base, "/id");
+  assert.match(none.body, /^g-\/id-\d+$/);
+  assert.notEqual(none.body, chosen.body);
+  assert.equal(none.headers["x-request-id"], none.body);
+  if (!failing) return;
+  const bad = await send(base, "/bad", { headers: { "x-request-id": "client-chosen" } });
+  assert.equal(bad.status, 500, bad.body);
+  assert.match(bad.body, /options\.generateId\(request\)/);
+  assert.equal(bad.headers["x-request-id"], undefined);
+}

@@ -11,12 +11,14 @@ import {
   asyncStage,
   expectBodyKeepsContext,
   expectDataListeners,
+  expectGeneratedIds,
   expectIdHandling,
   expectNoCrossTalk,
   expectNothingLeaks,
   expectStreaming,
   leak,
   observe,
+  pathGenerator,
   recordFinish,
   seedUser,
   stage,
@@ -104,6 +106,28 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
   it("a throw or rejection leaves nothing for the next request", () => expectNothingLeaks(base));
   it("a streamed response and res 'finish' keep the context", () => expectStreaming(base));
   it("malformed ids are replaced, well-formed ones pass", () => expectIdHandling(base));
+
+  it("trustHeader: false, generateId(req): ids are generated from Express's req", async () => {
+    const app = express();
+    const generateId = pathGenerator((req: Request) => {
+      assert.equal(typeof req.get, "function", "Express's req, not the bare IncomingMessage");
+      return req.path;
+    });
+    app.use(contextMiddleware({ trustHeader: false, generateId }));
+    app.get(["/id", "/bad"], (_req, res) => {
+      res.send(requestId.get());
+    });
+    app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+      res.status(500).send(error.message);
+    });
+    const own = createServer(app);
+    const url = await listen(own);
+    try {
+      await expectGeneratedIds(url);
+    } finally {
+      await close(own);
+    }
+  });
 
   for (const how of ["mounted twice", "under withContext"] as const) {
     it(`${how}: one Context per request`, async () => {

@@ -11,12 +11,14 @@ import {
   asyncStage,
   expectBodyKeepsContext,
   expectDataListeners,
+  expectGeneratedIds,
   expectIdHandling,
   expectNoCrossTalk,
   expectNothingLeaks,
   expectStreaming,
   leak,
   observe,
+  pathGenerator,
   recordFinish,
   seedUser,
   stage,
@@ -174,6 +176,45 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
     });
   }
 
+  it("trustHeader: false, generateId(request): ids are generated from the FastifyRequest", async () => {
+    const own = Fastify();
+    const generateId = pathGenerator((request: FastifyRequest) => {
+      assert.equal(typeof request.id, "string", "the FastifyRequest, not the raw request");
+      return request.url;
+    });
+    await own.register(contextPlugin, { trustHeader: false, generateId });
+    own.get("/id", async () => requestId.get());
+    own.get("/bad", async () => requestId.get());
+    own.setErrorHandler((error: Error, _request, reply) => {
+      reply.code(500).send(error.message);
+    });
+    const url = await own.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      await expectGeneratedIds(url);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it("generateId: (request) => request.id makes requestId Fastify's own id", async () => {
+    let count = 0;
+    const own = Fastify({ genReqId: () => `fastify-${++count}` });
+    await own.register(contextPlugin, { generateId: (request) => request.id });
+    own.get("/", async (request) => ({ id: requestId.get(), fastify: request.id }));
+    const url = await own.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const reply = await send(url, "/");
+      const body = JSON.parse(reply.body) as { id: string; fastify: string };
+      assert.match(body.id, /^fastify-\d+$/);
+      assert.equal(body.id, body.fastify);
+      assert.equal(reply.headers["x-request-id"], body.id);
+      const passed = await send(url, "/", { headers: { "x-request-id": "from-client" } });
+      assert.equal((JSON.parse(passed.body) as { id: string }).id, "from-client");
+    } finally {
+      await own.close();
+    }
+  });
+
   it("echo: false and a custom header; bad options fail register", async () => {
     const own = Fastify();
     await own.register(contextPlugin, { echo: false, header: "X-Correlation-Id" });
@@ -190,6 +231,13 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
     await assert.rejects(async () => {
       await bad.register(contextPlugin, { echo: 1 as never });
     }, TypeError);
+    for (const options of [{ trustHeader: "no" }, { generateId: "uuid" }]) {
+      const wrong = Fastify();
+      await assert.rejects(async () => {
+        await wrong.register(contextPlugin, options as never);
+      }, /options\.(trustHeader|generateId)/);
+      await wrong.close().catch(() => {});
+    }
     await bad.close().catch(() => {});
   });
 

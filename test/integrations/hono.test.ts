@@ -5,19 +5,21 @@ import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import { ContextVar, type Token } from "contextvars";
 import { contextMiddleware, requestId } from "contextvars/hono";
 import { withContext } from "contextvars/http";
-import { Hono } from "hono";
+import { Hono, type Context as HonoContext } from "hono";
 import { stream } from "hono/streaming";
 import { close, listen, randomDelay, send } from "../helpers/http.ts";
 import {
   asyncStage,
   expectBodyKeepsContext,
   expectDataListeners,
+  expectGeneratedIds,
   expectIdHandling,
   expectNoCrossTalk,
   expectNothingLeaks,
   expectStreaming,
   leak,
   observe,
+  pathGenerator,
   recordFinish,
   seedUser,
   stage,
@@ -156,6 +158,26 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
       }
     });
   }
+
+  it("trustHeader: false, generateId(c): ids are generated from Hono's c, on node-server and on fetch", async () => {
+    const own = new Hono();
+    const generateId = pathGenerator((c: HonoContext) => c.req.path);
+    own.use(contextMiddleware({ trustHeader: false, generateId }));
+    own.get("/id", (c) => c.text(requestId.get()));
+    own.get("/bad", (c) => c.text(requestId.get()));
+    own.onError((error, c) => c.text(error.message, 500));
+    // The second server hands Hono no env: the middleware takes its fetch path.
+    const servers = [
+      createServer(getRequestListener(own.fetch)),
+      createServer(getRequestListener((request) => own.fetch(request))),
+    ];
+    const urls = await Promise.all(servers.map((s) => listen(s)));
+    try {
+      for (const url of urls) await expectGeneratedIds(url);
+    } finally {
+      await Promise.all(servers.map((s) => close(s)));
+    }
+  });
 
   it("echo: false and a custom header", async () => {
     const own = new Hono();

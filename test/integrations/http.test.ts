@@ -1,21 +1,29 @@
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import { after, before, describe, it } from "node:test";
 import { ContextVar, copyContext, type Token } from "contextvars";
-import { requestId, withContext } from "contextvars/http";
+import {
+  type NodeRequestLike,
+  type NodeResponseLike,
+  requestId,
+  withContext,
+} from "contextvars/http";
 import { close, listen, send, sendJson } from "../helpers/http.ts";
 import {
   asyncStage,
   expectBodyKeepsContext,
   expectDataListeners,
+  expectGeneratedIds,
   expectIdHandling,
   expectNoCrossTalk,
   expectNothingLeaks,
   expectStreaming,
   leak,
   observe,
+  pathGenerator,
   recordFinish,
   seedUser,
   stage,
@@ -142,10 +150,52 @@ describe("contextvars/http withContext", { timeout: 60_000 }, () => {
     }
   });
 
+  it("trustHeader: false, generateId(req): ids are generated from the listener's req", async () => {
+    const generateId = pathGenerator((req: IncomingMessage) => req.url ?? "");
+    const own = createServer(
+      withContext((_req, res) => res.end(requestId.get()), { trustHeader: false, generateId }),
+    );
+    const url = await listen(own);
+    try {
+      // node:http has no error handling: a malformed generated id (like any
+      // throw from the listener) leaves the listener, as tested below.
+      await expectGeneratedIds(url, false);
+    } finally {
+      await close(own);
+    }
+  });
+
+  it("a malformed generated id throws from the listener, before anything runs or is echoed", () => {
+    let ran = false;
+    const listener = withContext<NodeRequestLike, NodeResponseLike>(
+      () => {
+        ran = true;
+      },
+      { generateId: () => "a b" },
+    );
+    const req = Object.assign(new EventEmitter(), { headers: {}, rawHeaders: [] });
+    const headers = new Map<string, string>();
+    const res = Object.assign(new EventEmitter(), {
+      setHeader: (name: string, value: string) => headers.set(name, value),
+    });
+    assert.throws(
+      () => listener(req, res),
+      (error: unknown) =>
+        error instanceof TypeError && /options\.generateId\(request\).*"a b"/.test(error.message),
+    );
+    assert.equal(ran, false);
+    assert.equal(headers.size, 0);
+  });
+
   it("rejects bad options and a non-function listener", () => {
     assert.throws(() => withContext(42 as never), TypeError);
     assert.throws(() => withContext(routes, { header: "bad header" }), TypeError);
     assert.throws(() => withContext(routes, { echo: "yes" as never }), TypeError);
     assert.throws(() => withContext(routes, { seed: "user" as never }), TypeError);
+    assert.throws(() => withContext(routes, { trustHeader: 0 as never }), /options\.trustHeader/);
+    assert.throws(
+      () => withContext(routes, { generateId: "uuid" as never }),
+      /options\.generateId/,
+    );
   });
 });

@@ -13,12 +13,14 @@ import {
   asyncStage,
   expectBodyKeepsContext,
   expectDataListeners,
+  expectGeneratedIds,
   expectIdHandling,
   expectNoCrossTalk,
   expectNothingLeaks,
   expectStreaming,
   leak,
   observe,
+  pathGenerator,
   recordFinish,
   seedUser,
   stage,
@@ -151,6 +153,32 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
       assert.deepEqual(JSON.parse(reply.body), { id: "k-1", user: "kim", stage: "second:mw:kim" });
     } finally {
       await close(own);
+    }
+  });
+
+  it("trustHeader: false, generateId(ctx): ids are generated from Koa's ctx", async () => {
+    const own = new Koa();
+    own.silent = true;
+    own.use(async (ctx, next) => {
+      try {
+        await next();
+      } catch (error) {
+        ctx.status = 500;
+        ctx.body = (error as Error).message;
+      }
+    });
+    own.use(
+      contextMiddleware({ trustHeader: false, generateId: pathGenerator((ctx) => ctx.path) }),
+    );
+    own.use((ctx) => {
+      ctx.body = requestId.get();
+    });
+    const server = createServer(own.callback());
+    const url = await listen(server);
+    try {
+      await expectGeneratedIds(url);
+    } finally {
+      await close(server);
     }
   });
 

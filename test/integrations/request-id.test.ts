@@ -2,7 +2,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { LookupError } from "contextvars";
 import { requestId } from "contextvars/http";
-import { acceptRequestId, resolveOptions } from "../../src/integrations/request-id.ts";
+import {
+  acceptRequestId,
+  requestIdFor,
+  resolveOptions,
+} from "../../src/integrations/request-id.ts";
 import { UUID } from "../helpers/http.ts";
 
 describe("requestId and acceptRequestId", () => {
@@ -58,21 +62,63 @@ describe("requestId and acceptRequestId", () => {
   });
 
   it("resolveOptions fills defaults, lower-cases the header, and checks types", () => {
-    assert.deepEqual(resolveOptions(undefined), {
+    const defaults = {
       header: "x-request-id",
       echo: true,
+      trustHeader: true,
+      generateId: undefined,
       seed: undefined,
-    });
+    };
+    assert.deepEqual(resolveOptions(undefined), defaults);
+    assert.deepEqual(resolveOptions({}), defaults);
     const seed = () => {};
-    assert.deepEqual(resolveOptions({ header: "X-Trace-Id", echo: false, seed }), {
-      header: "x-trace-id",
-      echo: false,
-      seed,
-    });
+    const generateId = () => "id";
+    assert.deepEqual(
+      resolveOptions({ header: "X-Trace-Id", echo: false, trustHeader: false, generateId, seed }),
+      { header: "x-trace-id", echo: false, trustHeader: false, generateId, seed },
+    );
     for (const options of [null, 42, { header: "" }, { header: "a b" }, { header: "x\n" }]) {
       assert.throws(() => resolveOptions(options as never), TypeError);
     }
     assert.throws(() => resolveOptions({ echo: "no" as never }), /options\.echo/);
     assert.throws(() => resolveOptions({ seed: 1 as never }), /options\.seed/);
+    assert.throws(() => resolveOptions({ trustHeader: "no" as never }), /options\.trustHeader/);
+    assert.throws(() => resolveOptions({ generateId: "uuid" as never }), /options\.generateId/);
+  });
+
+  it("requestIdFor: a well-formed incoming id, else generateId(request), else a UUID", () => {
+    const request = { path: "/orders" };
+    const seen: unknown[] = [];
+    const options = resolveOptions({
+      generateId: (r: typeof request) => {
+        seen.push(r);
+        return `gen${r.path}`;
+      },
+    });
+    assert.equal(requestIdFor("in-1", options, request), "in-1");
+    assert.deepEqual(seen, [], "not called when the incoming id is used");
+    assert.equal(requestIdFor("bad id", options, request), "gen/orders");
+    assert.equal(requestIdFor(undefined, options, request), "gen/orders");
+    assert.deepEqual(seen, [request, request]);
+    assert.match(requestIdFor("bad id", resolveOptions(undefined), request), UUID);
+  });
+
+  it("requestIdFor: a generated id is held to the incoming rule, with a TypeError naming the option", () => {
+    for (const wrong of ["", "a b", "line\nbreak", "x".repeat(201), 42, undefined, null]) {
+      const options = resolveOptions({ generateId: () => wrong as string });
+      assert.throws(
+        () => requestIdFor(undefined, options, {}),
+        (error: unknown) =>
+          error instanceof TypeError &&
+          error.message.startsWith("Expected `options.generateId(request)` to be a request id"),
+        JSON.stringify(wrong),
+      );
+    }
+    const throwing = resolveOptions({
+      generateId: () => {
+        throw new RangeError("out of ids");
+      },
+    });
+    assert.throws(() => requestIdFor(undefined, throwing, {}), RangeError);
   });
 });
