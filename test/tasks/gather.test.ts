@@ -137,6 +137,34 @@ describe("gather: PromiseLikes and results", () => {
   });
 });
 
+describe("every outcome: Promise.allSettled of tasks (asyncio's return_exceptions=True)", () => {
+  itFromEveryState("each task in its own copy; failures come back as outcomes", async () => {
+    const v = new ContextVar<string>("v");
+    v.set("caller");
+    const boom = new Error("boom");
+    const worker = async (name: string, fail: boolean) => {
+      v.set(name);
+      await sleep(fail ? 2 : 5);
+      if (fail) throw boom;
+      return v.get();
+    };
+    const outcomes = await Promise.allSettled([
+      createTask(() => worker("a", false)),
+      createTask(() => worker("b", true)),
+      createTask(() => {
+        v.set("sync");
+        throw new Error(`sync ${v.get()}`);
+      }),
+      createTask(() => worker("c", false)),
+    ]);
+    assert.deepEqual(
+      outcomes.map((o) => (o.status === "fulfilled" ? o.value : (o.reason as Error).message)),
+      ["a", "boom", "sync sync", "c"],
+    );
+    assert.equal(v.get(), "caller");
+  });
+});
+
 describe("gather: bad input", () => {
   const bad: [string, unknown][] = [
     ["a number", 42],

@@ -268,6 +268,18 @@ await new Promise((r) => setTimeout(r, 20));`);
     assert.deepEqual(seen, ["sync, nobody awaits"]);
   });
 
+  it("unhandled: none from tasks handed to Promise.allSettled, sync throws included", async () => {
+    const seen = await unhandledRejectionsOf(`import { createTask } from "contextvars";
+const outcomes = await Promise.allSettled([
+  createTask(() => { throw new Error("sync"); }),
+  createTask(async () => { throw new Error("async"); }),
+  createTask(async () => { await new Promise((r) => setTimeout(r, 5)); throw new Error("later"); }),
+]);
+if (outcomes.some((o) => o.status !== "rejected")) throw new Error("expected three rejections");
+await new Promise((r) => setTimeout(r, 20));`);
+    assert.deepEqual(seen, []);
+  });
+
   it("then after the task settled: the value, or the failure, as it settled", async () => {
     const ok = createTask(() => "sync value");
     assert.equal(ok.done, true);
