@@ -70,22 +70,16 @@ const WELL_FORMED_ID = /^[\w.:=+/-]{1,200}$/;
 const HEADER_NAME = /^[!#$%&'*+.^`|~\w-]+$/;
 
 /**
- * The incoming id if it is well-formed (1–200 characters of letters, digits
- * and `_ - . : = + /`), else a fresh `crypto.randomUUID()`: a malformed id
- * is replaced, never passed through.
+ * The id of a request: `incoming` if it is well-formed (1–200 characters of
+ * letters, digits and `_ - . : = + /`; the caller passes undefined when the
+ * header is not trusted), else one from `options.generateId(request)` or
+ * `crypto.randomUUID()`. A malformed id is replaced, never passed through.
+ * Internal.
  *
  * @example
- * acceptRequestId("req-42"); // "req-42"
- * acceptRequestId("a\nFAKE LOG LINE"); // a new UUID
- */
-export function acceptRequestId(incoming: unknown): string {
-  return typeof incoming === "string" && WELL_FORMED_ID.test(incoming) ? incoming : randomUUID();
-}
-
-/**
- * The id of a request: `incoming` if it is well-formed (the caller passes
- * undefined when the header is not trusted), else one from
- * `options.generateId(request)` or `crypto.randomUUID()`. Internal.
+ * const defaults = resolveOptions(undefined);
+ * requestIdFor("req-42", defaults, req); // "req-42"
+ * requestIdFor("a\nFAKE LOG LINE", defaults, req); // a new UUID
  * @throws {TypeError} if `generateId` returns anything but a well-formed id.
  */
 export function requestIdFor<R>(

@@ -115,9 +115,10 @@ function bindBoth(req: NodeRequestLike, res: NodeResponseLike, context: Context)
 /**
  * The request's Context: the one already filed on `req`, or a fresh one
  * (its id from the header or from the options' generator, which receives
- * `request`, what the framework calls the request), with `req` and `res` bound (by `bind`; default: own methods, see
- * request-emitters.ts) so that their listeners (`data`, `end`, `finish`,
- * `close`, a pipe's `drain`) run in it, and the id echoed. `bind` also makes
+ * `request`, what the framework calls the request), with `req` and `res`
+ * bound (by `bind`; default: own methods, see request-emitters.ts) so that
+ * their listeners (`data`, `end`, `finish`, `close`, a pipe's `drain`) run
+ * in it, and the id echoed. `bind` also makes
  * the Context findable from `req` (the default's record on `req` holds it; a
  * `bind` that adds nothing to `req` must `fileRequestContext` it).
  */

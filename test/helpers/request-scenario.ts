@@ -197,7 +197,7 @@ export async function expectStreaming(base: string, path = "/stream"): Promise<v
  * Well-formed ids pass; too long, tab, space, quotes, non-ASCII, duplicates
  * and empty are replaced. (Node's parser itself answers 400 to CR, LF, NUL
  * and other control characters in a header; request-id.test.ts checks that
- * acceptRequestId replaces them too, for runtimes that let them through.)
+ * requestIdFor replaces them too, for runtimes that let them through.)
  */
 export async function expectIdHandling(base: string, header = "X-Request-Id"): Promise<void> {
   const ok = ["abc-123", "0af7651916cd43dd8448eb211c80319c", "a.b:c=d+e/f_g", "x".repeat(200)];

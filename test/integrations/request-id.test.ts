@@ -2,14 +2,14 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { LookupError } from "contextvars";
 import { requestId } from "contextvars/http";
-import {
-  acceptRequestId,
-  requestIdFor,
-  resolveOptions,
-} from "../../src/integrations/request-id.ts";
+import { requestIdFor, resolveOptions } from "../../src/integrations/request-id.ts";
 import { UUID } from "../helpers/http.ts";
 
-describe("requestId and acceptRequestId", () => {
+/** The id the default options give a request that sends `incoming`. */
+const acceptRequestId = (incoming: unknown): string =>
+  requestIdFor(incoming, resolveOptions(undefined), undefined);
+
+describe("requestId and requestIdFor", () => {
   it("requestId has no default: get() outside a request throws LookupError", () => {
     assert.equal(requestId.name, "requestId");
     assert.throws(() => requestId.get(), LookupError);
