@@ -35,10 +35,10 @@ export interface RequestContextOptions<R> {
   trustHeader?: boolean;
   /**
    * Makes the id of a request that brings no usable one. Default
-   * `crypto.randomUUID()`. Its result must be well-formed as an incoming id
-   * must be (1–200 characters of letters, digits and `_ - . : = + /`); any
-   * other result fails the request with a TypeError naming this option, as a
-   * throwing middleware fails it.
+   * `crypto.randomUUID()`. Its result is held to the incoming rule (1–200
+   * characters of letters, digits and `_ - . : = + /`): anything else is
+   * replaced by a fresh UUID, as a malformed incoming id is. A throw from it
+   * fails the request as a throwing middleware does.
    */
   generateId?: (request: R) => string;
   /**
@@ -72,15 +72,17 @@ const HEADER_NAME = /^[!#$%&'*+.^`|~\w-]+$/;
 /**
  * The id of a request: `incoming` if it is well-formed (1–200 characters of
  * letters, digits and `_ - . : = + /`; the caller passes undefined when the
- * header is not trusted), else one from `options.generateId(request)` or
- * `crypto.randomUUID()`. A malformed id is replaced, never passed through.
- * Internal.
+ * header is not trusted), else `options.generateId(request)` if that is
+ * well-formed, else a fresh `crypto.randomUUID()`. An id that is not
+ * well-formed, whichever its source, is replaced and never passed through: a
+ * generator may read what the client sent (Fastify's `request.id` can be a
+ * header), so a malformed result must not fail the request. Internal.
  *
  * @example
  * const defaults = resolveOptions(undefined);
  * requestIdFor("req-42", defaults, req); // "req-42"
  * requestIdFor("a\nFAKE LOG LINE", defaults, req); // a new UUID
- * @throws {TypeError} if `generateId` returns anything but a well-formed id.
+ * @throws whatever `generateId` throws.
  */
 export function requestIdFor<R>(
   incoming: unknown,
@@ -91,12 +93,7 @@ export function requestIdFor<R>(
   const generate = options.generateId;
   if (generate === undefined) return randomUUID();
   const id = generate(request);
-  if (typeof id === "string" && WELL_FORMED_ID.test(id)) return id;
-  throw argumentError(
-    "options.generateId(request)",
-    "a request id of 1–200 letters, digits and _ - . : = + /",
-    id,
-  );
+  return typeof id === "string" && WELL_FORMED_ID.test(id) ? id : randomUUID();
 }
 
 /**

@@ -225,25 +225,29 @@ export async function expectIdHandling(base: string, header = "X-Request-Id"): P
 
 /**
  * The `generateId` the apps of expectGeneratedIds pass, reading the path from
- * the framework's own request object: `g-<path>-<n>`, or, for `/bad`, an id
- * with a space and a newline, which the integration must refuse.
+ * the framework's own request object: `g-<path>-<n>`; for `/bad`, an id with
+ * a space and a newline, which the integration must replace; for `/boom`, a
+ * throw.
  */
 export function pathGenerator<R>(pathOf: (request: R) => string): (request: R) => string {
   let count = 0;
   return (request) => {
     const path = pathOf(request);
+    if (path === "/boom") throw new Error("generateId failed");
     return path === "/bad" ? "not an id\n" : `g-${path}-${++count}`;
   };
 }
 
 /**
  * For an app with `{ trustHeader: false, generateId: pathGenerator(...) }`
- * whose routes `/id` and `/bad` answer `requestId.get()`, and whose error
- * handler answers 500 with the error's message: every request gets a
- * generated id whatever it sends, echoed; a malformed generated id fails the
- * request with a TypeError naming the option and never reaches a header.
+ * whose routes `/id`, `/bad` and `/boom` answer `requestId.get()`, and whose
+ * error handler answers 500 with the error's message: every request gets a
+ * generated id whatever it sends, echoed; a malformed generated id is
+ * replaced by a UUID, as a malformed incoming one is; a throw from the
+ * generator fails the request (unless `throws` is false: node:http has no
+ * error handling to answer it) before any id is echoed.
  */
-export async function expectGeneratedIds(base: string, failing = true): Promise<void> {
+export async function expectGeneratedIds(base: string, throws = true): Promise<void> {
   const chosen = await send(base, "/id", { headers: { "x-request-id": "client-chosen" } });
   assert.equal(chosen.status, 200, chosen.body);
   assert.match(chosen.body, /^g-\/id-\d+$/);
@@ -252,9 +256,13 @@ export async function expectGeneratedIds(base: string, failing = true): Promise<
   assert.match(none.body, /^g-\/id-\d+$/);
   assert.notEqual(none.body, chosen.body);
   assert.equal(none.headers["x-request-id"], none.body);
-  if (!failing) return;
   const bad = await send(base, "/bad", { headers: { "x-request-id": "client-chosen" } });
-  assert.equal(bad.status, 500, bad.body);
-  assert.match(bad.body, /options\.generateId\(request\)/);
-  assert.equal(bad.headers["x-request-id"], undefined);
+  assert.equal(bad.status, 200, bad.body);
+  assert.match(bad.body, UUID);
+  assert.equal(bad.headers["x-request-id"], bad.body);
+  if (!throws) return;
+  const boom = await send(base, "/boom");
+  assert.equal(boom.status, 500, boom.body);
+  assert.match(boom.body, /generateId failed/);
+  assert.equal(boom.headers["x-request-id"], undefined);
 }

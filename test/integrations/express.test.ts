@@ -114,7 +114,7 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
       return req.path;
     });
     app.use(contextMiddleware({ trustHeader: false, generateId }));
-    app.get(["/id", "/bad"], (_req, res) => {
+    app.get(["/id", "/bad", "/boom"], (_req, res) => {
       res.send(requestId.get());
     });
     app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {

@@ -6,7 +6,7 @@ import { ContextVar, type Token } from "contextvars";
 import { contextPlugin, requestId } from "contextvars/fastify";
 import { withContext } from "contextvars/http";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
-import { randomDelay, send } from "../helpers/http.ts";
+import { randomDelay, send, UUID } from "../helpers/http.ts";
 import {
   asyncStage,
   expectBodyKeepsContext,
@@ -185,6 +185,7 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
     await own.register(contextPlugin, { trustHeader: false, generateId });
     own.get("/id", async () => requestId.get());
     own.get("/bad", async () => requestId.get());
+    own.get("/boom", async () => requestId.get());
     own.setErrorHandler((error: Error, _request, reply) => {
       reply.code(500).send(error.message);
     });
@@ -212,6 +213,26 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
       assert.equal((JSON.parse(passed.body) as { id: string }).id, "from-client");
     } finally {
       await own.close();
+    }
+    // With Fastify's requestIdHeader, request.id is whatever the client sent:
+    // a malformed one is replaced, as an incoming id would be.
+    const headed = Fastify({ requestIdHeader: "x-request-id" });
+    await headed.register(contextPlugin, {
+      trustHeader: false,
+      generateId: (request) => request.id,
+    });
+    headed.get("/", async (request) => ({ id: requestId.get(), fastify: request.id }));
+    const headedUrl = await headed.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const same = await send(headedUrl, "/", { headers: { "x-request-id": "edge-7" } });
+      assert.deepEqual(JSON.parse(same.body), { id: "edge-7", fastify: "edge-7" });
+      const forged = await send(headedUrl, "/", { headers: { "x-request-id": "a b" } });
+      const body = JSON.parse(forged.body) as { id: string; fastify: string };
+      assert.equal(body.fastify, "a b");
+      assert.match(body.id, UUID);
+      assert.equal(forged.headers["x-request-id"], body.id);
+    } finally {
+      await headed.close();
     }
   });
 

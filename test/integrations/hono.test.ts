@@ -165,6 +165,7 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
     own.use(contextMiddleware({ trustHeader: false, generateId }));
     own.get("/id", (c) => c.text(requestId.get()));
     own.get("/bad", (c) => c.text(requestId.get()));
+    own.get("/boom", (c) => c.text(requestId.get()));
     own.onError((error, c) => c.text(error.message, 500));
     // The second server hands Hono no env: the middleware takes its fetch path.
     const servers = [
