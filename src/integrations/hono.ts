@@ -22,11 +22,11 @@ import {
 export { type RequestContextOptions, requestId };
 
 /**
- * Options of the Hono middleware; `seed` and `generateId` receive Hono's `c`. A throw from `seed`
- * reaches the framework's error handling outside the request's Context (the
- * framework catches it in a frame that began before the request's run): to
- * read request values there, also wrap the server in `withContext` from
- * `contextvars/http` (test/faults).
+ * Options of the Hono middleware; `seed` and `generateId` receive
+ * Hono's `c`. A throw from either reaches the framework's error handling
+ * outside the request's Context (the framework catches it in a frame that
+ * began before the request's run): to read request values there, also wrap
+ * the server in `withContext` from `contextvars/http` (test/faults).
  */
 export type HonoContextOptions<E extends Env = Env> = RequestContextOptions<Context<E>>;
 

@@ -8,11 +8,11 @@ import { nodeRequestContext, runInRequest } from "./request-scope.ts";
 export { type RequestContextOptions, requestId };
 
 /**
- * Options of the Koa middleware; `seed` and `generateId` receive Koa's `ctx`. A throw from `seed`
- * reaches the framework's error handling outside the request's Context (the
- * framework catches it in a frame that began before the request's run): to
- * read request values there, also wrap the server in `withContext` from
- * `contextvars/http` (test/faults).
+ * Options of the Koa middleware; `seed` and `generateId` receive
+ * Koa's `ctx`. A throw from either reaches the framework's error handling
+ * outside the request's Context (the framework catches it in a frame that
+ * began before the request's run): to read request values there, also wrap
+ * the server in `withContext` from `contextvars/http` (test/faults).
  */
 export type KoaContextOptions = RequestContextOptions<Context>;
 
