@@ -125,12 +125,7 @@ const CI_TARGETS = [
   "bun",
   "deno",
   "node20/async-context",
-  "node24/otel3",
-  "node20/koa2",
-  "node20/pino9",
-  "node20/fastify-plugin5",
-  "node20/express4",
-  "node20/piscina4",
+  ...TARGETS.filter((t) => t.peerLine !== undefined).map((t) => t.name),
 ];
 
 const ASYNC_CONTEXT_FILES = ["test/core/", "test/tasks/", "test/carrier/", "test/async-context/"];

@@ -18,10 +18,10 @@ export { type RequestContextOptions, requestId };
 export type ExpressContextOptions = RequestContextOptions<Request>;
 
 /**
- * Express 5 (and 4) middleware that runs the rest of the request (later middleware,
- * body parsers, the route handler, error handlers, `res.on("finish")`
- * listeners) in the request's own fresh copy of the root Context. Mount it
- * first, so that everything after it is inside. `requestId` is set from the
+ * Express 5 (and 4) middleware that runs the rest of the request (later
+ * middleware, body parsers, the route handler, error handlers,
+ * `res.on("finish")` listeners) in the request's own fresh copy of the root
+ * Context. Mount it first, so that everything after it is inside. `requestId` is set from the
  * `x-request-id` header when well-formed (else a new UUID) and echoed;
  * then `seed` runs.
  *

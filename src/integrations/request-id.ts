@@ -104,19 +104,16 @@ export function requestIdFor<R>(
 export function resolveOptions<R>(
   options: RequestContextOptions<R> | undefined,
 ): ResolvedOptions<R> {
-  if (options === undefined) {
-    return {
-      header: "x-request-id",
-      echo: true,
-      trustHeader: true,
-      generateId: undefined,
-      seed: undefined,
-    };
-  }
-  if (typeof options !== "object" || options === null) {
+  if (options !== undefined && (typeof options !== "object" || options === null)) {
     throw argumentError("options", "an object", options);
   }
-  const { header = "x-request-id", echo = true, trustHeader = true, generateId, seed } = options;
+  const {
+    header = "x-request-id",
+    echo = true,
+    trustHeader = true,
+    generateId,
+    seed,
+  } = options ?? {};
   if (typeof header !== "string" || !HEADER_NAME.test(header)) {
     throw argumentError("options.header", "a header name", header);
   }

@@ -118,9 +118,9 @@ function bindBoth(req: NodeRequestLike, res: NodeResponseLike, context: Context)
  * `request`, what the framework calls the request), with `req` and `res`
  * bound (by `bind`; default: own methods, see request-emitters.ts) so that
  * their listeners (`data`, `end`, `finish`, `close`, a pipe's `drain`) run
- * in it, and the id echoed. `bind` also makes
- * the Context findable from `req` (the default's record on `req` holds it; a
- * `bind` that adds nothing to `req` must `fileRequestContext` it).
+ * in it, and the id echoed. `bind` also makes the Context findable from
+ * `req` (the default's record on `req` holds it; a `bind` that adds nothing
+ * to `req` must `fileRequestContext` it).
  */
 export function nodeRequestContext<R, Req extends NodeRequestLike, Res extends NodeResponseLike>(
   req: Req,

@@ -13,10 +13,10 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
+import { UUID } from "../helpers/http.ts";
 import { runtime } from "../runtimes/runtime.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 /**
  * Runs a TypeScript file (a path from the project root, or absolute) with node,
