@@ -390,27 +390,29 @@ function start<T>(task: Task<T>, fn: TaskFunction<T>): void {
 }
 
 function follow<T>(task: Task<T>, result: unknown): void {
+  let then: Function | undefined;
   try {
-    const then = thenOf(result);
-    if (then === undefined) {
-      fnSettled(task, true, result);
-      return;
-    }
-    Reflect.apply(then, result, [
-      (value: unknown) => {
-        // A thenable may resolve with another thenable: adopt it as a Promise would.
-        if (thenOf(value) === undefined) fnSettled(task, true, value);
-        else
-          Promise.resolve(value).then(
-            (v) => fnSettled(task, true, v),
-            (e) => fnSettled(task, false, e),
-          );
-      },
-      (error: unknown) => fnSettled(task, false, error),
-    ]);
+    then = thenOf(result);
   } catch (error) {
     fnSettled(task, false, error);
+    return;
   }
+  if (then === undefined) {
+    fnSettled(task, true, result);
+    return;
+  }
+  // then is called now, as an eager task starts now; a Promise around the call
+  // gives the task a Promise's rules for what then does: the first call of
+  // resolve or reject wins, a throw after it is ignored, and a thenable it
+  // resolves with is adopted (test/tasks/task.test.ts checks each against
+  // Promise.resolve(thenable)).
+  const call = then;
+  new Promise<unknown>((resolve, reject) => {
+    Reflect.apply(call, result, [resolve, reject]);
+  }).then(
+    (value: unknown) => fnSettled(task, true, value),
+    (error: unknown) => fnSettled(task, false, error),
+  );
 }
 
 function validateOptions(options: TaskOptions | undefined): void {

@@ -344,3 +344,103 @@ describe("Task: bad input", () => {
     });
   }
 });
+
+describe("Task: a function that returns a thenable", () => {
+  type Callbacks = [resolve: (value: unknown) => void, reject: (reason: unknown) => void];
+  const late = new Error("late");
+  const inner = (value: unknown): PromiseLike<unknown> => ({
+    // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose
+    then: (resolve?: ((v: unknown) => unknown) | null) => {
+      setTimeout(() => resolve?.(value), 1);
+      return undefined as unknown as PromiseLike<never>;
+    },
+  });
+  /** Each builds a fresh thenable whose `then` does one odd thing a query builder might. */
+  const behaviours: Record<string, () => unknown> = {
+    "resolves at once": () => thenable((resolve) => resolve("now")),
+    "resolves on a timer": () => thenable((resolve) => setTimeout(() => resolve("later"), 1)),
+    rejects: () => thenable((_, reject) => reject(late)),
+    "then throws": () =>
+      thenable(() => {
+        throw late;
+      }),
+    "a then getter that throws": () => ({
+      // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose
+      get then() {
+        throw late;
+      },
+    }),
+    // biome-ignore lint/suspicious/noThenProperty: not a thenable, on purpose
+    "then is not a function": () => ({ then: 42 }),
+    "resolves with a thenable": () => thenable((resolve) => resolve(inner("inner"))),
+    "resolves with a rejected promise": () => thenable((resolve) => resolve(Promise.reject(late))),
+    "resolves with a thenable, then rejects": () =>
+      thenable((resolve, reject) => {
+        resolve(inner("adopted"));
+        reject(late);
+      }),
+    "resolves with a thenable, then throws": () =>
+      thenable((resolve) => {
+        resolve(inner("adopted"));
+        throw late;
+      }),
+    "rejects, then resolves": () =>
+      thenable((resolve, reject) => {
+        reject(late);
+        resolve("ignored");
+      }),
+    "resolves twice": () =>
+      thenable((resolve) => {
+        resolve("first");
+        resolve("second");
+      }),
+    "resolves, then throws": () =>
+      thenable((resolve) => {
+        resolve("kept");
+        throw late;
+      }),
+  };
+  function thenable(body: (...callbacks: Callbacks) => void): PromiseLike<unknown> {
+    return {
+      // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose
+      then: (resolve, reject) => body(resolve as Callbacks[0], reject as Callbacks[1]),
+    } as PromiseLike<unknown>;
+  }
+  const outcome = (p: PromiseLike<unknown>): Promise<unknown> =>
+    Promise.resolve(p).then(
+      (value) => ({ value }),
+      (error: unknown) => ({ error }),
+    );
+
+  itFromEveryState("then is called before createTask returns, in the task's Context", async () => {
+    const v = new ContextVar<string>("v", { default: "unset" });
+    v.set("creator");
+    const calls: string[] = [];
+    const task = createTask(() => {
+      v.set("task");
+      return thenable((resolve) => {
+        calls.push(v.get());
+        resolve("done");
+      });
+    });
+    assert.deepEqual(calls, ["task"]);
+    assert.equal(v.get(), "creator");
+    assert.equal(await task, "done");
+  });
+
+  for (const [name, make] of Object.entries(behaviours)) {
+    itFromEveryState(`${name}: the task settles as Promise.resolve(thenable) does`, async () => {
+      const expected = await outcome(Promise.resolve(make()));
+      assert.deepEqual(await outcome(createTask(make)), expected);
+      assert.deepEqual(
+        await outcome(
+          createTask(async () => {
+            await null;
+            return make();
+          }),
+        ),
+        expected,
+      );
+    });
+  }
+});
