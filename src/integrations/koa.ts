@@ -57,7 +57,8 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
           try {
             failed.headers = { ...headers, [header]: requestId.get() };
           } catch {
-            // A frozen error keeps its headers; Koa's response then lacks the id.
+            // Headers that cannot be replaced (read-only, or a frozen error) are
+            // kept as they are; Koa's response then lacks the id.
           }
         }
         throw error;

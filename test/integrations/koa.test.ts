@@ -182,7 +182,7 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
     }
   });
 
-  it("echo: false; the id is echoed on Koa's own error responses", async () => {
+  it("echo: false; the id is echoed on Koa's own error responses, not on an error with read-only headers", async () => {
     const quiet = new Koa();
     quiet.silent = true;
     quiet.use(contextMiddleware({ echo: false }));
@@ -192,7 +192,14 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
     const loud = new Koa();
     loud.silent = true;
     loud.use(contextMiddleware({ header: "X-Correlation-Id" }));
-    loud.use(() => {
+    loud.use((ctx) => {
+      if (ctx.path === "/read-only") {
+        const error = Object.assign(new Error("read-only"), { status: 409 });
+        throw Object.defineProperty(error, "headers", {
+          value: { "x-extra": "2" },
+          writable: false,
+        });
+      }
       throw Object.assign(new Error("teapot"), { status: 418, headers: { "x-extra": "1" } });
     });
     const servers = [createServer(quiet.callback()), createServer(loud.callback())];
@@ -205,6 +212,11 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
       assert.equal(b.status, 418);
       assert.equal(b.headers["x-correlation-id"], "c-2");
       assert.equal(b.headers["x-extra"], "1");
+      // An error whose headers cannot be replaced keeps them, without the id.
+      const c = await send(loudUrl, "/read-only", { headers: { "x-correlation-id": "c-3" } });
+      assert.equal(c.status, 409);
+      assert.equal(c.headers["x-extra"], "2");
+      assert.equal(c.headers["x-correlation-id"], undefined);
     } finally {
       await Promise.all(servers.map((s) => close(s)));
     }

@@ -237,6 +237,34 @@ describe("extract and extractInto", () => {
     });
   }
 
+  it("a carrier that throws when read carries nothing, and extraction does not throw", () => {
+    const unreadable = [
+      new Proxy(
+        {},
+        {
+          get() {
+            throw new Error("unreadable");
+          },
+        },
+      ),
+      {
+        traceparent: TRACEPARENT,
+        get baggage(): string {
+          throw new Error("unreadable");
+        },
+      },
+    ];
+    for (const headers of unreadable) {
+      const result = fresh(() => {
+        const extracted = carry.extractInto(headers);
+        return { extracted, user: user.get("unset"), span: trace.getActiveSpan() };
+      });
+      assert.equal(trace.getSpanContext(result.extracted), undefined, "no trace parent");
+      assert.equal(result.span, undefined, "no active span");
+      assert.equal(result.user, "unset");
+    }
+  });
+
   it("keeps a valid traceparent beside an oversized tracestate, which OpenTelemetry trims", () => {
     const extracted = fresh(() =>
       carry.extractInto({ traceparent: TRACEPARENT, tracestate: `a=${"b".repeat(100_000)}` }),

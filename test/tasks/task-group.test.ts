@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { inspect } from "node:util";
 import {
   ContextVar,
   copyContext,
@@ -146,6 +147,25 @@ describe("TaskGroup: contexts and names", () => {
       assert.equal(t.name, "yolo");
     });
     assert.equal(name, "yolo");
+  });
+});
+
+describe("TaskGroup: how it shows", () => {
+  it("toString, toStringTag, and inspect with the state and pending children", async () => {
+    const group = new TaskGroup({ name: "fetches" });
+    assert.equal(String(group), 'TaskGroup("fetches")');
+    assert.equal(Object.prototype.toString.call(group), "[object TaskGroup]");
+    assert.equal(inspect(group), '<TaskGroup name="fetches" open tasks=0>');
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    group.createTask(() => gate);
+    group.createTask(() => gate);
+    assert.equal(inspect(group), '<TaskGroup name="fetches" open tasks=2>');
+    open();
+    await group.wait();
+    assert.equal(inspect(group), '<TaskGroup name="fetches" closed tasks=0>');
   });
 });
 

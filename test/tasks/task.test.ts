@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
+import { inspect, promisify } from "node:util";
 import { Context, ContextVar, copyContext, createTask, currentTask, Task } from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
@@ -236,6 +236,22 @@ describe("Task: a PromiseLike", () => {
     assert.equal(String(named), 'Task("No-op")');
     assert.equal(Object.prototype.toString.call(named), "[object Task]");
     assert.match(createTask(() => {}).name, /^Task-\d+$/);
+  });
+
+  it("inspect shows the name, the state and the task's Context", async () => {
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const pending = createTask(() => gate, { name: "fetch" });
+    assert.match(inspect(pending), /^<Task name="fetch" pending context=<Context #\d+ size=\d+>>$/);
+    open();
+    await pending;
+    assert.match(inspect(pending), /^<Task name="fetch" done /);
+    const cancelled = createTask(() => new Promise<never>(() => {}), { name: "slow" });
+    cancelled.cancel();
+    await cancelled.catch(() => {});
+    assert.match(inspect(cancelled), /^<Task name="slow" cancelled /);
   });
 
   it("fn receives the task's signal when it declares a parameter", async () => {

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { inspect } from "node:util";
 import { ContextVar, gather } from "contextvars";
 import { type ContextPool, contextPool, toThread, useThreadPool } from "contextvars/worker";
 import { Piscina } from "piscina";
@@ -113,6 +114,32 @@ describe("contextPool", () => {
     }
   });
 
+  it("`await using` closes the pool at scope exit, once its queued jobs are done", async () => {
+    const piscina = new Piscina({
+      filename: fixture("job.ts").href,
+      execArgv: workerExecArgv,
+      maxThreads: 1,
+    });
+    let closed = false;
+    piscina.once("close", () => {
+      closed = true;
+    });
+    let replies: Promise<JobReply[]>;
+    {
+      await using scoped = contextPool<Job, JobReply>(piscina);
+      replies = requestId.run("scoped", () =>
+        Promise.all([1, 2, 3].map((i) => scoped.run({ i, delay: 5 }))),
+      );
+    }
+    // close(), not destroy(): the jobs queued before the scope ended all ran.
+    assert.deepEqual(
+      (await replies).map((r) => r.requestId),
+      ["scoped", "scoped", "scoped"],
+    );
+    assert.equal(closed, true, "closed before the scope's exit returned");
+    assert.equal(piscina.threads.length, 0);
+  });
+
   it("rejects what is not a pool", () => {
     assert.throws(
       () => contextPool({} as Piscina),
@@ -125,5 +152,7 @@ describe("contextPool", () => {
       ),
     );
     assert.match(String(pool), /^<ContextPool filename=".*fixtures\/job\.ts">$/);
+    assert.equal(inspect(pool), String(pool));
+    assert.equal(Object.prototype.toString.call(pool), "[object ContextPool]");
   });
 });
