@@ -8,6 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { inspect, promisify } from "node:util";
 import { Context, ContextVar, copyContext, createTask, currentTask, Task } from "contextvars";
+import { finishedOf } from "../../src/tasks/task.ts";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -459,4 +460,27 @@ describe("Task: a function that returns a thenable", () => {
       );
     });
   }
+});
+
+describe("finishedOf (internal: what TaskGroup and timeout wait on)", () => {
+  it("every waiter wakes once the function settles, not when the task is cancelled", async () => {
+    let finish = () => {};
+    const task = createTask(
+      () =>
+        new Promise<void>((resolve) => {
+          finish = resolve;
+        }),
+    );
+    const woken: string[] = [];
+    const first = finishedOf(task).then(() => woken.push("first"));
+    const second = finishedOf(task).then(() => woken.push("second"));
+    task.cancel();
+    await task.catch(() => {});
+    await sleep(1);
+    assert.deepEqual(woken, [], "cancel() settles the task, not its function");
+    finish();
+    await Promise.all([first, second]);
+    assert.deepEqual(woken, ["first", "second"]);
+    await finishedOf(task); // after the fact: at once
+  });
 });
