@@ -81,13 +81,21 @@ export class TaskGroup implements AsyncDisposable {
 
   /**
    * Starts fn as a child task (see createTask) that the group waits for.
-   * @throws {TaskGroupClosedError} ERR_TASK_GROUP_CLOSED once the group is shutting down or finished.
+   * @throws {TaskGroupClosedError} ERR_TASK_GROUP_CLOSED once the group is shutting down or
+   *   finished (wait() found no child left).
    * @throws {TypeError} as createTask.
    */
   createTask<T>(fn: TaskFunction<T>, options?: TaskOptions): Task<T> {
     assertFunction("fn", fn);
-    if (this.#state !== "open") {
-      const why = this.#state === "closed" ? "finished" : "shutting down after a failure or cancel";
+    // Finished from the moment wait() has been called and no child is left,
+    // not only once wait()'s own continuation has run: a child accepted in
+    // between would be neither waited for nor have its failure reported.
+    const finished = this.#waiting !== undefined && this.#pending === 0;
+    if (this.#state !== "open" || finished) {
+      const why =
+        this.#state === "closed" || finished
+          ? "finished"
+          : "shutting down after a failure or cancel";
       throw contextError("ERR_TASK_GROUP_CLOSED", this.toString(), why);
     }
     const task = createTask(fn, options);
@@ -112,7 +120,8 @@ export class TaskGroup implements AsyncDisposable {
 
   /**
    * Waits until every child's function has settled (children created while it
-   * waits included). Calling it again returns the same promise.
+   * waits included). From the moment it finds no child left the group is
+   * finished: createTask throws. Calling it again returns the same promise.
    * @throws {AggregateError} (rejects) with the children's failures, if any failed.
    */
   wait(): Promise<void> {
@@ -170,11 +179,17 @@ export class TaskGroup implements AsyncDisposable {
 
   #abort(reason?: unknown): void {
     if (this.#state !== "open") return;
+    // One reason for the group's signal and every child it cancels, as
+    // AbortController.abort() would make it: a body that awaits a child the
+    // group cancelled rethrows this very reason, which taskGroup then knows
+    // for a cancellation the group caused, not a failure.
+    const why =
+      reason === undefined ? new DOMException("This operation was aborted", "AbortError") : reason;
     this.#state = "aborting";
     this.#aborted = true;
-    this.#abortReason = reason;
-    this.#controller?.abort(reason);
-    for (const task of this.#tasks) task.cancel(reason);
+    this.#abortReason = why;
+    this.#controller?.abort(why);
+    for (const task of this.#tasks) task.cancel(why);
   }
 }
 

@@ -92,6 +92,42 @@ describe("TaskGroup: failures", () => {
     assert.deepEqual(errorTypes(error), new Set([RangeError]));
   });
 
+  itFromEveryState(
+    "the body awaiting a child the group cancelled: not a failure (asyncio drops that CancelledError)",
+    async () => {
+      let slow: Task<string> | undefined;
+      const error = await rejection(
+        taskGroup(async (g) => {
+          slow = g.createTask((signal) => sleep(1000, "slow", { signal }));
+          const failing = g.createTask(() => sleep(5).then(divideByZero));
+          return [await slow, await failing];
+        }),
+      );
+      assert.deepEqual(errorTypes(error), new Set([RangeError]));
+      assert.equal((error as AggregateError).errors.length, 1);
+      assert.equal(slow?.cancelled, true);
+    },
+  );
+
+  it("the group's signal and every child it cancels share one reason, an AbortError", async () => {
+    let group: TaskGroup | undefined;
+    const reasons: unknown[] = [];
+    await rejection(
+      taskGroup((g) => {
+        group = g;
+        for (let i = 0; i < 2; i++) {
+          const child = g.createTask((signal) => sleep(1000, undefined, { signal }));
+          child.catch((e: unknown) => reasons.push(e));
+        }
+        g.createTask(() => sleep(5).then(divideByZero));
+      }),
+    );
+    const reason = group?.signal.reason;
+    assert.ok(reason instanceof Error && reason.name === "AbortError");
+    assert.equal(reasons.length, 2);
+    for (const r of reasons) assert.equal(r, reason, "the very same reason, not an equal one");
+  });
+
   it("a cancelled child rejecting with its own error is still not a failure", async () => {
     const error = await rejection(
       taskGroup((g) => {

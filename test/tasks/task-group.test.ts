@@ -150,6 +150,58 @@ describe("TaskGroup: contexts and names", () => {
   });
 });
 
+describe("TaskGroup: finished as soon as wait() finds no child left", () => {
+  itFromEveryState("wait() with no child: createTask right after it throws, closed", async () => {
+    const group = new TaskGroup();
+    const waiting = group.wait();
+    assert.throws(
+      () => group.createTask(async () => sleep(1)),
+      (e) => e instanceof TaskGroupClosedError && /finished/.test(e.message),
+    );
+    await waiting;
+  });
+
+  itFromEveryState(
+    "a child created after the last one settled, before wait() resumes: refused, not lost",
+    async () => {
+      const group = new TaskGroup();
+      let refused: unknown;
+      const last = group.createTask(() => sleep(1));
+      const waiting = group.wait();
+      // Runs after the last child settled and before wait()'s continuation.
+      last.then(async () => {
+        await null;
+        try {
+          group.createTask(async () => {
+            await sleep(5);
+            throw new Error("would be lost");
+          });
+        } catch (error) {
+          refused = error;
+        }
+      });
+      await waiting;
+      assert.ok(refused instanceof TaskGroupClosedError);
+    },
+  );
+
+  itFromEveryState("children created while wait() waits on others are waited for", async () => {
+    const group = new TaskGroup();
+    const order: string[] = [];
+    group.createTask(async () => {
+      await sleep(1);
+      group.createTask(async () => {
+        await sleep(5);
+        order.push("late child");
+      });
+      order.push("first child");
+    });
+    await group.wait();
+    order.push("wait");
+    assert.deepEqual(order, ["first child", "late child", "wait"]);
+  });
+});
+
 describe("TaskGroup: how it shows", () => {
   it("toString, toStringTag, and inspect with the state and pending children", async () => {
     const group = new TaskGroup({ name: "fetches" });
