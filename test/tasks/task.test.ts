@@ -362,6 +362,37 @@ describe("Task: bad input", () => {
   }
 });
 
+/** p-lazy's shape: a Promise subclass that starts its executor only when then is called. */
+class Lazy<T> extends Promise<T> {
+  readonly #executor: (resolve: (value: T) => void, reject: (reason: unknown) => void) => void;
+  #started: Promise<T> | undefined;
+  constructor(executor: (resolve: (value: T) => void, reject: (reason: unknown) => void) => void) {
+    super((resolve) => resolve(undefined as T));
+    this.#executor = executor;
+  }
+  static override get [Symbol.species](): PromiseConstructor {
+    return Promise;
+  }
+  // biome-ignore lint/suspicious/noThenProperty: overriding then is what is under test
+  override then<R1 = T, R2 = never>(
+    onFulfilled?: ((value: T) => R1 | PromiseLike<R1>) | null,
+    onRejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
+  ): Promise<R1 | R2> {
+    this.#started ??= new Promise<T>(this.#executor);
+    return this.#started.then(onFulfilled, onRejected);
+  }
+}
+
+class ThrowingThen extends Promise<never> {
+  static override get [Symbol.species](): PromiseConstructor {
+    return Promise;
+  }
+  // biome-ignore lint/suspicious/noThenProperty: overriding then is what is under test
+  override then(): Promise<never> {
+    throw new Error("then threw");
+  }
+}
+
 describe("Task: a function that returns a thenable", () => {
   type Callbacks = [resolve: (value: unknown) => void, reject: (reason: unknown) => void];
   const late = new Error("late");
@@ -411,6 +442,9 @@ describe("Task: a function that returns a thenable", () => {
         resolve("first");
         resolve("second");
       }),
+    "a Promise subclass whose then starts the work (p-lazy)": () =>
+      new Lazy((resolve) => resolve("lazy")),
+    "a Promise subclass whose then throws": () => new ThrowingThen(() => {}),
     "resolves, then throws": () =>
       thenable((resolve) => {
         resolve("kept");
@@ -443,6 +477,17 @@ describe("Task: a function that returns a thenable", () => {
     assert.deepEqual(calls, ["task"]);
     assert.equal(v.get(), "creator");
     assert.equal(await task, "done");
+  });
+
+  itFromEveryState("a Promise subclass's then runs in the task's Context", async () => {
+    const v = new ContextVar<string>("v", { default: "unset" });
+    v.set("creator");
+    const task = createTask(() => {
+      v.set("task");
+      return new Lazy<string>((resolve) => resolve(v.get()));
+    });
+    assert.equal(await task, "task");
+    assert.equal(v.get(), "creator");
   });
 
   for (const [name, make] of Object.entries(behaviours)) {
