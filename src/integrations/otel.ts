@@ -115,6 +115,9 @@ export class ContextVarsContextManager implements ContextManager {
     thisArg?: ThisParameterType<F>,
     ...args: A
   ): ReturnType<F> {
+    // A missing context (a saved one that was never set) is the root, as
+    // AsyncLocalStorageContextManager's `getStore() ?? ROOT_CONTEXT` makes it.
+    context ??= root;
     if (thisArg == null) {
       // No spread when there are no arguments: each rest array costs as much as the map insert.
       return args.length === 0
@@ -143,6 +146,7 @@ export class ContextVarsContextManager implements ContextManager {
 
   #bindFunction(context: OtelContext, target: Listener): Listener {
     const manager = this;
+    context ??= root; // as in with()
     const bound = function (this: unknown, ...args: unknown[]): unknown {
       return manager.#slot.run(context, callWith, target, this, args);
     };

@@ -269,6 +269,40 @@ for (const { name, make } of managers) {
       });
     });
 
+    describe("a missing context (undefined or null, as a saved context that was never set)", () => {
+      it("with(): active() is ROOT_CONTEXT inside, and the caller's after", async () => {
+        const outer = scope("outer");
+        for (const missing of [undefined, null]) {
+          const missingContext = missing as unknown as OtelContext;
+          contextManager.with(outer, () => {
+            contextManager.with(missingContext, () => {
+              assert.strictEqual(contextManager.active(), ROOT_CONTEXT);
+            });
+            assert.strictEqual(contextManager.active(), outer);
+          });
+          await contextManager.with(missingContext, async () => {
+            await null;
+            assert.strictEqual(contextManager.active(), ROOT_CONTEXT);
+          });
+        }
+      });
+
+      it("bind(): the bound function and emitter see ROOT_CONTEXT", () => {
+        const missingContext = undefined as unknown as OtelContext;
+        const fn = contextManager.bind(missingContext, () => contextManager.active());
+        const emitter = contextManager.bind(missingContext, new EventEmitter());
+        let heard: OtelContext | undefined;
+        emitter.on("x", () => {
+          heard = contextManager.active();
+        });
+        contextManager.with(scope("caller"), () => {
+          assert.strictEqual(fn(), ROOT_CONTEXT);
+          emitter.emit("x");
+        });
+        assert.strictEqual(heard, ROOT_CONTEXT);
+      });
+    });
+
     describe(".bind(function)", () => {
       it("should return the same target (when enabled)", () => {
         const test = { a: 1 };
