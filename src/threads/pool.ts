@@ -1,5 +1,6 @@
 import { fileURLToPath } from "node:url";
 import type { TransferListItem } from "node:worker_threads";
+import type { Context } from "../core/context.ts";
 import { currentContext } from "../core/current.ts";
 import { inspectCustom } from "../core/inspect.ts";
 import { argumentError } from "../errors.ts";
@@ -21,13 +22,18 @@ const ENTRY = fileURLToPath(
 const kTransferable = Symbol.for("Piscina.transferable");
 const kValue = Symbol.for("Piscina.valueOf");
 
-/** toThread's way in: a job whose task is the argument list, with values already taken. Internal. */
+/**
+ * toThread's way in: a job whose task is the argument list, with the values
+ * of `context` (a copy taken when toThread was called), collected under the
+ * pool's onUncloneable. Internal.
+ * @throws {TransferError} as collectValues.
+ */
 export let runCall: (
   pool: ContextPool,
   filename: string,
   name: string,
   args: unknown[],
-  values: [string, unknown][],
+  context: Context,
 ) => Promise<unknown>;
 
 /** The options of one job, as piscina's `run` options; `filename` may also be a URL. */
@@ -173,13 +179,16 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
   }
 
   static {
-    runCall = (pool, filename, name, args, values) =>
-      post(
+    runCall = (pool, filename, name, args, context) => {
+      const onUncloneable = pool.#onUncloneable;
+      const values = collectValues(context, { onUncloneable, passThrough: true, exact: false });
+      return post(
         pool.piscina,
         { filename, name, values, task: args, spread: true },
         {},
-        pool.#onUncloneable,
+        onUncloneable,
       );
+    };
   }
 
   /** Waits for queued jobs, then stops the threads (piscina's close). */

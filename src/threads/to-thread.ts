@@ -1,7 +1,6 @@
-import { currentContext } from "../core/current.ts";
+import { copyContext } from "../core/current.ts";
 import { argumentError } from "../errors.ts";
 import { asFilename, ContextPool, poolEntry, runCall } from "./pool.ts";
-import { collectValues } from "./transfer.ts";
 
 let shared: ContextPool | Promise<ContextPool> | undefined;
 
@@ -55,12 +54,19 @@ export async function toThread<R = unknown, A extends unknown[] = unknown[]>(
 ): Promise<Awaited<R>> {
   const filename = asFilename(moduleUrl, "moduleUrl");
   if (typeof exportName !== "string") throw argumentError("exportName", "a string", exportName);
-  const values = collectValues(currentContext(), { passThrough: true, exact: false });
-  shared ??= createDefaultPool().catch((error: unknown) => {
-    shared = undefined;
-    throw error;
-  });
-  const pool = await shared;
-  shared = pool;
-  return (await runCall(pool, filename, exportName, args, values)) as Awaited<R>;
+  // The Context as it is now; its values are taken once the pool, and so its
+  // onUncloneable, is known.
+  const snapshot = copyContext();
+  let pending = shared;
+  if (pending === undefined) {
+    const creating: Promise<ContextPool> = createDefaultPool().catch((error: unknown) => {
+      if (shared === creating) shared = undefined;
+      throw error;
+    });
+    shared = pending = creating;
+  }
+  const pool = await pending;
+  // Unless useThreadPool gave another pool while this one was being made.
+  if (shared === pending) shared = pool;
+  return (await runCall(pool, filename, exportName, args, snapshot)) as Awaited<R>;
 }

@@ -5,10 +5,18 @@
  * job. Workers load the same source through tsx; see test/helpers/threads.ts.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { inspect } from "node:util";
+import { fileURLToPath } from "node:url";
+import { inspect, promisify } from "node:util";
 import { ContextVar, gather } from "contextvars";
-import { type ContextPool, contextPool, toThread, useThreadPool } from "contextvars/worker";
+import {
+  type ContextPool,
+  contextPool,
+  TransferError,
+  toThread,
+  useThreadPool,
+} from "contextvars/worker";
 import { Piscina } from "piscina";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 import { fixture, workerExecArgv } from "../helpers/threads.ts";
@@ -112,6 +120,55 @@ describe("contextPool", () => {
     } finally {
       useThreadPool(undefined);
     }
+  });
+
+  it('toThread honours the pool\'s onUncloneable: "skip" leaves the value behind', async () => {
+    const handle = new ContextVar<unknown>("handle");
+    const skipping = contextPool(
+      new Piscina({ filename: fixture("job.ts").href, execArgv: workerExecArgv, maxThreads: 1 }),
+      { onUncloneable: "skip" },
+    );
+    try {
+      await requestId.run("kept", () =>
+        handle.run(
+          () => "a function cannot cross",
+          async () => {
+            useThreadPool(pool);
+            await assert.rejects(
+              toThread(fixture("job.ts"), "add", 1, 2),
+              (e) => e instanceof TransferError && /ContextVar\("handle"\)/.test(e.message),
+            );
+            useThreadPool(skipping);
+            assert.deepEqual(await toThread(fixture("job.ts"), "add", 1, 2), {
+              sum: 3,
+              requestId: "kept",
+            });
+          },
+        ),
+      );
+    } finally {
+      useThreadPool(undefined);
+      await skipping.destroy();
+    }
+  });
+
+  it("toThread with no pool given: a default pool, made once; useThreadPool while it is made wins", async () => {
+    // In a child process: the default pool's workers must load TypeScript
+    // (workers inherit the process's execArgv), and it is never closed.
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [...workerExecArgv, fileURLToPath(fixture("default-pool.ts"))],
+      { cwd: fileURLToPath(new URL("../..", import.meta.url)) },
+    );
+    assert.deepEqual(JSON.parse(stdout), {
+      defaultPool: [
+        { sum: 2, requestId: "default" },
+        { sum: 3, requestId: "default" },
+      ],
+      first: { sum: 2, requestId: "<unset>" },
+      second: { sum: 4, requestId: "<unset>" },
+      ranOnMine: 1,
+    });
   });
 
   it("`await using` closes the pool at scope exit, once its queued jobs are done", async () => {
