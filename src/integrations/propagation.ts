@@ -111,6 +111,9 @@ function entriesOf(fields: PropagatedFields): Entry[] {
   });
 }
 
+// In a string of UTF-16 units, a surrogate that is not half of a pair.
+const LONE_SURROGATE = /\p{Cs}/u;
+
 /**
  * Carries `fields` (baggage key → ContextVar) and the active trace across
  * services. On the way in, use `extractInto` from a web integration's
@@ -146,6 +149,10 @@ export function contextPropagation<F extends PropagatedFields>(fields: F): Conte
       } catch {
         text = undefined; // a value its codec cannot write is not sent
       }
+      // Not sent either: a lone surrogate (a string cut inside a pair), which
+      // the W3C encoding cannot write, and "", which OpenTelemetry's parser
+      // drops, so that it would arrive unset anyway.
+      if (text === "" || (text !== undefined && LONE_SURROGATE.test(text))) text = undefined;
       baggage =
         typeof text === "string"
           ? baggage.setEntry(key, { value: text })
@@ -192,7 +199,12 @@ export function contextPropagation<F extends PropagatedFields>(fields: F): Conte
     inject(headers) {
       const context = withFields(contextApi.active());
       traceContext.inject(context, headers, headersSetter);
-      baggagePropagator.inject(context, headers, headersSetter);
+      try {
+        baggagePropagator.inject(context, headers, headersSetter);
+      } catch {
+        // Baggage put in the context by other code that cannot be written
+        // (OpenTelemetry throws on a lone surrogate) is not sent.
+      }
       return headers;
     },
     extract: (headers) => extract(headers),
@@ -206,8 +218,13 @@ export function contextPropagation<F extends PropagatedFields>(fields: F): Conte
     wrapFetch(fetchFn = globalThis.fetch) {
       if (typeof fetchFn !== "function") throw argumentError("fetchFn", "a function", fetchFn);
       return function propagatingFetch(input: RequestInfo | URL, init?: RequestInit) {
-        const given = init?.headers ?? (input instanceof Request ? input.headers : undefined);
-        const headers = carry.inject(new Headers(given));
+        let headers: Headers;
+        try {
+          const given = init?.headers ?? (input instanceof Request ? input.headers : undefined);
+          headers = carry.inject(new Headers(given));
+        } catch (error) {
+          return Promise.reject(error); // as fetch itself reports bad headers
+        }
         return fetchFn(input, { ...init, headers });
       };
     },

@@ -130,6 +130,49 @@ describe("inject", () => {
   });
 });
 
+describe("inject: values that cannot travel are left out, never a throw", () => {
+  const baggageOf = (headers: Record<string, string>): Map<string, string> =>
+    new Map(
+      (headers.baggage ?? "")
+        .split(",")
+        .filter(Boolean)
+        .map((pair) => pair.split("=") as [string, string]),
+    );
+
+  it("a string with a lone surrogate (cut inside a pair) is not sent; the other fields are", () => {
+    const headers = fresh(() => {
+      user.set("😀 party".slice(1)); // "\uDE00 party"
+      attempt.set(2);
+      return carry.inject({} as Record<string, string>);
+    });
+    assert.deepEqual([...baggageOf(headers)], [["attempt", "2"]]);
+  });
+
+  it('"" is not sent, as OpenTelemetry\'s parser would drop it and it would arrive unset', () => {
+    const headers = fresh(() => {
+      user.set("");
+      attempt.set(0);
+      return carry.inject({} as Record<string, string>);
+    });
+    assert.deepEqual([...baggageOf(headers)], [["attempt", "0"]]);
+    assert.equal(
+      fresh(() => carry.extract(headers).values["user.id"]),
+      undefined,
+    );
+  });
+
+  it("baggage other code put in the context that cannot be written: no baggage, the trace still goes", () => {
+    const bad = propagation.createBaggage({ note: { value: "\uD800" } });
+    const headers = fresh(() =>
+      context.with(propagation.setBaggage(trace.setSpanContext(ROOT_CONTEXT, remote), bad), () =>
+        carry.inject({} as Record<string, string>),
+      ),
+    );
+    assert.equal(headers.traceparent, TRACEPARENT);
+    assert.equal(headers.baggage, undefined);
+  });
+});
+
 describe("extract and extractInto", () => {
   it("decodes each field with its codec: values arrive typed", () => {
     const { values, context: extracted } = fresh(() =>
@@ -402,5 +445,25 @@ describe("wrapFetch", () => {
     }
     assert.equal(seen[1]?.["x-kept"], "1");
     assert.equal(seen[2]?.["x-from-request"], "2");
+  });
+
+  it("bad headers reject, as fetch's own do, instead of throwing", async () => {
+    const tracedFetch = carry.wrapFetch(fetch);
+    let returned: Promise<Response> | undefined;
+    assert.doesNotThrow(() => {
+      returned = tracedFetch(`${base}/bad`, { headers: { "bad header": "x" } });
+    });
+    await assert.rejects(returned as Promise<Response>, TypeError);
+    await assert.rejects(fetch(`${base}/bad`, { headers: { "bad header": "x" } }), TypeError);
+  });
+
+  it("a value that cannot travel does not stop the request", async () => {
+    const tracedFetch = carry.wrapFetch(fetch);
+    const seen = await fresh(async () => {
+      user.set("\uD83D");
+      attempt.set(1);
+      return (await (await tracedFetch(`${base}/lone`)).json()) as Record<string, string>;
+    });
+    assert.equal(seen.baggage, "attempt=1");
   });
 });
