@@ -67,16 +67,17 @@ export function contextMiddleware<E extends Env = Env>(
   const resolved = resolveOptions(options);
   const { header, echo, seed } = resolved;
 
-  // Any runtime: the fetch Request is the request's key, Hono's header API reads and echoes.
-  function fetchRequestContext(c: Context<E>): RequestContext {
+  // Any runtime: the fetch Request is the request's key, Hono's header API
+  // reads and echoes. Returns the id to make sure of on the response, if any.
+  function fetchRequestContext(c: Context<E>): [RequestContext, string | undefined] {
     const raw = c.req.raw;
     const existing = requestContextOf(raw);
-    if (existing !== undefined) return existing;
+    if (existing !== undefined) return [existing, undefined];
     const id = requestIdFor(resolved.trustHeader ? c.req.header(header) : undefined, resolved, c);
     if (echo) c.header(header, id);
     const context = openRequestContext(id);
     fileRequestContext(raw, context);
-    return context;
+    return [context, echo ? id : undefined];
   }
 
   return function contextMiddleware(c: Context<E>, next: Next): Promise<void> {
@@ -88,11 +89,19 @@ export function contextMiddleware<E extends Env = Env>(
     // and `c.req` is never touched (Hono builds it on first access). Node's
     // setHeader merges into node-server's writeHead and skips building a
     // fetch Headers object per request.
-    const context =
-      typeof incoming?.on === "function" && typeof outgoing?.setHeader === "function"
-        ? nodeRequestContext(incoming, outgoing, resolved, c)
-        : fetchRequestContext(c);
-    return runInRequest(context, proceed, seed, c, next);
+    if (typeof incoming?.on === "function" && typeof outgoing?.setHeader === "function") {
+      const context = nodeRequestContext(incoming, outgoing, resolved, c);
+      return runInRequest(context, proceed, seed, c, next);
+    }
+    const [context, id] = fetchRequestContext(c);
+    const handled = runInRequest(context, proceed, seed, c, next);
+    if (id === undefined) return handled;
+    // A handler that returns a Response of its own replaces the headers
+    // prepared with c.header() before next(): echo the id onto it, unless
+    // the handler gave the header a value of its own.
+    return handled.then(() => {
+      if (!c.res.headers.has(header)) c.header(header, id);
+    });
   };
 }
 

@@ -127,6 +127,29 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
     assert.match(fresh.headers.get("x-request-id") ?? "", /^[0-9a-f-]{36}$/);
   });
 
+  it("without node-server: the id is echoed on a Response the handler builds itself", async () => {
+    const plain = new Hono();
+    plain.use(contextMiddleware());
+    plain.get("/raw", () => new Response(requestId.get()));
+    plain.get("/redirect", () => Response.redirect("http://127.0.0.1/elsewhere", 302));
+    plain.get("/own-id", () => new Response("x", { headers: { "x-request-id": "the handler's" } }));
+    plain.get("/quiet", () => new Response("x"));
+    const raw = await plain.request("/raw", { headers: { "x-request-id": "r-1" } });
+    assert.equal(raw.headers.get("x-request-id"), "r-1");
+    assert.equal(await raw.text(), "r-1");
+    // Response.redirect's headers are immutable: Hono copies the response to add one.
+    const redirect = await plain.request("/redirect", { headers: { "x-request-id": "r-2" } });
+    assert.equal(redirect.status, 302);
+    assert.equal(redirect.headers.get("x-request-id"), "r-2");
+    const own = await plain.request("/own-id", { headers: { "x-request-id": "r-3" } });
+    assert.equal(own.headers.get("x-request-id"), "the handler's");
+    const quiet = new Hono();
+    quiet.use(contextMiddleware({ echo: false }));
+    quiet.get("/", () => new Response("x"));
+    const none = await quiet.request("/", { headers: { "x-request-id": "r-4" } });
+    assert.equal(none.headers.get("x-request-id"), null);
+  });
+
   for (const how of ["mounted twice", "under withContext"] as const) {
     it(`${how}: one Context per request`, async () => {
       const marker = new ContextVar<string>("marker");
