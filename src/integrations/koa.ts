@@ -1,6 +1,7 @@
 /**
  * `contextvars/koa`: request-scoped context for Koa 3 (and 2).
  */
+import { format } from "node:util";
 import type { Context, Middleware, Next } from "koa";
 import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
 import { nodeRequestContext, runInRequest } from "./request-scope.ts";
@@ -51,17 +52,19 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
   // Attached inside the request's Context, so it runs there and requestId reads its id.
   const echoOnError = resolved.echo
     ? (error: unknown): never => {
-        if (typeof error === "object" && error !== null) {
-          const failed = error as { headers?: unknown };
-          const headers = typeof failed.headers === "object" ? failed.headers : undefined;
-          try {
-            failed.headers = { ...headers, [header]: requestId.get() };
-          } catch {
-            // Headers that cannot be replaced (read-only, or a frozen error) are
-            // kept as they are; Koa's response then lacks the id.
-          }
+        // Koa replaces anything but a native Error with a new Error of this
+        // message, dropping its headers; making that Error here lets it carry them.
+        const failed: Error & { headers?: unknown } = isNativeError(error)
+          ? (error as Error)
+          : new Error(format("non-error thrown: %j", error));
+        const headers = typeof failed.headers === "object" ? failed.headers : undefined;
+        try {
+          failed.headers = { ...headers, [header]: requestId.get() };
+        } catch {
+          // Headers that cannot be replaced (read-only, or a frozen error) are
+          // kept as they are; Koa's response then lacks the id.
         }
-        throw error;
+        throw failed;
       }
     : undefined;
   return function contextMiddleware(ctx: Context, next: Next): Promise<unknown> {
@@ -70,13 +73,26 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
   };
 }
 
-// A throw from seed propagates to koa-compose, which turns it into a rejection.
+// A throw from seed propagates to koa-compose, which turns it into a
+// rejection; it goes through onError first, so its response carries the id.
 function proceed(
   seed: ((ctx: Context) => void) | undefined,
   onError: ((error: unknown) => never) | undefined,
   ctx: Context,
   next: Next,
 ): Promise<unknown> {
-  if (seed !== undefined) seed(ctx);
+  if (seed !== undefined) {
+    try {
+      seed(ctx);
+    } catch (error) {
+      if (onError === undefined) throw error;
+      onError(error);
+    }
+  }
   return onError === undefined ? next() : next().then(undefined, onError);
+}
+
+// Koa's own test (context.js onerror): an Error of any realm.
+function isNativeError(error: unknown): boolean {
+  return Object.prototype.toString.call(error) === "[object Error]" || error instanceof Error;
 }

@@ -221,4 +221,39 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
       await Promise.all(servers.map((s) => close(s)));
     }
   });
+  it("the id is echoed when seed throws and when a handler throws what is not an Error", async () => {
+    const seen: unknown[] = [];
+    const failingSeed = new Koa();
+    failingSeed.silent = true;
+    failingSeed.use(
+      contextMiddleware({
+        seed: () => {
+          throw new Error("seed failed");
+        },
+      }),
+    );
+    const throwsString = new Koa();
+    throwsString.silent = true;
+    throwsString.on("error", (error: unknown) => seen.push(error));
+    throwsString.use(contextMiddleware());
+    throwsString.use(() => {
+      throw "oops";
+    });
+    const servers = [createServer(failingSeed.callback()), createServer(throwsString.callback())];
+    const [seedUrl = "", stringUrl = ""] = await Promise.all(servers.map((s) => listen(s)));
+    try {
+      const a = await send(seedUrl, "/", { headers: { "x-request-id": "s-1" } });
+      assert.equal(a.status, 500);
+      assert.equal(a.headers["x-request-id"], "s-1");
+      const b = await send(stringUrl, "/", { headers: { "x-request-id": "s-2" } });
+      assert.equal(b.status, 500);
+      assert.equal(b.headers["x-request-id"], "s-2");
+      // The same Error Koa itself would have made of the string.
+      assert.equal(seen.length, 1);
+      assert.ok(seen[0] instanceof Error);
+      assert.equal((seen[0] as Error).message, 'non-error thrown: "oops"');
+    } finally {
+      await Promise.all(servers.map((s) => close(s)));
+    }
+  });
 });
