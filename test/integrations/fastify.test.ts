@@ -176,6 +176,42 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
     });
   }
 
+  it("handlerTimeout: its error reply runs outside the request unless the server is wrapped (pinned)", async () => {
+    // Fastify arms the timer before the onRequest hooks, where the plugin
+    // opens the Context; withContext in a serverFactory opens it earlier.
+    for (const wrapped of [false, true]) {
+      const own = wrapped
+        ? Fastify({ handlerTimeout: 50, serverFactory: (h) => createServer(withContext(h)) })
+        : Fastify({ handlerTimeout: 50 });
+      await own.register(contextPlugin);
+      const seen: string[] = [];
+      own.setErrorHandler((_error, _request, reply) => {
+        seen.push(`error handler: ${requestId.get("<none>")}`);
+        reply.code(503).send("timed out");
+      });
+      own.addHook("onResponse", async () => {
+        seen.push(`onResponse: ${requestId.get("<none>")}`);
+      });
+      own.get("/slow", (_request, reply) => {
+        setTimeout(() => {
+          if (!reply.sent) reply.send("late");
+        }, 200);
+        return reply;
+      });
+      const url = await own.listen({ port: 0, host: "127.0.0.1" });
+      try {
+        const reply = await send(url, "/slow", { headers: { "x-request-id": "t-1" } });
+        assert.equal(reply.status, 503);
+        assert.equal(reply.headers["x-request-id"], "t-1", "echoed either way");
+        while (seen.length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+        const id = wrapped ? "t-1" : "<none>";
+        assert.deepEqual(seen, [`error handler: ${id}`, `onResponse: ${id}`]);
+      } finally {
+        await own.close();
+      }
+    }
+  });
+
   it("trustHeader: false, generateId(request): ids are generated from the FastifyRequest", async () => {
     const own = Fastify();
     const generateId = pathGenerator((request: FastifyRequest) => {
