@@ -109,9 +109,19 @@ export function describeValue(value: unknown): string {
   return `\`${shown}\` (${value === null ? "null" : typeof value})`;
 }
 
-/** ``Expected `fn` to be a function, got `42` (number)``, as p-map writes them. */
-export function argumentError(name: string, expected: string, value: unknown): TypeError {
-  return new TypeError(`Expected \`${name}\` to be ${expected}, got ${describeValue(value)}`);
+/**
+ * ``Expected `fn` to be a function, got `42` (number)``, as p-map writes them;
+ * `where` (the var or Context whose method was called) is added after it:
+ * ``…, in ContextVar("user").run()``.
+ */
+export function argumentError(
+  name: string,
+  expected: string,
+  value: unknown,
+  where?: string,
+): TypeError {
+  const at = where === undefined ? "" : `, in ${where}`;
+  return new TypeError(`Expected \`${name}\` to be ${expected}, got ${describeValue(value)}${at}`);
 }
 
 /** Throws argumentError unless value is a function. */

@@ -1,5 +1,5 @@
 import { carrier } from "../carrier/select.ts";
-import { argumentError, assertFunction, contextError } from "../errors.ts";
+import { argumentError, contextError } from "../errors.ts";
 import { NOT_FOUND } from "../map/hamt.ts";
 import { hashKey, nextHash } from "../map/hash.ts";
 import { contextWith, type Mapping, mapIdOf, mapOf, setMapOf, taskOf } from "./context.ts";
@@ -20,7 +20,6 @@ const mapIn = mapOf;
 const setMapIn = setMapOf;
 const contextOver = contextWith;
 const taskIn = taskOf;
-const assertFn: typeof assertFunction = assertFunction;
 const newToken = makeToken;
 const tokenLike = isToken;
 const markUsed = markTokenUsed;
@@ -155,7 +154,7 @@ export class ContextVar<T> {
    * @throws {TypeError} if token is not a Token.
    */
   reset(token: Token<T>): void {
-    if (!tokenLike(token)) throw argumentError("token", "a Token", token);
+    if (!tokenLike(token)) throw argumentError("token", "a Token", token, `${this}.reset()`);
     // Checks in CPython's order: used, then var, then context.
     if (token.used) throw contextError("ERR_TOKEN_USED", token.toString());
     if (token.var !== this) {
@@ -202,7 +201,7 @@ export class ContextVar<T> {
    */
   run<A extends unknown[], R>(value: T, fn: (...args: A) => R, ...args: A): R;
   run<R>(value: T, fn: (...args: unknown[]) => R): R {
-    assertFn("fn", fn);
+    if (typeof fn !== "function") throw argumentError("fn", "a function", fn, `${this}.run()`);
     const base = slot.getStore() ?? root;
     const context = contextOver(mapIn(base).set(this as ContextVar<unknown>, value), taskIn(base));
     // `arguments`, not a rest parameter: no array when there are no arguments (see Context#run).

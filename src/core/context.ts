@@ -1,5 +1,5 @@
 import { carrier } from "../carrier/select.ts";
-import { argumentError, assertFunction, contextError } from "../errors.ts";
+import { argumentError, contextError } from "../errors.ts";
 import { Hamt, NOT_FOUND } from "../map/hamt.ts";
 import { hashKey } from "../map/hash.ts";
 import type { ContextVar } from "./context-var.ts";
@@ -8,7 +8,6 @@ import { type InspectFn, inspectCustom, show } from "./inspect.ts";
 // A module-local alias: an imported binding is read through the exporting
 // module's cell, with a check that it has been initialised, on every call.
 const slot = carrier;
-const assertFn: typeof assertFunction = assertFunction;
 
 /** The mapping a Context holds. Internal. */
 export type Mapping = Hamt<ContextVar<unknown>, unknown>;
@@ -48,9 +47,13 @@ type EntryIterator = ReturnType<VarMap["entries"]>;
 type KeyIterator = ReturnType<VarMap["keys"]>;
 type ValueIterator = ReturnType<VarMap["values"]>;
 
-function assertVar(key: unknown): asserts key is ContextVar<unknown> {
+function assertVar(
+  key: unknown,
+  context: Context,
+  method: string,
+): asserts key is ContextVar<unknown> {
   if (typeof key !== "object" || key === null || !(hashKey in key)) {
-    throw argumentError("var", "a ContextVar", key);
+    throw argumentError("var", "a ContextVar", key, `${context}.${method}()`);
   }
 }
 
@@ -112,7 +115,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
    */
   run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R;
   run<R>(fn: (...args: unknown[]) => R): R {
-    assertFn("fn", fn);
+    if (typeof fn !== "function") throw argumentError("fn", "a function", fn, `${this}.run()`);
     // Entered means "a synchronous run of it is in progress" (recursion), as the
     // contract fixes it. An async continuation that already runs in this
     // Context may run it again: it only makes current what already is.
@@ -154,7 +157,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
   get<T>(v: ContextVar<T>): T | undefined;
   get<T, D>(v: ContextVar<T>, fallback: D): T | D;
   get<T, D>(v: ContextVar<T>, fallback?: D): T | D | undefined {
-    assertVar(v);
+    assertVar(v, this, "get");
     const value = this.#map.get(v as ContextVar<unknown>);
     return value === NOT_FOUND ? fallback : (value as T);
   }
@@ -164,7 +167,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
    * @throws {TypeError} if v is not a ContextVar.
    */
   has(v: ContextVar<unknown>): boolean {
-    assertVar(v);
+    assertVar(v, this, "has");
     return this.#map.has(v);
   }
 
@@ -203,7 +206,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
     ) => void,
     thisArg?: unknown,
   ): void {
-    assertFunction("fn", fn);
+    if (typeof fn !== "function") throw argumentError("fn", "a function", fn, `${this}.forEach()`);
     this.#map.forEach((value, key) => {
       fn.call(thisArg, value, key, this);
     });

@@ -104,9 +104,10 @@ function proceed(
  * own fresh copy of the root Context: every hook registered after it
  * (onRequest, preParsing, preValidation, preHandler, preSerialization,
  * onSend, onError, onResponse), the handler, error handlers and streamed
- * replies. Register it before other plugins and hooks. `requestId` is set
- * from the `x-request-id` header when well-formed (else a new UUID) and
- * echoed; then `seed` runs.
+ * replies; not what Fastify arms before onRequest (`handlerTimeout`'s
+ * reply, onTimeout hooks: see docs/integrations.md). Register it before
+ * other plugins and hooks. `requestId` is set from the `x-request-id`
+ * header when well-formed (else a new UUID) and echoed; then `seed` runs.
  *
  * Registered twice, or with `withContext` from `contextvars/http` in a
  * `serverFactory`, the request still has exactly one Context.

@@ -227,6 +227,43 @@ describe("TypeErrors", () => {
     assert.throws(() => anyVarRun(1, "fn"), TypeError);
   });
 
+  it("a wrong argument to a var's or a Context's method: the message names the var or Context", () => {
+    const v = new ContextVar<number>("userId");
+    const ctx = new Context();
+    const loose =
+      (fn: Function, self: unknown, ...args: unknown[]) =>
+      () =>
+        Reflect.apply(fn, self, args);
+    const expected: [() => unknown, string][] = [
+      [
+        loose(v.reset, v, 42),
+        'Expected `token` to be a Token, got `42` (number), in ContextVar("userId").reset()',
+      ],
+      [
+        loose(v.run, v, 1, "fn"),
+        'Expected `fn` to be a function, got `"fn"` (string), in ContextVar("userId").run()',
+      ],
+      [
+        loose(ctx.run, ctx, null),
+        `Expected \`fn\` to be a function, got \`null\` (null), in ${ctx}.run()`,
+      ],
+      [
+        loose(ctx.get, ctx, "userId"),
+        `Expected \`var\` to be a ContextVar, got \`"userId"\` (string), in ${ctx}.get()`,
+      ],
+      [
+        loose(ctx.has, ctx, 1),
+        `Expected \`var\` to be a ContextVar, got \`1\` (number), in ${ctx}.has()`,
+      ],
+      [
+        loose(ctx.forEach, ctx, 1),
+        `Expected \`fn\` to be a function, got \`1\` (number), in ${ctx}.forEach()`,
+      ],
+    ];
+    for (const [call, message] of expected) assert.throws(call, new TypeError(message));
+    assert.match(String(ctx), /^<Context #\d+ size=0>$/);
+  });
+
   it("reset needs a Token made by set()", () => {
     const v = new ContextVar<number>("v");
     const real = v.set(1);
