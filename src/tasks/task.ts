@@ -110,13 +110,28 @@ export class Task<T> implements PromiseLike<T> {
       outer.addEventListener("abort", onOuterAbort, { once: true });
     }
     if (options?.context !== undefined) {
-      // A Context given by the caller may be shared with other tasks: remember
-      // whose it was, to hand it back when this task's function settles.
-      const previous = taskIn(this.context) as Task<unknown> | undefined;
+      // A Context given by the caller may be shared with other tasks: keep
+      // them in start order, to hand the slot back, when this task's function
+      // settles, to the last one started that still runs (asyncio tracks the
+      // running task in the loop instead; JavaScript cannot see it).
+      const context = this.context;
+      let sharers = sharing.get(context);
+      if (sharers === undefined) {
+        sharers = new Set();
+        sharing.set(context, sharers);
+      }
+      const holder = taskIn(context) as Task<unknown> | undefined;
+      if (holder !== undefined) sharers.add(holder); // its own Context's task, say
+      sharers.add(this);
       this.#more().release = () => {
-        if (taskIn(this.context) === this) {
-          setTaskIn(this.context, previous !== undefined && !previous.done ? previous : undefined);
+        sharers.delete(this);
+        if (taskIn(context) !== this) return;
+        let next: Task<unknown> | undefined;
+        for (const task of sharers) {
+          if (task.done) sharers.delete(task);
+          else next = task;
         }
+        setTaskIn(context, next);
       };
     }
     setTaskIn(this.context, this);
@@ -347,6 +362,10 @@ function captureResolvers(
   capturedResolve = resolve as (value: unknown) => void;
   capturedReject = reject;
 }
+
+// The tasks started in each Context given with options.context, in start
+// order, while their functions run (and the task the Context had before, if any).
+const sharing = new WeakMap<Context, Set<Task<unknown>>>();
 
 // then as Promise.prototype has it: a promise whose then is another is followed as a thenable.
 const promiseThen = Promise.prototype.then;

@@ -186,6 +186,41 @@ describe("Task: currentTask()", () => {
     assert.equal(ctx.run(currentTask), undefined);
   });
 
+  itFromEveryState(
+    "three tasks sharing one Context: the slot goes to the last one started that still runs",
+    async () => {
+      const ctx = new Context();
+      const gates = new Map<string, () => void>();
+      const seen: string[] = [];
+      const names = new Map<unknown, string>();
+      const body = (name: string) => async () => {
+        await new Promise<void>((resolve) => gates.set(name, resolve));
+        seen.push(`${name} ends; slot: ${names.get(ctx.run(currentTask)) ?? "none"}`);
+      };
+      const a = createTask(body("a"), { context: ctx });
+      const b = createTask(body("b"), { context: ctx });
+      const c = createTask(body("c"), { context: ctx });
+      for (const [task, name] of [
+        [a, "a"],
+        [b, "b"],
+        [c, "c"],
+      ] as const)
+        names.set(task, name);
+      const slot = () => names.get(ctx.run(currentTask)) ?? "none";
+      assert.equal(slot(), "c");
+      gates.get("b")?.();
+      await b;
+      assert.equal(slot(), "c", "b was not in the slot: nothing changes");
+      gates.get("c")?.();
+      await c;
+      assert.equal(slot(), "a", "b has ended: back to a, not to none");
+      gates.get("a")?.();
+      await a;
+      assert.equal(slot(), "none");
+      assert.deepEqual(seen, ["b ends; slot: c", "c ends; slot: c", "a ends; slot: a"]);
+    },
+  );
+
   it("a task sharing its parent's Context hands the slot back to the parent", async () => {
     const parent = createTask(async () => {
       const own = currentTask();
