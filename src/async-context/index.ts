@@ -18,4 +18,14 @@ export { Variable, type VariableOptions } from "./variable.ts";
 export const AsyncContext: {
   readonly Variable: typeof Variable;
   readonly Snapshot: typeof Snapshot;
-} = Object.freeze({ Variable, Snapshot });
+  readonly [Symbol.toStringTag]: "AsyncContext";
+} = Object.freeze(
+  Object.defineProperty({ Variable, Snapshot }, Symbol.toStringTag, {
+    value: "AsyncContext",
+    configurable: true,
+  }) as {
+    Variable: typeof Variable;
+    Snapshot: typeof Snapshot;
+    [Symbol.toStringTag]: "AsyncContext";
+  },
+);

@@ -1,6 +1,7 @@
 import type { Context } from "../core/context.ts";
 import { copyContext } from "../core/current.ts";
 import { assertFunction } from "../errors.ts";
+import { applyToUndefined } from "./apply.ts";
 
 /**
  * The TC39 proposal's `AsyncContext.Snapshot`: the values of every
@@ -22,13 +23,14 @@ export class Snapshot {
    */
   run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R {
     assertFunction("fn", fn);
-    return this.#context.copy().run(fn, ...args);
+    return this.#context.copy().run(applyToUndefined, fn, args) as R;
   }
 
   /**
    * Wraps fn so that every call runs it in the values current now; `this`
-   * and the arguments pass through. The result is named `wrapped <name>`
-   * and keeps fn's length, as the proposal's `wrap` does.
+   * and the arguments pass through. As the proposal's `wrap`: the result is
+   * named `wrapped <name>`, takes fn's length (CopyNameAndLength: a whole
+   * number, 0 when fn's is not a number) and is not a constructor.
    * @throws {TypeError} if fn is not a function.
    */
   static wrap<A extends unknown[], R, This = unknown>(
@@ -36,12 +38,16 @@ export class Snapshot {
   ): (this: This, ...args: A) => R {
     assertFunction("fn", fn);
     const snapshot = new Snapshot();
-    const wrapped = function (this: This, ...args: A): R {
-      return snapshot.run(() => Reflect.apply(fn, this, args));
+    // A method: `this` passes through, and `new` throws (no [[Construct]]).
+    const { wrapped } = {
+      wrapped(this: This, ...args: A): R {
+        return snapshot.run(() => Reflect.apply(fn, this, args));
+      },
     };
+    const length = Object.hasOwn(fn, "length") ? lengthOf(fn.length) : 0;
     Object.defineProperties(wrapped, {
       name: { value: `wrapped ${typeof fn.name === "string" ? fn.name : ""}`, configurable: true },
-      length: { value: fn.length, configurable: true },
+      length: { value: length, configurable: true },
     });
     return wrapped;
   }
@@ -49,4 +55,12 @@ export class Snapshot {
   get [Symbol.toStringTag](): string {
     return "AsyncContext.Snapshot";
   }
+}
+
+// CopyNameAndLength's length: +Infinity kept, -Infinity and NaN 0, else the
+// integer part, at least 0; anything but a number is 0.
+function lengthOf(length: unknown): number {
+  if (typeof length !== "number" || Number.isNaN(length)) return 0;
+  if (length === Number.POSITIVE_INFINITY) return length;
+  return Math.max(Math.trunc(length), 0);
 }

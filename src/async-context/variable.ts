@@ -1,5 +1,7 @@
 import { ContextVar } from "../core/context-var.ts";
 import { type InspectFn, inspectCustom, show } from "../core/inspect.ts";
+import { assertFunction } from "../errors.ts";
+import { applyToUndefined } from "./apply.ts";
 
 /** Options of a Variable, as the proposal's constructor reads them. */
 export interface VariableOptions<T> {
@@ -28,10 +30,21 @@ export class Variable<T> {
   readonly #var: ContextVar<T | undefined>;
   readonly #default: T | undefined;
 
-  /** @param options `name` and `defaultValue`, as in the proposal. */
+  /**
+   * @param options `name` and `defaultValue`, read as the proposal's
+   *   constructor reads them: a `name` present (even undefined) is converted
+   *   to a string.
+   * @throws {TypeError} if the name is a Symbol, as the proposal's ToString does.
+   */
   constructor(options?: VariableOptions<T>) {
-    const name = options?.name === undefined ? "" : String(options.name);
-    this.#default = options?.defaultValue;
+    let name = "";
+    let defaultValue: T | undefined;
+    if ((typeof options === "object" && options !== null) || typeof options === "function") {
+      // Template literal: ToString, which throws on a Symbol where String() would not.
+      if ("name" in options) name = `${options.name as string}`;
+      defaultValue = options.defaultValue;
+    }
+    this.#default = defaultValue;
     this.#var = new ContextVar<T | undefined>(name, {
       default: this.#default,
       transfer: false,
@@ -54,7 +67,8 @@ export class Variable<T> {
    * @throws {TypeError} if fn is not a function.
    */
   run<A extends unknown[], R>(value: T, fn: (...args: A) => R, ...args: A): R {
-    return this.#var.run(value, fn, ...args);
+    assertFunction("fn", fn);
+    return this.#var.run(value, applyToUndefined, fn, args) as R;
   }
 
   get [Symbol.toStringTag](): string {

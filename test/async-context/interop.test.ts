@@ -60,4 +60,24 @@ describe("contextvars/async-context over ContextVars", () => {
     const v = new Variable({ name: "traceId", defaultValue: "none" });
     assert.equal(inspect(v), "<AsyncContext.Variable name=\"traceId\" defaultValue='none'>");
   });
+  it("a generator sees the values of whoever calls next(), unlike the proposal (pinned); Snapshot.wrap(next) fixes it", () => {
+    const v = new Variable<string>();
+    function* reads() {
+      yield v.get();
+      yield v.get();
+    }
+    const plain = v.run("created", () => reads());
+    assert.deepEqual(
+      [v.run("first", () => plain.next().value), v.run("second", () => plain.next().value)],
+      ["first", "second"],
+    );
+    const wrappedNext = v.run("created", () => {
+      const generator = reads();
+      return Snapshot.wrap(() => generator.next().value);
+    });
+    assert.deepEqual(
+      [v.run("first", wrappedNext), v.run("second", wrappedNext)],
+      ["created", "created"],
+    );
+  });
 });

@@ -29,6 +29,35 @@ for (const { name, ns } of implementations) {
       assert.equal(bare.name, "");
       assert.equal(bare.get(), undefined);
       assert.equal(new Variable({ name: 42 }).name, "42");
+      // The spec's HasProperty and ToString (test262 Variable/constructor-name*.js).
+      assert.equal(new Variable({ name: undefined }).name, "undefined");
+      assert.equal(new Variable({}).name, "");
+      assert.throws(() => new Variable({ name: Symbol("s") }), TypeError);
+      let reads = 0;
+      const counted = new Variable({
+        get name() {
+          reads++;
+          return "once";
+        },
+      });
+      assert.equal(counted.name, "once");
+      assert.equal(reads, 1);
+    });
+
+    it("run and Snapshot#run call fn with this undefined (Call(fn, undefined, args))", () => {
+      const v = new Variable<number>();
+      const seen: unknown[] = [];
+      v.run(1, function (this: unknown) {
+        seen.push(this);
+      });
+      new Snapshot().run(function (this: unknown) {
+        seen.push(this);
+      });
+      assert.deepEqual(seen, [undefined, undefined]);
+    });
+
+    it("the namespace's toStringTag is AsyncContext", () => {
+      assert.equal(Object.prototype.toString.call(ns), "[object AsyncContext]");
     });
 
     itFromEveryState(
@@ -156,6 +185,37 @@ for (const { name, ns } of implementations) {
       const wrapped = Snapshot.wrap(handler);
       assert.equal(wrapped.name, "wrapped handler");
       assert.equal(wrapped.length, 2);
+    });
+
+    it("wrap's length is CopyNameAndLength's (test262 wrap/wrapped-function/length.js)", () => {
+      const withLength = (length: unknown) => {
+        const fn = () => {};
+        Object.defineProperty(fn, "length", { value: length });
+        return Snapshot.wrap(fn).length;
+      };
+      assert.deepEqual(
+        [
+          -42,
+          7.9,
+          Number.NaN,
+          undefined,
+          "42",
+          Number.POSITIVE_INFINITY,
+          Number.NEGATIVE_INFINITY,
+        ].map(withLength),
+        [0, 7, 0, 0, 0, Number.POSITIVE_INFINITY, 0],
+      );
+      const noOwnLength = () => {};
+      Reflect.deleteProperty(noOwnLength, "length");
+      assert.equal(Snapshot.wrap(noOwnLength).length, 0);
+    });
+
+    it("wrap's result is not a constructor (test262 wrap/wrapped-function/not-a-constructor.js)", () => {
+      const wrapped = Snapshot.wrap(function Made(this: { made?: boolean }) {
+        this.made = true;
+      });
+      assert.throws(() => new (wrapped as unknown as new () => object)(), TypeError);
+      assert.equal(Object.hasOwn(wrapped, "prototype"), false);
     });
 
     it("wrap with a non-function throws a TypeError", () => {

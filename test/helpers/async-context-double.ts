@@ -10,10 +10,11 @@
  * `test/runtimes/install-async-context-double.ts` puts it on `globalThis`
  * before the package loads, and the core and tasks files run again on top.
  *
- * What it models of the spec: `run` swaps in a new mapping for fn and
- * restores the previous one when fn returns or throws; a Snapshot captures
- * the mapping at construction; `wrap` names its result `wrapped <name>`
- * and keeps fn's length.
+ * What it models of the spec: `run` swaps in a new mapping for fn (called
+ * with `this` undefined) and restores the previous one when fn returns or
+ * throws; a Snapshot captures the mapping at construction; `wrap` returns a
+ * non-constructor named `wrapped <name>` with CopyNameAndLength's length;
+ * the constructor reads `name` with HasProperty and ToString.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 
@@ -34,9 +35,13 @@ export class Variable<T> {
   readonly #name: string;
   readonly #defaultValue: T | undefined;
 
+  // The spec's steps: HasProperty(options, "name"), then ToString (a template
+  // literal: it throws on a Symbol); defaultValue read only from an object.
   constructor(options?: { name?: unknown; defaultValue?: T }) {
-    this.#name = options?.name === undefined ? "" : String(options.name);
-    this.#defaultValue = options?.defaultValue;
+    const object =
+      (typeof options === "object" && options !== null) || typeof options === "function";
+    this.#name = object && "name" in options ? `${options.name as string}` : "";
+    this.#defaultValue = object ? options.defaultValue : undefined;
   }
 
   get name(): string {
@@ -52,7 +57,7 @@ export class Variable<T> {
     assertCallable(fn);
     const next = new Map(current());
     next.set(this, value);
-    return storage.run(next, fn, ...args);
+    return storage.run(next, () => Reflect.apply(fn, undefined, args)); // Call(fn, undefined, args)
   }
 
   get [Symbol.toStringTag](): string {
@@ -65,7 +70,7 @@ export class Snapshot {
 
   run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R {
     assertCallable(fn);
-    return storage.run(this.#mapping, fn, ...args);
+    return storage.run(this.#mapping, () => Reflect.apply(fn, undefined, args));
   }
 
   static wrap<A extends unknown[], R, This = unknown>(
@@ -73,12 +78,24 @@ export class Snapshot {
   ): (this: This, ...args: A) => R {
     assertCallable(fn);
     const snapshot = new Snapshot();
-    const wrapped = function (this: This, ...args: A): R {
-      return snapshot.run(() => Reflect.apply(fn, this, args));
+    // A method has no [[Construct]], as the spec's built-in function has none.
+    const { wrapped } = {
+      wrapped(this: This, ...args: A): R {
+        return snapshot.run(() => Reflect.apply(fn, this, args));
+      },
     };
+    // CopyNameAndLength.
+    let length = 0;
+    if (Object.hasOwn(fn, "length")) {
+      const own: unknown = fn.length;
+      if (typeof own === "number") {
+        length = own === Number.POSITIVE_INFINITY ? own : Math.max(Math.trunc(own) || 0, 0);
+      }
+    }
+    const name: unknown = fn.name;
     Object.defineProperties(wrapped, {
-      name: { value: `wrapped ${fn.name}`, configurable: true },
-      length: { value: fn.length, configurable: true },
+      name: { value: `wrapped ${typeof name === "string" ? name : ""}`, configurable: true },
+      length: { value: length, configurable: true },
     });
     return wrapped;
   }
@@ -92,4 +109,14 @@ export class Snapshot {
 export const AsyncContextDouble: {
   readonly Variable: typeof Variable;
   readonly Snapshot: typeof Snapshot;
-} = Object.freeze({ Variable, Snapshot });
+  readonly [Symbol.toStringTag]: "AsyncContext";
+} = Object.freeze(
+  Object.defineProperty({ Variable, Snapshot }, Symbol.toStringTag, {
+    value: "AsyncContext",
+    configurable: true,
+  }) as {
+    Variable: typeof Variable;
+    Snapshot: typeof Snapshot;
+    [Symbol.toStringTag]: "AsyncContext";
+  },
+);
