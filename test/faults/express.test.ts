@@ -75,9 +75,8 @@ describe("express: a fault at every stage", () => {
   after(() => close(server));
 
   it("a seed that throws: the error handler runs in the request's Context", () =>
-    // Fails on the current express.ts: the throw unwinds out of the request's
-    // run before Express's router calls next(err), so the error handler sees
-    // no request (see the issue-7 report for the patch).
+    // express.ts calls next(err) inside the request's run; had the throw
+    // propagated, Express's router would call next(err) outside it.
     expectStageFaults(base, [{ stage: "seed", modes: ["sync"] }]));
 
   it("middleware before and after express.json(), handler", () =>

@@ -3,16 +3,13 @@
  * must not keep the values of finished Contexts alive.
  *
  * ContextVar#get caches its last read keyed on the id of the map it read
- * (src/core/context-var.ts, `#cacheId`/`#cacheValue`), and `set`/`reset`
- * fill the same cache. The id keeps no map alive, but `#cacheValue` is a
- * strong reference: the value last set or read stays reachable from the var
- * after its Context is gone, until the var is next read from another map.
- * CPython's cache (Python/context.c, `var_cached`) is a *borrowed* reference:
- * it never keeps the value alive, because the version check proves the
- * owning Context still holds it. These tests pin that property; they fail
- * on the current cache (bounded retention: one value per var, but that value
- * can be a whole request's session, a transaction, a buffer). The proposed
- * fix is in the issue-7 report.
+ * (src/core/context-var.ts, `#hitId`/`#hitValue`). A strong reference there
+ * would keep the value last set or read reachable from the var after its
+ * Context is gone. CPython's cache (Python/context.c, `var_cached`) is a
+ * *borrowed* reference; JavaScript has none, so the var caches primitives
+ * only and objects are cached by the map they belong to (Hamt#read). These
+ * tests pin that property: a whole request's session, a transaction or a
+ * buffer must not outlive its Context through the var.
  */
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
