@@ -5,8 +5,12 @@ import type { Context } from "./context.ts";
 import { copyContext } from "./current.ts";
 
 type Listener = (...args: unknown[]) => unknown;
-const ADDERS = ["on", "addListener", "prependListener", "once", "prependOnceListener"] as const;
-const REMOVERS = ["off", "removeListener"] as const;
+type Adder = (this: unknown, event: string | symbol, listener: unknown) => unknown;
+
+/** What a listener wrapper carries, as Node's once-wrappers do. */
+interface Wrapped extends Listener {
+  listener: Listener;
+}
 
 // Emitters already bound: binding again keeps the first Context (as OpenTelemetry's managers do).
 const boundEmitters = new WeakSet<object>();
@@ -19,7 +23,9 @@ const boundEmitters = new WeakSet<object>();
  * A plain EventEmitter calls its listeners synchronously inside `emit`, so they
  * see the emitter's Context: a `req.on("end")` listener sees whatever Context
  * the stream's I/O callback runs in, which is how body parsers lose context.
- * `removeListener`/`off` accept the original listener. Returns the emitter.
+ * The emitter still reports the listeners it was given: `removeListener`/`off`,
+ * `listeners()`, `listenerCount(event, listener)` and the `newListener` and
+ * `removeListener` events see the original listener. Returns the emitter.
  *
  * @example
  * bindEmitter(req).on("end", () => log(requestId.get()));
@@ -32,40 +38,43 @@ export function bindEmitter<E extends EventEmitter>(emitter: E, context?: Contex
   assertContext("context", context);
   if (boundEmitters.has(emitter)) return emitter;
   const snapshot = context ?? copyContext();
-  // One wrapper per (event, listener), so removeListener finds what on() added.
-  const wrappers = new Map<string | symbol, WeakMap<Listener, Listener>>();
-  const target = emitter as unknown as Record<string, Function>;
+  const target = emitter as unknown as Record<string, Adder | undefined>;
+  const on = target.on as Adder;
+  const prepend = target.prependListener;
 
-  for (const method of ADDERS) {
-    const original = target[method];
-    if (typeof original !== "function") continue;
-    target[method] = function (this: unknown, event: string | symbol, listener: Listener) {
-      if (typeof listener !== "function") return Reflect.apply(original, this, [event, listener]);
-      let byListener = wrappers.get(event);
-      if (byListener === undefined) {
-        byListener = new WeakMap();
-        wrappers.set(event, byListener);
-      }
-      let wrapped = byListener.get(listener);
-      if (wrapped === undefined) {
-        wrapped = bind(listener, snapshot);
-        // EventEmitter's once() adds its own wrapper through this.on() and finds
-        // it again by its `listener` field: keep that field on ours, so
-        // removeListener(original) still matches a once listener.
-        const inner = (listener as { listener?: unknown }).listener;
-        if (typeof inner === "function") (wrapped as { listener?: unknown }).listener = inner;
-        byListener.set(listener, wrapped);
-      }
-      return Reflect.apply(original, this, [event, wrapped]);
+  // Each wrapper carries the original in its `listener` field, as Node's own
+  // once-wrappers do: EventEmitter matches that field in removeListener and
+  // reports it from listeners(), so no table of wrappers is kept (one would
+  // grow with every event name ever used) and event names compare as Node
+  // compares them.
+  const adder = (add: Adder, once: boolean): Adder =>
+    function (this: unknown, event: string | symbol, listener: unknown): unknown {
+      if (typeof listener !== "function") return Reflect.apply(add, this, [event, listener]);
+      const original = listener as Listener;
+      const bound = bind(original, snapshot);
+      // Once-semantics written here rather than through the native once,
+      // whose wrapper would go through the patched on() and be wrapped again.
+      let fired = false;
+      const wrapped = (
+        once
+          ? function (this: unknown, ...args: unknown[]): unknown {
+              if (fired) return undefined;
+              fired = true;
+              emitter.removeListener(event, wrapped);
+              return Reflect.apply(bound, this, args);
+            }
+          : bound
+      ) as Wrapped;
+      wrapped.listener = original;
+      return Reflect.apply(add, this, [event, wrapped]);
     };
-  }
-  for (const method of REMOVERS) {
-    const original = target[method];
-    if (typeof original !== "function") continue;
-    target[method] = function (this: unknown, event: string | symbol, listener: Listener) {
-      const wrapped = wrappers.get(event)?.get(listener);
-      return Reflect.apply(original, this, [event, wrapped ?? listener]);
-    };
+
+  target.on = adder(on, false);
+  target.addListener = target.on;
+  target.once = adder(on, true);
+  if (typeof prepend === "function") {
+    target.prependListener = adder(prepend, false);
+    target.prependOnceListener = adder(prepend, true);
   }
   boundEmitters.add(emitter);
   return emitter;

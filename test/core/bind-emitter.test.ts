@@ -7,9 +7,10 @@ import assert from "node:assert/strict";
 import { EventEmitter, once } from "node:events";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { describe } from "node:test";
+import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { bindEmitter, type Context, ContextVar, copyContext, gather } from "contextvars";
+import { settledHeap } from "../helpers/gc.ts";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 const v = new ContextVar<string>("v", { default: "unset" });
@@ -156,6 +157,91 @@ describe("bindEmitter", () => {
     });
     assert.deepEqual(await results, ["a", "b"]);
     assert.deepEqual(seen, ["a1:a", "b1:b", "a2:a", "b2:b"]);
+  });
+});
+
+describe("bindEmitter: the emitter reports the listeners it was given, as a plain one does", () => {
+  /** Runs the same calls on a plain and on a bound emitter; returns what each reports. */
+  function onBoth(calls: (emitter: EventEmitter) => unknown): [unknown, unknown] {
+    return [calls(new EventEmitter()), calls(bindEmitter(new EventEmitter(), contextWith("b")))];
+  }
+  const same = (results: [unknown, unknown]) => assert.deepEqual(results[1], results[0]);
+
+  it("listeners(), listenerCount(event, fn), rawListeners()' originals, and a guarded re-add", () => {
+    const onTick = () => {};
+    const onDone = () => {};
+    same(
+      onBoth((e) => {
+        e.on("tick", onTick);
+        e.once("done", onDone);
+        if (!e.listeners("tick").includes(onTick)) e.on("tick", onTick);
+        return [
+          e.listeners("tick").map((l) => l === onTick),
+          e.listeners("done").map((l) => l === onDone),
+          e.listenerCount("tick"),
+          e.listenerCount("tick", onTick),
+          e.rawListeners("done").map((l) => (l as { listener?: unknown }).listener === onDone),
+        ];
+      }),
+    );
+  });
+
+  it("newListener and removeListener events receive the original listener", () => {
+    const onTick = () => {};
+    same(
+      onBoth((e) => {
+        const heard: unknown[] = [];
+        e.on("newListener", (event: string, l: unknown) => {
+          if (event === "tick") heard.push(["new", l === onTick]);
+        });
+        e.on("removeListener", (event: string, l: unknown) => {
+          if (event === "tick") heard.push(["removed", l === onTick]);
+        });
+        e.on("tick", onTick);
+        e.off("tick", onTick);
+        e.once("tick", onTick);
+        e.emit("tick");
+        return heard;
+      }),
+    );
+  });
+
+  it('a listener added twice is removed once at a time; 1 and "1" are the same event', () => {
+    same(
+      onBoth((e) => {
+        const calls: string[] = [];
+        const f = () => calls.push("f");
+        e.on("tick", f);
+        e.on("tick", f);
+        e.removeListener("tick", f);
+        e.emit("tick");
+        e.on(1 as unknown as string, f);
+        e.off("1", f);
+        e.emit(1 as unknown as string);
+        e.prependOnceListener("tick", f);
+        e.off("tick", f);
+        e.emit("tick");
+        return [calls, e.listenerCount("tick"), e.eventNames()];
+      }),
+    );
+  });
+
+  it("keeps nothing per event name once its listeners are gone", async () => {
+    const emitter = bindEmitter(new EventEmitter(), contextWith("b"));
+    const names = (n: number) =>
+      Array.from({ length: n }, (_, i) => `reply:${i}:${"x".repeat(40)}`);
+    const run = (list: string[]) => {
+      for (const name of list) {
+        emitter.once(name, () => {});
+        emitter.emit(name);
+      }
+    };
+    run(names(1_000)); // warm up
+    const before = await settledHeap();
+    run(names(50_000));
+    const grown = (await settledHeap()) - before;
+    assert.ok(grown < 2_000_000, `heap grew by ${grown} bytes over 50,000 event names`);
+    assert.deepEqual(emitter.eventNames(), []);
   });
 });
 
