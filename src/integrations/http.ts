@@ -67,10 +67,12 @@ export function withContext<Req extends NodeRequestLike, Res extends NodeRespons
   assertFunction("listener", listener);
   const resolved = resolveOptions(options);
   const seed = resolved.seed;
-  return function contextualListener(req: Req, res: Res): void {
+  // Returns what the listener returns: with `captureRejections`, Node's
+  // server answers a rejected promise from a request listener with a 500.
+  return function contextualListener(req: Req, res: Res): unknown {
     const context = nodeRequestContext(req, res, resolved, req);
-    runInRequest(context, handleRequest, listener, seed, req, res);
-  };
+    return runInRequest(context, handleRequest, listener, seed, req, res);
+  } as (req: Req, res: Res) => void;
 }
 
 function handleRequest<Req, Res>(
@@ -78,7 +80,7 @@ function handleRequest<Req, Res>(
   seed: ((req: Req) => void) | undefined,
   req: Req,
   res: Res,
-): void {
+): unknown {
   if (seed !== undefined) seed(req);
-  listener(req, res);
+  return listener(req, res);
 }

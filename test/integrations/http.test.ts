@@ -191,6 +191,29 @@ describe("contextvars/http withContext", { timeout: 60_000 }, () => {
     assert.equal(headers.size, 0);
   });
 
+  it("returns the listener's result: under captureRejections a rejection is a 500, as without it", async () => {
+    const listener = async () => {
+      await null;
+      throw new Error("boom");
+    };
+    // Read when an emitter is made: on for these two servers only.
+    const previous = EventEmitter.captureRejections;
+    EventEmitter.captureRejections = true;
+    let servers: ReturnType<typeof createServer>[];
+    try {
+      servers = [createServer(listener), createServer(withContext(listener))];
+    } finally {
+      EventEmitter.captureRejections = previous;
+    }
+    const [bare = "", wrapped = ""] = await Promise.all(servers.map((s) => listen(s)));
+    try {
+      assert.equal((await send(bare, "/")).status, 500);
+      assert.equal((await send(wrapped, "/")).status, 500);
+    } finally {
+      await Promise.all(servers.map((s) => close(s)));
+    }
+  });
+
   it("rejects bad options and a non-function listener", () => {
     assert.throws(() => withContext(42 as never), TypeError);
     assert.throws(() => withContext(routes, { header: "bad header" }), TypeError);
