@@ -13,31 +13,69 @@ export class ContextError extends Error {
     this.code = code;
   }
 
-  override get name(): string {
-    return this.constructor.name;
+  static {
+    named(ContextError, "ContextError");
   }
 }
 
+// `name` as a writable prototype property, as Error.prototype.name is: spelled
+// out, not taken from constructor.name, which a minifier renames.
+function named(Class: { prototype: Error }, name: string): void {
+  Object.defineProperty(Class.prototype, "name", {
+    value: name,
+    writable: true,
+    configurable: true,
+  });
+}
+
 /** `get()` of a var with no value, no fallback and no default (Python's LookupError). */
-export class LookupError extends ContextError {}
+export class LookupError extends ContextError {
+  static {
+    named(LookupError, "LookupError");
+  }
+}
 
 /** A token reset a second time (Python's RuntimeError). */
-export class TokenUsedError extends ContextError {}
+export class TokenUsedError extends ContextError {
+  static {
+    named(TokenUsedError, "TokenUsedError");
+  }
+}
 
 /** A token reset through another var, or in another Context (Python's ValueError). */
-export class TokenMismatchError extends ContextError {}
+export class TokenMismatchError extends ContextError {
+  static {
+    named(TokenMismatchError, "TokenMismatchError");
+  }
+}
 
 /** `ctx.run` while ctx is already entered (Python's RuntimeError). */
-export class ContextEnteredError extends ContextError {}
+export class ContextEnteredError extends ContextError {
+  static {
+    named(ContextEnteredError, "ContextEnteredError");
+  }
+}
 
 /** A task added to a TaskGroup that is finished or shutting down (asyncio's RuntimeError). */
-export class TaskGroupClosedError extends ContextError {}
+export class TaskGroupClosedError extends ContextError {
+  static {
+    named(TaskGroupClosedError, "TaskGroupClosedError");
+  }
+}
 
 /** A `timeout()` task that ran out of time (asyncio's TimeoutError). */
-export class TimeoutError extends ContextError {}
+export class TimeoutError extends ContextError {
+  static {
+    named(TimeoutError, "TimeoutError");
+  }
+}
 
 /** A var whose value cannot cross to a worker thread, or two vars that would cross under one name. */
-export class TransferError extends ContextError {}
+export class TransferError extends ContextError {
+  static {
+    named(TransferError, "TransferError");
+  }
+}
 
 type ErrorClass = new (code: string, message: string, options?: ErrorOptions) => ContextError;
 

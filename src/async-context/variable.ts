@@ -1,5 +1,5 @@
 import { ContextVar } from "../core/context-var.ts";
-import { type InspectFn, inspectCustom, show } from "../core/inspect.ts";
+import { type InspectFn, innerOptions, inspectCustom, show } from "../core/inspect.ts";
 import { assertFunction } from "../errors.ts";
 import { applyToUndefined } from "./apply.ts";
 
@@ -75,9 +75,11 @@ export class Variable<T> {
     return "AsyncContext.Variable";
   }
 
-  [inspectCustom](_depth: number, options: object, inspect?: InspectFn): string {
+  [inspectCustom](depth: number, options: object, inspect?: InspectFn): string {
+    if (depth < 0) return `[AsyncContext.Variable ${JSON.stringify(this.name)}]`;
+    const inner = innerOptions(depth, options);
     const fallback =
-      this.#default === undefined ? "" : ` defaultValue=${show(this.#default, inspect, options)}`;
+      this.#default === undefined ? "" : ` defaultValue=${show(this.#default, inspect, inner)}`;
     return `<AsyncContext.Variable name=${JSON.stringify(this.name)}${fallback}>`;
   }
 }

@@ -5,7 +5,7 @@ import { hashKey, nextHash } from "../map/hash.ts";
 import { contextWith, type Mapping, mapIdOf, mapOf, setMapOf, taskOf } from "./context.ts";
 import { rootContext } from "./current.ts";
 import { varCreated } from "./inherit.ts";
-import { type InspectFn, inspectCustom, show } from "./inspect.ts";
+import { type InspectFn, innerOptions, inspectCustom, show } from "./inspect.ts";
 import { MISSING, type Missing } from "./missing.ts";
 import { isToken, makeToken, markTokenUsed, type Token, tokenState } from "./token.ts";
 
@@ -221,9 +221,11 @@ export class ContextVar<T> {
     return `ContextVar(${JSON.stringify(this.#name)})`;
   }
 
-  [inspectCustom](_depth: number, options: object, inspect?: InspectFn): string {
+  [inspectCustom](depth: number, options: object, inspect?: InspectFn): string {
+    if (depth < 0) return `[${this.toString()}]`;
+    const inner = innerOptions(depth, options);
     const fallback =
-      this.#default === missing ? "" : ` default=${show(this.#default, inspect, options)}`;
+      this.#default === missing ? "" : ` default=${show(this.#default, inspect, inner)}`;
     return `<ContextVar name=${JSON.stringify(this.#name)}${fallback}>`;
   }
 }

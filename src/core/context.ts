@@ -3,7 +3,7 @@ import { argumentError, contextError } from "../errors.ts";
 import { Hamt, NOT_FOUND } from "../map/hamt.ts";
 import { hashKey } from "../map/hash.ts";
 import type { ContextVar } from "./context-var.ts";
-import { type InspectFn, inspectCustom, show } from "./inspect.ts";
+import { type InspectFn, innerOptions, inspectCustom, show, whileShowing } from "./inspect.ts";
 
 // A module-local alias: an imported binding is read through the exporting
 // module's cell, with a check that it has been initialised, on every call.
@@ -225,12 +225,22 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
     return `<Context #${this.#shownId()} size=${this.#map.size}>`;
   }
 
-  [inspectCustom](_depth: number, options: object, inspect?: InspectFn): string {
-    const fields = this.#map
-      .toArray()
-      .map(([v, value]) => `${v.name}: ${show(value, inspect, options)}`);
-    return fields.length === 0
-      ? `Context #${this.#shownId()} {}`
-      : `Context #${this.#shownId()} { ${fields.join(", ")} }`;
+  [inspectCustom](depth: number, options: object, inspect?: InspectFn): string {
+    const label = `Context #${this.#shownId()}`;
+    if (depth < 0) return `[${label}]`;
+    const inner = innerOptions(depth, options);
+    const fields = whileShowing(this, () =>
+      this.#map
+        .toArray()
+        .map(([v, value]) => `${keyOf(v.name, inspect)}: ${show(value, inspect, inner)}`),
+    );
+    return fields.length === 0 ? `${label} {}` : `${label} { ${fields.join(", ")} }`;
   }
+}
+
+// A var's name as an object key is written: bare when it is an identifier,
+// else quoted and escaped, so that no name can make the output ambiguous.
+function keyOf(name: string, inspect: InspectFn | undefined): string {
+  if (/^[A-Za-z_$][\w$]*$/.test(name)) return name;
+  return inspect === undefined ? JSON.stringify(name) : inspect(name);
 }

@@ -15,6 +15,26 @@ export type InspectFn = (value: unknown, options?: object) => string;
 // Py_ReprEnter, such a value is shown as a marker instead.
 const showing = new Set<object>();
 
+/**
+ * The options to show a value held by an object being inspected at `depth`
+ * levels left: one level less, as Node's docs for util.inspect.custom do it,
+ * so a Context nested in a log object stops where a Map would.
+ */
+export function innerOptions(depth: number | undefined, options: object): object {
+  return typeof depth === "number" ? { ...options, depth: depth - 1 } : options;
+}
+
+/** Runs body with `value` marked as being shown: a reference back to it shows as [Circular]. */
+export function whileShowing<R>(value: object, body: () => R): R {
+  if (showing.has(value)) return body();
+  showing.add(value);
+  try {
+    return body();
+  } finally {
+    showing.delete(value);
+  }
+}
+
 /** Shows a value in an inspector, with Node's inspect when it is given, else String(). */
 export function show(value: unknown, inspect: InspectFn | undefined, options?: object): string {
   if (!inspect) return typeof value === "string" ? JSON.stringify(value) : String(value);

@@ -1,6 +1,6 @@
 import type { Context, Mapping } from "./context.ts";
 import type { ContextVar } from "./context-var.ts";
-import { type InspectFn, inspectCustom, show } from "./inspect.ts";
+import { type InspectFn, innerOptions, inspectCustom, show } from "./inspect.ts";
 import { MISSING, type Missing } from "./missing.ts";
 
 // Only ContextVar.set makes tokens (Python: "Tokens can only be created by ContextVars").
@@ -37,6 +37,12 @@ export let makeToken: <T>(
 export class Token<T> implements Disposable {
   /** The marker for "the var had no value before the set". */
   static readonly MISSING: Missing = MISSING;
+
+  static {
+    // Read-only at run time too, as Python's Token.MISSING: code compares
+    // oldValue against it, and a reassigned marker would misread every token.
+    Object.defineProperty(Token, "MISSING", { writable: false, configurable: false });
+  }
 
   // Private with getters: read-only at run time too, as Python's token.var and
   // token.old_value (reset trusts both, so a reassigned one would restore the wrong var).
@@ -98,13 +104,15 @@ export class Token<T> implements Disposable {
     return "Token";
   }
 
-  /** `<Token var=ContextVar("user") used=false>` */
+  /** `<Token var=ContextVar("user")>`, or `<Token used var=ContextVar("user")>` once used (as CPython's repr). */
   toString(): string {
     return `<Token${this.#used ? " used" : ""} var=${this.var.toString()}>`;
   }
 
-  [inspectCustom](_depth: number, options: object, inspect?: InspectFn): string {
-    const old = this.oldValue === MISSING ? "MISSING" : show(this.oldValue, inspect, options);
+  [inspectCustom](depth: number, options: object, inspect?: InspectFn): string {
+    if (depth < 0) return `[${this.toString()}]`;
+    const inner = innerOptions(depth, options);
+    const old = this.oldValue === MISSING ? "MISSING" : show(this.oldValue, inspect, inner);
     return `Token { var: ${this.var.toString()}, oldValue: ${old}, used: ${this.#used} }`;
   }
 }

@@ -294,7 +294,43 @@ describe("Context reads well", () => {
     const self = new ContextVar<unknown>("self");
     ctx.run(() => self.set(ctx));
     const shown = inspect(ctx); // threw RangeError (stack overflow) before the fix
-    assert.match(shown, /Circular|\.\.\./);
-    assert.ok(shown.length < 300, `inspect(ctx) is ${shown.length} characters long`);
+    assert.match(shown, /^Context #\d+ \{ self: \[Circular\] \}$/);
+  });
+
+  it("inspect stops at the depth a Map stops at, and shows a nested Context short beyond it", () => {
+    const deep = { l1: { l2: { l3: { l4: 1 } } } };
+    const v = new ContextVar<unknown>("v");
+    const ctx = new Context();
+    ctx.run(() => v.set(deep));
+    const map = new Map([["v", deep]]);
+    const body = (shown: string) => shown.slice(shown.indexOf("{"));
+    for (const depth of [0, 1, 2]) {
+      assert.equal(
+        body(inspect(ctx, { depth })),
+        body(inspect(map, { depth })).replace("'v' => ", "v: "),
+        `depth ${depth}`,
+      );
+    }
+    assert.match(
+      inspect({ a: { b: { c: ctx } } }),
+      /^\{ a: \{ b: \{ c: \[Context #\d+\] \} \} \}$/,
+    );
+  });
+
+  it("inspect quotes a var name that is not an identifier", () => {
+    const odd = new ContextVar<number>('we"ird\n}, x');
+    const plain = new ContextVar<number>("plain_1");
+    const empty = new ContextVar<number>("");
+    const ctx = new Context();
+    ctx.run(() => {
+      odd.set(1);
+      plain.set(2);
+      empty.set(3);
+    });
+    const shown = inspect(ctx);
+    assert.ok(shown.includes(`${inspect('we"ird\n}, x')}: 1`), shown);
+    assert.ok(shown.includes("plain_1: 2"), shown);
+    assert.ok(shown.includes("'': 3"), shown);
+    assert.ok(!shown.includes("\n"), "one line");
   });
 });

@@ -17,9 +17,12 @@ import {
   createTask,
   type ErrorCode,
   LookupError,
+  TaskGroupClosedError,
+  TimeoutError,
   Token,
   TokenMismatchError,
   TokenUsedError,
+  TransferError,
 } from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
@@ -42,6 +45,39 @@ function throwsContextError(
     return true;
   });
 }
+
+describe("error names", () => {
+  it("are spelled out, not taken from the class's name, and can be assigned as Error's can", () => {
+    const classes = {
+      ContextError,
+      LookupError,
+      TokenUsedError,
+      TokenMismatchError,
+      ContextEnteredError,
+      TaskGroupClosedError,
+      TimeoutError,
+      TransferError,
+    };
+    for (const [name, Class] of Object.entries(classes)) {
+      const original = Class.name;
+      // What a minifier does to class names.
+      Object.defineProperty(Class, "name", { value: "b", configurable: true });
+      try {
+        const error = new (Class as unknown as new (code: string, message: string) => Error)(
+          "ERR_X",
+          "m",
+        );
+        assert.equal(error.name, name);
+        assert.match(String(error.stack), new RegExp(`^${name}: m`));
+        error.name = "Renamed";
+        assert.equal(error.name, "Renamed");
+        assert.equal(Object.keys(error).includes("name"), true, "an own property once assigned");
+      } finally {
+        Object.defineProperty(Class, "name", { value: original, configurable: true });
+      }
+    }
+  });
+});
 
 /** fn throws `expected`, and the current Context holds exactly what it held before. */
 function unchangedAfterThrow(fn: () => unknown, expected: RegExp | Function) {

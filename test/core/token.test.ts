@@ -19,9 +19,13 @@ import {
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 describe("Token", () => {
-  it("Token.MISSING is the exported MISSING", () => {
+  it("Token.MISSING is the exported MISSING, read-only", () => {
     assert.equal(Token.MISSING, MISSING);
     assert.equal(typeof MISSING, "symbol");
+    assert.throws(() => {
+      (Token as unknown as { MISSING: unknown }).MISSING = 1;
+    }, TypeError);
+    assert.equal(Token.MISSING, MISSING);
   });
 
   itFromEveryState("test_context_getset_1: set, oldValue, reset, used", () => {
