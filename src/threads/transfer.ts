@@ -69,7 +69,13 @@ export function problemIn(value: unknown, exact = false): string | undefined {
   if (typeof value !== "object" && typeof value !== "function" && typeof value !== "symbol") {
     return undefined; // the common case, a string or a number: nothing to walk
   }
-  const problem = walk(value, "value", new Set());
+  let problem: string | undefined;
+  try {
+    problem = walk(value, "value", new Set());
+  } catch (error) {
+    // Reading it throws (a getter, a revoked Proxy): a clone would throw the same.
+    return failed("value", error);
+  }
   if (problem !== undefined || !exact || typeof value !== "object" || value === null) {
     return problem;
   }
@@ -159,13 +165,16 @@ export interface CollectOptions {
  */
 export function collectValues(context: Context, options: CollectOptions): [string, unknown][] {
   const values: [string, unknown][] = [];
-  const seen = new Set<string>();
+  const seen = new Map<string, unknown>();
   for (const [v, value] of context) {
     if (isLocalOnly(v)) continue;
     if (seen.has(v.name)) {
+      // Two vars of one name holding the same value are not ambiguous (in a
+      // worker, every var of an arrived name holds that value): send it once.
+      if (Object.is(seen.get(v.name), value)) continue;
       throw contextError("ERR_CONTEXTVAR_NAME_CLASH", JSON.stringify(v.name), context.toString());
     }
-    seen.add(v.name);
+    seen.set(v.name, value);
     const problem = problemIn(value, options.exact);
     if (problem !== undefined) {
       if (options.onUncloneable === "skip") continue;

@@ -111,6 +111,18 @@ describe("problemIn: what survives structured clone", () => {
     assert.equal(problemIn(proxy), undefined);
     assert.equal(problemIn(proxy, true), "value cannot be cloned (#<Object> could not be cloned.)");
   });
+
+  it("a value that throws when read cannot be cloned either: a problem, not a throw", () => {
+    const getter = {
+      get g(): never {
+        throw new Error("no");
+      },
+    };
+    assert.equal(problemIn({ inner: getter }), "value cannot be cloned (no)");
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    assert.match(problemIn({ p: proxy }) ?? "", /^value cannot be cloned \(.*revoked/);
+  });
 });
 
 describe("Worker: what may cross", () => {
@@ -165,6 +177,17 @@ describe("Worker: what may cross", () => {
     assert.throws(() => startEcho(["user"], { context }), exactly(clash("user", context)));
     // A twin with no value in the Context is no clash.
     assert.doesNotThrow(() => user.run("a", () => startEcho(["user"]).terminate()));
+  });
+
+  it("two vars of one name holding the same value are no clash: it is sent once", async () => {
+    const twin = new ContextVar<string>("user");
+    const context = new Context();
+    context.run(() => {
+      user.set("same");
+      twin.set("same");
+    });
+    const reply = await firstMessage<EchoReply>(startEcho(["user"], { context }));
+    assert.deepEqual(reply.seen, { user: "same" });
   });
 
   it("{ transfer: false } vars never cross, and are no clash", async () => {

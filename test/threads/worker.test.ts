@@ -111,6 +111,7 @@ describe("Worker", () => {
     );
     assert.deepEqual(reply, {
       middle: "top",
+      again: "top",
       fromRoot: { user: "top", trace: "t-1" },
       fromRun: { user: "set in middle", trace: "t-1" },
       plain: { user: "<unset>", trace: "<unset>" },
