@@ -176,6 +176,9 @@ describe("contextPool", () => {
       filename: fixture("job.ts").href,
       execArgv: workerExecArgv,
       maxThreads: 1,
+      // piscina 4's close() leaves a timer of this length running, which keeps
+      // the process alive after the tests (piscina 5 unrefs it).
+      closeTimeout: 1000,
     });
     let closed = false;
     piscina.once("close", () => {
