@@ -2,6 +2,7 @@ import { carrier } from "../carrier/select.ts";
 import { argumentError, assertFunction } from "../errors.ts";
 import { Context } from "./context.ts";
 import { copyContext } from "./current.ts";
+import { shaped } from "./shaped.ts";
 
 /** Throws unless value is a Context (or undefined, when optional). Internal. */
 export function assertContext(name: string, value: unknown): asserts value is Context | undefined {
@@ -11,7 +12,7 @@ export function assertContext(name: string, value: unknown): asserts value is Co
 }
 
 // `this` and the arguments go through ALS.run's own argument passing.
-function applyIn(fn: Function, self: unknown, args: unknown[]): unknown {
+function applyIn(fn: Function, self: unknown, args: ArrayLike<unknown>): unknown {
   return Reflect.apply(fn, self, args);
 }
 
@@ -29,13 +30,8 @@ export function bind<F extends (...args: never[]) => unknown>(fn: F, context?: C
   assertFunction("fn", fn);
   assertContext("context", context);
   const snapshot = context ?? copyContext();
-  // Named through a computed key, not Object.defineProperty(bound, "name"):
-  // on Node 20 that define takes V8's slow path, ~1 µs, ten times the rest of bind.
-  const name = `bound ${fn.name}`;
-  const { [name]: bound } = {
-    [name](this: unknown, ...args: unknown[]): unknown {
-      return carrier.run(snapshot.copy(), applyIn, fn, this, args);
-    },
-  };
-  return bound as F;
+  // Named `bound <name>` and as long as fn, as Function#bind makes it.
+  return shaped(`bound ${fn.name}`, fn.length, (self, args) =>
+    carrier.run(snapshot.copy(), applyIn, fn, self, args),
+  ) as F;
 }

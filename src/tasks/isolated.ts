@@ -1,8 +1,9 @@
 import { carrier } from "../carrier/select.ts";
 import { copyContext } from "../core/current.ts";
+import { shaped } from "../core/shaped.ts";
 import { assertFunction } from "../errors.ts";
 
-function applyIn(fn: Function, self: unknown, args: unknown[]): unknown {
+function applyIn(fn: Function, self: unknown, args: ArrayLike<unknown>): unknown {
   return Reflect.apply(fn, self, args);
 }
 
@@ -22,9 +23,9 @@ export function isolated<F extends (...args: never[]) => unknown>(
   _decorator?: ClassMethodDecoratorContext,
 ): F {
   assertFunction("fn", fn);
-  const wrapper = function (this: unknown, ...args: unknown[]): unknown {
-    return carrier.run(copyContext(), applyIn, fn, this, args);
-  };
-  Object.defineProperty(wrapper, "name", { value: fn.name, configurable: true });
-  return wrapper as unknown as F;
+  // fn's name and length: createTask reads the length to pass the signal,
+  // Express to tell an error handler.
+  return shaped(fn.name, fn.length, (self, args) =>
+    carrier.run(copyContext(), applyIn, fn, self, args),
+  ) as F;
 }

@@ -127,6 +127,23 @@ describe("bind", () => {
     assert.equal(await seen, "scheduled");
   });
 
+  it("keeps fn's length and names the result `bound <name>`, as Function#bind does", () => {
+    function handler(_err: unknown, _req: unknown, _res: unknown, _next: unknown) {}
+    const bound = bind(handler);
+    assert.equal(bound.length, 4);
+    assert.equal(bound.name, "bound handler");
+    for (const fn of [() => 0, (_a: 1) => 1, (_a: 1, _b: 2, _c: 3, _d: 4, _e: 5) => 5]) {
+      assert.equal(bind(fn).length, fn.length);
+      assert.equal(bind(fn).length, fn.bind(null).length);
+    }
+    const count = bind(function (this: unknown, _a: unknown) {
+      // biome-ignore lint/complexity/noArguments: the count is what is under test
+      return arguments.length;
+    });
+    const loose = count as unknown as (...args: unknown[]) => number;
+    assert.deepEqual([loose(), loose(1, 2)], [0, 2]);
+  });
+
   it("TypeError for a non-function fn or a non-Context context", () => {
     const anyBind = bind as unknown as (fn: unknown, context?: unknown) => unknown;
     for (const fn of [undefined, null, 42, "fn", {}]) {

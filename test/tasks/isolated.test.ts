@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ContextVar, isolated } from "contextvars";
+import { ContextVar, createTask, isolated, timeout } from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 const user = new ContextVar<string>("user", { default: "nobody" });
@@ -77,6 +77,28 @@ describe("isolated: a transparent wrapper", () => {
     assert.equal(obj.add(1, 2), 13);
     assert.equal(obj.add.name, "add");
     assert.equal(obj.add.call({ base: 100 }, 1, 1), 102);
+  });
+
+  it("keeps fn's length: createTask passes the signal, Express sees a 4-argument error handler", async () => {
+    const lengths = [() => 0, (_a: number) => 1, (_a: 1, _b: 2) => 2, (_a: 1, _b: 2, _c: 3) => 3];
+    for (const fn of lengths) assert.equal(isolated(fn).length, fn.length);
+    assert.equal(isolated((_a: 1, _b: 2, _c: 3, _d: 4) => 4).length, 4);
+    assert.equal(isolated((_a: 1, _b: 2, _c: 3, _d: 4, _e: 5, _f: 6) => 6).length, 6);
+    assert.equal(isolated((_a: 1, _b = 2) => 1).length, 1, "a default ends the count, as for fn");
+    const task = createTask(isolated((signal: AbortSignal) => signal));
+    assert.equal(await task, task.signal);
+    const seenByTimeout = await timeout(
+      1_000,
+      isolated((signal: AbortSignal) => signal),
+    );
+    assert.ok(seenByTimeout instanceof AbortSignal);
+    // Called with fewer or more arguments than declared: fn sees exactly those.
+    const count = isolated(function (this: unknown, _a: unknown, _b: unknown) {
+      // biome-ignore lint/complexity/noArguments: the count is what is under test
+      return arguments.length;
+    });
+    const loose = count as unknown as (...args: unknown[]) => number;
+    assert.deepEqual([loose(), loose(1), loose(1, 2, 3)], [0, 1, 3]);
   });
 
   it("passes a synchronous throw and a rejection through unchanged", async () => {
