@@ -98,9 +98,12 @@ export function contextMiddleware<E extends Env = Env>(
     if (id === undefined) return handled;
     // A handler that returns a Response of its own replaces the headers
     // prepared with c.header() before next(): echo the id onto it, unless
-    // the handler gave the header a value of its own.
+    // the handler gave the header a value of its own. Not onto a 101 (a
+    // WebSocket upgrade) or a network error (status 0): Hono would copy the
+    // response to add a header, and a Response cannot be made with those.
     return handled.then(() => {
-      if (!c.res.headers.has(header)) c.header(header, id);
+      const res = c.res;
+      if (res.status >= 200 && res.status <= 599 && !res.headers.has(header)) c.header(header, id);
     });
   };
 }

@@ -134,6 +134,7 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
     plain.get("/redirect", () => Response.redirect("http://127.0.0.1/elsewhere", 302));
     plain.get("/own-id", () => new Response("x", { headers: { "x-request-id": "the handler's" } }));
     plain.get("/quiet", () => new Response("x"));
+    plain.get("/network-error", () => Response.error());
     const raw = await plain.request("/raw", { headers: { "x-request-id": "r-1" } });
     assert.equal(raw.headers.get("x-request-id"), "r-1");
     assert.equal(await raw.text(), "r-1");
@@ -143,6 +144,11 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
     assert.equal(redirect.headers.get("x-request-id"), "r-2");
     const own = await plain.request("/own-id", { headers: { "x-request-id": "r-3" } });
     assert.equal(own.headers.get("x-request-id"), "the handler's");
+    // A status no Response can be made with (0 here; 101 for a WebSocket
+    // upgrade on Deno or Workers) is passed through, not turned into a 500.
+    const failed = await plain.request("/network-error", { headers: { "x-request-id": "r-5" } });
+    assert.equal(failed.status, 0);
+    assert.equal(failed.type, "error");
     const quiet = new Hono();
     quiet.use(contextMiddleware({ echo: false }));
     quiet.get("/", () => new Response("x"));
