@@ -45,7 +45,9 @@ export interface RequestContextOptions<R> {
    * Called once per request inside the request's fresh Context, before any
    * later middleware, hook or handler: set more vars from the request here
    * (a tenant from a header, a user from a verified token). Synchronous; an
-   * error it throws fails the request as the framework fails a throwing middleware.
+   * error it throws fails the request as the framework fails a throwing
+   * middleware, and so does returning a promise (a TypeError: do async work
+   * in your own async middleware).
    */
   seed?: (request: R) => void;
 }
@@ -127,5 +129,29 @@ export function resolveOptions<R>(
   if (seed !== undefined && typeof seed !== "function") {
     throw argumentError("options.seed", "a function", seed);
   }
-  return { header: header.toLowerCase(), echo, trustHeader, generateId, seed };
+  return {
+    header: header.toLowerCase(),
+    echo,
+    trustHeader,
+    generateId,
+    seed: seed === undefined ? undefined : synchronous(seed),
+  };
+}
+
+// seed runs synchronously: values it sets after an await may land after the
+// handler read them, and a rejection would be unhandled, which ends a Node
+// process. A seed that returns a promise fails its request with a TypeError
+// instead (the promise is marked handled: the TypeError says what happened).
+function synchronous<R>(seed: (request: R) => void): (request: R) => void {
+  return (request) => {
+    const returned: unknown = seed(request);
+    if (typeof (returned as { then?: unknown } | undefined)?.then === "function") {
+      (returned as PromiseLike<unknown>).then(undefined, () => {});
+      throw argumentError(
+        "options.seed",
+        "synchronous (set values that need an await in your own async middleware)",
+        returned,
+      );
+    }
+  };
 }

@@ -157,6 +157,32 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
     });
   }
 
+  it("an async seed fails its request with a TypeError the error handler sees, in the request", async () => {
+    const own = express();
+    own.use(
+      contextMiddleware({
+        // The type allows it, as a () => void allows any function.
+        seed: async () => {
+          await null;
+          throw new Error("token invalid");
+        },
+      }),
+    );
+    own.get("/", (_req, res) => res.send("never"));
+    own.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+      res.status(500).send(`${error.name} for ${requestId.get("<none>")}`);
+    });
+    const server = createServer(own);
+    const url = await listen(server);
+    try {
+      const reply = await send(url, "/", { headers: { "x-request-id": "s-9" } });
+      assert.equal(reply.status, 500);
+      assert.equal(reply.body, "TypeError for s-9");
+    } finally {
+      await close(server);
+    }
+  });
+
   it("echo: false and a custom header", async () => {
     const app = express();
     app.use(contextMiddleware({ echo: false, header: "X-Correlation-Id" }));

@@ -71,12 +71,24 @@ describe("requestId and requestIdFor", () => {
     };
     assert.deepEqual(resolveOptions(undefined), defaults);
     assert.deepEqual(resolveOptions({}), defaults);
-    const seed = () => {};
+    const seen: string[] = [];
+    const seed = (request: string) => {
+      seen.push(request);
+    };
     const generateId = () => "id";
+    const resolved = resolveOptions({
+      header: "X-Trace-Id",
+      echo: false,
+      trustHeader: false,
+      generateId,
+      seed,
+    });
     assert.deepEqual(
-      resolveOptions({ header: "X-Trace-Id", echo: false, trustHeader: false, generateId, seed }),
-      { header: "x-trace-id", echo: false, trustHeader: false, generateId, seed },
+      { ...resolved, seed: typeof resolved.seed },
+      { header: "x-trace-id", echo: false, trustHeader: false, generateId, seed: "function" },
     );
+    resolved.seed?.("req");
+    assert.deepEqual(seen, ["req"], "the given seed is what runs");
     for (const options of [null, 42, { header: "" }, { header: "a b" }, { header: "x\n" }]) {
       assert.throws(() => resolveOptions(options as never), TypeError);
     }
@@ -84,6 +96,32 @@ describe("requestId and requestIdFor", () => {
     assert.throws(() => resolveOptions({ seed: 1 as never }), /options\.seed/);
     assert.throws(() => resolveOptions({ trustHeader: "no" as never }), /options\.trustHeader/);
     assert.throws(() => resolveOptions({ generateId: "uuid" as never }), /options\.generateId/);
+  });
+
+  it("a seed that returns a promise throws a TypeError; its rejection is not left unhandled", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const { seed } = resolveOptions<string>({
+        seed: async () => {
+          await null;
+          throw new Error("token invalid");
+        },
+      });
+      assert.throws(
+        () => seed?.("req"),
+        (e) =>
+          e instanceof TypeError &&
+          /^Expected `options\.seed` to be synchronous \(set values that need an await in your own async middleware\), got `\[object Promise\]`/.test(
+            e.message,
+          ),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
   });
 
   it("requestIdFor: a well-formed incoming id, else generateId(request), else a UUID", () => {
