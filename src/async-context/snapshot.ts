@@ -1,5 +1,6 @@
 import type { Context } from "../core/context.ts";
 import { copyContext } from "../core/current.ts";
+import { inCopies } from "../core/in-copies.ts";
 import { assertFunction } from "../errors.ts";
 import { applyToUndefined } from "./apply.ts";
 
@@ -37,30 +38,13 @@ export class Snapshot {
     fn: (this: This, ...args: A) => R,
   ): (this: This, ...args: A) => R {
     assertFunction("fn", fn);
-    const snapshot = new Snapshot();
-    // A method: `this` passes through, and `new` throws (no [[Construct]]).
-    const { wrapped } = {
-      wrapped(this: This, ...args: A): R {
-        return snapshot.run(() => Reflect.apply(fn, this, args));
-      },
-    };
-    const length = Object.hasOwn(fn, "length") ? lengthOf(fn.length) : 0;
-    Object.defineProperties(wrapped, {
-      name: { value: `wrapped ${typeof fn.name === "string" ? fn.name : ""}`, configurable: true },
-      length: { value: length, configurable: true },
-    });
-    return wrapped;
+    // The values of now, as a Snapshot would take them; each call gets a copy.
+    const name = `wrapped ${typeof fn.name === "string" ? fn.name : ""}`;
+    const length = Object.hasOwn(fn, "length") ? fn.length : 0;
+    return inCopies(name, length, fn, copyContext()) as (this: This, ...args: A) => R;
   }
 
   get [Symbol.toStringTag](): string {
     return "AsyncContext.Snapshot";
   }
-}
-
-// CopyNameAndLength's length: +Infinity kept, -Infinity and NaN 0, else the
-// integer part, at least 0; anything but a number is 0.
-function lengthOf(length: unknown): number {
-  if (typeof length !== "number" || Number.isNaN(length)) return 0;
-  if (length === Number.POSITIVE_INFINITY) return length;
-  return Math.max(Math.trunc(length), 0);
 }

@@ -1,19 +1,13 @@
-import { carrier } from "../carrier/select.ts";
 import { argumentError, assertFunction } from "../errors.ts";
 import { Context } from "./context.ts";
 import { copyContext } from "./current.ts";
-import { shaped } from "./shaped.ts";
+import { inCopies } from "./in-copies.ts";
 
 /** Throws unless value is a Context (or undefined, when optional). Internal. */
 export function assertContext(name: string, value: unknown): asserts value is Context | undefined {
   if (value !== undefined && !(value instanceof Context)) {
     throw argumentError(name, "a Context", value);
   }
-}
-
-// `this` and the arguments go through ALS.run's own argument passing.
-function applyIn(fn: Function, self: unknown, args: ArrayLike<unknown>): unknown {
-  return Reflect.apply(fn, self, args);
 }
 
 /**
@@ -29,9 +23,6 @@ function applyIn(fn: Function, self: unknown, args: ArrayLike<unknown>): unknown
 export function bind<F extends (...args: never[]) => unknown>(fn: F, context?: Context): F {
   assertFunction("fn", fn);
   assertContext("context", context);
-  const snapshot = context ?? copyContext();
   // Named `bound <name>` and as long as fn, as Function#bind makes it.
-  return shaped(`bound ${fn.name}`, fn.length, (self, args) =>
-    carrier.run(snapshot.copy(), applyIn, fn, self, args),
-  ) as F;
+  return inCopies(`bound ${fn.name}`, fn.length, fn, context ?? copyContext()) as F;
 }

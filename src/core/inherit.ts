@@ -28,7 +28,7 @@ type AnyVar = ContextVar<unknown>;
 const localOnly = new WeakSet<AnyVar>();
 // Weak, so a worker that makes vars per call does not keep them alive through
 // this list. (A var made under a name whose value arrived is held by the root
-// Context, as any var with a value there is: make vars at module level.)
+// Context, as every var with a value there is: make vars at module level.)
 const byName: Map<string, WeakRef<AnyVar>[]> | undefined = isMainThread ? undefined : new Map();
 const arrived = takeArrived();
 // Names of `arrived` that a var of this thread has taken; the rest pass on to nested workers.

@@ -1,11 +1,5 @@
-import { carrier } from "../carrier/select.ts";
-import { copyContext } from "../core/current.ts";
-import { shaped } from "../core/shaped.ts";
+import { inCopies } from "../core/in-copies.ts";
 import { assertFunction } from "../errors.ts";
-
-function applyIn(fn: Function, self: unknown, args: ArrayLike<unknown>): unknown {
-  return Reflect.apply(fn, self, args);
-}
 
 /**
  * Wraps fn so that each call runs in a fresh copy of the caller's Context:
@@ -25,7 +19,5 @@ export function isolated<F extends (...args: never[]) => unknown>(
   assertFunction("fn", fn);
   // fn's name and length: createTask reads the length to pass the signal,
   // Express to tell an error handler.
-  return shaped(fn.name, fn.length, (self, args) =>
-    carrier.run(copyContext(), applyIn, fn, self, args),
-  ) as F;
+  return inCopies(fn.name, fn.length, fn, undefined) as F;
 }
