@@ -14,7 +14,8 @@ export type Gathered<I> = I extends (...args: never[]) => infer R ? Awaited<R> :
  * awaits every PromiseLike as it is; resolves with all results, in order
  * (asyncio.gather). The first rejection rejects gather with that reason and
  * the other tasks go on running, as with Promise.all; for "first failure
- * cancels the rest", use a TaskGroup.
+ * cancels the rest", use a TaskGroup. Each PromiseLike's `then` is read once,
+ * as Promise.all reads it; one whose getter throws rejects gather.
  *
  * @example
  * const [a, b] = await gather(() => worker("alice"), () => worker("bob"));
@@ -23,14 +24,25 @@ export type Gathered<I> = I extends (...args: never[]) => infer R ? Awaited<R> :
 export function gather<const T extends readonly GatherItem[]>(
   ...items: T
 ): Promise<{ -readonly [K in keyof T]: Gathered<T[K]> }> {
-  items.forEach((item, i) => {
-    if (typeof item !== "function" && thenOf(item) === undefined) {
-      throw argumentError(`items[${i}]`, "a function or a PromiseLike", item);
+  const count = items.length;
+  // Each PromiseLike's `then`, read once, as Promise.all reads it once: a
+  // getter runs once, and one that throws rejects gather instead of throwing.
+  let thens: unknown[] | undefined;
+  for (let i = 0; i < count; i++) {
+    const item = items[i];
+    if (typeof item === "function") continue;
+    let then: unknown;
+    try {
+      then = thenOf(item);
+    } catch (error) {
+      then = new ThenThrew(error);
     }
-  });
+    if (then === undefined) throw argumentError(`items[${i}]`, "a function or a PromiseLike", item);
+    thens ??= new Array<unknown>(count);
+    thens[i] = then;
+  }
   type Result = { -readonly [K in keyof T]: Gathered<T[K]> };
   const caller = currentContext();
-  const count = items.length;
   const results = new Array<unknown>(count);
   let left = count;
   let resolve!: (value: Result) => void;
@@ -59,12 +71,45 @@ export function gather<const T extends readonly GatherItem[]>(
     if (typeof item === "function") {
       createObservedTask(item as TaskFunction<unknown>, settle, i);
     } else {
-      Promise.resolve(item).then(
+      awaitItem(
+        item,
+        (thens as unknown[])[i],
         (value) => settle(i, true, value),
-        (error: unknown) => settle(i, false, error),
+        (error) => settle(i, false, error),
       );
     }
   }
   if (count === 0) resolve(results as Result);
   return all;
+}
+
+// What reading a PromiseLike's `then` threw.
+class ThenThrew {
+  constructor(readonly error: unknown) {}
+}
+
+const promiseThen = Promise.prototype.then;
+
+// Awaits a PromiseLike with the `then` read from it before, in as many
+// microtask turns as Promise.all's Promise.resolve(item).then(...) takes.
+function awaitItem(
+  item: unknown,
+  then: unknown,
+  onFulfilled: (value: unknown) => void,
+  onRejected: (error: unknown) => void,
+): void {
+  if (then instanceof ThenThrew) {
+    Promise.reject(then.error).then(undefined, onRejected);
+  } else if (then === promiseThen && item instanceof Promise && item.constructor === Promise) {
+    // Promise.resolve(item) is item itself.
+    Reflect.apply(promiseThen, item, [onFulfilled, onRejected]);
+  } else {
+    // Resolving with this thenable calls `then` in a job, as resolving with item would.
+    const call = then as Function;
+    const once: PromiseLike<unknown> = {
+      // biome-ignore lint/suspicious/noThenProperty: stands for item's then, read once
+      then: (resolve, reject) => Reflect.apply(call, item, [resolve, reject]),
+    };
+    Promise.resolve(once).then(onFulfilled, onRejected);
+  }
 }

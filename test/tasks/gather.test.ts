@@ -137,6 +137,81 @@ describe("gather: PromiseLikes and results", () => {
   });
 });
 
+describe("gather: a PromiseLike's then, as Promise.all reads it", () => {
+  // Settles p and counts microtask turns until then: the turn it settles on.
+  const turnOf = async (p: Promise<unknown>): Promise<number> => {
+    let turn = 0;
+    let settled = false;
+    const count = (): void => {
+      if (settled || turn > 20) return;
+      turn++;
+      queueMicrotask(count);
+    };
+    queueMicrotask(count);
+    await p.then(
+      () => {},
+      () => {},
+    );
+    settled = true;
+    return turn;
+  };
+  class SubPromise<T> extends Promise<T> {}
+  const shapes: [string, () => unknown][] = [
+    ["a Promise", () => Promise.resolve(1)],
+    ["a Promise subclass", () => SubPromise.resolve(2)],
+    // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose
+    ["a thenable", () => ({ then: (resolve: (v: number) => void) => resolve(3) })],
+    ["a rejected Promise", () => Promise.reject(new Error("no"))],
+  ];
+
+  it("reads then once: a getter runs once, as for Promise.all", async () => {
+    let reads = 0;
+    const thenable = {
+      // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose
+      get then() {
+        reads++;
+        return (resolve: (v: string) => void) => resolve("ok");
+      },
+    };
+    assert.deepEqual(await gather(thenable as PromiseLike<string>), ["ok"]);
+    assert.equal(reads, 1);
+    // A then that is a function only the first time it is read is still followed.
+    let first = true;
+    const fickle = {
+      // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose
+      get then() {
+        const then = first ? (resolve: (v: string) => void) => resolve("first") : undefined;
+        first = false;
+        return then;
+      },
+    };
+    assert.deepEqual(await gather(fickle as PromiseLike<string>), ["first"]);
+  });
+
+  it("a then getter that throws rejects gather with its error (it does not throw)", async () => {
+    const boom = new Error("getter");
+    const throwing = {
+      // biome-ignore lint/suspicious/noThenProperty: a malformed thenable on purpose
+      get then(): never {
+        throw boom;
+      },
+    };
+    let started = false;
+    const gathered = gather(() => {
+      started = true;
+    }, throwing as never);
+    assert.equal(started, true);
+    await assert.rejects(gathered, (e) => e === boom);
+  });
+
+  for (const [title, make] of shapes) {
+    it(`${title} settles gather on the microtask turn Promise.all settles on`, async () => {
+      const all = await turnOf(Promise.all([make()]));
+      assert.equal(await turnOf(gather(make() as never)), all);
+    });
+  }
+});
+
 describe("every outcome: Promise.allSettled of tasks (asyncio's return_exceptions=True)", () => {
   itFromEveryState("each task in its own copy; failures come back as outcomes", async () => {
     const v = new ContextVar<string>("v");
