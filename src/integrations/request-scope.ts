@@ -105,6 +105,7 @@ function singleHeader(req: NodeRequestLike, name: string): unknown {
 /** What the Node-based integrations need of `res`. */
 export interface NodeResponseLike extends EventEmitter {
   setHeader(name: string, value: string): unknown;
+  readonly headersSent?: boolean;
 }
 
 function bindBoth(req: NodeRequestLike, res: NodeResponseLike, context: Context): void {
@@ -135,7 +136,9 @@ export function nodeRequestContext<R, Req extends NodeRequestLike, Res extends N
   const id = requestIdFor(incoming, options, request);
   const context = openRequestContext(id);
   bind(req, res, context);
-  if (options.echo) res.setHeader(options.header, id);
+  // A listener or middleware that runs after the response was sent (one before
+  // it answered and went on) can no longer echo; setHeader would throw.
+  if (options.echo && res.headersSent !== true) res.setHeader(options.header, id);
   return context;
 }
 

@@ -183,6 +183,38 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
     }
   });
 
+  it("mounted after a route that answered and called next(): runs, with no echo and no error", async () => {
+    const app = express();
+    const seen: string[] = [];
+    const errors: unknown[] = [];
+    app.get("/early", (_req, res, next) => {
+      res.send("early");
+      next();
+    });
+    app.use(contextMiddleware());
+    app.use((_req, _res, next) => {
+      seen.push(requestId.get());
+      next();
+    });
+    app.use((error: unknown, _req: Request, _res: Response, next: NextFunction) => {
+      errors.push(error);
+      next(error);
+    });
+    const own = createServer(app);
+    const url = await listen(own);
+    try {
+      const reply = await send(url, "/early", { headers: { "x-request-id": "late-1" } });
+      assert.equal(reply.body, "early");
+      assert.equal(reply.headers["x-request-id"], undefined);
+      // The chain after the responder may still be running when the reply arrives.
+      for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(seen, ["late-1"]);
+      assert.deepEqual(errors, []);
+    } finally {
+      await close(own);
+    }
+  });
+
   it("echo: false and a custom header", async () => {
     const app = express();
     app.use(contextMiddleware({ echo: false, header: "X-Correlation-Id" }));

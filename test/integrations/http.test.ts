@@ -153,6 +153,26 @@ describe("contextvars/http withContext", { timeout: 60_000 }, () => {
     }
   });
 
+  it("a listener after one that already answered runs in a Context, with no echo", async () => {
+    const seen: string[] = [];
+    const server = createServer((_req, res) => res.end("first"));
+    server.on(
+      "request",
+      withContext(() => {
+        seen.push(requestId.get());
+      }),
+    );
+    const url = await listen(server);
+    try {
+      const reply = await send(url, "/", { headers: { "x-request-id": "late-1" } });
+      assert.equal(reply.body, "first");
+      assert.equal(reply.headers["x-request-id"], undefined);
+      assert.deepEqual(seen, ["late-1"]);
+    } finally {
+      await close(server);
+    }
+  });
+
   it("trustHeader: false, generateId(req): ids are generated from the listener's req", async () => {
     const generateId = pathGenerator((req: IncomingMessage) => req.url ?? "");
     const own = createServer(
