@@ -76,7 +76,7 @@ const repository = {
 
 const orderService = {
   async create(items: string[]): Promise<Order> {
-    log(`orders.create: ${items.length} items`);
+    log(`orders.create: ${items.length} item${items.length === 1 ? "" : "s"}`);
     if (currentUser.get().plan === "free" && items.length > 1) {
       throw Object.assign(new Error("the free plan orders one item at a time"), { status: 402 });
     }

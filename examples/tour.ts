@@ -58,6 +58,9 @@ console.log(
 );
 
 section("3. Tokens: undo a set, or let `using` undo it at scope exit");
+const token = user.set("carol");
+user.reset(token);
+console.log(`set then reset(token): user is back to ${user.get()}`);
 {
   using _ = user.set("carol");
   console.log(`inside the block user is ${user.get()}`);
@@ -68,6 +71,7 @@ section("4. Contexts are values: copy in O(1), run later, read like a Map");
 const snapshot = copyContext();
 user.set("dave");
 console.log(`snapshot still says ${snapshot.get(user)}; now it is ${user.get()}`);
+snapshot.run(() => console.log(`inside snapshot.run, user is ${user.get()}`));
 const ctx = new Context();
 ctx.run(() => requestId.set("req-2"));
 console.log(`a fresh Context after a run: size=${ctx.size}, requestId=${ctx.get(requestId)}`);

@@ -130,6 +130,7 @@ await Promise.all(
 
 console.log("");
 let agreed = 0;
+const tracesSeen = new Set<string>();
 for (const name of customers) {
   const id = `req-${name}`;
   const mine = lines.filter((line) => line.requestId === id);
@@ -137,7 +138,10 @@ for (const name of customers) {
   const users = new Set(mine.map((line) => line.user));
   const traces = new Set(mine.map((line) => line.traceId));
   const [traceId] = traces;
-  if (sides.size === 2 && users.size === 1 && users.has(name) && traces.size === 1 && traceId) {
+  // Each checkout is its own trace: one seen before means a span leaked across requests.
+  const own = traceId !== undefined && !tracesSeen.has(traceId);
+  if (traceId !== undefined) tracesSeen.add(traceId);
+  if (sides.size === 2 && users.size === 1 && users.has(name) && traces.size === 1 && own) {
     console.log(
       `${id}: A and B agree on request id, user (${name}) and trace ${traceId.slice(0, 8)}…`,
     );

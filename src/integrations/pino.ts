@@ -35,7 +35,8 @@ export type { LogFields };
  *
  * const user = new ContextVar<string>("user");
  * const logger = pino({ mixin: contextMixin({ requestId, user }) });
- * user.run("alice", () => logger.info("hello")); // {"requestId":…,"user":"alice","msg":"hello",…}
+ * user.run("alice", () => logger.info("hello"));
+ * // {"level":30,…,"user":"alice","msg":"hello"}: requestId, with no value outside a request, is left out
  * @example
  * // With the active trace id (from @opentelemetry/api) beside the vars:
  * import { trace } from "@opentelemetry/api";

@@ -2,8 +2,7 @@
  * The README's first example, and the examples the README and docs point
  * to, run as their headers say and checked for what they claim: every log
  * line and reply carries its own request's values. examples/seed.ts is
- * checked in test/tasks/seed.test.ts and examples/tour.ts by `npm run demo`
- * in CI.
+ * checked in test/tasks/seed.test.ts.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -77,11 +76,18 @@ describe("examples", () => {
       assert.match(fresh as string, UUID);
       assert.equal((JSON.parse(rest.join(" ")) as { requestId: string }).requestId, fresh);
       users.set(fresh as string, "anonymous");
-      assert.ok(logs.length >= 7, lines.join("\n"));
+      // Three lines per request (auth, create, then insert or the error handler's), each its own.
+      const perId = new Map<string, number>();
       for (const line of logs) {
         const [, id, who] = /^\[(\S+) (\S+)\]/.exec(line) ?? [];
         assert.equal(users.get(id as string), who, line);
+        perId.set(id as string, (perId.get(id as string) ?? 0) + 1);
       }
+      assert.deepEqual(
+        [...perId].sort(),
+        [...users.keys()].map((id) => [id, 3]).sort(),
+        lines.join("\n"),
+      );
     },
   );
 
@@ -90,6 +96,7 @@ describe("examples", () => {
     onNode,
     async () => {
       const lines = await runTs("examples/two-services.ts");
+      const traceOf = new Map<string, string | undefined>();
       const logs = lines
         .filter((l) => l.startsWith("{"))
         .map((l) => JSON.parse(l) as Record<string, string>);
@@ -98,6 +105,7 @@ describe("examples", () => {
         ["req-bob", "bob"],
       ] as const) {
         const mine = logs.filter((l) => l.requestId === id);
+        traceOf.set(id, mine[0]?.traceId);
         assert.deepEqual(new Set(mine.map((l) => l.service)), new Set(["A", "B"]), id);
         assert.deepEqual(new Set(mine.map((l) => l.user)), new Set([who]), id);
         const traces = new Set(mine.map((l) => l.traceId));
@@ -108,8 +116,13 @@ describe("examples", () => {
           id,
         );
       }
+      assert.notEqual(traceOf.get("req-alice"), traceOf.get("req-bob"), "one trace per checkout");
     },
   );
+
+  it("tour.ts (npm run demo, after the seed) prints what it says", onNode, async () => {
+    assert.deepEqual(await runTs("examples/tour.ts"), TOUR);
+  });
 
   it(
     "worker-pool.ts: each job logs, from its worker thread, the id of the request that sent it",
@@ -135,3 +148,47 @@ describe("examples", () => {
     },
   );
 });
+
+// What examples/tour.ts prints, line for line: each line is a claim about the
+// package (a value kept, a copy taken, a cancellation seen), so a change in
+// behaviour shows up as a changed line.
+const TOUR = [
+  "— 1. var.run: a value for one call and everything it starts",
+  "after an await, requestId is still req-1",
+  "outside the run it is the default: -",
+  "",
+  "— 2. Promise.all of eager async functions shares ONE Context (the bug) …",
+  "Promise.all([worker(a), worker(b)]) → [ 'bob', 'bob' ]",
+  "and the workers overwrote the caller's own value: user is now bob",
+  "",
+  "— … gather and isolated give each its own copy",
+  "gather(() => worker(a), () => worker(b)) → [ 'alice', 'bob' ]",
+  "Promise.all of isolated(worker) → [ 'alice', 'bob' ]",
+  "",
+  "— 3. Tokens: undo a set, or let `using` undo it at scope exit",
+  "set then reset(token): user is back to bob",
+  "inside the block user is carol",
+  "after the block user is back to bob",
+  "",
+  "— 4. Contexts are values: copy in O(1), run later, read like a Map",
+  "snapshot still says bob; now it is dave",
+  "inside snapshot.run, user is bob",
+  "a fresh Context after a run: size=1, requestId=req-2",
+  "",
+  "— 5. Tasks: named, cancellable, each in its own copy",
+  'Task("slow-job") was cancelled: no longer needed',
+  "its set stayed inside: user is still dave",
+  "currentTask() inside a task → who-am-i",
+  "",
+  "— 6. TaskGroup: the first failure cancels the rest",
+  "  the slow child saw the abort and stopped",
+  'TaskGroup("fetches") failed: 1 unhandled error: backend down',
+  "",
+  "— 7. timeout and scheduled callbacks",
+  'TimeoutError: Task("too-slow") timed out after 20 ms',
+  "callLater ran with the value at scheduling time: req-3",
+  "",
+  "— 8. Callbacks and emitters that remember their Context",
+  "bound callback sees req-4",
+  "listener bound in req-4 sees req-4",
+];
