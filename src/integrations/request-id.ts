@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ContextVar } from "../core/context-var.ts";
+import { thenOf } from "../core/then-of.ts";
 import { argumentError } from "../errors.ts";
 
 /**
@@ -145,8 +146,9 @@ export function resolveOptions<R>(
 function synchronous<R>(seed: (request: R) => void): (request: R) => void {
   return (request) => {
     const returned: unknown = seed(request);
-    if (typeof (returned as { then?: unknown } | undefined)?.then === "function") {
-      (returned as PromiseLike<unknown>).then(undefined, () => {});
+    const then = thenOf(returned);
+    if (then !== undefined) {
+      Reflect.apply(then, returned, [undefined, ignore]);
       throw argumentError(
         "options.seed",
         "synchronous (set values that need an await in your own async middleware)",
@@ -155,3 +157,5 @@ function synchronous<R>(seed: (request: R) => void): (request: R) => void {
     }
   };
 }
+
+const ignore = (): void => {};

@@ -1,7 +1,8 @@
 import { carrier } from "../carrier/select.ts";
 import { currentContext } from "../core/current.ts";
+import { thenOf } from "../core/then-of.ts";
 import { argumentError } from "../errors.ts";
-import { createObservedTask, type TaskFunction, thenOf } from "./task.ts";
+import { createObservedTask, type TaskFunction } from "./task.ts";
 
 /** What gather takes: a function (run as a task) or a PromiseLike (awaited as it is). */
 export type GatherItem = TaskFunction<unknown> | PromiseLike<unknown>;

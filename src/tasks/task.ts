@@ -3,6 +3,7 @@ import { assertContext } from "../core/bind.ts";
 import { type Context, copyOf, setTaskOf, taskOf } from "../core/context.ts";
 import { currentContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
+import { thenOf } from "../core/then-of.ts";
 import { argumentError, assertFunction } from "../errors.ts";
 
 // Module-local aliases for task creation's hot path: an imported binding is
@@ -30,13 +31,6 @@ export type TaskFunction<T> = (signal: AbortSignal) => T | PromiseLike<T>;
 
 const constructing = Symbol("contextvars.task");
 let taskCount = 0;
-
-/** Whether x has a callable `then` (read once, as Promise.resolve reads it). Internal. */
-export function thenOf(x: unknown): Function | undefined {
-  if (x === null || (typeof x !== "object" && typeof x !== "function")) return undefined;
-  const then = (x as { then?: unknown }).then;
-  return typeof then === "function" ? then : undefined;
-}
 
 let createTaskImpl: <T>(
   fn: TaskFunction<T>,
