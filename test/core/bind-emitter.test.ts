@@ -302,3 +302,17 @@ describe("bindEmitter on a node:http IncomingMessage", () => {
     }
   });
 });
+
+describe("bindEmitter: once under a re-entrant emit", () => {
+  it("a once listener fires once when an earlier listener emits the same event", () => {
+    const emitter = bindEmitter(new EventEmitter());
+    let calls = 0;
+    let depth = 0;
+    emitter.on("x", () => {
+      if (depth++ === 0) emitter.emit("x");
+    });
+    emitter.once("x", () => calls++);
+    emitter.emit("x");
+    assert.equal(calls, 1);
+  });
+});

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { bind, Context, ContextVar, copyContext } from "contextvars";
+import { bind, Context, ContextVar, copyContext, isolated } from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 describe("bind", () => {
@@ -155,4 +155,35 @@ describe("bind", () => {
     assert.throws(() => anyBind(42), /Expected `fn` to be a function, got `42` \(number\)/);
     assert.throws(() => anyBind(() => 1, {}), /Expected `context` to be a Context/);
   });
+});
+
+describe("bind and isolated pass this through, whatever fn's length", () => {
+  type Self = { n: number };
+  const fns = [
+    function (this: Self) {
+      return this.n;
+    },
+    function (this: Self, _a: unknown) {
+      return this.n;
+    },
+    function (this: Self, _a: unknown, _b: unknown) {
+      return this.n;
+    },
+    function (this: Self, _a: unknown, _b: unknown, _c: unknown) {
+      return this.n;
+    },
+    function (this: Self, _a: unknown, _b: unknown, _c: unknown, _d: unknown) {
+      return this.n;
+    },
+    function (this: Self, _a: unknown, _b: unknown, _c: unknown, _d: unknown, _e: unknown) {
+      return this.n;
+    },
+  ];
+  for (const fn of fns) {
+    it(`length ${fn.length}`, () => {
+      const self = { n: 7, isolated: isolated(fn), bound: bind(fn) };
+      assert.equal(self.isolated(1, 2, 3, 4, 5), 7);
+      assert.equal(self.bound(1, 2, 3, 4, 5), 7);
+    });
+  }
 });

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { inspect } from "node:util";
-import { ContextVar, copyContext, gather, LookupError } from "contextvars";
+import { ContextVar, copyContext, gather, LookupError, MISSING } from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 describe("ContextVar", () => {
@@ -209,5 +209,35 @@ describe("ContextVar reads well", () => {
     assert.ok(list.length < 300, `inspect(lst) is ${list.length} characters long`);
     // With no depth limit, the cycle itself is caught.
     assert.match(inspect(lst, { depth: Number.POSITIVE_INFINITY }), /Circular/);
+  });
+});
+
+describe("get's cache never answers for another mapping", () => {
+  itFromEveryState("after reset, a copy taken before it still reads its own value", () => {
+    copyContext().run(() => {
+      const v = new ContextVar<number>("v");
+      v.set(1);
+      const t = v.set(2);
+      const snapshot = copyContext();
+      v.reset(t);
+      // Read in the copy first: the current Context's read would refill the cache.
+      assert.equal(
+        snapshot.run(() => v.get()),
+        2,
+      );
+      assert.equal(v.get(), 1);
+    });
+  });
+
+  itFromEveryState("a var removed by reset (another set in between) is missing again", () => {
+    copyContext().run(() => {
+      // Another var, so that removing v leaves a map that is not empty.
+      new ContextVar<number>("other").set(0);
+      const v = new ContextVar<number>("v");
+      const t1 = v.set(1);
+      v.set(2);
+      v.reset(t1);
+      assert.equal(v.set(3).oldValue, MISSING);
+    });
   });
 });

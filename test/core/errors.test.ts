@@ -383,3 +383,21 @@ describe("a throwing call leaves the current Context as it was", () => {
     });
   });
 });
+
+describe("messages: what they point to", () => {
+  it("ERR_TOKEN_VAR_MISMATCH says which var to reset through", () => {
+    const v1 = new ContextVar<number>("v1");
+    const v2 = new ContextVar<number>("v2");
+    const t1 = v1.set(1);
+    assert.throws(() => v2.reset(t1), {
+      code: "ERR_TOKEN_VAR_MISMATCH",
+      message: /reset it through ContextVar\("v1"\), not ContextVar\("v2"\)/,
+    });
+  });
+
+  it("a long string in a TypeError is cut at 40 characters", () => {
+    assert.throws(() => createTask("x".repeat(50) as never), {
+      message: `Expected \`fn\` to be a function, got \`"${"x".repeat(40)}…"\` (string)`,
+    });
+  });
+});

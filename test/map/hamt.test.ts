@@ -185,3 +185,17 @@ describe("Hamt size, id, order and persistence", () => {
     }
   });
 });
+
+describe("Hamt: iteration order across node kinds", () => {
+  it("entries come in hash order with 16 keys (bitmap root) and 17 (array root)", () => {
+    for (const n of [16, 17]) {
+      const keys = numberedKeys(n);
+      let map = Hamt.empty<(typeof keys)[number], number>();
+      for (const k of [...keys].reverse()) map = map.set(k, 0);
+      assert.deepEqual(
+        map.toArray().map(([k]) => k),
+        keys,
+      );
+    }
+  });
+});

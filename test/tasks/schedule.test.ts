@@ -166,3 +166,9 @@ describe("callSoon / callLater: bad input", () => {
     });
   }
 });
+
+describe("callLater: the largest delay", () => {
+  it("takes 2**31-1 ms, the most a timer holds", () => {
+    callLater(2 ** 31 - 1, () => {}).cancel();
+  });
+});

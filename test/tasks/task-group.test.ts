@@ -2,7 +2,9 @@
 // Lib/test/test_asyncio/test_taskgroups.py (delays shortened; ZeroDivisionError
 // is a RangeError here, ExceptionGroup an AggregateError). Failures and what
 // they cancel: task-group-failures.test.ts.
+
 import assert from "node:assert/strict";
+import { getEventListeners } from "node:events";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { inspect } from "node:util";
@@ -292,4 +294,45 @@ describe("TaskGroup: bad input", () => {
       );
     });
   }
+});
+
+describe("TaskGroup: what it reports, and what it leaves", () => {
+  it("a body that awaits a failed child and rethrows reports the failure once", async () => {
+    const boom = new Error("boom");
+    await assert.rejects(
+      taskGroup(async (tg) => {
+        await tg.createTask(async () => {
+          throw boom;
+        });
+      }),
+      (e: unknown) => e instanceof AggregateError && e.errors.length === 1 && e.errors[0] === boom,
+    );
+  });
+
+  it("later failures keep the first cancel reason: a cancelled child awaited by the body is not a failure", async () => {
+    const e1 = new Error("e1");
+    const e2 = new Error("e2");
+    await assert.rejects(
+      taskGroup(async (tg) => {
+        const slow = tg.createTask((signal) => sleep(1000, undefined, { signal }));
+        tg.createTask(async () => {
+          throw e1;
+        });
+        tg.createTask(async () => {
+          throw e2;
+        });
+        await slow;
+      }),
+      (e: unknown) => e instanceof AggregateError && e.errors.length === 2 && e.errors.includes(e1),
+    );
+  });
+
+  it("a finished group leaves no listener on its outer signal", async () => {
+    const outer = new AbortController();
+    const tg = new TaskGroup({ signal: outer.signal });
+    tg.createTask(() => 1);
+    assert.equal(getEventListeners(outer.signal, "abort").length, 1);
+    await tg.wait();
+    assert.equal(getEventListeners(outer.signal, "abort").length, 0);
+  });
 });

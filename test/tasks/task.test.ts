@@ -7,7 +7,7 @@ import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { inspect, promisify } from "node:util";
-import { Context, ContextVar, copyContext, createTask, currentTask, Task } from "contextvars";
+import { bind, Context, ContextVar, copyContext, createTask, currentTask, Task } from "contextvars";
 import { finishedOf } from "../../src/tasks/task.ts";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
@@ -562,5 +562,71 @@ describe("finishedOf (internal: what TaskGroup and timeout wait on)", () => {
     await Promise.all([first, second]);
     assert.deepEqual(woken, ["first", "second"]);
     await finishedOf(task); // after the fact: at once
+  });
+});
+
+describe("currentTask() and the Context slot, further", () => {
+  it("var.run inside a task keeps currentTask()", async () => {
+    const v = new ContextVar<number>("v");
+    const task = createTask(() => [v.run(1, currentTask)]);
+    assert.equal((await task)[0], task);
+  });
+
+  it("copies of a task's Context (copyContext, bind) keep the task", async () => {
+    const task = createTask(() => [copyContext().run(currentTask), bind(currentTask)()]);
+    const [viaCopy, viaBind] = await task;
+    assert.equal(viaCopy, task);
+    assert.equal(viaBind, task);
+  });
+
+  it("four sharers: the slot goes to the last one started that still runs", async () => {
+    const ctx = new Context();
+    const gates: (() => void)[] = [];
+    const start = () =>
+      createTask(() => new Promise<void>((resolve) => gates.push(resolve)), { context: ctx });
+    const [a, b, c, d] = [start(), start(), start(), start()];
+    gates[3]?.();
+    await d;
+    assert.equal(ctx.run(currentTask), c);
+    for (const open of gates) open();
+    await Promise.all([a, b, c]);
+  });
+
+  it("a cancelled sharer whose function still runs keeps the slot when another ends", async () => {
+    const ctx = new Context();
+    let openA!: () => void;
+    let openB!: () => void;
+    let seen: unknown = "unset";
+    const a = createTask(() => new Promise<void>((resolve) => (openA = resolve)), { context: ctx });
+    const b = createTask(
+      async () => {
+        await new Promise<void>((resolve) => (openB = resolve));
+        seen = currentTask();
+      },
+      { context: ctx },
+    );
+    b.cancel();
+    await b.catch(() => {});
+    openA();
+    await a;
+    openB();
+    await sleep(1);
+    assert.equal(seen, b);
+  });
+
+  it("an empty name is kept", () => {
+    assert.equal(createTask(() => 0, { name: "" }).name, "");
+  });
+
+  it("cancelling the task behind run()'s promise is not reported as unhandled", async () => {
+    const seen = await unhandledRejectionsOf(`import { currentTask, run } from "contextvars";
+let main;
+run(async () => {
+  main = currentTask();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+});
+main.cancel();
+await new Promise((resolve) => setTimeout(resolve, 20));`);
+    assert.deepEqual(seen, []);
   });
 });

@@ -169,3 +169,15 @@ describe("timeout: bad input", () => {
     );
   });
 });
+
+describe("timeout: its timer", () => {
+  it("a task cancelled by hand stops its timer, even if its function never settles", () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const before = timers();
+    const task = timeout(60_000, () => new Promise<never>(() => {}));
+    assert.equal(timers(), before + 1);
+    task.cancel();
+    task.catch(() => {});
+    assert.equal(timers(), before);
+  });
+});
