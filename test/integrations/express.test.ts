@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
+import { createServer, request } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { ContextVar, type Token } from "contextvars";
 import { contextMiddleware, requestId } from "contextvars/express";
@@ -210,6 +210,33 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
       for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
       assert.deepEqual(seen, ["late-1"]);
       assert.deepEqual(errors, []);
+    } finally {
+      await close(own);
+    }
+  });
+
+  it("a res 'close' listener runs in the request's Context when the client aborts", async () => {
+    const seen: string[] = [];
+    let reached!: () => void;
+    const inHandler = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const app = express();
+    app.use(contextMiddleware());
+    app.get("/hang", (_req, res) => {
+      res.on("close", () => seen.push(requestId.get("<none>")));
+      reached(); // never answers
+    });
+    const own = createServer(app);
+    const url = await listen(own);
+    try {
+      const req = request(`${url}/hang`, { headers: { "x-request-id": "abort-1" } });
+      req.on("error", () => {});
+      req.end();
+      await inHandler;
+      req.destroy();
+      for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(seen, ["abort-1"]);
     } finally {
       await close(own);
     }

@@ -144,6 +144,31 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
     }
   });
 
+  it("a preParsing hook that calls done from a queue drained outside any request: the handler is still in the request", async () => {
+    const queue: (() => void)[] = [];
+    // As a callback-style rate limiter or connection pool would: started outside any request.
+    const drain = setInterval(() => {
+      for (const release of queue.splice(0)) release();
+    }, 2);
+    const own = Fastify();
+    await own.register(contextPlugin, { seed });
+    own.addHook("preParsing", (_request, _reply, payload, done) => {
+      queue.push(() => done(null, payload));
+    });
+    own.post("/", async () => ({ id: requestId.get("<none>"), user: user.get("<none>") }));
+    const url = await own.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const reply = await send(url, "/", {
+        headers: { "content-type": "application/json", "x-request-id": "q-1", "x-user": "quinn" },
+        body: JSON.stringify({ n: 1 }),
+      });
+      assert.deepEqual(JSON.parse(reply.body), { id: "q-1", user: "quinn" });
+    } finally {
+      clearInterval(drain);
+      await own.close();
+    }
+  });
+
   for (const how of ["registered twice", "under withContext in a serverFactory"] as const) {
     it(`${how}: one Context per request`, async () => {
       const marker = new ContextVar<string>("marker");

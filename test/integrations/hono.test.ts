@@ -156,6 +156,46 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
     assert.equal(none.headers.get("x-request-id"), null);
   });
 
+  it("without node-server: a later middleware sees the echoed id on c.res after next()", async () => {
+    let seen: string | null = null;
+    const plain = new Hono();
+    plain.use(contextMiddleware());
+    plain.use(async (c, next) => {
+      await next();
+      seen = c.res.headers.get("x-request-id");
+    });
+    plain.get("/", (c) => c.text("ok"));
+    await plain.request("/", { headers: { "x-request-id": "after-next" } });
+    assert.equal(seen, "after-next");
+  });
+
+  it("without node-server, mounted twice: values set between the mounts reach the handler", async () => {
+    const marker = new ContextVar<string>("marker");
+    const plain = new Hono();
+    plain.use(contextMiddleware());
+    plain.use(async (_c, next) => {
+      marker.set("set between the mounts");
+      await next();
+    });
+    plain.use(contextMiddleware());
+    plain.get("/", (c) => c.text(marker.get("lost")));
+    const response = await plain.request("/");
+    assert.equal(await response.text(), "set between the mounts");
+  });
+
+  it("without node-server: a 101 response is passed through as it is, not copied", async () => {
+    const plain = new Hono();
+    plain.use(contextMiddleware());
+    plain.get("/ws", () => {
+      // As upgradeWebSocket answers on Deno or Workers; Node's Response cannot be made with 101.
+      const upgrade = new Response(null);
+      Object.defineProperty(upgrade, "status", { value: 101 });
+      return upgrade;
+    });
+    const response = await plain.request("/ws");
+    assert.equal(response.status, 101);
+  });
+
   for (const how of ["mounted twice", "under withContext"] as const) {
     it(`${how}: one Context per request`, async () => {
       const marker = new ContextVar<string>("marker");

@@ -14,7 +14,7 @@ import {
   requestId,
   withContext,
 } from "contextvars/http";
-import { close, listen, send, sendJson } from "../helpers/http.ts";
+import { close, listen, send, sendJson, UUID } from "../helpers/http.ts";
 import {
   asyncStage,
   expectBodyKeepsContext,
@@ -212,6 +212,35 @@ describe("contextvars/http withContext", { timeout: 60_000 }, () => {
     );
     assert.equal(ran, false);
     assert.equal(headers.size, 0);
+  });
+
+  it("a request-like without rawHeaders: the id is read from req.headers and echoed", () => {
+    let seen = "";
+    const listener = withContext<NodeRequestLike, NodeResponseLike>(() => {
+      seen = requestId.get();
+    });
+    const req = Object.assign(new EventEmitter(), { headers: { "x-request-id": "from-headers" } });
+    const headers = new Map<string, string>();
+    const res = Object.assign(new EventEmitter(), {
+      setHeader: (name: string, value: string) => headers.set(name, value),
+    });
+    listener(req, res);
+    assert.equal(seen, "from-headers");
+    assert.equal(headers.get("x-request-id"), "from-headers");
+  });
+
+  it("an id header sent twice, the first value empty, is malformed: a fresh UUID", () => {
+    let seen = "";
+    const listener = withContext<NodeRequestLike, NodeResponseLike>(() => {
+      seen = requestId.get();
+    });
+    const req = Object.assign(new EventEmitter(), {
+      headers: { "x-request-id": ", forged" },
+      rawHeaders: ["X-Request-Id", "", "X-Request-Id", "forged"],
+    });
+    const res = Object.assign(new EventEmitter(), { setHeader: () => {} });
+    listener(req, res);
+    assert.match(seen, UUID);
   });
 
   it("returns what the listener returns", async () => {

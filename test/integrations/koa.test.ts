@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { PassThrough, Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
+import { runInNewContext } from "node:vm";
 import { bodyParser } from "@koa/bodyparser";
 import Router from "@koa/router";
 import { ContextVar, type Token } from "contextvars";
@@ -254,6 +255,25 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
       assert.equal((seen[0] as Error).message, 'non-error thrown: "oops"');
     } finally {
       await Promise.all(servers.map((s) => close(s)));
+    }
+  });
+
+  it("an Error from another realm keeps its status and message, with the id echoed", async () => {
+    const app = new Koa();
+    app.silent = true;
+    app.use(contextMiddleware());
+    app.use(() => {
+      throw runInNewContext("Object.assign(new Error('teapot'), { status: 418, expose: true })");
+    });
+    const own = createServer(app.callback());
+    const url = await listen(own);
+    try {
+      const reply = await send(url, "/", { headers: { "x-request-id": "realm-1" } });
+      assert.equal(reply.status, 418);
+      assert.equal(reply.body, "teapot");
+      assert.equal(reply.headers["x-request-id"], "realm-1");
+    } finally {
+      await close(own);
     }
   });
 });

@@ -4,6 +4,7 @@
  * carry it like any other, and `with` keeps Python's run semantics.
  */
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -24,6 +25,7 @@ import {
   isolated,
   taskGroup,
 } from "contextvars";
+import { type NodeRequestLike, type NodeResponseLike, withContext } from "contextvars/http";
 import { ContextVarsContextManager } from "contextvars/otel";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
@@ -142,6 +144,19 @@ describe("ContextVarsContextManager with Contexts", () => {
       ["sync task", "tg"],
       ["task", "tg"],
     ]);
+  });
+
+  it("after disable(), a request opened inside with() still takes that context", () => {
+    const disabled = new ContextVarsContextManager().disable();
+    const serverSpan = named("server span");
+    let seen: unknown;
+    const listener = withContext<NodeRequestLike, NodeResponseLike>(() => {
+      seen = disabled.active();
+    });
+    const req = Object.assign(new EventEmitter(), { headers: {}, rawHeaders: [] });
+    const res = Object.assign(new EventEmitter(), { setHeader: () => {} });
+    disabled.with(serverSpan, () => listener(req, res));
+    assert.equal(seen, serverSpan);
   });
 
   it("200 interleaved with() chains each keep their own context", async () => {

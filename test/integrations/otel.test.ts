@@ -523,6 +523,30 @@ for (const { name, make } of managers) {
         assert.strictEqual(seen[0], context);
         assert.equal(ee.listenerCount("test"), 0);
       });
+
+      // Not in the original: the bookkeeping of one event does not lose another's.
+      it("removeAllListeners(event) leaves other events' listeners removable", () => {
+        const ee = contextManager.bind(scope("bound"), new EventEmitter());
+        const listener = () => {};
+        ee.on("a", listener);
+        ee.on("b", listener);
+        ee.removeAllListeners("a");
+        ee.removeListener("b", listener);
+        assert.equal(ee.listenerCount("b"), 0);
+      });
+
+      // Not in the original: a second bind of the same emitter changes nothing.
+      it("binding an emitter twice keeps the first context", () => {
+        const first = scope("first");
+        const ee = contextManager.bind(first, new EventEmitter());
+        contextManager.bind(scope("second"), ee);
+        let seen: OtelContext | undefined;
+        ee.on("test", () => {
+          seen = contextManager.active();
+        });
+        ee.emit("test");
+        assert.strictEqual(seen, first);
+      });
     });
   });
 }

@@ -96,6 +96,10 @@ describe("contextMixin", () => {
     count.run(0, () => flag.run(null, () => assert.deepEqual(mixin(), { count: 0, flag: null })));
   });
 
+  it("an unset var is no key at all, not a key holding undefined", () => {
+    assert.deepEqual(Object.keys(contextMixin({ user })()), []);
+  });
+
   it("500 concurrent requests: every line carries its own request's values", async () => {
     const { logger, lines } = memoryLogger({ mixin: contextMixin({ requestId, user, tenant }) });
     await logUnderLoad(

@@ -3,8 +3,11 @@
  * OpenTelemetry's W3C propagators; hostile input ignored without a throw.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import {
   context,
   propagation,
@@ -317,6 +320,11 @@ describe("extract and extractInto", () => {
     assert.ok((span?.traceState?.serialize() ?? "").length <= 512);
   });
 
+  it("reads baggage with a tab as optional whitespace after a comma", () => {
+    const { values } = fresh(() => carry.extract({ baggage: "user.id=alice,\tattempt=2" }));
+    assert.deepEqual({ ...values }, { "user.id": "alice", attempt: 2 });
+  });
+
   it("joins a duplicated baggage header, as Node keeps repeated headers", () => {
     const values = fresh(() => carry.extract({ baggage: ["user.id=twice", "attempt=1"] }).values);
     assert.deepEqual({ ...values }, { "user.id": "twice", attempt: 1 });
@@ -393,6 +401,34 @@ describe("extract and extractInto", () => {
   });
 });
 
+describe("extractInto makes the trace active in the global manager", () => {
+  // Each in a fresh process: which managers exist, and in what order, is process-wide.
+  const run = async (scenario: string): Promise<string> => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        "--conditions=contextvars-source",
+        "--import",
+        "tsx",
+        fileURLToPath(new URL("./fixtures/extract-into-manager.ts", import.meta.url)),
+        scenario,
+      ],
+      { timeout: 30_000 },
+    );
+    return stdout.trim();
+  };
+
+  for (const scenario of [
+    "a manager made after the global one",
+    "a manager made before the global one",
+    "the global manager disabled and replaced, without enable()",
+  ]) {
+    it(`with ${scenario}`, async () => {
+      assert.equal(await run(scenario), SPAN_ID);
+    });
+  }
+});
+
 describe("contextPropagation(fields)", () => {
   it("rejects keys that are not baggage keys and fields that are not vars", () => {
     assert.throws(() => contextPropagation({ "bad key": user }), TypeError);
@@ -411,6 +447,15 @@ describe("contextPropagation(fields)", () => {
     assert.throws(() => codecs.boolean.decode("TRUE"));
     assert.throws(() => codecs.json(isCart).decode('{"items":"1"}'));
     assert.deepEqual(codecs.json(isCart).decode('{"items":1}'), { items: 1 });
+    assert.throws(() => codecs.number.decode("Infinity"));
+    assert.throws(() => codecs.number.decode("1e400"));
+    assert.throws(() => codecs.integer.decode("9007199254740993")); // past MAX_SAFE_INTEGER
+  });
+
+  it("matching with a /g pattern accepts the same value every time", () => {
+    const lowercase = codecs.matching(/^[a-z]+$/g);
+    assert.equal(lowercase.decode("abc"), "abc");
+    assert.equal(lowercase.decode("abc"), "abc");
   });
 });
 

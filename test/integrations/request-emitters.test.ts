@@ -107,6 +107,30 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
       assert.equal(emitter.listenerCount("e"), 0);
     });
 
+    it("a once listener runs once when an earlier listener re-emits the event", () => {
+      const emitter = emitterFor(strategy);
+      bindTo(emitter, requestContext("r"));
+      let depth = 0;
+      let count = 0;
+      emitter.on("e", () => {
+        if (depth++ === 0) emitter.emit("e");
+      });
+      emitter.once("e", () => count++);
+      emitter.emit("e");
+      assert.equal(count, 1);
+    });
+
+    it("prependListener and prependOnceListener put their listener first", () => {
+      const emitter = emitterFor(strategy);
+      bindTo(emitter, requestContext("r"));
+      const order: string[] = [];
+      emitter.on("e", () => order.push("on"));
+      emitter.prependListener("e", () => order.push("prepended"));
+      emitter.prependOnceListener("e", () => order.push("prepended once"));
+      emitter.emit("e");
+      assert.deepEqual(order, ["prepended once", "prepended", "on"]);
+    });
+
     it("events.once() and stream internals work on a bound stream", async () => {
       const context = requestContext("streamed");
       const stream = asApp(strategy, new PassThrough());

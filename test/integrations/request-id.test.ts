@@ -124,6 +124,12 @@ describe("requestId and requestIdFor", () => {
     }
   });
 
+  it("a seed that returns a thenable that is not a native promise throws a TypeError too", () => {
+    // biome-ignore lint/suspicious/noThenProperty: a foreign thenable on purpose
+    const { seed } = resolveOptions<string>({ seed: () => ({ then() {} }) as never });
+    assert.throws(() => seed?.("req"), TypeError);
+  });
+
   it("requestIdFor: a well-formed incoming id, else generateId(request), else a UUID", () => {
     const request = { path: "/orders" };
     const seen: unknown[] = [];

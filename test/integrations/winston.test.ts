@@ -99,6 +99,14 @@ describe("contextFormat", () => {
     );
   });
 
+  it("keeps a field the entry already has, even one holding undefined", () => {
+    // As an entry made with defaultMeta: contextMeta while user was unset, formatted in another Context.
+    const entry = { level: "info", message: "m", user: undefined };
+    const formatted = user.run("someone else", () => contextFormat({ user }).transform(entry, {}));
+    assert.equal((formatted as Entry).user, undefined);
+    assert.ok(Object.hasOwn(formatted as Entry, "user"));
+  });
+
   it("rejects fields that are neither ContextVars nor functions", () => {
     assert.throws(() => contextFormat(null as never), TypeError);
     assert.throws(() => contextFormat({ user: 42 as never }), /Expected `fields\["user"\]`/);

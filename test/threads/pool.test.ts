@@ -6,6 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { inspect, promisify } from "node:util";
@@ -152,6 +155,25 @@ describe("contextPool", () => {
     }
   });
 
+  it("toThread takes the caller's values when called: a set right after the call is not seen", async () => {
+    useThreadPool(pool);
+    try {
+      const reply = await requestId.run("at the call", () => {
+        const pending = toThread<{ sum: number; requestId: string }>(
+          fixture("job.ts"),
+          "add",
+          1,
+          1,
+        );
+        requestId.set("after the call");
+        return pending;
+      });
+      assert.equal(reply.requestId, "at the call");
+    } finally {
+      useThreadPool(undefined);
+    }
+  });
+
   it("toThread with no pool given: a default pool, made once; useThreadPool while it is made wins", async () => {
     // In a child process: the default pool's workers must load TypeScript
     // (workers inherit the process's execArgv), and it is never closed.
@@ -169,6 +191,23 @@ describe("contextPool", () => {
       second: { sum: 4, requestId: "<unset>" },
       ranOnMine: 1,
     });
+  });
+
+  it("a default pool that failed to be made is made at the next toThread", async () => {
+    // The preload makes the first import of piscina fail, as if not installed yet.
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        ...workerExecArgv,
+        "--import",
+        fileURLToPath(fixture("piscina-missing-once.mjs")),
+        fileURLToPath(fixture("default-pool-retry.ts")),
+      ],
+      { cwd: fileURLToPath(new URL("../..", import.meta.url)) },
+    );
+    const { first, second } = JSON.parse(stdout) as { first: string; second: string };
+    assert.match(first, /needs the optional peer dependency piscina/);
+    assert.equal(second, "4");
   });
 
   it("`await using` closes the pool at scope exit, once its queued jobs are done", async () => {
@@ -214,5 +253,70 @@ describe("contextPool", () => {
     assert.match(String(pool), /^<ContextPool filename=".*fixtures\/job\.ts">$/);
     assert.equal(inspect(pool), String(pool));
     assert.equal(Object.prototype.toString.call(pool), "[object ContextPool]");
+  });
+});
+
+describe("contextPool: piscina's options pass through", () => {
+  let plain: ContextPool<unknown, unknown>;
+  before(() => {
+    plain = contextPool(
+      new Piscina({ filename: fixture("job.ts").href, execArgv: workerExecArgv, maxThreads: 1 }),
+    );
+  });
+  after(() => plain.destroy());
+
+  it("an aborted signal rejects the run with an AbortError", async () => {
+    const controller = new AbortController();
+    controller.abort();
+    await assert.rejects(plain.run(1, { name: "double", signal: controller.signal }), {
+      name: "AbortError",
+    });
+  });
+
+  it("a transferList transfers the buffer: the caller's copy is detached", async () => {
+    const buffer = new ArrayBuffer(8);
+    assert.equal(await plain.run(buffer, { name: "byteLength", transferList: [buffer] }), 8);
+    assert.equal(buffer.byteLength, 0);
+  });
+
+  it("Piscina.move(buffer) reaches the job as the buffer, transferred", async () => {
+    const buffer = new ArrayBuffer(8);
+    assert.equal(await plain.run(Piscina.move(buffer), { name: "byteLength" }), 8);
+    assert.equal(buffer.byteLength, 0);
+  });
+
+  it("the pool's own name option picks the export", async () => {
+    const named = contextPool(
+      new Piscina({
+        filename: fixture("job.ts").href,
+        name: "double",
+        execArgv: workerExecArgv,
+        maxThreads: 1,
+      }),
+    );
+    try {
+      assert.equal(await named.run(21), 42);
+    } finally {
+      await named.destroy();
+    }
+  });
+
+  it("a module that failed to import is imported again on the next run", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "contextvars-"));
+    const file = join(dir, "late.mjs");
+    try {
+      await assert.rejects(plain.run(1, { filename: file, name: "next" }));
+      writeFileSync(file, "export function next(n) { return n + 1; }\n");
+      assert.equal(await plain.run(1, { filename: file, name: "next" }), 2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a CommonJS module whose exports arrive only as default is called by name", async () => {
+    assert.equal(
+      await plain.run(5, { filename: fixture("exports-as-default.cjs"), name: "triple" }),
+      15,
+    );
   });
 });

@@ -13,6 +13,7 @@ import { Worker } from "contextvars/worker";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 import { firstMessage, fixture, workerExecArgv } from "../helpers/threads.ts";
 import type { EchoData, EchoReply } from "./fixtures/echo-vars.ts";
+import type { PassThroughReply } from "./fixtures/pass-through.ts";
 
 const user = new ContextVar<string>("user");
 const count = new ContextVar<number>("count");
@@ -115,6 +116,19 @@ describe("Worker", () => {
       fromRoot: { user: "top", trace: "t-1" },
       fromRun: { user: "set in middle", trace: "t-1" },
       plain: { user: "<unset>", trace: "<unset>" },
+    });
+  });
+
+  it("passed-through values reach a pool job in the middle worker, but not a worker started with a new Context", async () => {
+    const trace = new ContextVar<string>("trace");
+    const reply = await trace.run("t-1", () =>
+      firstMessage<PassThroughReply>(
+        new Worker(fixture("pass-through.ts"), { execArgv: workerExecArgv }),
+      ),
+    );
+    assert.deepEqual(reply, {
+      emptied: { trace: "<unset>" },
+      job: { requestId: "<unset>", trace: "t-1" },
     });
   });
 
