@@ -70,17 +70,21 @@ describe("Task.cancel", () => {
       const v = new ContextVar<string>("v");
       v.set("creator");
       const log: string[] = [];
+      // fn waits on a gate, not a timer, so a slow machine cannot let it finish before the cancel.
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
       const task = createTask(async (signal) => {
         v.set("task");
         signal.addEventListener("abort", () => log.push(`listener sees ${v.get()}`));
-        await sleep(5);
+        await gate;
         log.push("fn went on");
       });
       await sleep(1);
       task.cancel();
       await assert.rejects(task);
       assert.deepEqual(log, ["listener sees task"]);
-      await sleep(10);
+      release();
+      await sleep(1);
       assert.deepEqual(log, ["listener sees task", "fn went on"]);
       assert.equal(v.get(), "creator");
     },
