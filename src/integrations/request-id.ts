@@ -26,7 +26,7 @@ export const requestId: ContextVar<string> = new ContextVar<string>("requestId")
 export interface RequestContextOptions<R> {
   /** Header the incoming id is read from and echoed on (case-insensitive). Default `"x-request-id"`. */
   header?: string;
-  /** Whether the id goes back on the response under `header`. Default `true`. */
+  /** Whether the id goes back on the response under `header` (not onto one already sent). Default `true`. */
   echo?: boolean;
   /**
    * Whether a well-formed incoming id is used. `false`: every request gets a
