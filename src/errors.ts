@@ -162,7 +162,19 @@ export function argumentError(
   return new TypeError(`Expected \`${name}\` to be ${expected}, got ${describeValue(value)}${at}`);
 }
 
-/** Throws argumentError unless value is a function. */
-export function assertFunction(name: string, value: unknown): asserts value is Function {
-  if (typeof value !== "function") throw argumentError(name, "a function", value);
+/**
+ * Throws argumentError unless value is a function. `owner` and `method`, when
+ * given, name the call in the message (``…, in ContextVar("user").run()``);
+ * they are formatted only when it throws, so a hot path can pass them.
+ */
+export function assertFunction(
+  name: string,
+  value: unknown,
+  owner?: object,
+  method?: string,
+): asserts value is Function {
+  if (typeof value !== "function") {
+    const where = owner === undefined ? undefined : `${owner}.${method}()`;
+    throw argumentError(name, "a function", value, where);
+  }
 }

@@ -14,18 +14,16 @@ import { Variable } from "./variable.ts";
 export { Snapshot } from "./snapshot.ts";
 export { Variable, type VariableOptions } from "./variable.ts";
 
-/** The proposal's namespace: `AsyncContext.Variable`, `AsyncContext.Snapshot`. */
-export const AsyncContext: {
+type Namespace = {
   readonly Variable: typeof Variable;
   readonly Snapshot: typeof Snapshot;
   readonly [Symbol.toStringTag]: "AsyncContext";
-} = Object.freeze(
+};
+
+/** The proposal's namespace: `AsyncContext.Variable`, `AsyncContext.Snapshot`. */
+export const AsyncContext: Namespace = Object.freeze(
   Object.defineProperty({ Variable, Snapshot }, Symbol.toStringTag, {
     value: "AsyncContext",
     configurable: true,
-  }) as {
-    Variable: typeof Variable;
-    Snapshot: typeof Snapshot;
-    [Symbol.toStringTag]: "AsyncContext";
-  },
+  }) as Namespace,
 );

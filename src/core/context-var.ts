@@ -201,6 +201,8 @@ export class ContextVar<T> {
    */
   run<A extends unknown[], R>(value: T, fn: (...args: A) => R, ...args: A): R;
   run<R>(value: T, fn: (...args: unknown[]) => R): R {
+    // assertFunction(…, this, "run") written out: through the call, var.run
+    // measured 91–98 ns against 79–83 inline (bench/run.bench.ts, Node 20).
     if (typeof fn !== "function") throw argumentError("fn", "a function", fn, `${this}.run()`);
     const base = slot.getStore() ?? root;
     const context = contextOver(mapIn(base).set(this as ContextVar<unknown>, value), taskIn(base));

@@ -1,5 +1,5 @@
 import { carrier } from "../carrier/select.ts";
-import { argumentError, contextError } from "../errors.ts";
+import { argumentError, assertFunction, contextError } from "../errors.ts";
 import { Hamt, NOT_FOUND } from "../map/hamt.ts";
 import { hashKey } from "../map/hash.ts";
 import type { ContextVar } from "./context-var.ts";
@@ -8,6 +8,7 @@ import { type InspectFn, innerOptions, inspectCustom, show, whileShowing } from 
 // A module-local alias: an imported binding is read through the exporting
 // module's cell, with a check that it has been initialised, on every call.
 const slot = carrier;
+const assertFn: typeof assertFunction = assertFunction;
 
 /** The mapping a Context holds. Internal. */
 export type Mapping = Hamt<ContextVar<unknown>, unknown>;
@@ -115,7 +116,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
    */
   run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R;
   run<R>(fn: (...args: unknown[]) => R): R {
-    if (typeof fn !== "function") throw argumentError("fn", "a function", fn, `${this}.run()`);
+    assertFn("fn", fn, this, "run");
     // Entered means "a synchronous run of it is in progress" (recursion), as the
     // contract fixes it. An async continuation that already runs in this
     // Context may run it again: it only makes current what already is.
@@ -206,7 +207,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
     ) => void,
     thisArg?: unknown,
   ): void {
-    if (typeof fn !== "function") throw argumentError("fn", "a function", fn, `${this}.forEach()`);
+    assertFn("fn", fn, this, "forEach");
     this.#map.forEach((value, key) => {
       fn.call(thisArg, value, key, this);
     });
