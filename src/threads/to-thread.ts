@@ -2,7 +2,24 @@ import { copyContext } from "../core/current.ts";
 import { argumentError } from "../errors.ts";
 import { asFilename, ContextPool, poolEntry, runCall } from "./pool.ts";
 
-let shared: ContextPool | Promise<ContextPool> | undefined;
+// The pool given to useThreadPool, and the default pool, kept apart: the
+// default pool is made once per thread and kept, so giving a pool while it
+// is being made, or going back to it later, never leaves a pool with live
+// threads that nothing can reach or close.
+let chosen: ContextPool | undefined;
+let defaultPool: Promise<ContextPool> | undefined;
+
+function theDefaultPool(): Promise<ContextPool> {
+  if (defaultPool === undefined) {
+    const creating: Promise<ContextPool> = createDefaultPool().catch((error: unknown) => {
+      // Made again at the next call (piscina may be installed by then).
+      if (defaultPool === creating) defaultPool = undefined;
+      throw error;
+    });
+    defaultPool = creating;
+  }
+  return defaultPool;
+}
 
 async function createDefaultPool(): Promise<ContextPool> {
   let Piscina: typeof import("piscina").Piscina;
@@ -19,8 +36,10 @@ async function createDefaultPool(): Promise<ContextPool> {
 
 /**
  * Makes `toThread` run its calls on `pool` from now on; `undefined` goes back
- * to the default pool, a piscina pool with piscina's default options created
- * at the first call. The pool is not closed when it is replaced.
+ * to the default pool: a piscina pool with piscina's default options, made
+ * at the first call that needs it and kept for the thread's life. A pool
+ * given here is not closed when it is replaced; calls already started finish
+ * on the pool they started on.
  *
  * @example
  * useThreadPool(contextPool(new Piscina({ maxThreads: 4 })));
@@ -30,7 +49,7 @@ export function useThreadPool(pool: ContextPool | undefined): void {
   if (pool !== undefined && !(pool instanceof ContextPool)) {
     throw argumentError("pool", "a ContextPool (from contextPool(piscina))", pool);
   }
-  shared = pool;
+  chosen = pool;
 }
 
 /**
@@ -57,16 +76,6 @@ export async function toThread<R = unknown, A extends unknown[] = unknown[]>(
   // The Context as it is now; its values are taken once the pool, and so its
   // onUncloneable, is known.
   const snapshot = copyContext();
-  let pending = shared;
-  if (pending === undefined) {
-    const creating: Promise<ContextPool> = createDefaultPool().catch((error: unknown) => {
-      if (shared === creating) shared = undefined;
-      throw error;
-    });
-    shared = pending = creating;
-  }
-  const pool = await pending;
-  // Unless useThreadPool gave another pool while this one was being made.
-  if (shared === pending) shared = pool;
+  const pool = chosen ?? (await theDefaultPool());
   return (await runCall(pool, filename, exportName, args, snapshot)) as Awaited<R>;
 }

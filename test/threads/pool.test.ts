@@ -174,22 +174,29 @@ describe("contextPool", () => {
     }
   });
 
-  it("toThread with no pool given: a default pool, made once; useThreadPool while it is made wins", async () => {
+  it("toThread with no pool given: one default pool, made at the first call and kept; useThreadPool while it is made wins", async () => {
     // In a child process: the default pool's workers must load TypeScript
     // (workers inherit the process's execArgv), and it is never closed.
     const { stdout } = await promisify(execFile)(
       process.execPath,
-      [...workerExecArgv, fileURLToPath(fixture("default-pool.ts"))],
+      [
+        ...workerExecArgv,
+        "--import",
+        fileURLToPath(fixture("piscina-counted.mjs")),
+        fileURLToPath(fixture("default-pool.ts")),
+      ],
       { cwd: fileURLToPath(new URL("../..", import.meta.url)) },
     );
     assert.deepEqual(JSON.parse(stdout), {
+      first: { sum: 2, requestId: "<unset>" },
+      second: { sum: 4, requestId: "<unset>" },
       defaultPool: [
         { sum: 2, requestId: "default" },
         { sum: 3, requestId: "default" },
       ],
-      first: { sum: 2, requestId: "<unset>" },
-      second: { sum: 4, requestId: "<unset>" },
       ranOnMine: 1,
+      // The pool made for `first` is the one used after useThreadPool(undefined).
+      defaultPoolsMade: 1,
     });
   });
 
