@@ -101,7 +101,18 @@ function awaitItem(
 ): void {
   if (then instanceof ThenThrew) {
     Promise.reject(then.error).then(undefined, onRejected);
-  } else if (then === promiseThen && item instanceof Promise && item.constructor === Promise) {
+    return;
+  }
+  let itself: boolean;
+  try {
+    itself = then === promiseThen && item instanceof Promise && item.constructor === Promise;
+  } catch (error) {
+    // Only an exotic item throws here (a `constructor` getter, a Proxy's
+    // trap). Promise.resolve would throw too, and Promise.all rejects.
+    Promise.reject(error).then(undefined, onRejected);
+    return;
+  }
+  if (itself) {
     // Promise.resolve(item) is item itself.
     Reflect.apply(promiseThen, item, [onFulfilled, onRejected]);
   } else {

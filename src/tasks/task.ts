@@ -391,12 +391,22 @@ function start<T>(task: Task<T>, fn: TaskFunction<T>): void {
     fnSettled(task, false, error);
     return;
   }
-  if (result instanceof Promise && result.then === promiseThen) {
+  let native = false;
+  try {
+    native = result instanceof Promise && result.then === promiseThen;
+  } catch {
+    // Only an exotic object throws here: a Proxy whose getPrototypeOf trap
+    // throws, or a promise with a `then` getter that throws. follow reads
+    // `then` again, in the task's Context, and settles the task as
+    // Promise.resolve would, rather than let createTask throw after the
+    // task was made (gather would then leave the tasks before it running).
+  }
+  if (native) {
     // A native promise has adopted any thenable already, and its then cannot
     // throw. A subclass that overrides then (p-lazy starts its work there)
     // goes through follow like any thenable. The extra compare costs nothing
     // measurable (bench/tasks.bench.ts, two runs each way).
-    result.then(
+    (result as Promise<T>).then(
       (value: unknown) => fnSettled(task, true, value),
       (error: unknown) => fnSettled(task, false, error),
     );

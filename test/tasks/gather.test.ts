@@ -204,6 +204,49 @@ describe("gather: a PromiseLike's then, as Promise.all reads it", () => {
     await assert.rejects(gathered, (e) => e === boom);
   });
 
+  it("a promise whose constructor getter throws rejects gather with its error, as Promise.all (it does not throw)", async () => {
+    const boom = new Error("constructor");
+    const odd = (): Promise<number> => {
+      const p = Promise.resolve(1);
+      Object.defineProperty(p, "constructor", {
+        get() {
+          throw boom;
+        },
+      });
+      return p;
+    };
+    await assert.rejects(Promise.all([odd()]), (e) => e === boom);
+    let gathered: Promise<unknown> | undefined;
+    assert.doesNotThrow(() => {
+      gathered = gather(odd());
+    });
+    await assert.rejects(gathered as Promise<unknown>, (e) => e === boom);
+  });
+
+  it("a function returning a promise whose then getter throws rejects gather (it does not throw)", async () => {
+    const boom = new Error("getter");
+    let firstDone = false;
+    const gathered = gather(
+      async () => {
+        await null;
+        firstDone = true;
+      },
+      () => {
+        const p = Promise.resolve();
+        // biome-ignore lint/suspicious/noThenProperty: a malformed promise on purpose
+        Object.defineProperty(p, "then", {
+          get() {
+            throw boom;
+          },
+        });
+        return p;
+      },
+    );
+    await assert.rejects(gathered, (e) => e === boom);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(firstDone, true, "the task before it still ran to its end");
+  });
+
   for (const [title, make] of shapes) {
     it(`${title} settles gather on the microtask turn Promise.all settles on`, async () => {
       const all = await turnOf(Promise.all([make()]));

@@ -525,6 +525,50 @@ describe("Task: a function that returns a thenable", () => {
     assert.equal(v.get(), "creator");
   });
 
+  // Exotic objects on which the check for a native promise itself throws.
+  itFromEveryState(
+    "a promise whose own then getter throws: the task rejects, as an async function's promise does",
+    async () => {
+      const withThrowingThen = (): Promise<string> => {
+        const p = Promise.resolve("never seen");
+        // biome-ignore lint/suspicious/noThenProperty: a malformed promise on purpose
+        Object.defineProperty(p, "then", {
+          get() {
+            throw late;
+          },
+        });
+        return p;
+      };
+      const expected = await outcome((async () => withThrowingThen())());
+      assert.deepEqual(expected, { error: late });
+      let task: PromiseLike<unknown> | undefined;
+      assert.doesNotThrow(() => {
+        task = createTask(withThrowingThen);
+      });
+      assert.deepEqual(await outcome(task as PromiseLike<unknown>), expected);
+    },
+  );
+
+  itFromEveryState(
+    "a Proxy whose getPrototypeOf trap throws: the task fulfils with it, as Promise.resolve does",
+    async () => {
+      const proxy = new Proxy(
+        {},
+        {
+          getPrototypeOf() {
+            throw late;
+          },
+        },
+      );
+      assert.equal(await Promise.resolve(proxy), proxy);
+      let task: PromiseLike<unknown> | undefined;
+      assert.doesNotThrow(() => {
+        task = createTask(() => proxy);
+      });
+      assert.equal(await task, proxy);
+    },
+  );
+
   for (const [name, make] of Object.entries(behaviours)) {
     itFromEveryState(`${name}: the task settles as Promise.resolve(thenable) does`, async () => {
       const expected = await outcome(Promise.resolve(make()));
