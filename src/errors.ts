@@ -30,6 +30,8 @@ function named(Class: { prototype: Error }, name: string): void {
 
 /** `get()` of a var with no value, no fallback and no default (Python's LookupError). */
 export class LookupError extends ContextError {
+  declare readonly code: "ERR_CONTEXTVAR_UNSET";
+
   static {
     named(LookupError, "LookupError");
   }
@@ -37,6 +39,8 @@ export class LookupError extends ContextError {
 
 /** A token reset a second time (Python's RuntimeError). */
 export class TokenUsedError extends ContextError {
+  declare readonly code: "ERR_TOKEN_USED";
+
   static {
     named(TokenUsedError, "TokenUsedError");
   }
@@ -44,6 +48,8 @@ export class TokenUsedError extends ContextError {
 
 /** A token reset through another var, or in another Context (Python's ValueError). */
 export class TokenMismatchError extends ContextError {
+  declare readonly code: "ERR_TOKEN_VAR_MISMATCH" | "ERR_TOKEN_CONTEXT_MISMATCH";
+
   static {
     named(TokenMismatchError, "TokenMismatchError");
   }
@@ -51,6 +57,8 @@ export class TokenMismatchError extends ContextError {
 
 /** `ctx.run` while ctx is already entered (Python's RuntimeError). */
 export class ContextEnteredError extends ContextError {
+  declare readonly code: "ERR_CONTEXT_ENTERED";
+
   static {
     named(ContextEnteredError, "ContextEnteredError");
   }
@@ -58,6 +66,8 @@ export class ContextEnteredError extends ContextError {
 
 /** A task added to a TaskGroup that is finished or shutting down (asyncio's RuntimeError). */
 export class TaskGroupClosedError extends ContextError {
+  declare readonly code: "ERR_TASK_GROUP_CLOSED";
+
   static {
     named(TaskGroupClosedError, "TaskGroupClosedError");
   }
@@ -65,6 +75,8 @@ export class TaskGroupClosedError extends ContextError {
 
 /** A `timeout()` task that ran out of time (asyncio's TimeoutError). */
 export class TimeoutError extends ContextError {
+  declare readonly code: "ERR_TASK_TIMEOUT";
+
   static {
     named(TimeoutError, "TimeoutError");
   }
@@ -72,6 +84,8 @@ export class TimeoutError extends ContextError {
 
 /** A var whose value cannot cross to a worker thread, or two vars that would cross under one name. */
 export class TransferError extends ContextError {
+  declare readonly code: "ERR_CONTEXTVAR_UNCLONEABLE" | "ERR_CONTEXTVAR_NAME_CLASH";
+
   static {
     named(TransferError, "TransferError");
   }

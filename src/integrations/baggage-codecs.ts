@@ -102,15 +102,25 @@ export const codecs = {
   },
 } as const;
 
+// T itself, but not a place T is inferred from: TypeScript's NoInfer, spelled
+// so that TypeScript before 5.4 reads the declarations too.
+type NoInference<T> = T extends unknown ? T : never;
+
 /**
- * Pairs a var with its codec, checking that their types agree.
+ * Pairs a var with its codec, checking that their types agree: T comes from
+ * the var alone, so a codec of a wider type (`codecs.string` for a
+ * `ContextVar<"on" | "off">`) is an error rather than a way to set values the
+ * var does not allow.
  *
  * @example
  * const userId = new ContextVar<number>("userId");
  * const carry = contextPropagation({ "user.id": baggageField(userId, codecs.integer) });
  * @throws {TypeError} if codec has no encode and decode functions.
  */
-export function baggageField<T>(v: ContextVar<T>, codec: BaggageCodec<T>): BaggageField<T> {
+export function baggageField<T>(
+  v: ContextVar<T>,
+  codec: BaggageCodec<NoInference<T>>,
+): BaggageField<T> {
   if (
     typeof codec !== "object" ||
     codec === null ||
