@@ -1,0 +1,60 @@
+/**
+ * Type tests for `contextvars/async-context`, the TC39 AsyncContext
+ * proposal's API: Variable<T> (get is `T | undefined`, run's argument
+ * inference), Snapshot's run and wrap (arguments, `this` and return kept),
+ * and the AsyncContext namespace. Only typechecked: nothing is called.
+ */
+import { AsyncContext, Snapshot, Variable, type VariableOptions } from "contextvars/async-context";
+import { type Equal, expectType } from "./expect.ts";
+
+export function variables(): void {
+  const traceId = new AsyncContext.Variable<string>({ name: "traceId" });
+  expectType<Equal<typeof traceId, Variable<string>>>();
+  const current = traceId.get();
+  expectType<Equal<typeof current, string | undefined>>();
+  const withDefault = new Variable({ defaultValue: 0 });
+  expectType<Equal<typeof withDefault, Variable<number>>>();
+  expectType<Equal<typeof withDefault.name, string>>();
+  const options: VariableOptions<string> = { name: "x", defaultValue: "y" };
+  new Variable(options);
+
+  const length = traceId.run("t-1", (a: string, b: number) => a.length + b, "x", 1);
+  expectType<Equal<typeof length, number>>();
+  const later = traceId.run("t-1", async () => traceId.get());
+  expectType<Equal<typeof later, Promise<string | undefined>>>();
+
+  // @ts-expect-error the value must be a T
+  traceId.run(1, () => {});
+  // @ts-expect-error run needs a function
+  traceId.run("t-1", "fn");
+  // @ts-expect-error the arguments must fit fn
+  traceId.run("t-1", (a: number) => a, "1");
+  // @ts-expect-error the defaultValue must be a T
+  new Variable<string>({ defaultValue: 1 });
+}
+
+export function snapshots(): void {
+  expectType<Equal<typeof AsyncContext.Snapshot, typeof Snapshot>>();
+  const snapshot = new AsyncContext.Snapshot();
+  const sum = snapshot.run((a: number, b: number) => a + b, 1, 2);
+  expectType<Equal<typeof sum, number>>();
+
+  const wrapped = Snapshot.wrap((name: string, times?: number) => name.repeat(times ?? 1));
+  expectType<Equal<Parameters<typeof wrapped>, [name: string, times?: number]>>();
+  expectType<Equal<ReturnType<typeof wrapped>, string>>();
+  function describe(this: { id: number }, prefix: string): string {
+    return `${prefix}${this.id}`;
+  }
+  const method = Snapshot.wrap(describe);
+  expectType<Equal<ThisParameterType<typeof method>, { id: number }>>();
+  expectType<Equal<ReturnType<typeof method>, string>>();
+
+  // @ts-expect-error run needs a function
+  snapshot.run(1);
+  // @ts-expect-error wrap needs a function
+  Snapshot.wrap("fn");
+  // @ts-expect-error the wrapped function keeps its parameters
+  wrapped(1);
+  // @ts-expect-error the wrapped function keeps its `this` type
+  method("x");
+}

@@ -1,0 +1,275 @@
+/**
+ * Type tests for the task API of `contextvars`: createTask (Task<T> from a
+ * sync function, an async one, one returning a PromiseLike; the signal
+ * parameter; options), awaiting a Task, currentTask, gather's tuple of
+ * awaited results, TaskGroup and taskGroup, isolated (also as a decorator),
+ * callSoon/callLater, run and timeout. Only typechecked: nothing is called.
+ */
+import {
+  type CallHandle,
+  ContextVar,
+  callLater,
+  callSoon,
+  copyContext,
+  createTask,
+  currentTask,
+  type Gathered,
+  type GatherItem,
+  gather,
+  isolated,
+  run,
+  Task,
+  type TaskFunction,
+  TaskGroup,
+  type TaskGroupOptions,
+  type TaskOptions,
+  taskGroup,
+  timeout,
+} from "contextvars";
+import { type Equal, type Extends, expectFalse, expectType, type IsAny } from "./expect.ts";
+
+declare const thenable: PromiseLike<string>;
+
+export async function createTaskInfersT(): Promise<void> {
+  const sync = createTask(() => 42);
+  expectType<Equal<typeof sync, Task<number>>>();
+  const fromAsync = createTask(async () => "text");
+  expectType<Equal<typeof fromAsync, Task<string>>>();
+  const fromThenable = createTask(() => thenable);
+  expectType<Equal<typeof fromThenable, Task<string>>>();
+  const fromVoid = createTask(async () => {});
+  expectType<Equal<typeof fromVoid, Task<void>>>();
+  const nested = createTask(async () => Promise.resolve(1));
+  expectType<Equal<typeof nested, Task<number>>>();
+  const either = createTask((): number | Promise<number> => 1);
+  expectType<Equal<typeof either, Task<number>>>();
+  const explicit = createTask<number | null>(() => null);
+  expectType<Equal<typeof explicit, Task<number | null>>>();
+
+  // The function gets the task's AbortSignal.
+  const fetched = createTask(async (signal) => {
+    expectType<Equal<typeof signal, AbortSignal>>();
+    return signal.aborted;
+  });
+  expectType<Equal<typeof fetched, Task<boolean>>>();
+
+  // Awaiting a Task gives T; it is a PromiseLike<T>.
+  const n = await sync;
+  expectType<Equal<typeof n, number>>();
+  const text = await fromAsync;
+  expectType<Equal<typeof text, string>>();
+  expectType<Equal<Awaited<Task<Date>>, Date>>();
+  expectType<Extends<Task<number>, PromiseLike<number>>>();
+  const all = await Promise.all([sync, fromAsync]);
+  expectType<Equal<typeof all, [number, string]>>();
+  const chained = sync.then((value) => String(value));
+  expectType<Equal<typeof chained, Promise<string>>>();
+  const caught = sync.catch((reason) => {
+    expectType<Equal<typeof reason, unknown>>();
+    return "failed" as const;
+  });
+  expectType<Equal<typeof caught, Promise<number | "failed">>>();
+  expectType<Equal<ReturnType<typeof sync.finally>, Promise<number>>>();
+
+  expectType<Equal<typeof sync.name, string>>();
+  expectType<Equal<typeof sync.signal, AbortSignal>>();
+  expectType<Equal<typeof sync.done, boolean>>();
+  expectType<Equal<typeof sync.cancelled, boolean>>();
+  expectType<Equal<ReturnType<typeof sync.cancel>, boolean>>();
+  sync.cancel();
+  sync.cancel(new Error("stop"));
+
+  const options: TaskOptions = {
+    name: "fetch",
+    context: copyContext(),
+    signal: AbortSignal.timeout(10),
+  };
+  createTask(() => 1, options);
+  const fn: TaskFunction<number> = async () => 1;
+  expectType<Equal<ReturnType<typeof createTask<number>>, Task<number>>>();
+  createTask(fn);
+
+  const current = currentTask();
+  expectType<Equal<typeof current, Task<unknown> | undefined>>();
+  expectType<Extends<Task<number>, Task<unknown>>>();
+
+  // @ts-expect-error createTask needs a function
+  createTask(42);
+  // @ts-expect-error a promise is not a task function: pass () => promise
+  createTask(Promise.resolve(1));
+  // @ts-expect-error the function's parameter is the AbortSignal
+  createTask((name: string) => name);
+  // @ts-expect-error the name is a string
+  createTask(() => 1, { name: 1 });
+  // @ts-expect-error the context must be a Context
+  createTask(() => 1, { context: {} });
+  // @ts-expect-error an unknown option
+  createTask(() => 1, { timeout: 10 });
+  // @ts-expect-error tasks come only from createTask
+  new Task(() => 1);
+  // @ts-expect-error done is read-only
+  sync.done = true;
+}
+
+export async function gatherGivesATuple(): Promise<void> {
+  const task = createTask(async () => new Date());
+  const mixed = await gather(
+    () => 1,
+    async () => "text",
+    Promise.resolve(true),
+    thenable,
+    task,
+    (signal) => signal,
+    async () => {},
+  );
+  // biome-ignore lint/suspicious/noConfusingVoidType: what `await (async () => {})()` gives is void
+  type Results = [number, string, boolean, string, Date, AbortSignal, void];
+  expectType<Equal<typeof mixed, Results>>();
+
+  const none = await gather();
+  expectType<Equal<typeof none, []>>();
+
+  // An array of unknown length gives an array.
+  const jobs: Array<() => Promise<number>> = [];
+  const many = await gather(...jobs);
+  expectType<Equal<typeof many, number[]>>();
+
+  const pending = gather(() => 1);
+  expectType<Equal<typeof pending, Promise<[number]>>>();
+
+  expectType<Equal<Gathered<() => Promise<number>>, number>>();
+  expectType<Equal<Gathered<PromiseLike<string>>, string>>();
+  expectType<Extends<Task<number>, GatherItem>>();
+
+  // The results are mutable, as Promise.all's are, and not `any`.
+  const [first] = mixed;
+  expectFalse<IsAny<typeof first>>();
+  mixed[0] = 2;
+
+  // @ts-expect-error a plain value is neither a function nor a PromiseLike (a TypeError at runtime)
+  gather(() => 1, 42);
+  // @ts-expect-error a function whose parameter is not the AbortSignal
+  gather((name: string) => name);
+  // @ts-expect-error the result's type is kept
+  const wrong: [string] = await gather(() => 1);
+  void wrong;
+}
+
+export async function taskGroups(): Promise<void> {
+  const group = new TaskGroup({ name: "fetches", signal: AbortSignal.timeout(100) });
+  const child = group.createTask(async () => 1, { name: "one" });
+  expectType<Equal<typeof child, Task<number>>>();
+  expectType<Equal<ReturnType<typeof group.wait>, Promise<void>>>();
+  expectType<Equal<typeof group.name, string>>();
+  expectType<Equal<typeof group.signal, AbortSignal>>();
+  expectType<Extends<TaskGroup, AsyncDisposable>>();
+  const options: TaskGroupOptions = { name: "x" };
+  new TaskGroup(options);
+  new TaskGroup();
+
+  {
+    await using tg = new TaskGroup();
+    tg.createTask((signal) => signal.aborted);
+  }
+
+  const users = await taskGroup(async (tg) => {
+    expectType<Equal<typeof tg, TaskGroup>>();
+    const a = tg.createTask(() => ({ id: 1 }));
+    const b = tg.createTask(async () => ({ id: 2 }));
+    return [await a, await b] as const;
+  });
+  expectType<Equal<typeof users, readonly [{ id: number }, { id: number }]>>();
+  const syncBody = taskGroup(() => "done");
+  expectType<Equal<typeof syncBody, Promise<string>>>();
+
+  // @ts-expect-error createTask needs a function
+  group.createTask(1);
+  // @ts-expect-error the body gets the group, not a string
+  taskGroup((tg: string) => tg);
+  // @ts-expect-error options are an object
+  new TaskGroup("name");
+}
+
+export async function isolatedKeepsTheSignature(): Promise<void> {
+  const user = new ContextVar<string>("user");
+  const worker = isolated(async (name: string, delay?: number) => {
+    user.set(name);
+    return delay ?? 0;
+  });
+  expectType<Equal<typeof worker, (name: string, delay?: number) => Promise<number>>>();
+  const results = await Promise.all([worker("alice"), worker("bob", 1)]);
+  expectType<Equal<typeof results, [number, number]>>();
+
+  function greet(this: { greeting: string }, name: string): string {
+    return `${this.greeting} ${name}`;
+  }
+  expectType<Equal<ReturnType<typeof isolated<typeof greet>>, typeof greet>>();
+
+  class Handler {
+    prefix = "h";
+    @isolated
+    async handle(id: number): Promise<string> {
+      user.set(`${this.prefix}${id}`);
+      return user.get();
+    }
+  }
+  const handled = await new Handler().handle(1);
+  expectType<Equal<typeof handled, string>>();
+
+  // @ts-expect-error isolated needs a function
+  isolated("worker");
+  // @ts-expect-error the wrapper takes fn's arguments
+  worker(1);
+}
+
+export function scheduling(): void {
+  const soon = callSoon((a: number, b: string) => a + b, 1, "x");
+  expectType<Equal<typeof soon, CallHandle>>();
+  expectType<Equal<ReturnType<CallHandle["cancel"]>, void>>();
+  expectType<Equal<CallHandle["cancelled"], boolean>>();
+  soon.cancel();
+  const later = callLater(100, (name: string) => name.length, "x");
+  expectType<Equal<typeof later, CallHandle>>();
+  callLater(0, async () => {});
+
+  // @ts-expect-error callSoon needs a function
+  callSoon("later");
+  // @ts-expect-error the arguments must fit fn
+  callSoon((a: number) => a, "1");
+  // @ts-expect-error a missing argument
+  callSoon((a: number) => a);
+  // @ts-expect-error the delay comes first
+  callLater(() => {}, 100);
+  // @ts-expect-error the delay is a number
+  callLater("100", () => {});
+  // @ts-expect-error the arguments must fit fn
+  callLater(1, (a: number) => a, "1");
+  // @ts-expect-error cancelled is read-only
+  soon.cancelled = true;
+}
+
+export async function runAndTimeout(): Promise<void> {
+  const main = run(async () => 1);
+  expectType<Equal<typeof main, Promise<number>>>();
+  const syncMain = run(() => "x");
+  expectType<Equal<typeof syncMain, Promise<string>>>();
+  const thenableMain = run(() => thenable);
+  expectType<Equal<typeof thenableMain, Promise<string>>>();
+
+  const limited = timeout(5_000, async (signal) => {
+    expectType<Equal<typeof signal, AbortSignal>>();
+    return new URL("https://example.com");
+  });
+  expectType<Equal<typeof limited, Task<URL>>>();
+  const named = timeout(10, () => 1, { name: "quick" });
+  expectType<Equal<Awaited<typeof named>, number>>();
+
+  // @ts-expect-error run needs a function
+  run(Promise.resolve(1));
+  // @ts-expect-error main takes no arguments
+  run((name: string) => name);
+  // @ts-expect-error the milliseconds come first
+  timeout(() => 1, 10);
+  // @ts-expect-error timeout needs a function
+  timeout(10, Promise.resolve(1));
+}
