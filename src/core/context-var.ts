@@ -80,13 +80,15 @@ export class ContextVar<T> {
     if (options !== undefined && (typeof options !== "object" || options === null)) {
       throw argumentError("options", "an object", options);
     }
-    if (options?.transfer !== undefined && typeof options.transfer !== "boolean") {
-      throw argumentError("options.transfer", "a boolean", options.transfer);
+    // Read once: the value checked is the value used.
+    const transfer = options?.transfer;
+    if (transfer !== undefined && typeof transfer !== "boolean") {
+      throw argumentError("options.transfer", "a boolean", transfer);
     }
     this.#name = name;
     this.#default =
       options !== undefined && "default" in options ? (options.default as T) : missing;
-    varCreated(this as ContextVar<unknown>, options?.transfer !== false);
+    varCreated(this as ContextVar<unknown>, transfer !== false);
   }
 
   /** The name given to the constructor. */

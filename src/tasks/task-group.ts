@@ -49,14 +49,16 @@ export class TaskGroup implements AsyncDisposable {
     if (options !== undefined && (typeof options !== "object" || options === null)) {
       throw argumentError("options", "an object", options);
     }
-    if (options?.name !== undefined && typeof options.name !== "string") {
-      throw argumentError("options.name", "a string", options.name);
+    // Each option read once: the name checked is the name kept.
+    const name = options?.name;
+    if (name !== undefined && typeof name !== "string") {
+      throw argumentError("options.name", "a string", name);
     }
     const signal = options?.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw argumentError("options.signal", "an AbortSignal", signal);
     }
-    this.name = options?.name ?? `TaskGroup-${++groupCount}`;
+    this.name = name ?? `TaskGroup-${++groupCount}`;
     if (signal !== undefined) {
       const onAbort = () => this.#abort(signal.reason);
       if (signal.aborted) {

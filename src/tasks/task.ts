@@ -32,9 +32,12 @@ export type TaskFunction<T> = (signal: AbortSignal) => T | PromiseLike<T>;
 const constructing = Symbol("contextvars.task");
 let taskCount = 0;
 
+// The options come read, each once (see createTask).
 let createTaskImpl: <T>(
   fn: TaskFunction<T>,
-  options: TaskOptions | undefined,
+  name: string | undefined,
+  context: Context | undefined,
+  outer: AbortSignal | undefined,
   observer: Observer | undefined,
   tag: number,
 ) => Task<T>;
@@ -78,18 +81,19 @@ export class Task<T> implements PromiseLike<T> {
   private constructor(
     guard: typeof constructing,
     fn: TaskFunction<T>,
-    options: TaskOptions | undefined,
+    name: string | undefined,
+    given: Context | undefined,
+    outer: AbortSignal | undefined,
     observer: Observer | undefined,
     tag: number,
   ) {
     if (guard !== constructing) throw new TypeError("Tasks can only be created by createTask(fn)");
     const creator = current();
     this.#creator = creator;
-    this.#name = options?.name ?? ++taskCount;
-    this.context = options?.context ?? copyContextOf(creator);
+    this.#name = name ?? ++taskCount;
+    this.context = given ?? copyContextOf(creator);
     this.#observer = observer;
     this.#tag = tag;
-    const outer = options?.signal;
     if (outer !== undefined) {
       if (outer.aborted) {
         // Cancelled before it started: the function never runs (asyncio does the same).
@@ -103,7 +107,7 @@ export class Task<T> implements PromiseLike<T> {
       extras.onOuterAbort = onOuterAbort;
       outer.addEventListener("abort", onOuterAbort, { once: true });
     }
-    if (options?.context !== undefined) {
+    if (given !== undefined) {
       // A Context given by the caller may be shared with other tasks: keep
       // them in start order, to hand the slot back, when this task's function
       // settles, to the last one started that still runs (asyncio tracks the
@@ -148,8 +152,8 @@ export class Task<T> implements PromiseLike<T> {
                     resolve();
                   };
           });
-    createTaskImpl = (fn, options, observer, tag) =>
-      new Task(constructing, fn, options, observer, tag);
+    createTaskImpl = (fn, name, context, outer, observer, tag) =>
+      new Task(constructing, fn, name, context, outer, observer, tag);
     fnSettled = (task, ok, value) => {
       if ((task.#state & FN_SETTLED) === 0) {
         task.#state |= FN_SETTLED;
@@ -444,19 +448,6 @@ function follow<T>(task: Task<T>, result: unknown): void {
   );
 }
 
-function validateOptions(options: TaskOptions | undefined): void {
-  if (options === undefined) return;
-  if (typeof options !== "object" || options === null)
-    throw argumentError("options", "an object", options);
-  if (options.name !== undefined && typeof options.name !== "string") {
-    throw argumentError("options.name", "a string", options.name);
-  }
-  assertContext("options.context", options.context);
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
-    throw argumentError("options.signal", "an AbortSignal", options.signal);
-  }
-}
-
 /**
  * Starts `fn` now, as a task in a copy of the current Context (or in
  * `options.context`): its sets stay in the task, and the caller's later sets
@@ -470,8 +461,23 @@ function validateOptions(options: TaskOptions | undefined): void {
  */
 export function createTask<T>(fn: TaskFunction<T>, options?: TaskOptions): Task<T> {
   assertFunction("fn", fn);
-  validateOptions(options);
-  return createTaskImpl(fn, options, undefined, 0);
+  if (options === undefined)
+    return createTaskImpl(fn, undefined, undefined, undefined, undefined, 0);
+  if (typeof options !== "object" || options === null) {
+    throw argumentError("options", "an object", options);
+  }
+  // Each option read once, in this order, and the value checked is the value
+  // used: a getter read again could hand the task something unchecked, or
+  // throw after the task had begun listening to its signal.
+  const { name, context, signal } = options;
+  if (name !== undefined && typeof name !== "string") {
+    throw argumentError("options.name", "a string", name);
+  }
+  assertContext("options.context", context);
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw argumentError("options.signal", "an AbortSignal", signal);
+  }
+  return createTaskImpl(fn, name, context, signal, undefined, 0);
 }
 
 /**
@@ -483,7 +489,7 @@ export function createObservedTask<T>(
   observer: Observer,
   tag: number,
 ): Task<T> {
-  return createTaskImpl(fn, undefined, observer, tag);
+  return createTaskImpl(fn, undefined, undefined, undefined, observer, tag);
 }
 
 /**

@@ -137,9 +137,11 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
     if (options !== undefined && (typeof options !== "object" || options === null)) {
       throw argumentError("options", "an object", options);
     }
-    assertOnUncloneable(options?.onUncloneable);
+    // Read once: the value checked is the value kept.
+    const onUncloneable = options?.onUncloneable;
+    assertOnUncloneable(onUncloneable);
     this.piscina = piscina;
-    this.#onUncloneable = options?.onUncloneable;
+    this.#onUncloneable = onUncloneable;
   }
 
   /**

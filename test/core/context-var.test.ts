@@ -8,9 +8,22 @@ import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { inspect } from "node:util";
 import { ContextVar, copyContext, gather, LookupError, MISSING } from "contextvars";
+import { isLocalOnly } from "../../src/core/inherit.ts";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 describe("ContextVar", () => {
+  it("options.transfer is read once: the value checked is the value used", () => {
+    let reads = 0;
+    const options = {
+      get transfer() {
+        return reads++ === 0 ? undefined : false;
+      },
+    };
+    const v = new ContextVar<string>("read-once", options as { transfer?: boolean });
+    assert.equal(reads, 1);
+    assert.equal(isLocalOnly(v as ContextVar<unknown>), false);
+  });
+
   it("test_context_var_new_1: the name is kept and cannot be reassigned", () => {
     const c = new ContextVar<number>("aaa");
     assert.equal(c.name, "aaa");

@@ -294,6 +294,30 @@ describe("TaskGroup: bad input", () => {
       );
     });
   }
+
+  it("options.name is read once: the name checked is the name kept", async () => {
+    let reads = 0;
+    const unprintable = {
+      toJSON() {
+        throw new Error("toJSON");
+      },
+    };
+    const group = new TaskGroup({
+      get name() {
+        return reads++ === 0 ? "checked" : (unprintable as never);
+      },
+    });
+    assert.equal(reads, 1);
+    assert.equal(group.name, "checked");
+    const failure = new Error("child failed");
+    group.createTask(async () => {
+      throw failure;
+    });
+    await assert.rejects(
+      group.wait(),
+      (e) => e instanceof AggregateError && /^TaskGroup\("checked"\) failed/.test(e.message),
+    );
+  });
 });
 
 describe("TaskGroup: what it reports, and what it leaves", () => {

@@ -3,6 +3,7 @@
 // is in JavaScript: an eager, awaitable PromiseLike.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { getEventListeners } from "node:events";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -382,6 +383,40 @@ describe("Task: bad input", () => {
       /`options\.signal`/,
     ],
   ];
+  it("each option is read once, and the value checked is the value used", async () => {
+    const reads = { name: 0, context: 0, signal: 0 };
+    const outer = new AbortController();
+    const context = copyContext();
+    const checked = <T>(key: keyof typeof reads, value: T, later: unknown) => ({
+      get() {
+        return reads[key]++ === 0 ? value : later;
+      },
+      enumerable: true,
+    });
+    const options = Object.defineProperties({} as Record<string, unknown>, {
+      name: checked("name", "checked", 42),
+      context: checked("context", context, {}),
+      signal: checked("signal", outer.signal, {}),
+    });
+    const task = createTask(async () => {}, options);
+    assert.deepEqual(reads, { name: 1, context: 1, signal: 1 });
+    assert.equal(task.name, "checked");
+    assert.equal(task.context, context);
+    await task;
+    // A getter that throws on a later read can no longer leave the outer signal a listener.
+    let readsOfContext = 0;
+    const throwsLater = {
+      signal: outer.signal,
+      get context() {
+        if (readsOfContext++ > 1) throw new Error("read a third time");
+        return undefined;
+      },
+    };
+    await createTask(async () => {}, throwsLater);
+    assert.equal(getEventListeners(outer.signal, "abort").length, 0);
+  });
+
+
   for (const [title, call, message] of cases) {
     it(`${title}: TypeError naming the argument, fn never runs`, () => {
       let ran = false;

@@ -168,6 +168,30 @@ describe("timeout: bad input", () => {
       (e: unknown) => e instanceof TypeError && /`options\.context`/.test(e.message),
     );
   });
+
+  it("options.name is read once: a getter cannot hand the timer a name that was never checked", async () => {
+    let reads = 0;
+    const unprintable = {
+      toJSON() {
+        throw new Error("toJSON");
+      },
+    };
+    const task = timeout(1, () => new Promise(() => {}), {
+      get name() {
+        return reads++ === 0 ? "checked" : (unprintable as never);
+      },
+    });
+    const outcome = await Promise.race([
+      task.then(
+        () => "fulfilled",
+        (e: unknown) => e,
+      ),
+      sleep(200).then(() => "still pending"),
+    ]);
+    assert.ok(outcome instanceof TimeoutError, `got ${String(outcome)}`);
+    assert.match(outcome.message, /^Task\("checked"\) timed out after 1 ms/);
+    assert.equal(reads, 1);
+  });
 });
 
 describe("timeout: its timer", () => {

@@ -246,6 +246,18 @@ describe("contextPool", () => {
     assert.equal(piscina.threads.length, 0);
   });
 
+  it("options.onUncloneable is read once: the value checked is the value kept", () => {
+    let reads = 0;
+    const options = {
+      get onUncloneable() {
+        return reads++ === 0 ? "skip" : "neither";
+      },
+    };
+    const piscina = { run: async () => undefined, options: { filename: null, name: "default" } };
+    contextPool(piscina as unknown as Piscina, options as { onUncloneable?: "skip" });
+    assert.equal(reads, 1);
+  });
+
   it("rejects what is not a pool", () => {
     assert.throws(
       () => contextPool({} as Piscina),
