@@ -283,9 +283,18 @@ export class Task<T> implements PromiseLike<T> {
     this.#value = value;
     const extras = this.#extras;
     if (extras?.onOuterAbort !== undefined) {
-      extras.outer?.removeEventListener("abort", extras.onOuterAbort);
+      const outer = extras.outer;
+      const onOuterAbort = extras.onOuterAbort;
       extras.outer = undefined;
       extras.onOuterAbort = undefined;
+      try {
+        outer?.removeEventListener("abort", onOuterAbort);
+      } catch {
+        // Only a signal whose own removeEventListener throws gets here: the
+        // task settles all the same (else an await of it, or its TaskGroup,
+        // would never hear of it); the listener it kept only cancels a task
+        // that is done already.
+      }
     }
     this.#observer?.(this.#tag, ok, value);
     const resolve = extras?.resolve;

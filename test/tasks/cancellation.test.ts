@@ -143,6 +143,32 @@ describe("the signal option", () => {
       assert.equal(ran, false);
     },
   );
+
+  it("an outer signal whose own removeEventListener throws: the task still settles, and its group hears of it", async () => {
+    const exotic = (): AbortSignal => {
+      const signal = new AbortController().signal;
+      Object.defineProperty(signal, "removeEventListener", {
+        value() {
+          throw new Error("removeEventListener threw");
+        },
+      });
+      return signal;
+    };
+    const task = createTask(async () => "done", { signal: exotic() });
+    assert.equal(await task, "done");
+    const failure = new Error("child failed");
+    const group = new TaskGroup();
+    group.createTask(
+      async () => {
+        throw failure;
+      },
+      { signal: exotic() },
+    );
+    await assert.rejects(
+      group.wait(),
+      (e) => e instanceof AggregateError && e.errors.length === 1 && e.errors[0] === failure,
+    );
+  });
 });
 
 describe("cancellation and unhandled rejections", () => {
