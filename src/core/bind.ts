@@ -1,11 +1,11 @@
 import { argumentError, assertFunction } from "../errors.ts";
-import { Context } from "./context.ts";
+import { type Context, isContext } from "./context.ts";
 import { copyContext } from "./current.ts";
 import { inCopies } from "./in-copies.ts";
 
 /** Throws unless value is a Context (or undefined, when optional). Internal. */
 export function assertContext(name: string, value: unknown): asserts value is Context | undefined {
-  if (value !== undefined && !(value instanceof Context)) {
+  if (value !== undefined && !isContext(value)) {
     throw argumentError(name, "a Context", value);
   }
 }

@@ -38,6 +38,12 @@ export let setTaskOf: (context: Context, task: TaskSlot | undefined) => void;
 export let contextWith: (map: Mapping, task: TaskSlot | undefined) => Context;
 /** A new Context with `context`'s mapping and task: `context.copy()`, without the method call. */
 export let copyOf: (context: Context) => Context;
+/**
+ * Whether value is a Context: a brand check, which `instanceof` is not (an
+ * `Object.create(Context.prototype)`, or a Proxy of a Context, passes it and
+ * then fails at the first private field, after a caller's side effects). Internal.
+ */
+export let isContext: (value: unknown) => value is Context;
 
 // Map's own iterator types, whatever the TypeScript lib that reads the
 // declarations calls them: MapIterator from TypeScript 5.6, IterableIterator
@@ -105,6 +111,8 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
     contextWith = (map, task) => new Context(internal, map, task, map.id);
     // The copied Context's id is read beside its map, not through it.
     copyOf = (context) => new Context(internal, context.#map, context.#task, context.#mapId);
+    isContext = (value): value is Context =>
+      typeof value === "object" && value !== null && #map in value;
   }
 
   /**

@@ -155,6 +155,12 @@ describe("bind", () => {
     assert.throws(() => anyBind(42), /Expected `fn` to be a function, got `42` \(number\)/);
     assert.throws(() => anyBind(() => 1, {}), /Expected `context` to be a Context/);
   });
+
+  it("a Context look-alike that passes instanceof (Object.create, a Proxy) is refused at bind time", () => {
+    for (const fake of [Object.create(Context.prototype), new Proxy(new Context(), {})]) {
+      assert.throws(() => bind(() => 1, fake), /Expected `context` to be a Context/);
+    }
+  });
 });
 
 describe("bind and isolated pass this through, whatever fn's length", () => {

@@ -416,6 +416,24 @@ describe("Task: bad input", () => {
     assert.equal(getEventListeners(outer.signal, "abort").length, 0);
   });
 
+  it("options.context that only looks like a Context (instanceof passes): TypeError before anything starts", () => {
+    for (const fake of [Object.create(Context.prototype), new Proxy(new Context(), {})]) {
+      const outer = new AbortController();
+      let ran = false;
+      assert.throws(
+        () =>
+          createTask(
+            () => {
+              ran = true;
+            },
+            { context: fake, signal: outer.signal },
+          ),
+        (e: unknown) => e instanceof TypeError && /`options\.context`.*a Context/.test(e.message),
+      );
+      assert.equal(ran, false);
+      assert.equal(getEventListeners(outer.signal, "abort").length, 0, "no listener left behind");
+    }
+  });
 
   for (const [title, call, message] of cases) {
     it(`${title}: TypeError naming the argument, fn never runs`, () => {
