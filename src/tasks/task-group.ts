@@ -100,9 +100,17 @@ export class TaskGroup implements AsyncDisposable {
           : "shutting down after a failure or cancel";
       throw contextError("ERR_TASK_GROUP_CLOSED", this.toString(), why);
     }
-    const task = createTask(fn, options);
-    this.#tasks.add(task);
+    // Counted before fn starts: a child whose synchronous start calls wait()
+    // must find itself there, or wait() would settle while it runs.
     this.#pending++;
+    let task: Task<T>;
+    try {
+      task = createTask(fn, options);
+    } catch (error) {
+      this.#childDone();
+      throw error;
+    }
+    this.#tasks.add(task);
     task.then(undefined, (error: unknown) => {
       // A cancelled child (by the group, its own signal or the user) is not a failure.
       if (task.cancelled) return;
@@ -111,13 +119,17 @@ export class TaskGroup implements AsyncDisposable {
     });
     finishedOf(task).then(() => {
       this.#tasks.delete(task);
-      if (--this.#pending === 0) {
-        const wake = this.#wake;
-        this.#idle = this.#wake = undefined;
-        wake?.();
-      }
+      this.#childDone();
     });
     return task;
+  }
+
+  #childDone(): void {
+    if (--this.#pending === 0) {
+      const wake = this.#wake;
+      this.#idle = this.#wake = undefined;
+      wake?.();
+    }
   }
 
   /**
@@ -224,7 +236,15 @@ export async function taskGroup<R>(body: (group: TaskGroup) => R | PromiseLike<R
   } catch (error) {
     // The body heeding group.signal after a failure is a cancellation the
     // group caused, not a failure (asyncio drops that CancelledError too).
-    if (!causedBy(group.signal, error)) failGroup(group, error);
+    let caused = false;
+    try {
+      caused = causedBy(group.signal, error);
+    } catch {
+      // An exotic error (a Proxy whose getPrototypeOf trap throws, a name or
+      // cause getter that throws) is no AbortError the group caused: a
+      // failure, and the children are still waited for.
+    }
+    if (!caused) failGroup(group, error);
   }
   await group.wait();
   return result as R;

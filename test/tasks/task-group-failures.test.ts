@@ -92,6 +92,31 @@ describe("TaskGroup: failures", () => {
     assert.deepEqual(errorTypes(error), new Set([RangeError]));
   });
 
+  it("the body throwing an exotic error after a failure (a Proxy whose getPrototypeOf trap throws): a failure, and the children are still waited for", async () => {
+    const exotic = new Proxy(new Error("exotic"), {
+      getPrototypeOf() {
+        throw new Error("trap");
+      },
+    });
+    let slowFinished = false;
+    const error = await rejection(
+      taskGroup(async (g) => {
+        g.createTask(divideByZero);
+        g.createTask(async () => {
+          await sleep(20); // heeds no signal
+          slowFinished = true;
+        });
+        await new Promise((resolve) => g.signal.addEventListener("abort", resolve));
+        throw exotic;
+      }),
+    );
+    assert.equal(slowFinished, true, "taskGroup settled only once every child had");
+    assert.ok(error instanceof AggregateError);
+    assert.equal(error.errors.length, 2);
+    assert.ok(error.errors[0] instanceof RangeError);
+    assert.equal(error.errors[1], exotic);
+  });
+
   itFromEveryState(
     "the body awaiting a child the group cancelled: not a failure (asyncio drops that CancelledError)",
     async () => {

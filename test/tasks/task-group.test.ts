@@ -202,6 +202,26 @@ describe("TaskGroup: finished as soon as wait() finds no child left", () => {
     order.push("wait");
     assert.deepEqual(order, ["first child", "late child", "wait"]);
   });
+
+  itFromEveryState(
+    "a child that calls wait() in its synchronous start is waited for, and its failure reported",
+    async () => {
+      const group = new TaskGroup();
+      const failure = new Error("child failed");
+      let finished = false;
+      group.createTask(async () => {
+        void group.wait().catch(() => {});
+        await sleep(5);
+        finished = true;
+        throw failure;
+      });
+      await assert.rejects(
+        group.wait(),
+        (e) => e instanceof AggregateError && e.errors.length === 1 && e.errors[0] === failure,
+      );
+      assert.equal(finished, true);
+    },
+  );
 });
 
 describe("TaskGroup: how it shows", () => {
