@@ -7,7 +7,16 @@ import { rootContext } from "./current.ts";
 import { varCreated } from "./inherit.ts";
 import { type InspectFn, innerOptions, inspectCustom, show } from "./inspect.ts";
 import { MISSING, type Missing } from "./missing.ts";
-import { isToken, makeToken, markTokenUsed, type Token, tokenState } from "./token.ts";
+import {
+  isToken,
+  makeToken,
+  markTokenUsed,
+  type Token,
+  tokenOldValue,
+  tokenState,
+  tokenUsed,
+  tokenVar,
+} from "./token.ts";
 
 // Module-local aliases for the hot paths: an imported binding is read through
 // the exporting module's cell, with a check that it has been initialised, and
@@ -24,6 +33,9 @@ const newToken = makeToken;
 const tokenLike = isToken;
 const markUsed = markTokenUsed;
 const stateOf = tokenState;
+const varOf = tokenVar;
+const oldValueOf = tokenOldValue;
+const usedOf = tokenUsed;
 const notFound: typeof NOT_FOUND = NOT_FOUND;
 const missing: typeof MISSING = MISSING;
 
@@ -157,13 +169,16 @@ export class ContextVar<T> {
    */
   reset(token: Token<T>): void {
     if (!tokenLike(token)) throw argumentError("token", "a Token", token, `${this}.reset()`);
-    // Checks in CPython's order: used, then var, then context.
-    if (token.used) throw contextError("ERR_TOKEN_USED", token.toString());
-    if (token.var !== this) {
+    // Checks in CPython's order: used, then var, then context. The token's
+    // fields are read through its private state, never its public getters,
+    // which an own property on the token could shadow.
+    if (usedOf(token)) throw contextError("ERR_TOKEN_USED", token.toString());
+    const own = varOf(token);
+    if (own !== this) {
       throw contextError(
         "ERR_TOKEN_VAR_MISMATCH",
         token.toString(),
-        token.var.toString(),
+        own.toString(),
         this.toString(),
       );
     }
@@ -173,14 +188,15 @@ export class ContextVar<T> {
       throw contextError("ERR_TOKEN_CONTEXT_MISMATCH", token.toString());
     }
     markUsed(token);
+    const oldValue = oldValueOf(token);
     const now = mapIn(context);
     let next: Mapping;
     if (now === state.after) next = state.before;
-    else if (token.oldValue === missing) next = now.delete(this as ContextVar<unknown>);
-    else next = now.set(this as ContextVar<unknown>, token.oldValue);
+    else if (oldValue === missing) next = now.delete(this as ContextVar<unknown>);
+    else next = now.set(this as ContextVar<unknown>, oldValue);
     setMapIn(context, next);
-    if (token.oldValue === missing) this.#missId = next.id;
-    else this.#remember(next, token.oldValue);
+    if (oldValue === missing) this.#missId = next.id;
+    else this.#remember(next, oldValue);
   }
 
   // Caches a primitive value found in `map`; for an object, drops the cache.

@@ -16,6 +16,12 @@ export interface TokenState {
 }
 
 export let tokenState: (token: Token<unknown>) => TokenState;
+// What reset reads of a token, from its private fields: a token is an
+// ordinary object, and an own `var`, `oldValue` or `used` defined on it would
+// shadow the getters (Python's Token has no __dict__ to do that with).
+export let tokenVar: (token: Token<unknown>) => ContextVar<unknown>;
+export let tokenOldValue: (token: Token<unknown>) => unknown;
+export let tokenUsed: (token: Token<unknown>) => boolean;
 export let markTokenUsed: (token: Token<unknown>) => void;
 export let isToken: (value: unknown) => value is Token<unknown>;
 export let makeToken: <T>(
@@ -70,6 +76,9 @@ export class Token<T> implements Disposable {
     makeToken = (v, oldValue, context, before, after) =>
       new Token(constructing, v, oldValue, { context, before, after });
     tokenState = (token) => token.#state;
+    tokenVar = (token) => token.#var;
+    tokenOldValue = (token) => token.#oldValue;
+    tokenUsed = (token) => token.#used;
     markTokenUsed = (token) => {
       token.#used = true;
     };
@@ -97,7 +106,7 @@ export class Token<T> implements Disposable {
    * @throws as ContextVar.reset.
    */
   [Symbol.dispose](): void {
-    this.var.reset(this);
+    this.#var.reset(this);
   }
 
   get [Symbol.toStringTag](): string {
@@ -106,13 +115,13 @@ export class Token<T> implements Disposable {
 
   /** `<Token var=ContextVar("user")>`, or `<Token used var=ContextVar("user")>` once used (as CPython's repr). */
   toString(): string {
-    return `<Token${this.#used ? " used" : ""} var=${this.var.toString()}>`;
+    return `<Token${this.#used ? " used" : ""} var=${this.#var.toString()}>`;
   }
 
   [inspectCustom](depth: number, options: object, inspect?: InspectFn): string {
     if (depth < 0) return `[${this.toString()}]`;
     const inner = innerOptions(depth, options);
-    const old = this.oldValue === MISSING ? "MISSING" : show(this.oldValue, inspect, inner);
-    return `Token { var: ${this.var.toString()}, oldValue: ${old}, used: ${this.#used} }`;
+    const old = this.#oldValue === MISSING ? "MISSING" : show(this.#oldValue, inspect, inner);
+    return `Token { var: ${this.#var.toString()}, oldValue: ${old}, used: ${this.#used} }`;
   }
 }

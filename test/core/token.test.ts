@@ -132,6 +132,42 @@ describe("Token", () => {
     assert.equal(t.var, c);
     assert.equal(t.oldValue, MISSING);
   });
+
+  it("reset reads the token's own state: own properties defined on it change nothing", () => {
+    const c = new ContextVar<string>("c", { default: "default" });
+    const other = new ContextVar<string>("other");
+    // A shadowed `used`: the token still resets only once (CPython's RuntimeError).
+    const once = c.set("a");
+    Object.defineProperty(once, "used", { get: () => false });
+    c.reset(once);
+    c.set("b");
+    assert.throws(() => c.reset(once), TokenUsedError);
+    assert.equal(c.get(), "b");
+    // A shadowed `var`: reset through another var is still refused.
+    const t = c.set("c");
+    Object.defineProperty(t, "var", { value: other });
+    assert.throws(() => other.reset(t), TokenMismatchError);
+    // A shadowed `oldValue`: the value restored is the one the var had.
+    Object.defineProperty(t, "oldValue", { value: "forged" });
+    c.reset(t);
+    assert.equal(c.get(), "b");
+    // A throwing `oldValue` getter cannot interrupt a reset halfway.
+    const u = c.set("d");
+    Object.defineProperty(u, "oldValue", {
+      get() {
+        throw new Error("getter");
+      },
+    });
+    c.reset(u);
+    assert.equal(c.get(), "b");
+    // using, through Symbol.dispose, resets the var that made the token.
+    {
+      using shadowed = c.set("e");
+      Object.defineProperty(shadowed, "var", { value: other });
+      assert.equal(c.get(), "e");
+    }
+    assert.equal(c.get(), "b");
+  });
 });
 
 describe("Token with using", () => {
