@@ -216,8 +216,9 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
     thisArg?: unknown,
   ): void {
     assertFn("fn", fn, this, "forEach");
+    // Called as Map#forEach calls it, not through fn.call, which fn may have replaced.
     this.#map.forEach((value, key) => {
-      fn.call(thisArg, value, key, this);
+      Reflect.apply(fn, thisArg, [value, key, this]);
     });
   }
 

@@ -255,6 +255,27 @@ describe("Context is Map-like", () => {
     assert.deepEqual(seen, entries);
   });
 
+  it("forEach calls fn as Map#forEach does, not through a call property fn may have replaced", () => {
+    const ctx = filled();
+    const calls = (target: { forEach(fn: (value: unknown) => void): void }): unknown[] => {
+      const seen: unknown[] = [];
+      const fn = (value: unknown) => seen.push(value);
+      Object.defineProperty(fn, "call", { value: () => seen.push("own call") });
+      target.forEach(fn);
+      const proxied = new Proxy((value: unknown) => seen.push(["proxy", value]), {
+        get() {
+          throw new Error("get trap");
+        },
+      });
+      target.forEach(proxied);
+      return seen;
+    };
+    const asMap = calls(new Map(ctx));
+    assert.deepEqual(calls(ctx), asMap);
+    const values = [...ctx.values()];
+    assert.deepEqual(asMap, [...values, ...values.map((value) => ["proxy", value])]);
+  });
+
   it("satisfies ReadonlyMap: new Map(ctx) holds the same entries", () => {
     const map: ReadonlyMap<ContextVar<unknown>, unknown> = filled();
     const copy = new Map(map);
