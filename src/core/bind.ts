@@ -23,6 +23,13 @@ export function assertContext(name: string, value: unknown): asserts value is Co
 export function bind<F extends (...args: never[]) => unknown>(fn: F, context?: Context): F {
   assertFunction("fn", fn);
   assertContext("context", context);
-  // Named `bound <name>` and as long as fn, as Function#bind makes it.
-  return inCopies(`bound ${fn.name}`, fn.length, fn, context ?? copyContext()) as F;
+  // Named `bound <name>` and as long as fn, as Function#bind makes it (a
+  // name that is not a string counts as "", as there).
+  const name: unknown = fn.name;
+  return inCopies(
+    `bound ${typeof name === "string" ? name : ""}`,
+    fn.length,
+    fn,
+    context ?? copyContext(),
+  ) as F;
 }

@@ -144,6 +144,20 @@ describe("bind", () => {
     assert.deepEqual([loose(), loose(1, 2)], [0, 2]);
   });
 
+  it('a name that is not a string counts as "", as Function#bind has it', () => {
+    const named = (name: unknown): (() => number) => {
+      const fn = () => 1;
+      Object.defineProperty(fn, "name", { value: name });
+      return fn;
+    };
+    // A class with a static name() method has a function for a name.
+    for (const fn of [named(Symbol("s")), named(() => "not a string"), named(undefined)]) {
+      const native = Function.prototype.bind.call(fn, null).name;
+      assert.equal(native, "bound ");
+      assert.equal(bind(fn).name, native);
+    }
+  });
+
   it("TypeError for a non-function fn or a non-Context context", () => {
     const anyBind = bind as unknown as (fn: unknown, context?: unknown) => unknown;
     for (const fn of [undefined, null, 42, "fn", {}]) {
