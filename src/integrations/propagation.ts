@@ -218,14 +218,15 @@ export function contextPropagation<F extends PropagatedFields>(fields: F): Conte
     wrapFetch(fetchFn = globalThis.fetch) {
       if (typeof fetchFn !== "function") throw argumentError("fetchFn", "a function", fetchFn);
       return function propagatingFetch(input: RequestInfo | URL, init?: RequestInit) {
-        let headers: Headers;
+        let options: RequestInit;
         try {
           const given = init?.headers ?? (input instanceof Request ? input.headers : undefined);
-          headers = carry.inject(new Headers(given));
+          // The copy of init inside the try too: a getter that throws rejects, as fetch's own would.
+          options = { ...init, headers: carry.inject(new Headers(given)) };
         } catch (error) {
           return Promise.reject(error); // as fetch itself reports bad headers
         }
-        return fetchFn(input, { ...init, headers });
+        return fetchFn(input, options);
       };
     },
   };

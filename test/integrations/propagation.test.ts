@@ -502,6 +502,28 @@ describe("wrapFetch", () => {
     await assert.rejects(fetch(`${base}/bad`, { headers: { "bad header": "x" } }), TypeError);
   });
 
+  it("an init whose getter throws rejects, as fetch's own does, instead of throwing", async () => {
+    const boom = new Error("method getter");
+    const init = Object.defineProperty({}, "method", {
+      get() {
+        throw boom;
+      },
+      enumerable: true,
+    }) as RequestInit;
+    let called = false;
+    const tracedFetch = carry.wrapFetch(async () => {
+      called = true;
+      return new Response();
+    });
+    let returned: Promise<Response> | undefined;
+    assert.doesNotThrow(() => {
+      returned = tracedFetch(`${base}/getter`, init);
+    });
+    await assert.rejects(returned as Promise<Response>, (e) => e === boom);
+    await assert.rejects(fetch(`${base}/getter`, init), (e) => e === boom);
+    assert.equal(called, false);
+  });
+
   it("a value that cannot travel does not stop the request", async () => {
     const tracedFetch = carry.wrapFetch(fetch);
     const seen = await fresh(async () => {
