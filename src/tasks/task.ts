@@ -432,6 +432,12 @@ function start<T>(task: Task<T>, fn: TaskFunction<T>): void {
 }
 
 function follow<T>(task: Task<T>, result: unknown): void {
+  if (result === task) {
+    // A function that returns its own task (`createTask(() => currentTask())`)
+    // would wait for itself forever: a promise resolved with itself rejects.
+    fnSettled(task, false, new TypeError(`Chaining cycle detected for ${task}`));
+    return;
+  }
   let then: Function | undefined;
   try {
     then = thenOf(result);

@@ -578,6 +578,24 @@ describe("Task: a function that returns a thenable", () => {
     assert.equal(v.get(), "creator");
   });
 
+  itFromEveryState(
+    "a function that returns its own task: a TypeError, as for a promise resolved with itself",
+    async () => {
+      const own = createTask(() => currentTask());
+      await assert.rejects(
+        own,
+        (e) =>
+          e instanceof TypeError &&
+          /^Chaining cycle detected for Task\("Task-\d+"\)$/.test(e.message),
+      );
+      const self: Promise<unknown> = new Promise((resolve) => queueMicrotask(() => resolve(self)));
+      await assert.rejects(
+        self,
+        (e) => e instanceof TypeError && /^Chaining cycle detected/.test(e.message),
+      );
+    },
+  );
+
   // Exotic objects on which the check for a native promise itself throws.
   itFromEveryState(
     "a promise whose own then getter throws: the task rejects, as an async function's promise does",
