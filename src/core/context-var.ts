@@ -51,6 +51,13 @@ export interface ContextVarOptions<T> {
 }
 
 /**
+ * Whether value is a ContextVar: a brand check, which `instanceof` is not (an
+ * `Object.create(ContextVar.prototype)` passes it, then fails at its first
+ * use). Internal.
+ */
+export let isContextVar: (value: unknown) => value is ContextVar<unknown>;
+
+/**
  * A variable whose value belongs to the current Context: set it once, read
  * it anywhere below, and concurrent work in other Contexts never sees it.
  *
@@ -80,6 +87,11 @@ export class ContextVar<T> {
   #hitId = -1;
   #hitValue: unknown;
   #missId = -1;
+
+  static {
+    isContextVar = (value): value is ContextVar<unknown> =>
+      typeof value === "object" && value !== null && #name in value;
+  }
 
   /**
    * @param name shown in messages and inspection; need not be unique.

@@ -3,7 +3,7 @@
  * fields, checked once and read per line. Internal: the two subpaths
  * re-export the `LogFields` type.
  */
-import { ContextVar } from "../core/context-var.ts";
+import { type ContextVar, isContextVar } from "../core/context-var.ts";
 import { MISSING } from "../core/missing.ts";
 import { argumentError } from "../errors.ts";
 
@@ -36,7 +36,7 @@ export function checkFields(fields: LogFields): readonly Field[] {
     throw argumentError("fields", "an object of ContextVars", fields);
   }
   return Object.entries(fields).map(([key, field]): Field => {
-    if (field instanceof ContextVar) {
+    if (isContextVar(field)) {
       const fallback = field.defaultValue === MISSING ? undefined : field.defaultValue;
       return { key, var: field, fallback, read: () => field.get(fallback) };
     }

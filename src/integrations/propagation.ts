@@ -15,7 +15,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
-import { ContextVar } from "../core/context-var.ts";
+import { type ContextVar, isContextVar } from "../core/context-var.ts";
 import { argumentError } from "../errors.ts";
 import { type BaggageCodec, type BaggageField, codecs } from "./baggage-codecs.ts";
 
@@ -101,10 +101,10 @@ function entriesOf(fields: PropagatedFields): Entry[] {
     if (!TOKEN.test(key) || key === "__proto__") {
       throw argumentError("fields key", "a baggage key (an HTTP token, not __proto__)", key);
     }
-    if (field instanceof ContextVar)
+    if (isContextVar(field))
       return { key, var: field as ContextVar<unknown>, codec: codecs.string };
     const f = field as BaggageField<unknown> | undefined;
-    if (f?.var instanceof ContextVar && typeof f.codec?.decode === "function") {
+    if (isContextVar(f?.var) && typeof f.codec?.decode === "function") {
       return { key, var: f.var, codec: f.codec };
     }
     throw argumentError(`fields[${JSON.stringify(key)}]`, "a ContextVar or a baggageField", field);

@@ -48,7 +48,10 @@ class Handle implements CallHandle {
   }
 
   toString(): string {
-    return `<${this.kind} ${this.fn.name || "anonymous"}${this.#cancelled ? " cancelled" : ""}>`;
+    // A name that is not a string (a Symbol, a static name() method) counts as none.
+    const name: unknown = this.fn.name;
+    const shown = typeof name === "string" && name !== "" ? name : "anonymous";
+    return `<${this.kind} ${shown}${this.#cancelled ? " cancelled" : ""}>`;
   }
 }
 

@@ -122,10 +122,22 @@ function pick(run: ContextRunOptions): Pick<ContextRunOptions, "transferList" | 
  * const pool = contextPool(new Piscina({ filename: new URL("./hash.js", import.meta.url).href }));
  * requestId.run("r-1", () => pool.run(data)); // hash.js's default export sees requestId "r-1"
  */
+/**
+ * Whether value is a ContextPool: a brand check, which `instanceof` is not
+ * (an `Object.create(ContextPool.prototype)` passes it, then fails at every
+ * job). Internal.
+ */
+export let isContextPool: (value: unknown) => value is ContextPool;
+
 export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
   /** The piscina pool that runs the jobs. */
   readonly piscina: PiscinaLike;
   readonly #onUncloneable: OnUncloneable | undefined;
+
+  static {
+    isContextPool = (value): value is ContextPool =>
+      typeof value === "object" && value !== null && #onUncloneable in value;
+  }
 
   /**
    * @throws {TypeError} if piscina has no `run` method or onUncloneable is not "throw"/"skip".

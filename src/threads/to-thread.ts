@@ -1,6 +1,6 @@
 import { copyContext } from "../core/current.ts";
 import { argumentError } from "../errors.ts";
-import { asFilename, ContextPool, poolEntry, runCall } from "./pool.ts";
+import { asFilename, ContextPool, isContextPool, poolEntry, runCall } from "./pool.ts";
 
 // The pool given to useThreadPool, and the default pool, kept apart: the
 // default pool is made once per thread and kept, so giving a pool while it
@@ -46,7 +46,7 @@ async function createDefaultPool(): Promise<ContextPool> {
  * @throws {TypeError} if pool is not a ContextPool.
  */
 export function useThreadPool(pool: ContextPool | undefined): void {
-  if (pool !== undefined && !(pool instanceof ContextPool)) {
+  if (pool !== undefined && !isContextPool(pool)) {
     throw argumentError("pool", "a ContextPool (from contextPool(piscina))", pool);
   }
   chosen = pool;

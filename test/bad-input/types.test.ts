@@ -22,6 +22,7 @@ import {
   isolated,
   run,
   TaskGroup,
+  Token,
   taskGroup,
   timeout,
 } from "contextvars";
@@ -41,6 +42,11 @@ const lookAlikes: unknown[] = [
   { then: 1 },
   { on: 1 },
   Object.create(null),
+  // Pass instanceof, but are not what they claim: told apart by brand.
+  Object.create(Context.prototype),
+  new Proxy(ctx, {}),
+  Object.create(ContextVar.prototype),
+  Object.create(Token.prototype),
   new String("fn"),
   new Number(1),
   [noop],

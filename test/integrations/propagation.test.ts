@@ -437,6 +437,13 @@ describe("contextPropagation(fields)", () => {
     assert.throws(() => contextPropagation(null as never), TypeError);
     assert.throws(() => baggageField(attempt, {} as never), TypeError);
     assert.throws(() => carry.wrapFetch(42 as never), TypeError);
+    // Passes instanceof, but is no var: refused here, not at the first request.
+    const fake = Object.create(ContextVar.prototype) as ContextVar<string>;
+    assert.throws(() => contextPropagation({ fake }), /Expected `fields\["fake"\]`/);
+    assert.throws(
+      () => contextPropagation({ fake: baggageField(fake, codecs.string) }),
+      /Expected `fields\["fake"\]`/,
+    );
   });
 
   it("codecs reject what they cannot read", () => {

@@ -142,6 +142,11 @@ describe("callSoon / callLater: handles", () => {
     assert.equal(String(handle), "<callSoon tick>");
     handle.cancel();
     assert.equal(String(handle), "<callSoon tick cancelled>");
+    // A name that is not a string counts as none, as for an anonymous function.
+    const symbolNamed = Object.defineProperty(() => {}, "name", { value: Symbol("tick") });
+    const other = callSoon(symbolNamed);
+    assert.equal(String(other), "<callSoon anonymous>");
+    other.cancel();
   });
 });
 
