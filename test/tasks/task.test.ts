@@ -588,11 +588,10 @@ describe("Task: a function that returns a thenable", () => {
           e instanceof TypeError &&
           /^Chaining cycle detected for Task\("Task-\d+"\)$/.test(e.message),
       );
+      // The promise it mirrors (V8 says "Chaining cycle detected for promise",
+      // JavaScriptCore "Cannot resolve a promise with itself").
       const self: Promise<unknown> = new Promise((resolve) => queueMicrotask(() => resolve(self)));
-      await assert.rejects(
-        self,
-        (e) => e instanceof TypeError && /^Chaining cycle detected/.test(e.message),
-      );
+      await assert.rejects(self, TypeError);
     },
   );
 
