@@ -9,13 +9,21 @@ import type {
   HookHandlerDoneFunction,
 } from "fastify";
 import fp from "fastify-plugin";
+import type { Context } from "../core/context.ts";
+import { bindEarlierListeners, bindToRequest } from "./request-emitters.ts";
 import {
   type RequestContextOptions,
   type ResolvedOptions,
   requestId,
   resolveOptions,
 } from "./request-id.ts";
-import { nodeRequestContext, requestContextOf, runInRequest } from "./request-scope.ts";
+import {
+  type NodeRequestLike,
+  type NodeResponseLike,
+  nodeRequestContext,
+  requestContextOf,
+  runInRequest,
+} from "./request-scope.ts";
 
 export { type RequestContextOptions, requestId };
 
@@ -50,7 +58,7 @@ function contextvars(
       reply: FastifyReply,
       next: HookHandlerDoneFunction,
     ): void {
-      const context = nodeRequestContext(request.raw, reply.raw, resolved, request);
+      const context = nodeRequestContext(request.raw, reply.raw, resolved, request, bindRaw);
       runInRequest(context, proceed, seed, request, next);
     },
   );
@@ -74,6 +82,28 @@ function contextvars(
     },
   );
   done();
+}
+
+// Fastify adds its own `finish` and `error` listeners to the response (they
+// run the onResponse hooks) before any onRequest hook, so before the
+// request's Context exists. On HTTP/1, Node emits `finish` from the write
+// the request's own code started, in the request's Context. On HTTP/2,
+// node:http2's compatibility layer emits it from the stream's `close`, in
+// the session's Context: onResponse hooks would see no request values, and
+// a var one of them set would land there (the root Context, on Node), which
+// every later request copies. There the two listeners are bound now; on
+// HTTP/1 that would be work for nothing.
+function bindRaw(
+  req: NodeRequestLike & { readonly httpVersionMajor?: number },
+  res: NodeResponseLike,
+  context: Context,
+): void {
+  bindToRequest(req, context);
+  bindToRequest(res, context);
+  if (req.httpVersionMajor === 2) {
+    bindEarlierListeners(res, "finish");
+    bindEarlierListeners(res, "error");
+  }
 }
 
 // A throw from seed is handed to the hook's done(err) here, inside the

@@ -159,6 +159,25 @@ export function bindToRequest(emitter: EventEmitter, context: Context): void {
   methods.prependOnceListener = ownMethods.prependOnceListener;
 }
 
+/**
+ * Makes the listeners `emitter` already had for `event` when it was bound
+ * run in its Context too, as those added later do; their order is kept. For
+ * a framework that adds its own before the request's Context exists
+ * (Fastify's response listeners). Call it after `bindToRequest`.
+ */
+export function bindEarlierListeners(emitter: EventEmitter, event: string): void {
+  const earlier = emitter.rawListeners(event) as Listener[];
+  if (earlier.length === 0) return;
+  emitter.removeAllListeners(event);
+  for (const listener of earlier) {
+    // A native once-wrapper: added again as the once-listener it wraps, so
+    // that removeListener(event, original) still finds it.
+    const original = (listener as Partial<Wrapped>).listener;
+    if (typeof original === "function") emitter.once(event, original);
+    else emitter.on(event, listener);
+  }
+}
+
 /** The Context `bindToRequest` bound `emitter` to, if it did. */
 export function boundContextOf(emitter: object): Context | undefined {
   return (emitter as Bound)[binding]?.context;

@@ -24,7 +24,12 @@ export const requestId: ContextVar<string> = new ContextVar<string>("requestId")
  * Hono's `Context`, Koa's `Context`.
  */
 export interface RequestContextOptions<R> {
-  /** Header the incoming id is read from and echoed on (case-insensitive). Default `"x-request-id"`. */
+  /**
+   * Header the incoming id is read from and echoed on (case-insensitive).
+   * Default `"x-request-id"`. Not a connection-specific header, which
+   * HTTP/2 forbids (Connection, Keep-Alive, Proxy-Connection,
+   * Transfer-Encoding, Upgrade, TE, HTTP2-Settings), nor Content-Length.
+   */
   header?: string;
   /** Whether the id goes back on the response under `header` (not onto one already sent). Default `true`. */
   echo?: boolean;
@@ -72,6 +77,21 @@ const WELL_FORMED_ID = /^[\w.:=+/-]{1,200}$/;
 // RFC 9110 `token`: what a header name may be.
 const HEADER_NAME = /^[!#$%&'*+.^`|~\w-]+$/;
 
+// Names an id must not be read from or echoed on. HTTP/2 forbids the
+// connection-specific headers (RFC 9113 §8.2.2; Node's http2 also refuses
+// HTTP2-Settings): setHeader throws from inside the request listener, on
+// every request. An id as Content-Length breaks the response on any protocol.
+const FORBIDDEN_HEADERS: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "te",
+  "http2-settings",
+  "content-length",
+]);
+
 /**
  * The id of a request: `incoming` if it is well-formed (1–200 characters of
  * letters, digits and `_ - . : = + /`; the caller passes undefined when the
@@ -102,7 +122,8 @@ export function requestIdFor<R>(
 /**
  * Checks the options and fills in the defaults; the header name comes back
  * lower-cased, as Node keys `req.headers`. Internal.
- * @throws {TypeError} if an option has the wrong type or the header is not a valid header name.
+ * @throws {TypeError} if an option has the wrong type, or the header is not a valid header
+ * name, or is connection-specific (HTTP/2 forbids it) or Content-Length.
  */
 export function resolveOptions<R>(
   options: RequestContextOptions<R> | undefined,
@@ -119,6 +140,13 @@ export function resolveOptions<R>(
   } = options ?? {};
   if (typeof header !== "string" || !HEADER_NAME.test(header)) {
     throw argumentError("options.header", "a header name", header);
+  }
+  if (FORBIDDEN_HEADERS.has(header.toLowerCase())) {
+    throw argumentError(
+      "options.header",
+      "a header name that is neither connection-specific (HTTP/2 forbids those) nor Content-Length",
+      header,
+    );
   }
   if (typeof echo !== "boolean") throw argumentError("options.echo", "a boolean", echo);
   if (typeof trustHeader !== "boolean") {

@@ -42,7 +42,15 @@ const isUndefined = (x: unknown) => x === undefined;
 const isFunction = (x: unknown) => typeof x === "function";
 const isOptionsObject = (x: unknown) => x === undefined || (typeof x === "object" && x !== null);
 const optional = (test: (x: unknown) => boolean) => (x: unknown) => x === undefined || test(x);
-const isHeaderName = (x: unknown) => typeof x === "string" && /^[!#$%&'*+.^`|~\w-]+$/.test(x);
+const forbiddenHeaders = new Set(
+  "connection keep-alive proxy-connection transfer-encoding upgrade te http2-settings content-length".split(
+    " ",
+  ),
+);
+const isHeaderName = (x: unknown) =>
+  typeof x === "string" &&
+  /^[!#$%&'*+.^`|~\w-]+$/.test(x) &&
+  !forbiddenHeaders.has(x.toLowerCase());
 const isBoolean = (x: unknown) => typeof x === "boolean";
 const isModuleLocation = (x: unknown) =>
   x instanceof URL || (typeof x === "string" && /^(file:|\/|[a-zA-Z]:[\\/])/.test(x));

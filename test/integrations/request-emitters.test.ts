@@ -3,7 +3,11 @@ import { EventEmitter, once } from "node:events";
 import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
 import { Context, ContextVar, copyContext } from "contextvars";
-import { bindPrototype, bindToRequest } from "../../src/integrations/request-emitters.ts";
+import {
+  bindEarlierListeners,
+  bindPrototype,
+  bindToRequest,
+} from "../../src/integrations/request-emitters.ts";
 
 const v = new ContextVar<string>("v");
 
@@ -180,3 +184,46 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
     });
   });
 }
+
+describe("bindEarlierListeners", () => {
+  it("listeners added before the binding run in the request's Context too, in their order", () => {
+    const context = requestContext("request");
+    const emitter = new EventEmitter();
+    const seen: string[] = [];
+    const first = (a: unknown) => seen.push(`first ${v.get("none")} ${String(a)}`);
+    emitter.on("e", first);
+    emitter.once("e", () => seen.push(`once ${v.get("none")}`));
+    emitter.on("other", () => seen.push(`other ${v.get("none")}`));
+    bindToRequest(emitter, context);
+    bindEarlierListeners(emitter, "e");
+    emitter.on("e", () => seen.push(`later ${v.get("none")}`));
+    new Context().run(() => v.run("emitter", () => emitter.emit("e", 1)));
+    emitter.emit("e", 2);
+    emitter.emit("other");
+    assert.deepEqual(seen, [
+      "first request 1",
+      "once request",
+      "later request",
+      "first request 2",
+      "later request",
+      "other none",
+    ]);
+    assert.deepEqual(emitter.listeners("e").slice(0, 1), [first], "listeners() shows the original");
+    emitter.removeListener("e", first);
+    assert.equal(emitter.listenerCount("e"), 1);
+  });
+
+  it("a once listener is still removed by its original before it fires; no listeners: nothing", () => {
+    const emitter = new EventEmitter();
+    let count = 0;
+    const listener = () => count++;
+    emitter.once("e", listener);
+    bindToRequest(emitter, requestContext("r"));
+    bindEarlierListeners(emitter, "e");
+    bindEarlierListeners(emitter, "none");
+    emitter.removeListener("e", listener);
+    emitter.emit("e");
+    assert.equal(count, 0);
+    assert.equal(emitter.listenerCount("e") + emitter.listenerCount("none"), 0);
+  });
+});

@@ -92,6 +92,20 @@ describe("requestId and requestIdFor", () => {
     for (const options of [null, 42, { header: "" }, { header: "a b" }, { header: "x\n" }]) {
       assert.throws(() => resolveOptions(options as never), TypeError);
     }
+    // Connection-specific names, which HTTP/2 refuses on a response (setHeader
+    // would throw on every request), and Content-Length, in any case.
+    for (const header of [
+      "Connection",
+      "keep-alive",
+      "Proxy-Connection",
+      "transfer-encoding",
+      "Upgrade",
+      "TE",
+      "http2-settings",
+      "Content-Length",
+    ]) {
+      assert.throws(() => resolveOptions({ header }), /options\.header.*connection-specific/);
+    }
     assert.throws(() => resolveOptions({ echo: "no" as never }), /options\.echo/);
     assert.throws(() => resolveOptions({ seed: 1 as never }), /options\.seed/);
     assert.throws(() => resolveOptions({ trustHeader: "no" as never }), /options\.trustHeader/);
