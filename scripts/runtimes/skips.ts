@@ -123,6 +123,15 @@ export const DIFFERENCES: readonly Difference[] = [
     mayPass: true,
   },
   {
+    runtimes: ["deno"],
+    path: "test/integrations/http2.test.ts",
+    test: "HTTP/2, withContext: the echo, the session's own objects > listeners on req.stream are the session's",
+    reason:
+      "also pins that an unbound req.stream 'close' listener sees no request on Node; on Deno it runs in the " +
+      "Context that ended the response, here the request's (the bound listeners the test is about do see it)",
+    pinnedBy: PINNED,
+  },
+  {
     runtimes: ["bun"],
     path: "test/integrations/hono.test.ts",
     test: "contextvars/hono contextMiddleware > malformed ids are replaced, well-formed ones pass",

@@ -133,9 +133,9 @@ const DOUBLE = "./test/runtimes/install-async-context-double.ts";
 type PeerLine = "otel3" | "koa2" | "pino9" | "fastify-plugin5" | "express4" | "piscina4";
 const PEER_LINE_FILES: Record<PeerLine, readonly string[]> = {
   otel3: ["test/integrations/otel", "test/integrations/propagation.test.ts"],
-  koa2: ["test/integrations/koa.test.ts"],
+  koa2: ["test/integrations/koa.test.ts", "test/integrations/http2.test.ts"],
   pino9: ["test/integrations/pino.test.ts"],
-  "fastify-plugin5": ["test/integrations/fastify.test.ts"],
+  "fastify-plugin5": ["test/integrations/fastify.test.ts", "test/integrations/http2.test.ts"],
   express4: ["test/integrations/express.test.ts"],
   piscina4: ["test/threads/pool.test.ts", "test/threads/transfer.test.ts"],
 };

@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import { EventEmitter, once } from "node:events";
 import http from "node:http";
+import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -84,6 +85,29 @@ describe("runtime differences", () => {
       bun: ["handler:listen", "later chunk:listen"],
       deno: ["handler:root", "later chunk:root"],
     });
+  });
+
+  it("node:http2: a server stream's 'close' listener (req.stream, not bound) runs in none (Node), the listen() Context (Bun), the one that ended the response (Deno)", async () => {
+    let closed = (_context: string) => {};
+    const seen = new Promise<string>((resolve) => {
+      closed = resolve;
+    });
+    const server = http2.createServer((req, res) => {
+      v.run("registered", () => req.stream.once("close", () => closed(v.get())));
+      v.run("ended the response", () => res.end("ok"));
+    });
+    v.run("listen", () => server.listen(0, "127.0.0.1"));
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    const client = http2.connect(`http://127.0.0.1:${port}`);
+    const stream = client.request({ ":path": "/" });
+    stream.resume();
+    stream.end();
+    await once(stream, "end");
+    const got = await seen;
+    client.close();
+    server.close();
+    expectOn(got, { node: "root", bun: "listen", deno: "ended the response" });
   });
 
   it("process 'unhandledRejection' and 'uncaughtException' listeners: per runtime, and per AsyncContextFrame mode on Node", async () => {
