@@ -100,7 +100,10 @@ const services: Record<string, () => Promise<{ url: string; stop: () => Promise<
     return { url: await listen(server), stop: () => close(server) };
   },
   fastify: async () => {
-    const app = Fastify();
+    // All connections closed on close, idle or not, as close() does for the
+    // others: Deno's fetch keeps A's connection to B open, and a close() that
+    // found it not yet idle waited out Deno's 90 s pool timeout.
+    const app = Fastify({ forceCloseConnections: true });
     await app.register(contextPlugin, { seed: (request) => carry.extractInto(request.headers) });
     app.get("/whoami", () => observe());
     const url = await app.listen({ port: 0, host: "127.0.0.1" });
