@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { inspect, promisify } from "node:util";
-import { ContextVar, gather } from "contextvars";
+import { Context, ContextVar, gather } from "contextvars";
 import {
   type ContextPool,
   contextPool,
@@ -77,6 +77,26 @@ describe("contextPool", () => {
   it("a job from a Context with no values sees none", async () => {
     const reply = await pool.run({ i: 0, delay: 0 });
     assert.equal(reply.user, "<unset>");
+  });
+
+  it("a job's sets never reach a later job on its thread, also one whose caller sends no value for that var", async () => {
+    // From Contexts without requestId, so that no value a caller sends can hide a
+    // leftover: each of the first jobs sets requestId to `dirty after <i>` in its thread.
+    const batch = () =>
+      new Context().run(() =>
+        Promise.all(Array.from({ length: 8 }, (_, i) => pool.run({ i, delay: 0 }))),
+      );
+    const dirty = await batch();
+    const later = await batch();
+    const dirtied = new Set(dirty.map((reply) => reply.threadId));
+    assert.ok(
+      later.some((reply) => dirtied.has(reply.threadId)),
+      "a later job ran on a thread where an earlier job had set",
+    );
+    assert.deepEqual(
+      later.map((reply) => reply.requestId),
+      later.map(() => "<unset>"),
+    );
   });
 
   it("a var created { transfer: false } in the worker never receives", async () => {
