@@ -83,6 +83,8 @@ const throwing: ReadonlyArray<readonly [string, () => unknown]> = [
 /** Faults that reject a promise the caller awaits. */
 const rejecting: ReadonlyArray<readonly [string, () => PromiseLike<unknown>]> = [
   ["ctx.run(async fn) that rejects after an await", () => new Context().run(failLater)],
+  ["var.run(value, async fn) that rejects after an await", () => w.run("inside", failLater)],
+  ["a bind()-wrapped async function that rejects after an await", () => bind(failLater)()],
   ["a task whose function throws synchronously", () => createTask(fail)],
   ["a task that rejects after an await", () => createTask(failLater)],
   ["run(main) that rejects", () => run(failLater)],
