@@ -30,6 +30,8 @@ function check(request: FastifyRequest, stage: string, done: Done): void {
 }
 
 const seenByOnError: Record<string, string>[] = [];
+/** What the error handler saw, for every error it was given, answered or not. */
+const seenByErrorHandler: Record<string, string>[] = [];
 
 async function buildApp(): Promise<FastifyInstance> {
   const app = Fastify();
@@ -55,6 +57,7 @@ async function buildApp(): Promise<FastifyInstance> {
     done();
   });
   app.setErrorHandler((error, request, reply) => {
+    seenByErrorHandler.push(errorReport(error));
     if (request.url === "/error-handler/sync") throw new StageError("error-handler");
     const status =
       error instanceof StageError ? 500 : ((error as { statusCode?: number }).statusCode ?? 500);
@@ -106,17 +109,41 @@ describe("fastify: a fault at every stage", () => {
     );
   });
 
-  it("hooks after the handler: preSerialization, onSend (Fastify answers these itself)", () =>
-    expectStageFaults(base, [
+  it("hooks after the handler: preSerialization, onSend (Fastify answers these itself, after the error handler ran in the request's Context)", async () => {
+    seenByErrorHandler.length = 0;
+    await expectStageFaults(base, [
       { stage: "preSerialization", reported: false },
       { stage: "onSend", reported: false },
-    ]));
+    ]);
+    const expected = ["preSerialization", "onSend"].flatMap((stage) =>
+      ["sync", "async"].map((mode) => ({
+        id: `${stage}-${mode}`,
+        user: `user-${stage}-${mode}`,
+        leak: `set at ${stage}`,
+        error: `failed at ${stage}`,
+      })),
+    );
+    assert.deepEqual(seenByErrorHandler, expected);
+  });
 
-  it("onResponse (the response is already sent) and the error handler itself", () =>
-    expectStageFaults(base, [
-      { stage: "onResponse", status: 200, reported: false },
-      { stage: "error-handler", modes: ["sync"], reported: false },
-    ]));
+  it("onResponse (the response is already sent): no error handler runs (Fastify logs it); nothing leaks", async () => {
+    seenByErrorHandler.length = 0;
+    await expectStageFaults(base, [{ stage: "onResponse", status: 200, reported: false }]);
+    assert.deepEqual(seenByErrorHandler, []);
+  });
+
+  it("the error handler itself throws: it ran in the request's Context; Fastify answers; nothing leaks", async () => {
+    seenByErrorHandler.length = 0;
+    await expectStageFaults(base, [{ stage: "error-handler", modes: ["sync"], reported: false }]);
+    assert.deepEqual(seenByErrorHandler, [
+      {
+        id: "error-handler-sync",
+        user: "user-error-handler-sync",
+        leak: "unset",
+        error: "failed at handler",
+      },
+    ]);
+  });
 
   it("a malformed JSON body: the parser's error reaches the error handler in the request's Context", async () => {
     const reply = await send(base, "/body", {

@@ -96,8 +96,26 @@ describe("hono: a fault at every stage", () => {
       { stage: "handler" },
     ]));
 
-  it("app.onError itself throws: the adapter answers 500; nothing leaks", () =>
-    expectStageFaults(base, [{ stage: "error-handler", modes: ["sync"], reported: false }]));
+  it("app.onError itself throws: it ran in the request's Context; the adapter answers 500; nothing leaks", async () => {
+    seenByOnError.length = 0;
+    await expectStageFaults(base, [{ stage: "error-handler", modes: ["sync"], reported: false }]);
+    const inRequest = { id: "error-handler-sync", user: "user-error-handler-sync", leak: "unset" };
+    const [first, second, ...outer] = seenByOnError;
+    assert.deepEqual(first, { ...inRequest, error: "failed at handler" });
+    // Pinned: Hono's compose hands onError's own throw to onError again at each
+    // enclosing level; below contextMiddleware in the request's Context, above
+    // it (and in Hono's dispatch) outside, as for a throwing seed.
+    assert.deepEqual(second, { ...inRequest, error: "failed at error-handler" });
+    assert.ok(outer.length > 0, "onError was called again above contextMiddleware");
+    for (const seen of outer) {
+      assert.deepEqual(seen, {
+        id: "<no request>",
+        user: "<no user>",
+        leak: "unset",
+        error: "failed at error-handler",
+      });
+    }
+  });
 
   it("a malformed JSON body: c.req.json()'s error reaches app.onError in the request's Context", async () => {
     const reply = await send(base, "/body", {

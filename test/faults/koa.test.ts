@@ -25,6 +25,7 @@ import {
 import { close, listen, send } from "../helpers/http.ts";
 
 const seenByErrorEvent: Record<string, string>[] = [];
+const seenByErrorMiddleware: Record<string, string>[] = [];
 
 function buildApp(): Koa {
   const app = new Koa();
@@ -43,6 +44,7 @@ function buildApp(): Koa {
     try {
       await next();
     } catch (error) {
+      seenByErrorMiddleware.push(errorReport(error));
       if (ctx.path === "/error-handler/sync") throw new StageError("error-handler");
       const parser = error instanceof SyntaxError || (error as { status?: number }).status === 400;
       ctx.status = parser ? 400 : 500;
@@ -84,9 +86,18 @@ describe("koa: a fault at every stage", () => {
       { stage: "handler" },
     ]));
 
-  it("the error middleware itself throws: Koa answers 500; nothing leaks", async () => {
+  it("the error middleware itself throws: it ran in the request's Context; Koa answers 500; nothing leaks", async () => {
     seenByErrorEvent.length = 0;
+    seenByErrorMiddleware.length = 0;
     await expectStageFaults(base, [{ stage: "error-handler", modes: ["sync"], reported: false }]);
+    assert.deepEqual(seenByErrorMiddleware, [
+      {
+        id: "error-handler-sync",
+        user: "user-error-handler-sync",
+        leak: "unset",
+        error: "failed at handler",
+      },
+    ]);
     // Koa's "error" event is emitted from its own handler, outside the request's run.
     assert.deepEqual(seenByErrorEvent, [
       { id: "<no request>", user: "<no user>", leak: "unset", error: "failed at error-handler" },
