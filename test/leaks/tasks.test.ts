@@ -17,6 +17,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import {
   bind,
   bindEmitter,
+  type CallHandle,
   Context,
   ContextVar,
   callLater,
@@ -158,7 +159,39 @@ describe("callbacks and runs leave nothing alive", () => {
         session.set(watch.track({}, "callLater, cancelled: value at scheduling"));
         callLater(60_000, () => {}).cancel();
       });
+      new Context().run(() => {
+        session.set(watch.track({}, "callSoon, cancelled: value at scheduling"));
+        callSoon(() => {}).cancel();
+      });
     });
+  });
+
+  it("callSoon and callLater, run or cancelled, with their handles kept", async () => {
+    const watch = new Watch();
+    const handles: CallHandle[] = []; // kept to the end, as code that may cancel later keeps them
+    await expectAllCollected(watch, async () => {
+      await new Promise<void>((resolve) =>
+        handles.push(callSoon(() => resolve(enter(watch, "callSoon, handle kept")))),
+      );
+      await new Promise<void>((resolve) =>
+        handles.push(callLater(1, () => resolve(enter(watch, "callLater, handle kept")))),
+      );
+      for (const [kind, schedule] of [
+        ["callSoon", () => callSoon(() => {})],
+        ["callLater", () => callLater(60_000, () => {})],
+      ] as const) {
+        new Context().run(() => {
+          session.set(watch.track({}, `${kind}, cancelled, handle kept: value at scheduling`));
+          const handle = schedule();
+          handle.cancel();
+          handles.push(handle);
+        });
+      }
+    });
+    assert.deepEqual(
+      handles.map((handle) => handle.cancelled),
+      [false, false, true, true],
+    );
   });
 
   it("ctx.run with timers started and cleared; var.run", async () => {
