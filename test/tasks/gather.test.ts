@@ -247,6 +247,28 @@ describe("gather: a PromiseLike's then, as Promise.all reads it", () => {
     assert.equal(firstDone, true, "the task before it still ran to its end");
   });
 
+  it("a function returning a Proxy whose getPrototypeOf trap throws: gather fulfils with it, as Promise.all does (it does not throw)", async () => {
+    const proxy = new Proxy(
+      {},
+      {
+        getPrototypeOf() {
+          throw new Error("trap");
+        },
+      },
+    );
+    assert.deepEqual(await Promise.all([Promise.resolve(proxy)]), [proxy]);
+    let gathered: Promise<unknown[]> | undefined;
+    assert.doesNotThrow(() => {
+      gathered = gather(
+        () => proxy,
+        async () => "after it",
+      );
+    });
+    const [first, second] = (await gathered) as unknown[];
+    assert.equal(first, proxy);
+    assert.equal(second, "after it");
+  });
+
   for (const [title, make] of shapes) {
     it(`${title} settles gather on the microtask turn Promise.all settles on`, async () => {
       const all = await turnOf(Promise.all([make()]));

@@ -315,6 +315,22 @@ describe("TaskGroup: bad input", () => {
     });
   }
 
+  it("options.signal is read once: the signal checked is the signal listened to", async () => {
+    let reads = 0;
+    const outer = new AbortController();
+    const group = new TaskGroup({
+      get signal() {
+        return reads++ === 0 ? outer.signal : ({} as never);
+      },
+    });
+    assert.equal(reads, 1);
+    const child = group.createTask((signal) => sleep(60_000, undefined, { signal }));
+    outer.abort(new Error("outer"));
+    await group.wait();
+    assert.equal(child.cancelled, true);
+    assert.equal(reads, 1);
+  });
+
   it("options.name is read once: the name checked is the name kept", async () => {
     let reads = 0;
     const unprintable = {
@@ -338,6 +354,56 @@ describe("TaskGroup: bad input", () => {
       (e) => e instanceof AggregateError && /^TaskGroup\("checked"\) failed/.test(e.message),
     );
   });
+});
+
+describe("TaskGroup: a child whose function returns an exotic object", () => {
+  const late = new Error("late");
+
+  itFromEveryState(
+    "a promise whose then getter throws: the child rejects as an async function's promise would; createTask does not throw",
+    async () => {
+      const group = new TaskGroup();
+      let child: Task<unknown> | undefined;
+      assert.doesNotThrow(() => {
+        child = group.createTask(() => {
+          const p = Promise.resolve("never seen");
+          // biome-ignore lint/suspicious/noThenProperty: a malformed promise on purpose
+          Object.defineProperty(p, "then", {
+            get() {
+              throw late;
+            },
+          });
+          return p;
+        });
+      });
+      await assert.rejects(child as Task<unknown>, (e) => e === late);
+      await assert.rejects(
+        group.wait(),
+        (e) => e instanceof AggregateError && e.errors.length === 1 && e.errors[0] === late,
+      );
+    },
+  );
+
+  itFromEveryState(
+    "a Proxy whose getPrototypeOf trap throws: the child fulfils with it, as Promise.resolve does",
+    async () => {
+      const proxy = new Proxy(
+        {},
+        {
+          getPrototypeOf() {
+            throw late;
+          },
+        },
+      );
+      const group = new TaskGroup();
+      let child: Task<unknown> | undefined;
+      assert.doesNotThrow(() => {
+        child = group.createTask(() => proxy);
+      });
+      await group.wait();
+      assert.equal(await child, proxy);
+    },
+  );
 });
 
 describe("TaskGroup: what it reports, and what it leaves", () => {
