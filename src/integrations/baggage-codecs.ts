@@ -2,7 +2,7 @@
  * How a ContextVar's value becomes a W3C baggage value and back: a codec
  * per var, so values arrive typed. Re-exported by `contextvars/otel`.
  */
-import type { ContextVar } from "../core/context-var.ts";
+import { type ContextVar, isContextVar } from "../core/context-var.ts";
 import { argumentError } from "../errors.ts";
 
 /**
@@ -59,7 +59,8 @@ const number: BaggageCodec<number> = {
  *   attempt: baggageField(attempt, codecs.integer),
  *   "request.id": baggageField(requestId, codecs.matching(/^[\w.:=+/-]{1,200}$/)),
  * });
- * @throws nothing itself; a codec's `decode` throws on a value it rejects, which extraction catches.
+ * @throws {TypeError} from `matching` if pattern is not a RegExp, from `json` if isT is not a
+ *   function; a codec's `decode` throws on a value it rejects, which extraction catches.
  */
 export const codecs = {
   string: { encode: (value: string) => value, decode: (text: string) => text },
@@ -81,6 +82,7 @@ export const codecs = {
     },
   },
   matching(pattern: RegExp): BaggageCodec<string> {
+    if (!(pattern instanceof RegExp)) throw argumentError("pattern", "a RegExp", pattern);
     return {
       encode: (value) => value,
       decode(text) {
@@ -91,6 +93,7 @@ export const codecs = {
     };
   },
   json<T>(isT: (value: unknown) => value is T): BaggageCodec<T> {
+    if (typeof isT !== "function") throw argumentError("isT", "a function", isT);
     return {
       encode: (value) => JSON.stringify(value),
       decode(text) {
@@ -115,12 +118,13 @@ type NoInference<T> = T extends unknown ? T : never;
  * @example
  * const userId = new ContextVar<number>("userId");
  * const carry = contextPropagation({ "user.id": baggageField(userId, codecs.integer) });
- * @throws {TypeError} if codec has no encode and decode functions.
+ * @throws {TypeError} if v is not a ContextVar or codec has no encode and decode functions.
  */
 export function baggageField<T>(
   v: ContextVar<T>,
   codec: BaggageCodec<NoInference<T>>,
 ): BaggageField<T> {
+  if (!isContextVar(v)) throw argumentError("v", "a ContextVar", v);
   if (
     typeof codec !== "object" ||
     codec === null ||

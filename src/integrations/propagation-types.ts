@@ -57,7 +57,10 @@ export type OutgoingHeaders = Headers | Record<string, string | string[] | numbe
 export interface ContextPropagation<F extends PropagatedFields> {
   /** The fields, as given. */
   readonly fields: F;
-  /** Writes `traceparent`/`tracestate` (when a span is active) and `baggage` into `headers`; returns them. */
+  /**
+   * Writes `traceparent`/`tracestate` (when a span is active) and `baggage` into `headers`; returns them.
+   * @throws {TypeError} if headers is neither a Headers nor an object.
+   */
   inject<H extends OutgoingHeaders>(headers: H): H;
   /** Reads the headers without changing anything: the OpenTelemetry context they carry and the typed values. */
   extract(headers: IncomingHeaders): { context: OtelContext; values: ExtractedValues<F> };

@@ -197,6 +197,9 @@ export function contextPropagation<F extends PropagatedFields>(fields: F): Conte
   const carry: ContextPropagation<F> = {
     fields,
     inject(headers) {
+      if (typeof headers !== "object" || headers === null) {
+        throw argumentError("headers", "a Headers or an object", headers);
+      }
       const context = withFields(contextApi.active());
       traceContext.inject(context, headers, headersSetter);
       try {

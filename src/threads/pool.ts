@@ -161,18 +161,26 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
    * Context taken now. `Piscina.move(value)` tasks work as with piscina.
    * @returns the job's result, as piscina's run.
    * @throws {TransferError} (as a rejection) ERR_CONTEXTVAR_UNCLONEABLE or ERR_CONTEXTVAR_NAME_CLASH.
-   * @throws {TypeError} (as a rejection) if filename is neither a file: URL nor an absolute path.
+   * @throws {TypeError} (as a rejection) if options is not an object, filename is neither a
+   *   file: URL nor an absolute path, or name is not a string.
    * @example
    * const result = await pool.run({ n: 40 }, { name: "fib" });
    */
   run(task: T, options: ContextRunOptions = {}): Promise<R> {
     try {
+      if (typeof options !== "object" || options === null) {
+        throw argumentError("options", "an object", options);
+      }
+      // Each option read once: the value checked is the value used.
+      const run = { ...options };
+      const name = run.name ?? this.piscina.options.name ?? "default";
+      if (typeof name !== "string") throw argumentError("options.name", "a string", name);
+      const filename = asFilename(run.filename ?? this.piscina.options.filename, "filename");
       const values = collectValues(currentContext(), {
         onUncloneable: this.#onUncloneable,
         passThrough: true,
         exact: false,
       });
-      const run = { ...options };
       let job: unknown = task;
       if (typeof task === "object" && task !== null && kTransferable in task && kValue in task) {
         const moved = task as Record<symbol, unknown>;
@@ -180,8 +188,8 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
         job = moved[kValue];
       }
       const payload: JobPayload = {
-        filename: asFilename(options.filename ?? this.piscina.options.filename, "filename"),
-        name: options.name ?? this.piscina.options.name ?? "default",
+        filename,
+        name,
         values,
         task: job,
         spread: false,

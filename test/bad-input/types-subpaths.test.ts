@@ -1,9 +1,16 @@
 /**
  * The same property as types.test.ts, over the subpaths' public functions:
  * `contextvars/http`, `/express`, `/fastify`, `/hono`, `/koa`, `/pino`,
- * `/winston`, `/worker`. A wrong-typed argument (or option) gives a
- * TypeError naming it, thrown at once (or, for async functions and for
- * Fastify's `register`, as the rejection), and changes no Context.
+ * `/winston`, `/worker`, `/otel`. A wrong-typed argument (or option) gives a
+ * TypeError naming it, thrown at once (or, for async functions, for
+ * `ContextPool#run` and for Fastify's `register`, as the rejection), and
+ * changes no Context.
+ *
+ * Not here, on purpose: `contextvars/async-context` checks its arguments as
+ * the TC39 proposal does (proposal.test.ts); `extract`/`extractInto` of
+ * `contextPropagation` read any carrier, one that cannot be read carrying
+ * nothing (propagation.test.ts); and `ContextVarsContextManager` takes what
+ * OpenTelemetry's own context managers take.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -13,8 +20,9 @@ import { contextPlugin } from "contextvars/fastify";
 import * as hono from "contextvars/hono";
 import { withContext } from "contextvars/http";
 import * as koa from "contextvars/koa";
+import { baggageField, codecs, contextPropagation } from "contextvars/otel";
 import { contextMixin } from "contextvars/pino";
-import { contextFormat } from "contextvars/winston";
+import { contextFormat, contextMeta } from "contextvars/winston";
 import { ContextPool, contextPool, toThread, useThreadPool, Worker } from "contextvars/worker";
 import fc from "fast-check";
 import Fastify from "fastify";
@@ -85,7 +93,34 @@ const optionCases = (api: string, make: (options: unknown) => unknown): Case[] =
   ],
   [`${api}({ echo })`, ["options.echo"], notA(optional(isBoolean)), (bad) => make({ echo: bad })],
   [`${api}({ seed })`, ["options.seed"], notA(optional(isFunction)), (bad) => make({ seed: bad })],
+  [
+    `${api}({ trustHeader })`,
+    ["options.trustHeader"],
+    notA(optional(isBoolean)),
+    (bad) => make({ trustHeader: bad }),
+  ],
+  [
+    `${api}({ generateId })`,
+    ["options.generateId"],
+    notA(optional(isFunction)),
+    (bad) => make({ generateId: bad }),
+  ],
 ];
+
+const user = new ContextVar<string>("user");
+const carry = contextPropagation({ user });
+// A pool whose jobs go nowhere: enough to check the arguments of run().
+const runPool = contextPool({
+  ...fakePiscina,
+  options: { filename: "/job.js", name: "default" },
+} as never);
+const isObject = (x: unknown) => typeof x === "object" && x !== null;
+const isCodec = (x: unknown) =>
+  isObject(x) &&
+  typeof (x as { encode?: unknown }).encode === "function" &&
+  typeof (x as { decode?: unknown }).decode === "function";
+const isBaggageKey = (x: unknown) =>
+  typeof x === "string" && /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(x) && x !== "__proto__";
 
 const cases: readonly Case[] = [
   ["withContext(listener)", ["listener"], notA(isFunction), (bad) => loose(withContext)(bad)],
@@ -119,6 +154,62 @@ const cases: readonly Case[] = [
     ['fields["field"]'],
     notA(isFieldValue),
     (bad) => loose(contextFormat)({ field: bad }),
+  ],
+  ["winston contextMeta(fields)", ["fields"], notA(isObject), (bad) => loose(contextMeta)(bad)],
+  [
+    "winston contextMeta({ field })",
+    ['fields["field"]'],
+    notA(isFieldValue),
+    (bad) => loose(contextMeta)({ field: bad }),
+  ],
+  [
+    "otel contextPropagation(fields)",
+    ["fields"],
+    notA(isObject),
+    (bad) => loose(contextPropagation)(bad),
+  ],
+  [
+    "otel contextPropagation({ field })",
+    ['fields["field"]'],
+    notA((x) => x instanceof ContextVar && x !== fakeVar),
+    (bad) => loose(contextPropagation)({ field: bad }),
+  ],
+  [
+    "otel contextPropagation({ [key]: var })",
+    ["fields key"],
+    fc.string().filter((key) => !isBaggageKey(key)),
+    (bad) => loose(contextPropagation)({ [bad as string]: user }),
+  ],
+  [
+    "otel baggageField(v, codec)",
+    ["v"],
+    notA((x) => x instanceof ContextVar && x !== fakeVar),
+    (bad) => loose(baggageField)(bad, codecs.string),
+  ],
+  [
+    "otel baggageField(v, codec) with a bad codec",
+    ["codec"],
+    notA(isCodec),
+    (bad) => loose(baggageField)(user, bad),
+  ],
+  [
+    "otel codecs.matching(pattern)",
+    ["pattern"],
+    notA((x) => x instanceof RegExp),
+    (bad) => loose(codecs.matching)(bad),
+  ],
+  ["otel codecs.json(isT)", ["isT"], notA(isFunction), (bad) => loose(codecs.json)(bad)],
+  [
+    "otel contextPropagation(…).inject(headers)",
+    ["headers"],
+    notA(isObject),
+    (bad) => loose(carry.inject)(bad),
+  ],
+  [
+    "otel contextPropagation(…).wrapFetch(fetchFn)",
+    ["fetchFn"],
+    notA(optional(isFunction)),
+    (bad) => loose(carry.wrapFetch)(bad),
   ],
   [
     "new Worker(code, options)",
@@ -162,6 +253,24 @@ const cases: readonly Case[] = [
     ["options"],
     notA(isOptionsObject),
     (bad) => loose(contextPool)(fakePiscina, bad),
+  ],
+  [
+    "ContextPool#run(task, options)",
+    ["options"],
+    notA(isOptionsObject),
+    (bad) => loose(runPool.run).call(runPool, 1, bad),
+  ],
+  [
+    "ContextPool#run(task, { name })",
+    ["options.name"],
+    notA((x) => x == null || typeof x === "string"),
+    (bad) => runPool.run(1, { name: bad as string }),
+  ],
+  [
+    "ContextPool#run(task, { filename })",
+    ["filename"],
+    notA((x) => x == null || isModuleLocation(x)),
+    (bad) => runPool.run(1, { filename: bad as string }),
   ],
   [
     "contextPool(piscina, { onUncloneable })",

@@ -154,9 +154,33 @@ const cases: readonly Case[] = [
     notA(isFunction),
     (bad) => loose(new TaskGroup().createTask)(bad),
   ],
+  [
+    "TaskGroup#createTask(fn, options)",
+    "options",
+    notA(isOptionsObject),
+    (bad) => new TaskGroup().createTask(noop, bad as never),
+  ],
+  [
+    "TaskGroup#createTask(fn, { signal })",
+    "options.signal",
+    notA(isUndefined),
+    (bad) => new TaskGroup().createTask(noop, { signal: bad as never }),
+  ],
   ["taskGroup(body)", "body", notA(isFunction), (bad) => loose(taskGroup)(bad)],
   ["timeout(ms, fn)", "ms", notA(isDelay), (bad) => loose(timeout)(bad, noop)],
   ["timeout(ms, fn) with a bad fn", "fn", notA(isFunction), (bad) => loose(timeout)(1, bad)],
+  [
+    "timeout(ms, fn, options)",
+    "options",
+    notA(isOptionsObject),
+    (bad) => loose(timeout)(1, noop, bad),
+  ],
+  [
+    "timeout(ms, fn, { name })",
+    "options.name",
+    notA((x) => x === undefined || isString(x)),
+    (bad) => loose(timeout)(1, noop, { name: bad }),
+  ],
 ];
 
 /** Calls `call(bad)`; returns the error it throws or rejects with (undefined if none). */

@@ -441,9 +441,24 @@ describe("contextPropagation(fields)", () => {
     const fake = Object.create(ContextVar.prototype) as ContextVar<string>;
     assert.throws(() => contextPropagation({ fake }), /Expected `fields\["fake"\]`/);
     assert.throws(
-      () => contextPropagation({ fake: baggageField(fake, codecs.string) }),
+      () => baggageField(fake, codecs.string),
+      new TypeError("Expected `v` to be a ContextVar, got `[object ContextVar]` (object)"),
+    );
+    // A field that only looks like a baggageField is refused by contextPropagation itself.
+    assert.throws(
+      () => contextPropagation({ fake: { var: fake, codec: codecs.string } as never }),
       /Expected `fields\["fake"\]`/,
     );
+    assert.throws(() => carry.inject(undefined as never), /Expected `headers`/);
+  });
+
+  it("codecs.matching and codecs.json refuse what is not a RegExp or a function, at once", () => {
+    // Taken silently, such a codec would reject every value at every request.
+    assert.throws(
+      () => codecs.matching("^[a-z]+$" as never),
+      new TypeError('Expected `pattern` to be a RegExp, got `"^[a-z]+$"` (string)'),
+    );
+    assert.throws(() => codecs.json(undefined as never), /Expected `isT` to be a function/);
   });
 
   it("codecs reject what they cannot read", () => {
