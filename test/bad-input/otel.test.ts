@@ -6,54 +6,22 @@
  * into the request, none pollutes a prototype, a value the codec rejects
  * leaves its var unset, an invalid traceparent gives no trace, and every log
  * line stays one parseable JSON object without the hostile text.
- *
- * contextvars/otel is being built by another developer: it is loaded by
- * name at run time, and the suite is skipped (with the reason) when it is
- * missing or lacks the functions used here.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  type ContextManager,
-  context,
-  type Context as OtelContext,
-  trace,
-} from "@opentelemetry/api";
+import { context, trace } from "@opentelemetry/api";
 import { ContextVar } from "contextvars";
 import { requestId } from "contextvars/http";
+import {
+  baggageField,
+  ContextVarsContextManager,
+  codecs,
+  contextPropagation,
+} from "contextvars/otel";
 import { contextMixin } from "contextvars/pino";
 import pino from "pino";
 import { frameworkNames, startApp } from "../helpers/apps.ts";
 import { sendRaw } from "../helpers/http.ts";
-
-interface Carry {
-  extractInto(headers: Readonly<Record<string, string | string[] | undefined>>): OtelContext;
-}
-interface Codec<T> {
-  encode(value: T): string;
-  decode(text: string): T;
-}
-/** The part of contextvars/otel this file uses. */
-interface OtelModule {
-  ContextVarsContextManager: new () => ContextManager;
-  contextPropagation(fields: Record<string, unknown>): Carry;
-  baggageField<T>(v: ContextVar<T>, codec: Codec<T>): unknown;
-  codecs: { integer: Codec<number> };
-}
-
-const specifier = "contextvars/otel"; // a variable: a missing module is a skip, not a compile error
-const loaded = (await import(specifier).catch(() => undefined)) as Partial<OtelModule> | undefined;
-const otel =
-  typeof loaded?.contextPropagation === "function" &&
-  typeof loaded.baggageField === "function" &&
-  typeof loaded.ContextVarsContextManager === "function" &&
-  loaded.codecs !== undefined
-    ? (loaded as OtelModule)
-    : undefined;
-const skip =
-  otel === undefined
-    ? "contextvars/otel is not there yet (another developer is building it)"
-    : false;
 
 const user = new ContextVar<string>("baggage.user");
 const attempt = new ContextVar<number>("baggage.attempt");
@@ -116,12 +84,11 @@ const cases: readonly Case[] = [
   ],
 ];
 
-describe("malformed traceparent and baggage, end to end", { skip }, () => {
-  if (otel === undefined) return;
-  context.setGlobalContextManager(new otel.ContextVarsContextManager());
-  const carry = otel.contextPropagation({
+describe("malformed traceparent and baggage, end to end", () => {
+  context.setGlobalContextManager(new ContextVarsContextManager());
+  const carry = contextPropagation({
     user,
-    attempt: otel.baggageField(attempt, otel.codecs.integer),
+    attempt: baggageField(attempt, codecs.integer),
   });
   const logText: string[] = [];
   const logger = pino(
