@@ -11,12 +11,17 @@
  *   pool.acquire(bind((conn) => …));            // bind at the hand-over
  *   conn.query(sql, bind((error, rows) => …));
  *   const conn = await acquire();              // or promisify: an await resumes in the awaiter
+ *   conn.on("notice", bind(listener));         // a listener the request adds to the connection
+ *
+ * `bindEmitter(conn)` is no fix for a reused connection: it binds once, to
+ * its first caller's Context (pinned at the end).
  */
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
 import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { bind } from "contextvars";
+import { bind, bindEmitter } from "contextvars";
 import { requestId, withContext } from "contextvars/http";
 import { close, keepAliveAgent, listen, send } from "../helpers/http.ts";
 
@@ -189,6 +194,51 @@ describe("a pooled connection made in request A, handed to request B", () => {
       agent.destroy();
       busy.end();
       await close(server2);
+    }
+  });
+});
+
+/** A pooled connection that is an EventEmitter: its "socket" emits notices where it was opened. */
+class NoticeConnection extends EventEmitter {
+  readonly #socket = setInterval(() => this.emit("notice"), 1);
+  end(): void {
+    clearInterval(this.#socket);
+  }
+}
+
+describe("an EventEmitter owned by a pooled connection made in request A", () => {
+  /** The id each listener B adds sees on the connection's next notice. */
+  function listenInB(conn: NoticeConnection, bindTheEmitter: boolean): Promise<[string, string]> {
+    return requestId.run("B", () => {
+      if (bindTheEmitter) bindEmitter(conn);
+      const plain = new Promise<string>((resolve) =>
+        conn.once("notice", () => resolve(requestId.get("<none>"))),
+      );
+      const bound = new Promise<string>((resolve) =>
+        conn.once(
+          "notice",
+          bind(() => resolve(requestId.get("<none>"))),
+        ),
+      );
+      return Promise.all([plain, bound]);
+    });
+  }
+
+  it("bind(listener) in B sees B; a plain listener sees A (pinned)", async () => {
+    const conn = requestId.run("A", () => new NoticeConnection());
+    try {
+      assert.deepEqual(await listenInB(conn, false), ["A", "B"]);
+    } finally {
+      conn.end();
+    }
+  });
+
+  it("pinned: bindEmitter(conn) binds once, to its first caller's Context: B's call keeps A's", async () => {
+    const conn = requestId.run("A", () => bindEmitter(new NoticeConnection()));
+    try {
+      assert.deepEqual(await listenInB(conn, true), ["A", "B"]);
+    } finally {
+      conn.end();
     }
   });
 });
