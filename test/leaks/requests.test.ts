@@ -10,7 +10,8 @@
  *     (Node arms the connection's keep-alive timer when that response
  *     finishes, in that request's Context) until it closes;
  *   - the first response in each second arms Node's Date-header cache timer
- *     in its request's Context, for at most one second (gc.ts waits it out).
+ *     in its request's Context, for at most one second (gc.ts waits it out;
+ *     the last test pins it).
  * `forgetReadCache()` moves the vars' read cache off the tracked values
  * (that cache has its own test: var-cache.test.ts).
  */
@@ -20,7 +21,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ContextVar, createTask, gather } from "contextvars";
 import { requestId } from "contextvars/http";
 import { frameworkNames, startApp } from "../helpers/apps.ts";
-import { Watch } from "../helpers/gc.ts";
+import { collectUntil, Watch } from "../helpers/gc.ts";
 import { keepAliveAgent, send } from "../helpers/http.ts";
 
 const session = new ContextVar<{ id: string }>("session");
@@ -106,6 +107,48 @@ describe("Node's keep-alive pinned", () => {
       assert.deepEqual(await watch.survivors(), []);
     } finally {
       agent.destroy();
+      await app.close();
+    }
+  });
+});
+
+describe("Node's Date-header cache pinned", () => {
+  it("the first response in a second holds its Context until that second ends, and no longer", async () => {
+    // Each request's objects in a Watch of their own: the first and second of one second.
+    const first = new Watch();
+    const second = new Watch();
+    const router = {
+      track: <T extends object>(object: T, label: string) =>
+        (label.includes("-first") ? first : second).track(object, label),
+    } as Watch;
+    const app = await startApp("http", trackedHooks(router));
+    try {
+      let pinned = false;
+      // A few tries: the tracked response must be the first of its second, and
+      // a busy loop can run the previous second's cache reset late.
+      for (let attempt = 1; attempt <= 3 && !pinned; attempt++) {
+        await sleep(1_000 - (Date.now() % 1_000) + 20); // just after a second begins
+        const began = Math.floor(Date.now() / 1_000);
+        for (const id of [`date-${attempt}-first`, `date-${attempt}-second`]) {
+          const reply = await send(app.base, "/ok", {
+            headers: { "x-request-id": id, connection: "close" },
+          });
+          assert.equal(reply.status, 200);
+        }
+        forgetReadCache();
+        // The second response found the cache filled: nothing holds its Context.
+        assert.ok(await collectUntil(() => second.size === 0), "the second response is let go");
+        pinned = first.size > 0 && Math.floor(Date.now() / 1_000) === began;
+        // Let go once the second ends (a second's slack for a loaded machine).
+        assert.ok(await collectUntil(() => first.size === 0), "the first response is let go");
+        const late = Date.now() - (began + 1) * 1_000;
+        assert.ok(late < 1_000, `held ${late} ms past the end of its second`);
+      }
+      assert.ok(
+        pinned,
+        "pinned: Node's Date-header cache timer holds the first response's Context",
+      );
+    } finally {
       await app.close();
     }
   });
