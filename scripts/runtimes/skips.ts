@@ -69,9 +69,26 @@ export const SKIPS: readonly Skip[] = [
       "declares its tests after an await inside an async describe(), which Deno's node:test does not wait " +
       "for, so none would run; test/runtimes/differences.test.ts pins these handlers on Deno",
   },
+  {
+    runtimes: ["deno"],
+    path: "test/integrations/http2.test.ts",
+    reason:
+      "Deno 2.9.6's node:http2 kills the process under load (nghttp2's assertion `stream->closed_next == NULL` " +
+      "in find_stream_on_goaway_func, or SIGSEGV): 5 of 12 runs, three at a time; the integrations over HTTP/2 " +
+      "are not tested on Deno (test/runtimes/differences.test.ts still pins its req.stream listener)",
+  },
 ];
 
 export const DIFFERENCES: readonly Difference[] = [
+  {
+    runtimes: ["deno"],
+    path: "test/leaks/requests.test.ts",
+    test: "Node's Date-header cache pinned > the first response in a second holds its Context",
+    reason:
+      "pins Node's Date-header cache timer, which holds the first response of each second; Deno's node:http " +
+      "has none, so that response's Context is let go at once, as every other one is (the checks that " +
+      "nothing else holds it pass there)",
+  },
   {
     runtimes: NOT_NODE,
     path: "test/core/propagation.test.ts",
@@ -121,15 +138,6 @@ export const DIFFERENCES: readonly Difference[] = [
     reason:
       "pins how Node's own http server keeps an idle keep-alive connection's Context; on Deno it depends on timing",
     mayPass: true,
-  },
-  {
-    runtimes: ["deno"],
-    path: "test/integrations/http2.test.ts",
-    test: "HTTP/2, withContext: the echo, the session's own objects > listeners on req.stream are the session's",
-    reason:
-      "also pins that an unbound req.stream 'close' listener sees no request on Node; on Deno it runs in the " +
-      "Context that ended the response, here the request's (the bound listeners the test is about do see it)",
-    pinnedBy: PINNED,
   },
   {
     runtimes: ["bun"],
