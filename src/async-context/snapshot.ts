@@ -1,6 +1,7 @@
 import type { Context } from "../core/context.ts";
 import { copyContext } from "../core/current.ts";
 import { inCopies } from "../core/in-copies.ts";
+import { functionName } from "../core/inspect.ts";
 import { assertFunction } from "../errors.ts";
 import { applyToUndefined } from "./apply.ts";
 
@@ -39,7 +40,7 @@ export class Snapshot {
   ): (this: This, ...args: A) => R {
     assertFunction("fn", fn);
     // The values of now, as a Snapshot would take them; each call gets a copy.
-    const name = `wrapped ${typeof fn.name === "string" ? fn.name : ""}`;
+    const name = `wrapped ${functionName(fn)}`;
     const length = Object.hasOwn(fn, "length") ? fn.length : 0;
     return inCopies(name, length, fn, copyContext()) as (this: This, ...args: A) => R;
   }

@@ -2,6 +2,7 @@ import { argumentError, assertFunction } from "../errors.ts";
 import { type Context, isContext } from "./context.ts";
 import { copyContext } from "./current.ts";
 import { inCopies } from "./in-copies.ts";
+import { functionName } from "./inspect.ts";
 
 /** Throws unless value is a Context (or undefined, when optional). Internal. */
 export function assertContext(name: string, value: unknown): asserts value is Context | undefined {
@@ -23,13 +24,6 @@ export function assertContext(name: string, value: unknown): asserts value is Co
 export function bind<F extends (...args: never[]) => unknown>(fn: F, context?: Context): F {
   assertFunction("fn", fn);
   assertContext("context", context);
-  // Named `bound <name>` and as long as fn, as Function#bind makes it (a
-  // name that is not a string counts as "", as there).
-  const name: unknown = fn.name;
-  return inCopies(
-    `bound ${typeof name === "string" ? name : ""}`,
-    fn.length,
-    fn,
-    context ?? copyContext(),
-  ) as F;
+  // Named `bound <name>` and as long as fn, as Function#bind makes it.
+  return inCopies(`bound ${functionName(fn)}`, fn.length, fn, context ?? copyContext()) as F;
 }

@@ -1,6 +1,7 @@
 import { carrier } from "../carrier/select.ts";
 import { setTaskOf } from "../core/context.ts";
 import { copyContext } from "../core/current.ts";
+import { functionName } from "../core/inspect.ts";
 import { argumentError, assertFunction } from "../errors.ts";
 
 /** A scheduled callback (asyncio's Handle). */
@@ -48,10 +49,8 @@ class Handle implements CallHandle {
   }
 
   toString(): string {
-    // A name that is not a string (a Symbol, a static name() method) counts as none.
-    const name: unknown = this.fn.name;
-    const shown = typeof name === "string" && name !== "" ? name : "anonymous";
-    return `<${this.kind} ${shown}${this.#cancelled ? " cancelled" : ""}>`;
+    const name = functionName(this.fn) || "anonymous";
+    return `<${this.kind} ${name}${this.#cancelled ? " cancelled" : ""}>`;
   }
 }
 

@@ -110,6 +110,13 @@ function pick(run: ContextRunOptions): Pick<ContextRunOptions, "transferList" | 
 }
 
 /**
+ * Whether value is a ContextPool: a brand check, which `instanceof` is not
+ * (an `Object.create(ContextPool.prototype)` passes it, then fails at every
+ * job). Internal.
+ */
+export let isContextPool: (value: unknown) => value is ContextPool;
+
+/**
  * A piscina pool whose jobs run in a copy of their caller's Context: each
  * `run(task)` takes the current Context's values (by name, structured-cloned,
  * `{ transfer: false }` vars left out) and the job's export is called in a
@@ -122,13 +129,6 @@ function pick(run: ContextRunOptions): Pick<ContextRunOptions, "transferList" | 
  * const pool = contextPool(new Piscina({ filename: new URL("./hash.js", import.meta.url).href }));
  * requestId.run("r-1", () => pool.run(data)); // hash.js's default export sees requestId "r-1"
  */
-/**
- * Whether value is a ContextPool: a brand check, which `instanceof` is not
- * (an `Object.create(ContextPool.prototype)` passes it, then fails at every
- * job). Internal.
- */
-export let isContextPool: (value: unknown) => value is ContextPool;
-
 export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
   /** The piscina pool that runs the jobs. */
   readonly piscina: PiscinaLike;

@@ -30,6 +30,21 @@ const user = new ContextVar<string>("user");
 const secret = new ContextVar<string>("secret");
 
 type Job = { i: number; delay: number };
+
+/** Runs a fixture program in a child process, after a preload fixture; resolves with the JSON it prints. */
+async function runProgram(preload: string, program: string): Promise<unknown> {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [
+      ...workerExecArgv,
+      "--import",
+      fileURLToPath(fixture(preload)),
+      fileURLToPath(fixture(program)),
+    ],
+    { cwd: fileURLToPath(new URL("../..", import.meta.url)) },
+  );
+  return JSON.parse(stdout);
+}
 let pool: ContextPool<Job, JobReply>;
 
 describe("contextPool", () => {
@@ -197,17 +212,7 @@ describe("contextPool", () => {
   it("toThread with no pool given: one default pool, made at the first call and kept; useThreadPool while it is made wins", async () => {
     // In a child process: the default pool's workers must load TypeScript
     // (workers inherit the process's execArgv), and it is never closed.
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      [
-        ...workerExecArgv,
-        "--import",
-        fileURLToPath(fixture("piscina-counted.mjs")),
-        fileURLToPath(fixture("default-pool.ts")),
-      ],
-      { cwd: fileURLToPath(new URL("../..", import.meta.url)) },
-    );
-    assert.deepEqual(JSON.parse(stdout), {
+    assert.deepEqual(await runProgram("piscina-counted.mjs", "default-pool.ts"), {
       first: { sum: 2, requestId: "<unset>" },
       second: { sum: 4, requestId: "<unset>" },
       defaultPool: [
@@ -222,17 +227,13 @@ describe("contextPool", () => {
 
   it("a default pool that failed to be made is made at the next toThread", async () => {
     // The preload makes the first import of piscina fail, as if not installed yet.
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      [
-        ...workerExecArgv,
-        "--import",
-        fileURLToPath(fixture("piscina-missing-once.mjs")),
-        fileURLToPath(fixture("default-pool-retry.ts")),
-      ],
-      { cwd: fileURLToPath(new URL("../..", import.meta.url)) },
-    );
-    const { first, second } = JSON.parse(stdout) as { first: string; second: string };
+    const { first, second } = (await runProgram(
+      "piscina-missing-once.mjs",
+      "default-pool-retry.ts",
+    )) as {
+      first: string;
+      second: string;
+    };
     assert.match(first, /needs the optional peer dependency piscina/);
     assert.equal(second, "4");
   });
