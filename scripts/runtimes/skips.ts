@@ -157,6 +157,16 @@ export const DIFFERENCES: readonly Difference[] = [
   },
   {
     runtimes: ["bun"],
+    path: "test/threads/transfer.test.ts",
+    test: "contextPool: what may cross > a value nested deeper than postMessage can go",
+    reason:
+      "pins V8's serializer, which recurses and overflows its stack on a value 20 000 levels deep, and " +
+      "V8's wording of that RangeError inside our message; JavaScriptCore's serializer need not fail " +
+      "there, nor word it alike (entry made without a Bun run, hence mayPass)",
+    mayPass: true,
+  },
+  {
+    runtimes: ["bun"],
     path: "test/tasks/timeout.test.ts",
     test: "timeout: its timer > ",
     reason:

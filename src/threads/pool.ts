@@ -76,8 +76,12 @@ export function asFilename(value: unknown, name: string): string {
   throw argumentError(name, "a file: URL or an absolute path", value);
 }
 
-function isDataCloneError(error: unknown): boolean {
-  return error instanceof Error && error.name === "DataCloneError";
+// How postMessage fails on a value: a DataCloneError, or a RangeError when
+// the value is nested deeper than the serializer's stack allows (the walk
+// does not enter an Error's cause, and may itself get deeper than the
+// serializer once V8 has optimised it).
+function isCloneFailure(error: unknown): boolean {
+  return error instanceof RangeError || (error instanceof Error && error.name === "DataCloneError");
 }
 
 /** Posts a job; a clone failure in the values becomes a TransferError (or the values are dropped). */
@@ -93,7 +97,7 @@ async function post(
   } catch (error) {
     // The walk in collectValues catches what it can see; what it cannot (a
     // Proxy) fails in piscina's postMessage and is named here.
-    if (!isDataCloneError(error)) throw error;
+    if (!isCloneFailure(error)) throw error;
     const transferError = diagnose(payload.values);
     if (transferError === undefined) throw error;
     if (onUncloneable !== "skip") throw transferError;

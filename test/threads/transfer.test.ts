@@ -255,6 +255,30 @@ describe("contextPool: what may cross", () => {
     assert.equal(reply.user, "u");
   });
 
+  it("a value nested deeper than postMessage can go is named too, and skipped with skip", async () => {
+    // The walk does not enter an Error (structured clone keeps it), but its
+    // cause is cloned: piscina's postMessage overflows its stack, a RangeError.
+    let inner: Record<string, unknown> = {};
+    const cause = inner;
+    for (let i = 0; i < 20_000; i++) {
+      const next = {};
+      inner.next = next;
+      inner = next;
+    }
+    const failure = new ContextVar<Error>("failure");
+    const tooDeep = new Error("outer", { cause });
+    await failure.run(tooDeep, () =>
+      assert.rejects(
+        pool.run(job),
+        exactly(
+          uncloneable("failure", "value cannot be cloned (Maximum call stack size exceeded)"),
+        ),
+      ),
+    );
+    const reply = await user.run("u", () => failure.run(tooDeep, () => skipping.run(job)));
+    assert.equal(reply.user, "u");
+  });
+
   it("two vars under one name reject the run", async () => {
     const twin = new ContextVar<string>("user");
     const context = new Context();
