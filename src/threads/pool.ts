@@ -106,6 +106,15 @@ async function post(
   }
 }
 
+// What piscina takes for a signal: an EventTarget, or else an EventEmitter.
+function isAbortSignalLike(value: unknown): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  const signal = value as { addEventListener?: unknown; once?: unknown };
+  return (
+    typeof ("addEventListener" in signal ? signal.addEventListener : signal.once) === "function"
+  );
+}
+
 function pick(run: ContextRunOptions): Pick<ContextRunOptions, "transferList" | "signal"> {
   const picked: Pick<ContextRunOptions, "transferList" | "signal"> = {};
   if (run.transferList !== undefined) picked.transferList = run.transferList;
@@ -166,7 +175,8 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
    * @returns the job's result, as piscina's run.
    * @throws {TransferError} (as a rejection) ERR_CONTEXTVAR_UNCLONEABLE or ERR_CONTEXTVAR_NAME_CLASH.
    * @throws {TypeError} (as a rejection) if options is not an object, filename is neither a
-   *   file: URL nor an absolute path, or name is not a string.
+   *   file: URL nor an absolute path, name is not a string, transferList is not an array,
+   *   or signal is not an AbortSignal.
    * @example
    * const result = await pool.run({ n: 40 }, { name: "fib" });
    */
@@ -180,6 +190,14 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
       const name = run.name ?? this.piscina.options.name ?? "default";
       if (typeof name !== "string") throw argumentError("options.name", "a string", name);
       const filename = asFilename(run.filename ?? this.piscina.options.filename, "filename");
+      // Checked here, not left to piscina: a Piscina.move task spreads the
+      // list, and piscina calls what it takes for a signal.
+      if (run.transferList !== undefined && !Array.isArray(run.transferList)) {
+        throw argumentError("options.transferList", "an array", run.transferList);
+      }
+      if (run.signal != null && !isAbortSignalLike(run.signal)) {
+        throw argumentError("options.signal", "an AbortSignal", run.signal);
+      }
       const values = collectValues(currentContext(), {
         onUncloneable: this.#onUncloneable,
         passThrough: true,

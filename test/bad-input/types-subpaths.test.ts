@@ -26,6 +26,7 @@ import { contextFormat, contextMeta } from "contextvars/winston";
 import { ContextPool, contextPool, toThread, useThreadPool, Worker } from "contextvars/worker";
 import fc from "fast-check";
 import Fastify from "fastify";
+import { Piscina } from "piscina";
 import { pinContext } from "../helpers/pin-context.ts";
 
 const noop = () => {};
@@ -114,6 +115,7 @@ const runPool = contextPool({
   ...fakePiscina,
   options: { filename: "/job.js", name: "default" },
 } as never);
+const moved = () => Piscina.move(new ArrayBuffer(1)) as unknown as number;
 const isObject = (x: unknown) => typeof x === "object" && x !== null;
 const isCodec = (x: unknown) =>
   isObject(x) &&
@@ -271,6 +273,24 @@ const cases: readonly Case[] = [
     ["filename"],
     notA((x) => x == null || isModuleLocation(x)),
     (bad) => runPool.run(1, { filename: bad as string }),
+  ],
+  [
+    "ContextPool#run(task, { transferList })",
+    ["options.transferList"],
+    notA((x) => x === undefined || Array.isArray(x)),
+    (bad) => runPool.run(1, { transferList: bad as [] }),
+  ],
+  [
+    "ContextPool#run(Piscina.move(buffer), { transferList })",
+    ["options.transferList"],
+    notA((x) => x === undefined || Array.isArray(x)),
+    (bad) => runPool.run(moved(), { transferList: bad as [] }),
+  ],
+  [
+    "ContextPool#run(task, { signal })",
+    ["options.signal"],
+    notA((x) => x == null || x instanceof AbortSignal),
+    (bad) => runPool.run(1, { signal: bad as AbortSignal }),
   ],
   [
     "contextPool(piscina, { onUncloneable })",
