@@ -360,3 +360,99 @@ describe("contextPool: piscina's options pass through", () => {
     );
   });
 });
+
+describe("contextPool: jobs that fail", () => {
+  let failing: ContextPool<unknown, unknown>;
+  const newPool = (options: { resourceLimits?: { maxOldGenerationSizeMb: number } } = {}) =>
+    contextPool(
+      new Piscina({
+        filename: fixture("failing.ts").href,
+        execArgv: workerExecArgv,
+        maxThreads: 1,
+        ...options,
+      }),
+    );
+  before(() => {
+    failing = newPool();
+  });
+  after(() => failing.destroy());
+
+  it("a job that throws rejects with its error; it ran in the caller's Context, which is unchanged", async () => {
+    await requestId.run("r-throws", async () => {
+      await assert.rejects(failing.run(undefined, { name: "fail" }), {
+        name: "TypeError",
+        message: "failed in r-throws",
+      });
+      assert.equal(requestId.get(), "r-throws");
+      useThreadPool(failing);
+      try {
+        await assert.rejects(toThread(fixture("failing.ts"), "fail"), {
+          name: "TypeError",
+          message: "failed in r-throws",
+        });
+      } finally {
+        useThreadPool(undefined);
+      }
+      assert.equal(await failing.run(undefined, { name: "seen" }), "r-throws");
+    });
+  });
+
+  it("a job that ends its thread (process.exit) rejects, and the next job's new thread receives values", async () => {
+    await requestId.run("r-exits", async () => {
+      await assert.rejects(failing.run(undefined, { name: "exit" }), {
+        message: "worker exited with code: 3",
+      });
+      assert.equal(requestId.get(), "r-exits");
+      assert.equal(await failing.run(undefined, { name: "seen" }), "r-exits");
+    });
+  });
+
+  it("a job over piscina's resourceLimits rejects with ERR_WORKER_OUT_OF_MEMORY, and the next job's new thread receives values", async () => {
+    const limited = newPool({ resourceLimits: { maxOldGenerationSizeMb: 16 } });
+    try {
+      await requestId.run("r-heap", async () => {
+        await assert.rejects(limited.run(undefined, { name: "exhaust" }), {
+          code: "ERR_WORKER_OUT_OF_MEMORY",
+        });
+        assert.equal(requestId.get(), "r-heap");
+        assert.equal(await limited.run(undefined, { name: "seen" }), "r-heap");
+      });
+    } finally {
+      await limited.destroy();
+    }
+  });
+
+  it("a signal aborted during the job rejects it with an AbortError; one aborted after has no effect", async () => {
+    await requestId.run("r-aborts", async () => {
+      const controller = new AbortController();
+      const running = failing.run(10_000, { name: "wait", signal: controller.signal });
+      // Aborted once the job has surely started (its thread is busy with it).
+      setTimeout(() => controller.abort(), 200);
+      await assert.rejects(running, { name: "AbortError" });
+      assert.equal(requestId.get(), "r-aborts");
+      const late = new AbortController();
+      assert.equal(await failing.run(0, { name: "wait", signal: late.signal }), "r-aborts");
+      late.abort();
+      assert.equal(await failing.run(undefined, { name: "seen" }), "r-aborts");
+    });
+  });
+
+  it("destroy() rejects the running and the queued jobs; a later run starts a thread again", async () => {
+    const doomed = newPool();
+    try {
+      await requestId.run("r-destroyed", async () => {
+        const pending = [1, 2, 3].map((i) => doomed.run(10_000 + i, { name: "wait" }));
+        const destroyed = doomed.destroy();
+        for (const outcome of await Promise.allSettled(pending)) {
+          assert.equal(outcome.status, "rejected");
+        }
+        await destroyed;
+        assert.equal(requestId.get(), "r-destroyed");
+        // As with piscina, a destroyed pool is not spent: it starts threads for new jobs.
+        assert.equal(await doomed.run(undefined, { name: "seen" }), "r-destroyed");
+      });
+    } finally {
+      await doomed.destroy();
+    }
+  });
+});
