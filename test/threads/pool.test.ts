@@ -24,6 +24,7 @@ import { Piscina } from "piscina";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 import { fixture, workerExecArgv } from "../helpers/threads.ts";
 import type { JobReply } from "./fixtures/job.ts";
+import type { NestedReply } from "./fixtures/nested-job.ts";
 
 const requestId = new ContextVar<string>("requestId");
 const user = new ContextVar<string>("user");
@@ -453,6 +454,31 @@ describe("contextPool: jobs that fail", () => {
       });
     } finally {
       await doomed.destroy();
+    }
+  });
+});
+
+describe("contextPool: a job that starts more threads", () => {
+  it("toThread from a job carries the job's Context, sets included; values for vars its thread never created do not pass", async () => {
+    const trace = new ContextVar<string>("trace");
+    const nested = contextPool<undefined, NestedReply>(
+      new Piscina({
+        filename: fixture("nested-job.ts").href,
+        execArgv: workerExecArgv,
+        maxThreads: 1,
+      }),
+    );
+    try {
+      const reply = await requestId.run("r-outer", () =>
+        trace.run("t-outer", () => nested.run(undefined)),
+      );
+      assert.deepEqual(reply, {
+        here: "r-outer",
+        inner: { requestId: "r-outer, set in the job", trace: "<unset>" },
+      });
+    } finally {
+      // Also ends the job thread's default pool, whose threads are its children.
+      await nested.destroy();
     }
   });
 });
