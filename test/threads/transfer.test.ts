@@ -296,3 +296,30 @@ describe("contextPool: what may cross", () => {
     );
   });
 });
+
+describe("when values are cloned", () => {
+  const box = new ContextVar<{ n: number }>("box");
+
+  it("a Worker clones them when it is constructed: a change made later inside a value is not seen", async () => {
+    const value = { n: 1 };
+    const worker = box.run(value, () => startEcho(["box"]));
+    value.n = 2;
+    assert.deepEqual((await firstMessage<EchoReply>(worker)).seen, { box: { n: 1 } });
+  });
+
+  it("a pool clones them when piscina posts the job: a job queued behind a busy thread sees such a change", async () => {
+    const pool = contextPool<unknown, unknown>(
+      new Piscina({ filename: fixture("job.ts").href, execArgv: workerExecArgv, maxThreads: 1 }),
+    );
+    try {
+      const busy = pool.run({ i: 0, delay: 300 });
+      const value = { n: 1 };
+      const queued = box.run(value, () => pool.run(undefined, { name: "boxed" }));
+      value.n = 2;
+      await busy;
+      assert.deepEqual(await queued, { n: 2 });
+    } finally {
+      await pool.destroy();
+    }
+  });
+});
