@@ -101,6 +101,20 @@ describe("Worker", () => {
     assert.equal(getEnvironmentData("contextvars:values"), undefined);
   });
 
+  it("when Node's Worker throws (its workerData cannot be cloned), the values are not left in environmentData either", () => {
+    const workerData = {
+      get broken(): never {
+        throw new Error("workerData getter");
+      },
+    };
+    user.run("u", () => {
+      assert.throws(() => new Worker(fixture("echo-vars.ts"), { workerData }), {
+        message: "workerData getter",
+      });
+    });
+    assert.equal(getEnvironmentData("contextvars:values"), undefined);
+  });
+
   it("nested workers inherit; values for vars the middle never created pass through", async () => {
     const trace = new ContextVar<string>("trace");
     const reply = await trace.run("t-1", () =>
