@@ -5,8 +5,8 @@
  * Structured clone throws on functions and symbols, but silently turns a
  * class instance into a plain object (its methods and prototype are lost),
  * so a plain clone would hand the worker a value that only looks right.
- * `problemIn` walks the value instead: plain objects, arrays, Maps and Sets
- * are entered, the built-ins that structured clone keeps (Date, RegExp,
+ * `problemIn` walks the value instead: plain objects, arrays (also another
+ * realm's), Maps and Sets are entered, the built-ins that structured clone keeps (Date, RegExp,
  * buffers, typed arrays, Errors, boxed primitives) pass, and any other
  * prototype is cloned once to see whether it survives (Node's Blob does; a
  * user's class does not).
@@ -103,7 +103,12 @@ function walk(value: unknown, path: string, seen: Set<object>): string | undefin
     }
     return undefined;
   }
-  if (proto === null || proto === Object.prototype || proto === Array.prototype) {
+  if (
+    proto === null ||
+    proto === Object.prototype ||
+    proto === Array.prototype ||
+    isForeignPlain(proto)
+  ) {
     const isArray = Array.isArray(value);
     for (const key of Object.keys(value)) {
       const item: unknown = (value as Record<string, unknown>)[key];
@@ -113,6 +118,18 @@ function walk(value: unknown, path: string, seen: Set<object>): string | undefin
     return undefined;
   }
   return cloneProblem(value, path);
+}
+
+// Another realm's Object.prototype or Array.prototype (a node:vm context's,
+// a test runner's sandbox): structured clone makes a plain object or array of
+// this realm of it, so it is entered as one rather than reported as losing
+// its prototype.
+function isForeignPlain(proto: object): boolean {
+  const ctor: unknown = (proto as { constructor?: unknown }).constructor;
+  if (typeof ctor !== "function" || ctor.prototype !== proto) return false;
+  if (!/\{\s*\[native code\]\s*\}$/.test(Function.prototype.toString.call(ctor))) return false;
+  if (ctor.name === "Object") return Object.getPrototypeOf(proto) === null;
+  return ctor.name === "Array" && Array.isArray(proto);
 }
 
 function failed(path: string, error: unknown): string {

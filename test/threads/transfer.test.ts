@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { runInNewContext } from "node:vm";
 import { getEnvironmentData } from "node:worker_threads";
 import { Context, ContextError, ContextVar } from "contextvars";
 import { type ContextPool, contextPool, TransferError, Worker } from "contextvars/worker";
@@ -110,6 +111,29 @@ describe("problemIn: what survives structured clone", () => {
     const proxy = new Proxy({}, {});
     assert.equal(problemIn(proxy), undefined);
     assert.equal(problemIn(proxy, true), "value cannot be cloned (#<Object> could not be cloned.)");
+  });
+
+  it("plain objects and arrays of another realm are plain, and are checked all the way down", () => {
+    // A node:vm context's, as in a test runner's sandbox, or made by Node's own modules under one.
+    const foreign = runInNewContext("({ list: [1, { at: 2 }], inner: {} })") as {
+      inner: Record<string, unknown>;
+    };
+    assert.equal(problemIn(foreign, true), undefined);
+    assert.equal(problemIn(runInNewContext("[[1], 2]"), true), undefined);
+    foreign.inner.session = new Session("s");
+    assert.equal(
+      problemIn(foreign, true),
+      "value.inner.session is a Session, which would arrive as a plain object without its prototype",
+    );
+    assert.equal(
+      problemIn(runInNewContext("new (class Tab {})()"), true),
+      "value is a Tab, which would arrive as a plain object without its prototype",
+    );
+    // Not mistaken for one: a class named Object, and a prototype that claims Object.
+    const Impostor = { Object: class {} }.Object;
+    assert.match(problemIn(new Impostor()) ?? "", /^value is an Object, which would arrive/);
+    const claims: object = Object.create(Object.create(null, { constructor: { value: Object } }));
+    assert.match(problemIn(claims) ?? "", /^value is an Object, which would arrive/);
   });
 
   it("a value that throws when read cannot be cloned either: a problem, not a throw", () => {
