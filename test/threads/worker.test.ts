@@ -6,6 +6,7 @@
  * test/helpers/threads.ts.
  */
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { describe, it } from "node:test";
 import { getEnvironmentData } from "node:worker_threads";
 import { Context, ContextVar, gather } from "contextvars";
@@ -13,6 +14,7 @@ import { Worker } from "contextvars/worker";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 import { firstMessage, fixture, workerExecArgv } from "../helpers/threads.ts";
 import type { EchoData, EchoReply } from "./fixtures/echo-vars.ts";
+import type { LateReply } from "./fixtures/late-vars.ts";
 import type { PassThroughReply } from "./fixtures/pass-through.ts";
 
 const user = new ContextVar<string>("user");
@@ -113,6 +115,23 @@ describe("Worker", () => {
       });
     });
     assert.equal(getEnvironmentData("contextvars:values"), undefined);
+  });
+
+  it("a var the worker creates late reads the value in the root Context, not in a copy taken before", async () => {
+    const worker = user.run(
+      "alice",
+      () => new Worker(fixture("late-vars.ts"), { execArgv: workerExecArgv }),
+    );
+    assert.deepEqual(await once(worker, "message"), ["ready"]);
+    const replied = firstMessage<LateReply>(worker);
+    worker.postMessage("go");
+    assert.deepEqual(await replied, {
+      afterAwait: "alice",
+      inCopyTakenBefore: "<unset>",
+      inNewContext: "<unset>",
+      inTaskStartedBefore: "<unset>",
+      inHandler: "alice",
+    });
   });
 
   it("nested workers inherit; values for vars the middle never created pass through", async () => {
