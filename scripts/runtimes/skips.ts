@@ -160,20 +160,16 @@ export const DIFFERENCES: readonly Difference[] = [
     path: "test/threads/transfer.test.ts",
     test: "contextPool: what may cross > a value nested deeper than postMessage can go",
     reason:
-      "pins V8's serializer, which recurses and overflows its stack on a value 20 000 levels deep, and " +
-      "V8's wording of that RangeError inside our message; JavaScriptCore's serializer need not fail " +
-      "there, nor word it alike (entry made without a Bun run, hence mayPass)",
-    mayPass: true,
+      "pins V8's serializer, which recurses and overflows its stack on a value 20 000 levels deep; " +
+      "Bun's posts such a value, so the job runs and nothing rejects",
   },
   {
     runtimes: ["bun"],
     path: "test/threads/pool.test.ts",
     test: "contextPool: jobs that fail > a job over piscina's resourceLimits rejects",
     reason:
-      "pins V8's heap limit for a worker (resourceLimits, ERR_WORKER_OUT_OF_MEMORY); where a runtime " +
-      "applies none, the job's bounded allocation (about 128 MB) completes instead (entry made " +
-      "without a Bun run, hence mayPass)",
-    mayPass: true,
+      "pins V8's heap limit for a worker (resourceLimits, ERR_WORKER_OUT_OF_MEMORY); Bun applies " +
+      "none, so the job's bounded allocation (about 128 MB) completes instead",
   },
   {
     runtimes: ["bun"],

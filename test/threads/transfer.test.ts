@@ -130,7 +130,8 @@ describe("problemIn: what survives structured clone", () => {
       "value is a Tab, which would arrive as a plain object without its prototype",
     );
     // Not mistaken for one: a class named Object, and a prototype that claims Object.
-    const Impostor = { Object: class {} }.Object;
+    // biome-ignore lint/suspicious/noShadowRestrictedNames: a class named Object is the point
+    const Impostor = class Object {};
     assert.match(problemIn(new Impostor()) ?? "", /^value is an Object, which would arrive/);
     const claims: object = Object.create(Object.create(null, { constructor: { value: Object } }));
     assert.match(problemIn(claims) ?? "", /^value is an Object, which would arrive/);
