@@ -77,8 +77,28 @@ function buildApp(): Hono<NodeEnv> {
       for await (const chunk of streamChunks()) await out.write(chunk);
     });
   });
+  // Writes until the client goes away; then says what its onAbort callback read.
+  app.get("/abortable", (c) => {
+    const id = requestId.get();
+    let report = (_seen: string) => {};
+    abortSeen.set(id, new Promise<string>((resolve) => (report = resolve)));
+    return stream(c, async (out) => {
+      let onAbort = "(not called)";
+      out.onAbort(() => {
+        onAbort = requestId.get("<none>");
+      });
+      for (let i = 0; i < 1000 && !out.aborted; i++) {
+        await out.write("x".repeat(64));
+        await out.sleep(2);
+      }
+      report(onAbort);
+    });
+  });
   return app;
 }
+
+/** What /abortable's onAbort callback read, by request id. */
+const abortSeen = new Map<string, Promise<string>>();
 
 describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
   const app = buildApp();
@@ -95,6 +115,26 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
     expectDataListeners(base));
   it("a throw or rejection leaves nothing for the next request", () => expectNothingLeaks(base));
   it("a streamed response and res 'finish' keep the context", () => expectStreaming(base));
+  // On node-server the abort comes from Node's response, whose listeners the
+  // middleware binds (on the fetch path it does not: hono-native.test.ts).
+  it("a stream's onAbort, called when the client goes away, runs in the request's Context", async () => {
+    const ids = ["abort-1", "abort-2", "abort-3"];
+    await Promise.all(
+      ids.map(async (id) => {
+        const controller = new AbortController();
+        const response = await fetch(`${base}/abortable`, {
+          headers: { "x-request-id": id },
+          signal: controller.signal,
+        });
+        const reader = response.body?.getReader();
+        assert.ok(reader !== undefined);
+        await reader.read();
+        controller.abort();
+        await reader.closed.catch(() => {});
+      }),
+    );
+    for (const id of ids) assert.equal(await abortSeen.get(id), id);
+  });
   it("malformed ids are replaced, well-formed ones pass", () => expectIdHandling(base));
 
   it("without node-server (app.request): own values, id echoed through Hono's headers", async () => {
