@@ -125,8 +125,10 @@ export class Task<T> implements PromiseLike<T> {
         sharers.delete(this);
         if (taskIn(context) !== this) return;
         let next: Task<unknown> | undefined;
+        // Still runs: its function has not settled. A cancelled task is done
+        // at once, but its function goes on until it heeds the signal.
         for (const task of sharers) {
-          if (task.done) sharers.delete(task);
+          if ((task.#state & FN_SETTLED) !== 0) sharers.delete(task);
           else next = task;
         }
         setTaskIn(context, next);

@@ -728,6 +728,32 @@ describe("currentTask() and the Context slot, further", () => {
     assert.equal(seen, b);
   });
 
+  it("a cancelled sharer whose function still runs gets the slot back when a later one ends", async () => {
+    const ctx = new Context();
+    let openA!: () => void;
+    let openB!: () => void;
+    let seen: unknown = "unset";
+    const a = createTask(
+      async () => {
+        await new Promise<void>((resolve) => (openA = resolve));
+        seen = currentTask();
+      },
+      { context: ctx },
+    );
+    const b = createTask(() => new Promise<void>((resolve) => (openB = resolve)), {
+      context: ctx,
+    });
+    a.cancel();
+    await a.catch(() => {});
+    openB();
+    await b;
+    assert.equal(ctx.run(currentTask), a, "a's function still runs");
+    openA();
+    await sleep(1);
+    assert.equal(seen, a);
+    assert.equal(ctx.run(currentTask), undefined, "none once every function has settled");
+  });
+
   it("an empty name is kept", () => {
     assert.equal(createTask(() => 0, { name: "" }).name, "");
   });
