@@ -92,6 +92,36 @@ describe("TaskGroup: failures", () => {
     assert.deepEqual(errorTypes(error), new Set([RangeError]));
   });
 
+  it("after a failure, only the group's own abort is a cancellation: another AbortError, or an error caused by the reason but not an AbortError, is a failure", async () => {
+    for (const make of [
+      () => new DOMException("not the group's", "AbortError"),
+      (g: TaskGroup) => new Error("wrapped", { cause: g.signal.reason }),
+    ]) {
+      let thrown: unknown;
+      const error = await rejection(
+        taskGroup(async (g) => {
+          g.createTask(() => sleep(1).then(divideByZero));
+          await new Promise((resolve) => g.signal.addEventListener("abort", resolve));
+          thrown = make(g);
+          throw thrown;
+        }),
+      );
+      assert.ok(error instanceof AggregateError);
+      assert.equal(error.errors.length, 2);
+      assert.ok(error.errors.includes(thrown), String(thrown));
+    }
+  });
+
+  it("a body that throws undefined before anything failed: a failure like any other", async () => {
+    const error = await rejection(
+      taskGroup(() => {
+        throw undefined;
+      }),
+    );
+    assert.ok(error instanceof AggregateError);
+    assert.deepEqual(error.errors, [undefined]);
+  });
+
   it("the body throwing an exotic error after a failure (a Proxy whose getPrototypeOf trap throws): a failure, and the children are still waited for", async () => {
     const exotic = new Proxy(new Error("exotic"), {
       getPrototypeOf() {

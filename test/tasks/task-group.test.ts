@@ -356,6 +356,46 @@ describe("TaskGroup: bad input", () => {
   });
 });
 
+describe("TaskGroup: an outer signal", () => {
+  it("aborting it cancels every child with its reason; the group shuts down, and wait() settles", async () => {
+    const outer = new AbortController();
+    const tg = new TaskGroup({ name: "outer", signal: outer.signal });
+    const early = tg.signal;
+    const child = tg.createTask(
+      (signal) =>
+        new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason))),
+    );
+    const reason = new Error("shutdown");
+    outer.abort(reason);
+    assert.equal(child.cancelled, true);
+    assert.equal(inspect(tg), '<TaskGroup name="outer" aborting tasks=1>');
+    assert.equal(await rejection(child), reason, "the outer signal's reason, not an AbortError");
+    assert.equal(early.reason, reason);
+    assert.equal(tg.signal, early, "one signal, however often it is read");
+    assert.throws(
+      () => tg.createTask(() => 1),
+      (e: unknown) => e instanceof TaskGroupClosedError && /is shutting down/.test(e.message),
+    );
+    await tg.wait();
+    assert.equal(inspect(tg), '<TaskGroup name="outer" closed tasks=0>');
+  });
+
+  it("one aborted already: the group starts shutting down, its signal aborted with that reason", async () => {
+    const reason = new Error("too late");
+    const tg = new TaskGroup({ name: "late", signal: AbortSignal.abort(reason) });
+    assert.equal(inspect(tg), '<TaskGroup name="late" aborting tasks=0>');
+    assert.equal(tg.signal.aborted, true);
+    assert.equal(tg.signal.reason, reason);
+    let ran = false;
+    assert.throws(
+      () => tg.createTask(() => (ran = true)),
+      (e: unknown) => e instanceof TaskGroupClosedError && /is shutting down/.test(e.message),
+    );
+    assert.equal(ran, false);
+    await tg.wait();
+  });
+});
+
 describe("TaskGroup: a child whose function returns an exotic object", () => {
   const late = new Error("late");
 
@@ -435,6 +475,30 @@ describe("TaskGroup: what it reports, and what it leaves", () => {
       }),
       (e: unknown) => e instanceof AggregateError && e.errors.length === 2 && e.errors.includes(e1),
     );
+  });
+
+  it("the AggregateError's message counts the failures: 1 unhandled error, 2 unhandled errors", async () => {
+    const one = new TaskGroup({ name: "one" });
+    one.createTask(divideByZero);
+    const e1 = await rejection(one.wait());
+    assert.equal((e1 as Error).message, 'TaskGroup("one") failed: 1 unhandled error');
+    const two = new TaskGroup({ name: "two" });
+    two.createTask(divideByZero);
+    two.createTask(divideByZero);
+    const e2 = await rejection(two.wait());
+    assert.equal((e2 as Error).message, 'TaskGroup("two") failed: 2 unhandled errors');
+  });
+
+  it("a failure aborts group.signal with an AbortError as AbortController.abort() makes it, read before or after", async () => {
+    const tg = new TaskGroup();
+    const early = tg.signal;
+    tg.createTask(divideByZero);
+    await rejection(tg.wait());
+    assert.equal(tg.signal, early, "one signal, however often it is read");
+    const reason = early.reason as DOMException;
+    assert.ok(reason instanceof DOMException);
+    assert.equal(reason.name, "AbortError");
+    assert.equal(reason.message, "This operation was aborted");
   });
 
   it("a finished group leaves no listener on its outer signal", async () => {
