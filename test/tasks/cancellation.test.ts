@@ -144,6 +144,15 @@ describe("the signal option", () => {
     },
   );
 
+  it("an already-aborted outer signal on a group's child: the group does not wait for the function that never ran", async () => {
+    const tg = new TaskGroup();
+    let ran = false;
+    const child = tg.createTask(() => (ran = true), { signal: AbortSignal.abort() });
+    assert.equal(child.cancelled, true);
+    await tg.wait();
+    assert.equal(ran, false);
+  });
+
   it("an outer signal whose own removeEventListener throws: the task still settles, and its group hears of it", async () => {
     const exotic = (): AbortSignal => {
       const signal = new AbortController().signal;

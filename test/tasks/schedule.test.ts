@@ -142,6 +142,11 @@ describe("callSoon / callLater: handles", () => {
     assert.equal(String(handle), "<callSoon tick>");
     handle.cancel();
     assert.equal(String(handle), "<callSoon tick cancelled>");
+    const later = callLater(1000, function tock() {});
+    assert.equal(Object.prototype.toString.call(later), "[object CallHandle]");
+    assert.equal(String(later), "<callLater tock>");
+    later.cancel();
+    assert.equal(String(later), "<callLater tock cancelled>");
     // A name that is not a string counts as none, as for an anonymous function.
     const symbolNamed = Object.defineProperty(() => {}, "name", { value: Symbol("tick") });
     const other = callSoon(symbolNamed);

@@ -235,6 +235,22 @@ describe("Task: currentTask()", () => {
     assert.notEqual(seenByChild, parent);
     assert.equal(after, parent);
   });
+
+  it("the slot goes to none, not back to the parent, once the parent's function has settled", async () => {
+    let open!: () => void;
+    let child: Task<unknown> | undefined;
+    const parent = createTask(() => {
+      child = createTask(() => new Promise<void>((resolve) => (open = resolve)), {
+        context: currentTask()?.context,
+      });
+      return "parent done";
+    });
+    assert.equal(await parent, "parent done");
+    assert.equal(parent.context.run(currentTask), child);
+    open();
+    await child;
+    assert.equal(parent.context.run(currentTask), undefined);
+  });
 });
 
 describe("Task: a PromiseLike", () => {
@@ -295,6 +311,19 @@ describe("Task: a PromiseLike", () => {
     const task = createTask((signal: AbortSignal) => signal);
     assert.equal(await task, task.signal);
     assert.equal(task.signal.aborted, false);
+  });
+
+  it("fn that declares no parameter is called with no argument", async () => {
+    const task = createTask(function () {
+      // biome-ignore lint/complexity/noArguments: what the call passed
+      return arguments.length;
+    });
+    assert.equal(await task, 0);
+    assert.equal(
+      await createTask((..._rest: unknown[]) => _rest.length),
+      0,
+      "a rest parameter declares none",
+    );
   });
 
   it("a failed task nobody awaits is reported as an unhandled rejection", async () => {
@@ -565,6 +594,22 @@ describe("Task: a function that returns a thenable", () => {
     assert.deepEqual(calls, ["task"]);
     assert.equal(v.get(), "creator");
     assert.equal(await task, "done");
+  });
+
+  it("a function with a then method is a thenable too: its then is called before createTask returns", async () => {
+    const calls: string[] = [];
+    const callable = Object.assign(() => "called", {
+      // biome-ignore lint/suspicious/noThenProperty: a callable thenable on purpose
+      then(resolve: (v: unknown) => void) {
+        calls.push("then");
+        resolve("adopted");
+      },
+    });
+    const task = createTask(() => callable);
+    calls.push("returned");
+    assert.deepEqual(calls, ["then", "returned"]);
+    assert.equal(await task, "adopted");
+    assert.equal(await Promise.resolve(callable), "adopted", "as Promise.resolve adopts it");
   });
 
   itFromEveryState("a Promise subclass's then runs in the task's Context", async () => {

@@ -158,6 +158,17 @@ describe("timeout: bad input", () => {
     });
   }
 
+  it("the bounds are accepted: 0 ms times out on the next timer turn, 2**31-1 ms is a timer", async () => {
+    const never = (signal: AbortSignal) =>
+      new Promise((resolve) => signal.addEventListener("abort", resolve));
+    const now = timeout(0, never, { name: "now" });
+    await assert.rejects(now, (e: unknown) => e instanceof TimeoutError);
+    const longest = timeout(2 ** 31 - 1, never);
+    assert.equal(longest.done, false);
+    longest.cancel();
+    await longest.catch(() => {});
+  });
+
   it("fn not a function, or a context that is not a Context: TypeError naming it", () => {
     assert.throws(
       () => timeout(10, "fn" as never),
