@@ -188,6 +188,24 @@ describe("gather: a PromiseLike's then, as Promise.all reads it", () => {
     assert.deepEqual(await gather(fickle as PromiseLike<string>), ["first"]);
   });
 
+  it("a Promise with its own then: gather calls that then, once, as Promise.all does", async () => {
+    const withOwnThen = (calls: string[]): Promise<number> => {
+      const p = Promise.resolve(1);
+      // biome-ignore lint/suspicious/noThenProperty: an own then on purpose
+      p.then = function (this: Promise<number>, ...args: Parameters<Promise<number>["then"]>) {
+        calls.push("then");
+        return Promise.prototype.then.apply(this, args) as never;
+      };
+      return p;
+    };
+    const viaAll: string[] = [];
+    assert.deepEqual(await Promise.all([withOwnThen(viaAll)]), [1]);
+    const viaGather: string[] = [];
+    assert.deepEqual(await gather(withOwnThen(viaGather)), [1]);
+    assert.deepEqual(viaGather, viaAll);
+    assert.deepEqual(viaGather, ["then"]);
+  });
+
   it("a then getter that throws rejects gather with its error (it does not throw)", async () => {
     const boom = new Error("getter");
     const throwing = {
