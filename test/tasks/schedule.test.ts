@@ -2,8 +2,10 @@
 // current Context when the callback is scheduled. Ports test_context_2 of
 // CPython's Lib/test/test_asyncio/test_tasks.py.
 import assert from "node:assert/strict";
+import { readFile } from "node:fs";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { ContextVar, callLater, callSoon, createTask, currentTask } from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
@@ -105,6 +107,21 @@ describe("callSoon / callLater: handles", () => {
     order.push("sync");
     await nextTurn();
     assert.deepEqual(order, ["sync", "microtask", "soon x 1"]);
+  });
+
+  it("callSoon queues with setImmediate: in order with the immediates scheduled around it", async () => {
+    // Scheduled from an I/O callback, where Node runs the immediates (its check
+    // phase) before any timer, so a timer-based callSoon could not pass.
+    const order = await new Promise<string[]>((resolve) => {
+      readFile(fileURLToPath(import.meta.url), () => {
+        const seen: string[] = [];
+        setImmediate(() => seen.push("immediate 1"));
+        callSoon(() => seen.push("soon"));
+        setImmediate(() => seen.push("immediate 2"));
+        setTimeout(() => resolve(seen), 1);
+      });
+    });
+    assert.deepEqual(order, ["immediate 1", "soon", "immediate 2"]);
   });
 
   for (const [name, schedule] of [
