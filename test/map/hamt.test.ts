@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Hamt } from "../../src/map/hamt.ts";
+import { Hamt, NOT_FOUND } from "../../src/map/hamt.ts";
 import { FixedHashKey } from "../helpers/fixed-hash-key.ts";
 import { drawn, mapOf, numberedKeys, shuffled } from "../helpers/hamt-fixtures.ts";
 
@@ -124,6 +124,29 @@ describe("Hamt size, id, order and persistence", () => {
       assert.equal(h.delete(key).id, h.id);
     }
     assert.equal(ids.size, 1 + 40 + 30);
+  });
+
+  it("read answers as get: for the key whose set made the version, another key, and an absent one", () => {
+    const [a, b, c] = numberedKeys(3);
+    const ab = mapOf<unknown>([a, "a"], [b, "b"]);
+    for (const [map, name] of [
+      [ab, "made by set(b)"],
+      [ab.delete(a), "made by delete(a)"],
+      [ab.set(c, undefined), "made by set(c, undefined)"],
+    ] as const) {
+      for (const key of [a, b, c]) assert.equal(map.read(key), map.get(key), `${name}: ${key}`);
+    }
+    assert.equal(ab.read(b), "b");
+    assert.equal(ab.read(a), "a");
+    assert.equal(ab.read(c), NOT_FOUND);
+  });
+
+  it("dump draws each value, null and undefined included", () => {
+    const [a, b, c] = numberedKeys(3);
+    const shown = mapOf<unknown>([a, null], [b, undefined], [c, 7]).dump();
+    assert.ok(shown.includes(`${a.name}: null`), shown);
+    assert.ok(shown.includes(`${b.name}: undefined`), shown);
+    assert.ok(shown.includes(`${c.name}: 7`), shown);
   });
 
   it("equal contents built in different orders iterate alike and have one shape", () => {
