@@ -97,6 +97,63 @@ describe("bindEmitter", () => {
     assert.equal(calls, 1);
   });
 
+  itFromEveryState("prependListener fires every time, first, in the bound Context", () => {
+    const emitter = bindEmitter(new EventEmitter(), contextWith("bound"));
+    const seen: string[] = [];
+    emitter.on("tick", () => seen.push(`on:${v.get()}`));
+    emitter.prependListener("tick", () => seen.push(`prepend:${v.get()}`));
+    v.run("emitter", () => emitter.emit("tick"));
+    emitter.emit("tick");
+    assert.deepEqual(seen, ["prepend:bound", "on:bound", "prepend:bound", "on:bound"]);
+  });
+
+  it("a listener that is not a function gets the emitter's own error, as from an unbound emitter", () => {
+    const plain = (() => {
+      try {
+        new EventEmitter().on("tick", 42 as never);
+      } catch (error) {
+        return error as Error & { code?: string };
+      }
+      return undefined;
+    })();
+    assert.equal(plain?.code, "ERR_INVALID_ARG_TYPE");
+    const emitter = bindEmitter(new EventEmitter());
+    for (const add of [
+      "on",
+      "addListener",
+      "once",
+      "prependListener",
+      "prependOnceListener",
+    ] as const) {
+      assert.throws(
+        () => emitter[add]("tick", 42 as never),
+        (e: unknown) =>
+          e instanceof TypeError &&
+          (e as { code?: string }).code === plain?.code &&
+          e.message === plain?.message,
+        add,
+      );
+    }
+  });
+
+  it("an emitter without prependListener is given none", () => {
+    const listeners: unknown[] = [];
+    const minimal = {
+      on(_event: string, listener: unknown) {
+        listeners.push(listener);
+        return this;
+      },
+      removeListener() {
+        return this;
+      },
+    };
+    bindEmitter(minimal as unknown as EventEmitter);
+    assert.equal("prependListener" in minimal, false);
+    assert.equal("prependOnceListener" in minimal, false);
+    minimal.on("tick", () => {});
+    assert.equal(listeners.length, 1);
+  });
+
   itFromEveryState("once and prependOnceListener fire once, in the bound Context", async () => {
     const emitter = bindEmitter(new EventEmitter(), contextWith("bound"));
     const seen: string[] = [];

@@ -144,6 +144,25 @@ describe("bind", () => {
     assert.deepEqual([loose(), loose(1, 2)], [0, 2]);
   });
 
+  it("a length that is not a positive number counts as 0, and a long one stays configurable, as Function#bind has it", () => {
+    const withLength = (length: unknown): (() => number) => {
+      const fn = () => 1;
+      Object.defineProperty(fn, "length", { value: length });
+      return fn;
+    };
+    for (const length of ["2", -1, Number.NaN, null]) {
+      const fn = withLength(length);
+      assert.equal(bind(fn).length, 0, String(length));
+      assert.equal(bind(fn).length, fn.bind(null).length, String(length));
+    }
+    assert.equal(bind(withLength(2.5)).length, 2);
+    const long = bind((_a: 1, _b: 2, _c: 3, _d: 4, _e: 5, _f: 6) => 6);
+    assert.deepEqual(
+      Object.getOwnPropertyDescriptor(long, "length"),
+      Object.getOwnPropertyDescriptor(long.bind(null), "length"),
+    );
+  });
+
   it('a name that is not a string counts as "", as Function#bind has it', () => {
     const named = (name: unknown): (() => number) => {
       const fn = () => 1;
