@@ -102,6 +102,15 @@ describe("ContextVar", () => {
   });
 });
 
+describe("ContextVar.defaultValue", () => {
+  it("is the default given, undefined for { default: undefined }, MISSING without one", () => {
+    assert.equal(new ContextVar<number>("a", { default: 5 }).defaultValue, 5);
+    assert.equal(new ContextVar<undefined>("b", { default: undefined }).defaultValue, undefined);
+    assert.equal(new ContextVar<number>("c").defaultValue, MISSING);
+    assert.equal(new ContextVar<number>("d", {}).defaultValue, MISSING);
+  });
+});
+
 describe("ContextVar.run", () => {
   itFromEveryState("passes the arguments and returns fn's result", () => {
     const c = new ContextVar<string>("c");
@@ -207,6 +216,12 @@ describe("ContextVar reads well", () => {
     const d = new ContextVar<number>("a", { default: 123 });
     assert.equal(inspect(d), '<ContextVar name="a" default=123>');
     assert.match(inspect({ d }), /<ContextVar name="a" default=123>/);
+  });
+
+  it("inspect shows a var nested beyond the depth short, and one at the depth in full", () => {
+    const c = new ContextVar<number>("a", { default: 1 });
+    assert.equal(inspect({ x: { y: { z: c } } }), '{ x: { y: { z: [ContextVar("a")] } } }');
+    assert.equal(inspect({ x: { y: c } }), '{ x: { y: <ContextVar name="a" default=1> } }');
   });
 
   it("test_context_var_repr_1: a default that holds the var inspects without recursing", () => {

@@ -26,6 +26,10 @@ describe("Token", () => {
       (Token as unknown as { MISSING: unknown }).MISSING = 1;
     }, TypeError);
     assert.equal(Token.MISSING, MISSING);
+    assert.throws(() => {
+      delete (Token as unknown as { MISSING?: unknown }).MISSING;
+    }, TypeError);
+    assert.equal(Token.MISSING, MISSING);
   });
 
   itFromEveryState("test_context_getset_1: set, oldValue, reset, used", () => {
@@ -64,6 +68,19 @@ describe("Token", () => {
     c.reset(t);
     assert.equal(c.get(), 1);
   });
+
+  itFromEveryState(
+    "reset after later sets restores the old value in the Context itself, not only in get()",
+    () => {
+      const c = new ContextVar<number>("c");
+      c.set(1);
+      const t = c.set(2);
+      c.set(3);
+      c.reset(t);
+      assert.equal(copyContext().get(c), 1);
+      assert.equal(c.get(), 1);
+    },
+  );
 
   itFromEveryState("reset keeps what other vars did since the set", () => {
     const a = new ContextVar<number>("a");
@@ -264,6 +281,20 @@ describe("Token reads well", () => {
     c.reset(t);
     assert.equal(String(t), '<Token used var=ContextVar("a")>');
     assert.match(String(t), / used /);
+  });
+
+  it("inspect shows a token nested beyond the depth short, and one at the depth in full", () => {
+    const c = new ContextVar<number>("a");
+    const t = c.set(1);
+    assert.equal(
+      inspect({ x: { y: { z: t } } }),
+      '{ x: { y: { z: [<Token var=ContextVar("a")>] } } }',
+    );
+    assert.equal(
+      inspect({ x: { y: t } }, { breakLength: Number.POSITIVE_INFINITY }),
+      '{ x: { y: Token { var: ContextVar("a"), oldValue: MISSING, used: false } } }',
+    );
+    c.reset(t);
   });
 
   it("test_context_var_repr_1: Symbol.toStringTag and inspect show var, oldValue and used", () => {
