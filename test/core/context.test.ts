@@ -338,6 +338,44 @@ describe("Context reads well", () => {
     );
   });
 
+  it("inspect separates the vars with a comma", () => {
+    const a = new ContextVar<number>("a");
+    const b = new ContextVar<number>("b");
+    const ctx = new Context();
+    ctx.run(() => {
+      a.set(1);
+      b.set(2);
+    });
+    assert.match(inspect(ctx), /^Context #\d+ \{ (a: 1, b: 2|b: 2, a: 1) \}$/);
+  });
+
+  it("a Context inspected once is not taken for a cycle when shown again inside another", () => {
+    const inner = new Context();
+    const outer = new Context();
+    const v = new ContextVar<unknown>("v");
+    inner.run(() => v.set(1));
+    outer.run(() => v.set(inner));
+    assert.match(inspect(inner), /^Context #\d+ \{ v: 1 \}$/);
+    assert.match(inspect(outer), /^Context #\d+ \{ v: Context #\d+ \{ v: 1 \} \}$/);
+  });
+
+  it("called without Node's inspect function, the inspector quotes names and strings as JSON and shows other values with String()", () => {
+    const name = new ContextVar<string>("user-name");
+    const count = new ContextVar<bigint>("count");
+    const ctx = new Context();
+    ctx.run(() => {
+      name.set('al"ice');
+      count.set(10n);
+    });
+    const custom = (ctx as unknown as Record<symbol, (depth: number, options: object) => string>)[
+      Symbol.for("nodejs.util.inspect.custom")
+    ];
+    const shown = custom?.call(ctx, 2, {});
+    assert.match(String(shown), /^Context #\d+ \{ .* \}$/);
+    assert.ok(shown?.includes('"user-name": "al\\"ice"'), shown);
+    assert.ok(shown?.includes("count: 10"), shown);
+  });
+
   it("inspect quotes a var name that is not an identifier", () => {
     const odd = new ContextVar<number>('we"ird\n}, x');
     const plain = new ContextVar<number>("plain_1");
