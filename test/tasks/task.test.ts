@@ -140,6 +140,29 @@ describe("Task: currentTask()", () => {
     assert.equal(currentTask(), outer);
   });
 
+  it("a timer set in a child that fires after the child settled still sees the child, not the parent", async () => {
+    const parent = createTask(async () => {
+      let fromTimer: unknown;
+      const fired = new Promise<void>((resolve) => {
+        const child = createTask(() => {
+          setTimeout(() => {
+            fromTimer = currentTask();
+            resolve();
+          }, 1);
+          return "child done";
+        });
+        assert.equal(child.done, true);
+      });
+      await fired;
+      return [fromTimer, currentTask()];
+    });
+    const [fromTimer, self] = await parent;
+    assert.equal(self, parent);
+    assert.ok(fromTimer instanceof Task);
+    assert.notEqual(fromTimer, parent);
+    assert.equal((fromTimer as Task<unknown>).done, true);
+  });
+
   itFromEveryState("test_current_task_with_interleaving_tasks", async () => {
     const seen: [string, Task<unknown> | undefined][] = [];
     let set1 = () => {};

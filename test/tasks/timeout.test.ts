@@ -116,6 +116,7 @@ describe("timeout: finishing first", () => {
     const before = liveTimers();
     const task = timeout(1_000_000, () => 3);
     assert.equal(task.done, true);
+    assert.equal(liveTimers(), before, "no timer is made for a task that is done already");
     assert.equal(await task, 3);
     await turn();
     assert.equal(liveTimers(), before);
