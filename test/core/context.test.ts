@@ -318,6 +318,18 @@ describe("Context reads well", () => {
     assert.match(shown, /^Context #\d+ \{ self: \[Circular\] \}$/);
   });
 
+  it("a Context holding a function that leads back to it shows the function as [Circular] inside", () => {
+    const ctx = new Context();
+    const fn = Object.assign(function handler() {}, { ctx });
+    const v = new ContextVar<unknown>("v");
+    ctx.run(() => v.set(fn));
+    const shown = inspect(ctx, { depth: 10 });
+    assert.match(
+      shown,
+      /^Context #(\d+) \{ v: \[Function: handler\] \{ ctx: Context #\1 \{ v: \[Circular\] \} \} \}$/,
+    );
+  });
+
   it("inspect stops at the depth a Map stops at, and shows a nested Context short beyond it", () => {
     const deep = { l1: { l2: { l3: { l4: 1 } } } };
     const v = new ContextVar<unknown>("v");
@@ -374,6 +386,39 @@ describe("Context reads well", () => {
     assert.match(String(shown), /^Context #\d+ \{ .* \}$/);
     assert.ok(shown?.includes('"user-name": "al\\"ice"'), shown);
     assert.ok(shown?.includes("count: 10"), shown);
+  });
+
+  it("inspect with depth: null shows the values to any depth, as for a Map", () => {
+    const deep = { l1: { l2: { l3: { l4: 1 } } } };
+    const v = new ContextVar<unknown>("v");
+    const ctx = new Context();
+    ctx.run(() => v.set(deep));
+    const shown = inspect(ctx, { depth: null });
+    assert.ok(shown.includes("l4: 1"), shown);
+  });
+
+  it("a Context reached again through one of its values, then held directly by a later var: both are cycles", () => {
+    const ctx = new Context();
+    const first = new ContextVar<unknown>("first");
+    const second = new ContextVar<unknown>("second");
+    ctx.run(() => {
+      first.set(0);
+      second.set(0);
+    });
+    // Whichever var the map lists first holds an object that leads back to
+    // ctx; the other holds ctx itself.
+    const [earlier, later] = [...ctx.keys()] as ContextVar<unknown>[];
+    ctx.run(() => {
+      earlier?.set({ back: ctx });
+      later?.set(ctx);
+    });
+    const shown = inspect(ctx, { depth: 10 });
+    assert.match(
+      shown,
+      new RegExp(
+        `^Context #(\\d+) \\{ ${earlier?.name}: \\{ back: Context #\\1 \\{ ${earlier?.name}: \\[Circular\\], ${later?.name}: \\[Circular\\] \\} \\}, ${later?.name}: \\[Circular\\] \\}$`,
+      ),
+    );
   });
 
   it("inspect quotes a var name that is not an identifier", () => {
