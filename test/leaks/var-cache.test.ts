@@ -40,6 +40,17 @@ describe("a long-lived ContextVar keeps no finished Context's value alive", () =
     assert.deepEqual(await watch.survivors(8), [], "the var's read cache holds the value");
   });
 
+  it("a function value (a closure over a session) after set and get, in a finished ctx.run", async () => {
+    const current = new ContextVar<() => Session>("current");
+    const watch = new Watch();
+    new Context().run(() => {
+      const held = session(watch, "closed over");
+      current.set(watch.track(() => held, "the closure"));
+      assert.equal(current.get()().user, "closed over");
+    });
+    assert.deepEqual(await watch.survivors(8), [], "the var's read cache holds the function");
+  });
+
   it("after set only, in a finished task", async () => {
     const current = new ContextVar<Session>("current");
     const watch = new Watch();
