@@ -5,10 +5,12 @@
  * the current Context as it was. Ported from Lib/test/test_context.py.
  */
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   bind,
+  bindEmitter,
   Context,
   ContextEnteredError,
   ContextError,
@@ -250,6 +252,26 @@ describe("TypeErrors", () => {
     }
     assert.throws(() => new AnyVar("a", 5), TypeError);
     assert.throws(() => new AnyVar("a", null), TypeError);
+  });
+
+  it("the message says what was expected, and a Token cannot be made by hand", () => {
+    const cases: [() => unknown, string][] = [
+      [() => new AnyVar("a", 5), "Expected `options` to be an object, got `5` (number)"],
+      [
+        () => new AnyVar("a", { transfer: "no" }),
+        'Expected `options.transfer` to be a boolean, got `"no"` (string)',
+      ],
+      [() => bindEmitter(5 as never), "Expected `emitter` to be an EventEmitter, got `5` (number)"],
+      [
+        () => bindEmitter(new EventEmitter(), 5 as never),
+        "Expected `context` to be a Context, got `5` (number)",
+      ],
+      [
+        () => new (Token as unknown as new () => unknown)(),
+        "Tokens can only be created by ContextVar.set(); call var.set(value)",
+      ],
+    ];
+    for (const [call, message] of cases) assert.throws(call, new TypeError(message));
   });
 
   it("test_context_run_1: run needs a function", () => {

@@ -8,7 +8,19 @@ import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { inspect, promisify } from "node:util";
-import { bind, Context, ContextVar, copyContext, createTask, currentTask, Task } from "contextvars";
+import {
+  bind,
+  Context,
+  ContextVar,
+  callLater,
+  copyContext,
+  createTask,
+  currentTask,
+  gather,
+  Task,
+  TaskGroup,
+  timeout,
+} from "contextvars";
 import { finishedOf } from "../../src/tasks/task.ts";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
@@ -409,6 +421,49 @@ await new Promise((r) => setTimeout(r, 20));`);
   it("Task cannot be constructed directly", () => {
     const Ctor = Task as unknown as new (...args: unknown[]) => unknown;
     assert.throws(() => new Ctor(Symbol("x"), () => {}, undefined), TypeError);
+  });
+});
+
+describe("bad input: the message says what was expected", () => {
+  it("createTask, new Task, TaskGroup, gather, callLater and timeout", () => {
+    const AnyTask = Task as unknown as new () => unknown;
+    const cases: [() => unknown, string][] = [
+      [() => new AnyTask(), "Tasks can only be created by createTask(fn)"],
+      [
+        () => createTask(() => 1, 5 as never),
+        "Expected `options` to be an object, got `5` (number)",
+      ],
+      [
+        () => createTask(() => 1, { name: 5 as never }),
+        "Expected `options.name` to be a string, got `5` (number)",
+      ],
+      [
+        () => createTask(() => 1, { signal: 5 as never }),
+        "Expected `options.signal` to be an AbortSignal, got `5` (number)",
+      ],
+      [() => new TaskGroup(5 as never), "Expected `options` to be an object, got `5` (number)"],
+      [
+        () => new TaskGroup({ name: 5 as never }),
+        "Expected `options.name` to be a string, got `5` (number)",
+      ],
+      [
+        () => new TaskGroup({ signal: 5 as never }),
+        "Expected `options.signal` to be an AbortSignal, got `5` (number)",
+      ],
+      [
+        () => gather(() => 1, 5 as never),
+        "Expected `items[1]` to be a function or a PromiseLike, got `5` (number)",
+      ],
+      [
+        () => callLater(-1, () => {}),
+        "Expected `delayMs` to be a number from 0 to 2147483647, got `-1` (number)",
+      ],
+      [
+        () => timeout(-1, () => {}),
+        "Expected `ms` to be a number from 0 to 2147483647, got `-1` (number)",
+      ],
+    ];
+    for (const [call, message] of cases) assert.throws(call, new TypeError(message));
   });
 });
 
