@@ -24,6 +24,21 @@ describe("ContextVar", () => {
     assert.equal(isLocalOnly(v as ContextVar<unknown>), false);
   });
 
+  it("options.transfer: false makes a local-only var; true, undefined or no options do not", () => {
+    assert.equal(
+      isLocalOnly(new ContextVar<number>("a", { transfer: false }) as ContextVar<unknown>),
+      true,
+    );
+    for (const v of [
+      new ContextVar<number>("b", { transfer: true }),
+      new ContextVar<number>("c", { transfer: undefined }),
+      new ContextVar<number>("d", {}),
+      new ContextVar<number>("e"),
+    ]) {
+      assert.equal(isLocalOnly(v as ContextVar<unknown>), false, v.name);
+    }
+  });
+
   it("test_context_var_new_1: the name is kept and cannot be reassigned", () => {
     const c = new ContextVar<number>("aaa");
     assert.equal(c.name, "aaa");

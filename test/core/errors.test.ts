@@ -263,6 +263,14 @@ describe("TypeErrors", () => {
       ],
       [() => bindEmitter(5 as never), "Expected `emitter` to be an EventEmitter, got `5` (number)"],
       [
+        () => bindEmitter(null as never),
+        "Expected `emitter` to be an EventEmitter, got `null` (null)",
+      ],
+      [
+        () => bindEmitter(Object.assign(() => {}, { on() {} }) as never),
+        "Expected `emitter` to be an EventEmitter, got `[Function]` (function)",
+      ],
+      [
         () => bindEmitter(new EventEmitter(), 5 as never),
         "Expected `context` to be a Context, got `5` (number)",
       ],
