@@ -120,6 +120,14 @@ describe("contextPool", () => {
     assert.equal(reply.secret, "<unset>");
   });
 
+  it("every live var of the worker with the value's name gets it, however many", async () => {
+    const seen = await user.run("u-all", () => pool.run({ i: 0, delay: 0 }, { name: "allUsers" }));
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 10 }, () => "u-all"),
+    );
+  });
+
   it("filename and name per run, as with piscina; a URL filename works", async () => {
     const reply = await requestId.run("r-named", () =>
       pool.run({ i: 0, delay: 0 }, { filename: fixture("job.ts"), name: "default" }),
