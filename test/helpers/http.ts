@@ -154,3 +154,22 @@ export function randomDelay(max = 4): Promise<void> {
 
 /** The RFC 4122 shape `crypto.randomUUID()` produces. */
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/**
+ * GETs `url` with `x-request-id: id`, reads the first chunk of the body and
+ * goes away (aborts), as a client that closes a stream early; returns the
+ * response's headers. Settles once the body is closed on the client's side.
+ */
+export async function abortAfterFirstChunk(url: string, id: string): Promise<Headers> {
+  const controller = new AbortController();
+  const response = await fetch(url, {
+    headers: { "x-request-id": id },
+    signal: controller.signal,
+  });
+  const reader = response.body?.getReader();
+  if (reader === undefined) throw new Error(`${url} answered without a body`);
+  await reader.read();
+  controller.abort();
+  await reader.closed.catch(() => {});
+  return response.headers;
+}

@@ -24,7 +24,7 @@ import { contextMiddleware, requestId } from "contextvars/hono";
 import { Hono } from "hono";
 import { stream, streamText } from "hono/streaming";
 import type { UpgradeWebSocket } from "hono/ws";
-import { close, listen, randomDelay, UUID } from "../helpers/http.ts";
+import { abortAfterFirstChunk, close, listen, randomDelay, UUID } from "../helpers/http.ts";
 import {
   asyncStage,
   expectIdHandling,
@@ -466,17 +466,8 @@ describe("contextvars/hono behind the runtime's own server (Bun.serve, Deno.serv
     const ids = ["abort-0", "abort-1", "abort-2"];
     await Promise.all(
       ids.map(async (id) => {
-        const controller = new AbortController();
-        const response = await fetch(`${base}/abortable`, {
-          headers: { "x-request-id": id },
-          signal: controller.signal,
-        });
-        assert.equal(response.headers.get("x-request-id"), id);
-        const reader = response.body?.getReader();
-        assert.ok(reader !== undefined);
-        await reader.read();
-        controller.abort();
-        await reader.closed.catch(() => {});
+        const headers = await abortAfterFirstChunk(`${base}/abortable`, id);
+        assert.equal(headers.get("x-request-id"), id);
       }),
     );
     for (const id of ids) {

@@ -7,7 +7,7 @@ import { contextMiddleware, requestId } from "contextvars/hono";
 import { withContext } from "contextvars/http";
 import { Hono, type Context as HonoContext } from "hono";
 import { stream } from "hono/streaming";
-import { close, listen, randomDelay, send } from "../helpers/http.ts";
+import { abortAfterFirstChunk, close, listen, randomDelay, send } from "../helpers/http.ts";
 import {
   asyncStage,
   expectBodyKeepsContext,
@@ -119,20 +119,7 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
   // middleware binds (on the fetch path it does not: hono-native.test.ts).
   it("a stream's onAbort, called when the client goes away, runs in the request's Context", async () => {
     const ids = ["abort-1", "abort-2", "abort-3"];
-    await Promise.all(
-      ids.map(async (id) => {
-        const controller = new AbortController();
-        const response = await fetch(`${base}/abortable`, {
-          headers: { "x-request-id": id },
-          signal: controller.signal,
-        });
-        const reader = response.body?.getReader();
-        assert.ok(reader !== undefined);
-        await reader.read();
-        controller.abort();
-        await reader.closed.catch(() => {});
-      }),
-    );
+    await Promise.all(ids.map((id) => abortAfterFirstChunk(`${base}/abortable`, id)));
     for (const id of ids) assert.equal(await abortSeen.get(id), id);
   });
   it("malformed ids are replaced, well-formed ones pass", () => expectIdHandling(base));
