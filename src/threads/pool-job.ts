@@ -27,6 +27,15 @@ type Handler = (...args: unknown[]) => unknown;
 const ready = new Map<string, Handler>();
 const loading = new Map<string, Promise<Handler>>();
 
+// "constructor", "toString", "call"…: what every object or function has
+// from Object.prototype or Function.prototype is not an export of the module
+// (a user's class instance keeps the methods of its own prototype).
+function isBuiltIn(exports: object, name: string): boolean {
+  if (Object.hasOwn(exports, name)) return false;
+  const builtIns: object = typeof exports === "function" ? Function.prototype : Object.prototype;
+  return (exports as Record<string, unknown>)[name] === (builtIns as Record<string, unknown>)[name];
+}
+
 async function load(filename: string, name: string): Promise<Handler> {
   const url = filename.startsWith("file:") ? filename : pathToFileURL(filename).href;
   const module = (await import(url)) as Record<string, unknown>;
@@ -37,7 +46,10 @@ async function load(filename: string, name: string): Promise<Handler> {
     typeof handler !== "function" &&
     (typeof fallback === "object" || typeof fallback === "function")
   ) {
-    handler = (fallback as Record<string, unknown> | null)?.[name];
+    handler =
+      fallback === null || isBuiltIn(fallback, name)
+        ? undefined
+        : (fallback as Record<string, unknown>)[name];
   }
   if (typeof handler !== "function") {
     throw new TypeError(`${filename} has no function export named \`${name}\``);

@@ -368,6 +368,22 @@ describe("contextPool: piscina's options pass through", () => {
       15,
     );
   });
+
+  it("a CommonJS module's exports: a user's prototype methods count, Object's and Function's built-ins do not", async () => {
+    const refused = async (file: URL, name: string) =>
+      assert.rejects(plain.run(5, { filename: file, name }), {
+        name: "TypeError",
+        message: `${file.href} has no function export named \`${name}\``,
+      });
+    const literal = fixture("exports-as-default.cjs");
+    for (const name of ["constructor", "toString", "hasOwnProperty"]) await refused(literal, name);
+    const instance = fixture("exports-object.cjs");
+    assert.equal(await plain.run(5, { filename: instance, name: "double" }), 10);
+    for (const name of ["toString", "valueOf"]) await refused(instance, name);
+    const fn = fixture("exports-function.cjs");
+    assert.equal(await plain.run(5, { filename: fn, name: "default" }), 6);
+    for (const name of ["call", "bind", "constructor"]) await refused(fn, name);
+  });
 });
 
 describe("contextPool: jobs that fail", () => {
