@@ -242,6 +242,122 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
     }
   });
 
+  it("nested Router: an async router.param callback's set reaches the route, next('route') and the app's error handler after an await", async () => {
+    const tenant = new ContextVar<string>("tenant");
+    const app = express();
+    app.use(contextMiddleware({ seed }));
+    const items = express.Router();
+    items.param("id", async (_req, _res, next, id: string) => {
+      await asyncStage();
+      tenant.set(`param:${id}`);
+      next();
+    });
+    items.get("/:id", (req, res, next) => {
+      if (req.params.id !== "7") {
+        next("route");
+        return;
+      }
+      res.json({ route: "first", id: requestId.get(), tenant: tenant.get() });
+    });
+    // next(err) rather than a throw: Express 4 (the matrix) ignores a rejected handler.
+    items.get("/:id", async (req, res, next) => {
+      await asyncStage();
+      if (req.params.id === "fail") {
+        next(new Error("failed in a nested router"));
+        return;
+      }
+      res.json({ route: "second", id: requestId.get(), tenant: tenant.get() });
+    });
+    const api = express.Router();
+    api.use("/items", items);
+    app.use("/api", api);
+    app.use((_error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+      res
+        .status(500)
+        .json({ route: "error", id: requestId.get("<none>"), tenant: tenant.get("<none>") });
+    });
+    const own = createServer(app);
+    const url = await listen(own);
+    try {
+      const cases = [
+        ["7", 200, "first"],
+        ["skip", 200, "second"],
+        ["fail", 500, "error"],
+      ] as const;
+      for (const [id, status, route] of cases) {
+        const reply = await send(url, `/api/items/${id}`, {
+          headers: { "x-request-id": `p-${id}` },
+        });
+        assert.equal(reply.status, status, reply.body);
+        assert.deepEqual(JSON.parse(reply.body), { route, id: `p-${id}`, tenant: `param:${id}` });
+      }
+    } finally {
+      await close(own);
+    }
+  });
+
+  it("a sub-app mounted with app.use sees the values set before it, also in its error handler and listeners", async () => {
+    const tenant = new ContextVar<string>("tenant");
+    const seen: string[] = [];
+    let reached!: () => void;
+    const inHandler = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const app = express();
+    app.use(contextMiddleware({ seed }));
+    app.use(async (_req, _res, next) => {
+      await asyncStage();
+      tenant.set("set before the mount");
+      next();
+    });
+    // No contextMiddleware of its own: on mount Express chains the sub-app's
+    // req/res prototypes to the parent's, which carry the patched listener methods.
+    const sub = express();
+    sub.use((_req, _res, next) => {
+      stage.set(`sub:${tenant.get()}`);
+      next();
+    });
+    sub.get("/ok", async (_req, res) => {
+      await asyncStage();
+      res.json({ id: requestId.get(), tenant: tenant.get() });
+    });
+    sub.get("/fail", async (_req, _res, next) => {
+      await null;
+      next(new Error("failed in the sub-app"));
+    });
+    sub.get("/hang", (req, res) => {
+      req.on("close", () => seen.push(`req ${requestId.get("<none>")} ${tenant.get("<none>")}`));
+      res.on("close", () => seen.push(`res ${requestId.get("<none>")} ${tenant.get("<none>")}`));
+      reached(); // never answers
+    });
+    sub.use((_error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+      res.status(500).json({ id: requestId.get("<none>"), stage: stage.get("<none>") });
+    });
+    app.use("/sub", sub);
+    const own = createServer(app);
+    const url = await listen(own);
+    try {
+      const ok = await send(url, "/sub/ok", { headers: { "x-request-id": "sub-1" } });
+      assert.equal(ok.status, 200, ok.body);
+      assert.deepEqual(JSON.parse(ok.body), { id: "sub-1", tenant: "set before the mount" });
+      const failed = await send(url, "/sub/fail", { headers: { "x-request-id": "sub-2" } });
+      assert.equal(failed.status, 500);
+      assert.deepEqual(JSON.parse(failed.body), { id: "sub-2", stage: "sub:set before the mount" });
+      const req = request(`${url}/sub/hang`, { headers: { "x-request-id": "sub-3" } });
+      req.on("error", () => {});
+      req.end();
+      await inHandler;
+      req.destroy();
+      for (let i = 0; i < 100 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(seen.sort(), [
+        "req sub-3 set before the mount",
+        "res sub-3 set before the mount",
+      ]);
+    } finally {
+      await close(own);
+    }
+  });
+
   it("echo: false and a custom header", async () => {
     const app = express();
     app.use(contextMiddleware({ echo: false, header: "X-Correlation-Id" }));
