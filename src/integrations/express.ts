@@ -28,8 +28,9 @@ export type ExpressContextOptions = RequestContextOptions<Request>;
  * Values set by a middleware, also after an `await` in an async one, are
  * seen by every later middleware and the handler. Listeners added to `req`
  * and `res` run in the request's Context: the middleware installs the
- * listener methods once on the app's `app.request`/`app.response` (a mounted
- * sub-app needs its own mount). Mounted twice, or under
+ * listener methods once on the app's `app.request`/`app.response` (a sub-app
+ * mounted with `app.use` inherits them; one reached through a Router needs
+ * its own mount). Mounted twice, or under
  * `withContext` from `contextvars/http`, the request still has one Context
  * (later mounts enter it and run only their `seed`).
  *
@@ -51,16 +52,24 @@ export function contextMiddleware(options?: ExpressContextOptions): RequestHandl
   const resolved = resolveOptions(options);
   const seed = resolved.seed;
   return function contextMiddleware(req: Request, res: Response, next: NextFunction): void {
-    const context = nodeRequestContext(req, res, resolved, req, bindThroughApp);
+    const context = nodeRequestContext(req, res, resolved, req, fileFor);
+    // Also when the request had its Context already: a later mount in a sub-app
+    // whose prototypes are not chained to the app's (one reached through a
+    // Router, which emits no "mount") must patch the sub-app's own.
+    bindThroughApp(req, res);
     runInRequest(context, proceed, seed, req, next);
   };
+}
+
+// A new request's Context is filed for req (nothing is added to the object).
+function fileFor(req: Request, _res: Response, context: RequestContext): void {
+  fileRequestContext(req, context);
 }
 
 // Express has swapped the prototypes of req and res for the app's own by now;
 // adding to the objects would be slow, so the Context is filed in the WeakMap
 // and the app's prototypes are patched once instead (request-emitters.ts).
-function bindThroughApp(req: Request, res: Response, context: RequestContext): void {
-  fileRequestContext(req, context);
+function bindThroughApp(req: Request, res: Response): void {
   bindPrototype(Object.getPrototypeOf(req) as object, requestContextOf);
   bindPrototype(Object.getPrototypeOf(res) as object, contextOfResponse);
 }

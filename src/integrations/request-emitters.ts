@@ -31,8 +31,10 @@
  * Node's own code on the object, both measured with bench/http, so nothing
  * is added to the object: the five methods are installed once on the app's
  * prototype object (Express's documented place to extend `req` and `res`)
- * and find each request's Context through a lookup. A sub-app has its own
- * prototypes, patched only if the middleware is mounted on it too.
+ * and find each request's Context through a lookup. A sub-app mounted with
+ * `app.use` inherits them (Express chains its prototypes to the parent's on
+ * "mount"); one reached through a Router has its own, patched only if the
+ * middleware is mounted on it too.
  */
 import { EventEmitter } from "node:events";
 import { carrier } from "../carrier/select.ts";

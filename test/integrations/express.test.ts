@@ -358,6 +358,41 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
     }
   });
 
+  it("a sub-app reached through a Router, with its own mount: its req/res listeners run in the request's Context", async () => {
+    const seen: string[] = [];
+    let reached!: () => void;
+    const inHandler = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const app = express();
+    app.use(contextMiddleware());
+    // A Router emits no "mount": the sub-app's prototypes are not chained to
+    // the app's, so its own contextMiddleware must patch them.
+    const sub = express();
+    sub.use(contextMiddleware({ seed: () => stage.set("sub seed") }));
+    sub.get("/hang", (req, res) => {
+      req.on("close", () => seen.push(`req ${requestId.get("<none>")} ${stage.get("<none>")}`));
+      res.on("close", () => seen.push(`res ${requestId.get("<none>")} ${stage.get("<none>")}`));
+      reached(); // never answers
+    });
+    const router = express.Router();
+    router.use("/sub", sub);
+    app.use(router);
+    const own = createServer(app);
+    const url = await listen(own);
+    try {
+      const req = request(`${url}/sub/hang`, { headers: { "x-request-id": "via-router" } });
+      req.on("error", () => {});
+      req.end();
+      await inHandler;
+      req.destroy();
+      for (let i = 0; i < 100 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(seen.sort(), ["req via-router sub seed", "res via-router sub seed"]);
+    } finally {
+      await close(own);
+    }
+  });
+
   it("echo: false and a custom header", async () => {
     const app = express();
     app.use(contextMiddleware({ echo: false, header: "X-Correlation-Id" }));
