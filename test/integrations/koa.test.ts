@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
+import { createServer, request } from "node:http";
 import { PassThrough, Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { runInNewContext } from "node:vm";
@@ -152,6 +152,77 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
       const reply = await send(url, "/", { headers: { "x-request-id": "k-1", "x-user": "kim" } });
       assert.equal(reply.status, 200, reply.body);
       assert.deepEqual(JSON.parse(reply.body), { id: "k-1", user: "kim", stage: "second:mw:kim" });
+    } finally {
+      await close(own);
+    }
+  });
+
+  it("ctx.respond = false: a raw response written from req listeners after the chain returned keeps the context and the echoed id", async () => {
+    const seen: string[] = [];
+    let reached!: () => void;
+    const listening = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const app = new Koa();
+    app.silent = true;
+    app.use(contextMiddleware({ seed }));
+    app.use(async (_ctx, next) => {
+      await asyncStage();
+      await next();
+    });
+    app.use((ctx) => {
+      ctx.respond = false;
+      const values = () =>
+        `${requestId.get("<none>")}|${user.get("<none>")}|${stage.get("<none>")}`;
+      let received = "";
+      ctx.req.setEncoding("utf8");
+      ctx.req.on("data", (chunk: string) => {
+        received += chunk;
+      });
+      // Runs from the socket when the rest of the body arrives, after the chain
+      // has returned: Koa leaves the response to this listener.
+      ctx.req.on("end", () => {
+        ctx.res.on("finish", () => seen.push(`finish ${values()}`));
+        ctx.res.statusCode = 200; // Koa's default 404 is left on res
+        ctx.res.end(`${received} ${values()}`);
+      });
+      reached();
+    });
+    const own = createServer(app.callback());
+    const url = await listen(own);
+    try {
+      const reply = new Promise<{ status: number; id: unknown; body: string }>(
+        (resolve, reject) => {
+          const req = request(
+            `${url}/`,
+            {
+              method: "POST",
+              headers: { "x-request-id": "raw-1", "x-user": "ray", "content-length": "10" },
+            },
+            (res) => {
+              let body = "";
+              res.setEncoding("utf8");
+              res.on("data", (chunk: string) => {
+                body += chunk;
+              });
+              res.on("end", () =>
+                resolve({ status: res.statusCode ?? 0, id: res.headers["x-request-id"], body }),
+              );
+            },
+          );
+          req.on("error", reject);
+          req.write("first");
+          // The rest only once the handler has added its listeners.
+          void listening.then(() => req.end("-last"));
+        },
+      );
+      assert.deepEqual(await reply, {
+        status: 200,
+        id: "raw-1",
+        body: "first-last raw-1|ray|mw:ray",
+      });
+      for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(seen, ["finish raw-1|ray|mw:ray"]);
     } finally {
       await close(own);
     }
