@@ -92,6 +92,35 @@ function buildApp(): express.Express {
   return app;
 }
 
+/**
+ * For a handler that never answers: `reached()` is its call to say it has
+ * been reached (its listeners are added); `abortOnceReached` sends GET url
+ * with the id, aborts once the handler is reached, and waits (up to 500 ms)
+ * until `seen` has `count` entries from the listeners.
+ */
+function abortable(seen: readonly string[]): {
+  reached: () => void;
+  abortOnceReached: (url: string, id: string, count: number) => Promise<void>;
+} {
+  let reached!: () => void;
+  const inHandler = new Promise<void>((resolve) => {
+    reached = resolve;
+  });
+  return {
+    reached,
+    async abortOnceReached(url, id, count) {
+      const req = request(url, { headers: { "x-request-id": id } });
+      req.on("error", () => {});
+      req.end();
+      await inHandler;
+      req.destroy();
+      for (let i = 0; i < 100 && seen.length < count; i++) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    },
+  };
+}
+
 describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
   const server = createServer(buildApp());
   let base = "";
@@ -217,10 +246,7 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
 
   it("a res 'close' listener runs in the request's Context when the client aborts", async () => {
     const seen: string[] = [];
-    let reached!: () => void;
-    const inHandler = new Promise<void>((resolve) => {
-      reached = resolve;
-    });
+    const { reached, abortOnceReached } = abortable(seen);
     const app = express();
     app.use(contextMiddleware());
     app.get("/hang", (_req, res) => {
@@ -230,12 +256,7 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
     const own = createServer(app);
     const url = await listen(own);
     try {
-      const req = request(`${url}/hang`, { headers: { "x-request-id": "abort-1" } });
-      req.on("error", () => {});
-      req.end();
-      await inHandler;
-      req.destroy();
-      for (let i = 0; i < 100 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      await abortOnceReached(`${url}/hang`, "abort-1", 1);
       assert.deepEqual(seen, ["abort-1"]);
     } finally {
       await close(own);
@@ -299,10 +320,7 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
   it("a sub-app mounted with app.use sees the values set before it, also in its error handler and listeners", async () => {
     const tenant = new ContextVar<string>("tenant");
     const seen: string[] = [];
-    let reached!: () => void;
-    const inHandler = new Promise<void>((resolve) => {
-      reached = resolve;
-    });
+    const { reached, abortOnceReached } = abortable(seen);
     const app = express();
     app.use(contextMiddleware({ seed }));
     app.use(async (_req, _res, next) => {
@@ -343,12 +361,7 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
       const failed = await send(url, "/sub/fail", { headers: { "x-request-id": "sub-2" } });
       assert.equal(failed.status, 500);
       assert.deepEqual(JSON.parse(failed.body), { id: "sub-2", stage: "sub:set before the mount" });
-      const req = request(`${url}/sub/hang`, { headers: { "x-request-id": "sub-3" } });
-      req.on("error", () => {});
-      req.end();
-      await inHandler;
-      req.destroy();
-      for (let i = 0; i < 100 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+      await abortOnceReached(`${url}/sub/hang`, "sub-3", 2);
       assert.deepEqual(seen.sort(), [
         "req sub-3 set before the mount",
         "res sub-3 set before the mount",
@@ -360,10 +373,7 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
 
   it("a sub-app reached through a Router, with its own mount: its req/res listeners run in the request's Context", async () => {
     const seen: string[] = [];
-    let reached!: () => void;
-    const inHandler = new Promise<void>((resolve) => {
-      reached = resolve;
-    });
+    const { reached, abortOnceReached } = abortable(seen);
     const app = express();
     app.use(contextMiddleware());
     // A Router emits no "mount": the sub-app's prototypes are not chained to
@@ -381,12 +391,7 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
     const own = createServer(app);
     const url = await listen(own);
     try {
-      const req = request(`${url}/sub/hang`, { headers: { "x-request-id": "via-router" } });
-      req.on("error", () => {});
-      req.end();
-      await inHandler;
-      req.destroy();
-      for (let i = 0; i < 100 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+      await abortOnceReached(`${url}/sub/hang`, "via-router", 2);
       assert.deepEqual(seen.sort(), ["req via-router sub seed", "res via-router sub seed"]);
     } finally {
       await close(own);
