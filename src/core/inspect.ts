@@ -35,7 +35,6 @@ export function whileShowing<R>(value: object, body: () => R): R {
   }
 }
 
-/** Shows a value in an inspector, with Node's inspect when it is given, else String(). */
 /**
  * fn's name if it is a string, else "" (as Function#bind and SetFunctionName
  * treat a Symbol, or a class's static name() method). Read once. Internal.
@@ -45,6 +44,7 @@ export function functionName(fn: Function): string {
   return typeof name === "string" ? name : "";
 }
 
+/** Shows a value in an inspector, with Node's inspect when it is given, else String(). */
 export function show(value: unknown, inspect: InspectFn | undefined, options?: object): string {
   if (!inspect) return typeof value === "string" ? JSON.stringify(value) : String(value);
   if ((typeof value !== "object" && typeof value !== "function") || value === null) {
