@@ -52,6 +52,19 @@ export async function asyncStage(): Promise<void> {
   stage.set(`mw:${user.get()}`);
 }
 
+/** What /throw does in every app: sets `leak`, then throws (the set must die with the request). */
+export function setThenThrow(): never {
+  leak.set("set by /throw");
+  throw new Error("thrown");
+}
+
+/** What /reject does in every app: sets `leak`, awaits, then rejects. */
+export async function setThenReject(): Promise<never> {
+  leak.set("set by /reject");
+  await asyncStage();
+  throw new Error("rejected");
+}
+
 function values(): Values {
   return { id: requestId.get(), user: user.get(), stage: stage.get() };
 }

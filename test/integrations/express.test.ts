@@ -21,6 +21,8 @@ import {
   pathGenerator,
   recordFinish,
   seedUser,
+  setThenReject,
+  setThenThrow,
   stage,
   streamChunks,
   user,
@@ -58,17 +60,10 @@ function buildApp(): express.Express {
   app.get("/id", (_req, res) => {
     res.send(requestId.get());
   });
-  app.get("/throw", () => {
-    leak.set("set by /throw");
-    throw new Error("thrown");
-  });
+  app.get("/throw", setThenThrow);
   if (majorOf("express") >= 5) {
     // Express 5 hands a rejected handler's reason to the error handler itself.
-    app.get("/reject", async () => {
-      leak.set("set by /reject");
-      await asyncStage();
-      throw new Error("rejected");
-    });
+    app.get("/reject", setThenReject);
   } else {
     // Express 4 ignores the promise: the failure goes to next(err), as its docs say.
     app.get("/reject", async (_req, _res, next) => {

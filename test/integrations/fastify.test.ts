@@ -23,6 +23,8 @@ import {
   pathGenerator,
   recordFinish,
   seedUser,
+  setThenReject,
+  setThenThrow,
   stage,
   streamChunks,
   user,
@@ -59,16 +61,8 @@ async function buildApp(): Promise<FastifyInstance> {
   );
   app.post("/raw", async (request) => ({ events: request.body }));
   app.get("/id", async () => requestId.get());
-  app.get("/throw", () => {
-    leak.set("set by /throw");
-    throw new Error("thrown");
-  });
-  const reject = async () => {
-    leak.set("set by /reject");
-    await asyncStage();
-    throw new Error("rejected");
-  };
-  app.get("/reject", { preHandler: reject }, async () => "unreachable");
+  app.get("/throw", setThenThrow);
+  app.get("/reject", { preHandler: setThenReject }, async () => "unreachable");
   app.get("/peek", async () => ({ leak: leak.get("unset") }));
   app.get("/stream", { onResponse: async () => recordFinish() }, async (_request, reply) => {
     reply.type("text/plain");

@@ -32,6 +32,8 @@ import {
   type Observed,
   observe,
   seedUser,
+  setThenReject,
+  setThenThrow,
   stage,
   streamChunks,
   user,
@@ -193,15 +195,8 @@ function buildApp(ws: WebSocketHelper | undefined): Hono<AppEnv> {
     return c.json({ id: requestId.get(), user: user.get(), stage: stage.get(), body });
   });
 
-  app.get("/throw", () => {
-    leak.set("set by /throw");
-    throw new Error("thrown");
-  });
-  app.use("/reject", async () => {
-    leak.set("set by /reject");
-    await asyncStage();
-    throw new Error("rejected");
-  });
+  app.get("/throw", setThenThrow);
+  app.use("/reject", setThenReject);
   app.get("/peek", (c) =>
     c.json({ leak: leak.get("unset"), stage: stage.get("unset"), user: user.get() }),
   );

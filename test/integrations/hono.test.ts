@@ -22,6 +22,8 @@ import {
   pathGenerator,
   recordFinish,
   seedUser,
+  setThenReject,
+  setThenThrow,
   stage,
   streamChunks,
   user,
@@ -60,15 +62,8 @@ function buildApp(): Hono<NodeEnv> {
     return c.json({ events });
   });
   app.get("/id", (c) => c.text(requestId.get()));
-  app.get("/throw", () => {
-    leak.set("set by /throw");
-    throw new Error("thrown");
-  });
-  app.use("/reject", async () => {
-    leak.set("set by /reject");
-    await asyncStage();
-    throw new Error("rejected");
-  });
+  app.get("/throw", setThenThrow);
+  app.use("/reject", setThenReject);
   app.get("/peek", (c) => c.json({ leak: leak.get("unset") }));
   app.get("/stream", (c) => {
     c.env.outgoing.on("finish", recordFinish);

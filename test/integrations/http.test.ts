@@ -29,6 +29,8 @@ import {
   pathGenerator,
   recordFinish,
   seedUser,
+  setThenReject,
+  setThenThrow,
   stage,
   streamChunks,
   user,
@@ -46,11 +48,7 @@ function json(res: ServerResponse, value: unknown, status = 200): void {
 
 async function routes(req: IncomingMessage, res: ServerResponse): Promise<void> {
   try {
-    if (req.url === "/reject") {
-      leak.set("set by /reject");
-      await asyncStage();
-      throw new Error("rejected");
-    }
+    if (req.url === "/reject") await setThenReject();
     await asyncStage();
     switch (req.url) {
       case "/concurrent":
@@ -72,8 +70,7 @@ async function routes(req: IncomingMessage, res: ServerResponse): Promise<void> 
       case "/id":
         return void res.end(requestId.get());
       case "/throw":
-        leak.set("set by /throw");
-        throw new Error("thrown");
+        return setThenThrow();
       case "/peek":
         return json(res, { leak: leak.get("unset") });
       case "/stream":

@@ -57,6 +57,8 @@ import {
   type Observed,
   observe,
   seedUser,
+  setThenReject,
+  setThenThrow,
   stage,
   user,
   type Values,
@@ -189,12 +191,9 @@ function httpApp(options: IdOptions): Http2Server {
         case "/id":
           return void res.end(requestId.get());
         case "/throw":
-          leak.set("set by /throw");
-          throw new Error("thrown");
+          return setThenThrow();
         case "/reject":
-          leak.set("set by /reject");
-          await asyncStage();
-          throw new Error("rejected");
+          return await setThenReject(); // awaited: inside the try, so its rejection is caught
         case "/peek":
           return json(res, { leak: leak.get("unset") });
         case "/listeners":
@@ -251,16 +250,8 @@ async function fastifyApp(options: IdOptions): Promise<Http2Server> {
   app.post("/body", { bodyLimit: 1 << 20 }, async (request) => bodyValues(request.body));
   app.post("/raw", { bodyLimit: 1 << 20 }, async (request) => request.body);
   app.get("/id", async () => requestId.get());
-  app.get("/throw", () => {
-    leak.set("set by /throw");
-    throw new Error("thrown");
-  });
-  const reject = async () => {
-    leak.set("set by /reject");
-    await asyncStage();
-    throw new Error("rejected");
-  };
-  app.get("/reject", { preHandler: reject }, async () => "unreachable");
+  app.get("/throw", setThenThrow);
+  app.get("/reject", { preHandler: setThenReject }, async () => "unreachable");
   app.get("/peek", async () => ({ leak: leak.get("unset") }));
   app.get("/listeners", async (request, reply) => {
     watchLifecycle(request.raw, reply.raw);
@@ -289,15 +280,8 @@ function honoApp(options: IdOptions): Http2Server {
   app.post("/body", async (c) => c.json(bodyValues(await c.req.json())));
   app.post("/raw", async (c) => c.json(await rawEvents(c.env.incoming)));
   app.get("/id", (c) => c.text(requestId.get()));
-  app.get("/throw", () => {
-    leak.set("set by /throw");
-    throw new Error("thrown");
-  });
-  app.get("/reject", async () => {
-    leak.set("set by /reject");
-    await asyncStage();
-    throw new Error("rejected");
-  });
+  app.get("/throw", setThenThrow);
+  app.get("/reject", setThenReject);
   app.get("/peek", (c) => c.json({ leak: leak.get("unset") }));
   app.get("/listeners", (c) => {
     watchLifecycle(c.env.incoming, c.env.outgoing);
@@ -342,12 +326,9 @@ function koaApp(options: IdOptions): Http2Server {
         ctx.body = requestId.get();
         return;
       case "/throw":
-        leak.set("set by /throw");
-        throw new Error("thrown");
+        return setThenThrow();
       case "/reject":
-        leak.set("set by /reject");
-        await asyncStage();
-        throw new Error("rejected");
+        return setThenReject();
       case "/peek":
         ctx.body = { leak: leak.get("unset") };
         return;

@@ -24,6 +24,8 @@ import {
   pathGenerator,
   recordFinish,
   seedUser,
+  setThenReject,
+  setThenThrow,
   stage,
   streamChunks,
   user,
@@ -76,15 +78,8 @@ function buildApp(): Koa {
   router.get("/id", (ctx) => {
     ctx.body = requestId.get();
   });
-  router.get("/throw", () => {
-    leak.set("set by /throw");
-    throw new Error("thrown");
-  });
-  router.get("/reject", async () => {
-    leak.set("set by /reject");
-    await asyncStage();
-    throw new Error("rejected");
-  });
+  router.get("/throw", setThenThrow);
+  router.get("/reject", setThenReject);
   router.get("/peek", (ctx) => {
     ctx.body = { leak: leak.get("unset") };
   });
