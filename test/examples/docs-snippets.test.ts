@@ -1,0 +1,216 @@
+/**
+ * Every ```ts block of README.md and docs/*.md typechecks as a module of a
+ * project that installs this package, so a renamed export, a wrong subpath
+ * or a changed signature shows up here rather than in a reader's editor.
+ *
+ * Most blocks leave some names to the reader (`orders`, `user`, a `pool`).
+ * A block that uses no such name is a complete program: it must typecheck
+ * as written, under the project's own strict options. Any other block is
+ * checked again with each name it leaves undefined declared as `any` (the
+ * block is then unchecked only where it touches those names), and must
+ * typecheck too. A block showing several files, each headed by a
+ * `// name.ts` comment, is split into them. Imports of packages this
+ * project does not depend on (an OpenTelemetry SDK) are left unresolved.
+ * README.md's first block is also run, in examples.test.ts.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { runtime } from "../runtimes/runtime.ts";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+interface Snippet {
+  readonly path: string;
+  /** The line its code starts on (1-based). */
+  readonly line: number;
+  readonly code: string;
+}
+
+interface Diagnostic {
+  readonly file: string;
+  readonly line: number;
+  readonly code: number;
+  readonly message: string;
+}
+
+/** The ```ts blocks of one Markdown file, unindented, split at `// name.ts` headings. */
+function snippetsOf(path: string): Snippet[] {
+  const lines = readFileSync(join(root, path), "utf8").split("\n");
+  const snippets: Snippet[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const open = /^(\s*)```ts\s*$/.exec(lines[i] as string);
+    if (!open) continue;
+    const indent = (open[1] as string).length;
+    let start = i + 1;
+    let body: string[] = [];
+    for (i++; i < lines.length && !/^\s*```\s*$/.test(lines[i] as string); i++) {
+      const line = (lines[i] as string).slice(indent);
+      // A second file shown in the same block starts a snippet of its own.
+      if (/^\/\/ [\w.-]+\.(ts|js|mjs)\b/.test(line) && body.some((l) => l.trim() !== "")) {
+        snippets.push({ path, line: start + 1, code: body.join("\n") });
+        start = i;
+        body = [];
+      }
+      body.push(line);
+    }
+    snippets.push({ path, line: start + 1, code: body.join("\n") });
+  }
+  return snippets;
+}
+
+/**
+ * Typechecks each snippet as its own module (`NN.ts`) in a directory inside
+ * the project, so `contextvars` resolves through the package's own exports
+ * map and other packages through its node_modules; returns tsc's diagnostics.
+ */
+async function typecheck(
+  codes: readonly string[],
+  options: Record<string, boolean>,
+): Promise<Diagnostic[]> {
+  const dir = mkdtempSync(join(root, ".docs-snippets-"));
+  try {
+    codes.forEach((code, n) => {
+      writeFileSync(join(dir, `${n}.ts`), `${code}\nexport {};\n`);
+    });
+    const tsconfig = {
+      extends: "../tsconfig.json",
+      // A reader's unused variable is not the package's concern.
+      compilerOptions: { noUnusedLocals: false, noUnusedParameters: false, ...options },
+      include: ["*.ts"],
+    };
+    writeFileSync(join(dir, "tsconfig.json"), JSON.stringify(tsconfig));
+    const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
+    const { failed, output } = await promisify(execFile)(
+      process.execPath,
+      [tsc, "-p", dir, "--pretty", "false"],
+      { cwd: root, timeout: 60_000 },
+    ).then(
+      (done) => ({ failed: undefined, output: done.stdout }),
+      (error: Error & { stdout?: string; stderr?: string }) => ({
+        failed: error,
+        output: error.stdout ?? "",
+      }),
+    );
+    const diagnostics: Diagnostic[] = [];
+    for (const line of output.split("\n")) {
+      const found = /^(?:.*[\\/])?(\d+)\.ts\((\d+),\d+\): error TS(\d+): (.*)$/.exec(line);
+      if (found) {
+        const [, file, at, code, message] = found;
+        diagnostics.push({
+          file: file as string,
+          line: Number(at),
+          code: Number(code),
+          message: message as string,
+        });
+      } else if (line.trim() !== "" && !/^\s/.test(line)) {
+        assert.fail(`tsc said something about no snippet: ${line}`);
+      }
+    }
+    // tsc exits non-zero when it reports errors; without one it did not run.
+    if (failed && diagnostics.length === 0)
+      assert.fail(`tsc failed: ${failed.message} ${failed.stderr}`);
+    return diagnostics;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as Record<
+  string,
+  Record<string, string> | undefined
+>;
+const dependedOn = new Set(
+  ["dependencies", "devDependencies", "peerDependencies"].flatMap((key) =>
+    Object.keys(manifest[key] ?? {}),
+  ),
+);
+
+/** The name a diagnostic says the snippet leaves undefined, if it says that. */
+function leftToReader(d: Diagnostic): string | undefined {
+  if (d.code === 2304 || d.code === 2552 || d.code === 18004) {
+    return /'([^']+)'/.exec(d.message)?.[1];
+  }
+  return undefined;
+}
+
+/** Whether a diagnostic is an import of a package this project does not depend on. */
+function notInstalledHere(d: Diagnostic): boolean {
+  const specifier = d.code === 2307 ? /'([^']+)'/.exec(d.message)?.[1] : undefined;
+  if (specifier === undefined || specifier.startsWith("contextvars")) return false;
+  const name = specifier
+    .split("/")
+    .slice(0, specifier.startsWith("@") ? 2 : 1)
+    .join("/");
+  return !dependedOn.has(name);
+}
+
+function show(snippets: readonly Snippet[], diagnostics: readonly Diagnostic[]): string {
+  return diagnostics
+    .map((d) => {
+      const snippet = snippets[Number(d.file)] as Snippet;
+      return `${snippet.path}:${snippet.line + d.line - 1}: TS${d.code} ${d.message}`;
+    })
+    .join("\n");
+}
+
+const onNode = { skip: runtime === "node" ? false : "tsc runs on node" };
+
+describe("docs snippets", () => {
+  it("every ts block of README.md and docs/*.md typechecks", onNode, async (t) => {
+    const docs = readdirSync(join(root, "docs"))
+      .filter((name) => name.endsWith(".md"))
+      .sort()
+      .map((name) => `docs/${name}`);
+    const snippets = ["README.md", ...docs].flatMap(snippetsOf);
+    assert.ok(snippets.length >= 20, `${snippets.length} blocks found`);
+
+    const strict = await typecheck(
+      snippets.map((s) => s.code),
+      {},
+    );
+    const undefinedNames = snippets.map(() => new Set<string>());
+    for (const d of strict) {
+      const name = leftToReader(d);
+      if (name !== undefined) undefinedNames[Number(d.file)]?.add(name);
+    }
+    const complete = snippets.filter((_, n) => undefinedNames[n]?.size === 0);
+    t.diagnostic(`${snippets.length} snippets, ${complete.length} of them complete programs`);
+    assert.ok(complete.length >= 3, `${complete.length} complete programs`);
+    const wrong = strict.filter(
+      (d) => undefinedNames[Number(d.file)]?.size === 0 && !notInstalledHere(d),
+    );
+    assert.deepEqual(
+      wrong,
+      [],
+      `complete programs that do not typecheck:\n${show(snippets, wrong)}`,
+    );
+
+    // The fragments again, with what they leave to the reader declared. A
+    // value declared `any` gives a callback passed to it no parameter types,
+    // which the reader's real one would: implicit any is allowed here.
+    const fragments = snippets
+      .map((snippet, n) => ({ snippet, names: [...(undefinedNames[n] ?? [])] }))
+      .filter(({ names }) => names.length > 0);
+    const completed = fragments.map(({ snippet, names }) =>
+      [
+        ...names.map((name) => `type ${name} = any; declare const ${name}: any;`),
+        snippet.code,
+      ].join(" "),
+    );
+    const loose = await typecheck(completed, { noImplicitAny: false });
+    const wrongFragments = loose.filter((d) => !notInstalledHere(d));
+    assert.deepEqual(
+      wrongFragments,
+      [],
+      `blocks that do not typecheck with their free names declared:\n${show(
+        fragments.map((f) => f.snippet),
+        wrongFragments,
+      )}`,
+    );
+  });
+});
