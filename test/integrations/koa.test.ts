@@ -5,11 +5,12 @@ import { after, before, describe, it } from "node:test";
 import { runInNewContext } from "node:vm";
 import { bodyParser } from "@koa/bodyparser";
 import Router from "@koa/router";
-import { ContextVar, type Token } from "contextvars";
+import { Context, ContextVar, type Token } from "contextvars";
 import { withContext } from "contextvars/http";
 import { contextMiddleware, requestId } from "contextvars/koa";
 import Koa from "koa";
-import { close, listen, send } from "../helpers/http.ts";
+import { close, keepAliveAgent, listen, randomDelay, send } from "../helpers/http.ts";
+import { pinContext } from "../helpers/pin-context.ts";
 import {
   asyncStage,
   expectBodyKeepsContext,
@@ -149,6 +150,106 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
       assert.deepEqual(JSON.parse(reply.body), { id: "k-1", user: "kim", stage: "second:mw:kim" });
     } finally {
       await close(own);
+    }
+  });
+
+  it("after await next(): a middleware below contextMiddleware sees what downstream set after its awaits; one above sees none of it (pinned)", () =>
+    // In a Context of its own, pinned: nothing the requests do may reach it.
+    new Context().run(async () => {
+      const pin = pinContext();
+      const checked = new ContextVar<string>("checked");
+      const above: string[] = [];
+      const app = new Koa();
+      app.silent = true;
+      // Mounted before the integration: its continuation after next() runs
+      // where Koa called it, the Context the server listens in.
+      app.use(async (_ctx, next) => {
+        await next();
+        above.push(`${requestId.get("<none>")} ${stage.get("<none>")} ${checked.get("<none>")}`);
+      });
+      app.use(contextMiddleware({ seed }));
+      // koa-compose calls each middleware directly, as a coroutine awaits
+      // another: downstream sets are seen here once next() settles.
+      app.use(async (ctx, next) => {
+        await next();
+        await randomDelay();
+        checked.set(`after next:${stage.get()}`);
+        ctx.body = { id: requestId.get(), stage: stage.get(), checked: checked.get() };
+      });
+      app.use(async (_ctx, next) => {
+        await asyncStage();
+        await next();
+      });
+      app.use(async () => {
+        await randomDelay();
+        stage.set(`handler:${stage.get()}`);
+      });
+      const server = createServer(app.callback());
+      const url = await listen(server);
+      const agent = keepAliveAgent(4);
+      try {
+        const replies = await Promise.all(
+          Array.from({ length: 50 }, (_, i) =>
+            send(url, "/", { agent, headers: { "x-request-id": `up-${i}`, "x-user": `u${i}` } }),
+          ),
+        );
+        replies.forEach((reply, i) => {
+          assert.equal(reply.status, 200, reply.body);
+          assert.deepEqual(JSON.parse(reply.body), {
+            id: `up-${i}`,
+            stage: `handler:mw:u${i}`,
+            checked: `after next:handler:mw:u${i}`,
+          });
+        });
+        assert.deepEqual(above, Array(50).fill("<none> <none> <none>"));
+      } finally {
+        agent.destroy();
+        await close(server);
+      }
+      pin.check("after 50 requests");
+    }));
+
+  it("a lazily produced body runs in the Context the server listens in, where its sets land, unless the server is wrapped (pinned)", async () => {
+    const where = new ContextVar<string>("where");
+    const producedBy = new ContextVar<string>("producedBy");
+    for (const wrapped of [false, true]) {
+      // The server is made and listens in a Context of its own, where `where` is set.
+      const serverContext = new Context();
+      const app = new Koa();
+      app.use(contextMiddleware({ seed }));
+      app.use((ctx) => {
+        async function* chunks(): AsyncGenerator<string> {
+          for (let i = 0; i < 3; i++) {
+            await randomDelay(2);
+            producedBy.set(`body of ${requestId.get("<none>")}`);
+            yield `${requestId.get("<none>")}|${user.get("<none>")}|${where.get("<none>")}\n`;
+          }
+        }
+        ctx.type = "text/plain";
+        ctx.body = Readable.from(chunks());
+      });
+      const listener = wrapped ? withContext(app.callback()) : app.callback();
+      const server = serverContext.run(() => {
+        where.set("the server's Context");
+        return createServer(listener);
+      });
+      const url = await serverContext.run(() => listen(server));
+      try {
+        const reply = await send(url, "/", {
+          headers: { "x-request-id": "lazy-1", "x-user": "lu" },
+        });
+        assert.equal(reply.headers["x-request-id"], "lazy-1");
+        const line = wrapped ? "lazy-1|lu|<none>\n" : "<none>|<none>|the server's Context\n";
+        assert.equal(reply.body, line.repeat(3));
+        // Koa pipes the body from a promise callback registered before the
+        // chain ran, outside the request's run: the generator's set lands in
+        // the server's Context, which no request copies (they copy the root),
+        // but which is the root Context itself for a server started at the top level.
+        const landed = serverContext.run(() => producedBy.get("unset"));
+        assert.equal(landed, wrapped ? "unset" : "body of <none>");
+      } finally {
+        await close(server);
+      }
     }
   });
 
