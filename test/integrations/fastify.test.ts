@@ -1,14 +1,15 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { createServer } from "node:http";
+import { createServer, request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { ContextVar, type Token } from "contextvars";
+import { Context, ContextVar, type Token } from "contextvars";
 import { contextPlugin, requestId } from "contextvars/fastify";
 import { withContext } from "contextvars/http";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
-import { randomDelay, send, UUID } from "../helpers/http.ts";
+import { keepAliveAgent, randomDelay, send, UUID } from "../helpers/http.ts";
+import { pinContext } from "../helpers/pin-context.ts";
 import {
   asyncStage,
   expectBodyKeepsContext,
@@ -135,6 +136,183 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
       for (let i = 0; i < 50; i++) {
         assert.ok(seen.includes(`onResponse h-${i} preHandler:onRequest:u${i}`), `onResponse ${i}`);
       }
+    } finally {
+      await own.close();
+    }
+  });
+
+  it("an encapsulated, prefixed plugin: every hook (callback or async, onRequestAbort too), its not-found and error handlers, a hijacked reply and request.signal see the request and what its async onRequest set, over a socket and inject()", () =>
+    // In a Context of its own, pinned: nothing the requests do may reach it.
+    new Context().run(async () => {
+      const pin = pinContext();
+      /** Per request id (from the header, not the Context): "<where>:<requestId>:<stage>". */
+      const seen = new Map<string, string[]>();
+      const note = (where: string, request: FastifyRequest) => {
+        const id = String(request.headers["x-request-id"]);
+        const line = `${where}:${requestId.get("<none>")}:${stage.get("<none>")}`;
+        seen.set(id, [...(seen.get(id) ?? []), line]);
+      };
+      let reached = () => {};
+      const hanging = new Promise<void>((resolve) => {
+        reached = resolve;
+      });
+      const own = Fastify();
+      await own.register(contextPlugin, { seed });
+      await own.register(
+        async (child) => {
+          child.addHook("onRequest", async (request) => {
+            await randomDelay();
+            stage.set(`onRequest:${user.get()}`);
+            note("onRequest", request);
+          });
+          child.addHook("preParsing", (request, _reply, payload, done) => {
+            note("preParsing", request);
+            done(null, payload);
+          });
+          child.addHook("preValidation", async (request) => note("preValidation", request));
+          child.addHook("preHandler", (request, _reply, done) => {
+            setTimeout(() => {
+              note("preHandler", request);
+              done();
+            }, 1);
+          });
+          child.addHook("preSerialization", async (request, _reply, payload) => {
+            note("preSerialization", request);
+            return payload;
+          });
+          child.addHook("onError", (request, _reply, _error, done) => {
+            note("onError", request);
+            done();
+          });
+          child.addHook("onSend", async (request, _reply, payload) => {
+            await randomDelay();
+            note("onSend", request);
+            return payload;
+          });
+          child.addHook("onResponse", (request, _reply, done) => {
+            note("onResponse", request);
+            done();
+          });
+          child.addHook("onRequestAbort", async (request) => note("onRequestAbort", request));
+          child.setNotFoundHandler(async (request, reply) => {
+            note("notFound", request);
+            return reply.code(404).send({ id: requestId.get(), stage: stage.get() });
+          });
+          child.setErrorHandler(async (_error, request, reply) => {
+            note("errorHandler", request);
+            return reply.code(500).send({ id: requestId.get(), stage: stage.get() });
+          });
+          child.get("/ok", async () => ({ id: requestId.get(), stage: stage.get() }));
+          child.get("/fail", async () => {
+            await randomDelay();
+            throw new Error("failed in the child");
+          });
+          child.get("/hijack", (request, reply) => {
+            reply.hijack();
+            setTimeout(() => {
+              note("hijacked", request);
+              reply.raw.writeHead(200, { "content-type": "application/json" });
+              reply.raw.end(JSON.stringify({ id: requestId.get(), stage: stage.get() }));
+            }, 1);
+          });
+          child.get("/hang", (request) => {
+            request.signal.addEventListener("abort", () => note("signal", request));
+            reached();
+            return new Promise(() => {}); // never answers
+          });
+        },
+        { prefix: "/c" },
+      );
+      const url = await own.listen({ port: 0, host: "127.0.0.1" });
+      const through = ["onRequest", "preParsing", "preValidation", "preHandler"];
+      const expected: Record<string, [number, string[]]> = {
+        ok: [200, [...through, "preSerialization", "onSend", "onResponse"]],
+        fail: [
+          500,
+          [...through, "onError", "errorHandler", "preSerialization", "onSend", "onResponse"],
+        ],
+        nope: [404, [...through, "notFound", "preSerialization", "onSend", "onResponse"]],
+        hijack: [200, [...through, "hijacked", "onResponse"]],
+      };
+      const agent = keepAliveAgent(4);
+      try {
+        const requests = Object.keys(expected).flatMap((path) =>
+          Array.from({ length: 10 }, (_, i) => ({ path, i, id: `${path}-${i}` })),
+        );
+        await Promise.all(
+          requests.map(async ({ path, i, id }) => {
+            const headers = { "x-request-id": id, "x-user": `u${i}` };
+            // Half through a real socket, half through light-my-request.
+            const { status, body } =
+              i % 2 === 0
+                ? await send(url, `/c/${path}`, { agent, headers })
+                : await own
+                    .inject({ url: `/c/${path}`, headers })
+                    .then((r) => ({ status: r.statusCode, body: r.body }));
+            assert.equal(status, expected[path]?.[0], `${id}: ${body}`);
+            assert.deepEqual(JSON.parse(body), { id, stage: `onRequest:u${i}` });
+          }),
+        );
+        const stageOf = (id: string) => `onRequest:u${id.split("-")[1]}`;
+        // onResponse runs once the response has finished: give it a few turns.
+        const complete = () =>
+          requests.every(({ id }) => seen.get(id)?.includes(`onResponse:${id}:${stageOf(id)}`));
+        for (let i = 0; i < 100 && !complete(); i++) await randomDelay(10);
+        for (const { path, id } of requests) {
+          const where = expected[path]?.[1] ?? [];
+          assert.deepEqual(
+            seen.get(id),
+            where.map((w) => `${w}:${id}:${stageOf(id)}`),
+          );
+        }
+        // A client that goes away: onRequestAbort and the request's signal.
+        const req = httpRequest(`${url}/c/hang`, {
+          headers: { "x-request-id": "hang-7", "x-user": "u7" },
+        });
+        req.on("error", () => {});
+        req.end();
+        await hanging;
+        req.destroy();
+        for (let i = 0; i < 100 && (seen.get("hang-7")?.length ?? 0) < 6; i++)
+          await randomDelay(10);
+        assert.deepEqual(
+          seen.get("hang-7"),
+          [...through, "onRequestAbort", "signal"].map((w) => `${w}:hang-7:onRequest:u7`),
+        );
+      } finally {
+        agent.destroy();
+        await own.close();
+      }
+      pin.check("after 41 requests");
+    }));
+
+  it("registered inside an encapsulated plugin: it covers that plugin's routes only, not its siblings', the root's, or any 404 (pinned)", async () => {
+    const own = Fastify();
+    await own.register(
+      async (child) => {
+        await child.register(contextPlugin);
+        child.get("/in", async () => requestId.get("<none>"));
+      },
+      { prefix: "/api" },
+    );
+    await own.register(async (sibling) => {
+      sibling.get("/sibling", async () => requestId.get("<none>"));
+    });
+    own.get("/root", async () => requestId.get("<none>"));
+    const url = await own.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const answers: string[] = [];
+      for (const path of ["/api/in", "/sibling", "/root", "/api/missing"]) {
+        const reply = await send(url, path, { headers: { "x-request-id": "scoped-1" } });
+        const body = reply.status === 404 ? "404" : reply.body;
+        answers.push(`${path} ${body} ${reply.headers["x-request-id"] ?? "no echo"}`);
+      }
+      assert.deepEqual(answers, [
+        "/api/in scoped-1 scoped-1",
+        "/sibling <none> no echo",
+        "/root <none> no echo",
+        "/api/missing 404 no echo",
+      ]);
     } finally {
       await own.close();
     }
