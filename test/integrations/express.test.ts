@@ -1,12 +1,24 @@
 import assert from "node:assert/strict";
+import { createReadStream } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ContextVar, type Token } from "contextvars";
+import { Context, ContextVar, type Token } from "contextvars";
 import { contextMiddleware, requestId } from "contextvars/express";
 import { withContext } from "contextvars/http";
 import express, { type NextFunction, type Request, type Response } from "express";
-import { close, listen, send, sendJson } from "../helpers/http.ts";
+import {
+  abortAfterFirstChunk,
+  close,
+  keepAliveAgent,
+  listen,
+  send,
+  sendJson,
+} from "../helpers/http.ts";
 import { majorOf } from "../helpers/package-major.ts";
+import { pinContext } from "../helpers/pin-context.ts";
 import {
   asyncStage,
   expectBodyKeepsContext,
@@ -392,6 +404,104 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
       await close(own);
     }
   });
+
+  it("res.sendFile and res.download callbacks (sent, ECONNABORTED, ENOENT), a piped file stream's listeners and an async app.param see the request's values", () =>
+    // In a Context of its own, pinned: nothing the requests do may reach it.
+    new Context().run(async () => {
+      const pin = pinContext();
+      const dir = await mkdtemp(join(tmpdir(), "contextvars-express-"));
+      const small = join(dir, "small.txt");
+      // Large enough that a client reading one chunk goes away before it is sent.
+      const large = join(dir, "large.txt");
+      await writeFile(small, "s".repeat(200_000));
+      await writeFile(large, "l".repeat(16 << 20));
+      /** Per request id (from the header, not the Context): "<where> <requestId> <stage> <code>". */
+      const seen = new Map<string, Set<string>>();
+      const note = (req: Request, where: string, error?: unknown) => {
+        const id = String(req.get("x-request-id"));
+        const code = (error as NodeJS.ErrnoException | undefined)?.code ?? "ok";
+        const line = `${where} ${requestId.get("<none>")} ${stage.get("<none>")} ${code}`;
+        seen.set(id, (seen.get(id) ?? new Set()).add(line));
+      };
+      const app = express();
+      app.use(contextMiddleware({ seed }));
+      app.param("file", async (_req, _res, next, file: string) => {
+        await asyncStage();
+        stage.set(`param:${file}:${user.get()}`);
+        next();
+      });
+      app.get("/send/:file", (req, res) => {
+        const path = join(dir, req.params.file as string);
+        res.sendFile(path, (error) => {
+          note(req, "sendFile", error);
+          if (error !== undefined && !res.headersSent) res.status(404).end();
+        });
+      });
+      app.get("/download/:file", (req, res) => {
+        res.download(join(dir, req.params.file as string), "file.txt", (error) =>
+          note(req, "download", error),
+        );
+      });
+      app.get("/pipe/:file", (req, res) => {
+        const file = createReadStream(join(dir, req.params.file as string));
+        file.on("data", () => note(req, "data"));
+        file.on("end", () => note(req, "end"));
+        res.on("finish", () => note(req, "finish"));
+        file.pipe(res);
+      });
+      const server = createServer(app);
+      const url = await listen(server);
+      const agent = keepAliveAgent(4);
+      try {
+        const paths = ["/send/small.txt", "/download/small.txt", "/pipe/small.txt"];
+        const requests = paths.flatMap((path) =>
+          Array.from({ length: 10 }, (_, i) => ({ path, i, id: `${path.split("/")[1]}-${i}` })),
+        );
+        await Promise.all(
+          requests.map(async ({ path, i, id }) => {
+            const headers = { "x-request-id": id, "x-user": `u${i}` };
+            const reply = await send(url, path, { agent, headers });
+            assert.equal(reply.status, 200, `${id}: ${reply.body}`);
+            assert.equal(reply.body.length, 200_000);
+          }),
+        );
+        const missing = await send(url, "/send/missing.txt", {
+          headers: { "x-request-id": "missing-0", "x-user": "u0" },
+        });
+        assert.equal(missing.status, 404);
+        const aborted = ["aborted-0", "aborted-1", "aborted-2"];
+        await Promise.all(aborted.map((id) => abortAfterFirstChunk(`${url}/send/large.txt`, id)));
+        const expected = new Map<string, string[]>([
+          ["send", ["sendFile"]],
+          ["download", ["download"]],
+          ["pipe", ["data", "end", "finish"]],
+          ["missing", ["sendFile"]],
+          ["aborted", ["sendFile"]],
+        ]);
+        const codes: Record<string, string> = { missing: "ENOENT", aborted: "ECONNABORTED" };
+        const ids = [...requests.map(({ id }) => id), "missing-0", ...aborted];
+        // The callbacks of aborted sends run once the server sees the socket close.
+        const complete = () => ids.every((id) => seen.has(id));
+        for (let i = 0; i < 100 && !complete(); i++) await new Promise((r) => setTimeout(r, 10));
+        for (const [id, lines] of seen) {
+          const [kind = "", n = ""] = id.split("-");
+          const file =
+            kind === "missing" ? "missing.txt" : kind === "aborted" ? "large.txt" : "small.txt";
+          // sendFile and download: the callback; pipe: every data event gives the same line.
+          const want = (expected.get(kind) ?? []).map(
+            (where) =>
+              `${where} ${id} param:${file}:${kind === "aborted" ? "anonymous" : `u${n}`} ${codes[kind] ?? "ok"}`,
+          );
+          assert.deepEqual([...lines], want, id);
+        }
+        assert.deepEqual([...seen.keys()].sort(), ids.sort(), "every request was seen");
+      } finally {
+        agent.destroy();
+        await close(server);
+        await rm(dir, { recursive: true, force: true });
+      }
+      pin.check("after 34 requests");
+    }));
 
   it("echo: false and a custom header", async () => {
     const app = express();
