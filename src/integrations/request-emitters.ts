@@ -70,6 +70,8 @@ interface Bound {
 
 // Prototype objects already patched by bindPrototype.
 const patchedPrototypes = new WeakSet<object>();
+// The `on` that bindPrototype installs on each of them.
+const prototypeAdders = new WeakSet<object>();
 
 function applyIn(fn: Listener, self: unknown, args: unknown[]): unknown {
   return Reflect.apply(fn, self, args);
@@ -188,12 +190,19 @@ export function boundContextOf(emitter: object): Context | undefined {
 /**
  * Patches a prototype object once (later calls with it do nothing): every
  * emitter that inherits from it runs the listeners added to it from then on
- * in `contextOf(emitter)`, or, where that is undefined, as before.
+ * in `contextOf(emitter)`, or, where that is undefined, as before. A
+ * prototype that inherits the methods of one patched already is left as it
+ * is: those bind its emitters, through that prototype's `contextOf`.
  */
 export function bindPrototype(prototype: object, contextOf: Lookup<Context>): void {
   if (patchedPrototypes.has(prototype)) return;
   patchedPrototypes.add(prototype);
   const base = prototype as Base;
+  // An Express sub-app's prototypes, chained to its parent's on mount: methods
+  // installed over the parent's would wrap each listener twice, and
+  // removeListener(event, original) (a pipe's unpipe) would no longer find it.
+  if (prototypeAdders.has(base.on)) return;
   const methods: Base = { on: base.on, prependListener: base.prependListener };
   install(prototype as Record<AdderName, unknown>, () => methods, contextOf);
+  prototypeAdders.add(base.on); // the adder just installed
 }

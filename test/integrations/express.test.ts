@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { Context, ContextVar, type Token } from "contextvars";
 import { contextMiddleware, requestId } from "contextvars/express";
@@ -373,6 +374,72 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
         "req sub-3 set before the mount",
         "res sub-3 set before the mount",
       ]);
+    } finally {
+      await close(own);
+    }
+  });
+
+  it("a sub-app mounted with app.use and its own contextMiddleware: listeners added to req/res run once, in the request's Context, and removeListener and unpipe remove them", async () => {
+    const seen: string[] = [];
+    const app = express();
+    app.use(contextMiddleware({ seed }));
+    // Its prototypes are chained to the app's on mount, which the app's own
+    // middleware has patched by the time this one runs.
+    const sub = express();
+    sub.use(contextMiddleware({ seed: () => stage.set("sub seed") }));
+    sub.post("/upload", (req, res) => {
+      const removed = () => seen.push("removed data listener ran");
+      req.on("data", removed);
+      req.removeListener("data", removed);
+      // A pipe undone before any data, as a parser that gives up on a body does.
+      const sink = new PassThrough();
+      let sunk = 0;
+      sink.on("data", (chunk: Buffer) => {
+        sunk += chunk.length;
+      });
+      req.pipe(sink);
+      req.unpipe(sink);
+      const finished = () => seen.push("removed finish listener ran");
+      res.on("finish", finished);
+      res.off("finish", finished);
+      res.once("finish", () =>
+        seen.push(`finish ${requestId.get("<none>")} ${stage.get("<none>")}`),
+      );
+      let received = 0;
+      let chunks = 0;
+      req.on("data", (chunk: Buffer) => {
+        received += chunk.length;
+        if (chunks++ === 0) seen.push(`data ${requestId.get("<none>")} ${stage.get("<none>")}`);
+      });
+      req.on("end", () => {
+        res.json({
+          received,
+          sunk,
+          data: req.listeners("data").length,
+          finish: res.listeners("finish").includes(finished),
+        });
+      });
+      req.resume(); // unpipe left the request paused
+    });
+    app.use("/sub", sub);
+    const own = createServer(app);
+    const url = await listen(own);
+    try {
+      const reply = await send(url, "/sub/upload", {
+        headers: { "x-request-id": "sub-up", "content-type": "text/plain" },
+        body: "z".repeat(100_000),
+        chunks: 3,
+      });
+      assert.equal(reply.status, 200, reply.body);
+      assert.equal(reply.headers["x-request-id"], "sub-up");
+      assert.deepEqual(JSON.parse(reply.body), {
+        received: 100_000,
+        sunk: 0,
+        data: 1,
+        finish: false,
+      });
+      for (let i = 0; i < 100 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(seen, ["data sub-up sub seed", "finish sub-up sub seed"]);
     } finally {
       await close(own);
     }

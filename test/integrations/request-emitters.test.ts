@@ -185,6 +185,36 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
   });
 }
 
+describe("bindPrototype on a prototype chained to a patched one", () => {
+  it("leaves it as it is: a listener is wrapped once, runs once, and its original removes it", () => {
+    // As an Express sub-app mounted with app.use: its prototype's parent is the app's.
+    const parent = Object.create(PassThrough.prototype) as object;
+    const child = Object.create(parent) as object;
+    const stream = Object.setPrototypeOf(new PassThrough(), child) as PassThrough;
+    contexts.set(stream, requestContext("request"));
+    bindPrototype(parent, lookup);
+    bindPrototype(child, lookup);
+    assert.equal(Object.hasOwn(child, "on"), false, "the parent's methods are inherited");
+    const seen: string[] = [];
+    const listener = () => seen.push(v.get("unset"));
+    stream.on("x", listener);
+    assert.equal(
+      (stream.rawListeners("x")[0] as { listener?: unknown }).listener,
+      listener,
+      "one wrapper, carrying the original",
+    );
+    stream.emit("x");
+    stream.removeListener("x", listener);
+    stream.emit("x");
+    assert.deepEqual(seen, ["request"]);
+    // A pipe undone: its data listener goes with it.
+    const sink = new PassThrough();
+    stream.pipe(sink);
+    stream.unpipe(sink);
+    assert.equal(stream.listenerCount("data"), 0);
+  });
+});
+
 describe("bindEarlierListeners", () => {
   it("listeners added before the binding run in the request's Context too, in their order", () => {
     const context = requestContext("request");
