@@ -100,6 +100,11 @@ function bindRaw(
 ): void {
   bindToRequest(req, context);
   bindToRequest(res, context);
+  // With `handlerTimeout`, Fastify has added the request's `close` listener
+  // that aborts `request.signal` when the client goes away: its abort
+  // listeners would run in the connection's Context. Without it there is none
+  // to rebind, and the count costs next to nothing.
+  if (req.listenerCount("close") !== 0) bindEarlierListeners(req, "close");
   if (req.httpVersionMajor === 2) {
     bindEarlierListeners(res, "finish");
     bindEarlierListeners(res, "error");

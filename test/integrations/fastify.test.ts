@@ -439,7 +439,7 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
     });
   }
 
-  it("handlerTimeout: its error reply runs outside the request unless the server is wrapped (pinned)", async () => {
+  it("handlerTimeout: its error reply and the abort of request.signal run outside the request unless the server is wrapped (pinned)", async () => {
     // Fastify arms the timer before the onRequest hooks, where the plugin
     // opens the Context; withContext in a serverFactory opens it earlier.
     for (const wrapped of [false, true]) {
@@ -455,7 +455,10 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
       own.addHook("onResponse", async () => {
         seen.push(`onResponse: ${requestId.get("<none>")}`);
       });
-      own.get("/slow", (_request, reply) => {
+      own.get("/slow", (request, reply) => {
+        request.signal.addEventListener("abort", () => {
+          seen.push(`signal: ${requestId.get("<none>")}`);
+        });
         setTimeout(() => {
           if (!reply.sent) reply.send("late");
         }, 200);
@@ -466,12 +469,55 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
         const reply = await send(url, "/slow", { headers: { "x-request-id": "t-1" } });
         assert.equal(reply.status, 503);
         assert.equal(reply.headers["x-request-id"], "t-1", "echoed either way");
-        while (seen.length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+        while (seen.length < 3) await new Promise((resolve) => setTimeout(resolve, 5));
         const id = wrapped ? "t-1" : "<none>";
-        assert.deepEqual(seen, [`error handler: ${id}`, `onResponse: ${id}`]);
+        assert.deepEqual(seen, [`signal: ${id}`, `error handler: ${id}`, `onResponse: ${id}`]);
       } finally {
         await own.close();
       }
+    }
+  });
+
+  it("handlerTimeout: request.signal listeners run in the request's Context when the client goes away, and not at all after a reply", async () => {
+    // Fastify adds the listener that aborts request.signal on the request's
+    // `close` before the onRequest hooks, where the plugin opens the Context.
+    const own = Fastify({ handlerTimeout: 10_000 });
+    await own.register(contextPlugin, { seed });
+    const seen: string[] = [];
+    let reached = () => {};
+    const hanging = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    own.addHook("onRequest", async () => {
+      await randomDelay();
+      stage.set(`onRequest:${user.get()}`);
+    });
+    own.get("/:path", async (request) => {
+      const path = (request.params as { path: string }).path;
+      request.signal.addEventListener("abort", () => {
+        seen.push(`${path} ${requestId.get("<none>")} ${stage.get("<none>")}`);
+      });
+      if (path !== "hang") return "answered";
+      reached();
+      return new Promise(() => {}); // never answers
+    });
+    const url = await own.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const reply = await send(url, "/ok", {
+        headers: { "x-request-id": "to-1", "x-user": "tim" },
+      });
+      assert.equal(reply.body, "answered");
+      const req = httpRequest(`${url}/hang`, {
+        headers: { "x-request-id": "to-2", "x-user": "tom" },
+      });
+      req.on("error", () => {});
+      req.end();
+      await hanging;
+      req.destroy();
+      for (let i = 0; i < 100 && seen.length === 0; i++) await randomDelay(10);
+      assert.deepEqual(seen, ["hang to-2 onRequest:tom"]);
+    } finally {
+      await own.close();
     }
   });
 
