@@ -407,6 +407,39 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
     }
   });
 
+  it("a preHandler hook that calls done from a queue drained outside any request hands the handler the queue's Context; one that awaits the queue keeps the request (pinned)", async () => {
+    const queue: (() => void)[] = [];
+    const drain = setInterval(() => {
+      for (const release of queue.splice(0)) release();
+    }, 2);
+    const own = Fastify();
+    await own.register(contextPlugin, { seed });
+    const answer = async () => ({ id: requestId.get("<none>"), user: user.get("<none>") });
+    // No hook of the plugin's runs between the last preHandler and the handler.
+    own.get(
+      "/callback",
+      { preHandler: (_request, _reply, done) => void queue.push(() => done()) },
+      answer,
+    );
+    own.get(
+      "/async",
+      { preHandler: async () => new Promise<void>((resolve) => void queue.push(resolve)) },
+      answer,
+    );
+    const url = await own.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const headers = { "x-request-id": "q-2", "x-user": "quinn" };
+      const callback = await send(url, "/callback", { headers });
+      assert.deepEqual(JSON.parse(callback.body), { id: "<none>", user: "<none>" });
+      assert.equal(callback.headers["x-request-id"], "q-2", "echoed before the hook");
+      const awaited = await send(url, "/async", { headers });
+      assert.deepEqual(JSON.parse(awaited.body), { id: "q-2", user: "quinn" });
+    } finally {
+      clearInterval(drain);
+      await own.close();
+    }
+  });
+
   for (const how of ["registered twice", "under withContext in a serverFactory"] as const) {
     it(`${how}: one Context per request`, async () => {
       const marker = new ContextVar<string>("marker");
