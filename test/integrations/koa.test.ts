@@ -425,6 +425,36 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
     }
   });
 
+  it('ctx.throw: app "error" listeners run outside the request unless the server is wrapped, and the error carries the id in err.headers either way (pinned)', async () => {
+    for (const wrapped of [false, true]) {
+      const seen: string[] = [];
+      const app = new Koa();
+      app.on("error", (error: { headers?: Record<string, string> }) => {
+        const carried = error.headers?.["x-request-id"] ?? "none";
+        seen.push(`${requestId.get("<none>")} ${user.get("<none>")} carried ${carried}`);
+      });
+      app.use(contextMiddleware({ seed }));
+      app.use(async (ctx) => {
+        await asyncStage();
+        ctx.throw(403, "not yours");
+      });
+      const server = createServer(wrapped ? withContext(app.callback()) : app.callback());
+      const url = await listen(server);
+      try {
+        const reply = await send(url, "/", {
+          headers: { "x-request-id": "thrown-1", "x-user": "t" },
+        });
+        assert.equal(reply.status, 403);
+        assert.equal(reply.body, "not yours");
+        assert.equal(reply.headers["x-request-id"], "thrown-1");
+        const where = wrapped ? "thrown-1 t" : "<none> <none>";
+        assert.deepEqual(seen, [`${where} carried thrown-1`]);
+      } finally {
+        await close(server);
+      }
+    }
+  });
+
   it("an Error from another realm keeps its status and message, with the id echoed", async () => {
     const app = new Koa();
     app.silent = true;
