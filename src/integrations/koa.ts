@@ -3,6 +3,7 @@
  */
 import { format } from "node:util";
 import type { Context, Middleware, Next } from "koa";
+import { carrier } from "../carrier/select.ts";
 import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
 import { nodeRequestContext, runInRequest } from "./request-scope.ts";
 
@@ -27,10 +28,13 @@ export type KoaContextOptions = RequestContextOptions<Context>;
  *
  * Values set downstream, also after an `await`, are seen by every later
  * middleware. Koa writes the response after the middleware chain has
- * returned, outside any middleware: to keep a lazily produced streamed body
- * (a `Readable.from(generator)`) in the request's Context, also wrap the
- * server, `createServer(withContext(app.callback()))` from
- * `contextvars/http`. The request still gets one Context.
+ * returned, outside any middleware; a Node stream left in `ctx.body` (a
+ * `Readable.from(generator)`, a database cursor) is still read in the
+ * request's Context, since its `pipe` is made to run there. For a web
+ * `ReadableStream`, `Blob` or `Response` body, which Koa wraps in a stream of
+ * its own, and for Koa's `"error"` listeners, also wrap the server,
+ * `createServer(withContext(app.callback()))` from `contextvars/http`. The
+ * request still gets one Context.
  *
  * @example
  * import Koa from "koa";
@@ -89,7 +93,28 @@ function proceed(
       onError(error);
     }
   }
-  return onError === undefined ? next() : next().then(undefined, onError);
+  return next().then(() => keepStreamInRequest(ctx), onError);
+}
+
+// Runs in the request's Context, once the chain has settled. Koa pipes a
+// stream body from a promise callback it registered before the chain ran, so
+// outside the request: a body produced as it is read would see the Context
+// the server listens in, and a var it set would land there (the root
+// Context, which every later request copies, for a top-level server). `pipe`
+// starts the stream's flow, so run in the request's Context it keeps the
+// reads there; once the response waits on the socket, the bound `drain`
+// listener resumes them there too. Koa's own test for a stream body.
+function keepStreamInRequest(ctx: Context): void {
+  const body: unknown = ctx.body;
+  if (typeof body !== "object" || body === null) return;
+  const pipe: unknown = (body as { pipe?: unknown }).pipe;
+  if (typeof pipe !== "function") return;
+  const context = carrier.getStore();
+  if (context === undefined) return;
+  // Reflect.set: a stream whose pipe cannot be replaced is piped as it is.
+  Reflect.set(body, "pipe", function pipeInRequest(this: unknown, ...args: unknown[]): unknown {
+    return runInRequest(context, Reflect.apply, pipe, this, args);
+  });
 }
 
 // Koa's own test (context.js onerror): an Error of any realm.

@@ -95,7 +95,7 @@ function buildApp(): Koa {
     ctx.type = "text/plain";
     ctx.body = body;
   });
-  // Produced lazily as Koa pipes it after the chain returns: needs withContext around the app.
+  // Produced lazily as Koa pipes it after the chain returns: the integration runs its pipe in the request.
   router.get("/lazy", (ctx) => {
     ctx.res.on("finish", recordFinish);
     ctx.type = "text/plain";
@@ -122,7 +122,8 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
   it("a throw or rejection leaves nothing for the next request", () => expectNothingLeaks(base));
   it("a streamed body and res 'finish' keep the context", () => expectStreaming(base));
   it("malformed ids are replaced, well-formed ones pass", () => expectIdHandling(base));
-  it("under withContext, also a lazily produced stream keeps the context", async () => {
+  it("a lazily produced stream keeps the context, also under withContext", async () => {
+    await expectStreaming(base, "/lazy");
     await expectStreaming(wrappedBase, "/lazy");
     await expectNoCrossTalk(wrappedBase, 200);
   });
@@ -209,47 +210,104 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
       pin.check("after 50 requests");
     }));
 
-  it("a lazily produced body runs in the Context the server listens in, where its sets land, unless the server is wrapped (pinned)", async () => {
+  it("a lazily produced Node stream body is read in the request's Context, wrapped or not, where its sets stay; a web ReadableStream body only under withContext (pinned)", async () => {
     const where = new ContextVar<string>("where");
     const producedBy = new ContextVar<string>("producedBy");
+    const line = (): string =>
+      `${requestId.get("<none>")}|${user.get("<none>")}|${where.get("<none>")}\n`;
     for (const wrapped of [false, true]) {
-      // The server is made and listens in a Context of its own, where `where` is set.
-      const serverContext = new Context();
-      const app = new Koa();
-      app.use(contextMiddleware({ seed }));
-      app.use((ctx) => {
-        async function* chunks(): AsyncGenerator<string> {
-          for (let i = 0; i < 3; i++) {
-            await randomDelay(2);
-            producedBy.set(`body of ${requestId.get("<none>")}`);
-            yield `${requestId.get("<none>")}|${user.get("<none>")}|${where.get("<none>")}\n`;
+      for (const kind of ["node", "web"] as const) {
+        // The server is made and listens in a Context of its own, where `where` is set.
+        const serverContext = new Context();
+        const app = new Koa();
+        app.use(contextMiddleware({ seed }));
+        app.use((ctx) => {
+          async function* chunks(): AsyncGenerator<string> {
+            for (let i = 0; i < 3; i++) {
+              await randomDelay(2);
+              producedBy.set(`body of ${requestId.get("<none>")}`);
+              yield line();
+            }
           }
-        }
-        ctx.type = "text/plain";
-        ctx.body = Readable.from(chunks());
-      });
-      const listener = wrapped ? withContext(app.callback()) : app.callback();
-      const server = serverContext.run(() => {
-        where.set("the server's Context");
-        return createServer(listener);
-      });
-      const url = await serverContext.run(() => listen(server));
-      try {
-        const reply = await send(url, "/", {
-          headers: { "x-request-id": "lazy-1", "x-user": "lu" },
+          ctx.type = "text/plain";
+          if (kind === "node") {
+            ctx.body = Readable.from(chunks());
+          } else {
+            let sent = 0;
+            // The first pull() runs as the stream is made, in the handler; the
+            // others as Koa's own wrapper stream reads it, after the chain.
+            ctx.body = new ReadableStream<Uint8Array>({
+              pull(controller) {
+                producedBy.set(`body of ${requestId.get("<none>")}`);
+                controller.enqueue(new TextEncoder().encode(line()));
+                if (++sent === 3) controller.close();
+              },
+            });
+          }
         });
-        assert.equal(reply.headers["x-request-id"], "lazy-1");
-        const line = wrapped ? "lazy-1|lu|<none>\n" : "<none>|<none>|the server's Context\n";
-        assert.equal(reply.body, line.repeat(3));
-        // Koa pipes the body from a promise callback registered before the
-        // chain ran, outside the request's run: the generator's set lands in
-        // the server's Context, which no request copies (they copy the root),
-        // but which is the root Context itself for a server started at the top level.
-        const landed = serverContext.run(() => producedBy.get("unset"));
-        assert.equal(landed, wrapped ? "unset" : "body of <none>");
-      } finally {
-        await close(server);
+        const listener = wrapped ? withContext(app.callback()) : app.callback();
+        const server = serverContext.run(() => {
+          where.set("the server's Context");
+          return createServer(listener);
+        });
+        const url = await serverContext.run(() => listen(server));
+        const inRequest = wrapped || kind === "node";
+        try {
+          const reply = await send(url, "/", {
+            headers: { "x-request-id": "lazy-1", "x-user": "lu" },
+          });
+          assert.equal(reply.headers["x-request-id"], "lazy-1");
+          const request = "lazy-1|lu|<none>\n";
+          const outside = "<none>|<none>|the server's Context\n";
+          const expected = inRequest ? request.repeat(3) : request + outside.repeat(2);
+          assert.equal(reply.body, expected, `${kind}, wrapped: ${wrapped}`);
+          // Koa pipes the body from a promise callback registered before the
+          // chain ran, outside the request's run: where the body is not read
+          // in the request, its set lands in the server's Context, which no
+          // request copies (they copy the root), but which is the root
+          // Context itself for a server started at the top level.
+          const landed = serverContext.run(() => producedBy.get("unset"));
+          assert.equal(
+            landed,
+            inRequest ? "unset" : "body of <none>",
+            `${kind}, wrapped: ${wrapped}`,
+          );
+        } finally {
+          await close(server);
+        }
       }
+    }
+  });
+
+  it("a lazily produced Node stream body at the top level: 100 concurrent requests each read their own values, and nothing lands in the root Context", async () => {
+    const producedBy = new ContextVar<string>("producedBy");
+    const app = new Koa();
+    app.use(contextMiddleware({ seed }));
+    app.use((ctx) => {
+      async function* chunks(): AsyncGenerator<string> {
+        for (let i = 0; i < 3; i++) {
+          await randomDelay(3);
+          producedBy.set(requestId.get("<none>"));
+          yield `${requestId.get("<none>")}|${user.get("<none>")}|${producedBy.get()}\n`;
+        }
+      }
+      ctx.type = "text/plain";
+      ctx.body = Readable.from(chunks());
+    });
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    try {
+      const replies = await Promise.all(
+        Array.from({ length: 100 }, (_, i) =>
+          send(url, "/", { headers: { "x-request-id": `lazy-${i}`, "x-user": `u${i}` } }),
+        ),
+      );
+      for (const [i, reply] of replies.entries()) {
+        assert.equal(reply.body, `lazy-${i}|u${i}|lazy-${i}\n`.repeat(3));
+      }
+      assert.equal(producedBy.get("unset"), "unset");
+    } finally {
+      await close(server);
     }
   });
 
