@@ -22,6 +22,24 @@ type ByListener = WeakMap<Listener, Listener>;
 const ADDERS = ["addListener", "on", "once", "prependListener", "prependOnceListener"] as const;
 const REMOVERS = ["removeListener", "off"] as const;
 
+/**
+ * The method a patched one calls through. An own method is kept as it is; an
+ * inherited one is looked up on the prototype at each call, because the
+ * prototype may change after the bind: instrumentation-http binds `req` and
+ * `res` before the listener runs, then Express swaps their prototypes for its
+ * app's, whose methods contextvars/express patches to run listeners in the
+ * request's Context. A method kept from bind time would skip both.
+ */
+function underlying(target: Record<string, Method | undefined>, name: string): Method | undefined {
+  const method = target[name];
+  if (typeof method !== "function") return undefined;
+  if (Object.hasOwn(target, name)) return method;
+  return function (this: unknown, ...args: unknown[]): unknown {
+    const current = (Object.getPrototypeOf(this) as Record<string, Method | undefined>)[name];
+    return Reflect.apply(current ?? method, this, args);
+  };
+}
+
 /** One manager's record of the emitters it bound: per emitter, per event, listener → wrapper. */
 export class EmitterBindings {
   readonly #patched = new WeakMap<EventEmitter, Map<string | symbol, ByListener>>();
@@ -37,15 +55,15 @@ export class EmitterBindings {
     this.#patched.set(emitter, new Map());
     const target = emitter as unknown as Record<string, Method | undefined>;
     for (const name of ADDERS) {
-      const original = target[name];
-      if (typeof original === "function") target[name] = this.#adder(emitter, original, wrap);
+      const original = underlying(target, name);
+      if (original !== undefined) target[name] = this.#adder(emitter, original, wrap);
     }
     for (const name of REMOVERS) {
-      const original = target[name];
-      if (typeof original === "function") target[name] = this.#remover(emitter, original);
+      const original = underlying(target, name);
+      if (original !== undefined) target[name] = this.#remover(emitter, original);
     }
-    const removeAll = target.removeAllListeners;
-    if (typeof removeAll === "function") {
+    const removeAll = underlying(target, "removeAllListeners");
+    if (removeAll !== undefined) {
       target.removeAllListeners = this.#removeAll(emitter, removeAll);
     }
     return emitter;
