@@ -84,6 +84,12 @@ export class EmitterBindings {
       }
       const wrapped = wrap(listener as Listener);
       byListener.set(listener as Listener, wrapped);
+      // A wrapper that carries its original as `.listener` (Node's convention, which
+      // contextvars/http's request binding follows when it adds through this method)
+      // must go when that original is removed: Node's own check looks one level deep,
+      // at this wrapper, and would not find it.
+      const inner = (listener as { listener?: unknown }).listener;
+      if (typeof inner === "function") byListener.set(inner as Listener, wrapped);
       bindings.#adding = true;
       try {
         return Reflect.apply(original, this, [event, wrapped]);

@@ -459,3 +459,44 @@ describe("Express behind instrumentation-http: a body parser's next()", () => {
     }
   });
 });
+
+describe("removing a listener from req and res bound by both the instrumentation and an integration", () => {
+  /** Adds and removes one listener in each of the ways; answers with the counts left. */
+  function removing(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const ran: string[] = [];
+    const data = (): void => void ran.push("data");
+    const finish = (): void => void ran.push("finish");
+    const before = [req.listenerCount("data"), res.listenerCount("finish")];
+    req.on("data", data);
+    req.removeListener("data", data);
+    res.once("finish", finish);
+    res.off("finish", finish);
+    req.prependListener("data", data);
+    req.off("data", data);
+    const left = [req.listenerCount("data"), res.listenerCount("finish")];
+    req.resume();
+    req.on("end", () => res.end(JSON.stringify({ before, left, ran })));
+  }
+  const app = express();
+  app.use(contextMiddleware());
+  app.post("/", removing);
+  const servers = {
+    "node:http withContext": http.createServer(withContext(removing)),
+    "Express contextMiddleware": http.createServer(app),
+  };
+  for (const [name, server] of Object.entries(servers)) {
+    it(`${name}: removeListener, off and once/off with the original listener remove it`, async () => {
+      const base = await listen(server);
+      try {
+        const reply = await send(base, "/", { body: "some body", chunks: 2 });
+        assert.equal(reply.status, 200, reply.body);
+        const seen = JSON.parse(reply.body) as { before: number[]; left: number[]; ran: string[] };
+        assert.deepEqual(seen.left, seen.before);
+        assert.deepEqual(seen.ran, [], "no removed listener ran");
+        assert.equal((await spansAfterServers(1)).length, 1, "the request had its SERVER span");
+      } finally {
+        await close(server);
+      }
+    });
+  }
+});
