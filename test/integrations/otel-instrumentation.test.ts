@@ -6,7 +6,9 @@
  * makes is the parent of the handler's spans, an outgoing request gets a
  * CLIENT span under the handler's active span and carries the trace to the
  * next server, and the request's ContextVars are seen beside the span, in
- * req/res listeners too, without leaking between requests.
+ * req/res listeners too, without leaking between requests; contextPropagation's
+ * baggage reaches the next service beside the instrumentation's own headers
+ * when the global propagator carries trace context only.
  */
 import assert from "node:assert/strict";
 // The module object itself: the instrumentation patches its request and get in
@@ -31,7 +33,7 @@ import {
 import { ContextVar } from "contextvars";
 import { contextMiddleware } from "contextvars/express";
 import { requestId, withContext } from "contextvars/http";
-import { ContextVarsContextManager } from "contextvars/otel";
+import { ContextVarsContextManager, contextPropagation } from "contextvars/otel";
 import express from "express";
 import { close, keepAliveAgent, listen, randomDelay, send } from "../helpers/http.ts";
 
@@ -496,6 +498,121 @@ describe("removing a listener from req and res bound by both the instrumentation
         assert.equal((await spansAfterServers(1)).length, 1, "the request had its SERVER span");
       } finally {
         await close(server);
+      }
+    });
+  }
+});
+
+describe("contextPropagation beside the instrumentation's own propagation", () => {
+  const role = new ContextVar<string>("role");
+  const carry = contextPropagation({ "user.id": user, role });
+  const seed = (req: http.IncomingMessage) => carry.extractInto(req.headers);
+  // B: what its request Context holds once seeded, and the trace it continues.
+  const b = http.createServer(
+    withContext(
+      (req, res) => {
+        const baggage = propagation.getBaggage(context.active());
+        res.end(
+          JSON.stringify({
+            user: user.get("-"),
+            role: role.get("-"),
+            tenant: baggage?.getEntry("tenant")?.value ?? "-",
+            traceparent: req.headers.traceparent,
+            span: activeSpanId(),
+          }),
+        );
+      },
+      { seed },
+    ),
+  );
+  let bBase = "";
+  const toB = keepAliveAgent(4);
+  // A: sets role (as an auth step would) and calls B with carry.inject's headers.
+  const a = http.createServer(
+    withContext(
+      async (req, res) => {
+        role.set(`role-${nOf(req)}`);
+        await randomDelay();
+        const reply = await new Promise<string>((resolve, reject) => {
+          const headers = carry.inject({}) as Record<string, string>;
+          http
+            .get(`${bBase}/`, { agent: toB, headers }, (answer) => {
+              let body = "";
+              answer.setEncoding("utf8");
+              answer.on("data", (chunk: string) => {
+                body += chunk;
+              });
+              answer.on("end", () => resolve(body));
+            })
+            .on("error", reject);
+        });
+        res.end(JSON.stringify({ fromB: JSON.parse(reply), span: activeSpanId() }));
+      },
+      { seed },
+    ),
+  );
+  let aBase = "";
+  before(async () => {
+    bBase = await listen(b);
+    aBase = await listen(a);
+  });
+  after(async () => {
+    useW3CPropagators(true);
+    toB.destroy();
+    await close(a);
+    await close(b);
+  });
+
+  async function callA(count: number) {
+    const agent = keepAliveAgent(10);
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const replies = await Promise.all(
+      Array.from({ length: count }, async (_, n) => {
+        const reply = await send(aBase, `/?n=${n}`, {
+          headers: {
+            traceparent: `00-${traceId}-00f067aa0ba902b7-01`,
+            baggage: `user.id=user-${n},tenant=acme`,
+          },
+          agent,
+        });
+        return JSON.parse(reply.body) as {
+          span: string;
+          fromB: { user: string; role: string; tenant: string; traceparent: string; span: string };
+        };
+      }),
+    );
+    agent.destroy();
+    return { traceId, replies, spans: await spansAfterServers(2 * count) };
+  }
+
+  // The instrumentation injects with the global propagator after the caller's
+  // headers are set: traceparent becomes its CLIENT span's (right), and with
+  // W3CBaggagePropagator global (sdk-node's default) `baggage` becomes the
+  // active OpenTelemetry context's, which holds what came in, not the vars set
+  // since. docs/observability.md says to keep baggage out of the global
+  // propagator when contextPropagation carries it.
+  for (const withBaggage of [false, true]) {
+    it(`global propagator of trace context${withBaggage ? " and baggage: a var set in the handler is overwritten" : " only: every field arrives"}, under the CLIENT span (30 concurrent)`, async () => {
+      useW3CPropagators(withBaggage);
+      const { traceId, replies, spans } = await callA(30);
+      const ids = byId(spans);
+      for (const [n, { span, fromB }] of replies.entries()) {
+        const aServer = ids.get(span);
+        assert.equal(aServer?.kind, SpanKind.SERVER, `request ${n}: A's SERVER span stays active`);
+        assert.equal(aServer?.parentSpanContext?.spanId, "00f067aa0ba902b7", "under the caller");
+        assert.equal(aServer?.spanContext().traceId, traceId);
+        const { user: userAtB, role: roleAtB, tenant } = fromB;
+        assert.deepEqual(
+          { user: userAtB, role: roleAtB, tenant },
+          { user: `user-${n}`, role: withBaggage ? "-" : `role-${n}`, tenant: "acme" },
+          `request ${n}: what B received`,
+        );
+        const client = spans.find(
+          (s) => s.kind === SpanKind.CLIENT && s.parentSpanContext?.spanId === span,
+        );
+        assert.ok(client, `request ${n}: A's call has a CLIENT span under A's SERVER span`);
+        assert.equal(fromB.traceparent, `00-${traceId}-${client.spanContext().spanId}-01`);
+        assertChild(ids.get(fromB.span) as ReadableSpan, client);
       }
     });
   }
