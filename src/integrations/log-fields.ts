@@ -11,6 +11,7 @@ import { argumentError } from "../errors.ts";
  * Log field name → a ContextVar (its value in the current Context, else its
  * default; a var with neither is left out), or a function read per line
  * (left out when it returns undefined or throws), e.g. the active trace id.
+ * The object is read once, when the mixin or format is made.
  *
  * @example
  * const fields: LogFields = { requestId, user, traceId: () => trace.getActiveSpan()?.spanContext().traceId };

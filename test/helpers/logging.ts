@@ -1,17 +1,52 @@
 /**
- * A real server whose handler logs through a given logger, and a driver
- * that sends it many concurrent requests: for the pino and winston tests,
- * which then check that every line carries its own request's values.
+ * Loggers writing to memory, a real server whose handler logs through a
+ * given logger, and a driver that sends it many concurrent requests: for
+ * the pino and winston tests, which then check that every line carries its
+ * own request's values.
  */
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
+import { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ContextVar, createTask, gather } from "contextvars";
 import { requestId, withContext } from "contextvars/http";
+import { contextFormat, type LogFields } from "contextvars/winston";
+import pino from "pino";
+import winston from "winston";
 import { close, keepAliveAgent, listen, randomDelay, send } from "./http.ts";
 
 export const user = new ContextVar<string>("user");
 export const tenant = new ContextVar<string>("tenant", { default: "public" });
+
+/** One log line or entry, parsed from its JSON. */
+export type Entry = Record<string, unknown>;
+
+/** A pino logger writing to memory (pino writes synchronously to a `{ write }` destination). */
+export function pinoToMemory(options: pino.LoggerOptions = {}) {
+  const lines: Entry[] = [];
+  const logger = pino(
+    { base: undefined, timestamp: false, ...options },
+    { write: (line: string) => lines.push(JSON.parse(line) as Entry) },
+  );
+  return { logger, lines };
+}
+
+/** A winston logger with `contextFormat(fields)` then `json()`, writing to an in-memory stream. */
+export function winstonToMemory(fields: LogFields, options: winston.LoggerOptions = {}) {
+  const lines: Entry[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(JSON.parse(String(chunk)) as Entry);
+      done();
+    },
+  });
+  const logger = winston.createLogger({
+    format: winston.format.combine(contextFormat(fields), winston.format.json()),
+    transports: [new winston.transports.Stream({ stream })],
+    ...options,
+  });
+  return { logger, lines };
+}
 
 /** How the handler logs: `log(message, n)` on the logger, or on a child logger. */
 export interface RequestLogger {

@@ -3,28 +3,18 @@ import { describe, it } from "node:test";
 import { ContextVar } from "contextvars";
 import { requestId } from "contextvars/http";
 import { contextMixin } from "contextvars/pino";
-import pino from "pino";
 import {
   assertEveryLineIsItsOwn,
   type Line,
   logUnderLoad,
+  pinoToMemory,
   tenant,
   user,
 } from "../helpers/logging.ts";
 
-/** A pino logger writing to memory (pino writes synchronously to a `{ write }` destination). */
-function memoryLogger(options: pino.LoggerOptions = {}) {
-  const lines: Record<string, unknown>[] = [];
-  const logger = pino(
-    { base: undefined, timestamp: false, ...options },
-    { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) },
-  );
-  return { logger, lines };
-}
-
 describe("contextMixin", () => {
   it("adds the vars of the current Context; an unset var is left out, a default shows", () => {
-    const { logger, lines } = memoryLogger({ mixin: contextMixin({ requestId, user, tenant }) });
+    const { logger, lines } = pinoToMemory({ mixin: contextMixin({ requestId, user, tenant }) });
     logger.info("outside");
     user.run("alice", () => logger.info("inside"));
     assert.deepEqual(lines, [
@@ -34,7 +24,7 @@ describe("contextMixin", () => {
   });
 
   it("child loggers keep the mixin beside their bindings", () => {
-    const { logger, lines } = memoryLogger({ mixin: contextMixin({ user }) });
+    const { logger, lines } = pinoToMemory({ mixin: contextMixin({ user }) });
     const child = logger.child({ module: "db" });
     const grandchild = child.child({ table: "orders" });
     user.run("bob", () => {
@@ -49,7 +39,7 @@ describe("contextMixin", () => {
 
   it("the log call's own fields win; every line gets a fresh object", () => {
     const mixin = contextMixin({ user });
-    const { logger, lines } = memoryLogger({ mixin });
+    const { logger, lines } = pinoToMemory({ mixin });
     user.run("carol", () => {
       logger.info({ user: "explicit" }, "one");
       logger.info("two");
@@ -63,7 +53,7 @@ describe("contextMixin", () => {
 
   it("takes functions read per line; undefined or a throw leaves the field out", () => {
     let calls = 0;
-    const { logger, lines } = memoryLogger({
+    const { logger, lines } = pinoToMemory({
       mixin: contextMixin({
         count: () => ++calls,
         nothing: () => undefined,
@@ -101,7 +91,7 @@ describe("contextMixin", () => {
   });
 
   it("500 concurrent requests: every line carries its own request's values", async () => {
-    const { logger, lines } = memoryLogger({ mixin: contextMixin({ requestId, user, tenant }) });
+    const { logger, lines } = pinoToMemory({ mixin: contextMixin({ requestId, user, tenant }) });
     await logUnderLoad(
       {
         log: (msg, n) => logger.info({ n }, msg),

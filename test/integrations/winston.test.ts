@@ -1,37 +1,20 @@
 import assert from "node:assert/strict";
-import { Writable } from "node:stream";
+import type { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ContextVar, gather } from "contextvars";
 import { requestId } from "contextvars/http";
-import { contextFormat, contextMeta, type LogFields } from "contextvars/winston";
+import { contextFormat, contextMeta } from "contextvars/winston";
 import winston from "winston";
 import {
   assertEveryLineIsItsOwn,
+  type Entry,
   type Line,
   logUnderLoad,
   tenant,
   user,
+  winstonToMemory,
 } from "../helpers/logging.ts";
-
-type Entry = Record<string, unknown>;
-
-/** A winston logger writing JSON lines to an in-memory stream. */
-function memoryLogger(fields: LogFields, options: winston.LoggerOptions = {}) {
-  const lines: Entry[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      lines.push(JSON.parse(String(chunk)) as Entry);
-      done();
-    },
-  });
-  const logger = winston.createLogger({
-    format: winston.format.combine(contextFormat(fields), winston.format.json()),
-    transports: [new winston.transports.Stream({ stream })],
-    ...options,
-  });
-  return { logger, lines };
-}
 
 // winston.Transport (winston-transport's TransportStream), typed for subclassing.
 type TransportClass = new (options?: object) => Writable;
@@ -48,7 +31,7 @@ class SlowTransport extends Transport {
 
 describe("contextFormat", () => {
   it("adds the vars of the current Context; an unset var is left out, a default shows", () => {
-    const { logger, lines } = memoryLogger({ requestId, user, tenant });
+    const { logger, lines } = winstonToMemory({ requestId, user, tenant });
     logger.info("outside");
     user.run("alice", () => logger.warn("inside"));
     assert.deepEqual(lines, [
@@ -58,7 +41,10 @@ describe("contextFormat", () => {
   });
 
   it("child loggers go through it; the log call's meta and defaultMeta win", () => {
-    const { logger, lines } = memoryLogger({ user, tenant }, { defaultMeta: { service: "shop" } });
+    const { logger, lines } = winstonToMemory(
+      { user, tenant },
+      { defaultMeta: { service: "shop" } },
+    );
     const child = logger.child({ module: "db" });
     user.run("bob", () => {
       child.info("child");
@@ -81,7 +67,7 @@ describe("contextFormat", () => {
 
   it("takes functions read per entry; undefined or a throw leaves the field out", () => {
     let calls = 0;
-    const { logger, lines } = memoryLogger({
+    const { logger, lines } = winstonToMemory({
       count: () => ++calls,
       nothing: () => undefined,
       broken: () => {
@@ -114,7 +100,7 @@ describe("contextFormat", () => {
   });
 
   it("500 concurrent requests: every line carries its own request's values", async () => {
-    const { logger, lines } = memoryLogger({ requestId, user, tenant });
+    const { logger, lines } = winstonToMemory({ requestId, user, tenant });
     await logUnderLoad(
       {
         log: (message, n) => logger.info(message, { n }),
