@@ -56,9 +56,10 @@ export function checkFields(fields: LogFields): readonly Field[] {
 }
 
 /**
- * Writes every present field into `line`; with `keep`, a key `line` already
- * has is left as it is. Vars are read with a direct `get` rather than
- * through their closure, the cheaper call per line. Internal.
+ * Writes every present field into `line` as an own property; with `keep`, a
+ * key `line` already has as its own is left as it is. Vars are read with a
+ * direct `get` rather than through their closure, the cheaper call per
+ * line. Internal.
  */
 export function writeFields(
   fields: readonly Field[],
@@ -67,9 +68,19 @@ export function writeFields(
 ): void {
   for (let i = 0; i < fields.length; i++) {
     const field = fields[i] as Field;
-    if (keep && field.key in line) continue;
+    // Own keys only: `in` would also find "constructor" or "toString" on Object.prototype.
+    if (keep && Object.hasOwn(line, field.key)) continue;
     const v = field.var;
     const value = v === undefined ? field.read() : v.get(field.fallback);
-    if (value !== undefined) line[field.key] = value;
+    if (value === undefined) continue;
+    // Assigning "__proto__" would set the line's prototype, not add a field.
+    if (field.key === "__proto__") {
+      Object.defineProperty(line, field.key, {
+        value,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    } else line[field.key] = value;
   }
 }

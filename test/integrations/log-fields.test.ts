@@ -38,6 +38,20 @@ const value = new ContextVar<unknown>("value");
 
 for (const sink of sinks) {
   describe(sink.name, () => {
+    it("a field may have any name: not an identifier, empty, or a member of Object.prototype", () => {
+      const names = ["a.b", "with space", 'say "hi"', "", "constructor", "toString", "__proto__"];
+      const { log, lines } = sink.make(Object.fromEntries(names.map((name) => [name, value])));
+      value.run("X", () => log("named"));
+      value.run({ admin: true }, () => log("an object"));
+      for (const name of names) {
+        assert.ok(Object.hasOwn(lines[0] as Entry, name), name);
+        assert.equal((lines[0] as Entry)[name], "X", name);
+        assert.deepEqual((lines[1] as Entry)[name], { admin: true }, name);
+      }
+      // An object under __proto__ is that field's value, not the line's prototype.
+      assert.ok(!("admin" in (lines[1] as Entry)));
+    });
+
     it("reads the fields object once, when made: a getter runs once, later changes are not seen", () => {
       let gets = 0;
       const fields: Record<string, LogFields[string]> = {
