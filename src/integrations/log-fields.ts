@@ -57,14 +57,16 @@ export function checkFields(fields: LogFields): readonly Field[] {
 
 /**
  * Writes every present field into `line` as an own property; with `keep`, a
- * key `line` already has as its own is left as it is. Vars are read with a
- * direct `get` rather than through their closure, the cheaper call per
- * line. Internal.
+ * key `line` already has as its own is left as it is. With `wrote`, pushes
+ * the key and the value of each field written. Vars are read with a direct
+ * `get` rather than through their closure, the cheaper call per line.
+ * Internal.
  */
 export function writeFields(
   fields: readonly Field[],
   line: Record<string, unknown>,
   keep: boolean,
+  wrote?: unknown[],
 ): void {
   for (let i = 0; i < fields.length; i++) {
     const field = fields[i] as Field;
@@ -82,5 +84,6 @@ export function writeFields(
         configurable: true,
       });
     } else line[field.key] = value;
+    wrote?.push(field.key, value);
   }
 }

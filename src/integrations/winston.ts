@@ -34,12 +34,14 @@ export type ContextFormat = winston.Logform.Format;
  * with neither is left out), or the value of a function read per entry. A
  * field the entry already has (from the log call's meta, `defaultMeta`, a
  * child logger's metadata) is kept as it is, as pino keeps the log call's
- * own fields. Put it before the format that serialises (`json()`,
- * `printf()`). With a transport that can fall behind, also give the logger
- * `defaultMeta: contextMeta(fields)` (see the module comment): the format
- * then keeps the values read when each entry was made. Child loggers go
- * through the same format. It never throws: a field function that throws
- * is left out of that entry.
+ * own fields; what this format wrote into an object logged before
+ * (`logger.info(object)` formats your object itself) is not, so the object
+ * logged again gets fresh values. Put it before the format that serialises
+ * (`json()`, `printf()`). With a transport that can fall behind, also give
+ * the logger `defaultMeta: contextMeta(fields)` (see the module comment):
+ * the format then keeps the values read when each entry was made. Child
+ * loggers go through the same format. It never throws: a field function
+ * that throws is left out of that entry.
  *
  * @example
  * import winston from "winston";
@@ -63,11 +65,59 @@ export type ContextFormat = winston.Logform.Format;
  */
 export function contextFormat(fields: LogFields): ContextFormat {
   const checked = checkFields(fields);
+  // `logger.info(object)` formats the caller's own object, which may be logged again from
+  // another Context: what this format wrote into it then is not a field the entry has, so
+  // it is taken out first, unless the caller has changed it since.
+  const written = entryRecord<unknown[]>();
   const transform = winston.format(function contextFormat(info) {
-    writeFields(checked, info as Record<string, unknown>, true);
+    const line = info as Record<string, unknown>;
+    const before = written.get(info);
+    if (before !== undefined) {
+      for (let i = 0; i < before.length; i += 2) {
+        const key = before[i] as string;
+        if (Object.hasOwn(line, key) && Object.is(line[key], before[i + 1])) delete line[key];
+      }
+    }
+    const wrote: unknown[] = [];
+    writeFields(checked, line, true, wrote);
+    if (wrote.length > 0 || before !== undefined) written.set(info, wrote);
     return info;
   });
   return transform();
+}
+
+/**
+ * A constructor that returns the object it is given: `new` on a subclass
+ * then adds the subclass's private fields to that object.
+ */
+class OnEntry {
+  constructor(entry: object) {
+    // biome-ignore lint/correctness/noConstructorReturn: the object is the point, see entryRecord
+    return entry;
+  }
+}
+
+/**
+ * A value kept on entry objects themselves, one private field per call, so
+ * no format, transport or `inspect` sees it. Measured on a whole winston
+ * line with three fields: 7–10% over no record, where a WeakMap keyed by
+ * entry (every entry an ephemeron for the garbage collector) cost 10–22%.
+ */
+function entryRecord<T>(): {
+  get(entry: object): T | undefined;
+  set(entry: object, value: T): void;
+} {
+  class Stamp extends OnEntry {
+    #value: T | undefined;
+    static get(entry: object): T | undefined {
+      return #value in entry ? (entry as Stamp).#value : undefined;
+    }
+    static set(entry: object, value: T): void {
+      if (#value in entry) (entry as Stamp).#value = value;
+      else new Stamp(entry).#value = value;
+    }
+  }
+  return Stamp;
 }
 
 /**

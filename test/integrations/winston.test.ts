@@ -93,6 +93,42 @@ describe("contextFormat", () => {
     assert.ok(Object.hasOwn(formatted as Entry, "user"));
   });
 
+  it("an object logged again gets the values of the Context it is logged from again", () => {
+    // logger.info(object) formats the caller's own object: what the format wrote into it last
+    // time is not a field the entry already has.
+    const { logger, lines } = winstonToMemory({ user, tenant });
+    const started = { message: "started" };
+    const pinned = { message: "pinned", user: "explicit" };
+    for (const who of ["alice", "bob", undefined]) {
+      const log = () => {
+        logger.info(started);
+        logger.log("info", pinned);
+      };
+      if (who === undefined) log();
+      else user.run(who, () => tenant.run(`${who}-tenant`, log));
+    }
+    assert.deepEqual(
+      lines.map((l) => [l.message, l.user, l.tenant]),
+      [
+        ["started", "alice", "alice-tenant"],
+        ["pinned", "explicit", "alice-tenant"],
+        ["started", "bob", "bob-tenant"],
+        ["pinned", "explicit", "bob-tenant"],
+        ["started", undefined, "public"],
+        ["pinned", "explicit", "public"],
+      ],
+    );
+    // A value the caller put in place of the format's between two calls is the caller's.
+    (started as Entry).tenant = "mine";
+    user.run("carol", () => logger.info(started));
+    assert.deepEqual(lines.at(-1), {
+      level: "info",
+      message: "started",
+      user: "carol",
+      tenant: "mine",
+    });
+  });
+
   it("rejects fields that are neither ContextVars nor functions", () => {
     assert.throws(() => contextFormat(null as never), TypeError);
     assert.throws(() => contextFormat({ user: 42 as never }), /Expected `fields\["user"\]`/);
