@@ -1,8 +1,14 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
-import { ContextVar } from "contextvars";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ContextVar, gather } from "contextvars";
 import { requestId } from "contextvars/http";
 import { contextMixin } from "contextvars/pino";
+import pino from "pino";
 import {
   assertEveryLineIsItsOwn,
   type Line,
@@ -88,6 +94,106 @@ describe("contextMixin", () => {
 
   it("an unset var is no key at all, not a key holding undefined", () => {
     assert.deepEqual(Object.keys(contextMixin({ user })()), []);
+  });
+
+  it("a field named like one of pino's own keys comes after it: a JSON parser reads the field's", () => {
+    const raw: string[] = [];
+    const field = new ContextVar<string>("field");
+    const own = { level: field, time: field, pid: field, hostname: field, msg: field };
+    const logger = pino({ mixin: contextMixin(own) }, { write: (line: string) => raw.push(line) });
+    field.run("field", () => {
+      logger.info("message");
+      logger.info({ a: 1 });
+    });
+    assert.match(
+      raw[0] as string,
+      /^\{"level":30,"time":\d+,"pid":\d+,"hostname":"[^"]*","level":"field"/,
+    );
+    const [withMessage, without] = raw.map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.deepEqual(withMessage, {
+      level: "field",
+      time: "field",
+      pid: "field",
+      hostname: "field",
+      msg: "message",
+    });
+    assert.equal(without?.msg, "field");
+  });
+
+  it("a transport on a worker thread, an asynchronous destination and a multistream get the caller's values", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "contextvars-pino-"));
+    const file = (name: string) => join(dir, `${name}.log`);
+    try {
+      const all = pino.destination({ dest: file("all"), sync: false });
+      const warn = pino.destination({ dest: file("warn"), sync: false });
+      const transport = pino.transport({
+        target: "pino/file",
+        options: { destination: file("transport") },
+      });
+      const asynchronous = pino.destination({ dest: file("async"), sync: false });
+      const streams = [
+        transport,
+        asynchronous,
+        pino.multistream([{ stream: all }, { level: "warn", stream: warn }]),
+      ];
+      // An error from a stream fails the test here with its message, rather than crashing later.
+      const errors: unknown[] = [];
+      for (const stream of [transport, asynchronous, all, warn]) {
+        stream.on("error", (error: unknown) => errors.push(error));
+      }
+      const loggers = streams.map((stream) =>
+        pino({ base: undefined, mixin: contextMixin({ user, tenant }) }, stream),
+      );
+      await gather(
+        ...Array.from({ length: 50 }, (_, i) => async () => {
+          user.set(`user-${i}`);
+          for (const logger of loggers) logger.info({ i }, "start");
+          await sleep(1); // equal delays: the tasks' timers fire together
+          if (i % 2 === 0) tenant.set(`tenant-${i}`);
+          const child = loggers.map((l) => l.child({ module: "db" }, { msgPrefix: "[db] " }));
+          for (const logger of child) logger.child({ table: "t" }).warn({ i }, "after timer");
+        }),
+      );
+      const read = async (name: string) =>
+        (await readFile(file(name), "utf8"))
+          .split("\n")
+          .filter((l) => l !== "")
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+      // The files close once all they hold is written.
+      await Promise.all(
+        [asynchronous, all, warn].map((stream) => {
+          const closed = once(stream, "close");
+          stream.end();
+          return closed;
+        }),
+      );
+      // The transport's thread writes its file by itself; its 'close' does not always come
+      // (pino unrefs the thread), so the test waits for the lines, up to 10 s.
+      transport.end();
+      for (let waited = 0; waited < 10_000; waited += 20) {
+        if ((await read("transport").catch(() => [])).length >= 100) break;
+        await sleep(20);
+      }
+      assert.deepEqual(errors, []);
+      for (const [name, count] of [
+        ["transport", 100],
+        ["async", 100],
+        ["all", 100],
+        ["warn", 50],
+      ] as const) {
+        const lines = await read(name);
+        assert.equal(lines.length, count, name);
+        for (const line of lines) {
+          const i = line.i as number;
+          const later = line.msg === "[db] after timer";
+          assert.equal(line.user, `user-${i}`, `${name}: ${line.msg} of ${i}`);
+          assert.equal(line.tenant, later && i % 2 === 0 ? `tenant-${i}` : "public", name);
+          if (later) assert.deepEqual([line.module, line.table], ["db", "t"]);
+        }
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("500 concurrent requests: every line carries its own request's values", async () => {
