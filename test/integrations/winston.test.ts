@@ -129,6 +129,45 @@ describe("contextFormat", () => {
     });
   });
 
+  it("the call's meta wins on either side of splat(); a timer or a profile takes the Context that ends it", () => {
+    const { format } = winston;
+    for (const order of ["splat first", "splat after"]) {
+      const ours = contextFormat({ user });
+      const { logger, lines } = winstonToMemory(
+        {},
+        {
+          format: format.combine(
+            ...(order === "splat first" ? [format.splat(), ours] : [ours, format.splat()]),
+            format.errors(),
+            format.json(),
+          ),
+        },
+      );
+      user.run("alice", () => {
+        logger.info("hello %s", "bob", { user: "meta" });
+        logger.info("hello %s", "bob");
+        logger.error(new Error("boom"));
+        const timer = logger.startTimer();
+        logger.profile("profiled");
+        user.run("carol", () => {
+          timer.done({ message: "timed" });
+          logger.profile("profiled");
+        });
+      });
+      assert.deepEqual(
+        lines.map((l) => [l.message, l.user]),
+        [
+          ["hello bob", "meta"],
+          ["hello bob", "alice"],
+          ["boom", "alice"],
+          ["timed", "carol"],
+          ["profiled", "carol"],
+        ],
+        order,
+      );
+    }
+  });
+
   it("rejects fields that are neither ContextVars nor functions", () => {
     assert.throws(() => contextFormat(null as never), TypeError);
     assert.throws(() => contextFormat({ user: 42 as never }), /Expected `fields\["user"\]`/);
@@ -184,6 +223,40 @@ describe("contextMeta", () => {
       else assert.ok(wrong > 0, "a format alone reads the Context of whoever drains the queue");
       logger.close();
     }
+  });
+
+  it("a field with no value still replaces the object's or the child's own: winston assigns defaultMeta over them", () => {
+    const fields = { user };
+    const { logger, lines } = winstonToMemory(fields, { defaultMeta: contextMeta(fields) });
+    const child = logger.child({ user: "child" });
+    const log = () => {
+      logger.info({ message: "object", user: "explicit" });
+      child.info("child");
+      logger.info("meta", { user: "meta" });
+    };
+    log();
+    user.run("alice", log);
+    assert.deepEqual(
+      lines.map((l) => [l.message, l.user]),
+      [
+        ["object", undefined],
+        ["child", undefined],
+        ["meta", "meta"],
+        ["object", "alice"],
+        ["child", "alice"],
+        ["meta", "meta"],
+      ],
+    );
+  });
+
+  it("a field named level or message replaces winston's own in logger.info(message)", () => {
+    const level = new ContextVar<string>("level");
+    const message = new ContextVar<string>("message");
+    const { logger, lines } = winstonToMemory({}, { defaultMeta: contextMeta({ level, message }) });
+    level.run("from a var", () => message.run("from a var too", () => logger.info("m")));
+    logger.info("unset");
+    // Unset, they still replace winston's: the entry has no level or message left to show.
+    assert.deepEqual(lines, [{ level: "from a var", message: "from a var too" }, {}]);
   });
 
   it("is a frozen object whose properties are read per access", () => {
