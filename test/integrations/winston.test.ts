@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -222,6 +225,46 @@ describe("contextMeta", () => {
       // Documents why contextMeta exists: the format alone runs when winston catches up.
       else assert.ok(wrong > 0, "a format alone reads the Context of whoever drains the queue");
       logger.close();
+    }
+  });
+
+  it("with winston's File transport under load, every entry keeps its own values; a format alone does not", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "contextvars-winston-"));
+    try {
+      for (const withMeta of [true, false]) {
+        const filename = join(dir, `${withMeta}.log`);
+        const logger = winston.createLogger({
+          ...(withMeta ? { defaultMeta: contextMeta({ user }) } : {}),
+          format: winston.format.combine(contextFormat({ user }), winston.format.json()),
+          transports: [new winston.transports.File({ filename })],
+        });
+        // 600 lines of 2 kB in one go: the file stream pushes back, and winston queues.
+        const pad = "x".repeat(2000);
+        await gather(
+          ...Array.from({ length: 200 }, (_, i) => async () => {
+            user.set(`user-${i}`);
+            for (let k = 0; k < 3; k++) {
+              logger.info("step", { i, pad });
+              await null;
+            }
+          }),
+        );
+        const read = async () =>
+          (await readFile(filename, "utf8").catch(() => ""))
+            .split("\n")
+            .filter((line) => line !== "");
+        for (let waited = 0; (await read()).length < 600 && waited < 10_000; waited += 20) {
+          await sleep(20);
+        }
+        const entries = (await read()).map((line) => JSON.parse(line) as Entry);
+        logger.close();
+        assert.equal(entries.length, 600);
+        const wrong = entries.filter((e) => e.user !== `user-${e.i}`).length;
+        if (withMeta) assert.equal(wrong, 0, "contextMeta: every entry has its own user");
+        else assert.ok(wrong > 0, "a format alone reads the Context of whoever drains the queue");
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
