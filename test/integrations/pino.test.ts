@@ -120,6 +120,24 @@ describe("contextMixin", () => {
     assert.equal(without?.msg, "field");
   });
 
+  it("pino's own options treat the fields as the call's: redact, nestedKey, formatters.log", () => {
+    const mixin = contextMixin({ user, tenant });
+    const { logger, lines } = pinoToMemory({
+      mixin,
+      redact: ["user"],
+      nestedKey: "payload",
+      formatters: { log: (object) => ({ ...object, seen: Object.keys(object) }) },
+    });
+    user.run("alice", () => logger.info({ n: 1 }, "options"));
+    assert.deepEqual(lines, [
+      {
+        level: 30,
+        payload: { user: "[Redacted]", tenant: "public", n: 1, seen: ["user", "tenant", "n"] },
+        msg: "options",
+      },
+    ]);
+  });
+
   it("a transport on a worker thread, an asynchronous destination and a multistream get the caller's values", async () => {
     const dir = await mkdtemp(join(tmpdir(), "contextvars-pino-"));
     const file = (name: string) => join(dir, `${name}.log`);
