@@ -74,24 +74,34 @@ export async function logUnderLoad(logger: RequestLogger, count: number): Promis
     withContext(
       async (req, res) => {
         const n = Number(new URL(req.url ?? "/", "http://x").searchParams.get("n"));
-        logger.log("start", n);
-        await randomDelay();
-        logger.log("after await", n);
-        await new Promise<void>((resolve) =>
-          setTimeout(() => {
-            logger.log("in timer", n);
-            resolve();
-          }, Math.random() * 3),
-        );
-        await gather(async () => {
-          await sleep(1);
-          logger.log("in task", n);
-        });
-        await createTask(async () => {
+        try {
+          logger.log("start", n);
           await randomDelay();
-          logger.child(n).log("in child", n);
-        });
-        res.end(requestId.get());
+          logger.log("after await", n);
+          await new Promise<void>((resolve, reject) =>
+            setTimeout(() => {
+              try {
+                logger.log("in timer", n);
+                resolve();
+              } catch (error) {
+                reject(error);
+              }
+            }, Math.random() * 3),
+          );
+          await gather(async () => {
+            await sleep(1);
+            logger.log("in task", n);
+          });
+          await createTask(async () => {
+            await randomDelay();
+            logger.child(n).log("in child", n);
+          });
+          res.end(requestId.get());
+        } catch (error) {
+          // A logger that throws fails the request, and with it the test, rather than leaving it open.
+          res.statusCode = 500;
+          res.end(String(error));
+        }
       },
       {
         seed: (req) => {
