@@ -112,6 +112,25 @@ describe("requestId and requestIdFor", () => {
     assert.throws(() => resolveOptions({ generateId: "uuid" as never }), /options\.generateId/);
   });
 
+  it("resolveOptions: each TypeError names the option and says what it expected", () => {
+    const cases: [unknown, string][] = [
+      [null, "Expected `options` to be an object, got `null` (null)"],
+      [42, "Expected `options` to be an object, got `42` (number)"],
+      [{ header: 42 }, "Expected `options.header` to be a header name, got `42` (number)"],
+      [{ header: "a b" }, 'Expected `options.header` to be a header name, got `"a b"` (string)'],
+      [{ echo: "no" }, 'Expected `options.echo` to be a boolean, got `"no"` (string)'],
+      [{ trustHeader: 1 }, "Expected `options.trustHeader` to be a boolean, got `1` (number)"],
+      [
+        { generateId: "uuid" },
+        'Expected `options.generateId` to be a function, got `"uuid"` (string)',
+      ],
+      [{ seed: 1 }, "Expected `options.seed` to be a function, got `1` (number)"],
+    ];
+    for (const [options, message] of cases) {
+      assert.throws(() => resolveOptions(options as never), new TypeError(message));
+    }
+  });
+
   it("a seed that returns a promise throws a TypeError; its rejection is not left unhandled", async () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
