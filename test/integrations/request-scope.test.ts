@@ -7,14 +7,20 @@
  *     was created or is listening in;
  *   - what a request's tasks and timers set, also after its response was
  *     sent, stays in that request: the next request on the same keep-alive
- *     socket sees none of it.
+ *     socket sees none of it;
+ *   - the one var it takes from the Context it arrives in is a live
+ *     ContextVarsContextManager's OpenTelemetry context, and only when one
+ *     is active there.
  */
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
 import { describe, it } from "node:test";
-import { ContextVar, createTask } from "contextvars";
-import { requestId } from "contextvars/http";
+import { createContextKey, ROOT_CONTEXT } from "@opentelemetry/api";
+import { ContextVar, copyContext, createTask } from "contextvars";
+import { requestId, withContext } from "contextvars/http";
+import { ContextVarsContextManager } from "contextvars/otel";
 import { frameworkNames, startApp } from "../helpers/apps.ts";
-import { keepAliveAgent, sendJson } from "../helpers/http.ts";
+import { close, keepAliveAgent, listen, sendJson, sendRaw, UUID } from "../helpers/http.ts";
 
 // Set at the root before any server exists: every request's Context is a copy of the root.
 const service = new ContextVar<string>("scope.service");
@@ -105,4 +111,67 @@ describe("a request's tasks and timers leave nothing for the next request", () =
       assert.equal(leak.get("unset"), "unset", "nothing reached the test's own Context");
     });
   }
+});
+
+/** The names of the vars in the current Context, sorted. */
+const varNames = (): string[] => [...copyContext().keys()].map((v) => v.name).sort();
+
+describe("the OpenTelemetry context is the one var a request takes from where it arrives", () => {
+  const marker = createContextKey("scope.marker");
+  const arriving = ROOT_CONTEXT.setValue(marker, "active where the server listens");
+
+  for (const name of frameworkNames) {
+    it(`${name}: carried while its manager is live, not after disable(), never as an empty entry`, async () => {
+      const manager = new ContextVarsContextManager();
+      const handle = () => ({
+        marker: manager.active().getValue(marker) ?? "none",
+        vars: varNames(),
+      });
+      // Requests arrive in the Context the server listens in.
+      const inside = await manager.with(arriving, () => startApp(name, { handle }));
+      const outside = await startApp(name, { handle });
+      try {
+        assert.deepEqual(await sendJson(inside.base, "/"), {
+          marker: "active where the server listens",
+          vars: ["opentelemetry.context", "requestId", "scope.service"],
+        });
+        assert.deepEqual(await sendJson(outside.base, "/"), {
+          marker: "none",
+          vars: ["requestId", "scope.service"],
+        });
+        manager.disable();
+        assert.deepEqual(await sendJson(inside.base, "/"), {
+          marker: "none",
+          vars: ["requestId", "scope.service"],
+        });
+      } finally {
+        await Promise.all([inside.close(), outside.close()]);
+      }
+    });
+  }
+});
+
+describe("an id header sent twice", () => {
+  // Node keeps only the first of some headers in req.headers (From,
+  // User-Agent, Referer...): the id is still replaced, not taken from it.
+  it("is replaced, also under a name whose repeats Node drops from req.headers", async () => {
+    const server = createServer(
+      withContext((_req, res) => res.end(requestId.get()), { header: "from" }),
+    );
+    const base = await listen(server);
+    try {
+      const once = await sendRaw(base, ["GET / HTTP/1.1", "Host: 127.0.0.1", "From: first"]);
+      assert.equal(once.body, "first");
+      const twice = await sendRaw(base, [
+        "GET / HTTP/1.1",
+        "Host: 127.0.0.1",
+        "From: first",
+        "From: second",
+      ]);
+      assert.match(twice.body, UUID);
+      assert.equal(twice.headers.from, twice.body);
+    } finally {
+      await close(server);
+    }
+  });
 });
