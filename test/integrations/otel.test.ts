@@ -547,6 +547,94 @@ for (const { name, make } of managers) {
         ee.emit("test");
         assert.strictEqual(seen, first);
       });
+
+      // Not in the original: the second and later listeners are wrapped too, and
+      // one event's listeners keep their wrappers when another is added.
+      it("runs every listener in the bound context and removes any of them", () => {
+        const context = scope("bound");
+        const ee = contextManager.bind(context, new EventEmitter());
+        const seen: [string, OtelContext][] = [];
+        const first = () => seen.push(["first", contextManager.active()]);
+        const second = () => seen.push(["second", contextManager.active()]);
+        const other = () => seen.push(["other", contextManager.active()]);
+        ee.on("test", first);
+        ee.prependListener("test", second);
+        ee.addListener("other", other);
+        contextManager.with(scope("caller"), () => {
+          ee.emit("test");
+          ee.emit("other");
+        });
+        assert.deepStrictEqual(seen, [
+          ["second", context],
+          ["first", context],
+          ["other", context],
+        ]);
+        ee.removeListener("test", first);
+        assert.deepStrictEqual(ee.listeners("test").length, 1);
+        ee.off("test", second);
+        assert.equal(ee.listenerCount("test"), 0);
+      });
+
+      // Not in the original: removing from an event that never had a listener is a no-op.
+      it("removeListener and off of an event never listened to change nothing", () => {
+        const ee = contextManager.bind(scope("bound"), new EventEmitter());
+        const listener = () => {};
+        ee.on("a", listener);
+        assert.strictEqual(ee.removeListener("never", listener), ee);
+        assert.strictEqual(ee.off("never", listener), ee);
+        assert.equal(ee.listenerCount("a"), 1);
+      });
+
+      // Not in the original: removeAllListeners forgets the wrappers, so that
+      // removeListener then takes a listener added past the patch (by
+      // EventEmitter.prototype.on itself) for what it is.
+      it("removeAllListeners, of one event or all, forgets the wrappers", () => {
+        const ee = contextManager.bind(scope("bound"), new EventEmitter());
+        const listener = () => {};
+        for (const clear of [() => ee.removeAllListeners("a"), () => ee.removeAllListeners()]) {
+          ee.on("a", listener);
+          clear();
+          EventEmitter.prototype.on.call(ee, "a", listener);
+          ee.removeListener("a", listener);
+          assert.equal(ee.listenerCount("a"), 0);
+        }
+      });
+
+      // Not in the original: an emitter without some of the methods keeps without them.
+      it("leaves out the methods an emitter does not have", () => {
+        const ee = new EventEmitter();
+        const missing = ["prependOnceListener", "off", "removeAllListeners"] as const;
+        for (const name of missing) {
+          Object.defineProperty(ee, name, { value: undefined, writable: true });
+        }
+        const context = scope("bound");
+        contextManager.bind(context, ee);
+        for (const name of missing) assert.equal(ee[name], undefined, name);
+        let seen: OtelContext | undefined;
+        ee.on("test", () => {
+          seen = contextManager.active();
+        });
+        ee.emit("test");
+        assert.strictEqual(seen, context);
+      });
     });
   });
 }
+
+// Not in the original, and one place where the two managers differ:
+// AsyncLocalStorageContextManager files a string listener in a WeakMap first
+// and throws "Invalid value used as weak map key".
+describe("ContextVarsContextManager.bind(event-emitter)", () => {
+  it("leaves a listener that is not a function to the emitter's own TypeError", () => {
+    const contextManager = new ContextVarsContextManager().enable();
+    try {
+      const ee = contextManager.bind(scope("bound"), new EventEmitter());
+      for (const listener of ["listener", undefined]) {
+        assert.throws(() => ee.on("test", listener as never), { code: "ERR_INVALID_ARG_TYPE" });
+      }
+      assert.equal(ee.listenerCount("test"), 0);
+    } finally {
+      contextManager.disable();
+    }
+  });
+});
