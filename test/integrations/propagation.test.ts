@@ -208,6 +208,15 @@ describe("extract and extractInto", () => {
     assert.equal(user.get("unset"), "unset");
   });
 
+  it("from a fetch Headers, the trace arrives without baggage and the baggage without a trace", () => {
+    const traceOnly = fresh(() => carry.extract(new Headers({ traceparent: TRACEPARENT })));
+    assert.equal(trace.getSpanContext(traceOnly.context)?.spanId, SPAN_ID);
+    assert.deepEqual({ ...traceOnly.values }, {});
+    const baggageOnly = fresh(() => carry.extract(new Headers({ baggage: "user.id=ivy" })));
+    assert.equal(trace.getSpanContext(baggageOnly.context), undefined);
+    assert.deepEqual({ ...baggageOnly.values }, { "user.id": "ivy" });
+  });
+
   it("extractInto keeps a span already active (as instrumentation-http's) and takes the baggage", () => {
     const serverSpan: SpanContext = { ...remote, spanId: "1111111111111111", isRemote: false };
     fresh(() =>
