@@ -483,6 +483,42 @@ describe("contextPropagation(fields)", () => {
     assert.throws(() => codecs.integer.decode("9007199254740993")); // past MAX_SAFE_INTEGER
   });
 
+  it("each codec's value crosses inject and extract as it was", () => {
+    const ratio = new ContextVar<number>("ratio");
+    const region = new ContextVar<string>("region");
+    const every = contextPropagation({
+      ratio: baggageField(ratio, codecs.number),
+      attempt: baggageField(attempt, codecs.integer),
+      admin: baggageField(admin, codecs.boolean),
+      region: baggageField(region, codecs.matching(/^[a-z]+-\d$/)),
+      cart: baggageField(cart, codecs.json(isCart)),
+    });
+    for (const flag of [true, false]) {
+      const headers = fresh(() => {
+        ratio.set(-0.25);
+        attempt.set(12);
+        admin.set(flag);
+        region.set("eu-3");
+        cart.set({ items: 4 });
+        return every.inject({} as Record<string, string>);
+      });
+      const { values } = fresh(() => every.extract(headers));
+      assert.deepEqual(
+        { ...values },
+        { ratio: -0.25, attempt: 12, admin: flag, region: "eu-3", cart: { items: 4 } },
+      );
+    }
+  });
+
+  it("baggageField refuses a codec without both functions, saying what it expected", () => {
+    for (const codec of [null, { encode: String }, { decode: Number }]) {
+      assert.throws(
+        () => baggageField(attempt, codec as never),
+        /^TypeError: Expected `codec` to be an object with encode and decode functions, got /,
+      );
+    }
+  });
+
   it("matching with a /g pattern accepts the same value every time", () => {
     const lowercase = codecs.matching(/^[a-z]+$/g);
     assert.equal(lowercase.decode("abc"), "abc");
