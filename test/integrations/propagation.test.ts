@@ -470,12 +470,17 @@ describe("contextPropagation(fields)", () => {
     assert.throws(() => codecs.json(undefined as never), /Expected `isT` to be a function/);
   });
 
-  it("codecs reject what they cannot read", () => {
-    assert.throws(() => codecs.number.decode("NaN"));
-    assert.throws(() => codecs.number.decode(" "));
+  it("codecs reject what they cannot read, with a RangeError that says why", () => {
+    assert.throws(() => codecs.number.decode("NaN"), new RangeError("not a finite number"));
+    assert.throws(() => codecs.number.decode(" "), new RangeError("not a finite number"));
     assert.throws(() => codecs.integer.decode("1e400"));
+    assert.throws(() => codecs.integer.decode("1.5"), new RangeError("not a safe integer"));
     assert.equal(codecs.integer.decode("-12"), -12);
-    assert.throws(() => codecs.boolean.decode("TRUE"));
+    assert.throws(() => codecs.boolean.decode("TRUE"), new RangeError("not true or false"));
+    assert.throws(
+      () => codecs.matching(/^[a-z]+$/).decode("A"),
+      new RangeError("does not match /^[a-z]+$/"),
+    );
     assert.throws(() => codecs.json(isCart).decode('{"items":"1"}'));
     assert.deepEqual(codecs.json(isCart).decode('{"items":1}'), { items: 1 });
     assert.throws(() => codecs.number.decode("Infinity"));
