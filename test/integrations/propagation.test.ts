@@ -229,6 +229,16 @@ describe("extract and extractInto", () => {
     );
   });
 
+  it("extract, unlike extractInto, takes the incoming trace over a span already active", () => {
+    const serverSpan: SpanContext = { ...remote, spanId: "1111111111111111", isRemote: false };
+    const extracted = fresh(() =>
+      context.with(trace.setSpanContext(ROOT_CONTEXT, serverSpan), () =>
+        carry.extract({ traceparent: TRACEPARENT }),
+      ),
+    );
+    assert.equal(trace.getSpanContext(extracted.context)?.spanId, SPAN_ID);
+  });
+
   it("a value its codec rejects is left out; the others still arrive", () => {
     const values = fresh(
       () =>
@@ -461,6 +471,27 @@ describe("contextPropagation(fields)", () => {
     assert.throws(() => carry.inject(undefined as never), /Expected `headers`/);
   });
 
+  it("says which field is wrong and what it expected", () => {
+    const cases: [unknown, string][] = [
+      [42, "Expected `fields` to be an object of ContextVars, got `42` (number)"],
+      [
+        { "bad key": user },
+        'Expected `fields key` to be a baggage key (an HTTP token, not __proto__), got `"bad key"` (string)',
+      ],
+      [
+        { ok: undefined },
+        'Expected `fields["ok"]` to be a ContextVar or a baggageField, got `undefined` (undefined)',
+      ],
+      [
+        { ok: { var: user } },
+        'Expected `fields["ok"]` to be a ContextVar or a baggageField, got `[object Object]` (object)',
+      ],
+    ];
+    for (const [fields, message] of cases) {
+      assert.throws(() => contextPropagation(fields as never), new TypeError(message));
+    }
+  });
+
   it("codecs.matching and codecs.json refuse what is not a RegExp or a function, at once", () => {
     // Taken silently, such a codec would reject every value at every request.
     assert.throws(
@@ -533,9 +564,12 @@ describe("contextPropagation(fields)", () => {
 
 describe("wrapFetch", () => {
   let base = "";
-  const server = createServer((req, res) => {
+  // Answers with the request's headers, its method as x-method and its body as x-body.
+  const server = createServer(async (req, res) => {
+    let body = "";
+    for await (const chunk of req) body += chunk;
     res.setHeader("content-type", "application/json");
-    res.end(JSON.stringify(req.headers));
+    res.end(JSON.stringify({ ...req.headers, "x-method": req.method, "x-body": body }));
   });
   before(async () => {
     base = await listen(server);
@@ -562,6 +596,23 @@ describe("wrapFetch", () => {
     }
     assert.equal(seen[1]?.["x-kept"], "1");
     assert.equal(seen[2]?.["x-from-request"], "2");
+  });
+
+  it("keeps the rest of init (method, body); without an argument it wraps the global fetch", async () => {
+    const tracedFetch = carry.wrapFetch();
+    const echoed = await fresh(async () => {
+      user.set("jo");
+      const response = await tracedFetch(`${base}/post`, {
+        method: "POST",
+        body: "payload",
+        headers: { "x-kept": "1" },
+      });
+      return (await response.json()) as Record<string, string>;
+    });
+    assert.equal(echoed["x-method"], "POST");
+    assert.equal(echoed["x-body"], "payload");
+    assert.equal(echoed["x-kept"], "1");
+    assert.equal(echoed.baggage, "user.id=jo");
   });
 
   it("bad headers reject, as fetch's own do, instead of throwing", async () => {
