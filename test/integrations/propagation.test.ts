@@ -367,8 +367,25 @@ describe("extract and extractInto", () => {
       "long",
     );
     assert.equal(
+      fresh(() => carry.extract({ baggage: `${long}x` }).values["user.id"]),
+      "long",
+      "8192 bytes is at the limit",
+    );
+    assert.equal(
       fresh(() => carry.extract({ baggage: `${long}xx` }).values["user.id"]),
       undefined,
+    );
+    // Repeated headers count as one list: 90 + 91 members are 181.
+    const members = (from: number, count: number) =>
+      Array.from({ length: count }, (_, i) => `k${from + i}=v`).join(",");
+    const split = [members(0, 89).concat(",user.id=split"), members(100, 91)];
+    assert.equal(
+      fresh(() => carry.extract({ baggage: split }).values["user.id"]),
+      undefined,
+    );
+    assert.equal(
+      fresh(() => carry.extract({ baggage: [split[0] ?? "", members(100, 90)] }).values["user.id"]),
+      "split",
     );
   });
 
@@ -471,9 +488,10 @@ describe("contextPropagation(fields)", () => {
     assert.throws(() => carry.inject(undefined as never), /Expected `headers`/);
   });
 
-  it("says which field is wrong and what it expected", () => {
+  it("its TypeErrors say which argument or field is wrong and what was expected", () => {
     const cases: [unknown, string][] = [
       [42, "Expected `fields` to be an object of ContextVars, got `42` (number)"],
+      [null, "Expected `fields` to be an object of ContextVars, got `null` (null)"],
       [
         { "bad key": user },
         'Expected `fields key` to be a baggage key (an HTTP token, not __proto__), got `"bad key"` (string)',
@@ -490,6 +508,18 @@ describe("contextPropagation(fields)", () => {
     for (const [fields, message] of cases) {
       assert.throws(() => contextPropagation(fields as never), new TypeError(message));
     }
+    for (const headers of [null, undefined]) {
+      assert.throws(
+        () => carry.inject(headers as never),
+        new TypeError(
+          `Expected \`headers\` to be a Headers or an object, got \`${headers}\` (${headers})`,
+        ),
+      );
+    }
+    assert.throws(
+      () => carry.wrapFetch(42 as never),
+      new TypeError("Expected `fetchFn` to be a function, got `42` (number)"),
+    );
   });
 
   it("codecs.matching and codecs.json refuse what is not a RegExp or a function, at once", () => {
