@@ -72,6 +72,18 @@ async function buildApp(): Promise<FastifyInstance> {
   return app;
 }
 
+/**
+ * A queue of callbacks that a timer started outside any request runs every
+ * 2 ms, as a callback-style rate limiter or connection pool would.
+ */
+function queueDrainedOutside(): { queue: (() => void)[]; stop: () => void } {
+  const queue: (() => void)[] = [];
+  const drain = setInterval(() => {
+    for (const release of queue.splice(0)) release();
+  }, 2);
+  return { queue, stop: () => clearInterval(drain) };
+}
+
 describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
   let app: FastifyInstance;
   let base = "";
@@ -383,11 +395,7 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
   }
 
   it("a preParsing hook that calls done from a queue drained outside any request: the handler is still in the request", async () => {
-    const queue: (() => void)[] = [];
-    // As a callback-style rate limiter or connection pool would: started outside any request.
-    const drain = setInterval(() => {
-      for (const release of queue.splice(0)) release();
-    }, 2);
+    const { queue, stop } = queueDrainedOutside();
     const own = Fastify();
     await own.register(contextPlugin, { seed });
     own.addHook("preParsing", (_request, _reply, payload, done) => {
@@ -402,16 +410,13 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
       });
       assert.deepEqual(JSON.parse(reply.body), { id: "q-1", user: "quinn" });
     } finally {
-      clearInterval(drain);
+      stop();
       await own.close();
     }
   });
 
   it("a preHandler hook that calls done from a queue drained outside any request hands the handler the queue's Context; one that awaits the queue keeps the request (pinned)", async () => {
-    const queue: (() => void)[] = [];
-    const drain = setInterval(() => {
-      for (const release of queue.splice(0)) release();
-    }, 2);
+    const { queue, stop } = queueDrainedOutside();
     const own = Fastify();
     await own.register(contextPlugin, { seed });
     const answer = async () => ({ id: requestId.get("<none>"), user: user.get("<none>") });
@@ -435,7 +440,7 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
       const awaited = await send(url, "/async", { headers });
       assert.deepEqual(JSON.parse(awaited.body), { id: "q-2", user: "quinn" });
     } finally {
-      clearInterval(drain);
+      stop();
       await own.close();
     }
   });
