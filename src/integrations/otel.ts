@@ -13,6 +13,7 @@ import {
   ROOT_CONTEXT,
 } from "@opentelemetry/api";
 import { ContextVar } from "../core/context-var.ts";
+import { MISSING } from "../core/missing.ts";
 import { EmitterBindings } from "./otel-emitter.ts";
 import { provideActivation } from "./propagation.ts";
 import { inheritIntoRequests } from "./request-scope.ts";
@@ -31,6 +32,18 @@ export {
 } from "./propagation.ts";
 
 type Listener = (...args: unknown[]) => unknown;
+
+/**
+ * What `attach` returns (OpenTelemetry API 1.10's `ContextManagementToken`,
+ * also disposable with `using`): `dispose()` makes active again the context
+ * that was active before the attach.
+ */
+export interface AttachToken {
+  /** Puts back the context active before the attach; a second call does nothing. Never throws. */
+  dispose(): void;
+  /** The same as `dispose()`, for `using`. */
+  [Symbol.dispose](): void;
+}
 
 // The manager made or enabled last: the one `extractInto` makes a trace active in.
 let latest: WeakRef<ContextVarsContextManager> | undefined;
@@ -152,6 +165,45 @@ export class ContextVarsContextManager implements ContextManager {
     };
     Object.defineProperty(bound, "length", { value: target.length, configurable: true });
     return bound;
+  }
+
+  /**
+   * Makes `context` active for the rest of the current Context, as
+   * `ContextVar#set` would (OpenTelemetry API 1.10's `context.attach()` calls
+   * it): what runs in this Context from now on sees it, its awaits, timers
+   * and promise callbacks included, until the token's `dispose()`. Prefer
+   * `with`, which cannot be left undone.
+   *
+   * It is a `set`, with a set's reach. Inside a request of an integration, a
+   * task or a `with`, it stays there. Two timer callbacks of one Context
+   * share what either attaches, where AsyncLocalStorageContextManager (on
+   * `enterWith`) gives each callback's chain its own: run such chains as
+   * tasks. In an async function called directly, it reaches the caller, as
+   * it does there before the first `await`.
+   *
+   * `dispose()` run in the Context that attached resets the set, whatever
+   * was attached since (ContextVar#reset). Run in another Context (a task,
+   * a copy), it makes the context from before the attach active there, as
+   * AsyncLocalStorageContextManager's token does, and leaves the attaching
+   * Context as it is.
+   * @throws nothing; nor does dispose().
+   */
+  attach(context: OtelContext): AttachToken {
+    const slot = this.#slot;
+    const token = slot.set(context ?? root); // a missing context is the root, as in with()
+    let disposed = false;
+    const dispose = (): void => {
+      if (disposed) return;
+      disposed = true;
+      try {
+        slot.reset(token);
+      } catch {
+        // TokenMismatchError: another Context. reset changes nothing when it throws.
+        const previous = token.oldValue;
+        slot.set(previous === MISSING ? root : previous);
+      }
+    };
+    return { dispose, [Symbol.dispose]: dispose };
   }
 
   /**

@@ -4,8 +4,7 @@
  * ported to node:test and run, as there, over every manager: ours and
  * `AsyncLocalStorageContextManager`, so any difference between the two shows
  * up as a failure of one of them. Tests keep their original names. The
- * `attach()` tests are left out: `attach` is not part of the
- * `@opentelemetry/api` 1.x `ContextManager` this package implements.
+ * `attach()` tests are in otel-attach.test.ts.
  * Scopes that the original writes as `'1' as any` are real contexts here.
  */
 import assert from "node:assert/strict";

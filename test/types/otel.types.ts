@@ -15,6 +15,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { ContextVar } from "contextvars";
 import { contextMiddleware } from "contextvars/express";
 import {
+  type AttachToken,
   type BaggageCodec,
   type BaggageField,
   baggageField,
@@ -38,6 +39,14 @@ export function contextManager(): void {
   context.setGlobalContextManager(new ContextVarsContextManager().enable());
   expectType<Equal<ReturnType<typeof manager.enable>, ContextVarsContextManager>>();
   expectType<Equal<ReturnType<typeof manager.disable>, ContextVarsContextManager>>();
+  // attach (API 1.10's optional member) hands back a token that `using` takes.
+  expectType<Equal<ReturnType<typeof manager.attach>, AttachToken>>();
+  expectType<Extends<AttachToken, Disposable & { dispose(): void }>>();
+  {
+    using _attached = manager.attach(ROOT_CONTEXT);
+  }
+  // @ts-expect-error: attach takes an OpenTelemetry context
+  manager.attach("span");
   expectType<Equal<ReturnType<typeof manager.active>, OtelContext>>();
 
   const sum = manager.with(ROOT_CONTEXT, (a: number, b: number) => a + b, undefined, 1, 2);
