@@ -10,6 +10,9 @@
  * vars set. The baseline keeps its own AsyncLocalStorage, as it does in an
  * application.
  *
+ * `attach` + `dispose` (API 1.10) is a set and a reset here, an `enterWith`
+ * and another there; each runs in a Context or store of its own.
+ *
  * `startActiveSpan` is the same through a real tracer (sdk-trace-base, no
  * processor), the global manager switched before each measure: what the
  * manager's share of a span is once the span's own work is counted.
@@ -106,6 +109,30 @@ suite
     { batch: 100_000 },
   )
   .add(
+    "ours: attach + active + dispose",
+    (n) =>
+      new Context().run(() => {
+        for (let i = 0; i < n; i++) {
+          const token = ours.attach(span);
+          sink.n += readOurs();
+          token.dispose();
+        }
+      }),
+    { batch: 10_000 },
+  )
+  .add(
+    "ALS manager: attach + active + dispose",
+    (n) =>
+      theirs.with(ROOT_CONTEXT, () => {
+        for (let i = 0; i < n; i++) {
+          const token = theirs.attach(span);
+          sink.n += readTheirs();
+          token.dispose();
+        }
+      }),
+    { batch: 10_000 },
+  )
+  .add(
     "ours: startActiveSpan + end",
     (n) => {
       for (let i = 0; i < n; i++) tracer.startActiveSpan("s", (s) => s.end());
@@ -148,6 +175,11 @@ suite
     { max: 1.2 },
   )
   .compare("active() / ALS manager", "ours: active()", "ALS manager: active()")
+  .compare(
+    "attach+active+dispose / ALS manager",
+    "ours: attach + active + dispose",
+    "ALS manager: attach + active + dispose",
+  )
   .compare(
     "startActiveSpan / ALS manager",
     "ours: startActiveSpan + end",

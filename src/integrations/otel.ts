@@ -14,6 +14,7 @@ import {
 } from "@opentelemetry/api";
 import { ContextVar } from "../core/context-var.ts";
 import { MISSING } from "../core/missing.ts";
+import type { Token } from "../core/token.ts";
 import { EmitterBindings } from "./otel-emitter.ts";
 import { provideActivation } from "./propagation.ts";
 import { inheritIntoRequests } from "./request-scope.ts";
@@ -62,6 +63,34 @@ function slotFor(): ContextVar<OtelContext> {
 
 function callWith(fn: Function, self: unknown, args: unknown[]): unknown {
   return Reflect.apply(fn, self, args);
+}
+
+// A class, not a closure per attach: a method costs nothing per token.
+class Attached implements AttachToken {
+  readonly #slot: ContextVar<OtelContext>;
+  readonly #token: Token<OtelContext>;
+  #disposed = false;
+
+  constructor(slot: ContextVar<OtelContext>, token: Token<OtelContext>) {
+    this.#slot = slot;
+    this.#token = token;
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    try {
+      this.#slot.reset(this.#token);
+    } catch {
+      // TokenMismatchError: another Context. reset changes nothing when it throws.
+      const previous = this.#token.oldValue;
+      this.#slot.set(previous === MISSING ? root : previous);
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
 }
 
 /**
@@ -190,20 +219,8 @@ export class ContextVarsContextManager implements ContextManager {
    */
   attach(context: OtelContext): AttachToken {
     const slot = this.#slot;
-    const token = slot.set(context ?? root); // a missing context is the root, as in with()
-    let disposed = false;
-    const dispose = (): void => {
-      if (disposed) return;
-      disposed = true;
-      try {
-        slot.reset(token);
-      } catch {
-        // TokenMismatchError: another Context. reset changes nothing when it throws.
-        const previous = token.oldValue;
-        slot.set(previous === MISSING ? root : previous);
-      }
-    };
-    return { dispose, [Symbol.dispose]: dispose };
+    // A missing context is the root, as in with().
+    return new Attached(slot, slot.set(context ?? root));
   }
 
   /**
