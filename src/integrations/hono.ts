@@ -48,7 +48,9 @@ interface NodeBindings {
  * On `@hono/node-server` the header is read from, and echoed through, the
  * Node request and response (`c.env.incoming`/`outgoing`), whose listeners
  * then run in the request's Context too, and a request that `withContext`
- * from `contextvars/http` already handles keeps its one Context.
+ * from `contextvars/http` already handles keeps its one Context. On any
+ * path, a sub-app's own `contextMiddleware` (`app.route()`) enters the
+ * Context the app's opened, also after middleware gave `c` a new Request.
  *
  * @example
  * import { Hono } from "hono";
@@ -67,15 +69,19 @@ export function contextMiddleware<E extends Env = Env>(
   const resolved = resolveOptions(options);
   const { header, echo, seed } = resolved;
 
-  // Any runtime: the fetch Request is the request's key, Hono's header API
-  // reads and echoes. Returns the id to make sure of on the response, if any.
+  // Any runtime: Hono's `c` and the fetch Request are the request's keys,
+  // Hono's header API reads and echoes. Both: middleware may give `c` a new
+  // Request (bodyLimit() does, for a body sent in chunks) before a sub-app's
+  // own mount, and a handler may pass the Request on to another app's fetch.
+  // Returns the id to make sure of on the response, if any.
   function fetchRequestContext(c: Context<E>): [RequestContext, string | undefined] {
     const raw = c.req.raw;
-    const existing = requestContextOf(raw);
+    const existing = requestContextOf(c) ?? requestContextOf(raw);
     if (existing !== undefined) return [existing, undefined];
     const id = requestIdFor(resolved.trustHeader ? c.req.header(header) : undefined, resolved, c);
     if (echo) c.header(header, id);
     const context = openRequestContext(id);
+    fileRequestContext(c, context);
     fileRequestContext(raw, context);
     return [context, echo ? id : undefined];
   }

@@ -4,7 +4,7 @@
  * `Deno.serve(app.fetch)` on Deno. Node has no server of that kind: there
  * the app is served by node:http through `getRequestListener((request) =>
  * app.fetch(request))`, which hands Hono no `c.env`. Either way the
- * middleware takes its fetch path (the request is keyed by `c.req.raw`, the
+ * middleware takes its fetch path (the request is keyed by `c` and `c.req.raw`, the
  * id echoed with `c.header()`), and the clients are real: fetch, and a raw
  * socket for header bytes fetch refuses to send.
  *
