@@ -1,8 +1,10 @@
 /**
  * Differential test against CPython: random programs over three ContextVars
  * (set / get / reset, sleeps, awaited coroutines, spawned and joined tasks,
- * copy_context().run, gather) run under python3's asyncio and under this
- * package, and every task's trace of observed values must be the same.
+ * copy_context().run, gather, TaskGroups, tasks created with `context=` a
+ * captured Context and that Context's run and get, call_soon / call_later(0)
+ * callbacks) run under python3's asyncio and under this package, and every
+ * task's (and callback's) trace of observed values must be the same.
  *
  *   npm test                               300 programs (seeds 1..300)
  *   DIFFERENTIAL_PROGRAMS=2000 npm test    more (npm run test:long)
@@ -153,10 +155,26 @@ describe("differential: contextvars vs CPython asyncio", {
         "join",
         "copyRun",
         "gather",
+        "group",
+        "groupSpawn",
+        "capture",
+        "ctxSpawn",
+        "ctxRun",
+        "ctxGet",
+        "callSoon",
+        "callWait",
       ] as const) {
         assert.ok((kinds[kind] ?? 0) > 0, `no ${kind} op generated`);
       }
-      for (const outcome of ["-> ok", "-> used", "-> mismatch", "-> <unset>", "-> s", "-> d"]) {
+      for (const outcome of [
+        "-> ok",
+        "-> used",
+        "-> mismatch",
+        "-> <unset>",
+        "-> <none>",
+        "-> s",
+        "-> d",
+      ]) {
         assert.ok(
           entries.some((e) => e.includes(outcome)),
           `no trace entry with "${outcome}"`,

@@ -21,6 +21,38 @@
  * (or gathered) that child, when the child and all it spawned are finished.
  * Every task joins all it spawned before it ends (asyncio.run would otherwise
  * cancel the stragglers), so programs terminate with every task run to the end.
+ *
+ * The task layer adds three ways to run code elsewhere, each kept inside the
+ * same argument:
+ *
+ * - A TaskGroup's body runs in its task's own Context (as an awaited
+ *   coroutine does); each child runs in a copy taken at create_task, as a
+ *   spawned task does, so the body's later sets never reach a child and a
+ *   child's sets never reach the body. The group's exit joins every child: its
+ *   tokens reach the body's task then, as after a join. Children take no
+ *   handle to their group, so a group's children are the ones its body made.
+ * - A captured Context (`copy_context()`) is shared state: a task created with
+ *   `context=` runs in that Context itself, not a copy, and `ctx.run(fn)` runs
+ *   fn in it. So the generator keeps a second rule: a captured Context belongs
+ *   to the task that captured it, and at most one piece of code uses it at a
+ *   time. A task given it holds it until that task is joined (when it and
+ *   all it spawned are finished), so whether the task starts at create_task
+ *   (here) or at the loop's next turn (asyncio), nobody has touched it in
+ *   between; a `ctx.run` holds it until run returns, so it is never run
+ *   re-entered; `ctx.get(var)` reads it only while nobody holds it. Then each
+ *   user's trace depends only on what the previous users left in it, in
+ *   program order on both sides. The task running in it never runs it (it is
+ *   not that task's): asyncio counts a task's Context as entered during each
+ *   step and would raise, where this package lets an async continuation run
+ *   its own Context (docs/semantics.md). Code running in it shares one token
+ *   scope, so the token rule above covers it as it covers a task's Context.
+ * - A `call_soon` / `call_later(0)` callback runs later, in a copy taken when
+ *   it is scheduled, as a task would; its body is synchronous and spawns and
+ *   schedules nothing (no one could join it). Its last act resolves a future
+ *   the scheduling task awaits before it ends (the task waits for it, never
+ *   for a delay), so every callback has run when the program ends. Its trace
+ *   is its own ("main/cs3"): it is handed tokens as a child task is, and its
+ *   tokens reach the scheduler once the scheduler awaited it.
  */
 
 export type VarIndex = 0 | 1 | 2;
@@ -46,7 +78,44 @@ export type Op =
   /** `contextvars.copy_context().run(fn)` ↔ `copyContext().run(fn)`; the body is synchronous */
   | { readonly op: "copyRun"; readonly body: readonly Op[] }
   /** `await asyncio.gather(c0(), c1(), …)` ↔ `await gather(() => c0(), …)`: one task each */
-  | { readonly op: "gather"; readonly id: number; readonly bodies: readonly (readonly Op[])[] };
+  | { readonly op: "gather"; readonly id: number; readonly bodies: readonly (readonly Op[])[] }
+  /**
+   * `async with asyncio.TaskGroup() as G[id]:` ↔ `await taskGroup(async (g) => …)`: the body
+   * runs in the caller's Context; the exit waits for every child
+   */
+  | { readonly op: "group"; readonly id: number; readonly body: readonly Op[] }
+  /** `H[task] = G[group].create_task(...)` ↔ `G[group].createTask(...)`: a copy of the current Context */
+  | {
+      readonly op: "groupSpawn";
+      readonly group: number;
+      readonly task: number;
+      readonly body: readonly Op[];
+    }
+  /** `C[ctx] = contextvars.copy_context()` ↔ `copyContext()` */
+  | { readonly op: "capture"; readonly ctx: number }
+  /** `H[task] = asyncio.create_task(..., context=C[ctx])` ↔ `createTask(..., { context })`: C[ctx] itself */
+  | {
+      readonly op: "ctxSpawn";
+      readonly ctx: number;
+      readonly task: number;
+      readonly body: readonly Op[];
+    }
+  /** `C[ctx].run(fn)`; the body is synchronous and runs in C[ctx] itself */
+  | { readonly op: "ctxRun"; readonly ctx: number; readonly body: readonly Op[] }
+  /** `C[ctx].get(V[v], "<none>")`, recorded (a Context's get ignores the var's default) */
+  | { readonly op: "ctxGet"; readonly ctx: number; readonly v: VarIndex }
+  /**
+   * `loop.call_soon(cb)` (or `call_later(0, cb)`) ↔ `callSoon(cb)` (`callLater(0, cb)`): a
+   * synchronous body in a copy of the current Context, that resolves W[id] as its last act
+   */
+  | {
+      readonly op: "callSoon";
+      readonly id: number;
+      readonly later: boolean;
+      readonly body: readonly Op[];
+    }
+  /** `await W[id]`: the callback has run */
+  | { readonly op: "callWait"; readonly id: number };
 
 export type OpKind = Op["op"];
 
@@ -76,6 +145,11 @@ export function gatherPath(parent: string, id: number, index: number): string {
   return `${parent}/g${id}.${index}`;
 }
 
+/** The path of a call_soon / call_later callback, given the path of the task that scheduled it. */
+export function callbackPath(parent: string, id: number): string {
+  return `${parent}/cs${id}`;
+}
+
 /** The trace entries, shared by both sides so that they are spelled once. */
 export function getLabel(v: VarIndex, fallback: string | undefined): string {
   return fallback === undefined ? `get v${v}` : `get v${v} or ${fallback}`;
@@ -83,7 +157,12 @@ export function getLabel(v: VarIndex, fallback: string | undefined): string {
 export function resetLabel(v: VarIndex, token: number): string {
   return `reset v${v} #${token}`;
 }
+export function ctxGetLabel(ctx: number, v: VarIndex): string {
+  return `ctx#${ctx} get v${v}`;
+}
 export const UNSET = "<unset>";
+/** The fallback both sides pass to a Context's get: what it gives for a var it has no value in. */
+export const NONE = "<none>";
 export type ResetOutcome = "ok" | "used" | "mismatch";
 
 /** mulberry32: a small seeded PRNG, enough for test programs. */
@@ -145,18 +224,47 @@ interface TokenInfo {
   frozen: boolean;
 }
 
+/** A captured Context, owned by the task that captured it. */
+interface Shared {
+  readonly ctx: number;
+  /** The scope id of code running in it. */
+  readonly scope: number;
+  /** A task given it not yet joined, or a run of it not yet returned: nobody else may use it. */
+  busy: boolean;
+  /** A task ran in it: what it left there is worth reading. */
+  used: boolean;
+}
+
 interface Handle {
   readonly id: number;
   /** The tokens the child ends with: the parent may use them once joined. */
   readonly exports: readonly TokenInfo[];
   joined: boolean;
+  /** The group the child belongs to: joined when the group exits. */
+  readonly group?: number;
+  /** The captured Context the child runs in: free again once it is joined. */
+  readonly shared?: Shared;
+}
+
+/** A scheduled callback: the scheduler awaits it before it ends. */
+interface Callback {
+  readonly id: number;
+  readonly exports: readonly TokenInfo[];
+  waited: boolean;
 }
 
 interface TaskFrame {
   readonly handles: Handle[];
+  readonly callbacks: Callback[];
+  /** The captured Contexts this task owns. */
+  readonly contexts: Shared[];
+  /** The groups whose body is being generated (innermost last). */
+  readonly groups: number[];
+  /** A callback's body: it may not spawn or schedule, nothing could join it. */
+  readonly callback: boolean;
 }
 
-/** One Context: a task's (shared by the coroutines it awaits) or a copyRun's. */
+/** One Context: a task's (shared by the coroutines it awaits), a copyRun's or a captured one. */
 interface Scope {
   readonly id: number;
   /** The tokens code in this scope may pass to reset. */
@@ -166,7 +274,7 @@ interface Scope {
 
 /** Size limits. */
 export interface GenerateOptions {
-  /** Nesting depth of await/spawn/copyRun/gather bodies. */
+  /** Nesting depth of nested bodies (await, spawn, copyRun, gather, group, …). */
   readonly maxDepth: number;
   /** Ops in the main body, at most. */
   readonly maxMainOps: number;
@@ -189,6 +297,10 @@ function addTokens(into: TokenInfo[], more: readonly TokenInfo[]): void {
   }
 }
 
+function frame(callback = false): TaskFrame {
+  return { handles: [], callbacks: [], contexts: [], groups: [], callback };
+}
+
 class Generator {
   readonly #rng: Rng;
   readonly #options: GenerateOptions;
@@ -201,11 +313,14 @@ class Generator {
     this.#budget = options.budget;
   }
 
-  /** The body of a task, ending with a join of every task it spawned and did not join. */
+  /** The body of a task, ending with a join of every task it spawned and a wait for every callback. */
   taskBody(scope: Scope, depth: number, maxOps: number, minOps = 0): Op[] {
     const ops = this.body(scope, depth, false, maxOps, minOps);
     for (const handle of scope.task.handles) {
       if (!handle.joined) ops.push(this.#join(scope, handle));
+    }
+    for (const callback of scope.task.callbacks) {
+      if (!callback.waited) ops.push(this.#wait(scope, callback));
     }
     return ops;
   }
@@ -218,19 +333,39 @@ class Generator {
       this.#budget--;
       const nest = depth < this.#options.maxDepth && this.#budget > 2 ? 1 : 0;
       const resettable = scope.tokens.filter((t) => t.scope !== scope.id || !t.frozen);
-      const joinable = scope.task.handles;
+      const { handles, callbacks, contexts, groups, callback } = scope.task;
+      const spawns = callback ? 0 : 1;
+      const free = contexts.some((c) => !c.busy) ? 1 : 0;
+      // A Context a task ran in is free again only once that task is joined; then read it.
+      const held = handles.some((h) => h.shared !== undefined && !h.joined) ? 1 : 0;
+      const left = contexts.some((c) => !c.busy && c.used) ? 1 : 0;
       const kind = rng.weighted<OpKind>({
         set: 4,
         get: 5,
         reset: resettable.length > 0 ? 3 : 0,
         sleep: sync ? 0 : 2,
         await: sync ? 0 : 1.2 * nest,
-        spawn: (sync ? 0.6 : 1.4) * nest,
-        join: sync || joinable.length === 0 ? 0 : 1.5,
+        spawn: (sync ? 0.6 : 1.4) * nest * spawns,
+        join: sync || handles.length === 0 ? 0 : 1.5 + 4 * held,
         copyRun: 1 * nest,
         gather: sync ? 0 : 0.8 * nest,
+        group: sync ? 0 : 0.8 * nest,
+        // Inside a group's body, its children are what the body is for.
+        groupSpawn: groups.length > 0 ? 6 : 0,
+        capture: 0.8 * nest,
+        // Once a Context is captured, mostly used (else it would be a copyRun's copy),
+        // and used again once a task has left its sets there.
+        ctxSpawn: (4 + 2 * left) * nest * spawns * free,
+        ctxRun: (1.5 + 3 * left) * nest * free,
+        ctxGet: (1.5 + 3 * left) * free,
+        callSoon: 0.8 * nest * spawns,
+        callWait: sync || callbacks.length === 0 ? 0 : 1.5,
       });
       ops.push(this.#op(kind, scope, depth, resettable));
+      // Mostly `ctx = copy_context(); create_task(..., context=ctx)`, as written in practice.
+      if (kind === "capture" && spawns > 0 && rng.chance(0.7)) {
+        ops.push(this.#spend("ctxSpawn", scope, depth));
+      }
     }
     return ops;
   }
@@ -267,9 +402,15 @@ class Generator {
       }
       case "join": {
         const open = scope.task.handles.filter((h) => !h.joined);
-        // Mostly an open handle; sometimes one already joined (awaiting a done task again).
+        const holding = open.filter((h) => h.shared !== undefined);
+        // Mostly an open handle, first one holding a captured Context; sometimes one
+        // already joined (awaiting a done task again).
         const handle =
-          open.length > 0 && rng.chance(0.85) ? rng.pick(open) : rng.pick(scope.task.handles);
+          holding.length > 0 && rng.chance(0.5)
+            ? rng.pick(holding)
+            : open.length > 0 && rng.chance(0.85)
+              ? rng.pick(open)
+              : rng.pick(scope.task.handles);
         return this.#join(scope, handle);
       }
       case "copyRun": {
@@ -287,17 +428,107 @@ class Generator {
         for (const child of children) addTokens(scope.tokens, child.tokens);
         return { op: "gather", id, bodies };
       }
+      case "group": {
+        const id = ++this.#ids;
+        scope.task.groups.push(id);
+        // At least one child, with body ops before and after it.
+        const body = [
+          ...this.body(scope, depth + 1, false, 2),
+          this.#spend("groupSpawn", scope, depth + 1),
+          ...this.body(scope, depth + 1, false, nested - 1),
+        ];
+        scope.task.groups.pop();
+        // The group's exit waits for every child, as a join of each.
+        for (const handle of scope.task.handles) {
+          if (handle.group === id && !handle.joined) this.#join(scope, handle);
+        }
+        return { op: "group", id, body };
+      }
+      case "groupSpawn": {
+        // Mostly the innermost group; an outer one is open too.
+        const group = rng.chance(0.8)
+          ? (scope.task.groups.at(-1) as number)
+          : rng.pick(scope.task.groups);
+        const task = ++this.#ids;
+        const child = this.#childScope(scope);
+        const body = this.taskBody(child, depth + 1, nested);
+        scope.task.handles.push({ id: task, exports: child.tokens, joined: false, group });
+        return { op: "groupSpawn", group, task, body };
+      }
+      case "capture": {
+        const ctx = ++this.#ids;
+        scope.task.contexts.push({ ctx, scope: ++this.#ids, busy: false, used: false });
+        return { op: "capture", ctx };
+      }
+      case "ctxSpawn": {
+        const shared = this.#free(scope);
+        const task = ++this.#ids;
+        // Held until the task is joined: nobody else runs in it meanwhile.
+        shared.busy = true;
+        shared.used = true;
+        const child = this.#childScope(scope, shared.scope);
+        const body = this.taskBody(child, depth + 1, nested);
+        scope.task.handles.push({ id: task, exports: child.tokens, joined: false, shared });
+        return { op: "ctxSpawn", ctx: shared.ctx, task, body };
+      }
+      case "ctxRun": {
+        const shared = this.#free(scope);
+        // Held while run runs: a run inside it would enter it twice.
+        shared.busy = true;
+        const inner: Scope = { id: shared.scope, tokens: [...scope.tokens], task: scope.task };
+        const body = this.body(inner, depth + 1, true, nested);
+        shared.busy = false;
+        shared.used = true;
+        addTokens(scope.tokens, inner.tokens);
+        return { op: "ctxRun", ctx: shared.ctx, body };
+      }
+      case "ctxGet":
+        return { op: "ctxGet", ctx: this.#free(scope).ctx, v: rng.pick(VAR_INDEXES) };
+      case "callSoon": {
+        const id = ++this.#ids;
+        const child = this.#childScope(scope, ++this.#ids, true);
+        const body = this.body(child, depth + 1, true, nested);
+        scope.task.callbacks.push({ id, exports: child.tokens, waited: false });
+        return { op: "callSoon", id, later: rng.chance(0.3), body };
+      }
+      case "callWait": {
+        const open = scope.task.callbacks.filter((c) => !c.waited);
+        // Mostly one not awaited yet; sometimes one awaited already (a done future again).
+        const callback =
+          open.length > 0 && rng.chance(0.85) ? rng.pick(open) : rng.pick(scope.task.callbacks);
+        return this.#wait(scope, callback);
+      }
     }
+  }
+
+  /** An op of a kind chosen by the caller, counted against the budget (which it may overrun). */
+  #spend(kind: "groupSpawn" | "ctxSpawn", scope: Scope, depth: number): Op {
+    this.#budget--;
+    return this.#op(kind, scope, depth, []);
+  }
+
+  #free(scope: Scope): Shared {
+    return this.#rng.pick(scope.task.contexts.filter((c) => !c.busy));
   }
 
   #join(scope: Scope, handle: Handle): Op {
     handle.joined = true;
+    if (handle.shared !== undefined) handle.shared.busy = false;
     addTokens(scope.tokens, handle.exports);
     return { op: "join", task: handle.id };
   }
 
-  /** A new task's scope: a Context of its own, and some of the creator's tokens, frozen. */
-  #childScope(parent: Scope): Scope {
+  #wait(scope: Scope, callback: Callback): Op {
+    callback.waited = true;
+    addTokens(scope.tokens, callback.exports);
+    return { op: "callWait", id: callback.id };
+  }
+
+  /**
+   * A new task's (or callback's) scope: a Context of its own (or the captured
+   * one with that scope id), and some of the creator's tokens, frozen.
+   */
+  #childScope(parent: Scope, id = ++this.#ids, callback = false): Scope {
     const tokens: TokenInfo[] = [];
     for (const token of parent.tokens) {
       if (this.#rng.chance(0.5)) {
@@ -305,7 +536,7 @@ class Generator {
         tokens.push(token);
       }
     }
-    return { id: ++this.#ids, tokens, task: { handles: [] } };
+    return { id, tokens, task: frame(callback) };
   }
 }
 
@@ -319,17 +550,35 @@ export function generateProgram(
     rng.chance(0.5) ? { name: `v${i}`, default: `d${i}` } : { name: `v${i}` };
   const vars = [spec(0), spec(1), spec(2)] as const;
   const generator = new Generator(rng, options);
-  const scope: Scope = { id: 0, tokens: [], task: { handles: [] } };
+  const scope: Scope = { id: 0, tokens: [], task: frame() };
   const main = generator.taskBody(scope, 0, options.maxMainOps, 3);
   return { seed, vars, main };
+}
+
+/** The bodies nested in an op, in program order. */
+export function nestedBodies(op: Op): readonly (readonly Op[])[] {
+  switch (op.op) {
+    case "await":
+    case "spawn":
+    case "copyRun":
+    case "group":
+    case "groupSpawn":
+    case "ctxSpawn":
+    case "ctxRun":
+    case "callSoon":
+      return [op.body];
+    case "gather":
+      return op.bodies;
+    default:
+      return [];
+  }
 }
 
 /** How many ops of each kind a program has (to check the generator covers them all). */
 export function countOps(ops: readonly Op[], into: Partial<Record<OpKind, number>> = {}) {
   for (const op of ops) {
     into[op.op] = (into[op.op] ?? 0) + 1;
-    if (op.op === "await" || op.op === "spawn" || op.op === "copyRun") countOps(op.body, into);
-    if (op.op === "gather") for (const body of op.bodies) countOps(body, into);
+    for (const body of nestedBodies(op)) countOps(body, into);
   }
   return into;
 }

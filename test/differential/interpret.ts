@@ -4,21 +4,29 @@
  * exactly what the rendered source says, op for op.
  */
 import {
+  type Context,
   ContextVar,
+  callLater,
+  callSoon,
   copyContext,
   createTask,
   gather,
   LookupError,
   run,
   type Task,
+  type TaskGroup,
   type Token,
   TokenMismatchError,
   TokenUsedError,
+  taskGroup,
 } from "contextvars";
 import type { StartingState } from "../helpers/starting-states.ts";
 import {
+  callbackPath,
+  ctxGetLabel,
   gatherPath,
   getLabel,
+  NONE,
   type Op,
   type Program,
   type ResetOutcome,
@@ -36,6 +44,10 @@ class Interpreter {
   readonly #vars: Vars;
   readonly #tokens = new Map<number, Token<string>>();
   readonly #tasks = new Map<number, Task<void>>();
+  readonly #groups = new Map<number, TaskGroup>();
+  readonly #contexts = new Map<number, Context>();
+  /** Each scheduled callback's completion. */
+  readonly #callbacks = new Map<number, Promise<void>>();
 
   constructor(program: Program) {
     this.#vars = program.vars.map((spec) =>
@@ -69,6 +81,15 @@ class Interpreter {
           await gather(
             ...op.bodies.map((body, i) => () => this.task(body, gatherPath(path, op.id, i))),
           );
+          break;
+        case "group":
+          await taskGroup(async (group) => {
+            this.#groups.set(op.id, group);
+            await this.async(op.body, trace, path);
+          });
+          break;
+        case "callWait":
+          await this.#lookup(this.#callbacks, op.id, "callback");
           break;
         default:
           this.sync(op, trace, path);
@@ -123,6 +144,54 @@ class Interpreter {
           for (const inner of op.body) this.sync(inner, trace, path);
         });
         return;
+      case "groupSpawn": {
+        const group = this.#lookup(this.#groups, op.group, "group");
+        this.#tasks.set(
+          op.task,
+          group.createTask(() => this.task(op.body, spawnPath(path, op.task))),
+        );
+        return;
+      }
+      case "capture":
+        this.#contexts.set(op.ctx, copyContext());
+        return;
+      case "ctxSpawn": {
+        const context = this.#lookup(this.#contexts, op.ctx, "context");
+        this.#tasks.set(
+          op.task,
+          createTask(() => this.task(op.body, spawnPath(path, op.task)), { context }),
+        );
+        return;
+      }
+      case "ctxRun":
+        this.#lookup(this.#contexts, op.ctx, "context").run(() => {
+          for (const inner of op.body) this.sync(inner, trace, path);
+        });
+        return;
+      case "ctxGet": {
+        const context = this.#lookup(this.#contexts, op.ctx, "context");
+        trace.push(`${ctxGetLabel(op.ctx, op.v)} -> ${context.get(this.#var(op.v), NONE)}`);
+        return;
+      }
+      case "callSoon": {
+        const own = callbackPath(path, op.id);
+        const done = new Promise<void>((resolve, reject) => {
+          const callback = () => {
+            try {
+              const inner: string[] = [];
+              this.traces[own] = inner;
+              for (const o of op.body) this.sync(o, inner, own);
+              resolve();
+            } catch (error) {
+              reject(error);
+            }
+          };
+          if (op.later) callLater(0, callback);
+          else callSoon(callback);
+        });
+        this.#callbacks.set(op.id, done);
+        return;
+      }
       default:
         throw new Error(`generator bug: ${op.op} in a synchronous body`);
     }
@@ -135,9 +204,13 @@ class Interpreter {
   }
 
   #task(id: number): Task<void> {
-    const task = this.#tasks.get(id);
-    if (task === undefined) throw new Error(`generator bug: task #${id} not spawned yet`);
-    return task;
+    return this.#lookup(this.#tasks, id, "task");
+  }
+
+  #lookup<T>(map: Map<number, T>, id: number, what: string): T {
+    const found = map.get(id);
+    if (found === undefined) throw new Error(`generator bug: ${what} #${id} not made yet`);
+    return found;
   }
 }
 
@@ -256,6 +329,58 @@ class JsWriter {
         });
         this.line(indent, ");");
         return;
+      case "group":
+        this.line(indent, "await taskGroup(async (g) => {");
+        this.line(indent + 1, `G[${op.id}] = g;`);
+        this.body(op.body, indent + 1, task);
+        this.line(indent, "});");
+        return;
+      case "groupSpawn":
+        this.#taskFunction(
+          `H[${op.task}] = G[${op.group}].createTask(`,
+          spawnPath(task, op.task),
+          op.body,
+          indent,
+          ");",
+        );
+        return;
+      case "capture":
+        this.line(indent, `C[${op.ctx}] = copyContext();`);
+        return;
+      case "ctxSpawn":
+        this.#taskFunction(
+          `H[${op.task}] = createTask(`,
+          spawnPath(task, op.task),
+          op.body,
+          indent,
+          `, { context: C[${op.ctx}] });`,
+        );
+        return;
+      case "ctxRun":
+        this.line(indent, `C[${op.ctx}].run(() => {`);
+        this.body(op.body, indent + 1, task);
+        this.line(indent, "});");
+        return;
+      case "ctxGet": {
+        const label = js(`${ctxGetLabel(op.ctx, op.v)} -> `);
+        this.line(indent, `tr.push(${label} + C[${op.ctx}].get(V[${op.v}], ${js(NONE)}));`);
+        return;
+      }
+      case "callSoon": {
+        const path = callbackPath(task, op.id);
+        const call = op.later ? "callLater(0, " : "callSoon(";
+        this.line(indent, `W[${op.id}] = new Promise((resolve, reject) => ${call}() => {`);
+        this.line(indent + 1, "try {");
+        this.line(indent + 2, `const tr = (T[${js(path)}] = []);`);
+        this.body(op.body, indent + 2, path);
+        this.line(indent + 2, "resolve();");
+        this.line(indent + 1, "} catch (e) { reject(e); }");
+        this.line(indent, "}));");
+        return;
+      }
+      case "callWait":
+        this.line(indent, `await W[${op.id}];`);
+        return;
     }
   }
 }
@@ -266,7 +391,7 @@ export function renderJs(program: Program): string {
   w.line(0, `// differential program, seed ${program.seed}`);
   w.line(
     0,
-    `import { ContextVar, LookupError, TokenMismatchError, TokenUsedError, copyContext, createTask, gather, run } from "contextvars";`,
+    `import { ContextVar, LookupError, TokenMismatchError, TokenUsedError, callLater, callSoon, copyContext, createTask, gather, run, taskGroup } from "contextvars";`,
   );
   const vars = program.vars.map((v) =>
     v.default === undefined
@@ -274,7 +399,10 @@ export function renderJs(program: Program): string {
       : `new ContextVar(${js(v.name)}, { default: ${js(v.default)} })`,
   );
   w.line(0, `const V = [${vars.join(", ")}];`);
-  w.line(0, "const T = {}, K = {}, H = {}; // traces by task path, tokens, task handles");
+  w.line(
+    0,
+    "const T = {}, K = {}, H = {}, G = {}, C = {}, W = {}; // traces by task path, tokens, task handles, groups, captured Contexts, callbacks done",
+  );
   w.line(0, "async function main() {");
   w.line(1, `const tr = (T["main"] = []);`);
   w.body(program.main, 1, "main");

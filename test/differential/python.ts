@@ -7,8 +7,11 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import {
+  callbackPath,
+  ctxGetLabel,
   gatherPath,
   getLabel,
+  NONE,
   type Op,
   type Program,
   resetLabel,
@@ -107,6 +110,56 @@ class PythonWriter {
         this.line(indent, `await asyncio.gather(${names.join(", ")})`);
         return;
       }
+      case "group":
+        this.line(indent, `async with asyncio.TaskGroup() as G[${op.id}]:`);
+        this.body(op.body, indent + 1, task);
+        return;
+      case "groupSpawn": {
+        const name = `t${op.task}`;
+        this.#taskFunction(name, spawnPath(task, op.task), op.body, indent);
+        this.line(indent, `H[${op.task}] = G[${op.group}].create_task(${name}())`);
+        return;
+      }
+      case "capture":
+        this.line(indent, `C[${op.ctx}] = contextvars.copy_context()`);
+        return;
+      case "ctxSpawn": {
+        const name = `t${op.task}`;
+        this.#taskFunction(name, spawnPath(task, op.task), op.body, indent);
+        this.line(indent, `H[${op.task}] = asyncio.create_task(${name}(), context=C[${op.ctx}])`);
+        return;
+      }
+      case "ctxRun": {
+        const name = this.#name("r");
+        this.line(indent, `def ${name}():`);
+        this.body(op.body, indent + 1, task);
+        this.line(indent, `C[${op.ctx}].run(${name})`);
+        return;
+      }
+      case "ctxGet": {
+        const label = py(`${ctxGetLabel(op.ctx, op.v)} -> `);
+        this.line(indent, `tr.append(${label} + C[${op.ctx}].get(V[${op.v}], ${py(NONE)}))`);
+        return;
+      }
+      case "callSoon": {
+        // The future carries a failure of the body to the task that awaits it.
+        const name = `cs${op.id}`;
+        this.line(indent, `def ${name}():`);
+        this.line(indent + 1, "try:");
+        this.line(indent + 2, `tr = T[${py(callbackPath(task, op.id))}] = []`);
+        this.body(op.body, indent + 2, callbackPath(task, op.id));
+        this.line(indent + 1, "except BaseException as e:");
+        this.line(indent + 2, `W[${op.id}].set_exception(e)`);
+        this.line(indent + 1, "else:");
+        this.line(indent + 2, `W[${op.id}].set_result(None)`);
+        this.line(indent, `W[${op.id}] = asyncio.get_running_loop().create_future()`);
+        const call = op.later ? `call_later(0, ${name})` : `call_soon(${name})`;
+        this.line(indent, `asyncio.get_running_loop().${call}`);
+        return;
+      }
+      case "callWait":
+        this.line(indent, `await W[${op.id}]`);
+        return;
     }
   }
 }
@@ -122,7 +175,10 @@ export function renderPython(program: Program): string {
       : `contextvars.ContextVar(${py(v.name)}, default=${py(v.default)})`,
   );
   w.line(0, `V = [${vars.join(", ")}]`);
-  w.line(0, "T, K, H = {}, {}, {}  # traces by task path, tokens, task handles");
+  w.line(
+    0,
+    "T, K, H, G, C, W = {}, {}, {}, {}, {}, {}  # traces by task path, tokens, task handles, groups, captured Contexts, callbacks done",
+  );
   w.line(0, "async def main():");
   w.line(1, `tr = T["main"] = []`);
   w.body(program.main, 1, "main");
