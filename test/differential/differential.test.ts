@@ -174,6 +174,7 @@ describe("differential: contextvars vs CPython asyncio", {
         "-> <none>",
         "-> s",
         "-> d",
+        "failed: x",
       ]) {
         assert.ok(
           entries.some((e) => e.includes(outcome)),

@@ -81,15 +81,25 @@ export type Op =
   | { readonly op: "gather"; readonly id: number; readonly bodies: readonly (readonly Op[])[] }
   /**
    * `async with asyncio.TaskGroup() as G[id]:` ↔ `await taskGroup(async (g) => …)`: the body
-   * runs in the caller's Context; the exit waits for every child
+   * runs in the caller's Context; the exit waits for every child. A group that `fails`
+   * records the messages of its failures (ExceptionGroup ↔ AggregateError), sorted.
    */
-  | { readonly op: "group"; readonly id: number; readonly body: readonly Op[] }
-  /** `H[task] = G[group].create_task(...)` ↔ `G[group].createTask(...)`: a copy of the current Context */
+  | {
+      readonly op: "group";
+      readonly id: number;
+      readonly body: readonly Op[];
+      readonly fails: boolean;
+    }
+  /**
+   * `H[task] = G[group].create_task(...)` ↔ `G[group].createTask(...)`: a copy of the current
+   * Context. A child that `raise`s ends with `raise Exception("x<task>")` ↔ `throw new Error(…)`.
+   */
   | {
       readonly op: "groupSpawn";
       readonly group: number;
       readonly task: number;
       readonly body: readonly Op[];
+      readonly raise?: true;
     }
   /** `C[ctx] = contextvars.copy_context()` ↔ `copyContext()` */
   | { readonly op: "capture"; readonly ctx: number }
@@ -150,6 +160,11 @@ export function callbackPath(parent: string, id: number): string {
   return `${parent}/cs${id}`;
 }
 
+/** The message a failing group child raises. */
+export function raiseMessage(task: number): string {
+  return `x${task}`;
+}
+
 /** The trace entries, shared by both sides so that they are spelled once. */
 export function getLabel(v: VarIndex, fallback: string | undefined): string {
   return fallback === undefined ? `get v${v}` : `get v${v} or ${fallback}`;
@@ -159,6 +174,9 @@ export function resetLabel(v: VarIndex, token: number): string {
 }
 export function ctxGetLabel(ctx: number, v: VarIndex): string {
   return `ctx#${ctx} get v${v}`;
+}
+export function groupFailedLabel(group: number): string {
+  return `group #${group} failed:`;
 }
 export const UNSET = "<unset>";
 /** The fallback both sides pass to a Context's get: what it gives for a var it has no value in. */
@@ -246,6 +264,13 @@ interface Handle {
   readonly shared?: Shared;
 }
 
+/** A group whose body is being generated. */
+interface OpenGroup {
+  readonly id: number;
+  /** Its body ends by creating a child that raises: every other child is a leaf. */
+  readonly fails: boolean;
+}
+
 /** A scheduled callback: the scheduler awaits it before it ends. */
 interface Callback {
   readonly id: number;
@@ -259,9 +284,12 @@ interface TaskFrame {
   /** The captured Contexts this task owns. */
   readonly contexts: Shared[];
   /** The groups whose body is being generated (innermost last). */
-  readonly groups: number[];
-  /** A callback's body: it may not spawn or schedule, nothing could join it. */
-  readonly callback: boolean;
+  readonly groups: OpenGroup[];
+  /**
+   * A callback's body or a failing group's child's: it may not spawn or schedule (nothing
+   * could join a callback's children; a failing group's children run without awaiting).
+   */
+  readonly leaf: boolean;
 }
 
 /** One Context: a task's (shared by the coroutines it awaits), a copyRun's or a captured one. */
@@ -297,8 +325,8 @@ function addTokens(into: TokenInfo[], more: readonly TokenInfo[]): void {
   }
 }
 
-function frame(callback = false): TaskFrame {
-  return { handles: [], callbacks: [], contexts: [], groups: [], callback };
+function frame(leaf = false): TaskFrame {
+  return { handles: [], callbacks: [], contexts: [], groups: [], leaf };
 }
 
 class Generator {
@@ -333,8 +361,8 @@ class Generator {
       this.#budget--;
       const nest = depth < this.#options.maxDepth && this.#budget > 2 ? 1 : 0;
       const resettable = scope.tokens.filter((t) => t.scope !== scope.id || !t.frozen);
-      const { handles, callbacks, contexts, groups, callback } = scope.task;
-      const spawns = callback ? 0 : 1;
+      const { handles, callbacks, contexts, groups, leaf } = scope.task;
+      const spawns = leaf ? 0 : 1;
       const free = contexts.some((c) => !c.busy) ? 1 : 0;
       // A Context a task ran in is free again only once that task is joined; then read it.
       const held = handles.some((h) => h.shared !== undefined && !h.joined) ? 1 : 0;
@@ -429,31 +457,63 @@ class Generator {
         return { op: "gather", id, bodies };
       }
       case "group": {
-        const id = ++this.#ids;
-        scope.task.groups.push(id);
+        const group: OpenGroup = { id: ++this.#ids, fails: rng.chance(0.25) };
+        scope.task.groups.push(group);
         // At least one child, with body ops before and after it.
         const body = [
           ...this.body(scope, depth + 1, false, 2),
           this.#spend("groupSpawn", scope, depth + 1),
           ...this.body(scope, depth + 1, false, nested - 1),
         ];
+        let failing: Scope | undefined;
+        if (group.fails) {
+          // The last op: the child runs (at the loop's next turn in asyncio, at once here)
+          // after every other child has run to its end, and the body awaits nothing more.
+          failing = this.#childScope(scope, ++this.#ids, true);
+          const ops = this.body(failing, depth + 2, true, nested);
+          this.#budget--;
+          body.push({
+            op: "groupSpawn",
+            group: group.id,
+            task: ++this.#ids,
+            body: ops,
+            raise: true,
+          });
+        }
         scope.task.groups.pop();
         // The group's exit waits for every child, as a join of each.
-        for (const handle of scope.task.handles) {
-          if (handle.group === id && !handle.joined) this.#join(scope, handle);
+        const handles = scope.task.handles;
+        for (const handle of handles) {
+          if (handle.group === group.id && !handle.joined) this.#join(scope, handle);
         }
-        return { op: "group", id, body };
+        if (failing !== undefined) addTokens(scope.tokens, failing.tokens);
+        // A failed group cancels its children: one cancelled while its task had yet to
+        // settle rejects here when awaited, and completed in asyncio. Not awaited again.
+        if (group.fails) {
+          for (let i = handles.length - 1; i >= 0; i--) {
+            if (handles[i]?.group === group.id) handles.splice(i, 1);
+          }
+        }
+        return { op: "group", id: group.id, body, fails: group.fails };
       }
       case "groupSpawn": {
+        const groups = scope.task.groups;
         // Mostly the innermost group; an outer one is open too.
-        const group = rng.chance(0.8)
-          ? (scope.task.groups.at(-1) as number)
-          : rng.pick(scope.task.groups);
+        const group = rng.chance(0.8) ? (groups.at(-1) as OpenGroup) : rng.pick(groups);
         const task = ++this.#ids;
-        const child = this.#childScope(scope);
-        const body = this.taskBody(child, depth + 1, nested);
-        scope.task.handles.push({ id: task, exports: child.tokens, joined: false, group });
-        return { op: "groupSpawn", group, task, body };
+        // A failing group's children await nothing: each runs to its end before the
+        // failure, in asyncio too, so the group's cancelling them cuts no trace short.
+        const child = this.#childScope(scope, ++this.#ids, group.fails);
+        const body = group.fails
+          ? this.body(child, depth + 1, true, nested)
+          : this.taskBody(child, depth + 1, nested);
+        scope.task.handles.push({
+          id: task,
+          exports: child.tokens,
+          joined: false,
+          group: group.id,
+        });
+        return { op: "groupSpawn", group: group.id, task, body };
       }
       case "capture": {
         const ctx = ++this.#ids;
@@ -528,7 +588,7 @@ class Generator {
    * A new task's (or callback's) scope: a Context of its own (or the captured
    * one with that scope id), and some of the creator's tokens, frozen.
    */
-  #childScope(parent: Scope, id = ++this.#ids, callback = false): Scope {
+  #childScope(parent: Scope, id = ++this.#ids, leaf = false): Scope {
     const tokens: TokenInfo[] = [];
     for (const token of parent.tokens) {
       if (this.#rng.chance(0.5)) {
@@ -536,7 +596,7 @@ class Generator {
         tokens.push(token);
       }
     }
-    return { id, tokens, task: frame(callback) };
+    return { id, tokens, task: frame(leaf) };
   }
 }
 

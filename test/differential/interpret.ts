@@ -26,10 +26,12 @@ import {
   ctxGetLabel,
   gatherPath,
   getLabel,
+  groupFailedLabel,
   NONE,
   type Op,
   type Program,
   type ResetOutcome,
+  raiseMessage,
   resetLabel,
   type SleepKind,
   spawnPath,
@@ -57,11 +59,12 @@ class Interpreter {
     ) as unknown as Vars;
   }
 
-  /** A task's function: opens its trace, then runs its body. */
-  async task(ops: readonly Op[], path: string): Promise<void> {
+  /** A task's function: opens its trace, then runs its body; `raise` ends it with that failure. */
+  async task(ops: readonly Op[], path: string, raise?: string): Promise<void> {
     const trace: string[] = [];
     this.traces[path] = trace;
     await this.async(ops, trace, path);
+    if (raise !== undefined) throw new Error(raise);
   }
 
   /** An async body: a task's, or an awaited child coroutine's (same Context). */
@@ -83,10 +86,16 @@ class Interpreter {
           );
           break;
         case "group":
-          await taskGroup(async (group) => {
-            this.#groups.set(op.id, group);
-            await this.async(op.body, trace, path);
-          });
+          try {
+            await taskGroup(async (group) => {
+              this.#groups.set(op.id, group);
+              await this.async(op.body, trace, path);
+            });
+          } catch (error) {
+            if (!op.fails || !(error instanceof AggregateError)) throw error;
+            const messages = error.errors.map((e: unknown) => (e as Error).message).sort();
+            trace.push(`${groupFailedLabel(op.id)} ${messages.join(" ")}`);
+          }
           break;
         case "callWait":
           await this.#lookup(this.#callbacks, op.id, "callback");
@@ -146,9 +155,10 @@ class Interpreter {
         return;
       case "groupSpawn": {
         const group = this.#lookup(this.#groups, op.group, "group");
+        const raise = op.raise ? raiseMessage(op.task) : undefined;
         this.#tasks.set(
           op.task,
-          group.createTask(() => this.task(op.body, spawnPath(path, op.task))),
+          group.createTask(() => this.task(op.body, spawnPath(path, op.task), raise)),
         );
         return;
       }
@@ -252,11 +262,22 @@ class JsWriter {
     for (const op of ops) this.#op(op, indent, task);
   }
 
-  /** `async () => { … }` opening a new task's trace; `end` closes the call around it. */
-  #taskFunction(open: string, path: string, ops: readonly Op[], indent: number, end: string) {
+  /**
+   * `async () => { … }` opening a new task's trace; `end` closes the call around it; `raise`
+   * ends it with that failure.
+   */
+  #taskFunction(
+    open: string,
+    path: string,
+    ops: readonly Op[],
+    indent: number,
+    end: string,
+    raise?: string,
+  ) {
     this.line(indent, `${open}async () => {`);
     this.line(indent + 1, `const tr = (T[${js(path)}] = []);`);
     this.body(ops, indent + 1, path);
+    if (raise !== undefined) this.line(indent + 1, `throw new Error(${js(raise)});`);
     this.line(indent, `}${end}`);
   }
 
@@ -329,12 +350,24 @@ class JsWriter {
         });
         this.line(indent, ");");
         return;
-      case "group":
-        this.line(indent, "await taskGroup(async (g) => {");
-        this.line(indent + 1, `G[${op.id}] = g;`);
-        this.body(op.body, indent + 1, task);
-        this.line(indent, "});");
+      case "group": {
+        const inner = op.fails ? indent + 1 : indent;
+        if (op.fails) this.line(indent, "try {");
+        this.line(inner, "await taskGroup(async (g) => {");
+        this.line(inner + 1, `G[${op.id}] = g;`);
+        this.body(op.body, inner + 1, task);
+        this.line(inner, "});");
+        if (!op.fails) return;
+        this.line(indent, "} catch (e) {");
+        this.line(indent + 1, "if (!(e instanceof AggregateError)) throw e;");
+        const label = js(`${groupFailedLabel(op.id)} `);
+        this.line(
+          indent + 1,
+          `tr.push(${label} + e.errors.map((x) => x.message).sort().join(" "));`,
+        );
+        this.line(indent, "}");
         return;
+      }
       case "groupSpawn":
         this.#taskFunction(
           `H[${op.task}] = G[${op.group}].createTask(`,
@@ -342,6 +375,7 @@ class JsWriter {
           op.body,
           indent,
           ");",
+          op.raise ? raiseMessage(op.task) : undefined,
         );
         return;
       case "capture":

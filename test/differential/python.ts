@@ -11,9 +11,11 @@ import {
   ctxGetLabel,
   gatherPath,
   getLabel,
+  groupFailedLabel,
   NONE,
   type Op,
   type Program,
+  raiseMessage,
   resetLabel,
   spawnPath,
   type Traces,
@@ -40,11 +42,18 @@ class PythonWriter {
     for (const op of ops) this.#op(op, indent, task);
   }
 
-  /** `async def name():` opening a new task's trace. */
-  #taskFunction(name: string, path: string, ops: readonly Op[], indent: number): void {
+  /** `async def name():` opening a new task's trace; `raise` ends it with that failure. */
+  #taskFunction(
+    name: string,
+    path: string,
+    ops: readonly Op[],
+    indent: number,
+    raise?: string,
+  ): void {
     this.line(indent, `async def ${name}():`);
     this.line(indent + 1, `tr = T[${py(path)}] = []`);
     this.body(ops, indent + 1, path);
+    if (raise !== undefined) this.line(indent + 1, `raise Exception(${py(raise)})`);
   }
 
   #op(op: Op, indent: number, task: string): void {
@@ -110,13 +119,27 @@ class PythonWriter {
         this.line(indent, `await asyncio.gather(${names.join(", ")})`);
         return;
       }
-      case "group":
-        this.line(indent, `async with asyncio.TaskGroup() as G[${op.id}]:`);
-        this.body(op.body, indent + 1, task);
+      case "group": {
+        if (!op.fails) {
+          this.line(indent, `async with asyncio.TaskGroup() as G[${op.id}]:`);
+          this.body(op.body, indent + 1, task);
+          return;
+        }
+        this.line(indent, "try:");
+        this.line(indent + 1, `async with asyncio.TaskGroup() as G[${op.id}]:`);
+        this.body(op.body, indent + 2, task);
+        this.line(indent, "except BaseExceptionGroup as e:");
+        const label = py(`${groupFailedLabel(op.id)} `);
+        this.line(
+          indent + 1,
+          `tr.append(${label} + " ".join(sorted(str(x) for x in e.exceptions)))`,
+        );
         return;
+      }
       case "groupSpawn": {
         const name = `t${op.task}`;
-        this.#taskFunction(name, spawnPath(task, op.task), op.body, indent);
+        const raise = op.raise ? raiseMessage(op.task) : undefined;
+        this.#taskFunction(name, spawnPath(task, op.task), op.body, indent, raise);
         this.line(indent, `H[${op.task}] = G[${op.group}].create_task(${name}())`);
         return;
       }
