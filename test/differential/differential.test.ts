@@ -166,6 +166,14 @@ describe("differential: contextvars vs CPython asyncio", {
       ] as const) {
         assert.ok((kinds[kind] ?? 0) > 0, `no ${kind} op generated`);
       }
+      // And each variant: call_later beside call_soon, a group child that raises, one cancelled.
+      const sources = seeds.map((seed) => JSON.stringify(generateProgram(seed).main));
+      for (const variant of ['"later":true', '"later":false', '"raise":true', '"hang":true']) {
+        assert.ok(
+          sources.some((source) => source.includes(variant)),
+          `no op with ${variant} generated`,
+        );
+      }
       for (const outcome of [
         "-> ok",
         "-> used",

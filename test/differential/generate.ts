@@ -31,6 +31,14 @@
  *   child's sets never reach the body. The group's exit joins every child: its
  *   tokens reach the body's task then, as after a join. Children take no
  *   handle to their group, so a group's children are the ones its body made.
+ *   A group may fail: its body's last op creates a child that raises, and
+ *   its other children await nothing, or only, as their last act, a future
+ *   nobody resolves. asyncio starts tasks in creation order, so each other
+ *   child has run to its end (or to that await) before the failure, as it
+ *   has here, where tasks start at once; the group then cancels those still
+ *   waiting, and no trace is cut short anywhere else. The body records the
+ *   failures' messages, sorted: the ExceptionGroup and the AggregateError
+ *   must hold the same failures, and not the cancellations.
  * - A captured Context (`copy_context()`) is shared state: a task created with
  *   `context=` runs in that Context itself, not a copy, and `ctx.run(fn)` runs
  *   fn in it. So the generator keeps a second rule: a captured Context belongs
@@ -92,7 +100,9 @@ export type Op =
     }
   /**
    * `H[task] = G[group].create_task(...)` ↔ `G[group].createTask(...)`: a copy of the current
-   * Context. A child that `raise`s ends with `raise Exception("x<task>")` ↔ `throw new Error(…)`.
+   * Context. A child that `raise`s ends with `raise Exception("x<task>")` ↔ `throw new Error(…)`;
+   * one that `hang`s ends awaiting a future nobody resolves ↔ a promise its signal's abort
+   * rejects: only the group's cancelling it ends it.
    */
   | {
       readonly op: "groupSpawn";
@@ -100,6 +110,7 @@ export type Op =
       readonly task: number;
       readonly body: readonly Op[];
       readonly raise?: true;
+      readonly hang?: true;
     }
   /** `C[ctx] = contextvars.copy_context()` ↔ `copyContext()` */
   | { readonly op: "capture"; readonly ctx: number }
@@ -269,6 +280,8 @@ interface OpenGroup {
   readonly id: number;
   /** Its body ends by creating a child that raises: every other child is a leaf. */
   readonly fails: boolean;
+  /** The tokens of children nobody may join (they raise, or wait to be cancelled). */
+  readonly exports: TokenInfo[];
 }
 
 /** A scheduled callback: the scheduler awaits it before it ends. */
@@ -457,7 +470,7 @@ class Generator {
         return { op: "gather", id, bodies };
       }
       case "group": {
-        const group: OpenGroup = { id: ++this.#ids, fails: rng.chance(0.25) };
+        const group: OpenGroup = { id: ++this.#ids, fails: rng.chance(0.25), exports: [] };
         scope.task.groups.push(group);
         // At least one child, with body ops before and after it.
         const body = [
@@ -487,6 +500,7 @@ class Generator {
           if (handle.group === group.id && !handle.joined) this.#join(scope, handle);
         }
         if (failing !== undefined) addTokens(scope.tokens, failing.tokens);
+        addTokens(scope.tokens, group.exports);
         // A failed group cancels its children: one cancelled while its task had yet to
         // settle rejects here when awaited, and completed in asyncio. Not awaited again.
         if (group.fails) {
@@ -507,6 +521,12 @@ class Generator {
         const body = group.fails
           ? this.body(child, depth + 1, true, nested)
           : this.taskBody(child, depth + 1, nested);
+        // Or it ends waiting to be cancelled: it has started before the failing child runs
+        // (asyncio starts tasks in creation order), and nobody ever joins it.
+        if (group.fails && rng.chance(0.4)) {
+          group.exports.push(...child.tokens);
+          return { op: "groupSpawn", group: group.id, task, body, hang: true };
+        }
         scope.task.handles.push({
           id: task,
           exports: child.tokens,

@@ -59,12 +59,16 @@ class Interpreter {
     ) as unknown as Vars;
   }
 
-  /** A task's function: opens its trace, then runs its body; `raise` ends it with that failure. */
-  async task(ops: readonly Op[], path: string, raise?: string): Promise<void> {
+  /**
+   * A task's function: opens its trace, then runs its body; `raise` ends it with that
+   * failure, `hang` waits until the task is cancelled.
+   */
+  async task(ops: readonly Op[], path: string, raise?: string, hang?: AbortSignal): Promise<void> {
     const trace: string[] = [];
     this.traces[path] = trace;
     await this.async(ops, trace, path);
     if (raise !== undefined) throw new Error(raise);
+    if (hang !== undefined) await cancelled(hang);
   }
 
   /** An async body: a task's, or an awaited child coroutine's (same Context). */
@@ -156,9 +160,12 @@ class Interpreter {
       case "groupSpawn": {
         const group = this.#lookup(this.#groups, op.group, "group");
         const raise = op.raise ? raiseMessage(op.task) : undefined;
+        const child = spawnPath(path, op.task);
         this.#tasks.set(
           op.task,
-          group.createTask(() => this.task(op.body, spawnPath(path, op.task), raise)),
+          op.hang
+            ? group.createTask((signal) => this.task(op.body, child, raise, signal))
+            : group.createTask(() => this.task(op.body, child, raise)),
         );
         return;
       }
@@ -230,6 +237,16 @@ const SLEEPS: Record<SleepKind, string> = {
   timer: "await new Promise((r) => setTimeout(r, 0));",
 };
 
+/** Rejects with the signal's reason when it aborts (asyncio's CancelledError at an await). */
+function cancelled(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+}
+
+const CANCELLED =
+  'await new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));';
+
 function sleep(kind: SleepKind): Promise<void> {
   if (kind === "micro") return Promise.resolve();
   if (kind === "immediate") return new Promise((resolve) => setImmediate(resolve));
@@ -264,7 +281,7 @@ class JsWriter {
 
   /**
    * `async () => { … }` opening a new task's trace; `end` closes the call around it; `raise`
-   * ends it with that failure.
+   * ends it with that failure, `hang` with an await only a cancel ends.
    */
   #taskFunction(
     open: string,
@@ -273,11 +290,13 @@ class JsWriter {
     indent: number,
     end: string,
     raise?: string,
+    hang?: boolean,
   ) {
-    this.line(indent, `${open}async () => {`);
+    this.line(indent, `${open}async (${hang ? "signal" : ""}) => {`);
     this.line(indent + 1, `const tr = (T[${js(path)}] = []);`);
     this.body(ops, indent + 1, path);
     if (raise !== undefined) this.line(indent + 1, `throw new Error(${js(raise)});`);
+    if (hang) this.line(indent + 1, CANCELLED);
     this.line(indent, `}${end}`);
   }
 
@@ -376,6 +395,7 @@ class JsWriter {
           indent,
           ");",
           op.raise ? raiseMessage(op.task) : undefined,
+          op.hang,
         );
         return;
       case "capture":

@@ -42,18 +42,23 @@ class PythonWriter {
     for (const op of ops) this.#op(op, indent, task);
   }
 
-  /** `async def name():` opening a new task's trace; `raise` ends it with that failure. */
+  /**
+   * `async def name():` opening a new task's trace; `raise` ends it with that failure, `hang`
+   * with an await only a cancel ends.
+   */
   #taskFunction(
     name: string,
     path: string,
     ops: readonly Op[],
     indent: number,
     raise?: string,
+    hang?: boolean,
   ): void {
     this.line(indent, `async def ${name}():`);
     this.line(indent + 1, `tr = T[${py(path)}] = []`);
     this.body(ops, indent + 1, path);
     if (raise !== undefined) this.line(indent + 1, `raise Exception(${py(raise)})`);
+    if (hang) this.line(indent + 1, "await asyncio.get_running_loop().create_future()");
   }
 
   #op(op: Op, indent: number, task: string): void {
@@ -139,7 +144,7 @@ class PythonWriter {
       case "groupSpawn": {
         const name = `t${op.task}`;
         const raise = op.raise ? raiseMessage(op.task) : undefined;
-        this.#taskFunction(name, spawnPath(task, op.task), op.body, indent, raise);
+        this.#taskFunction(name, spawnPath(task, op.task), op.body, indent, raise, op.hang);
         this.line(indent, `H[${op.task}] = G[${op.group}].create_task(${name}())`);
         return;
       }
