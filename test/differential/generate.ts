@@ -31,14 +31,17 @@
  *   child's sets never reach the body. The group's exit joins every child: its
  *   tokens reach the body's task then, as after a join. Children take no
  *   handle to their group, so a group's children are the ones its body made.
- *   A group may fail: its body's last op creates a child that raises, and
- *   its other children await nothing, or only, as their last act, a future
- *   nobody resolves. asyncio starts tasks in creation order, so each other
- *   child has run to its end (or to that await) before the failure, as it
- *   has here, where tasks start at once; the group then cancels those still
- *   waiting, and no trace is cut short anywhere else. The body records the
- *   failures' messages, sorted: the ExceptionGroup and the AggregateError
- *   must hold the same failures, and not the cancellations.
+ *   A group may fail: its body's last ops create one or two children that
+ *   raise, and its other children await nothing, or only, as their last act,
+ *   a future nobody resolves. asyncio starts tasks in creation order, so
+ *   each other child has run to its end (or to that await) before a failure,
+ *   as it has here, where tasks start at once; the group then cancels those
+ *   still waiting, and no trace is cut short anywhere else. The body itself
+ *   awaits nothing after a raising child is created: asyncio would cancel it
+ *   at that await, where this package lets the body run on until it heeds
+ *   `group.signal` (test/tasks/task-group-failures.test.ts). The body
+ *   records the failures' messages, sorted: the ExceptionGroup and the
+ *   AggregateError must hold the same failures, and not the cancellations.
  * - A captured Context (`copy_context()`) is shared state: a task created with
  *   `context=` runs in that Context itself, not a copy, and `ctx.run(fn)` runs
  *   fn in it. So the generator keeps a second rule: a captured Context belongs
@@ -478,12 +481,15 @@ class Generator {
           this.#spend("groupSpawn", scope, depth + 1),
           ...this.body(scope, depth + 1, false, nested - 1),
         ];
-        let failing: Scope | undefined;
-        if (group.fails) {
-          // The last op: the child runs (at the loop's next turn in asyncio, at once here)
-          // after every other child has run to its end, and the body awaits nothing more.
-          failing = this.#childScope(scope, ++this.#ids, true);
-          const ops = this.body(failing, depth + 2, true, nested);
+        // The last ops: one or two children that raise, run (at the loop's next turn in
+        // asyncio, at once here) after every other child has run to its end or its wait
+        // to be cancelled; the body awaits nothing more. asyncio runs the second too: its
+        // first step is queued before the first one's failure reaches the group.
+        const failing: Scope[] = [];
+        for (let n = group.fails ? 1 + (rng.chance(0.3) ? 1 : 0) : 0; n > 0; n--) {
+          const child = this.#childScope(scope, ++this.#ids, true);
+          failing.push(child);
+          const ops = this.body(child, depth + 2, true, nested);
           this.#budget--;
           body.push({
             op: "groupSpawn",
@@ -499,7 +505,7 @@ class Generator {
         for (const handle of handles) {
           if (handle.group === group.id && !handle.joined) this.#join(scope, handle);
         }
-        if (failing !== undefined) addTokens(scope.tokens, failing.tokens);
+        for (const child of failing) addTokens(scope.tokens, child.tokens);
         addTokens(scope.tokens, group.exports);
         // A failed group cancels its children: one cancelled while its task had yet to
         // settle rejects here when awaited, and completed in asyncio. Not awaited again.
