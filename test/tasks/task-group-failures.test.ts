@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { currentTask, type Task, type TaskGroup, taskGroup } from "contextvars";
+import { ContextVar, currentTask, type Task, type TaskGroup, taskGroup } from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 class MyExc extends Error {}
@@ -91,6 +91,23 @@ describe("TaskGroup: failures", () => {
     );
     assert.deepEqual(errorTypes(error), new Set([RangeError]));
   });
+
+  itFromEveryState(
+    "the body is not cancelled by a failure: it runs on to its end, its sets landing in its Context (asyncio cancels it at its next await)",
+    async () => {
+      const v = new ContextVar("v", { default: "before" });
+      const error = await rejection(
+        taskGroup(async (g) => {
+          g.createTask(() => sleep(1).then(divideByZero));
+          await new Promise((resolve) => g.signal.addEventListener("abort", resolve));
+          await sleep(1);
+          v.set("ran on");
+        }),
+      );
+      assert.deepEqual(errorTypes(error), new Set([RangeError]));
+      assert.equal(v.get(), "ran on");
+    },
+  );
 
   it("after a failure, only the group's own abort is a cancellation: another AbortError, or an error caused by the reason but not an AbortError, is a failure", async () => {
     for (const make of [
