@@ -166,9 +166,16 @@ describe("differential: contextvars vs CPython asyncio", {
       ] as const) {
         assert.ok((kinds[kind] ?? 0) > 0, `no ${kind} op generated`);
       }
-      // And each variant: call_later beside call_soon, a group child that raises, one cancelled.
+      // And each variant: call_later beside call_soon, a group child that raises, one
+      // cancelled, one given a captured Context.
       const sources = seeds.map((seed) => JSON.stringify(generateProgram(seed).main));
-      for (const variant of ['"later":true', '"later":false', '"raise":true', '"hang":true']) {
+      for (const variant of [
+        '"later":true',
+        '"later":false',
+        '"raise":true',
+        '"hang":true',
+        '"op":"ctxSpawn","group":',
+      ]) {
         assert.ok(
           sources.some((source) => source.includes(variant)),
           `no op with ${variant} generated`,

@@ -46,14 +46,15 @@
  *   `context=` runs in that Context itself, not a copy, and `ctx.run(fn)` runs
  *   fn in it. So the generator keeps a second rule: a captured Context belongs
  *   to the task that captured it, and at most one piece of code uses it at a
- *   time. A task given it holds it until that task is joined (when it and
- *   all it spawned are finished), so whether the task starts at create_task
- *   (here) or at the loop's next turn (asyncio), nobody has touched it in
- *   between; a `ctx.run` holds it until run returns, so it is never run
- *   re-entered; `ctx.get(var)` reads it only while nobody holds it. Then each
- *   user's trace depends only on what the previous users left in it, in
- *   program order on both sides. The task running in it never runs it (it is
- *   not that task's): asyncio counts a task's Context as entered during each
+ *   time. A task given it holds it until that task is joined (a group's
+ *   child at the latest by the group's exit), when it and all it spawned are
+ *   finished, so whether the task starts at create_task (here) or at the
+ *   loop's next turn (asyncio), nobody has touched it in between; a
+ *   `ctx.run` holds it until run returns, so it is never run re-entered;
+ *   `ctx.get(var)` reads it only while nobody holds it. Then each user's
+ *   trace depends only on what the previous users left in it, in program
+ *   order on both sides. The task running in it never runs it (it is not
+ *   that task's): asyncio counts a task's Context as entered during each
  *   step and would raise, where this package lets an async continuation run
  *   its own Context (docs/semantics.md). Code running in it shares one token
  *   scope, so the token rule above covers it as it covers a task's Context.
@@ -117,12 +118,16 @@ export type Op =
     }
   /** `C[ctx] = contextvars.copy_context()` ↔ `copyContext()` */
   | { readonly op: "capture"; readonly ctx: number }
-  /** `H[task] = asyncio.create_task(..., context=C[ctx])` ↔ `createTask(..., { context })`: C[ctx] itself */
+  /**
+   * `H[task] = asyncio.create_task(..., context=C[ctx])` ↔ `createTask(..., { context })`: C[ctx]
+   * itself; with a `group`, `G[group].create_task(...)` ↔ `G[group].createTask(...)`
+   */
   | {
       readonly op: "ctxSpawn";
       readonly ctx: number;
       readonly task: number;
       readonly body: readonly Op[];
+      readonly group?: number;
     }
   /** `C[ctx].run(fn)`; the body is synchronous and runs in C[ctx] itself */
   | { readonly op: "ctxRun"; readonly ctx: number; readonly body: readonly Op[] }
@@ -554,8 +559,13 @@ class Generator {
         shared.used = true;
         const child = this.#childScope(scope, shared.scope);
         const body = this.taskBody(child, depth + 1, nested);
-        scope.task.handles.push({ id: task, exports: child.tokens, joined: false, shared });
-        return { op: "ctxSpawn", ctx: shared.ctx, task, body };
+        // Often a group's child (one that does not fail: the exit joins it).
+        const groups = scope.task.groups.filter((g) => !g.fails);
+        const group = groups.length > 0 && rng.chance(0.6) ? rng.pick(groups).id : undefined;
+        scope.task.handles.push({ id: task, exports: child.tokens, joined: false, shared, group });
+        return group === undefined
+          ? { op: "ctxSpawn", ctx: shared.ctx, task, body }
+          : { op: "ctxSpawn", group, ctx: shared.ctx, task, body };
       }
       case "ctxRun": {
         const shared = this.#free(scope);

@@ -174,9 +174,12 @@ class Interpreter {
         return;
       case "ctxSpawn": {
         const context = this.#lookup(this.#contexts, op.ctx, "context");
+        const fn = () => this.task(op.body, spawnPath(path, op.task));
         this.#tasks.set(
           op.task,
-          createTask(() => this.task(op.body, spawnPath(path, op.task)), { context }),
+          op.group === undefined
+            ? createTask(fn, { context })
+            : this.#lookup(this.#groups, op.group, "group").createTask(fn, { context }),
         );
         return;
       }
@@ -403,7 +406,7 @@ class JsWriter {
         return;
       case "ctxSpawn":
         this.#taskFunction(
-          `H[${op.task}] = createTask(`,
+          `H[${op.task}] = ${op.group === undefined ? "" : `G[${op.group}].`}createTask(`,
           spawnPath(task, op.task),
           op.body,
           indent,

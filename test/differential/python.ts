@@ -154,7 +154,11 @@ class PythonWriter {
       case "ctxSpawn": {
         const name = `t${op.task}`;
         this.#taskFunction(name, spawnPath(task, op.task), op.body, indent);
-        this.line(indent, `H[${op.task}] = asyncio.create_task(${name}(), context=C[${op.ctx}])`);
+        const creator = op.group === undefined ? "asyncio" : `G[${op.group}]`;
+        this.line(
+          indent,
+          `H[${op.task}] = ${creator}.create_task(${name}(), context=C[${op.ctx}])`,
+        );
         return;
       }
       case "ctxRun": {
