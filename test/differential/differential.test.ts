@@ -18,7 +18,15 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { startingStates } from "../helpers/starting-states.ts";
-import { countOps, generateProgram, type OpKind, type Program, type Traces } from "./generate.ts";
+import {
+  countOps,
+  generateProgram,
+  nestedBodies,
+  type Op,
+  type OpKind,
+  type Program,
+  type Traces,
+} from "./generate.ts";
 import { interpret, renderJs } from "./interpret.ts";
 import { hasPython, type PythonResult, renderPython, runPythonBatch } from "./python.ts";
 
@@ -130,6 +138,63 @@ function check(mismatches: readonly Mismatch[], total: number): void {
   );
 }
 
+/**
+ * Where a program breaks the shared-Context rule (generate.ts): a captured
+ * Context used while a task given it is not yet joined, or inside its own run.
+ * Checked apart from the generator, by walking each task's ops in order.
+ */
+function sharedContextRaces(ops: readonly Op[], where = "main"): string[] {
+  const races: string[] = [];
+  // Captured Context -> the task holding it (0: a run of it in progress).
+  const holders = new Map<number, number>();
+  const groupChildren = new Map<number, number[]>();
+  const use = (op: Op & { ctx: number }) => {
+    if (holders.has(op.ctx))
+      races.push(`${where}: ${op.op} of C[${op.ctx}], held by #${holders.get(op.ctx)}`);
+  };
+  const walk = (body: readonly Op[]): void => {
+    for (const op of body) {
+      switch (op.op) {
+        case "ctxSpawn":
+          use(op);
+          holders.set(op.ctx, op.task);
+          if (op.group !== undefined) {
+            groupChildren.set(op.group, [...(groupChildren.get(op.group) ?? []), op.task]);
+          }
+          races.push(...sharedContextRaces(op.body, `${where}/t${op.task}`));
+          break;
+        case "ctxRun":
+          use(op);
+          holders.set(op.ctx, 0);
+          walk(op.body);
+          holders.delete(op.ctx);
+          break;
+        case "ctxGet":
+          use(op);
+          break;
+        case "join":
+          for (const [ctx, task] of holders) if (task === op.task) holders.delete(ctx);
+          break;
+        case "group": {
+          walk(op.body);
+          const children = groupChildren.get(op.id) ?? [];
+          for (const [ctx, task] of holders) if (children.includes(task)) holders.delete(ctx);
+          break;
+        }
+        case "await":
+        case "copyRun":
+          walk(op.body);
+          break;
+        default:
+          // A body of another task or callback: Contexts it captures are its own.
+          for (const inner of nestedBodies(op)) races.push(...sharedContextRaces(inner, where));
+      }
+    }
+  };
+  walk(ops);
+  return races;
+}
+
 const python = hasPython();
 
 describe("differential: contextvars vs CPython asyncio", {
@@ -202,6 +267,20 @@ describe("differential: contextvars vs CPython asyncio", {
   it("regression seeds", { skip: REGRESSION_SEEDS.length === 0 && "none yet" }, async () => {
     const { mismatches } = await differential(REGRESSION_SEEDS);
     check(mismatches, REGRESSION_SEEDS.length);
+  });
+
+  it("no generated program uses a captured Context while a task given it runs", () => {
+    // The run's seeds, and 1..2500: 2370 broke the rule when a second await of a joined task
+    // freed its Context (as 343731643 did, which diverged).
+    const seeds = new Set(Array.from({ length: 2500 }, (_, i) => i + 1));
+    for (let i = 0; i < PROGRAMS; i++) seeds.add(FIRST_SEED + i);
+    const races: string[] = [];
+    for (const seed of seeds) {
+      for (const race of sharedContextRaces(generateProgram(seed).main)) {
+        races.push(`seed ${seed}: ${race}`);
+      }
+    }
+    assert.deepEqual(races, []);
   });
 
   it("the same seed gives the same program", () => {

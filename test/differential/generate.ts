@@ -608,8 +608,10 @@ class Generator {
   }
 
   #join(scope: Scope, handle: Handle): Op {
+    // Only its first join frees the Context: awaiting a done task again, later, must not
+    // free it while another task given it since still runs.
+    if (handle.shared !== undefined && !handle.joined) handle.shared.busy = false;
     handle.joined = true;
-    if (handle.shared !== undefined) handle.shared.busy = false;
     addTokens(scope.tokens, handle.exports);
     return { op: "join", task: handle.id };
   }
