@@ -137,7 +137,11 @@ const PEER_LINE_FILES: Record<PeerLine, readonly string[]> = {
   pino9: ["test/integrations/pino.test.ts"],
   "fastify-plugin5": ["test/integrations/fastify.test.ts", "test/integrations/http2.test.ts"],
   express4: ["test/integrations/express.test.ts"],
-  piscina4: ["test/threads/pool.test.ts", "test/threads/transfer.test.ts"],
+  piscina4: [
+    "test/threads/pool.test.ts",
+    "test/threads/transfer.test.ts",
+    "test/threads/requests.test.ts",
+  ],
 };
 const PEER_LINE_CHECK = "test/runtimes/peer-line.test.ts";
 const PEER_LINE = "./test/runtimes/peers/register.mjs";
