@@ -3,7 +3,7 @@
  * extraction returns, the headers it reads and writes, and the helpers it
  * returns. Re-exported by `contextvars/otel`.
  */
-import type { Context as OtelContext } from "@opentelemetry/api";
+import type { Context as OtelContext, TextMapPropagator } from "@opentelemetry/api";
 import type { ContextVar } from "../core/context-var.ts";
 import type { BaggageField } from "./baggage-codecs.ts";
 
@@ -77,4 +77,16 @@ export interface ContextPropagation<F extends PropagatedFields> {
    * @throws {TypeError} if fetchFn is not a function.
    */
   wrapFetch(fetchFn?: typeof fetch): typeof fetch;
+  /**
+   * A `TextMapPropagator` for the `baggage` header, to register globally in
+   * place of `W3CBaggagePropagator` (beside `W3CTraceContextPropagator`, in
+   * a `CompositePropagator` or sdk-node's `textMapPropagator`), so that
+   * instrumentation that injects by itself (instrumentation-http)
+   * sends the fields too: `inject` writes the OpenTelemetry context's
+   * baggage plus each field whose var is set where the request is made;
+   * `extract` is `W3CBaggagePropagator`'s, with the same limits as here.
+   * Setting the vars from incoming baggage stays `extractInto`'s job.
+   * The same instance on every call. Throws nothing, nor do its methods.
+   */
+  propagator(): TextMapPropagator;
 }

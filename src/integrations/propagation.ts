@@ -11,6 +11,7 @@ import {
   type Context as OtelContext,
   propagation,
   type TextMapGetter,
+  type TextMapPropagator,
   type TextMapSetter,
   trace,
 } from "@opentelemetry/api";
@@ -194,8 +195,32 @@ export function contextPropagation<F extends PropagatedFields>(fields: F): Conte
     return { context, values };
   }
 
+  // For a global propagator: instrumentation calls inject where the outgoing
+  // request is made, so the vars read are that code's.
+  const propagator: TextMapPropagator = {
+    inject(context, carrier, setter) {
+      try {
+        baggagePropagator.inject(withFields(context), carrier, setter);
+      } catch {
+        // As inject below: baggage that cannot be written is not sent.
+      }
+    },
+    extract(context, carrier, getter) {
+      try {
+        const header = getter.get(carrier, "baggage");
+        return acceptableBaggage(header)
+          ? baggagePropagator.extract(context, carrier, getter)
+          : context;
+      } catch {
+        return context; // a carrier that cannot be read carries nothing
+      }
+    },
+    fields: () => baggagePropagator.fields(),
+  };
+
   const carry: ContextPropagation<F> = {
     fields,
+    propagator: () => propagator,
     inject(headers) {
       if (typeof headers !== "object" || headers === null) {
         throw argumentError("headers", "a Headers or an object", headers);

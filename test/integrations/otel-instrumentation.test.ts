@@ -527,14 +527,16 @@ describe("contextPropagation beside the instrumentation's own propagation", () =
   );
   let bBase = "";
   const toB = keepAliveAgent(4);
-  // A: sets role (as an auth step would) and calls B with carry.inject's headers.
+  // A: sets role (as an auth step would) and calls B with carry.inject's headers,
+  // or with none, leaving every header to the global propagator.
+  let injectByHand = true;
   const a = http.createServer(
     withContext(
       async (req, res) => {
         role.set(`role-${nOf(req)}`);
         await randomDelay();
         const reply = await new Promise<string>((resolve, reject) => {
-          const headers = carry.inject({}) as Record<string, string>;
+          const headers = injectByHand ? (carry.inject({}) as Record<string, string>) : {};
           http
             .get(`${bBase}/`, { agent: toB, headers }, (answer) => {
               let body = "";
@@ -558,6 +560,7 @@ describe("contextPropagation beside the instrumentation's own propagation", () =
   });
   after(async () => {
     useW3CPropagators(true);
+    injectByHand = true;
     toB.destroy();
     await close(a);
     await close(b);
@@ -616,4 +619,34 @@ describe("contextPropagation beside the instrumentation's own propagation", () =
       }
     });
   }
+
+  it("global propagator of trace context and carry.propagator(), no inject call: every field arrives, under the CLIENT span (30 concurrent)", async () => {
+    propagation.disable();
+    propagation.setGlobalPropagator(
+      new CompositePropagator({
+        propagators: [new W3CTraceContextPropagator(), carry.propagator()],
+      }),
+    );
+    injectByHand = false;
+    try {
+      const { traceId, replies, spans } = await callA(30);
+      const ids = byId(spans);
+      for (const [n, { span, fromB }] of replies.entries()) {
+        const { user: userAtB, role: roleAtB, tenant } = fromB;
+        assert.deepEqual(
+          { user: userAtB, role: roleAtB, tenant },
+          { user: `user-${n}`, role: `role-${n}`, tenant: "acme" },
+          `request ${n}: what B received`,
+        );
+        const client = spans.find(
+          (s) => s.kind === SpanKind.CLIENT && s.parentSpanContext?.spanId === span,
+        );
+        assert.ok(client, `request ${n}: A's call has a CLIENT span under A's SERVER span`);
+        assert.equal(fromB.traceparent, `00-${traceId}-${client.spanContext().spanId}-01`);
+        assertChild(ids.get(fromB.span) as ReadableSpan, client);
+      }
+    } finally {
+      injectByHand = true;
+    }
+  });
 });

@@ -687,3 +687,87 @@ describe("wrapFetch", () => {
     assert.equal(seen.baggage, "attempt=1");
   });
 });
+
+describe("propagator(): the fields as a TextMapPropagator for the global propagator", () => {
+  const fieldsPropagator = carry.propagator();
+  const setter = {
+    set(carrier: Record<string, string>, key: string, value: string) {
+      carrier[key] = value;
+    },
+  };
+  const getter = {
+    keys: (carrier: Record<string, string>) => Object.keys(carrier),
+    get: (carrier: Record<string, string>, key: string) => carrier[key],
+  };
+  const entries = (headers: Record<string, string>) => (headers.baggage ?? "").split(",").sort();
+
+  it("the same instance every time; its one header is baggage", () => {
+    assert.equal(carry.propagator(), fieldsPropagator);
+    assert.deepEqual(fieldsPropagator.fields(), ["baggage"]);
+  });
+
+  it("inject writes the context's baggage and the fields whose vars are set where it runs; no traceparent", () => {
+    const upstream = propagation.setBaggage(
+      trace.setSpanContext(ROOT_CONTEXT, remote),
+      propagation.createBaggage({ tenant: { value: "acme" }, "user.id": { value: "upstream" } }),
+    );
+    const headers: Record<string, string> = {};
+    fresh(() => {
+      user.set("local");
+      attempt.set(2);
+      fieldsPropagator.inject(upstream, headers, setter);
+    });
+    assert.deepEqual(entries(headers), ["attempt=2", "tenant=acme", "user.id=local"]);
+    assert.equal(headers.traceparent, undefined, "the trace is the trace-context propagator's");
+    // Another Context's values, into the same OpenTelemetry context: that Context's own.
+    const other: Record<string, string> = {};
+    fresh(() => fieldsPropagator.inject(upstream, other, setter));
+    assert.deepEqual(entries(other), ["tenant=acme"], "an unset field's key is removed");
+  });
+
+  it("inject leaves out what cannot travel, and throws nothing", () => {
+    const unwritable = propagation.setBaggage(
+      ROOT_CONTEXT,
+      propagation.createBaggage({ bad: { value: "\uD83D" } }),
+    );
+    const headers: Record<string, string> = {};
+    assert.doesNotThrow(() =>
+      fresh(() => {
+        user.set("\uD83D");
+        attempt.set(1);
+        fieldsPropagator.inject(ROOT_CONTEXT, headers, setter);
+        fieldsPropagator.inject(unwritable, {}, setter);
+      }),
+    );
+    assert.equal(headers.baggage, "attempt=1");
+  });
+
+  it("extract puts the incoming baggage in the context, within the W3C limits, and sets no var", () => {
+    const extracted = fresh(() => {
+      const result = fieldsPropagator.extract(
+        ROOT_CONTEXT,
+        { baggage: "user.id=alice,tenant=acme" },
+        getter,
+      );
+      return { result, user: user.get("unset") };
+    });
+    const baggage = propagation.getBaggage(extracted.result);
+    assert.equal(baggage?.getEntry("user.id")?.value, "alice");
+    assert.equal(baggage?.getEntry("tenant")?.value, "acme");
+    assert.equal(extracted.user, "unset", "setting vars is extractInto's job");
+    const over = Array.from({ length: 181 }, (_, i) => `k${i}=v`).join(",");
+    for (const baggageHeader of [over, `user.id=${"x".repeat(8200)}`, "user.id=\u00e9"]) {
+      assert.equal(
+        fieldsPropagator.extract(ROOT_CONTEXT, { baggage: baggageHeader }, getter),
+        ROOT_CONTEXT,
+      );
+    }
+    const throwing = {
+      keys: () => [],
+      get: (): string => {
+        throw new Error("unreadable");
+      },
+    };
+    assert.equal(fieldsPropagator.extract(ROOT_CONTEXT, {}, throwing), ROOT_CONTEXT);
+  });
+});

@@ -9,7 +9,9 @@ import {
   type ContextManager,
   context,
   type Context as OtelContext,
+  propagation as propagationApi,
   ROOT_CONTEXT,
+  type TextMapPropagator,
 } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { ContextVar } from "contextvars";
@@ -122,6 +124,9 @@ export function propagation(headers: Headers, nodeHeaders: Record<string, string
   const tracedFetch = carry.wrapFetch(fetch);
   expectType<Equal<typeof tracedFetch, typeof fetch>>();
   carry.wrapFetch();
+  // A TextMapPropagator, for a CompositePropagator or setGlobalPropagator.
+  expectType<Equal<ReturnType<typeof carry.propagator>, TextMapPropagator>>();
+  propagationApi.setGlobalPropagator(carry.propagator());
 
   // From a web integration's seed.
   contextMiddleware({ seed: (req) => carry.extractInto(req.headers) });
