@@ -14,7 +14,7 @@ import { assertFunction } from "../errors.ts";
  */
 export function isolated<F extends (...args: never[]) => unknown>(
   fn: F,
-  _decorator?: ClassMethodDecoratorContext,
+  _decorator?: ClassMethodDecoratorContext<ThisParameterType<F>>,
 ): F {
   assertFunction("fn", fn);
   // fn's name and length: createTask reads the length to pass the signal,

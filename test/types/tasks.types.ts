@@ -216,6 +216,52 @@ export async function isolatedKeepsTheSignature(): Promise<void> {
   const handled = await new Handler().handle(1);
   expectType<Equal<typeof handled, string>>();
 
+  // Methods that declare their `this`, static ones, private ones, generic
+  // ones, in a class with private fields: the decorator takes each.
+  class Account {
+    static opened = 0;
+    #token = "t";
+    @isolated
+    async refresh(this: Account, attempt: number): Promise<string> {
+      return `${this.#token}${attempt}${this.#sign()}`;
+    }
+    @isolated
+    static async open(this: typeof Account): Promise<number> {
+      return ++Account.opened;
+    }
+    @isolated
+    echo<T>(value: T): T {
+      return value;
+    }
+    @isolated
+    #sign(): string {
+      return this.#token;
+    }
+  }
+  const refreshed = new Account().refresh(1);
+  expectType<Equal<typeof refreshed, Promise<string>>>();
+  const opened = Account.open();
+  expectType<Equal<typeof opened, Promise<number>>>();
+  const echoed = new Account().echo(7 as const);
+  expectType<Equal<typeof echoed, 7>>();
+  class Box<T> {
+    constructor(readonly value: T) {}
+    @isolated
+    read(this: Box<T>): T {
+      return this.value;
+    }
+  }
+  expectType<Equal<ReturnType<Box<Date>["read"]>, Date>>();
+  class NotMethods {
+    // @ts-expect-error a field is not a method
+    @isolated handler = () => 1;
+    // @ts-expect-error a getter is not a method
+    @isolated get value(): number {
+      return 1;
+    }
+  }
+  void NotMethods;
+
   // @ts-expect-error isolated needs a function
   isolated("worker");
   // @ts-expect-error the wrapper takes fn's arguments
