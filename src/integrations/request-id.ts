@@ -55,8 +55,24 @@ export interface RequestContextOptions<R> {
    * middleware, and so does returning a promise (a TypeError: do async work
    * in your own async middleware).
    */
-  seed?: (request: R) => void;
+  seed?: (request: R) => Synchronous;
 }
+
+/**
+ * What a `seed` may return: anything but a promise or other thenable, so an
+ * `async` seed, which would fail every request, does not compile.
+ */
+export type Synchronous =
+  // biome-ignore lint/suspicious/noConfusingVoidType: what a seed with a block body returns
+  | void
+  | undefined
+  | null
+  | string
+  | number
+  | bigint
+  | boolean
+  | symbol
+  | (object & { then?: never });
 
 /** Options with their defaults filled in and checked. Internal. */
 export interface ResolvedOptions<R> {

@@ -188,6 +188,26 @@ export function honoMiddleware(): void {
   honoContext.contextMiddleware<AppEnv>({ seed: (c) => c.get("missing") });
 }
 
+export async function seedIsSynchronous(): Promise<void> {
+  // What a seed returns is ignored, unless it is a promise: an `async` seed
+  // fails every request with a TypeError, so it does not compile.
+  withContext(() => {}, { seed: (req) => tenant.set(req.headers.host ?? "public") });
+  withContext(() => {}, { seed: (req) => new URL(req.url ?? "/", "http://localhost") });
+  expressContext.contextMiddleware({ seed: (req) => [req.ip] });
+  koaContext.contextMiddleware({ seed: () => null });
+
+  // @ts-expect-error an async seed
+  withContext(() => {}, { seed: async (req) => tenant.set(req.headers.host ?? "public") });
+  // @ts-expect-error a seed returning a promise
+  expressContext.contextMiddleware({ seed: (req) => Promise.resolve(req.ip) });
+  // @ts-expect-error an async seed
+  await Fastify().register(contextPlugin, { seed: async (request) => void request });
+  // @ts-expect-error a seed returning a PromiseLike
+  honoContext.contextMiddleware({ seed: (): PromiseLike<void> => Promise.resolve() });
+  // @ts-expect-error an async seed
+  koaContext.contextMiddleware({ seed: async (ctx) => void ctx });
+}
+
 interface AppState {
   user?: string;
 }
