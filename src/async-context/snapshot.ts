@@ -23,7 +23,7 @@ export class Snapshot {
    * everything it starts.
    * @throws {TypeError} if fn is not a function.
    */
-  run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R {
+  run<A extends unknown[], R>(fn: (this: void, ...args: A) => R, ...args: A): R {
     assertFunction("fn", fn);
     return this.#context.copy().run(applyToUndefined, fn, args) as R;
   }

@@ -66,7 +66,7 @@ export class Variable<T> {
    * everything it starts; the caller's value is unchanged.
    * @throws {TypeError} if fn is not a function.
    */
-  run<A extends unknown[], R>(value: T, fn: (...args: A) => R, ...args: A): R {
+  run<A extends unknown[], R>(value: T, fn: (this: void, ...args: A) => R, ...args: A): R {
     assertFunction("fn", fn);
     return this.#var.run(value, applyToUndefined, fn, args) as R;
   }

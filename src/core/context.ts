@@ -122,7 +122,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
    * @throws {ContextEnteredError} ERR_CONTEXT_ENTERED if a run of this Context is already in progress (recursion).
    * @throws {TypeError} if fn is not a function.
    */
-  run<A extends unknown[], R>(fn: (...args: A) => R, ...args: A): R;
+  run<A extends unknown[], R>(fn: (this: void, ...args: A) => R, ...args: A): R;
   run<R>(fn: (...args: unknown[]) => R): R {
     assertFn("fn", fn, this, "run");
     // Entered means "a synchronous run of it is in progress" (recursion), as the

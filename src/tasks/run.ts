@@ -9,7 +9,7 @@ import { createTask, promiseOf } from "./task.ts";
  * await run(async () => { user.set("alice"); await gather(() => a(), () => b()); });
  * @throws {TypeError} if main is not a function.
  */
-export function run<T>(main: () => T | PromiseLike<T>): Promise<T> {
+export function run<T>(main: (this: void) => T | PromiseLike<T>): Promise<T> {
   assertFunction("main", main);
   return promiseOf(createTask(main, { name: "main" }));
 }

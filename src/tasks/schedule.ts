@@ -85,7 +85,10 @@ const soon: (callback: () => void) => () => void =
  * copy of the Context current now (asyncio's loop.call_soon).
  * @throws {TypeError} if fn is not a function.
  */
-export function callSoon<A extends unknown[]>(fn: (...args: A) => unknown, ...args: A): CallHandle {
+export function callSoon<A extends unknown[]>(
+  fn: (this: void, ...args: A) => unknown,
+  ...args: A
+): CallHandle {
   const [handle, fire] = scheduled("callSoon", fn, args);
   return handle.arm(soon(fire));
 }
@@ -97,7 +100,7 @@ export function callSoon<A extends unknown[]>(fn: (...args: A) => unknown, ...ar
  */
 export function callLater<A extends unknown[]>(
   delayMs: number,
-  fn: (...args: A) => unknown,
+  fn: (this: void, ...args: A) => unknown,
   ...args: A
 ): CallHandle {
   if (typeof delayMs !== "number" || !(delayMs >= 0 && delayMs <= MAX_DELAY)) {

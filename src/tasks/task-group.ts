@@ -227,7 +227,9 @@ function causedBy(signal: AbortSignal, error: unknown): boolean {
  * });
  * @throws {TypeError} if body is not a function.
  */
-export async function taskGroup<R>(body: (group: TaskGroup) => R | PromiseLike<R>): Promise<R> {
+export async function taskGroup<R>(
+  body: (this: void, group: TaskGroup) => R | PromiseLike<R>,
+): Promise<R> {
   assertFunction("body", body);
   const group = new TaskGroup();
   let result: R | undefined;

@@ -27,7 +27,7 @@ export interface TaskOptions {
 }
 
 /** What a task runs: it receives the task's AbortSignal. */
-export type TaskFunction<T> = (signal: AbortSignal) => T | PromiseLike<T>;
+export type TaskFunction<T> = (this: void, signal: AbortSignal) => T | PromiseLike<T>;
 
 const constructing = Symbol("contextvars.task");
 let taskCount = 0;

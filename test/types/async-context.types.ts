@@ -31,6 +31,10 @@ export function variables(): void {
   traceId.run("t-1", (a: number) => a, "1");
   // @ts-expect-error the defaultValue must be a T
   new Variable<string>({ defaultValue: 1 });
+  // @ts-expect-error fn is called without a `this`
+  traceId.run("t-1", function (this: { n: number }) {
+    return this.n;
+  });
 }
 
 export function snapshots(): void {
@@ -51,6 +55,8 @@ export function snapshots(): void {
 
   // @ts-expect-error run needs a function
   snapshot.run(1);
+  // @ts-expect-error fn is called without a `this` (wrap keeps one)
+  snapshot.run(method, "x");
   // @ts-expect-error wrap needs a function
   Snapshot.wrap("fn");
   // @ts-expect-error the wrapped function keeps its parameters

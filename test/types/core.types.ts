@@ -145,6 +145,10 @@ export async function contextVarRun(): Promise<void> {
   count.run(1, (a: number) => a, "a");
   // @ts-expect-error one argument too many
   count.run(1, (a: number) => a, 1, 2);
+  // @ts-expect-error fn is called without a `this`: one it declares would be undefined
+  count.run(1, function (this: { base: number }) {
+    return this.base;
+  });
 }
 
 export function contextMapLike(): void {
@@ -223,6 +227,23 @@ export async function contextRun(): Promise<void> {
   ctx.run((a: number) => a, "1");
   // @ts-expect-error one argument too many
   ctx.run(() => 1, 2);
+
+  // fn is called without a `this`: a function that declares one (and so a
+  // bind() of it, which keeps it) is refused; a method that uses none is not.
+  function describe(this: Connection, prefix: string): string {
+    return `${prefix}${this.id}`;
+  }
+  // @ts-expect-error `this` would be undefined
+  ctx.run(describe, "#");
+  // @ts-expect-error `this` would be undefined
+  ctx.run(bind(describe), "#");
+  const counter = {
+    count(n: number): number {
+      return n + 1;
+    },
+  };
+  const counted = ctx.run(counter.count, 1);
+  expectType<Equal<typeof counted, number>>();
 }
 
 interface Connection {

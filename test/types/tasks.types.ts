@@ -107,6 +107,10 @@ export async function createTaskInfersT(): Promise<void> {
   createTask(() => 1, { timeout: 10 });
   // @ts-expect-error tasks come only from createTask
   new Task(() => 1);
+  // @ts-expect-error the function is called without a `this`
+  createTask(function (this: { url: string }) {
+    return this.url;
+  });
   // @ts-expect-error done is read-only
   sync.done = true;
 }
@@ -150,6 +154,10 @@ export async function gatherGivesATuple(): Promise<void> {
   gather(() => 1, 42);
   // @ts-expect-error a function whose parameter is not the AbortSignal
   gather((name: string) => name);
+  // @ts-expect-error a function is called without a `this`
+  gather(function (this: { n: number }) {
+    return this.n;
+  });
   // @ts-expect-error the result's type is kept
   const wrong: [string] = await gather(() => 1);
   void wrong;
@@ -188,6 +196,14 @@ export async function taskGroups(): Promise<void> {
   taskGroup((tg: string) => tg);
   // @ts-expect-error options are an object
   new TaskGroup("name");
+  // @ts-expect-error the function is called without a `this`
+  group.createTask(function (this: { n: number }) {
+    return this.n;
+  });
+  // @ts-expect-error the body is called without a `this`
+  taskGroup(function (this: { n: number }) {
+    return this.n;
+  });
 }
 
 export async function isolatedKeepsTheSignature(): Promise<void> {
@@ -292,6 +308,14 @@ export function scheduling(): void {
   callLater(1, (a: number) => a, "1");
   // @ts-expect-error cancelled is read-only
   soon.cancelled = true;
+  // @ts-expect-error fn is called without a `this`
+  callSoon(function (this: { n: number }) {
+    return this.n;
+  });
+  // @ts-expect-error fn is called without a `this`
+  callLater(1, function (this: { n: number }) {
+    return this.n;
+  });
 }
 
 export async function runAndTimeout(): Promise<void> {
@@ -318,4 +342,12 @@ export async function runAndTimeout(): Promise<void> {
   timeout(() => 1, 10);
   // @ts-expect-error timeout needs a function
   timeout(10, Promise.resolve(1));
+  // @ts-expect-error main is called without a `this`
+  run(function (this: { n: number }) {
+    return this.n;
+  });
+  // @ts-expect-error fn is called without a `this`
+  timeout(10, function (this: { n: number }) {
+    return this.n;
+  });
 }
