@@ -82,9 +82,10 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
   #entered = false;
   #task: TaskSlot | undefined;
 
-  constructor();
   /** @internal contextWith's path: the fields are set once, not initialised and then overwritten. */
   constructor(guard: typeof internal, map: Mapping, task: TaskSlot | undefined, mapId: number);
+  // The public overload last: ConstructorParameters<typeof Context> reads the last one.
+  constructor();
   constructor(guard?: typeof internal, map?: Mapping, task?: TaskSlot, mapId?: number) {
     if (guard === internal) {
       this.#map = map as Mapping;

@@ -199,6 +199,8 @@ export function contextMapLike(): void {
   ctx.size = 0;
   // @ts-expect-error the constructor takes no mapping
   new Context(new Map());
+  expectType<Equal<ConstructorParameters<typeof Context>, []>>();
+  expectType<Equal<InstanceType<typeof Context>, Context>>();
   void asMap;
   void mutable;
 }
