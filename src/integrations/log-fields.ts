@@ -5,18 +5,21 @@
  */
 import { type ContextVar, isContextVar } from "../core/context-var.ts";
 import { MISSING } from "../core/missing.ts";
+import type { Synchronous } from "../core/then-of.ts";
 import { argumentError } from "../errors.ts";
 
 /**
  * Log field name → a ContextVar (its value in the current Context, else its
- * default; a var with neither is left out), or a function read per line
- * (left out when it returns undefined or throws), e.g. the active trace id.
- * The object is read once, when the mixin or format is made.
+ * default; a var with neither is left out), or a synchronous function read
+ * per line (left out when it returns undefined or throws), e.g. the active
+ * trace id; one returning a promise does not compile, as the line would get
+ * the promise and its rejection would go unhandled. The object is read
+ * once, when the mixin or format is made.
  *
  * @example
  * const fields: LogFields = { requestId, user, traceId: () => trace.getActiveSpan()?.spanContext().traceId };
  */
-export type LogFields = Readonly<Record<string, ContextVar<unknown> | (() => unknown)>>;
+export type LogFields = Readonly<Record<string, ContextVar<unknown> | (() => Synchronous)>>;
 
 /** One field, checked: its name and how to read it now (undefined: leave it out). Internal. */
 export interface Field {

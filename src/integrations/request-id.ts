@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ContextVar } from "../core/context-var.ts";
-import { thenOf } from "../core/then-of.ts";
+import { type Synchronous, thenOf } from "../core/then-of.ts";
 import { argumentError } from "../errors.ts";
 
 /**
@@ -57,22 +57,6 @@ export interface RequestContextOptions<R> {
    */
   seed?: (request: R) => Synchronous;
 }
-
-/**
- * What a `seed` may return: anything but a promise or other thenable, so an
- * `async` seed, which would fail every request, does not compile.
- */
-export type Synchronous =
-  // biome-ignore lint/suspicious/noConfusingVoidType: what a seed with a block body returns
-  | void
-  | undefined
-  | null
-  | string
-  | number
-  | bigint
-  | boolean
-  | symbol
-  | (object & { then?: never });
 
 /** Options with their defaults filled in and checked. Internal. */
 export interface ResolvedOptions<R> {

@@ -46,6 +46,10 @@ export function pinoMixin(): void {
   contextMixin({ traceId: (span: string) => span });
   // @ts-expect-error fields are an object
   contextMixin([user]);
+  // @ts-expect-error a field function is synchronous: the line would get a promise
+  contextMixin({ traceId: async () => "t" });
+  // @ts-expect-error a field function returning a PromiseLike
+  contextMixin({ traceId: (): PromiseLike<string> => Promise.resolve("t") });
 }
 
 export function winstonFormat(): void {
@@ -66,4 +70,8 @@ export function winstonFormat(): void {
   contextFormat({ user: 1 });
   // @ts-expect-error a field is a ContextVar or a function
   contextMeta({ user: null });
+  // @ts-expect-error a field function is synchronous
+  contextFormat({ region: () => Promise.resolve("eu") });
+  // Any other value goes: objects, null, a function's void.
+  contextFormat({ span: () => ({ id: "s" }), none: () => null, nothing: () => {} });
 }
