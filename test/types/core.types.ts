@@ -56,6 +56,15 @@ export function contextVarGet(): void {
   const user = new ContextVar<{ id: string } | null>("user", { default: null });
   const current = user.get();
   expectType<Equal<typeof current, { id: string } | null>>();
+  const label = new ContextVar("label", { default: "none" });
+  expectType<Equal<typeof label, ContextVar<string>>>();
+  const list = new ContextVar("list", { default: [1, 2] });
+  expectType<Equal<typeof list, ContextVar<number[]>>>();
+  const mode = new ContextVar("mode", { default: "fast" as "fast" | "safe" });
+  expectType<Equal<typeof mode, ContextVar<"fast" | "safe">>>();
+  // A null default alone infers ContextVar<null>: write T for a nullable var.
+  const nothing = new ContextVar("nothing", { default: null });
+  expectType<Equal<typeof nothing, ContextVar<null>>>();
   const untyped = new ContextVar("untyped");
   expectType<Equal<typeof untyped, ContextVar<unknown>>>();
   const local = new ContextVar<string>("local", { transfer: false });
@@ -157,6 +166,9 @@ export function contextMapLike(): void {
 
   const value = ctx.get(count);
   expectType<Equal<typeof value, number | undefined>>();
+  // A var's default is not a value in the Context: get gives T | undefined.
+  const withDefault = ctx.get(new ContextVar("retries", { default: 3 }));
+  expectType<Equal<typeof withDefault, number | undefined>>();
   const orZero = ctx.get(count, 0);
   expectType<Equal<typeof orZero, number>>();
   const orNull = ctx.get(count, null);
@@ -278,6 +290,18 @@ export function bindKeepsTheSignature(): void {
   const identity = bind(<T>(value: T): T => value);
   const same = identity(42 as const);
   expectType<Equal<typeof same, 42>>();
+
+  // An overloaded function keeps every overload.
+  function parse(text: string): number;
+  function parse(bytes: Uint8Array): bigint;
+  function parse(input: string | Uint8Array): number | bigint {
+    return typeof input === "string" ? Number(input) : BigInt(input.length);
+  }
+  const boundParse = bind(parse);
+  const fromText = boundParse("1");
+  expectType<Equal<typeof fromText, number>>();
+  const fromBytes = boundParse(new Uint8Array());
+  expectType<Equal<typeof fromBytes, bigint>>();
 
   // @ts-expect-error bind needs a function
   bind(42);

@@ -53,6 +53,29 @@ export async function createTaskInfersT(): Promise<void> {
   });
   expectType<Equal<typeof fetched, Task<boolean>>>();
 
+  // A sync function that takes the signal; one that only throws; one that
+  // returns a Task (awaited, as a returned promise is); a literal widens.
+  const syncSignal = createTask((signal: AbortSignal) => signal.reason as Error);
+  expectType<Equal<typeof syncSignal, Task<Error>>>();
+  const throws = createTask(() => {
+    throw new Error("no");
+  });
+  expectType<Equal<typeof throws, Task<never>>>();
+  const ofTask = createTask(() => createTask(async () => "inner"));
+  expectType<Equal<typeof ofTask, Task<string>>>();
+  const literal = createTask(() => "a");
+  expectType<Equal<typeof literal, Task<string>>>();
+  const kept = createTask(async () => [1, "a"] as const);
+  expectType<Equal<typeof kept, Task<readonly [1, "a"]>>>();
+  // As with Promise#then, T is inferred from `T | PromiseLike<T>`: a function
+  // returning a value of one type or a promise of another needs T written.
+  // @ts-expect-error number | Promise<string> infers T = string
+  createTask(() => (Math.random() > 0.5 ? 1 : Promise.resolve("one")));
+  const written = createTask<number | string>(() =>
+    Math.random() > 0.5 ? 1 : Promise.resolve("one"),
+  );
+  expectType<Equal<typeof written, Task<number | string>>>();
+
   // Awaiting a Task gives T; it is a PromiseLike<T>.
   const n = await sync;
   expectType<Equal<typeof n, number>>();
@@ -141,6 +164,57 @@ export async function gatherGivesATuple(): Promise<void> {
   const pending = gather(() => 1);
   expectType<Equal<typeof pending, Promise<[number]>>>();
 
+  // Past a dozen items the tuple goes on (no overloads to run out of).
+  const thirteen = await gather(
+    () => 1,
+    () => 2,
+    () => 3,
+    () => 4,
+    () => 5,
+    () => 6,
+    () => 7,
+    () => 8,
+    () => 9,
+    () => 10,
+    () => 11,
+    async () => "12",
+    () => 13n,
+  );
+  type N = number;
+  expectType<Equal<typeof thirteen, [N, N, N, N, N, N, N, N, N, N, N, string, bigint]>>();
+
+  // A spread `as const` array or a tuple keeps its positions; a spread
+  // array of a union gives an array of the union.
+  const steps = [() => 1, async () => "two", Promise.resolve(true)] as const;
+  const stepped = await gather(...steps);
+  expectType<Equal<typeof stepped, [number, string, boolean]>>();
+  const pair: [() => Date, PromiseLike<string>] = [() => new Date(), thenable];
+  const paired = await gather(...pair);
+  expectType<Equal<typeof paired, [Date, string]>>();
+  const either: Array<(() => number) | Promise<string>> = [];
+  const eithers = await gather(...either);
+  expectType<Equal<typeof eithers, (number | string)[]>>();
+  const head = await gather(() => new Date(), ...jobs);
+  expectType<Equal<typeof head, [Date, ...number[]]>>();
+
+  // Functions returning plain values, literals, undefined, never, a Task,
+  // or taking the signal as optional.
+  const plain = await gather(
+    () => [1, 2],
+    () => ({ id: "a" }),
+    () => "lit" as const,
+    () => undefined,
+    () => createTask(async () => 1n),
+    (signal?: AbortSignal) => signal?.aborted,
+  );
+  expectType<
+    Equal<typeof plain, [number[], { id: string }, "lit", undefined, bigint, boolean | undefined]>
+  >();
+  const fails = await gather(() => {
+    throw new Error("no");
+  });
+  expectType<Equal<typeof fails, [never]>>();
+
   expectType<Equal<Gathered<() => Promise<number>>, number>>();
   expectType<Equal<Gathered<PromiseLike<string>>, string>>();
   expectType<Extends<Task<number>, GatherItem>>();
@@ -179,6 +253,19 @@ export async function taskGroups(): Promise<void> {
     await using tg = new TaskGroup();
     tg.createTask((signal) => signal.aborted);
   }
+
+  // The group's createTask infers as createTask does.
+  const syncChild = group.createTask(() => "now");
+  expectType<Equal<typeof syncChild, Task<string>>>();
+  const withSignal = group.createTask((signal) => {
+    expectType<Equal<typeof signal, AbortSignal>>();
+    return signal.aborted;
+  });
+  expectType<Equal<typeof withSignal, Task<boolean>>>();
+  const voidChild = group.createTask(async () => {});
+  expectType<Equal<typeof voidChild, Task<void>>>();
+  const thenChild = group.createTask(() => thenable, { context: copyContext() });
+  expectType<Equal<typeof thenChild, Task<string>>>();
 
   const users = await taskGroup(async (tg) => {
     expectType<Equal<typeof tg, TaskGroup>>();
@@ -278,6 +365,21 @@ export async function isolatedKeepsTheSignature(): Promise<void> {
   }
   void NotMethods;
 
+  // Generic and overloaded functions keep their type parameters and overloads.
+  const first = isolated(async <T>(items: readonly T[]): Promise<T | undefined> => items[0]);
+  const firstName = await first(["a", "b"] as const);
+  expectType<Equal<typeof firstName, "a" | "b" | undefined>>();
+  function load(id: number): Promise<{ id: number }>;
+  function load(ids: number[]): Promise<{ id: number }[]>;
+  async function load(arg: number | number[]): Promise<unknown> {
+    return arg;
+  }
+  const loadIn = isolated(load);
+  const many = await loadIn([1, 2]);
+  expectType<Equal<typeof many, { id: number }[]>>();
+  const single = await loadIn(1);
+  expectType<Equal<typeof single, { id: number }>>();
+
   // @ts-expect-error isolated needs a function
   isolated("worker");
   // @ts-expect-error the wrapper takes fn's arguments
@@ -293,6 +395,14 @@ export function scheduling(): void {
   const later = callLater(100, (name: string) => name.length, "x");
   expectType<Equal<typeof later, CallHandle>>();
   callLater(0, async () => {});
+  // Optional and rest parameters, and generic functions, type the arguments.
+  callSoon((a: number, b?: string) => a + (b ?? ""), 1);
+  callLater(5, (...codes: number[]) => codes.length, 1, 2, 3);
+  callSoon(<T>(value: T) => value, new Date());
+  // @ts-expect-error a rest argument of the wrong type
+  callLater(5, (...codes: number[]) => codes.length, 1, "2");
+  // @ts-expect-error no arguments for a function that takes none
+  callSoon(() => {}, 1);
 
   // @ts-expect-error callSoon needs a function
   callSoon("later");
