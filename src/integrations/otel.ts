@@ -30,6 +30,7 @@ export {
   type IncomingHeaders,
   type OutgoingHeaders,
   type PropagatedFields,
+  type StringVar,
 } from "./propagation.ts";
 
 type Listener = (...args: unknown[]) => unknown;

@@ -14,7 +14,16 @@ import type { BaggageField } from "./baggage-codecs.ts";
  * @example
  * const fields = { "user.id": user, attempt: baggageField(attempt, codecs.integer) } satisfies PropagatedFields;
  */
-export type PropagatedFields = Readonly<Record<string, ContextVar<string> | BaggageField<unknown>>>;
+export type PropagatedFields = Readonly<Record<string, StringVar | BaggageField<unknown>>>;
+
+/**
+ * A var that takes every string, as a bare field must: extraction sets it
+ * to whatever text the baggage brings. `set` is written as a property,
+ * whose parameter TypeScript checks contravariantly (a method's it does
+ * not), so a `ContextVar<"on" | "off">`, assignable to `ContextVar<string>`,
+ * is not a StringVar: give it a codec with `baggageField`.
+ */
+export type StringVar = ContextVar<string> & { readonly set: (value: string) => unknown };
 
 /**
  * What extraction found, typed per field; a field absent or rejected by its

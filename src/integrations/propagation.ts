@@ -35,6 +35,7 @@ export type {
   IncomingHeaders,
   OutgoingHeaders,
   PropagatedFields,
+  StringVar,
 } from "./propagation-types.ts";
 
 // W3C Baggage §3.3.2: at most 180 list-members and 8192 bytes. A header over

@@ -29,8 +29,9 @@ import {
   type IncomingHeaders,
   type OutgoingHeaders,
   type PropagatedFields,
+  type StringVar,
 } from "contextvars/otel";
-import { type Equal, type Extends, expectType } from "./expect.ts";
+import { type Equal, type Extends, expectFalse, expectType } from "./expect.ts";
 
 export function contextManager(): void {
   const manager = new ContextVarsContextManager();
@@ -148,6 +149,30 @@ export function propagation(headers: Headers, nodeHeaders: Record<string, string
 
   // @ts-expect-error a bare var must be a ContextVar<string>: give others a codec
   contextPropagation({ attempt });
+  // A bare var must take every string, which extraction may set it to; a
+  // narrower one needs a codec that checks the text.
+  const mode = new ContextVar<"on" | "off">("mode");
+  // @ts-expect-error "on" | "off" is narrower than what the baggage brings
+  contextPropagation({ user, mode });
+  // @ts-expect-error a ContextVar<never> takes no string at all
+  contextPropagation({ none: new ContextVar<never>("none") });
+  const onOff: BaggageCodec<"on" | "off"> = {
+    encode: (value) => value,
+    decode: (text) => {
+      if (text === "on" || text === "off") return text;
+      throw new RangeError("not on or off");
+    },
+  };
+  const checked = contextPropagation({ user, mode: baggageField(mode, onOff) });
+  expectType<
+    Equal<ExtractedValues<typeof checked.fields>, { user?: string; mode?: "on" | "off" }>
+  >();
+  expectType<Extends<ContextVar<string>, StringVar>>();
+  expectFalse<Extends<ContextVar<"on" | "off">, StringVar>>();
+  // A generic wrapper passes its fields on as they are.
+  const wrap = <F extends PropagatedFields>(given: F): ContextPropagation<F> =>
+    contextPropagation(given);
+  wrap({ user });
   // @ts-expect-error the codec must fit the var's type
   baggageField(attempt, codecs.string);
   const isText = (value: unknown): value is string => typeof value === "string";
