@@ -1,7 +1,7 @@
 /**
  * `contextvars/express`: request-scoped context for Express 5 (and 4).
  */
-import type { NextFunction, Request, RequestHandler, Response } from "express";
+import type { NextFunction, Request, Response } from "express";
 import type { Context as RequestContext } from "../core/context.ts";
 import { bindPrototype } from "./request-emitters.ts";
 import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
@@ -16,6 +16,25 @@ export { type RequestContextOptions, requestId };
 
 /** Options of the Express middleware; `seed` and `generateId` receive Express's `req`. */
 export type ExpressContextOptions = RequestContextOptions<Request>;
+
+/**
+ * What `contextMiddleware()` returns: a RequestHandler (it is assignable to
+ * one) generic in the request's types, so that mounted on a route,
+ * `app.get("/users/:id", contextMiddleware(), handler)`, it adds nothing to
+ * what Express infers for the handler: `req.params.id` stays a `string`
+ * where a plain RequestHandler would widen it to ParamsDictionary's.
+ */
+export type ExpressContextMiddleware = <
+  P,
+  ResBody,
+  ReqBody,
+  ReqQuery,
+  Locals extends Record<string, unknown>,
+>(
+  req: Request<P, ResBody, ReqBody, ReqQuery, Locals>,
+  res: Response<ResBody, Locals>,
+  next: NextFunction,
+) => void;
 
 /**
  * Express 5 (and 4) middleware that runs the rest of the request (later
@@ -48,9 +67,10 @@ export type ExpressContextOptions = RequestContextOptions<Request>;
  * });
  * @throws {TypeError} if an option has the wrong type.
  */
-export function contextMiddleware(options?: ExpressContextOptions): RequestHandler {
+export function contextMiddleware(options?: ExpressContextOptions): ExpressContextMiddleware {
   const resolved = resolveOptions(options);
   const seed = resolved.seed;
+  // Typed for every route's Request, used as the plain Request it is.
   return function contextMiddleware(req: Request, res: Response, next: NextFunction): void {
     const context = nodeRequestContext(req, res, resolved, req, fileFor);
     // Also when the request had its Context already: a later mount in a sub-app
@@ -58,7 +78,7 @@ export function contextMiddleware(options?: ExpressContextOptions): RequestHandl
     // Router, which emits no "mount") must patch the sub-app's own.
     bindThroughApp(req, res);
     runInRequest(context, proceed, seed, req, next);
-  };
+  } as ExpressContextMiddleware;
 }
 
 // A new request's Context is filed for req (nothing is added to the object).

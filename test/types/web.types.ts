@@ -109,13 +109,27 @@ export function expressMiddleware(): void {
     },
     generateId: (req) => req.ip ?? "anonymous",
   });
-  expectType<Equal<typeof middleware, RequestHandler>>();
+  expectType<Equal<typeof middleware, expressContext.ExpressContextMiddleware>>();
+  expectType<Extends<typeof middleware, RequestHandler>>();
+  const handler: RequestHandler = middleware;
   app.use(middleware);
   app.use(expressContext.contextMiddleware());
+  app.use("/api", [expressContext.contextMiddleware()], handler);
   app.get("/", expressContext.contextMiddleware(), (_req, res) => {
     res.json({ id: requestId.get() });
   });
   express.Router().use(expressContext.contextMiddleware());
+
+  // On a route, the handler after it keeps the params Express infers from
+  // the path (a plain RequestHandler would widen them to string | string[]).
+  app.get("/users/:id", expressContext.contextMiddleware(), (req, res) => {
+    expectType<Equal<typeof req.params.id, string>>();
+    res.send(req.params.id);
+  });
+  express.Router().post("/orders/:orderId/items/:itemId", middleware, (req, res) => {
+    expectType<Equal<typeof req.params, { orderId: string } & { itemId: string }>>();
+    res.end();
+  });
   const options: expressContext.ExpressContextOptions = { echo: true };
   expressContext.contextMiddleware(options);
 
