@@ -148,3 +148,32 @@ describe("isolated: bad input", () => {
     });
   }
 });
+
+describe("isolated and generator functions", () => {
+  // Calling a generator function runs none of its body: only that call is in
+  // the copy. The body runs where next() is called, as any generator's does
+  // (docs/semantics.md); iterate inside the isolated function instead.
+  itFromEveryState("an isolated async generator's body runs in the iterating Context", async () => {
+    user.set("caller");
+    const lines = isolated(async function* () {
+      user.set("inside");
+      yield user.get();
+    });
+    const seen: string[] = [];
+    for await (const line of lines()) seen.push(line);
+    assert.deepEqual(seen, ["inside"]);
+    assert.equal(user.get(), "inside", "the body's set reached the caller");
+    user.set("caller");
+    const iterateInside = isolated(async () => {
+      const got: string[] = [];
+      for await (const line of (async function* () {
+        user.set("inside");
+        yield user.get();
+      })())
+        got.push(line);
+      return got;
+    });
+    assert.deepEqual(await iterateInside(), ["inside"]);
+    assert.equal(user.get(), "caller", "iterated inside the isolated function, it stays there");
+  });
+});
