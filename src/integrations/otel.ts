@@ -12,7 +12,9 @@ import {
   type Context as OtelContext,
   ROOT_CONTEXT,
 } from "@opentelemetry/api";
+import { mapOf, setMapOf } from "../core/context.ts";
 import { ContextVar } from "../core/context-var.ts";
+import { currentContext } from "../core/current.ts";
 import { MISSING } from "../core/missing.ts";
 import type { Token } from "../core/token.ts";
 import { EmitterBindings } from "./otel-emitter.ts";
@@ -237,11 +239,18 @@ export class ContextVarsContextManager implements ContextManager {
 
   /**
    * Forgets every context this manager holds: `active()` is ROOT_CONTEXT
-   * everywhere until the next `with`. Returns this.
+   * everywhere until the next `with`. A context attached and not disposed
+   * in the Context `disable()` is called in is let go at once; one in
+   * another Context still running (a task, a request), when that Context
+   * finishes. Returns this.
    * @throws nothing.
    */
   disable(): this {
     this.#forget();
+    // Out of the current Context too, which may outlive everything (the root does):
+    // its map would keep an attached context under a var nothing reads again.
+    const current = currentContext();
+    setMapOf(current, mapOf(current).delete(this.#slot as ContextVar<unknown>));
     this.#slot = slotFor();
     this.#forget = inheritIntoRequests(this.#slot as ContextVar<unknown>);
     if (latest?.deref() === this) latest = undefined;

@@ -1,7 +1,7 @@
 /**
  * Finished work leaves nothing alive in the observability integrations:
  * ContextVarsContextManager (`with`, `attach`, `bind` of a function or an
- * EventEmitter, the manager itself), a real tracer making spans in requests,
+ * EventEmitter, `disable`, the manager itself), a real tracer making spans in requests,
  * contextPropagation (`inject`, `extract`, `extractInto`, `wrapFetch`), and
  * the pino mixin and winston format that read vars per log line.
  *
@@ -182,6 +182,20 @@ describe("ContextVarsContextManager keeps no finished context", () => {
       "pinned: a bound emitter holds its context while it lives",
     );
     holder.emitter = undefined;
+    assert.deepEqual(await watch.survivors(), []);
+  });
+
+  it("disable(): a context attached and never disposed in the Context it is called in goes", async () => {
+    const manager = new ContextVarsContextManager();
+    const watch = new Watch();
+    (() => {
+      // In the test's own Context, which outlives the test.
+      manager.attach(otelContext(watch, "attached, not disposed"));
+    })();
+    forgetReadCache();
+    assert.deepEqual(await watch.survivors(5), ["attached, not disposed"], "held until disable()");
+    manager.disable();
+    assert.equal(manager.active(), ROOT_CONTEXT);
     assert.deepEqual(await watch.survivors(), []);
   });
 
