@@ -52,6 +52,9 @@ export interface AttachToken {
 // The manager made or enabled last: the one `extractInto` makes a trace active in.
 let latest: WeakRef<ContextVarsContextManager> | undefined;
 let activate: (context: OtelContext) => boolean;
+// A manager dropped without disable() takes its var out of the ones requests
+// inherit: each would stay there for good, and every request would read it.
+const dropped = new FinalizationRegistry<() => void>((forget) => forget());
 const PROBE = ROOT_CONTEXT.setValue(createContextKey("contextvars.probe"), true);
 // A module-local alias for active(), which tracers and log mixins call on every
 // span and line: an imported binding is read through the exporting module's
@@ -140,6 +143,7 @@ export class ContextVarsContextManager implements ContextManager {
   readonly #emitters = new EmitterBindings();
 
   constructor() {
+    dropped.register(this, this.#forget, this);
     if (latest?.deref() === undefined) latest = new WeakRef(this);
   }
 
@@ -253,6 +257,8 @@ export class ContextVarsContextManager implements ContextManager {
     setMapOf(current, mapOf(current).delete(this.#slot as ContextVar<unknown>));
     this.#slot = slotFor();
     this.#forget = inheritIntoRequests(this.#slot as ContextVar<unknown>);
+    dropped.unregister(this);
+    dropped.register(this, this.#forget, this);
     if (latest?.deref() === this) latest = undefined;
     return this;
   }

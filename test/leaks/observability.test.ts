@@ -34,7 +34,7 @@ import {
   InMemorySpanExporter,
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
-import { Context, ContextVar, createTask } from "contextvars";
+import { Context, ContextVar, copyContext, createTask } from "contextvars";
 import { requestId, withContext } from "contextvars/http";
 import {
   type BaggageCodec,
@@ -204,7 +204,10 @@ describe("ContextVarsContextManager keeps no finished context", () => {
     (() => {
       const manager = watch.track(new ContextVarsContextManager().enable(), "manager");
       manager.bind(otelContext(watch, "bound emitter"), new EventEmitter()).on("x", () => {});
-      manager.with(otelContext(watch, "with"), () => manager.active());
+      // The var the manager keeps its context in, which requests register to inherit.
+      const vars = manager.with(otelContext(watch, "with"), () => [...copyContext().keys()]);
+      const slot = vars.find((v) => v.name === "opentelemetry.context");
+      watch.track(slot as object, "the manager's var");
     })();
     globalManager.enable(); // back as the manager extractInto activates in
     forgetReadCache();
