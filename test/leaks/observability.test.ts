@@ -6,8 +6,9 @@
  * the pino mixin and winston format that read vars per log line.
  *
  * What legitimately stays is pinned here and in docs/guarantees.md: a bound
- * function or EventEmitter holds its context while it is reachable, and a
- * winston entry object the caller keeps holds the values written into it.
+ * function or EventEmitter holds its context while it is reachable, a
+ * winston entry object the caller keeps holds the values written into it,
+ * and Node's fetch holds the Context of the fetch that started its timer.
  *
  * Requests close their connections (`connection: close`, or the server
  * closes them): an idle keep-alive connection and Node's Date-header cache
