@@ -81,6 +81,15 @@ export const SKIPS: readonly Skip[] = [
 
 export const DIFFERENCES: readonly Difference[] = [
   {
+    runtimes: ["node24", "node26", "deno"],
+    path: "test/leaks/observability.test.ts",
+    test: "contextPropagation keeps no finished Context > pinned (Node's fetch): ",
+    reason:
+      "pins that the fetch of Node 20 and 22 (undici 6) starts its timer wheel in the Context of the fetch " +
+      "that finds it stopped, and keeps that Context; the fetch of Node 24 and 26 (undici 7) and Deno's own " +
+      "keep none (the test beside it, that 20 fetches leave nothing alive, passes there)",
+  },
+  {
     runtimes: ["deno"],
     path: "test/leaks/requests.test.ts",
     test: "Node's Date-header cache pinned > the first response in a second holds its Context",

@@ -281,10 +281,11 @@ describe("contextPropagation keeps no finished Context", () => {
   const WARM_UP = "/warm-up";
 
   it("pinned (Node's fetch): the fetch that starts undici's timer holds its Context, the next ones none", async () => {
-    // Node 20's fetch (undici 6) starts its timer wheel, one 499 ms timer it
+    // Node 20's and 22's fetch (undici 6) starts its timer wheel, one 499 ms timer it
     // refreshes, in the Context of the fetch that finds it stopped: the first
     // in the process, or the first after it went idle. That timer keeps the
-    // Context until a later fetch starts the wheel again.
+    // Context until a later fetch starts the wheel again. Node 24's and
+    // Deno's keep none (scripts/runtimes/skips.ts).
     const watch = new Watch();
     const app = await serve(async (_req, res) => {
       res.end("ok");
