@@ -252,10 +252,14 @@ describe("contextPool", () => {
       filename: fixture("job.ts").href,
       execArgv: workerExecArgv,
       maxThreads: 1,
-      // piscina 4's close() leaves a timer of this length running, which keeps
-      // the process alive after the tests (piscina 5 unrefs it).
-      closeTimeout: 1000,
+      // close() terminates the jobs still running after this long: under load
+      // (a loaded 2-core machine), 1 s was not enough. piscina 4's close() leaves
+      // a timer of this length running, which keeps the process alive after the
+      // tests (piscina 5 unrefs it), so not longer.
+      closeTimeout: 5000,
     });
+    // The thread is started before the scope, so close() waits for the jobs only.
+    await piscina.run({ i: 0, delay: 0 });
     let closed = false;
     piscina.once("close", () => {
       closed = true;
