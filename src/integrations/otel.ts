@@ -12,7 +12,7 @@ import {
   type Context as OtelContext,
   ROOT_CONTEXT,
 } from "@opentelemetry/api";
-import { mapOf, setMapOf } from "../core/context.ts";
+import { type Context, mapOf, setMapOf } from "../core/context.ts";
 import { ContextVar } from "../core/context-var.ts";
 import { currentContext } from "../core/current.ts";
 import { MISSING } from "../core/missing.ts";
@@ -55,6 +55,10 @@ let activate: (context: OtelContext) => boolean;
 // A manager dropped without disable() takes its var out of the ones requests
 // inherit: each would stay there for good, and every request would read it.
 const dropped = new FinalizationRegistry<() => void>((forget) => forget());
+// Vars disable() has let go of. A token attached before dispose()s after it
+// into no var: its reset would put an earlier context back under one that
+// nothing reads again, in a Context that may live as long as the process.
+const retired = new WeakSet<ContextVar<OtelContext>>();
 const PROBE = ROOT_CONTEXT.setValue(createContextKey("contextvars.probe"), true);
 // A module-local alias for active(), which tracers and log mixins call on every
 // span and line: an imported binding is read through the exporting module's
@@ -71,6 +75,10 @@ function callWith(fn: Function, self: unknown, args: unknown[]): unknown {
   return Reflect.apply(fn, self, args);
 }
 
+function forgetIn(context: Context, slot: ContextVar<OtelContext>): void {
+  setMapOf(context, mapOf(context).delete(slot as ContextVar<unknown>));
+}
+
 // A class, not a closure per attach: a method costs nothing per token.
 class Attached implements AttachToken {
   readonly #slot: ContextVar<OtelContext>;
@@ -85,6 +93,10 @@ class Attached implements AttachToken {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    if (retired.has(this.#slot)) {
+      forgetIn(currentContext(), this.#slot);
+      return;
+    }
     try {
       this.#slot.reset(this.#token);
     } catch {
@@ -221,7 +233,8 @@ export class ContextVarsContextManager implements ContextManager {
    * was attached since (ContextVar#reset). Run in another Context (a task,
    * a copy), it makes the context from before the attach active there, as
    * AsyncLocalStorageContextManager's token does, and leaves the attaching
-   * Context as it is.
+   * Context as it is. A token from before `disable()` only takes what the
+   * manager held out of the Context it runs in; what is active stays.
    * @throws nothing; nor does dispose().
    */
   attach(context: OtelContext): AttachToken {
@@ -253,8 +266,8 @@ export class ContextVarsContextManager implements ContextManager {
     this.#forget();
     // Out of the current Context too, which may outlive everything (the root does):
     // its map would keep an attached context under a var nothing reads again.
-    const current = currentContext();
-    setMapOf(current, mapOf(current).delete(this.#slot as ContextVar<unknown>));
+    forgetIn(currentContext(), this.#slot);
+    retired.add(this.#slot);
     this.#slot = slotFor();
     this.#forget = inheritIntoRequests(this.#slot as ContextVar<unknown>);
     dropped.unregister(this);

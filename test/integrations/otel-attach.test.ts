@@ -331,6 +331,30 @@ describe("ContextVarsContextManager: attach in this package's Contexts", () => {
     });
   });
 
+  itFromEveryState(
+    "a token disposed after disable() leaves no context under the var disable() let go of",
+    () => {
+      const disabled = new ContextVarsContextManager();
+      const vars = () => [...copyContext().keys()].map(String);
+      const before = vars();
+      disabled.attach(scope("first"));
+      const second = disabled.attach(scope("second"));
+      const third = disabled.attach(scope("third"));
+      disabled.disable();
+      assert.deepEqual(vars(), before);
+      const since = disabled.attach(scope("since"));
+      second.dispose(); // would put "first" back under the old var
+      assert.equal(key1In(disabled.active()), "since", "what is active stays");
+      since.dispose();
+      assert.deepEqual(vars(), before);
+      assert.strictEqual(disabled.active(), ROOT_CONTEXT);
+      copyContext().run(() => {
+        third.dispose(); // another Context: would set "second" there
+        assert.deepEqual(vars(), before);
+      });
+    },
+  );
+
   it("a missing context attaches the root, as with() takes it", () => {
     new Context().run(() => {
       manager.attach(scope("outer"));
