@@ -92,7 +92,9 @@ export interface ContextPropagation<F extends PropagatedFields> {
    * a `CompositePropagator` or sdk-node's `textMapPropagator`), so that
    * instrumentation that injects by itself (instrumentation-http)
    * sends the fields too: `inject` writes the OpenTelemetry context's
-   * baggage plus each field whose var is set where the request is made;
+   * baggage with each field's key set from its var where the request is
+   * made, or left out where the var is unset (an upstream entry of that
+   * key included);
    * `extract` is `W3CBaggagePropagator`'s, with the same limits as here.
    * Setting the vars from incoming baggage stays `extractInto`'s job.
    * The same instance on every call. Throws nothing, nor do its methods.
