@@ -29,7 +29,8 @@ export type ExpressContextMiddleware = <
   ResBody,
   ReqBody,
   ReqQuery,
-  Locals extends Record<string, unknown>,
+  // biome-ignore lint/suspicious/noExplicitAny: Express's own bound; an interface (res.locals typed without an index signature) meets it, not Record<string, unknown>
+  Locals extends Record<string, any>,
 >(
   req: Request<P, ResBody, ReqBody, ReqQuery, Locals>,
   res: Response<ResBody, Locals>,

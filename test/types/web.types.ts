@@ -130,6 +130,22 @@ export function expressMiddleware(): void {
     expectType<Equal<typeof req.params, { orderId: string } & { itemId: string }>>();
     res.end();
   });
+  // Locals typed as an interface, which has no index signature: Express
+  // constrains them by Record<string, any>, which an interface meets.
+  interface ShopLocals {
+    user: string;
+  }
+  app.get<{ id: string }, string, unknown, unknown, ShopLocals>(
+    "/shops/:id",
+    expressContext.contextMiddleware(),
+    (req, res) => {
+      expectType<Equal<typeof res.locals.user, string>>();
+      res.send(req.params.id);
+    },
+  );
+  const typedLocals: RequestHandler<{ id: string }, string, unknown, unknown, ShopLocals> =
+    expressContext.contextMiddleware();
+  app.use(typedLocals);
   const options: expressContext.ExpressContextOptions = { echo: true };
   expressContext.contextMiddleware(options);
 
