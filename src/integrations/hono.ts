@@ -76,8 +76,15 @@ export function contextMiddleware<E extends Env = Env>(
   // Returns the id to make sure of on the response, if any.
   function fetchRequestContext(c: Context<E>): [RequestContext, string | undefined] {
     const raw = c.req.raw;
-    const existing = requestContextOf(c) ?? requestContextOf(raw);
-    if (existing !== undefined) return [existing, undefined];
+    const known = requestContextOf(c);
+    if (known !== undefined) return [known, undefined];
+    const existing = requestContextOf(raw);
+    if (existing !== undefined) {
+      // Another app's `c` for the same Request (mount with replaceRequest:
+      // false): filed too, for its sub-apps behind a new Request of its own.
+      fileRequestContext(c, existing);
+      return [existing, undefined];
+    }
     const id = requestIdFor(resolved.trustHeader ? c.req.header(header) : undefined, resolved, c);
     if (echo) c.header(header, id);
     const context = openRequestContext(id);

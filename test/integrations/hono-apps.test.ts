@@ -105,6 +105,13 @@ function buildApp(): Hono {
     "/passed-on/*",
     mount(subWithOwnMiddleware("/passed-on").fetch, { replaceRequest: false }),
   );
+  // The same Request, to an app with contextMiddleware of its own whose
+  // bodyLimit() gives its `c` a new one before its own sub-app's mount.
+  const passedOnLimited = new Hono().basePath("/passed-on-limited");
+  passedOnLimited.use(contextMiddleware());
+  passedOnLimited.use(bodyLimit({ maxSize: 1 << 16 }));
+  passedOnLimited.route("/", subWithOwnMiddleware());
+  app.all("/passed-on-limited/*", mount(passedOnLimited.fetch, { replaceRequest: false }));
 
   app.use(
     "/slow",
@@ -201,6 +208,30 @@ for (const path of honoPaths) {
         const body = (await response.json()) as Record<string, string>;
         assert.equal(response.headers.get("x-request-id"), body.id);
         assert.equal(body.parent, "parent of v");
+      } finally {
+        await served.close();
+      }
+    });
+
+    it("an app passed the same Request, whose own sub-app mounts contextMiddleware behind its bodyLimit(), given a body in chunks: the parent's Context", async () => {
+      const served = await serveHono(buildApp(), path);
+      try {
+        await Promise.all(
+          Array.from({ length: 10 }, async (_, i) => {
+            const response = await fetch(
+              `${served.base}/passed-on-limited/values`,
+              chunked(`{"n":${i},"pad":"${"x".repeat(100)}"}`, headersOf(`p-${i}`, `u${i}`)),
+            );
+            assert.equal(response.status, 200);
+            assert.equal(response.headers.get("x-inner"), `inner after parent of u${i}`);
+            assert.deepEqual(await response.json(), {
+              id: `p-${i}`,
+              user: `u${i}`,
+              parent: `parent of u${i}`,
+              inner: `inner after parent of u${i}`,
+            });
+          }),
+        );
       } finally {
         await served.close();
       }
