@@ -14,7 +14,7 @@ import {
 } from "@opentelemetry/api";
 import { type Context, mapOf, setMapOf } from "../core/context.ts";
 import { ContextVar } from "../core/context-var.ts";
-import { currentContext } from "../core/current.ts";
+import { currentContext, rootContext } from "../core/current.ts";
 import { MISSING } from "../core/missing.ts";
 import type { Token } from "../core/token.ts";
 import { EmitterBindings } from "./otel-emitter.ts";
@@ -257,16 +257,18 @@ export class ContextVarsContextManager implements ContextManager {
   /**
    * Forgets every context this manager holds: `active()` is ROOT_CONTEXT
    * everywhere until the next `with`. A context attached and not disposed
-   * in the Context `disable()` is called in is let go at once; one in
-   * another Context still running (a task, a request), when that Context
-   * finishes. Returns this.
+   * in the Context `disable()` is called in, or in the root Context, is let
+   * go at once; one in another Context still running (a task, a request),
+   * when that Context finishes. Returns this.
    * @throws nothing.
    */
   disable(): this {
     this.#forget();
     // Out of the current Context too, which may outlive everything (the root does):
     // its map would keep an attached context under a var nothing reads again.
+    // The root itself as well: it never finishes, wherever disable() is called.
     forgetIn(currentContext(), this.#slot);
+    forgetIn(rootContext, this.#slot);
     retired.add(this.#slot);
     this.#slot = slotFor();
     this.#forget = inheritIntoRequests(this.#slot as ContextVar<unknown>);

@@ -200,6 +200,21 @@ describe("ContextVarsContextManager keeps no finished context", () => {
     assert.deepEqual(await watch.survivors(), []);
   });
 
+  it("disable() from inside a task lets go of a context attached in the root Context", async () => {
+    const manager = new ContextVarsContextManager();
+    const watch = new Watch();
+    (() => {
+      // The test's own Context is the root: no run is entered around it.
+      manager.attach(otelContext(watch, "attached at the root"));
+    })();
+    forgetReadCache();
+    assert.deepEqual(await watch.survivors(5), ["attached at the root"], "held until disable()");
+    await createTask(() => {
+      manager.disable();
+    });
+    assert.deepEqual(await watch.survivors(), []);
+  });
+
   it("a manager no longer referenced goes, enabled and with an emitter it bound", async () => {
     const watch = new Watch();
     (() => {
