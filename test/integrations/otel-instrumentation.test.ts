@@ -588,6 +588,30 @@ describe("contextPropagation beside the instrumentation's own propagation", () =
     return { traceId, replies, spans: await spansAfterServers(2 * count) };
   }
 
+  /**
+   * What request n's call from A brought B: the user from upstream, `role`
+   * as expected, the pass-through tenant, and the trace under A's CLIENT span.
+   */
+  function assertReachedB(
+    n: number,
+    span: string,
+    fromB: { user: string; role: string; tenant: string; traceparent: string; span: string },
+    role: string,
+    run: { traceId: string; spans: ReadableSpan[]; ids: Map<string, ReadableSpan> },
+  ): void {
+    assert.deepEqual(
+      { user: fromB.user, role: fromB.role, tenant: fromB.tenant },
+      { user: `user-${n}`, role, tenant: "acme" },
+      `request ${n}: what B received`,
+    );
+    const client = run.spans.find(
+      (s) => s.kind === SpanKind.CLIENT && s.parentSpanContext?.spanId === span,
+    );
+    assert.ok(client, `request ${n}: A's call has a CLIENT span under A's SERVER span`);
+    assert.equal(fromB.traceparent, `00-${run.traceId}-${client.spanContext().spanId}-01`);
+    assertChild(run.ids.get(fromB.span) as ReadableSpan, client);
+  }
+
   // The instrumentation injects with the global propagator after the caller's
   // headers are set: traceparent becomes its CLIENT span's (right), and with
   // W3CBaggagePropagator global (sdk-node's default) `baggage` becomes the
@@ -604,18 +628,7 @@ describe("contextPropagation beside the instrumentation's own propagation", () =
         assert.equal(aServer?.kind, SpanKind.SERVER, `request ${n}: A's SERVER span stays active`);
         assert.equal(aServer?.parentSpanContext?.spanId, "00f067aa0ba902b7", "under the caller");
         assert.equal(aServer?.spanContext().traceId, traceId);
-        const { user: userAtB, role: roleAtB, tenant } = fromB;
-        assert.deepEqual(
-          { user: userAtB, role: roleAtB, tenant },
-          { user: `user-${n}`, role: withBaggage ? "-" : `role-${n}`, tenant: "acme" },
-          `request ${n}: what B received`,
-        );
-        const client = spans.find(
-          (s) => s.kind === SpanKind.CLIENT && s.parentSpanContext?.spanId === span,
-        );
-        assert.ok(client, `request ${n}: A's call has a CLIENT span under A's SERVER span`);
-        assert.equal(fromB.traceparent, `00-${traceId}-${client.spanContext().spanId}-01`);
-        assertChild(ids.get(fromB.span) as ReadableSpan, client);
+        assertReachedB(n, span, fromB, withBaggage ? "-" : `role-${n}`, { traceId, spans, ids });
       }
     });
   }
@@ -632,18 +645,7 @@ describe("contextPropagation beside the instrumentation's own propagation", () =
       const { traceId, replies, spans } = await callA(30);
       const ids = byId(spans);
       for (const [n, { span, fromB }] of replies.entries()) {
-        const { user: userAtB, role: roleAtB, tenant } = fromB;
-        assert.deepEqual(
-          { user: userAtB, role: roleAtB, tenant },
-          { user: `user-${n}`, role: `role-${n}`, tenant: "acme" },
-          `request ${n}: what B received`,
-        );
-        const client = spans.find(
-          (s) => s.kind === SpanKind.CLIENT && s.parentSpanContext?.spanId === span,
-        );
-        assert.ok(client, `request ${n}: A's call has a CLIENT span under A's SERVER span`);
-        assert.equal(fromB.traceparent, `00-${traceId}-${client.spanContext().spanId}-01`);
-        assertChild(ids.get(fromB.span) as ReadableSpan, client);
+        assertReachedB(n, span, fromB, `role-${n}`, { traceId, spans, ids });
       }
     } finally {
       injectByHand = true;
