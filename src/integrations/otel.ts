@@ -224,10 +224,11 @@ export class ContextVarsContextManager implements ContextManager {
    *
    * It is a `set`, with a set's reach. Inside a request of an integration, a
    * task or a `with`, it stays there. Two timer callbacks of one Context
-   * share what either attaches, where AsyncLocalStorageContextManager (on
-   * `enterWith`) gives each callback's chain its own: run such chains as
-   * tasks. In an async function called directly, it reaches the caller, as
-   * it does there before the first `await`.
+   * share what either attaches, where AsyncLocalStorageContextManager, which
+   * swaps its store for the rest of the current async chain, gives each
+   * callback's chain its own: run such chains as tasks. In an async function
+   * called directly, it reaches the caller, as it does there before the
+   * first `await`.
    *
    * `dispose()` run in the Context that attached resets the set, whatever
    * was attached since (ContextVar#reset). Run in another Context (a task,
