@@ -235,6 +235,24 @@ export const DIFFERENCES: readonly Difference[] = [
     pinnedBy: PINNED,
   },
   {
+    runtimes: ["bun"],
+    path: "test/integrations/logging-faults.test.ts",
+    test: /rejection is logged/,
+    reason:
+      "Bun runs process 'unhandledRejection' listeners, winston's among them, in no Context (the root " +
+      "Context), so a rejection's log line has no request fields",
+    pinnedBy: PINNED,
+  },
+  {
+    runtimes: ["deno"],
+    path: "test/integrations/logging-faults.test.ts",
+    test: /a timer's throw is logged/,
+    reason:
+      "Deno runs process 'uncaughtException' listeners, winston's among them, in no Context (the root " +
+      "Context), so a thrown error's log line has no request fields",
+    pinnedBy: PINNED,
+  },
+  {
     runtimes: NODE_WITH_FRAME,
     frame: "on",
     path: "test/faults/process-handlers.test.ts",
