@@ -1,0 +1,159 @@
+/**
+ * The programs of docs/recipes.md, each run as a child process as its header
+ * says, and compared with what it prints, line for line: each line is a claim
+ * of the recipe (a transaction kept apart, a log line with its own id, an
+ * aborted fetch), so a change in behaviour shows up as a changed line.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { runtime } from "../runtimes/runtime.ts";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+/** Runs examples/recipes/<name>.ts with node, as its header says; resolves with its stdout lines. */
+async function runRecipe(name: string): Promise<string[]> {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ["--conditions=contextvars-source", "--import", "tsx", `examples/recipes/${name}.ts`],
+    // Each recipe ends by itself in well under a second; the margin is for a loaded machine.
+    { cwd: root, timeout: 30_000 },
+  );
+  return stdout.trimEnd().split("\n");
+}
+
+const onNode = { skip: runtime === "node" ? false : "the recipes' run lines are node's" };
+
+describe("recipes", () => {
+  it(
+    "transaction.ts: nested calls share a transaction, concurrent ones never do, a throw leaves none",
+    onNode,
+    async () => {
+      assert.deepEqual(await runRecipe("transaction"), TRANSACTION);
+    },
+  );
+
+  it(
+    "request-logger.ts: every pino line carries its own request's id and user",
+    onNode,
+    async () => {
+      assert.deepEqual(await runRecipe("request-logger"), REQUEST_LOGGER);
+    },
+  );
+
+  it(
+    "deadline.ts: the deadline aborts the fetch below it and leaves the caller's values",
+    onNode,
+    async () => {
+      assert.deepEqual(await runRecipe("deadline"), DEADLINE);
+    },
+  );
+
+  it(
+    "request-cache.ts: one fetch per user per request, nothing shared across requests",
+    onNode,
+    async () => {
+      assert.deepEqual(await runRecipe("request-cache"), REQUEST_CACHE);
+    },
+  );
+
+  it(
+    "background-work.ts: tasks and callLater keep the request; emitter listeners need binding",
+    onNode,
+    async () => {
+      assert.deepEqual(await runRecipe("background-work"), BACKGROUND_WORK);
+    },
+  );
+
+  it(
+    "test-overrides.ts: set() leaks into concurrent tests, var.run and Context.run do not",
+    onNode,
+    async () => {
+      assert.deepEqual(await runRecipe("test-overrides"), TEST_OVERRIDES);
+    },
+  );
+});
+
+const TRANSACTION = [
+  "  tx1: opened alice with 100",
+  "  tx1: opened bob with 50",
+  "  tx1: opened carol with 0",
+  "  tx1: opened dave with 0",
+  "committed: alice=100 bob=50 carol=0 dave=0",
+  "two transfers at once, each in its own transaction:",
+  "  tx2: alice 100 → 70",
+  "  tx3: bob 50 → 30",
+  "  tx2: carol 0 → 30",
+  "  tx3: dave 0 → 20",
+  "committed: alice=70 bob=30 carol=30 dave=20",
+  "a nested withTransaction is a savepoint of the outer one:",
+  "  tx4: alice 70 → 60",
+  "  tx4.sp1: alice 60 → 35",
+  "  the savepoint rolled back (no account zoe); the outer goes on",
+  "  tx4: carol 30 → 40",
+  "committed: alice=60 bob=30 carol=40 dave=20",
+  "a throw rolls the whole transaction back:",
+  "  tx5: carol 40 → 0",
+  "  failed: payment provider down",
+  "committed: alice=60 bob=30 carol=40 dave=20",
+  "transaction left behind: none",
+  "a query outside any transaction: db() called outside withTransaction()",
+];
+
+const REQUEST_LOGGER = [
+  'reply req-1 ["tea","cake"]',
+  'reply req-2 ["coffee"]',
+  '{"level":30,"user":"anonymous","msg":"starting"}',
+  '{"level":30,"requestId":"req-1","user":"alice","msg":"listing orders"}',
+  '{"level":30,"module":"orders-repository","requestId":"req-1","user":"alice","rows":2,"msg":"query done"}',
+  '{"level":30,"requestId":"req-1","user":"alice","msg":"replying"}',
+  '{"level":30,"requestId":"req-2","user":"bob","msg":"listing orders"}',
+  '{"level":30,"module":"orders-repository","requestId":"req-2","user":"bob","rows":1,"msg":"query done"}',
+  '{"level":30,"requestId":"req-2","user":"bob","msg":"replying"}',
+];
+
+const DEADLINE = [
+  "fast answer",
+  'TimeoutError: Task("load-slow") timed out after 100 ms',
+  "the server saw trace-7-slow abort",
+  "after the timeout, traceId is still trace-7",
+];
+
+const REQUEST_CACHE = [
+  '{"viewer":"admin","profiles":[{"id":"u1","name":"Ada","email":"ada@example.com"},{"id":"u2","name":"Grace","email":"grace@example.com"},{"id":"u1","name":"Ada","email":"ada@example.com"}]}',
+  '{"viewer":"guest","profiles":[{"id":"u1","name":"Ada"},{"id":"u2","name":"Grace"},{"id":"u1","name":"Ada"}]}',
+  "backend calls (3 loads per request, u1 twice): req-1 u1, req-1 u2, req-2 u1, req-2 u2",
+];
+
+const BACKGROUND_WORK = [
+  "[order-1] 202 sent",
+  "[-] plain job listener: thumbnail done",
+  "[order-1] bound job listener: thumbnail done",
+  "[-] queue listener: thumbnail done",
+  "[order-1] bound queue listener: a job is done",
+  "[order-1] task: receipt emailed",
+  "[order-1] callLater: follow-up reminder scheduled",
+  "client got 202; the work of order-1 went on after it",
+  "[order-2] 202 sent",
+  "[-] plain job listener: thumbnail done",
+  "[order-2] bound job listener: thumbnail done",
+  "[-] queue listener: thumbnail done",
+  "[order-2] bound queue listener: a job is done",
+  "[order-2] task: receipt emailed",
+  "[order-2] callLater: follow-up reminder scheduled",
+  "client got 202; the work of order-2 went on after it",
+];
+
+const TEST_OVERRIDES = [
+  "set() in a test body:",
+  "  ok - new checkout is on: new checkout for anonymous, 100 EUR",
+  "  not ok - the default is the old checkout: new checkout for anonymous, 100 EUR",
+  "var.run and Context.run:",
+  "  ok - new checkout is on: new checkout for anonymous, 100 EUR",
+  "  ok - the default is the old checkout: old checkout for anonymous, 100 EUR",
+  "  ok - a premium user gets 20% off: old checkout for ada, 80 EUR",
+  "  ok - a premium user on the new checkout: new checkout for ada, 80 EUR",
+  "after the tests: old checkout for anonymous, 100 EUR",
+];
