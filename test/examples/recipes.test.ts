@@ -2,10 +2,13 @@
  * The programs of docs/recipes.md, each run as a child process as its header
  * says, and compared with what it prints, line for line: each line is a claim
  * of the recipe (a transaction kept apart, a log line with its own id, an
- * aborted fetch), so a change in behaviour shows up as a changed line.
+ * aborted fetch), so a change in behaviour shows up as a changed line. The
+ * outputs docs/recipes.md shows are checked against the same lines.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -74,6 +77,19 @@ describe("recipes", () => {
       assert.deepEqual(await runRecipe("test-overrides"), TEST_OVERRIDES);
     },
   );
+
+  it("docs/recipes.md shows each program and, below it, this output", () => {
+    const doc = readFileSync(join(root, "docs", "recipes.md"), "utf8");
+    const shown: Record<string, string[]> = {};
+    for (const section of doc.split(/^## /m).slice(1)) {
+      const program = /\(\.\.\/examples\/recipes\/([\w-]+)\.ts\)/.exec(section)?.[1];
+      const output = /```text\n([\s\S]*?)```/.exec(section)?.[1];
+      if (program !== undefined && output !== undefined) {
+        shown[program] = output.trimEnd().split("\n");
+      }
+    }
+    assert.deepEqual(shown, OUTPUTS);
+  });
 });
 
 const TRANSACTION = [
@@ -157,3 +173,12 @@ const TEST_OVERRIDES = [
   "  ok - a premium user on the new checkout: new checkout for ada, 80 EUR",
   "after the tests: old checkout for anonymous, 100 EUR",
 ];
+
+const OUTPUTS: Record<string, readonly string[]> = {
+  transaction: TRANSACTION,
+  "request-logger": REQUEST_LOGGER,
+  deadline: DEADLINE,
+  "request-cache": REQUEST_CACHE,
+  "background-work": BACKGROUND_WORK,
+  "test-overrides": TEST_OVERRIDES,
+};
