@@ -9,7 +9,15 @@ import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { ContextVar, createTask, TaskGroup, TaskGroupClosedError, taskGroup } from "contextvars";
+import {
+  ContextVar,
+  createTask,
+  gather,
+  type Task,
+  TaskGroup,
+  TaskGroupClosedError,
+  taskGroup,
+} from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -178,6 +186,39 @@ describe("the signal option", () => {
       (e) => e instanceof AggregateError && e.errors.length === 1 && e.errors[0] === failure,
     );
   });
+});
+
+describe("a task's children", () => {
+  itFromEveryState(
+    "cancelling a task does not cancel the tasks it started (asyncio's gather would); the same with its signal handed down does",
+    async () => {
+      let free: Task<string> | undefined;
+      let tied: Task<string> | undefined;
+      let group: TaskGroup | undefined;
+      const parent = createTask(async (signal) => {
+        free = createTask(async () => {
+          await sleep(5);
+          return "ran on";
+        });
+        tied = createTask(untilAborted, { signal });
+        group = new TaskGroup({ signal });
+        group.createTask(untilAborted);
+        return gather(
+          () => free as Task<string>,
+          () => tied as Task<string>,
+        );
+      });
+      const reason = new Error("parent cancelled");
+      parent.cancel(reason);
+      await assert.rejects(parent, (e) => e === reason);
+      assert.equal(await free, "ran on");
+      assert.equal(free?.cancelled, false);
+      await assert.rejects(tied as Task<string>, (e) => e === reason);
+      assert.equal(tied?.cancelled, true);
+      assert.equal(group?.signal.reason, reason);
+      await group?.wait();
+    },
+  );
 });
 
 describe("cancellation and unhandled rejections", () => {
