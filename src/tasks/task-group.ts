@@ -121,6 +121,9 @@ export class TaskGroup implements AsyncDisposable {
       this.#tasks.delete(task);
       this.#childDone();
     });
+    // fn's synchronous start may have shut the group down (it aborted the
+    // outer signal) before the child was in #tasks, so #abort missed it.
+    if (this.#state !== "open") task.cancel(this.#abortReason);
     return task;
   }
 

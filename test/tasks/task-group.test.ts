@@ -394,6 +394,24 @@ describe("TaskGroup: an outer signal", () => {
     assert.equal(ran, false);
     await tg.wait();
   });
+
+  it("aborted by a child's synchronous start: that child is cancelled too, with its reason", async () => {
+    const outer = new AbortController();
+    const tg = new TaskGroup({ signal: outer.signal });
+    const reason = new Error("stop");
+    let slept: Promise<unknown> | undefined;
+    const child = tg.createTask((signal) => {
+      outer.abort(reason);
+      slept = sleep(1_000, "not cancelled", { signal });
+      return slept;
+    });
+    assert.equal(child.cancelled, true);
+    assert.equal(child.signal.reason, reason);
+    assert.equal(await rejection(child), reason);
+    await tg.wait();
+    // wait() settled because the child heeded its signal, not because the sleep ran out.
+    assert.equal(((await rejection(slept as Promise<unknown>)) as Error).name, "AbortError");
+  });
 });
 
 describe("TaskGroup: a child whose function returns an exotic object", () => {
