@@ -53,12 +53,21 @@ export function gather<const T extends readonly GatherItem[]>(
     reject = no;
   });
   let failed = false;
+  let starting = true;
   // What Promise.all does, without a promise and a reaction per task: each
   // task tells its outcome to an observer, which also marks its failure
   // handled (Promise.all's reaction does the same for the promises it takes).
   const settle = (i: number, ok: boolean, value: unknown): void => {
     if (failed) return;
     if (!ok) {
+      if (starting) {
+        // A function that threw synchronously is told here before gather has
+        // returned: it fails as one returning Promise.reject() would, a turn
+        // later, after an item before it that was rejected already (the
+        // first rejection, as Promise.all and asyncio.gather find it).
+        Promise.reject(value).then(undefined, (error: unknown) => settle(i, false, error));
+        return;
+      }
       failed = true;
       // In the caller's Context, as Promise.all's reaction would reject it.
       carrier.run(caller, reject, value);
@@ -80,6 +89,7 @@ export function gather<const T extends readonly GatherItem[]>(
       );
     }
   }
+  starting = false;
   if (count === 0) resolve(results as Result);
   return all;
 }

@@ -135,6 +135,25 @@ describe("gather: PromiseLikes and results", () => {
     });
     await assert.rejects(gathered, (e) => e === boom);
   });
+
+  it("a synchronous throw after an item rejected already: the earlier rejection wins, as in Promise.all", async () => {
+    const first = new Error("rejected before gather was called");
+    const later = new Error("thrown while gather starts");
+    const throwLater = (): never => {
+      throw later;
+    };
+    const all = await Promise.all([Promise.reject(first), (async () => throwLater())()]).catch(
+      (e: unknown) => e,
+    );
+    assert.equal(all, first);
+    await assert.rejects(gather(Promise.reject(first), throwLater), (e) => e === first);
+    await assert.rejects(
+      gather(Promise.reject(first), async () => throwLater()),
+      (e) => e === first,
+      "as for an async function that throws",
+    );
+    await assert.rejects(gather(throwLater, Promise.reject(first)), (e) => e === later);
+  });
 });
 
 describe("gather: a PromiseLike's then, as Promise.all reads it", () => {
