@@ -17,6 +17,7 @@ import {
   createTask,
   currentTask,
   gather,
+  isolated,
   Task,
   TaskGroup,
   timeout,
@@ -109,6 +110,32 @@ describe("Task: the context option", () => {
       assert.equal(cvar.get("unset"), "unset");
     });
   }
+
+  itFromEveryState(
+    "the Context current at creation, given as context: the task runs in it, not a copy, and its sets land there",
+    async () => {
+      const v = new ContextVar<string>("v");
+      const ctx = new Context();
+      const seen = await ctx.run(async () => {
+        v.set("before");
+        const task = createTask(
+          async () => {
+            const before = v.get();
+            await sleep(0);
+            v.set("set by the task");
+            return before;
+          },
+          { context: ctx },
+        );
+        assert.equal(task.context, ctx);
+        const before = await task;
+        return [before, v.get()];
+      });
+      assert.deepEqual(seen, ["before", "set by the task"]);
+      assert.equal(ctx.get(v), "set by the task");
+      assert.equal(v.get("unset"), "unset");
+    },
+  );
 
   it("test_get_context: task.context is the Context given", async () => {
     const context = copyContext();
@@ -809,11 +836,16 @@ describe("currentTask() and the Context slot, further", () => {
     assert.equal((await task)[0], task);
   });
 
-  it("copies of a task's Context (copyContext, bind) keep the task", async () => {
-    const task = createTask(() => [copyContext().run(currentTask), bind(currentTask)()]);
-    const [viaCopy, viaBind] = await task;
+  it("copies of a task's Context (copyContext, bind, isolated) keep the task", async () => {
+    const task = createTask(() => [
+      copyContext().run(currentTask),
+      bind(currentTask)(),
+      isolated(currentTask)(),
+    ]);
+    const [viaCopy, viaBind, viaIsolated] = await task;
     assert.equal(viaCopy, task);
     assert.equal(viaBind, task);
+    assert.equal(viaIsolated, task);
   });
 
   it("four sharers: the slot goes to the last one started that still runs", async () => {
