@@ -152,6 +152,18 @@ describe("Worker", () => {
     });
   });
 
+  it("a worker that never loads contextvars passes its values on to the plain Workers it starts", async () => {
+    const reply = await user.run("relayed", () =>
+      firstMessage<EchoReply>(
+        new Worker(fixture("plain-relay.ts"), {
+          workerData: { names: ["user"] } satisfies EchoData,
+          execArgv: workerExecArgv,
+        }),
+      ),
+    );
+    assert.deepEqual(reply.seen, { user: "relayed" });
+  });
+
   it("passed-through values reach a pool job in the middle worker, but not a worker started with a new Context", async () => {
     const trace = new ContextVar<string>("trace");
     const reply = await trace.run("t-1", () =>
