@@ -193,7 +193,7 @@ describe("a task's children", () => {
     "cancelling a task does not cancel the tasks it started (asyncio's gather would); the same with its signal handed down does",
     async () => {
       let free: Task<string> | undefined;
-      let tied: Task<string> | undefined;
+      let tied: Task<unknown> | undefined;
       let group: TaskGroup | undefined;
       const parent = createTask(async (signal) => {
         free = createTask(async () => {
@@ -205,7 +205,7 @@ describe("a task's children", () => {
         group.createTask(untilAborted);
         return gather(
           () => free as Task<string>,
-          () => tied as Task<string>,
+          () => tied as Task<unknown>,
         );
       });
       const reason = new Error("parent cancelled");
@@ -213,7 +213,7 @@ describe("a task's children", () => {
       await assert.rejects(parent, (e) => e === reason);
       assert.equal(await free, "ran on");
       assert.equal(free?.cancelled, false);
-      await assert.rejects(tied as Task<string>, (e) => e === reason);
+      await assert.rejects(tied as Task<unknown>, (e) => e === reason);
       assert.equal(tied?.cancelled, true);
       assert.equal(group?.signal.reason, reason);
       await group?.wait();
