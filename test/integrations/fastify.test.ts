@@ -7,8 +7,8 @@ import { after, before, describe, it } from "node:test";
 import { Context, ContextVar, type Token } from "contextvars";
 import { contextPlugin, requestId } from "contextvars/fastify";
 import { withContext } from "contextvars/http";
-import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
-import { keepAliveAgent, randomDelay, send, UUID } from "../helpers/http.ts";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import { keepAliveAgent, randomDelay, send, sendRaw, UUID } from "../helpers/http.ts";
 import { pinContext } from "../helpers/pin-context.ts";
 import {
   asyncStage,
@@ -510,6 +510,45 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
         while (seen.length < 3) await new Promise((resolve) => setTimeout(resolve, 5));
         const id = wrapped ? "t-1" : "<none>";
         assert.deepEqual(seen, [`signal: ${id}`, `error handler: ${id}`, `onResponse: ${id}`]);
+      } finally {
+        await own.close();
+      }
+    }
+  });
+
+  it("a malformed URL (FST_ERR_BAD_URL): no hook runs, the answer carries no id and frameworkErrors sees no request values, unless the server is wrapped (pinned)", async () => {
+    // Fastify answers it before routing, so before the onRequest hook where
+    // the plugin opens the Context; withContext in a serverFactory opens it earlier.
+    for (const wrapped of [false, true]) {
+      const seen: string[] = [];
+      const options = {
+        frameworkErrors: (error: Error & { code?: string }, _req: unknown, reply: FastifyReply) => {
+          seen.push(`frameworkErrors ${error.code}: ${requestId.get("<none>")}`);
+          reply.code(400).send("bad url");
+        },
+      };
+      const own = wrapped
+        ? Fastify({ ...options, serverFactory: (h) => createServer(withContext(h)) })
+        : Fastify(options);
+      await own.register(contextPlugin);
+      for (const hook of ["onRequest", "preHandler", "onSend", "onResponse"] as const) {
+        own.addHook(hook, async () => {
+          seen.push(`${hook}: ${requestId.get("<none>")}`);
+        });
+      }
+      own.get("/*", async () => "routed");
+      const url = await own.listen({ port: 0, host: "127.0.0.1" });
+      try {
+        const reply = await sendRaw(url, [
+          "GET /%E0%A4%A HTTP/1.1",
+          "Host: x",
+          "x-request-id: bad-1",
+        ]);
+        assert.equal(reply.status, 400);
+        assert.equal(reply.headers["x-request-id"], wrapped ? "bad-1" : undefined);
+        assert.deepEqual(seen, [
+          `frameworkErrors FST_ERR_BAD_URL: ${wrapped ? "bad-1" : "<none>"}`,
+        ]);
       } finally {
         await own.close();
       }
