@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { runInNewContext } from "node:vm";
 import { getEnvironmentData } from "node:worker_threads";
 import { Context, ContextError, ContextVar } from "contextvars";
+import { Variable } from "contextvars/async-context";
 import { type ContextPool, contextPool, TransferError, Worker } from "contextvars/worker";
 import { Piscina } from "piscina";
 import { problemIn } from "../../src/threads/transfer.ts";
@@ -236,6 +237,19 @@ describe("Worker: what may cross", () => {
     });
     const inWorker = await user.run("sent", () => firstMessage<EchoReply>(worker));
     assert.deepEqual(inWorker.seen, { user: "<unset>" });
+  });
+
+  it("a contextvars/async-context Variable never crosses, whatever its value, and is no clash", async () => {
+    const traceId = new Variable<unknown>({ name: "user" });
+    const reply = await user.run("sent", () =>
+      traceId.run(
+        () => {},
+        () => firstMessage<EchoReply>(startEcho(["user"])),
+      ),
+    );
+    assert.deepEqual(reply.seen, { user: "sent" });
+    const alone = await traceId.run("kept", () => firstMessage<EchoReply>(startEcho(["user"])));
+    assert.deepEqual(alone.seen, { user: "<unset>" });
   });
 });
 
