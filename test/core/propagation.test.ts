@@ -219,6 +219,27 @@ describe("entering a Context that is already running", () => {
   });
 
   itFromEveryState(
+    "ctx.run reached again through other runs (another Context's, a var's, a copy's, a task's start) throws ContextEnteredError",
+    async () => {
+      const ctx = new Context();
+      const other = new Context();
+      const reenter = () => ctx.run(() => 0);
+      const { seen, task } = ctx.run(() => ({
+        seen: [
+          () => other.run(reenter),
+          () => v.run("inner", reenter),
+          () => ctx.copy().run(reenter),
+        ].map((path) => captureError(path)),
+        // A task's function runs at once; its throw rejects the task.
+        task: createTask(reenter),
+      }));
+      assert.equal(seen.length, 3);
+      for (const error of seen) assert.ok(error instanceof ContextEnteredError);
+      await assert.rejects(task, ContextEnteredError);
+    },
+  );
+
+  itFromEveryState(
     "ctx.run from an async continuation of ctx runs in ctx; from inside that run it throws",
     async () => {
       const ctx = new Context();
