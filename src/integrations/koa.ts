@@ -1,7 +1,7 @@
 /**
  * `contextvars/koa`: request-scoped context for Koa 3 (and 2).
  */
-import { format } from "node:util";
+import { format, inspect } from "node:util";
 import type { Context, Middleware, Next } from "koa";
 import { carrier } from "../carrier/select.ts";
 import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
@@ -60,7 +60,7 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
         // message, dropping its headers; making that Error here lets it carry them.
         const failed: Error & { headers?: unknown } = isNativeError(error)
           ? (error as Error)
-          : new Error(format("non-error thrown: %j", error));
+          : new Error(nonErrorMessage(error));
         const headers = typeof failed.headers === "object" ? failed.headers : undefined;
         try {
           failed.headers = { ...headers, [header]: requestId.get() };
@@ -115,6 +115,22 @@ function keepStreamInRequest(ctx: Context): void {
   Reflect.set(body, "pipe", function pipeInRequest(this: unknown, ...args: unknown[]): unknown {
     return runInRequest(context, Reflect.apply, pipe, this, args);
   });
+}
+
+// Koa's own message for a thrown value that is not an Error. Its `%j` throws
+// on a BigInt or an object whose toJSON throws, where Koa's onerror then
+// rejects unhandled; that TypeError would replace the thrown value and carry
+// no id, so such a value is written with inspect instead.
+function nonErrorMessage(error: unknown): string {
+  try {
+    return format("non-error thrown: %j", error);
+  } catch {
+    try {
+      return `non-error thrown: ${inspect(error)}`;
+    } catch {
+      return "non-error thrown";
+    }
+  }
 }
 
 // Koa's own test (context.js onerror): an Error of any realm.

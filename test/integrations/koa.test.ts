@@ -511,6 +511,44 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
     }
   });
 
+  it("a thrown value JSON cannot write (a BigInt, an object whose toJSON throws) still becomes an Error that names it and carries the id", async () => {
+    // Koa's own conversion, format("non-error thrown: %j"), throws on these.
+    const seen: unknown[] = [];
+    const app = new Koa();
+    app.silent = true;
+    app.on("error", (error: unknown) => seen.push(error));
+    app.use(contextMiddleware());
+    app.use((ctx) => {
+      if (ctx.path === "/bigint") throw 10n;
+      throw {
+        toJSON() {
+          throw new Error("unserialisable");
+        },
+      };
+    });
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    try {
+      for (const [path, id] of [
+        ["/bigint", "big-1"],
+        ["/to-json", "json-1"],
+      ] as const) {
+        const reply = await send(url, path, { headers: { "x-request-id": id } });
+        assert.equal(reply.status, 500);
+        assert.equal(reply.headers["x-request-id"], id);
+      }
+      // What the app's "error" listeners get: an Error naming the value (Node's
+      // util.inspect: `10n`, `{ toJSON: [Function: toJSON] }`), not the TypeError of %j.
+      assert.equal(seen.length, 2);
+      assert.ok(seen.every((error) => error instanceof Error));
+      const [big, json] = seen.map((error) => (error as Error).message);
+      assert.match(big ?? "", /^non-error thrown: 10n?$/);
+      assert.match(json ?? "", /^non-error thrown: \{.*toJSON.*\}$/s);
+    } finally {
+      await close(server);
+    }
+  });
+
   it('ctx.throw: app "error" listeners run outside the request unless the server is wrapped, and the error carries the id in err.headers either way (pinned)', async () => {
     for (const wrapped of [false, true]) {
       const seen: string[] = [];
