@@ -68,6 +68,7 @@ export interface ContextPropagation<F extends PropagatedFields> {
   readonly fields: F;
   /**
    * Writes `traceparent`/`tracestate` (when a span is active) and `baggage` into `headers`; returns them.
+   * A `baggage` header already there is merged: its members pass through, a field's var decides its key.
    * @throws {TypeError} if headers is neither a Headers nor an object.
    */
   inject<H extends OutgoingHeaders>(headers: H): H;

@@ -10,6 +10,7 @@ import {
   context as contextApi,
   type Context as OtelContext,
   propagation,
+  ROOT_CONTEXT,
   type TextMapGetter,
   type TextMapPropagator,
   type TextMapSetter,
@@ -76,6 +77,49 @@ function acceptableBaggage(value: string | string[] | undefined): boolean {
   let members = 1;
   for (let at = text.indexOf(","); at !== -1; at = text.indexOf(",", at + 1)) members++;
   return members <= MAX_BAGGAGE_MEMBERS;
+}
+
+/**
+ * The baggage header already in outgoing headers, under any spelling of its
+ * name in a plain object (Node sends `Baggage` and `baggage` as one header
+ * name): its key there and its value, repeated values joined.
+ */
+function givenBaggage(headers: OutgoingHeaders): { key: string; value: string } | undefined {
+  if (headers instanceof Headers) {
+    const value = headers.get("baggage");
+    return value === null ? undefined : { key: "baggage", value };
+  }
+  for (const key of Object.keys(headers)) {
+    if (key.length !== 7 || key.toLowerCase() !== "baggage") continue;
+    const value = headers[key];
+    if (value === undefined) continue;
+    return { key, value: Array.isArray(value) ? value.join(",") : String(value) };
+  }
+  return undefined;
+}
+
+/**
+ * context's baggage with the members of a header added over it; undefined
+ * for a header past the W3C limits or with no member that can be read.
+ */
+function withMembersOf(context: OtelContext, header: string): OtelContext | undefined {
+  if (!acceptableBaggage(header)) return undefined;
+  let parsed: Baggage | undefined;
+  try {
+    parsed = propagation.getBaggage(
+      baggagePropagator.extract(ROOT_CONTEXT, { baggage: header }, headersGetter),
+    );
+  } catch {
+    return undefined;
+  }
+  if (parsed === undefined) return undefined;
+  let baggage = propagation.getBaggage(context) ?? propagation.createBaggage();
+  for (const [key, entry] of parsed.getAllEntries()) baggage = baggage.setEntry(key, entry);
+  return propagation.setBaggage(context, baggage);
+}
+
+function isEmpty(context: OtelContext): boolean {
+  return (propagation.getBaggage(context)?.getAllEntries().length ?? 0) === 0;
 }
 
 // Set by otel.ts: makes an OpenTelemetry context active in the current Context
@@ -226,14 +270,39 @@ export function contextPropagation<F extends PropagatedFields>(fields: F): Conte
       if (typeof headers !== "object" || headers === null) {
         throw argumentError("headers", "a Headers or an object", headers);
       }
-      const context = withFields(contextApi.active());
-      traceContext.inject(context, headers, headersSetter);
-      try {
-        baggagePropagator.inject(context, headers, headersSetter);
-      } catch {
-        // Baggage put in the context by other code that cannot be written
-        // (OpenTelemetry throws on a lone surrogate) is not sent.
+      // A baggage header the caller wrote joins the outgoing baggage as
+      // upstream baggage does (its members pass through; a field's key is
+      // its var's), rather than being overwritten by it.
+      const given = givenBaggage(headers);
+      if (given === undefined) {
+        const context = withFields(contextApi.active());
+        traceContext.inject(context, headers, headersSetter);
+        try {
+          baggagePropagator.inject(context, headers, headersSetter);
+        } catch {
+          // Baggage put in the context by other code that cannot be written
+          // (OpenTelemetry throws on a lone surrogate) is not sent.
+        }
+        return headers;
       }
+      const merged = withMembersOf(contextApi.active(), given.value);
+      const context = withFields(merged ?? contextApi.active());
+      traceContext.inject(context, headers, headersSetter);
+      const written: Record<string, string> = {};
+      try {
+        baggagePropagator.inject(context, written, headersSetter);
+      } catch {
+        // As above.
+      }
+      const baggage = written.baggage;
+      // The caller's header goes (whatever its spelling: one header) for the
+      // merged one, or when its members were all fields left unset; one this
+      // could not read stays unless baggage is written over it.
+      if (baggage !== undefined || (merged !== undefined && isEmpty(context))) {
+        if (headers instanceof Headers) headers.delete("baggage");
+        else delete headers[given.key];
+      }
+      if (baggage !== undefined) headersSetter.set(headers, "baggage", baggage);
       return headers;
     },
     extract: (headers) => extract(headers),

@@ -108,6 +108,74 @@ describe("inject", () => {
     assert.deepEqual((headers.baggage ?? "").split(",").sort(), ["other=kept", "user.id=local"]);
   });
 
+  it("merges a baggage header the caller wrote, as upstream baggage: its members pass through, a field's var overrides or removes its key", () => {
+    const members = (value: string | string[] | number | undefined) =>
+      String(value ?? "")
+        .split(",")
+        .sort();
+    const incoming = propagation.createBaggage({ upstream: { value: "u" } });
+    const headers = fresh(() => {
+      user.set("local");
+      return context.with(propagation.setBaggage(ROOT_CONTEXT, incoming), () =>
+        carry.inject({
+          accept: "text/plain",
+          baggage: "tenant=acme,user.id=caller,attempt=7,upstream=caller",
+        } as Record<string, string>),
+      );
+    });
+    // The caller's members win over the active context's; the vars over both.
+    assert.deepEqual(members(headers.baggage), ["tenant=acme", "upstream=caller", "user.id=local"]);
+    assert.equal(headers.accept, "text/plain");
+
+    const fetchHeaders = fresh(() => {
+      user.set("local");
+      return carry.inject(new Headers({ baggage: "tenant=acme;prop=1" }));
+    });
+    assert.deepEqual(members(fetchHeaders.get("baggage") ?? ""), [
+      "tenant=acme;prop=1",
+      "user.id=local",
+    ]);
+  });
+
+  it("a caller's header under another spelling, or repeated, still makes one baggage header", () => {
+    const headers = fresh(() => {
+      user.set("local");
+      return carry.inject({ Baggage: ["tenant=acme", "region=eu"] } as Record<string, string[]>);
+    });
+    assert.deepEqual(Object.keys(headers), ["baggage"]);
+    assert.deepEqual(String(headers.baggage).split(",").sort(), [
+      "region=eu",
+      "tenant=acme",
+      "user.id=local",
+    ]);
+  });
+
+  it("with nothing to add, a caller's header is kept; one whose members were all unset fields goes", () => {
+    assert.deepEqual(
+      fresh(() => carry.inject({ baggage: "tenant=acme" })),
+      { baggage: "tenant=acme" },
+    );
+    assert.deepEqual(
+      fresh(() => carry.inject({ BAGGAGE: "user.id=stale,attempt=2", accept: "*/*" })),
+      { accept: "*/*" },
+    );
+  });
+
+  it("a caller's header it cannot read (past the W3C limits, no member) is kept when nothing is written, replaced when something is", () => {
+    const oversized = Array.from({ length: 181 }, (_, i) => `k${i}=v`).join(",");
+    for (const given of [oversized, "no members here"]) {
+      assert.deepEqual(
+        fresh(() => carry.inject({ baggage: given })),
+        { baggage: given },
+      );
+      const headers = fresh(() => {
+        user.set("local");
+        return carry.inject({ baggage: given });
+      });
+      assert.deepEqual(headers, { baggage: "user.id=local" });
+    }
+  });
+
   it("leaves out a value its codec cannot encode, without throwing", () => {
     const cyclic = { items: 1 } as Cart & { self?: unknown };
     cyclic.self = cyclic;
@@ -626,6 +694,22 @@ describe("wrapFetch", () => {
     }
     assert.equal(seen[1]?.["x-kept"], "1");
     assert.equal(seen[2]?.["x-from-request"], "2");
+  });
+
+  it("a baggage header in init or on a Request is merged with the fields, not replaced", async () => {
+    const tracedFetch = carry.wrapFetch(fetch);
+    const seen = await fresh(async () => {
+      user.set("gina");
+      const withInit = await (
+        await tracedFetch(`${base}/b`, { headers: { baggage: "tenant=acme" } })
+      ).json();
+      const request = new Request(`${base}/c`, { headers: { baggage: "tenant=acme" } });
+      const fromRequest = await (await tracedFetch(request)).json();
+      return [withInit, fromRequest] as Record<string, string>[];
+    });
+    for (const headers of seen) {
+      assert.deepEqual(headers.baggage?.split(",").sort(), ["tenant=acme", "user.id=gina"]);
+    }
   });
 
   it("keeps the rest of init (method, body); without an argument it wraps the global fetch", async () => {
