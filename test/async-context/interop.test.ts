@@ -59,6 +59,9 @@ describe("contextvars/async-context over ContextVars", () => {
   it("a Variable reads well", () => {
     const v = new Variable({ name: "traceId", defaultValue: "none" });
     assert.equal(inspect(v), "<AsyncContext.Variable name=\"traceId\" defaultValue='none'>");
+    // No default, no field for it; past the depth, the name alone, as for any object there.
+    assert.equal(inspect(new Variable({ name: "bare" })), '<AsyncContext.Variable name="bare">');
+    assert.equal(inspect({ v }, { depth: 0 }), '{ v: [AsyncContext.Variable "traceId"] }');
   });
   it("a generator sees the values of whoever calls next(), unlike the proposal (pinned); Snapshot.wrap(next) fixes it", () => {
     const v = new Variable<string>();
