@@ -549,6 +549,36 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
     }
   });
 
+  it("echo: false; a throw from seed still reaches Koa's error handling, with no id on the response", async () => {
+    const seen: unknown[] = [];
+    const app = new Koa();
+    app.silent = true;
+    app.on("error", (error: unknown) => seen.push(error));
+    const failure = new Error("seed failed");
+    app.use(
+      contextMiddleware({
+        echo: false,
+        seed: () => {
+          throw failure;
+        },
+      }),
+    );
+    app.use((ctx) => {
+      ctx.body = "not reached";
+    });
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    try {
+      const res = await send(url, "/", { headers: { "x-request-id": "s-3" } });
+      assert.equal(res.status, 500);
+      assert.equal(res.headers["x-request-id"], undefined);
+      assert.deepEqual(seen, [failure]);
+      assert.equal((failure as { headers?: unknown }).headers, undefined);
+    } finally {
+      await close(server);
+    }
+  });
+
   it('ctx.throw: app "error" listeners run outside the request unless the server is wrapped, and the error carries the id in err.headers either way (pinned)', async () => {
     for (const wrapped of [false, true]) {
       const seen: string[] = [];
