@@ -331,6 +331,20 @@ describe("ContextVarsContextManager: attach in this package's Contexts", () => {
     });
   });
 
+  it("a later attach disposed in another Context makes the one attached before it active there", () => {
+    const elsewhere = new Context();
+    elsewhere.run(() => manager.attach(scope("elsewhere")));
+    new Context().run(() => {
+      manager.attach(scope("first"));
+      const second = manager.attach(scope("second"));
+      elsewhere.run(() => {
+        second.dispose(); // what was active before it where it was attached, not the root
+        assert.equal(key1In(manager.active()), "first");
+      });
+      assert.equal(key1In(manager.active()), "second");
+    });
+  });
+
   itFromEveryState(
     "a token disposed after disable() leaves no context under the var disable() let go of",
     () => {
