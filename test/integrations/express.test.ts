@@ -252,6 +252,27 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
     }
   });
 
+  it("a response made from the app's prototype outside any request (a test double) adds its listeners as EventEmitter does", async () => {
+    const app = express();
+    app.use(contextMiddleware());
+    app.get("/", (_req, res) => {
+      res.send(requestId.get());
+    });
+    const own = createServer(app);
+    const url = await listen(own);
+    try {
+      // The first request patches app.response; the double inherits the patched adders.
+      assert.equal((await send(url, "/", { headers: { "x-request-id": "d-1" } })).body, "d-1");
+      const double = Object.create(app.response) as Response;
+      const heard: string[] = [];
+      double.on("finish", () => heard.push(requestId.get("<none>")));
+      double.emit("finish");
+      assert.deepEqual(heard, ["<none>"]);
+    } finally {
+      await close(own);
+    }
+  });
+
   it("a res 'close' listener runs in the request's Context when the client aborts", async () => {
     const seen: string[] = [];
     const { reached, abortOnceReached } = abortable(seen);

@@ -181,6 +181,15 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
       });
       sibling.emit("e");
       assert.equal(seen, "unset", "an emitter that was not bound is untouched");
+      // A bound adder borrowed for another emitter adds there as EventEmitter's own does.
+      const stranger = new EventEmitter();
+      let heard = "";
+      emitter.on.call(stranger, "e", () => {
+        heard = v.get("unset");
+      });
+      assert.equal(stranger.listenerCount("e"), 1);
+      stranger.emit("e");
+      assert.equal(heard, "unset");
     });
   });
 }
