@@ -292,6 +292,31 @@ describe("contextPool", () => {
     assert.equal(reads, 1);
   });
 
+  it("a Windows drive path is an absolute path; a pool whose options name no export runs `default`", async () => {
+    const sent: unknown[] = [];
+    const piscina = {
+      run: async (payload: { filename: string; name: string }) => {
+        sent.push([payload.filename, payload.name]);
+        return "done";
+      },
+      options: { filename: "C:\\jobs\\job.js", name: undefined },
+    };
+    const pool = contextPool(piscina as unknown as Piscina);
+    assert.equal(await pool.run(1), "done");
+    assert.equal(await pool.run(2, { filename: "D:/jobs/other.mjs", name: "fib" }), "done");
+    assert.deepEqual(sent, [
+      ["C:\\jobs\\job.js", "default"],
+      ["D:/jobs/other.mjs", "fib"],
+    ]);
+    // Relative to a drive's current folder: not absolute.
+    await assert.rejects(
+      pool.run(3, { filename: "C:job.js" }),
+      new TypeError(
+        'Expected `filename` to be a file: URL or an absolute path, got `"C:job.js"` (string)',
+      ),
+    );
+  });
+
   it("rejects what is not a pool", () => {
     assert.throws(
       () => contextPool({} as Piscina),

@@ -138,6 +138,26 @@ describe("problemIn: what survives structured clone", () => {
     assert.match(problemIn(claims) ?? "", /^value is an Object, which would arrive/);
   });
 
+  it("an instance that a clone would reject is named by the clone's error; a prototype with no constructor is an object", () => {
+    class Job {
+      readonly run = () => 1;
+    }
+    // The engine's own words (V8's and JavaScriptCore's differ).
+    let words = "";
+    try {
+      structuredClone(new Job());
+    } catch (error) {
+      words = (error as Error).message;
+    }
+    assert.notEqual(words, "");
+    assert.equal(problemIn({ job: new Job() }), `value.job cannot be cloned (${words})`);
+    const bare: object = Object.create(Object.create(null));
+    assert.equal(
+      problemIn({ bare }),
+      "value.bare is an object, which would arrive as a plain object without its prototype",
+    );
+  });
+
   it("a value that throws when read cannot be cloned either: a problem, not a throw", () => {
     const getter = {
       get g(): never {
@@ -145,6 +165,12 @@ describe("problemIn: what survives structured clone", () => {
       },
     };
     assert.equal(problemIn({ inner: getter }), "value cannot be cloned (no)");
+    const throwsString = {
+      get g(): never {
+        throw "not an Error";
+      },
+    };
+    assert.equal(problemIn(throwsString), "value cannot be cloned (not an Error)");
     const { proxy, revoke } = Proxy.revocable({}, {});
     revoke();
     assert.match(problemIn({ p: proxy }) ?? "", /^value cannot be cloned \(.*revoked/);

@@ -98,6 +98,28 @@ describe("Worker", () => {
     });
   });
 
+  it("with no options at all, the values cross and Node's defaults apply", async () => {
+    // Plain JavaScript, so that it loads without the tsx preload that this Worker does not get.
+    const plain = new URL(
+      `data:text/javascript,${encodeURIComponent(
+        'import { getEnvironmentData, parentPort, workerData } from "node:worker_threads";' +
+          'parentPort.postMessage({ workerData: workerData ?? null, env: getEnvironmentData("contextvars:values") ?? null, execArgv: process.execArgv });',
+      )}`,
+    );
+    const reply = await user.run("bare", () =>
+      firstMessage<{ workerData: unknown; env: [string, unknown][] | null; execArgv: string[] }>(
+        new Worker(plain),
+      ),
+    );
+    assert.equal(reply.workerData, null);
+    assert.deepEqual(
+      reply.env?.filter(([name]) => name === "user"),
+      [["user", "bare"]],
+    );
+    assert.deepEqual(reply.execArgv, process.execArgv, "inherited, as Node's Worker does");
+    assert.equal(getEnvironmentData("contextvars:values"), undefined);
+  });
+
   it("the values are not left in this thread's environmentData", async () => {
     await user.run("u", () => echo({ names: [] }));
     assert.equal(getEnvironmentData("contextvars:values"), undefined);
