@@ -636,4 +636,22 @@ describe("ContextVarsContextManager.bind(event-emitter)", () => {
       contextManager.disable();
     }
   });
+
+  it("an inherited method the emitter's new prototype lacks is called as it was at bind", () => {
+    const contextManager = new ContextVarsContextManager().enable();
+    try {
+      const context = scope("bound");
+      const ee = contextManager.bind(context, new EventEmitter());
+      // Swapped, as Express swaps req's, but for a prototype with no `on` of its own.
+      Object.setPrototypeOf(ee, { emit: EventEmitter.prototype.emit });
+      let seen: OtelContext | undefined;
+      ee.on("test", () => {
+        seen = contextManager.active();
+      });
+      contextManager.with(scope("caller"), () => ee.emit("test"));
+      assert.strictEqual(seen, context);
+    } finally {
+      contextManager.disable();
+    }
+  });
 });
