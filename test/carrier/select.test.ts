@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { describe, it } from "node:test";
 import { Context, ContextVar, copyContext } from "contextvars";
+import { globalAsyncContext } from "../../src/carrier/async-context.ts";
 import { carrier } from "../../src/carrier/select.ts";
+import { AsyncContextDouble } from "../helpers/async-context-double.ts";
 
 interface ProposalNamespace {
   Variable: new (options?: object) => object;
@@ -29,6 +31,24 @@ describe("carrier selection", () => {
   it("is an AsyncContext.Variable when globalThis.AsyncContext exists, else an AsyncLocalStorage", () => {
     if (native === undefined) assert.ok(carrier instanceof AsyncLocalStorage);
     else assert.ok(carrier instanceof native.Variable);
+  });
+
+  it("a globalThis.AsyncContext counts only when its Variable is a function", () => {
+    const global = globalThis as { AsyncContext?: unknown };
+    const had = Object.hasOwn(global, "AsyncContext");
+    const saved = global.AsyncContext;
+    try {
+      global.AsyncContext = AsyncContextDouble;
+      assert.strictEqual(globalAsyncContext(), AsyncContextDouble);
+      // A namespace of some other proposal stage, or a stub: the platform's carrier is kept.
+      global.AsyncContext = { Variable: "pending" };
+      assert.equal(globalAsyncContext(), undefined);
+      delete global.AsyncContext;
+      assert.equal(globalAsyncContext(), undefined);
+    } finally {
+      if (had) global.AsyncContext = saved;
+      else delete global.AsyncContext;
+    }
   });
 
   it("an AsyncContext.Snapshot taken by other code captures the current Context", {
