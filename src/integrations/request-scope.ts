@@ -108,7 +108,7 @@ export interface NodeResponseLike extends EventEmitter {
   readonly headersSent?: boolean;
 }
 
-function bindBoth(req: NodeRequestLike, res: NodeResponseLike, context: Context): void {
+function bindBoth(req: NodeRequestLike, res: EventEmitter, context: Context): void {
   bindToRequest(req, context);
   bindToRequest(res, context);
 }
@@ -128,6 +128,29 @@ export function nodeRequestContext<R, Req extends NodeRequestLike, Res extends N
   res: Res,
   options: ResolvedOptions<R>,
   request: R,
+  bind?: (req: Req, res: Res, context: Context) => void,
+): Context;
+/**
+ * The same for an upgrade request (http-upgrade.ts): `res` is the request's
+ * socket, bound like a response, with no headers to echo the id on, so the
+ * options must not ask for an echo.
+ */
+export function nodeRequestContext<R, Req extends NodeRequestLike, Res extends EventEmitter>(
+  req: Req,
+  res: Res,
+  options: ResolvedOptions<R> & { readonly echo: false },
+  request: R,
+  bind?: (req: Req, res: Res, context: Context) => void,
+): Context;
+export function nodeRequestContext<
+  R,
+  Req extends NodeRequestLike,
+  Res extends NodeResponseLike | EventEmitter,
+>(
+  req: Req,
+  res: Res,
+  options: ResolvedOptions<R>,
+  request: R,
   bind: (req: Req, res: Res, context: Context) => void = bindBoth,
 ): Context {
   const existing = requestContextOf(req);
@@ -137,8 +160,11 @@ export function nodeRequestContext<R, Req extends NodeRequestLike, Res extends N
   const context = openRequestContext(id);
   bind(req, res, context);
   // A listener or middleware that runs after the response was sent (one before
-  // it answered and went on) can no longer echo; setHeader would throw.
-  if (options.echo && res.headersSent !== true) res.setHeader(options.header, id);
+  // it answered and went on) can no longer echo; setHeader would throw. Only
+  // the first overload lets `echo` be true, and its `res` is a response.
+  if (options.echo && (res as NodeResponseLike).headersSent !== true) {
+    (res as NodeResponseLike).setHeader(options.header, id);
+  }
   return context;
 }
 
