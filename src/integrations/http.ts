@@ -1,6 +1,7 @@
 /**
  * `contextvars/http`: request-scoped context for a `node:http` or
- * `node:https` request listener, and the `requestId` var every integration sets.
+ * `node:https` request listener and for its server's `upgrade` listener
+ * (WebSockets), and the `requestId` var every integration sets.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { assertFunction } from "../errors.ts";
@@ -12,6 +13,7 @@ import {
   runInRequest,
 } from "./request-scope.ts";
 
+export { type UpgradeContextOptions, withUpgradeContext } from "./http-upgrade.ts";
 export type { NodeRequestLike, NodeResponseLike };
 export { type RequestContextOptions, requestId };
 

@@ -12,6 +12,8 @@ import {
   type Http2ServerResponse,
 } from "node:http2";
 import { createServer as createHttpsServer } from "node:https";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { Router } from "@koa/router";
 import { ContextVar } from "contextvars";
 import * as expressContext from "contextvars/express";
@@ -23,13 +25,16 @@ import {
   type NodeResponseLike,
   type RequestContextOptions,
   requestId,
+  type UpgradeContextOptions,
   withContext,
+  withUpgradeContext,
 } from "contextvars/http";
 import * as koaContext from "contextvars/koa";
 import express, { type Request as ExpressRequest, type RequestHandler } from "express";
 import Fastify, { type FastifyPluginCallback, type FastifyRequest } from "fastify";
 import { type Env, Hono, type Context as HonoContext, type MiddlewareHandler } from "hono";
 import Koa, { type Context as KoaContext, type Middleware as KoaMiddleware } from "koa";
+import { WebSocketServer } from "ws";
 import { type Equal, type Extends, expectType } from "./expect.ts";
 
 const tenant = new ContextVar<string>("tenant");
@@ -97,6 +102,52 @@ export function http(): void {
   withContext(() => {}, { headerName: "x-id" });
   // @ts-expect-error the request is not a Node request (no headers)
   withContext((req: { url: string }) => req.url);
+}
+
+export function upgrade(): void {
+  const wss = new WebSocketServer({ noServer: true });
+  const listener = withUpgradeContext(
+    (req, socket, head) => {
+      expectType<Equal<typeof req, IncomingMessage>>();
+      expectType<Equal<typeof socket, Duplex>>();
+      expectType<Equal<typeof head, Buffer>>();
+      wss.handleUpgrade(req, socket, head, (ws) => ws.on("message", () => requestId.get()));
+    },
+    {
+      header: "x-correlation-id",
+      echo: false,
+      trustHeader: false,
+      generateId: (req) => String(req.headers["x-trace"] ?? "generated"),
+      seed: (req) => {
+        expectType<Equal<typeof req, IncomingMessage>>();
+        tenant.set(req.headers.host ?? "public");
+      },
+    },
+  );
+  expectType<
+    Equal<typeof listener, (req: IncomingMessage, socket: Duplex, head: Buffer) => void>
+  >();
+  createServer().on("upgrade", listener);
+  createHttpsServer().on(
+    "upgrade",
+    withUpgradeContext(() => {}),
+  );
+  // A listener typed with net.Socket keeps its type.
+  const typed = withUpgradeContext((_req: IncomingMessage, socket: Socket) => socket.remoteAddress);
+  expectType<Equal<typeof typed, (req: IncomingMessage, socket: Socket, head: Buffer) => void>>();
+
+  // withContext's options without echo fit; ones that may echo do not.
+  const shared: UpgradeContextOptions<IncomingMessage> = { header: "x-id", seed: () => {} };
+  withUpgradeContext(() => {}, shared);
+  const mayEcho: HttpContextOptions<IncomingMessage> = {};
+  // @ts-expect-error echo may only be false: the wrapper writes no response
+  withUpgradeContext(() => {}, mayEcho);
+  // @ts-expect-error echo may only be false
+  withUpgradeContext(() => {}, { echo: true });
+  // @ts-expect-error the listener must be a function
+  withUpgradeContext("listener");
+  // @ts-expect-error seed must be a function
+  withUpgradeContext(() => {}, { seed: "tenant" });
 }
 
 export function expressMiddleware(): void {

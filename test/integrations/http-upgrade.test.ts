@@ -1,0 +1,345 @@
+/**
+ * withUpgradeContext on a real node:http server (127.0.0.1) with a real
+ * `ws` WebSocketServer({ noServer: true }) and real `ws` clients: every
+ * upgrade runs in its own copy of the root Context, and the WebSocket's
+ * `message`, `pong` and `close` events, which `ws` emits from the socket's
+ * own listeners, reach user listeners in it. One raw upgrade (no `ws`)
+ * shows the socket's `data`, `end` and `close` listeners on their own.
+ */
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import { connect } from "node:net";
+import type { Duplex } from "node:stream";
+import { after, before, describe, it } from "node:test";
+import { ContextVar, copyContext, type Token } from "contextvars";
+import { requestId, withUpgradeContext } from "contextvars/http";
+import { WebSocket, WebSocketServer } from "ws";
+import { close, listen, randomDelay, UUID } from "../helpers/http.ts";
+import { leak, seedUser, setThenReject, setThenThrow, user } from "../helpers/request-scenario.ts";
+
+// Set at the root before any server exists: every upgrade's Context is a copy of the root.
+const service = new ContextVar<string>("service");
+service.set("chat-api");
+
+/** What a handler reads: `<id>|<user>|<service>|<leak>`. */
+function values(): string {
+  return `${requestId.get("<none>")}|${user.get("<none>")}|${service.get()}|${leak.get("unset")}`;
+}
+
+// Every client opened, terminated after each suite: one a failed test left open
+// would otherwise keep its server from closing.
+const opened = new Set<WebSocket>();
+
+function terminateAll(wss: WebSocketServer): void {
+  for (const ws of [...opened, ...wss.clients]) ws.terminate();
+  opened.clear();
+  wss.close();
+}
+
+/**
+ * Opens a ws client; resolves once open, with the upgrade response's
+ * x-request-id and the first message, which each server here sends from
+ * handleUpgrade's callback: what that callback saw.
+ */
+async function open(url: string, headers: Record<string, string> = {}) {
+  const ws = new WebSocket(url, { headers });
+  opened.add(ws);
+  const echoed = new Promise<string | undefined>((resolve) => {
+    ws.once("upgrade", (res: IncomingMessage) => resolve(res.headers["x-request-id"] as string));
+  });
+  // Listened for before "open": the server may send it in the same packet as the 101.
+  const greeting = new Promise<string>((resolve) => {
+    ws.once("message", (data: Buffer) => resolve(String(data)));
+  });
+  await once(ws, "open");
+  return { ws, echoed: await echoed, greeting: await greeting };
+}
+
+/** Sends `text` and resolves with the next message the server sends back. */
+async function ask(ws: WebSocket, text: string): Promise<string> {
+  const reply = once(ws, "message");
+  ws.send(text);
+  const [data] = (await reply) as [Buffer];
+  return String(data);
+}
+
+async function closeClient(ws: WebSocket): Promise<void> {
+  const closed = once(ws, "close");
+  ws.close();
+  await closed;
+}
+
+/** Starts `server` on 127.0.0.1 from inside a run with `leak` set: upgrades must not see it. */
+function serve(server: Server): Promise<string> {
+  return leak.run("listen", () => listen(server)).then((base) => base.replace("http", "ws"));
+}
+
+describe("contextvars/http withUpgradeContext", { timeout: 120_000 }, () => {
+  const wss = new WebSocketServer({ noServer: true });
+  // Echoing the id: ws emits "headers" inside handleUpgrade, so in the upgrade's Context.
+  wss.on("headers", (headers) => headers.push(`x-request-id: ${requestId.get()}`));
+  const closes: { expected: string; seen: string }[] = [];
+  const pongs: { expected: string; seen: string }[] = [];
+
+  const upgrade = withUpgradeContext(
+    (req, socket, head) => {
+      const url = new URL(req.url ?? "/", "ws://x");
+      // Half the clients name their user in the URL, set here rather than by seed.
+      const fromUrl = url.searchParams.get("user");
+      if (fromUrl !== null) user.set(fromUrl);
+      // What this connection's listeners must see, taken from the request, not from the vars.
+      const expected = `${req.headers["x-request-id"]}|${fromUrl ?? req.headers["x-user"]}|chat-api|unset`;
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.send(values());
+        ws.on("message", async (data) => {
+          const seen = [values()];
+          await randomDelay();
+          seen.push(values());
+          await new Promise((resolve) => setImmediate(resolve));
+          seen.push(values());
+          // A timer started by the handler keeps the Context too.
+          setTimeout(
+            () => ws.send(JSON.stringify({ echo: String(data), seen: [...seen, values()] })),
+            Math.random() * 3,
+          );
+        });
+        ws.on("pong", () => pongs.push({ expected, seen: values() }));
+        ws.on("close", () => closes.push({ expected, seen: values() }));
+        if (url.pathname === "/ping") ws.ping();
+      });
+    },
+    { seed: (req) => seedUser(req.headers["x-user"]) },
+  );
+  // Created inside a run with `leak` set: upgrades must not see it.
+  const server = leak.run("the server's own Context", () => createServer());
+  server.on("upgrade", upgrade);
+  let base = "";
+  before(async () => {
+    base = await serve(server);
+  });
+  after(async () => {
+    terminateAll(wss);
+    await close(server);
+  });
+
+  it("200 concurrent connections: every message, timer, pong and close sees its own upgrade", async () => {
+    const count = 200;
+    const expectedOf = (i: number) => `conn-${i}|user-${i}|chat-api|unset`;
+    const clients = Array.from({ length: count }, async (_, i) => {
+      const path = i % 2 === 0 ? "/ping" : `/ping?user=user-${i}`;
+      const headers: Record<string, string> = { "x-request-id": `conn-${i}` };
+      if (i % 2 === 0) headers["x-user"] = `user-${i}`;
+      const { ws, echoed, greeting } = await open(`${base}${path}`, headers);
+      assert.equal(echoed, `conn-${i}`);
+      assert.equal(greeting, expectedOf(i));
+      const replies: Promise<string>[] = [];
+      for (let m = 0; m < 5; m++) {
+        await randomDelay();
+        replies.push(ask(ws, `m${m}`));
+        await replies[m];
+      }
+      for (const [m, reply] of (await Promise.all(replies)).entries()) {
+        assert.deepEqual(JSON.parse(reply), { echo: `m${m}`, seen: Array(4).fill(expectedOf(i)) });
+      }
+      await closeClient(ws);
+    });
+    await Promise.all(clients);
+    for (let tries = 0; tries < 100 && closes.length < count; tries++) await randomDelay(10);
+    assert.equal(closes.length, count, "every server-side close listener ran");
+    assert.equal(pongs.length, count, "every pong listener ran");
+    for (const { expected, seen } of [...closes, ...pongs]) assert.equal(seen, expected);
+    const seenIds = new Set(closes.map(({ seen }) => seen.split("|")[0]));
+    assert.equal(seenIds.size, count);
+    assert.equal(leak.get("unset"), "unset", "nothing reached the test's own Context");
+  });
+
+  it("no header: a fresh UUID; a malformed one is replaced; the echo carries it", async () => {
+    const wellFormed = "a.b:c=d+e/f_g";
+    const cases: Record<string, string>[] = [
+      {},
+      { "x-request-id": "x".repeat(201) },
+      { "x-request-id": "has spaces" },
+      { "x-request-id": '"quoted"' },
+      { "x-request-id": wellFormed },
+    ];
+    const ids = new Set<string>();
+    for (const headers of cases) {
+      const { ws, echoed, greeting } = await open(`${base}/`, headers);
+      const [id = ""] = greeting.split("|");
+      if (headers["x-request-id"] === wellFormed) assert.equal(id, wellFormed);
+      else assert.match(id, UUID, JSON.stringify(headers));
+      assert.equal(echoed, id);
+      ids.add(id);
+      await closeClient(ws);
+    }
+    assert.equal(ids.size, cases.length, "each connection got its own id");
+  });
+});
+
+describe("withUpgradeContext: failures, nesting, a raw upgrade", { timeout: 60_000 }, () => {
+  it("a listener that throws or rejects leaves no Context behind", async () => {
+    const wss = new WebSocketServer({ noServer: true });
+    const failures: unknown[] = [];
+    const outerSaw: string[] = [];
+    const wrapped = withUpgradeContext(
+      (req, socket, head) => {
+        if (req.url === "/throw") setThenThrow();
+        if (req.url === "/reject") return setThenReject();
+        wss.handleUpgrade(req, socket, head, (ws) => ws.send(values()));
+        return undefined;
+      },
+      { seed: (req) => seedUser(req.headers["x-user"]) },
+    );
+    // Listening at the root: a set that escaped the wrapper would land in the root Context.
+    const server = createServer();
+    server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      outerSaw.push(values());
+      const fail = (error: unknown) => {
+        failures.push(error);
+        socket.destroy();
+      };
+      try {
+        const result: unknown = wrapped(req, socket, head);
+        if (result instanceof Promise) result.catch(fail);
+      } catch (error) {
+        fail(error);
+      }
+    });
+    const base = (await listen(server)).replace("http", "ws");
+    try {
+      for (const path of ["/throw", "/reject"]) {
+        const ws = new WebSocket(`${base}${path}`, { headers: { "x-request-id": "fails" } });
+        const [error] = await once(ws, "error");
+        assert.match(String(error), /socket hang up|ECONNRESET|closed/i);
+        const { ws: next, greeting } = await open(`${base}/`, { "x-request-id": `after${path}` });
+        assert.equal(greeting, `after${path}|anonymous|chat-api|unset`);
+        await closeClient(next);
+      }
+      assert.deepEqual(
+        failures.map((e) => (e as Error).message),
+        ["thrown", "rejected"],
+      );
+      assert.deepEqual(
+        outerSaw,
+        Array(4).fill("<none>|<none>|chat-api|unset"),
+        "the root Context is unchanged",
+      );
+      assert.equal(leak.get("unset"), "unset");
+    } finally {
+      terminateAll(wss);
+      await close(server);
+    }
+  });
+
+  it("withUpgradeContext(withUpgradeContext(listener)) gives one Context per upgrade", async () => {
+    const wss = new WebSocketServer({ noServer: true });
+    const marker = new ContextVar<string>("marker");
+    let token: Token<string> | undefined;
+    const inner = withUpgradeContext((req, socket, head) => {
+      marker.reset(token as Token<string>); // throws ERR_TOKEN_CONTEXT_MISMATCH if this is another Context
+      wss.handleUpgrade(req, socket, head, (ws) =>
+        ws.send(`${values()}|${copyContext().has(marker)}`),
+      );
+    });
+    const server = createServer();
+    server.on(
+      "upgrade",
+      withUpgradeContext(
+        (req, socket, head) => {
+          token = marker.set("outer");
+          inner(req, socket, head);
+        },
+        { seed: (req) => seedUser(req.headers["x-user"]) },
+      ),
+    );
+    const base = await serve(server);
+    try {
+      const { ws, greeting } = await open(base, { "x-request-id": "twice", "x-user": "ann" });
+      assert.equal(greeting, "twice|ann|chat-api|unset|false");
+      await closeClient(ws);
+    } finally {
+      terminateAll(wss);
+      await close(server);
+    }
+  });
+
+  it("a raw upgrade: the socket's data, end and close listeners see the upgrade's values", async () => {
+    const seen: string[] = [];
+    const server = createServer();
+    server.on(
+      "upgrade",
+      withUpgradeContext(
+        (_req, socket, head) => {
+          socket.write(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+          );
+          socket.write(`head:${head}|${values()}\n`);
+          socket.on("data", (chunk) => socket.write(`${chunk}|${values()}\n`));
+          socket.on("end", () => {
+            seen.push(`end|${values()}`);
+            socket.end();
+          });
+          socket.once("close", () => seen.push(`close|${values()}`));
+        },
+        { seed: (req) => seedUser(req.headers["x-user"]) },
+      ),
+    );
+    const { port } = new URL(await serve(server));
+    try {
+      const client = connect(Number(port), "127.0.0.1");
+      let text = "";
+      client.setEncoding("utf8");
+      client.on("data", (chunk: string) => {
+        text += chunk;
+        if (text.includes("later|")) client.end();
+      });
+      const head =
+        "GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\nX-Request-Id: raw-1\r\nX-User: eve\r\n\r\n";
+      client.write(`${head}early`); // bytes after the head reach the listener as `head`
+      await once(client, "connect");
+      await randomDelay(10);
+      client.write("later");
+      await once(client, "close");
+      for (let tries = 0; tries < 50 && seen.length < 2; tries++) await randomDelay(10);
+      const body = text.slice(text.indexOf("\r\n\r\n") + 4);
+      assert.equal(body, "head:early|raw-1|eve|chat-api|unset\nlater|raw-1|eve|chat-api|unset\n");
+      assert.deepEqual(seen, ["end|raw-1|eve|chat-api|unset", "close|raw-1|eve|chat-api|unset"]);
+    } finally {
+      await close(server);
+    }
+  });
+
+  it("rejects bad options, echo: true and a non-function listener", () => {
+    const listener = () => {};
+    assert.throws(() => withUpgradeContext(42 as never), TypeError);
+    assert.throws(() => withUpgradeContext(listener, 7 as never), /`options`/);
+    assert.throws(() => withUpgradeContext(listener, { header: "bad header" }), TypeError);
+    assert.throws(() => withUpgradeContext(listener, { header: "Upgrade" }), /options\.header/);
+    assert.throws(
+      () => withUpgradeContext(listener, { echo: "yes" as never }),
+      /options\.echo.*a boolean/,
+    );
+    assert.throws(
+      () => withUpgradeContext(listener, { echo: true as never }),
+      (error: unknown) => {
+        assert.ok(error instanceof TypeError);
+        assert.match(error.message, /options\.echo.*"headers" event/);
+        return true;
+      },
+    );
+    assert.throws(() => withUpgradeContext(listener, { seed: "user" as never }), TypeError);
+    assert.throws(
+      () => withUpgradeContext(listener, { trustHeader: 0 as never }),
+      /options\.trustHeader/,
+    );
+    assert.throws(
+      () => withUpgradeContext(listener, { generateId: "uuid" as never }),
+      /options\.generateId/,
+    );
+    assert.equal(
+      typeof withUpgradeContext(listener, { echo: false, trustHeader: false }),
+      "function",
+    );
+  });
+});
