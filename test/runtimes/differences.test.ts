@@ -17,7 +17,9 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ContextVar } from "contextvars";
+import { bind, ContextVar } from "contextvars";
+import { withUpgradeContext } from "contextvars/http";
+import { WebSocket, WebSocketServer } from "ws";
 import {
   asyncContextFrame,
   type RuntimeName,
@@ -108,6 +110,52 @@ describe("runtime differences", () => {
     client.close();
     server.close();
     expectOn(got, { node: "root", bun: "listen", deno: "ended the response" });
+  });
+
+  it("ws under withUpgradeContext: a WebSocket's 'message' and 'pong' listeners run in the upgrade's Context (Node, Deno), the root Context (Bun, whose ws is its own); bound ones in the upgrade's", async () => {
+    const wss = new WebSocketServer({ noServer: true });
+    const seen: string[] = [];
+    const server = v.run("created", () => http.createServer());
+    const closed = new Promise<void>((resolve) => {
+      const listener = withUpgradeContext(
+        (req, socket, head) => {
+          wss.handleUpgrade(req, socket, head, (ws) => {
+            ws.on("pong", () => {
+              seen.push(`pong:${v.get()}`);
+              ws.send("hi");
+            });
+            ws.on("message", () => seen.push(`message:${v.get()}`));
+            ws.on(
+              "message",
+              bind(() => seen.push(`bound message:${v.get()}`)),
+            );
+            ws.on("close", () => resolve());
+            ws.ping();
+          });
+        },
+        {
+          seed: () => {
+            v.set("upgrade");
+          },
+        },
+      );
+      server.on("upgrade", listener);
+    });
+    v.run("listen", () => server.listen(0, "127.0.0.1"));
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    const client = new WebSocket(`ws://127.0.0.1:${port}`);
+    client.on("message", () => client.send("back"));
+    client.on("message", () => client.close());
+    await closed;
+    wss.close();
+    server.close();
+    const upgrade = ["pong:upgrade", "message:upgrade", "bound message:upgrade"];
+    expectOn(seen, {
+      node: upgrade,
+      bun: ["pong:root", "message:root", "bound message:upgrade"],
+      deno: upgrade,
+    });
   });
 
   it("process 'unhandledRejection' and 'uncaughtException' listeners: per runtime, and per AsyncContextFrame mode on Node", async () => {
