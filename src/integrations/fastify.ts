@@ -1,6 +1,7 @@
 /**
  * `contextvars/fastify`: request-scoped context for Fastify 5.
  */
+import type { EventEmitter } from "node:events";
 import type {
   FastifyInstance,
   FastifyPluginCallback,
@@ -10,6 +11,7 @@ import type {
 } from "fastify";
 import fp from "fastify-plugin";
 import type { Context } from "../core/context.ts";
+import { bindUpgradedSocket } from "./http-upgrade.ts";
 import { bindEarlierListeners, bindToRequest } from "./request-emitters.ts";
 import {
   type RequestContextOptions,
@@ -84,6 +86,12 @@ function contextvars(
   done();
 }
 
+type RawRequest = NodeRequestLike & {
+  readonly httpVersionMajor?: number;
+  readonly upgrade?: boolean;
+  readonly socket?: EventEmitter | null;
+};
+
 // Fastify adds its own `finish` and `error` listeners to the response (they
 // run the onResponse hooks) before any onRequest hook, so before the
 // request's Context exists. On HTTP/1, Node emits `finish` from the write
@@ -93,13 +101,17 @@ function contextvars(
 // a var one of them set would land there (the root Context, on Node), which
 // every later request copies. There the two listeners are bound now; on
 // HTTP/1 that would be work for nothing.
-function bindRaw(
-  req: NodeRequestLike & { readonly httpVersionMajor?: number },
-  res: NodeResponseLike,
-  context: Context,
-): void {
+function bindRaw(req: RawRequest, res: NodeResponseLike, context: Context): void {
   bindToRequest(req, context);
   bindToRequest(res, context);
+  // An upgrade that reached the hooks: @fastify/websocket routes node:http's
+  // "upgrade" through Fastify, and the WebSocket it makes reads its frames
+  // from the socket's own listeners, which Node calls in the connection's
+  // Context; bound, its message, pong and close events run in the
+  // request's. Node sets `upgrade` only on a request it hands to an
+  // "upgrade" listener, whose connection serves no other request: on every
+  // other request this is one property read.
+  if (req.upgrade === true && req.socket != null) bindUpgradedSocket(req.socket, context);
   // With `handlerTimeout`, Fastify has added the request's `close` listener
   // that aborts `request.signal` when the client goes away: its abort
   // listeners would run in the connection's Context. Without it there is none
@@ -140,8 +152,10 @@ function proceed(
  * (onRequest, preParsing, preValidation, preHandler, preSerialization,
  * onSend, onError, onResponse), the handler, error handlers and streamed
  * replies; not what Fastify arms before onRequest (`handlerTimeout`'s
- * reply, onTimeout hooks: see docs/integrations.md). Register it before
- * other plugins and hooks. `requestId` is set from the `x-request-id`
+ * reply, onTimeout hooks: see docs/integrations.md). An upgrade routed
+ * through the hooks by @fastify/websocket has its socket bound too, so a
+ * WebSocket's `message`, `pong` and `close` listeners run in the request's
+ * Context. Register it before other plugins and hooks. `requestId` is set from the `x-request-id`
  * header when well-formed (else a new UUID) and echoed; then `seed` runs.
  *
  * Registered twice, or with `withContext` from `contextvars/http` in a

@@ -97,9 +97,19 @@ export function withUpgradeContext<Req extends NodeRequestLike, Socket extends E
 type ParserHook = "on" | "addListener" | "prependListener";
 const parserHooks: readonly ParserHook[] = ["on", "addListener", "prependListener"];
 
+/** Binds `req` and the socket as withContext binds `req` and `res`. */
+function bindUpgrade(req: NodeRequestLike, socket: EventEmitter, context: Context): void {
+  bindToRequest(req, context);
+  bindUpgradedSocket(socket, context);
+}
+
 /**
- * Binds `req` and the socket as withContext binds `req` and `res`. node:http
- * gives each connection's socket its own `on`, `addListener` and
+ * Binds an upgraded connection's socket to `context`, so that every listener
+ * added to it from now on (a WebSocket library's `data`, `end`, `close`,
+ * `error`) runs there. Internal: also used by the Fastify plugin, whose
+ * upgrade requests reach its hooks through @fastify/websocket.
+ *
+ * node:http gives each connection's socket its own `on`, `addListener` and
  * `prependListener` (`socketListenerWrap`, lib/_http_server.js, the same on
  * Node 20 to 26) so that a `data` listener stops its parser reading; the
  * first call after the parser is gone, as it is once the request upgraded,
@@ -107,8 +117,7 @@ const parserHooks: readonly ParserHook[] = ["on", "addListener", "prependListene
  * installs, and every later listener would run unbound. They are put back
  * here first, as that call would do.
  */
-function bindUpgrade(req: NodeRequestLike, socket: EventEmitter, context: Context): void {
-  bindToRequest(req, context);
+export function bindUpgradedSocket(socket: EventEmitter, context: Context): void {
   const own = socket as EventEmitter & { readonly parser?: unknown };
   if (own.parser == null) {
     const methods = own as unknown as Record<ParserHook, (...args: never) => unknown>;
