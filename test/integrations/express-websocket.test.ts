@@ -1,0 +1,132 @@
+/**
+ * contextMiddleware with express-ws on a real server (127.0.0.1) and real
+ * `ws` clients. express-ws lets `ws` take the server's upgrades and
+ * completes each handshake before Express sees the request: the
+ * middleware and the `.ws` route run in the request's Context, but the
+ * socket's listeners were added before it existed, so the WebSocket's
+ * `message`, `pong` and `close` events run in the connection's Context.
+ * Wrapping the `upgrade` listener `ws` added with `withUpgradeContext`
+ * makes the Context first; the middleware then enters that same one.
+ */
+import assert from "node:assert/strict";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { Duplex } from "node:stream";
+import { after, before, describe, it } from "node:test";
+import { bind } from "contextvars";
+import { contextMiddleware } from "contextvars/express";
+import { withUpgradeContext } from "contextvars/http";
+import express from "express";
+import expressWs from "express-ws";
+import { close, listen, randomDelay } from "../helpers/http.ts";
+import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
+import {
+  closeClient,
+  expectConnections,
+  expectedFor,
+  open,
+  type Sink,
+  serveSocket,
+  sink,
+  terminateClients,
+  wsValues,
+} from "../helpers/websocket-scenario.ts";
+
+type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+/** An express-ws app; `wrapUpgrade` runs ws's upgrade listener under withUpgradeContext. */
+function build(into: Sink, wrapUpgrade: boolean): Server {
+  const app = express();
+  const server = leak.run("the server's own Context", () => createServer(app));
+  const { app: wsApp } = expressWs(app, server);
+  if (wrapUpgrade) {
+    for (const listener of server.listeners("upgrade") as UpgradeListener[]) {
+      server.off("upgrade", listener);
+      server.on("upgrade", withUpgradeContext(listener));
+    }
+  }
+  wsApp.use(contextMiddleware({ seed: (req) => seedUser(req.headers["x-user"]) }));
+  wsApp.use(async (_req, _res, next) => {
+    await randomDelay();
+    stage.set(`hook:${user.get()}`);
+    next();
+  });
+  wsApp.ws("/ping", (ws, req) => serveSocket(ws, expectedFor(req), into, true));
+  wsApp.ws("/bound", (ws) => {
+    ws.send(wsValues());
+    ws.on("message", () => ws.send(`unbound:${wsValues()}`));
+    ws.on(
+      "message",
+      bind(() => ws.send(`bound:${wsValues()}`)),
+    );
+  });
+  return server;
+}
+
+async function serve(server: Server): Promise<string> {
+  return (await leak.run("listen", () => listen(server))).replace("http", "ws");
+}
+
+describe("contextMiddleware with express-ws, upgrade listener under withUpgradeContext", {
+  timeout: 120_000,
+}, () => {
+  const into = sink();
+  const server = build(into, true);
+  let base = "";
+  before(async () => {
+    base = await serve(server);
+  });
+  after(async () => {
+    terminateClients();
+    await close(server);
+  });
+
+  it("60 concurrent connections: handler, messages, timers, pongs and closes see their own upgrade", async () => {
+    await expectConnections(base, "/ping", into, 60);
+  });
+
+  it("a second round: nothing left over from the first", async () => {
+    await expectConnections(base, "/ping", into, 20);
+  });
+});
+
+describe("contextMiddleware with express-ws alone", { timeout: 60_000 }, () => {
+  const into = sink();
+  const server = build(into, false);
+  let base = "";
+  before(async () => {
+    base = await serve(server);
+  });
+  after(async () => {
+    terminateClients();
+    await close(server);
+  });
+
+  it("the route sees the request's values; message and close listeners do not; bind() restores them", async () => {
+    const headers = { "x-request-id": "alone-1", "x-user": "ann" };
+    const { ws, greeting } = await open(`${base}/bound`, headers);
+    assert.equal(greeting, "alone-1|ann|hook:ann|unset");
+    const replies: string[] = [];
+    const both = new Promise<void>((resolve) => {
+      ws.on("message", (data: Buffer) => {
+        replies.push(String(data));
+        if (replies.length === 2) resolve();
+      });
+    });
+    ws.send("hello");
+    await both;
+    assert.deepEqual(replies.sort(), [
+      "bound:alone-1|ann|hook:ann|unset",
+      "unbound:<none>|<none>|<none>|unset",
+    ]);
+    await closeClient(ws);
+
+    const { ws: pinged } = await open(`${base}/ping`, headers);
+    for (let tries = 0; tries < 50 && into.pongs.length === 0; tries++) await randomDelay(10);
+    await closeClient(pinged);
+    for (let tries = 0; tries < 50 && into.closes.length === 0; tries++) await randomDelay(10);
+    assert.deepEqual(
+      [...into.pongs, ...into.closes].map(({ seen }) => seen),
+      ["<none>|<none>|<none>|unset", "<none>|<none>|<none>|unset"],
+    );
+  });
+});
