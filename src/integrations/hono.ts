@@ -1,8 +1,10 @@
 /**
  * `contextvars/hono`: request-scoped context for Hono 4, on any runtime.
  */
+import type { EventEmitter } from "node:events";
 import type { Context, Env, MiddlewareHandler, Next } from "hono";
 import type { Context as RequestContext } from "../core/context.ts";
+import { bindUpgrade } from "./http-upgrade.ts";
 import {
   type RequestContextOptions,
   requestId,
@@ -29,6 +31,12 @@ export { type RequestContextOptions, requestId };
  * the server in `withContext` from `contextvars/http` (test/faults).
  */
 export type HonoContextOptions<E extends Env = Env> = RequestContextOptions<Context<E>>;
+
+/** A Node upgrade request, as @hono/node-ws passes it as `c.env.incoming`. */
+interface UpgradeRequest extends NodeRequestLike {
+  readonly upgrade?: boolean;
+  readonly socket?: EventEmitter | null;
+}
 
 /** The bindings `@hono/node-server` passes as `c.env`. */
 interface NodeBindings {
@@ -68,6 +76,7 @@ export function contextMiddleware<E extends Env = Env>(
 ): MiddlewareHandler<E> {
   const resolved = resolveOptions(options);
   const { header, echo, seed } = resolved;
+  const upgradeOptions = { ...resolved, echo: false as const };
 
   // Any runtime: Hono's `c` and the fetch Request are the request's keys,
   // Hono's header API reads and echoes. Both: middleware may give `c` a new
@@ -105,6 +114,17 @@ export function contextMiddleware<E extends Env = Env>(
     if (typeof incoming?.on === "function" && typeof outgoing?.setHeader === "function") {
       const context = nodeRequestContext(incoming, outgoing, resolved, c);
       return runInRequest(context, proceed, seed, c, next);
+    }
+    // @hono/node-ws runs the app for each upgrade with the Node request and
+    // no response, then completes the handshake outside it: the upgrade's
+    // socket, whose listeners carry the WebSocket's events, is bound to the
+    // request's Context here. The 101 is written by ws: no echo.
+    if (incoming !== undefined && (incoming as UpgradeRequest).upgrade === true) {
+      const socket = (incoming as UpgradeRequest).socket;
+      if (typeof socket?.on === "function") {
+        const context = nodeRequestContext(incoming, socket, upgradeOptions, c, bindUpgrade);
+        return runInRequest(context, proceed, seed, c, next);
+      }
     }
     const [context, id] = fetchRequestContext(c);
     const handled = runInRequest(context, proceed, seed, c, next);

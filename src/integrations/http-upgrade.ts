@@ -97,8 +97,11 @@ export function withUpgradeContext<Req extends NodeRequestLike, Socket extends E
 type ParserHook = "on" | "addListener" | "prependListener";
 const parserHooks: readonly ParserHook[] = ["on", "addListener", "prependListener"];
 
-/** Binds `req` and the socket as withContext binds `req` and `res`. */
-function bindUpgrade(req: NodeRequestLike, socket: EventEmitter, context: Context): void {
+/**
+ * Binds `req` and the socket as withContext binds `req` and `res`. Internal:
+ * also used by the Hono middleware for @hono/node-ws's upgrades.
+ */
+export function bindUpgrade(req: NodeRequestLike, socket: EventEmitter, context: Context): void {
   bindToRequest(req, context);
   bindUpgradedSocket(socket, context);
 }

@@ -42,8 +42,7 @@ export function sink(): Sink {
 export interface ServerSocket {
   send(data: string): void;
   ping(): void;
-  on(event: "message", listener: (data: unknown) => void): unknown;
-  on(event: "pong" | "close", listener: () => void): unknown;
+  on(event: "message" | "pong" | "close", listener: (data: unknown) => void): unknown;
 }
 
 /**

@@ -1,0 +1,103 @@
+/**
+ * contextMiddleware with @hono/node-ws on a real server (127.0.0.1) and
+ * real `ws` clients. @hono/node-ws takes the server's upgrades itself and
+ * runs the app for each one through `app.request()` with the Node request
+ * as `c.env.incoming` and no response, then completes the handshake in its
+ * own upgrade listener, outside the request. The middleware recognises
+ * that shape (an upgrade request without a response) and binds the
+ * upgrade's socket to the request's Context, so the WebSocket's `message`,
+ * `pong` and `close` events, which `ws` emits from the socket's listeners,
+ * reach the route's listeners in it.
+ */
+import assert from "node:assert/strict";
+import type { Server } from "node:http";
+import { after, before, describe, it } from "node:test";
+import { serve } from "@hono/node-server";
+import { createNodeWebSocket } from "@hono/node-ws";
+import { contextMiddleware } from "contextvars/hono";
+import { Hono } from "hono";
+import { close, randomDelay, send } from "../helpers/http.ts";
+import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
+import {
+  expectConnections,
+  type ServerSocket,
+  serveSocket,
+  sink,
+  terminateClients,
+  wsValues,
+} from "../helpers/websocket-scenario.ts";
+
+describe("contextMiddleware with @hono/node-ws", { timeout: 120_000 }, () => {
+  const into = sink();
+  const app = new Hono();
+  const { upgradeWebSocket, injectWebSocket } = createNodeWebSocket({ app });
+  app.use(contextMiddleware({ seed: (c) => seedUser(c.req.header("x-user")) }));
+  app.use(async (_c, next) => {
+    await randomDelay();
+    stage.set(`hook:${user.get()}`);
+    await next();
+  });
+  app.get(
+    "/ping",
+    upgradeWebSocket((c) => {
+      const expected = `${c.req.header("x-request-id")}|${c.req.header("x-user")}|hook:${c.req.header("x-user")}|unset`;
+      // Hono hands messages and the close to its events, pong only to the raw ws.
+      const listeners = new Map<string, (data: unknown) => void>();
+      return {
+        onOpen(_event, ws) {
+          const socket: ServerSocket = {
+            send: (data) => ws.send(data),
+            ping: () => ws.raw?.ping(),
+            on(event, listener) {
+              if (event === "pong") ws.raw?.on("pong", listener);
+              else listeners.set(event, listener);
+            },
+          };
+          serveSocket(socket, expected, into, true);
+        },
+        onMessage: (event) => listeners.get("message")?.(event.data),
+        onClose: () => listeners.get("close")?.(undefined),
+      };
+    }),
+  );
+  app.get("/plain", (c) => c.text(wsValues()));
+  let server: Server;
+  let http = "";
+  before(async () => {
+    // Started inside a run with `leak` set: connections must not see it.
+    http = await leak.run(
+      "listen",
+      () =>
+        new Promise<string>((resolve) => {
+          server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, (info) =>
+            resolve(`http://127.0.0.1:${info.port}`),
+          ) as Server;
+        }),
+    );
+    injectWebSocket(server);
+  });
+  after(async () => {
+    terminateClients();
+    await close(server);
+  });
+
+  it("60 concurrent connections: handler, messages, timers, pongs and closes see their own upgrade", async () => {
+    await expectConnections(http.replace("http", "ws"), "/ping", into, 60);
+  });
+
+  it("a second round: nothing left over from the first", async () => {
+    await expectConnections(http.replace("http", "ws"), "/ping", into, 20);
+  });
+
+  it("ordinary requests keep their own Context, and their id echoed", async () => {
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        send(http, "/plain", { headers: { "x-request-id": `plain-${i}`, "x-user": `u${i}` } }),
+      ),
+    );
+    for (const [i, reply] of replies.entries()) {
+      assert.equal(reply.body, `plain-${i}|u${i}|hook:u${i}|unset`);
+      assert.equal(reply.headers["x-request-id"], `plain-${i}`);
+    }
+  });
+});
