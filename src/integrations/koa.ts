@@ -1,11 +1,15 @@
 /**
  * `contextvars/koa`: request-scoped context for Koa 3 (and 2).
  */
+import type { EventEmitter } from "node:events";
 import { format, inspect } from "node:util";
 import type { Context, Middleware, Next } from "koa";
 import { carrier } from "../carrier/select.ts";
+import type { Context as RequestContext } from "../core/context.ts";
+import { bindUpgrade } from "./http-upgrade.ts";
+import { bindEarlierListeners } from "./request-emitters.ts";
 import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
-import { nodeRequestContext, runInRequest } from "./request-scope.ts";
+import { type NodeRequestLike, nodeRequestContext, runInRequest } from "./request-scope.ts";
 
 export { type RequestContextOptions, requestId };
 
@@ -35,6 +39,10 @@ export type KoaContextOptions = RequestContextOptions<Context>;
  * its own, and for Koa's `"error"` listeners, also wrap the server,
  * `createServer(withContext(app.callback()))` from `contextvars/http`. The
  * request still gets one Context.
+ *
+ * Mounted on koa-websocket's `app.ws`, whose contexts have no response, it
+ * gives each connection its Context without an echo and binds its socket,
+ * so the WebSocket's `message`, `pong` and `close` listeners run there.
  *
  * @example
  * import Koa from "koa";
@@ -71,11 +79,30 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
         throw failed;
       }
     : undefined;
+  const upgradeOptions = { ...resolved, echo: false as const };
   return function contextMiddleware(ctx: Context, next: Next): Promise<unknown> {
-    const context = nodeRequestContext(ctx.req, ctx.res, resolved, ctx);
+    // koa-websocket runs `app.ws`'s middleware after the handshake, with a
+    // context made from the request alone (no response): see upgradedContext.
+    const res = ctx.res as Context["res"] | undefined;
+    const context =
+      res === undefined
+        ? nodeRequestContext(ctx.req, ctx.req.socket, upgradeOptions, ctx, bindUpgraded)
+        : nodeRequestContext(ctx.req, res, resolved, ctx);
     return runInRequest(context, proceed, seed, echoOnError, ctx, next);
   };
 }
+
+// koa-websocket's ws completed the handshake before this middleware ran, so
+// the WebSocket already listens on the socket, in the connection's Context:
+// those listeners are bound as well as later ones, so its message, pong and
+// close events run in the request's Context. There is no response to echo on.
+function bindUpgraded(req: NodeRequestLike, socket: EventEmitter, context: RequestContext): void {
+  bindUpgrade(req, socket, context);
+  for (const event of upgradedSocketEvents) bindEarlierListeners(socket, event);
+}
+
+// The socket events a WebSocket library listens to (ws's setSocket).
+const upgradedSocketEvents = ["data", "end", "close", "error"] as const;
 
 // A throw from seed propagates to koa-compose, which turns it into a
 // rejection; it goes through onError first, so its response carries the id.
