@@ -289,15 +289,23 @@ describe("withUpgradeContext: failures, nesting, a raw upgrade", { timeout: 60_0
     try {
       const client = connect(Number(port), "127.0.0.1");
       let text = "";
+      let answered: () => void = () => {};
+      const headAnswered = new Promise<void>((resolve) => {
+        answered = resolve;
+      });
       client.setEncoding("utf8");
       client.on("data", (chunk: string) => {
         text += chunk;
+        if (text.includes("head:") && text.endsWith("\n")) answered();
         if (text.includes("later|")) client.end();
       });
       const head =
         "GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: echo\r\nX-Request-Id: raw-1\r\nX-User: eve\r\n\r\n";
       client.write(`${head}early`); // bytes after the head reach the listener as `head`
       await once(client, "connect");
+      // Only once the listener has answered the head: written earlier, the
+      // bytes could reach the server in the same read as the head.
+      await headAnswered;
       await randomDelay(10);
       client.write("later");
       await once(client, "close");
