@@ -82,7 +82,7 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
   const upgradeOptions = { ...resolved, echo: false as const };
   return function contextMiddleware(ctx: Context, next: Next): Promise<unknown> {
     // koa-websocket runs `app.ws`'s middleware after the handshake, with a
-    // context made from the request alone (no response): see upgradedContext.
+    // context made from the request alone (no response): see bindUpgraded.
     const res = ctx.res as Context["res"] | undefined;
     const context =
       res === undefined
