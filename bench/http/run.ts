@@ -15,13 +15,12 @@
  * disturbs far less than throughput. Ratios are taken within a cycle; see
  * report.ts.
  */
-import { type ChildProcess, execFileSync, fork } from "node:child_process";
+import { type ChildProcess, fork } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { FRAMEWORKS, type Framework, type Mode, modesOf } from "./apps.ts";
+import { buildPackage } from "./build.ts";
 import { type Cycle, report } from "./report.ts";
 
 function option(name: string, fallback: number): number {
@@ -45,42 +44,7 @@ const only = process.argv.indexOf("--modes");
 const chosenModes = only === -1 ? undefined : (process.argv[only + 1] ?? "").split(",");
 
 const serverPath = fileURLToPath(new URL("./server.ts", import.meta.url));
-const root = fileURLToPath(new URL("../../", import.meta.url));
-
-// The servers load the package as tsc compiles it (see apps.ts for why not tsx).
-const build = join(root, "node_modules", ".cache", "contextvars-http-bench");
-try {
-  execFileSync(
-    process.execPath,
-    [
-      join(root, "node_modules", "typescript", "bin", "tsc"),
-      ...["-p", join(root, "tsconfig.build.json"), "--outDir", build],
-      ...["--declaration", "false", "--declarationMap", "false", "--sourceMap", "false"],
-    ],
-    { stdio: "ignore" },
-  );
-} catch {
-  // tsc exits non-zero on a type error anywhere in src, but still emits.
-}
-// The package's `imports` (#carrier, …) point into dist/: give the build its own
-// package.json with the same map pointing into the build.
-const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
-  imports?: unknown;
-};
-const intoBuild = (target: unknown): unknown =>
-  typeof target === "string"
-    ? target.replace(/^\.\/dist\//, "./")
-    : typeof target === "object" && target !== null
-      ? Object.fromEntries(
-          Object.entries(target)
-            .filter(([condition]) => condition !== "contextvars-source")
-            .map(([condition, value]) => [condition, intoBuild(value)]),
-        )
-      : target;
-writeFileSync(
-  join(build, "package.json"),
-  JSON.stringify({ type: "module", imports: intoBuild(manifest.imports ?? {}) }, null, 2),
-);
+const build = buildPackage();
 
 interface Server {
   mode: Mode;

@@ -1,0 +1,174 @@
+/**
+ * WebSocket benchmark: `node --import tsx bench/ws/run.ts [--rounds 6]
+ * [--cycles 2] [--duration 1] [--warmup 1] [--connections 50] [--size 16]
+ * [--modes bare,bare2,als,ours]`.
+ *
+ * What one incoming WebSocket message costs the server in each mode of
+ * server.ts, measured as bench/http measures a request: each round starts a
+ * fresh server process per mode, warms each one, then runs `cycles` cycles;
+ * in each, the clients load every server in turn for `duration` seconds, the
+ * mode order rotating from cycle to cycle (idle servers cost nothing, so the
+ * modes of a cycle are measured seconds apart, under the same load from
+ * whatever else runs on the machine). A burst opens `connections` `ws`
+ * clients over loopback, then each sends a `size`-byte message and awaits
+ * its echo, again and again, until the time is up; the server's CPU time
+ * (process.cpuUsage, reported over IPC) is taken after the handshakes and
+ * before the clients close, so the figure is server CPU per message. Ratios
+ * are taken within a cycle (report.ts).
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { WebSocket } from "ws";
+import { buildPackage } from "../http/build.ts";
+import { type Cycle, report } from "./report.ts";
+import type { Mode } from "./server.ts";
+
+const MODES: readonly Mode[] = ["bare", "bare2", "als", "ours"];
+
+function option(name: string, fallback: number): number {
+  const at = process.argv.indexOf(`--${name}`);
+  return at === -1 ? fallback : Number(process.argv[at + 1]);
+}
+const rounds = option("rounds", 6);
+const cycles = option("cycles", 2);
+const duration = option("duration", 1);
+const warmup = option("warmup", 1);
+const connections = option("connections", 50);
+const size = option("size", 16);
+const only = process.argv.indexOf("--modes");
+const modes =
+  only === -1
+    ? [...MODES]
+    : MODES.filter((m) => (process.argv[only + 1] ?? "").split(",").includes(m));
+
+const serverPath = fileURLToPath(new URL("./server.ts", import.meta.url));
+const build = buildPackage();
+
+interface Server {
+  mode: Mode;
+  child: ChildProcess;
+  url: string;
+}
+
+interface Mark {
+  cpu: number;
+  messages: number;
+  seen: number;
+}
+
+function nextMessage<T>(child: ChildProcess): Promise<T> {
+  return once(child, "message").then(([message]) => message as T);
+}
+
+async function start(mode: Mode): Promise<Server> {
+  const child = fork(serverPath, [mode], {
+    execArgv: ["--import", "tsx"],
+    env: { ...process.env, CONTEXTVARS_BUILD: build, NODE_ENV: "production" },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const { port } = await nextMessage<{ port: number }>(child);
+  return { mode, child, url: `ws://127.0.0.1:${port}/` };
+}
+
+async function stop(server: Server): Promise<void> {
+  if (server.child.exitCode !== null) return;
+  server.child.send("exit");
+  await once(server.child, "exit");
+}
+
+async function mark(server: Server): Promise<Mark> {
+  server.child.send("mark");
+  return nextMessage<Mark>(server.child);
+}
+
+function connect(url: string, i: number): Promise<WebSocket> {
+  const ws = new WebSocket(url, { headers: { "x-user": `user-${i}` }, perMessageDeflate: false });
+  return new Promise((resolve, reject) => {
+    ws.once("open", () => resolve(ws));
+    ws.once("error", reject);
+  });
+}
+
+/** Sends, awaits the echo, and again, until `until`; resolves to the count. */
+function pingPong(ws: WebSocket, payload: Buffer, until: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let count = 0;
+    ws.on("error", reject);
+    ws.on("message", () => {
+      count++;
+      if (Date.now() >= until) resolve(count);
+      else ws.send(payload);
+    });
+    ws.send(payload);
+  });
+}
+
+async function burst(server: Server, seconds: number) {
+  const clients = await Promise.all(
+    Array.from({ length: connections }, (_, i) => connect(server.url, i)),
+  );
+  const payload = Buffer.alloc(size, 0x61);
+  const before = await mark(server);
+  const started = performance.now();
+  const counts = await Promise.all(
+    clients.map((ws) => pingPong(ws, payload, Date.now() + seconds * 1000)),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  const after = await mark(server);
+  await Promise.all(
+    clients.map((ws) => {
+      const closed = once(ws, "close");
+      ws.close();
+      return closed;
+    }),
+  );
+  const echoed = after.messages - before.messages;
+  const sent = counts.reduce((a, b) => a + b, 0);
+  if (echoed !== sent || echoed === 0) {
+    throw new Error(
+      `${server.mode}: the server echoed ${echoed} messages, the clients got ${sent}`,
+    );
+  }
+  return {
+    cpuPerMessage: (after.cpu - before.cpu) / echoed,
+    throughput: echoed / elapsed,
+    seen: (after.seen - before.seen) / (3 * echoed),
+  };
+}
+
+const all: Cycle[] = [];
+const started = Date.now();
+for (let round = 0; round < rounds; round++) {
+  const servers: Server[] = [];
+  try {
+    servers.push(...(await Promise.all(modes.map(start))));
+    for (const server of servers) await burst(server, warmup);
+    for (let c = 0; c < cycles; c++) {
+      const cycle: Cycle = new Map();
+      const shift = round * cycles + c;
+      for (let i = 0; i < servers.length; i++) {
+        const server = servers[(i + shift) % servers.length] as Server;
+        const sample = await burst(server, duration);
+        cycle.set(server.mode, sample);
+        console.error(
+          `round ${round + 1}/${rounds} cycle ${c + 1}/${cycles} ${server.mode.padEnd(5)} ` +
+            `${sample.cpuPerMessage.toFixed(2).padStart(6)} µs/msg ` +
+            `${sample.throughput.toFixed(0).padStart(6)} msg/s ` +
+            `store seen by ${(sample.seen * 100).toFixed(0)}% of reads`,
+        );
+      }
+      all.push(cycle);
+    }
+  } finally {
+    await Promise.all(servers.map(stop));
+  }
+}
+
+const seconds = ((Date.now() - started) / 1000).toFixed(0);
+const header =
+  `Node ${process.version}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC; ` +
+  `${rounds} rounds × ${cycles} cycles × ${duration} s bursts (after a ${warmup} s warmup) per ` +
+  `mode, ${connections} connections, each sending ${size}-byte messages and awaiting each echo; ` +
+  `${seconds} s in all.`;
+console.log(report(all, header));
