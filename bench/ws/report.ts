@@ -8,6 +8,8 @@ import type { Mode } from "./server.ts";
 export interface Sample {
   /** µs of server CPU (user + system) per message echoed. */
   cpuPerMessage: number;
+  /** The part of it spent in the kernel (system time). */
+  systemPerMessage: number;
   /** Messages echoed per second. */
   throughput: number;
   /** Share of the handler's store reads that found a value. */
@@ -56,14 +58,15 @@ export function report(cycles: Cycle[], header: string): string {
   const lines = [
     header,
     "",
-    "| mode | server CPU per message | messages per second | store reads that found a value |",
-    "|---|---|---|---|",
+    "| mode | server CPU per message | of which system | messages per second | store reads that found a value |",
+    "|---|---|---|---|---|",
   ];
   for (const mode of ["bare", "bare2", "als", "ours"] as const) {
     const s = samples(mode);
     if (s.length === 0) continue;
     lines.push(
       `| ${mode} | ${median(s.map((x) => x.cpuPerMessage)).toFixed(2)} µs | ` +
+        `${median(s.map((x) => x.systemPerMessage)).toFixed(2)} µs | ` +
         `${median(s.map((x) => x.throughput)).toFixed(0)} | ` +
         `${mode.startsWith("bare") ? "–" : `${(median(s.map((x) => x.seen)) * 100).toFixed(0)}%`} |`,
     );
@@ -72,17 +75,20 @@ export function report(cycles: Cycle[], header: string): string {
     "",
     `Paired ratios, one pair per cycle (${cycles.length} pairs): **median** interquartile range (min–max):`,
     "",
-    "| ratio | server CPU per message | messages per second |",
-    "|---|---|---|",
+    "| ratio | server CPU per message | system time per message | messages per second |",
+    "|---|---|---|---|",
   );
   for (const [a, b, label] of PAIRS) {
-    const of = (field: "cpuPerMessage" | "throughput") =>
+    const of = (field: "cpuPerMessage" | "systemPerMessage" | "throughput") =>
       cycles.flatMap((c) => {
         const x = c.get(a)?.[field];
         const y = c.get(b)?.[field];
         return x === undefined || y === undefined ? [] : [x / y];
       });
-    lines.push(`| ${label} | ${summary(of("cpuPerMessage"))} | ${summary(of("throughput"))} |`);
+    lines.push(
+      `| ${label} | ${summary(of("cpuPerMessage"))} | ${summary(of("systemPerMessage"))} | ` +
+        `${summary(of("throughput"))} |`,
+    );
   }
   return lines.join("\n");
 }

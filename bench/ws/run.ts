@@ -1,7 +1,7 @@
 /**
  * WebSocket benchmark: `node --import tsx bench/ws/run.ts [--rounds 6]
  * [--cycles 2] [--duration 1] [--warmup 1] [--connections 50] [--size 16]
- * [--modes bare,bare2,als,ours]`.
+ * [--modes bare,bare2,als,ours] [--prof dir]`.
  *
  * What one incoming WebSocket message costs the server in each mode of
  * server.ts, measured as bench/http measures a request: each round starts a
@@ -42,6 +42,11 @@ const modes =
     ? [...MODES]
     : MODES.filter((m) => (process.argv[only + 1] ?? "").split(",").includes(m));
 
+// --prof <dir>: each server writes a V8 CPU profile there when it exits (--cpu-prof).
+const profAt = process.argv.indexOf("--prof");
+const profile =
+  profAt === -1 ? [] : ["--cpu-prof", "--cpu-prof-dir", process.argv[profAt + 1] ?? "."];
+
 const serverPath = fileURLToPath(new URL("./server.ts", import.meta.url));
 const build = buildPackage();
 
@@ -53,6 +58,7 @@ interface Server {
 
 interface Mark {
   cpu: number;
+  system: number;
   messages: number;
   seen: number;
 }
@@ -63,7 +69,7 @@ function nextMessage<T>(child: ChildProcess): Promise<T> {
 
 async function start(mode: Mode): Promise<Server> {
   const child = fork(serverPath, [mode], {
-    execArgv: ["--import", "tsx"],
+    execArgv: ["--import", "tsx", ...profile],
     env: { ...process.env, CONTEXTVARS_BUILD: build, NODE_ENV: "production" },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
@@ -132,6 +138,7 @@ async function burst(server: Server, seconds: number) {
   }
   return {
     cpuPerMessage: (after.cpu - before.cpu) / echoed,
+    systemPerMessage: (after.system - before.system) / echoed,
     throughput: echoed / elapsed,
     seen: (after.seen - before.seen) / (3 * echoed),
   };
@@ -154,6 +161,7 @@ for (let round = 0; round < rounds; round++) {
         console.error(
           `round ${round + 1}/${rounds} cycle ${c + 1}/${cycles} ${server.mode.padEnd(5)} ` +
             `${sample.cpuPerMessage.toFixed(2).padStart(6)} µs/msg ` +
+            `(system ${sample.systemPerMessage.toFixed(2).padStart(5)}) ` +
             `${sample.throughput.toFixed(0).padStart(6)} msg/s ` +
             `store seen by ${(sample.seen * 100).toFixed(0)}% of reads`,
         );

@@ -19,7 +19,8 @@
  *          `data` listener runs inside one `carrier.run`
  *
  * Tells the parent its port, then answers each "mark" message with the
- * process's CPU time so far (process.cpuUsage, user + system, µs) and the
+ * process's CPU time so far (process.cpuUsage, user + system, and system
+ * alone, µs) and the
  * messages echoed so far. The package is loaded from the tsc build that
  * run.ts makes (CONTEXTVARS_BUILD), as in bench/http.
  */
@@ -111,7 +112,7 @@ await new Promise<void>((resolve) => server.listen({ port: 0, host: "127.0.0.1" 
 process.on("message", (message) => {
   if (message === "mark") {
     const { user, system } = process.cpuUsage();
-    process.send?.({ cpu: user + system, messages, seen });
+    process.send?.({ cpu: user + system, system, messages, seen });
   } else if (message === "exit") {
     process.exit(0);
   }
