@@ -50,6 +50,8 @@ const PAIRS: ReadonlyArray<readonly [Mode, Mode, string]> = [
   ["als", "bare", "als/bare"],
   ["ours", "bare", "ours/bare"],
   ["ours", "als", "ours/als"],
+  ["alsbound", "bare", "alsbound/bare"],
+  ["ours", "alsbound", "ours/alsbound"],
 ];
 
 export function report(cycles: Cycle[], header: string): string {
@@ -61,7 +63,7 @@ export function report(cycles: Cycle[], header: string): string {
     "| mode | server CPU per message | of which system | messages per second | store reads that found a value |",
     "|---|---|---|---|---|",
   ];
-  for (const mode of ["bare", "bare2", "als", "ours"] as const) {
+  for (const mode of ["bare", "bare2", "als", "alsbound", "ours"] as const) {
     const s = samples(mode);
     if (s.length === 0) continue;
     lines.push(

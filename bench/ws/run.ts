@@ -1,7 +1,7 @@
 /**
  * WebSocket benchmark: `node --import tsx bench/ws/run.ts [--rounds 6]
  * [--cycles 2] [--duration 1] [--warmup 1] [--connections 50] [--size 16]
- * [--modes bare,bare2,als,ours] [--prof dir]`.
+ * [--modes bare,bare2,als,alsbound,ours] [--prof dir]`.
  *
  * What one incoming WebSocket message costs the server in each mode of
  * server.ts, measured as bench/http measures a request: each round starts a
@@ -24,7 +24,7 @@ import { buildPackage } from "../http/build.ts";
 import { type Cycle, report } from "./report.ts";
 import type { Mode } from "./server.ts";
 
-const MODES: readonly Mode[] = ["bare", "bare2", "als", "ours"];
+const MODES: readonly Mode[] = ["bare", "bare2", "als", "alsbound", "ours"];
 
 function option(name: string, fallback: number): number {
   const at = process.argv.indexOf(`--${name}`);

@@ -13,6 +13,10 @@
  *          listener, which Node calls in the connection's async context,
  *          so these reads find no store: this is what an ALS costs per
  *          message when nothing carries it to the messages
+ *   alsbound  the same listener, with the message handler bound by hand
+ *          (`AsyncResource.bind` inside the run): its 3 reads find the
+ *          store. The like-for-like baseline for `ours`: each message
+ *          enters the upgrade's store once, as ours enters its Context
  *   ours   `withUpgradeContext` with a `seed` that sets two vars; the handler
  *          does 3 `get()` (the two vars and `requestId`), which see the
  *          upgrade's values because the socket is bound: each frame's
@@ -24,7 +28,7 @@
  * messages echoed so far. The package is loaded from the tsc build that
  * run.ts makes (CONTEXTVARS_BUILD), as in bench/http.
  */
-import { AsyncLocalStorage } from "node:async_hooks";
+import { AsyncLocalStorage, AsyncResource } from "node:async_hooks";
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -35,7 +39,7 @@ import { type RawData, type WebSocket, WebSocketServer } from "ws";
 type HttpModule = typeof import("../../src/integrations/http.ts");
 type CoreModule = typeof import("../../src/index.ts");
 
-export const MODES = ["bare", "bare2", "als", "ours"] as const;
+export const MODES = ["bare", "bare2", "als", "alsbound", "ours"] as const;
 export type Mode = (typeof MODES)[number];
 
 const mode = process.argv[2] as Mode;
@@ -68,16 +72,23 @@ if (mode === "bare" || mode === "bare2") {
   };
   upgrade = (req, socket, head) =>
     wss.handleUpgrade(req, socket, head, (ws) => ws.on("message", onMessage));
-} else if (mode === "als") {
+} else if (mode === "als" || mode === "alsbound") {
   const als = new AsyncLocalStorage<{ user: string; room: string }>();
   const onMessage = function (this: WebSocket, data: RawData, isBinary: boolean) {
     messages++;
     use(als.getStore()?.user, als.getStore()?.room, als.getStore()?.user);
     this.send(data, { binary: isBinary });
   };
+  // Bound inside the run, so each message enters the upgrade's store.
+  // (AsyncResource.bind types `this` as unknown; the bound function passes its own on.)
+  type OnMessage = (this: unknown, data: RawData, isBinary: boolean) => void;
+  const handler =
+    mode === "als"
+      ? () => onMessage
+      : () => AsyncResource.bind(onMessage as OnMessage) as typeof onMessage;
   upgrade = (req, socket, head) =>
     als.run({ user: String(req.headers["x-user"] ?? "anonymous"), room: "lobby" }, () =>
-      wss.handleUpgrade(req, socket, head, (ws) => ws.on("message", onMessage)),
+      wss.handleUpgrade(req, socket, head, (ws) => ws.on("message", handler())),
     );
 } else {
   const { ContextVar } = await fromBuild<CoreModule>("index.js");
