@@ -15,13 +15,13 @@
  * disturbs far less than throughput. Ratios are taken within a cycle; see
  * report.ts.
  */
-import { type ChildProcess, fork } from "node:child_process";
-import { once } from "node:events";
+import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { FRAMEWORKS, type Framework, type Mode, modesOf } from "./apps.ts";
 import { buildPackage } from "./build.ts";
 import { type Cycle, report } from "./report.ts";
+import { markOf, startServer, stopServer } from "./server-process.ts";
 
 function option(name: string, fallback: number): number {
   const at = process.argv.indexOf(`--${name}`);
@@ -52,29 +52,15 @@ interface Server {
   url: string;
 }
 
-function nextMessage<T>(child: ChildProcess): Promise<T> {
-  return once(child, "message").then(([message]) => message as T);
-}
-
 async function start(framework: Framework, mode: Mode): Promise<Server> {
-  const child = fork(serverPath, [framework, mode], {
-    execArgv: ["--import", "tsx"],
-    env: { ...process.env, CONTEXTVARS_BUILD: build, NODE_ENV: "production" },
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
-  const { port } = await nextMessage<{ port: number }>(child);
+  const { child, port } = await startServer(serverPath, [framework, mode], build);
   return { mode, child, url: `http://127.0.0.1:${port}/` };
 }
 
-async function stop(server: Server): Promise<void> {
-  if (server.child.exitCode !== null) return;
-  server.child.send("exit");
-  await once(server.child, "exit");
-}
+const stop = (server: Server): Promise<void> => stopServer(server.child);
 
 async function cpu(server: Server): Promise<number> {
-  server.child.send("mark");
-  return (await nextMessage<{ cpu: number }>(server.child)).cpu;
+  return (await markOf<{ cpu: number }>(server.child)).cpu;
 }
 
 async function burst(server: Server, seconds: number) {

@@ -16,11 +16,12 @@
  * before the clients close, so the figure is server CPU per message. Ratios
  * are taken within a cycle (report.ts).
  */
-import { type ChildProcess, fork } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 import { buildPackage } from "../http/build.ts";
+import { markOf, startServer, stopServer } from "../http/server-process.ts";
 import { type Cycle, report } from "./report.ts";
 import type { Mode } from "./server.ts";
 
@@ -63,30 +64,13 @@ interface Mark {
   seen: number;
 }
 
-function nextMessage<T>(child: ChildProcess): Promise<T> {
-  return once(child, "message").then(([message]) => message as T);
-}
-
 async function start(mode: Mode): Promise<Server> {
-  const child = fork(serverPath, [mode], {
-    execArgv: ["--import", "tsx", ...profile],
-    env: { ...process.env, CONTEXTVARS_BUILD: build, NODE_ENV: "production" },
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
-  const { port } = await nextMessage<{ port: number }>(child);
+  const { child, port } = await startServer(serverPath, [mode], build, profile);
   return { mode, child, url: `ws://127.0.0.1:${port}/` };
 }
 
-async function stop(server: Server): Promise<void> {
-  if (server.child.exitCode !== null) return;
-  server.child.send("exit");
-  await once(server.child, "exit");
-}
-
-async function mark(server: Server): Promise<Mark> {
-  server.child.send("mark");
-  return nextMessage<Mark>(server.child);
-}
+const stop = (server: Server): Promise<void> => stopServer(server.child);
+const mark = (server: Server): Promise<Mark> => markOf<Mark>(server.child);
 
 function connect(url: string, i: number): Promise<WebSocket> {
   const ws = new WebSocket(url, { headers: { "x-user": `user-${i}` }, perMessageDeflate: false });
