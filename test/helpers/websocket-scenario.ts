@@ -7,11 +7,19 @@
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
 import { requestId } from "contextvars/http";
 import { WebSocket } from "ws";
-import { randomDelay } from "./http.ts";
+import { listen, randomDelay } from "./http.ts";
 import { leak, stage, user } from "./request-scenario.ts";
+
+/**
+ * Starts `server` on 127.0.0.1 from inside a run with `leak` set (upgrades
+ * must not see it); resolves to its `ws://` base.
+ */
+export async function listenWs(server: Server): Promise<string> {
+  return (await leak.run("listen", () => listen(server))).replace("http", "ws");
+}
 
 /** What a listener reads: `<id>|<user>|<stage>|<leak>`. */
 export function wsValues(): string {

@@ -17,12 +17,13 @@ import { contextMiddleware } from "contextvars/express";
 import { withUpgradeContext } from "contextvars/http";
 import express from "express";
 import expressWs from "express-ws";
-import { close, listen, randomDelay } from "../helpers/http.ts";
+import { close, randomDelay } from "../helpers/http.ts";
 import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
 import {
   closeClient,
   expectConnections,
   expectedFor,
+  listenWs,
   open,
   type Sink,
   serveSocket,
@@ -62,10 +63,6 @@ function build(into: Sink, wrapUpgrade: boolean): Server {
   return server;
 }
 
-async function serve(server: Server): Promise<string> {
-  return (await leak.run("listen", () => listen(server))).replace("http", "ws");
-}
-
 describe("contextMiddleware with express-ws, upgrade listener under withUpgradeContext", {
   timeout: 120_000,
 }, () => {
@@ -73,7 +70,7 @@ describe("contextMiddleware with express-ws, upgrade listener under withUpgradeC
   const server = build(into, true);
   let base = "";
   before(async () => {
-    base = await serve(server);
+    base = await listenWs(server);
   });
   after(async () => {
     terminateClients();
@@ -94,7 +91,7 @@ describe("contextMiddleware with express-ws alone", { timeout: 60_000 }, () => {
   const server = build(into, false);
   let base = "";
   before(async () => {
-    base = await serve(server);
+    base = await listenWs(server);
   });
   after(async () => {
     terminateClients();

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type IncomingMessage } from "node:http";
 import { connect } from "node:net";
 import type { Duplex } from "node:stream";
 import { after, before, describe, it } from "node:test";
@@ -17,6 +17,7 @@ import { requestId, withUpgradeContext } from "contextvars/http";
 import { WebSocket, WebSocketServer } from "ws";
 import { close, listen, randomDelay, UUID } from "../helpers/http.ts";
 import { leak, seedUser, setThenReject, setThenThrow, user } from "../helpers/request-scenario.ts";
+import { listenWs } from "../helpers/websocket-scenario.ts";
 
 // Set at the root before any server exists: every upgrade's Context is a copy of the root.
 const service = new ContextVar<string>("service");
@@ -70,11 +71,6 @@ async function closeClient(ws: WebSocket): Promise<void> {
   await closed;
 }
 
-/** Starts `server` on 127.0.0.1 from inside a run with `leak` set: upgrades must not see it. */
-function serve(server: Server): Promise<string> {
-  return leak.run("listen", () => listen(server)).then((base) => base.replace("http", "ws"));
-}
-
 describe("contextvars/http withUpgradeContext", { timeout: 120_000 }, () => {
   const wss = new WebSocketServer({ noServer: true });
   // Echoing the id: ws emits "headers" inside handleUpgrade, so in the upgrade's Context.
@@ -116,7 +112,7 @@ describe("contextvars/http withUpgradeContext", { timeout: 120_000 }, () => {
   server.on("upgrade", upgrade);
   let base = "";
   before(async () => {
-    base = await serve(server);
+    base = await listenWs(server);
   });
   after(async () => {
     terminateAll(wss);
@@ -253,7 +249,7 @@ describe("withUpgradeContext: failures, nesting, a raw upgrade", { timeout: 60_0
         { seed: (req) => seedUser(req.headers["x-user"]) },
       ),
     );
-    const base = await serve(server);
+    const base = await listenWs(server);
     try {
       const { ws, greeting } = await open(base, { "x-request-id": "twice", "x-user": "ann" });
       assert.equal(greeting, "twice|ann|chat-api|unset|false");
@@ -285,7 +281,7 @@ describe("withUpgradeContext: failures, nesting, a raw upgrade", { timeout: 60_0
         { seed: (req) => seedUser(req.headers["x-user"]) },
       ),
     );
-    const { port } = new URL(await serve(server));
+    const { port } = new URL(await listenWs(server));
     try {
       const client = connect(Number(port), "127.0.0.1");
       let text = "";

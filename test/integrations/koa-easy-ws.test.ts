@@ -8,18 +8,19 @@
  * request's values to them.
  */
 import assert from "node:assert/strict";
-import { createServer, type Server } from "node:http";
+import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { bindEmitter } from "contextvars";
 import { contextMiddleware } from "contextvars/koa";
 import Koa from "koa";
 import easyWs from "koa-easy-ws";
-import { close, listen, randomDelay } from "../helpers/http.ts";
+import { close, randomDelay } from "../helpers/http.ts";
 import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
 import {
   closeClient,
   expectConnections,
   expectedFor,
+  listenWs,
   open,
   serveSocket,
   sink,
@@ -29,10 +30,6 @@ import {
 // koa-easy-ws is CommonJS whose module.exports is the function, but its types
 // declare it as `default`: under NodeNext the default import is typed as the module.
 const websocket = easyWs as unknown as typeof easyWs.default;
-
-async function serve(server: Server): Promise<string> {
-  return (await leak.run("listen", () => listen(server))).replace("http", "ws");
-}
 
 /** Waits for the first message after sending one: what the server's listener saw. */
 async function firstReply(url: string, headers: Record<string, string>): Promise<[string, string]> {
@@ -67,7 +64,7 @@ describe("contextMiddleware with koa-easy-ws", { timeout: 120_000 }, () => {
   const server = leak.run("the server's own Context", () => createServer(app.callback()));
   let base = "";
   before(async () => {
-    base = await serve(server);
+    base = await listenWs(server);
   });
   after(async () => {
     terminateClients();
