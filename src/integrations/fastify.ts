@@ -91,6 +91,7 @@ type RawRequest = NodeRequestLike & {
   readonly upgrade?: boolean;
   readonly socket?: EventEmitter | null;
 };
+type RawResponse = NodeResponseLike & { readonly socket?: EventEmitter | null };
 
 // Fastify adds its own `finish` and `error` listeners to the response (they
 // run the onResponse hooks) before any onRequest hook, so before the
@@ -101,9 +102,16 @@ type RawRequest = NodeRequestLike & {
 // a var one of them set would land there (the root Context, on Node), which
 // every later request copies. There the two listeners are bound now; on
 // HTTP/1 that would be work for nothing.
-function bindRaw(req: RawRequest, res: NodeResponseLike, context: Context): void {
-  bindToRequest(req, context);
+function bindRaw(req: RawRequest, res: RawResponse, context: Context): void {
   bindToRequest(res, context);
+  // @fastify/websocket's injectWS routes a plain object, not an emitter, as
+  // the request, and assigns its response the in-memory stream the
+  // WebSocket will read: that stream is the socket to bind.
+  if (typeof req.listenerCount !== "function") {
+    if (res.socket != null) bindUpgradedSocket(res.socket, context);
+    return;
+  }
+  bindToRequest(req, context);
   // An upgrade that reached the hooks: @fastify/websocket routes node:http's
   // "upgrade" through Fastify, and the WebSocket it makes reads its frames
   // from the socket's own listeners, which Node calls in the connection's

@@ -4,13 +4,16 @@
  * hooks, so the route's handler runs in the request's Context; the
  * WebSocket's `message`, `pong` and `close` events come from the upgraded
  * socket's own listeners, which the contextvars plugin binds when the
- * request is an upgrade.
+ * request is an upgrade. `injectWS` routes a plain object as the request
+ * and an in-memory stream as the socket; the plugin binds that stream.
  */
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { after, before, describe, it } from "node:test";
 import fastifyWebsocket from "@fastify/websocket";
 import { contextPlugin, requestId } from "contextvars/fastify";
 import Fastify, { type FastifyInstance } from "fastify";
+import { WebSocket } from "ws";
 import { randomDelay, send } from "../helpers/http.ts";
 import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
 import {
@@ -35,6 +38,10 @@ describe("contextPlugin with @fastify/websocket", { timeout: 120_000 }, () => {
     app = Fastify();
     await app.register(contextPlugin, { seed: (request) => seedUser(request.headers["x-user"]) });
     await app.register(fastifyWebsocket);
+    // docs/integrations.md's echo of the id on the 101, which ws writes.
+    app.websocketServer.on("headers", (headers: string[]) =>
+      headers.push(`x-request-id: ${requestId.get()}`),
+    );
     // An async hook whose set, after an await, the handler and listeners must see.
     app.addHook("preValidation", async () => {
       await randomDelay();
@@ -61,6 +68,23 @@ describe("contextPlugin with @fastify/websocket", { timeout: 120_000 }, () => {
     await expectConnections(base, "/ping", into, 20);
   });
 
+  it("the headers listener of docs/integrations.md puts each upgrade's own id on its 101", async () => {
+    const opened = Array.from({ length: 20 }, async (_, i) => {
+      await randomDelay();
+      const id = `echo-${i}`;
+      const ws = new WebSocket(`${base}/ping`, { headers: { "x-request-id": id } });
+      // ws emits "open" in the same turn as "upgrade": both listened for first.
+      const upgraded = once(ws, "upgrade");
+      const ready = once(ws, "open");
+      const [response] = (await upgraded) as [{ headers: Record<string, unknown> }];
+      assert.equal(response.headers["x-request-id"], id);
+      await ready;
+      await closeClient(ws);
+    });
+    await Promise.all(opened);
+    assert.equal(requestId.get("<none>"), "<none>");
+  });
+
   it("ordinary requests beside the WebSockets keep their own Context", async () => {
     const { ws } = await open(`${base}/ping`, { "x-request-id": "ws-1", "x-user": "ann" });
     const replies = await Promise.all(
@@ -74,5 +98,67 @@ describe("contextPlugin with @fastify/websocket", { timeout: 120_000 }, () => {
     }
     await closeClient(ws);
     assert.equal(requestId.get("<none>"), "<none>");
+  });
+});
+
+describe("contextPlugin with @fastify/websocket's injectWS", { timeout: 60_000 }, () => {
+  let app: FastifyInstance;
+
+  before(async () => {
+    app = Fastify();
+    await app.register(contextPlugin, { seed: (request) => seedUser(request.headers["x-user"]) });
+    await app.register(fastifyWebsocket);
+    // injectWS (11.3.7) writes Sec-WebSocket-Version as the number 13, which
+    // ws 8.23 refuses with a 400 (it compares the header with "13"): mended
+    // here, before the handshake, so the test reaches the handler.
+    app.addHook("onRequest", async (request) => {
+      const headers = request.raw.headers as Record<string, unknown>;
+      if (headers["sec-websocket-version"] === 13) headers["sec-websocket-version"] = "13";
+    });
+    app.addHook("preValidation", async () => {
+      await randomDelay();
+      stage.set(`hook:${user.get()}`);
+    });
+    app.get("/ping", { websocket: true }, (socket, request) => {
+      // No ping: injectWS's in-memory client answers none.
+      serveSocket(socket, expectedFor(request.raw), sink(), false);
+    });
+    await app.ready();
+  });
+  after(() => app.close());
+
+  it("10 injected connections: the handler, messages and their timers see their own request", async () => {
+    const clients = Array.from({ length: 10 }, async (_, i) => {
+      await randomDelay();
+      const expected = `inj-${i}|u${i}|hook:u${i}|unset`;
+      let greeting: Promise<unknown> | undefined;
+      // Listened for from the start: the handler greets before injectWS resolves.
+      const ws: WebSocket = await leak.run("caller", () =>
+        app.injectWS(
+          "/ping",
+          { headers: { "x-request-id": `inj-${i}`, "x-user": `u${i}` } },
+          { onInit: (client) => (greeting = once(client, "message")) },
+        ),
+      );
+      const [hello] = (await greeting) as [Buffer];
+      assert.equal(String(hello), expected, "the route's handler");
+      for (let m = 0; m < 3; m++) {
+        await randomDelay();
+        // Sent from inside a run with `leak` set: the server's listeners must not see it.
+        const reply = once(ws, "message");
+        leak.run("sender", () => ws.send(`m${m}`));
+        const [data] = (await reply) as [Buffer];
+        assert.deepEqual(JSON.parse(String(data)), {
+          echo: `m${m}`,
+          seen: Array(4).fill(expected),
+        });
+      }
+      const closed = once(ws, "close");
+      ws.close();
+      await closed;
+    });
+    await Promise.all(clients);
+    assert.equal(requestId.get("<none>"), "<none>");
+    assert.equal(leak.get("unset"), "unset");
   });
 });
