@@ -206,7 +206,9 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
       let job: unknown = task;
       if (typeof task === "object" && task !== null && kTransferable in task && kValue in task) {
         const moved = task as Record<symbol, unknown>;
-        run.transferList = [...(run.transferList ?? []), moved[kTransferable] as TransferListItem];
+        // One transferable or a list of them (piscina's Transferable interface): concat, as piscina does.
+        const items = moved[kTransferable] as TransferListItem | TransferListItem[];
+        run.transferList = (run.transferList ?? []).concat(items);
         job = moved[kValue];
       }
       const payload: JobPayload = {

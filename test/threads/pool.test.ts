@@ -363,6 +363,24 @@ describe("contextPool: piscina's options pass through", () => {
     assert.equal(buffer.byteLength, 0);
   });
 
+  it("Piscina.move of a Transferable whose transferable is a list transfers every item, as piscina does", async () => {
+    // piscina's Transferable interface: the transferable is one object or a list of them.
+    const head = new Uint8Array(5);
+    const tail = new Uint8Array(10);
+    const both = {
+      get [Piscina.transferableSymbol]() {
+        return [head.buffer, tail.buffer];
+      },
+      get [Piscina.valueSymbol]() {
+        return head.buffer;
+      },
+    };
+    // piscina's types know only its own unique symbols, which its static getters do not give.
+    const moved = Piscina.move(both as unknown as Parameters<typeof Piscina.move>[0]);
+    assert.equal(await plain.run(moved, { name: "byteLength" }), 5);
+    assert.deepEqual([head.byteLength, tail.byteLength], [0, 0]);
+  });
+
   it("the pool's own name option picks the export", async () => {
     const named = contextPool(
       new Piscina({
