@@ -5,11 +5,11 @@
  * Structured clone throws on functions and symbols, but silently turns a
  * class instance into a plain object (its methods and prototype are lost),
  * so a plain clone would hand the worker a value that only looks right.
- * `problemIn` walks the value instead: plain objects, arrays (also another
- * realm's), Maps and Sets are entered, the built-ins that structured clone keeps (Date, RegExp,
- * buffers, typed arrays, Errors, boxed primitives) pass, and any other
- * prototype is cloned once to see whether it survives (Node's Blob does; a
- * user's class does not).
+ * `problemIn` walks the value instead: plain objects, arrays, Maps and Sets
+ * are entered, the built-ins that structured clone keeps (Date, RegExp,
+ * buffers, typed arrays, Errors, boxed primitives) pass, another realm's as
+ * well as this one's, and any other prototype is cloned once to see whether
+ * it survives (Node's Blob does; a user's class does not).
  */
 import type { Context } from "../core/context.ts";
 import { type CrossingValues, isLocalOnly, unclaimedValues } from "../core/inherit.ts";
@@ -51,6 +51,8 @@ const KEPT = new Set<object>([
   URIError.prototype,
   ...typedArrays.map((T) => T.prototype),
 ]);
+// Their names: another realm's built-ins of these kinds are kept as well (see builtInName).
+const KEPT_NAMES = new Set([...KEPT].map(nameOf));
 
 /** Checks the onUncloneable option. @throws {TypeError} if it is not "throw", "skip" or undefined. */
 export function assertOnUncloneable(value: unknown): asserts value is OnUncloneable | undefined {
@@ -89,26 +91,23 @@ function walk(value: unknown, path: string, seen: Set<object>): string | undefin
   seen.add(value);
   const proto: object | null = Object.getPrototypeOf(value);
   if (proto !== null && KEPT.has(proto)) return undefined;
-  if (value instanceof Map && proto === Map.prototype) {
-    for (const [key, item] of value) {
+  const kind = kindOf(proto);
+  if (kind !== undefined && KEPT_NAMES.has(kind)) return undefined;
+  if (kind === "Map") {
+    for (const [key, item] of value as Map<unknown, unknown>) {
       const problem = walk(key, `${path} (a Map key)`, seen) ?? walk(item, `${path}.get(…)`, seen);
       if (problem !== undefined) return problem;
     }
     return undefined;
   }
-  if (value instanceof Set && proto === Set.prototype) {
-    for (const item of value) {
+  if (kind === "Set") {
+    for (const item of value as Set<unknown>) {
       const problem = walk(item, `${path} (a Set item)`, seen);
       if (problem !== undefined) return problem;
     }
     return undefined;
   }
-  if (
-    proto === null ||
-    proto === Object.prototype ||
-    proto === Array.prototype ||
-    isForeignPlain(proto)
-  ) {
+  if (kind === "Object" || kind === "Array") {
     const isArray = Array.isArray(value);
     for (const key of Object.keys(value)) {
       const item: unknown = (value as Record<string, unknown>)[key];
@@ -120,16 +119,31 @@ function walk(value: unknown, path: string, seen: Set<object>): string | undefin
   return cloneProblem(value, path);
 }
 
-// Another realm's Object.prototype or Array.prototype (a node:vm context's,
-// a test runner's sandbox): structured clone makes a plain object or array of
-// this realm of it, so it is entered as one rather than reported as losing
-// its prototype.
-function isForeignPlain(proto: object): boolean {
+// What a walk enters value as: this realm's plain prototypes by identity (the
+// common case), any other by builtInName.
+function kindOf(proto: object | null): string | undefined {
+  if (proto === null || proto === Object.prototype) return "Object";
+  if (proto === Array.prototype) return "Array";
+  if (proto === Map.prototype) return "Map";
+  if (proto === Set.prototype) return "Set";
+  return builtInName(proto);
+}
+
+// The name of the built-in whose prototype this is, of this realm or of
+// another (a node:vm context's, a test runner's sandbox); undefined for any
+// other prototype. Structured clone makes this realm's built-in of the same
+// kind of another realm's, so its plain objects, arrays, Maps and Sets are
+// entered as this realm's, and its Dates or typed arrays pass as they do,
+// rather than being reported as losing their prototype.
+function builtInName(proto: object): string | undefined {
   const ctor: unknown = (proto as { constructor?: unknown }).constructor;
-  if (typeof ctor !== "function" || ctor.prototype !== proto) return false;
-  if (!/\{\s*\[native code\]\s*\}$/.test(Function.prototype.toString.call(ctor))) return false;
-  if (ctor.name === "Object") return Object.getPrototypeOf(proto) === null;
-  return ctor.name === "Array" && Array.isArray(proto);
+  if (typeof ctor !== "function" || ctor.prototype !== proto) return undefined;
+  if (!/\{\s*\[native code\]\s*\}$/.test(Function.prototype.toString.call(ctor))) {
+    return undefined;
+  }
+  if (ctor.name === "Object" && Object.getPrototypeOf(proto) !== null) return undefined;
+  if (ctor.name === "Array" && !Array.isArray(proto)) return undefined;
+  return ctor.name;
 }
 
 function failed(path: string, error: unknown): string {

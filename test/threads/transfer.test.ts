@@ -138,6 +138,27 @@ describe("problemIn: what survives structured clone", () => {
     assert.match(problemIn(claims) ?? "", /^value is an Object, which would arrive/);
   });
 
+  it("another realm's Dates, Maps, Sets, typed arrays and Errors pass as this realm's do; its Maps and Sets are checked all the way down", () => {
+    // A clone makes this realm's built-in of the same kind of each.
+    const foreign = runInNewContext(
+      "({ when: new Date(0), tags: new Set(['a']), index: new Map([['k', 1]]), bytes: new Uint8Array(2), failure: new TypeError('t'), pattern: /x/ })",
+    ) as { index: Map<string, unknown>; tags: Set<unknown> };
+    assert.equal(problemIn(foreign, true), undefined);
+    foreign.index.set("session", new Session("s"));
+    assert.equal(
+      problemIn(foreign, true),
+      "value.index.get(…) is a Session, which would arrive as a plain object without its prototype",
+    );
+    foreign.index.delete("session");
+    foreign.tags.add(() => 1);
+    assert.equal(problemIn(foreign, true), "value.tags (a Set item) is a function");
+    // Another realm's class is no built-in, whatever it is named.
+    assert.equal(
+      problemIn(runInNewContext("new (class Date {})()"), true),
+      "value is a Date, which would arrive as a plain object without its prototype",
+    );
+  });
+
   it("an instance that a clone would reject is named by the clone's error; a prototype with no constructor is an object", () => {
     class Job {
       readonly run = () => 1;
