@@ -159,7 +159,9 @@ function cloneFailure(value: object, path: string): string | undefined {
   }
 }
 
-// An object of another prototype: fine if a clone keeps the prototype (Node's Blob).
+// An object of another prototype: fine if a clone keeps the prototype (Node's
+// Blob), or has it in its chain (Node's SocketAddress and BlockList arrive as
+// an internal subclass of theirs, with every method).
 function cloneProblem(value: object, path: string): string | undefined {
   let copy: unknown;
   try {
@@ -167,9 +169,14 @@ function cloneProblem(value: object, path: string): string | undefined {
   } catch (error) {
     return failed(path, error);
   }
-  const proto: unknown = Object.getPrototypeOf(value);
+  const proto: object | null = Object.getPrototypeOf(value);
   const arrives: unknown = Object.getPrototypeOf(copy);
-  if (arrives === proto) return undefined;
+  if (
+    arrives === proto ||
+    (proto !== null && Object.prototype.isPrototypeOf.call(proto, copy as object))
+  ) {
+    return undefined;
+  }
   const name = nameOf(proto) ?? "object";
   const article = /^[aeiou]/i.test(name) ? "an" : "a";
   const plain = arrives === Object.prototype ? "object" : (nameOf(arrives) ?? "object");

@@ -5,6 +5,7 @@
  * through a real Worker and a real pool.
  */
 import assert from "node:assert/strict";
+import { BlockList, SocketAddress } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { runInNewContext } from "node:vm";
 import { getEnvironmentData } from "node:worker_threads";
@@ -238,6 +239,21 @@ describe("Worker: what may cross", () => {
       ),
     );
     assert.deepEqual(reply.seen, { user: "alice", callback: "<unset>" });
+  });
+
+  it("Node's SocketAddress and BlockList cross: a clone of one is an instance of an internal subclass, with every method", async () => {
+    const client = new ContextVar<SocketAddress>("client");
+    const blocked = new ContextVar<BlockList>("blocked");
+    const rules = new BlockList();
+    rules.addAddress("10.0.0.1");
+    const reply = await client.run(new SocketAddress({ address: "10.0.0.2", port: 8080 }), () =>
+      blocked.run(rules, () => firstMessage<EchoReply>(startEcho(["client", "blocked"]))),
+    );
+    const seen = reply.seen as { client: SocketAddress; blocked: BlockList };
+    assert.ok(seen.client instanceof SocketAddress);
+    assert.equal(`${seen.client.address}:${seen.client.port}`, "10.0.0.2:8080");
+    assert.ok(seen.blocked instanceof BlockList);
+    assert.equal(seen.blocked.check("10.0.0.1"), true);
   });
 
   it("two vars with values under one name throw ERR_CONTEXTVAR_NAME_CLASH", () => {
