@@ -18,9 +18,23 @@ import {
 const ENTRY = fileURLToPath(
   new URL(import.meta.url.endsWith(".ts") ? "./pool-entry.ts" : "./pool-entry.js", import.meta.url),
 );
-// Piscina.move() marks: global symbols, so they are seen without importing piscina.
+// piscina's Transferable interface: global symbols, so they are seen without importing piscina.
 const kTransferable = Symbol.for("Piscina.transferable");
 const kValue = Symbol.for("Piscina.valueOf");
+
+// Whether task came from Piscina.move(): piscina moves only such a task, and
+// clones any other whole, a Transferable too. move() marks it with a symbol
+// of piscina's own (not a global one, the same in piscina 4 and 5), found
+// here by its description.
+function isMoved(task: unknown): task is Record<symbol, unknown> {
+  if (typeof task !== "object" || task === null || !(kTransferable in task && kValue in task)) {
+    return false;
+  }
+  const marks = Object.getOwnPropertySymbols(task);
+  return marks.some(
+    (mark) => mark.description === "Piscina.kMovable" && Reflect.get(task, mark) === true,
+  );
+}
 
 /**
  * toThread's way in: a job whose task is the argument list, with the values
@@ -204,12 +218,11 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
         exact: false,
       });
       let job: unknown = task;
-      if (typeof task === "object" && task !== null && kTransferable in task && kValue in task) {
-        const moved = task as Record<symbol, unknown>;
+      if (isMoved(task)) {
         // One transferable or a list of them (piscina's Transferable interface): concat, as piscina does.
-        const items = moved[kTransferable] as TransferListItem | TransferListItem[];
+        const items = task[kTransferable] as TransferListItem | TransferListItem[];
         run.transferList = (run.transferList ?? []).concat(items);
-        job = moved[kValue];
+        job = task[kValue];
       }
       const payload: JobPayload = {
         filename,

@@ -381,6 +381,23 @@ describe("contextPool: piscina's options pass through", () => {
     assert.deepEqual([head.byteLength, tail.byteLength], [0, 0]);
   });
 
+  it("a Transferable not given to Piscina.move is cloned whole, as piscina does: the caller keeps its buffer", async () => {
+    const bytes = new Uint8Array(4);
+    const image = {
+      bytes,
+      get [Piscina.transferableSymbol]() {
+        return bytes.buffer;
+      },
+      get [Piscina.valueSymbol]() {
+        return bytes.buffer;
+      },
+    };
+    const filename = fixture("job.ts").href;
+    assert.deepEqual(await plain.piscina.run(image, { filename, name: "keysOf" }), ["bytes"]);
+    assert.deepEqual(await plain.run(image, { name: "keysOf" }), ["bytes"]);
+    assert.equal(bytes.byteLength, 4);
+  });
+
   it("the pool's own name option picks the export", async () => {
     const named = contextPool(
       new Piscina({
