@@ -49,8 +49,15 @@ export interface AttachToken {
   [Symbol.dispose](): void;
 }
 
-// The manager made or enabled last: the one `extractInto` makes a trace active in.
+// The manager made or enabled last: the one `extractInto` tries first to make
+// a trace active in. When it is not the global manager, every manager still
+// alive is asked in turn: the global one may never have been enabled, and
+// been made after another one.
 let latest: WeakRef<ContextVarsContextManager> | undefined;
+const everyManager = new Set<WeakRef<ContextVarsContextManager>>();
+const collected = new FinalizationRegistry<WeakRef<ContextVarsContextManager>>((ref) => {
+  everyManager.delete(ref);
+});
 let activate: (context: OtelContext) => boolean;
 // A manager dropped without disable() takes its var out of the ones requests
 // inherit: each would stay there for good, and every request would read it.
@@ -156,7 +163,10 @@ export class ContextVarsContextManager implements ContextManager {
 
   constructor() {
     dropped.register(this, this.#forget, this);
-    if (latest?.deref() === undefined) latest = new WeakRef(this);
+    const ref = new WeakRef(this);
+    everyManager.add(ref);
+    collected.register(this, ref);
+    if (latest?.deref() === undefined) latest = ref;
   }
 
   /** The active OpenTelemetry context: the one in the current Context, else ROOT_CONTEXT. */
@@ -245,9 +255,10 @@ export class ContextVarsContextManager implements ContextManager {
   }
 
   /**
-   * Marks this manager as the one `contextPropagation(...).extractInto` makes
-   * an incoming trace active in (with the global-manager check it does).
-   * The manager works without it. Returns this.
+   * Marks this manager as the first one `contextPropagation(...).extractInto`
+   * tries to make an incoming trace active in; it does so in whichever
+   * manager is the global one, enabled or not. The manager works without
+   * it. Returns this.
    * @throws nothing.
    */
   enable(): this {
@@ -281,11 +292,26 @@ export class ContextVarsContextManager implements ContextManager {
 
   static {
     // Module-private access for the propagation helpers: makes `context` active for
-    // the rest of the current Context, if the latest manager is the global one.
+    // the rest of the current Context in the global manager, if it is one of these
+    // (the latest first). Asked through @opentelemetry/api itself: does its
+    // `context.active()` reach this manager?
+    const isGlobal = (manager: ContextVarsContextManager): boolean =>
+      manager.#slot.run(PROBE, readActive) === PROBE;
     activate = (context) => {
-      const manager = latest?.deref();
-      // Asked through @opentelemetry/api itself: does its `context.active()` reach this manager?
-      if (manager === undefined || manager.#slot.run(PROBE, readActive) !== PROBE) return false;
+      const tried = latest?.deref();
+      let manager = tried;
+      if (manager === undefined || !isGlobal(manager)) {
+        manager = undefined;
+        for (const ref of everyManager) {
+          const candidate = ref.deref();
+          if (candidate !== undefined && candidate !== tried && isGlobal(candidate)) {
+            manager = candidate;
+            latest = ref;
+            break;
+          }
+        }
+        if (manager === undefined) return false;
+      }
       manager.#slot.set(context);
       return true;
     };

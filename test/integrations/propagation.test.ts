@@ -525,6 +525,7 @@ describe("extractInto makes the trace active in the global manager", () => {
   for (const scenario of [
     "a manager made after the global one",
     "a manager made before the global one",
+    "a manager made before the global one, which is never enabled",
     "the global manager disabled and replaced, without enable()",
   ]) {
     it(`with ${scenario}`, async () => {
