@@ -214,3 +214,21 @@ describe("docs snippets", () => {
     );
   });
 });
+
+describe("figures the docs give about the tests", () => {
+  it("docs/guarantees.md counts test/types' @ts-expect-error cases as they are", () => {
+    const doc = readFileSync(join(root, "docs", "guarantees.md"), "utf8");
+    const stated = /\((\d+) `@ts-expect-error` cases\)/.exec(doc)?.[1];
+    assert.ok(stated !== undefined, "docs/guarantees.md states a count");
+    const dir = join(root, "test", "types");
+    const counted = readdirSync(dir)
+      .filter((name) => name.endsWith(".ts"))
+      .reduce(
+        (sum, name) =>
+          sum +
+          (readFileSync(join(dir, name), "utf8").match(/^\s*\/\/ @ts-expect-error/gm)?.length ?? 0),
+        0,
+      );
+    assert.equal(Number(stated), counted);
+  });
+});
