@@ -43,6 +43,17 @@ describe("contextMixin", () => {
     ]);
   });
 
+  it("a child's binding of a field's name is not replaced: both keys are written, the mixin's last", () => {
+    const raw: string[] = [];
+    const logger = pino(
+      { mixin: contextMixin({ user }), base: undefined, timestamp: false },
+      { write: (line: string) => raw.push(line) },
+    );
+    user.run("from the Context", () => logger.child({ user: "bound" }).info("x"));
+    assert.equal(raw[0], '{"level":30,"user":"bound","user":"from the Context","msg":"x"}\n');
+    assert.equal((JSON.parse(raw[0] as string) as Line).user, "from the Context");
+  });
+
   it("the log call's own fields win; every line gets a fresh object", () => {
     const mixin = contextMixin({ user });
     const { logger, lines } = pinoToMemory({ mixin });
