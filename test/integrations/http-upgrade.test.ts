@@ -2,8 +2,8 @@
  * withUpgradeContext on a real node:http server (127.0.0.1) with a real
  * `ws` WebSocketServer({ noServer: true }) and real `ws` clients: every
  * upgrade runs in its own copy of the root Context, and the WebSocket's
- * `message`, `pong` and `close` events, which `ws` emits from the socket's
- * own listeners, reach user listeners in it. One raw upgrade (no `ws`)
+ * `message`, `ping`, `pong`, `error` and `close` events, which `ws` emits
+ * from the socket's own listeners, reach user listeners in it. One raw upgrade (no `ws`)
  * shows the socket's `data`, `end` and `close` listeners on their own.
  */
 import assert from "node:assert/strict";
@@ -222,6 +222,50 @@ describe("withUpgradeContext: failures, nesting, a raw upgrade", { timeout: 60_0
         "the root Context is unchanged",
       );
       assert.equal(leak.get("unset"), "unset");
+    } finally {
+      terminateAll(wss);
+      await close(server);
+    }
+  });
+
+  it("a WebSocket's ping and error listeners see the upgrade's values", async () => {
+    const wss = new WebSocketServer({ noServer: true });
+    const seen: string[] = [];
+    let onError = () => {};
+    const errored = new Promise<void>((resolve) => {
+      onError = resolve;
+    });
+    const server = createServer();
+    server.on(
+      "upgrade",
+      withUpgradeContext(
+        (req, socket, head) => {
+          wss.handleUpgrade(req, socket, head, (ws) => {
+            ws.on("ping", () => {
+              seen.push(`ping ${values()}`);
+              ws.send("pinged");
+            });
+            // An unmasked frame from a client is a protocol error ws reports on the server's socket.
+            ws.on("error", () => {
+              seen.push(`error ${values()}`);
+              onError();
+            });
+            ws.send(values());
+          });
+        },
+        { seed: (req) => seedUser(req.headers["x-user"]) },
+      ),
+    );
+    const base = await listenWs(server);
+    try {
+      const { ws } = await open(base, { "x-request-id": "pings", "x-user": "pat" });
+      const pinged = once(ws, "message");
+      ws.ping();
+      await pinged;
+      // The raw socket under the client: one unmasked text frame, "hi".
+      (ws as unknown as { _socket: Duplex })._socket.write(Buffer.from([0x81, 0x02, 0x68, 0x69]));
+      await errored;
+      assert.deepEqual(seen, ["ping pings|pat|chat-api|unset", "error pings|pat|chat-api|unset"]);
     } finally {
       terminateAll(wss);
       await close(server);
