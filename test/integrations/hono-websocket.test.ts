@@ -10,12 +10,15 @@
  * reach the route's listeners in it.
  */
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import type { Server } from "node:http";
+import type { Duplex } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { serve } from "@hono/node-server";
 import { createNodeWebSocket } from "@hono/node-ws";
 import { contextMiddleware } from "contextvars/hono";
 import { Hono } from "hono";
+import { WebSocket } from "ws";
 import { close, randomDelay, send } from "../helpers/http.ts";
 import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
 import {
@@ -60,6 +63,18 @@ describe("contextMiddleware with @hono/node-ws", { timeout: 120_000 }, () => {
       };
     }),
   );
+  const errors: string[] = [];
+  let errored = () => {};
+  app.get(
+    "/error",
+    upgradeWebSocket(() => ({
+      onOpen: (_event, ws) => ws.send("open"),
+      onError: () => {
+        errors.push(wsValues());
+        errored();
+      },
+    })),
+  );
   app.get("/plain", (c) => c.text(wsValues()));
   let server: Server;
   let http = "";
@@ -87,6 +102,29 @@ describe("contextMiddleware with @hono/node-ws", { timeout: 120_000 }, () => {
 
   it("a second round: nothing left over from the first", async () => {
     await expectConnections(http.replace("http", "ws"), "/ping", into, 20);
+  });
+
+  // @hono/node-ws makes onError's event with the global ErrorEvent, which Node 20
+  // lacks: there the ReferenceError goes to console.error and onError is never called.
+  const noErrorEvent = typeof globalThis.ErrorEvent === "undefined";
+  it("onError, called for a protocol error on the connection, sees its upgrade", {
+    skip: noErrorEvent ? "no global ErrorEvent: @hono/node-ws never calls onError" : false,
+  }, async () => {
+    const called = new Promise<void>((resolve) => {
+      errored = resolve;
+    });
+    const ws = new WebSocket(`${http.replace("http", "ws")}/error`, {
+      headers: { "x-request-id": "errs", "x-user": "eve" },
+    });
+    try {
+      await once(ws, "message");
+      // One unmasked text frame ("hi"): clients must mask theirs, so ws reports an error.
+      (ws as unknown as { _socket: Duplex })._socket.write(Buffer.from([0x81, 0x02, 0x68, 0x69]));
+      await called;
+      assert.deepEqual(errors, ["errs|eve|hook:eve|unset"]);
+    } finally {
+      ws.terminate();
+    }
   });
 
   it("ordinary requests keep their own Context, and their id echoed", async () => {
