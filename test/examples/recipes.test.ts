@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { ContextVar } from "contextvars";
 import { runtime } from "../runtimes/runtime.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -77,6 +78,30 @@ describe("recipes", () => {
       assert.deepEqual(await runRecipe("test-overrides"), TEST_OVERRIDES);
     },
   );
+
+  // What "Overrides in tests" says of the runner this suite itself runs on.
+  it("node:test calls concurrent test bodies from one Context: a set in one is read by its sibling", {
+    ...onNode,
+    concurrency: true,
+  }, async (t) => {
+    const flag = new ContextVar<string>("flag", { default: "off" });
+    let wasSet = () => {};
+    const set = new Promise<void>((resolve) => {
+      wasSet = resolve;
+    });
+    let read = "";
+    await Promise.all([
+      t.test("sets", async () => {
+        flag.set("on");
+        wasSet();
+      }),
+      t.test("reads", async () => {
+        await set;
+        read = flag.get();
+      }),
+    ]);
+    assert.equal(read, "on");
+  });
 
   it("docs/recipes.md shows each program and, below it, this output", () => {
     const doc = readFileSync(join(root, "docs", "recipes.md"), "utf8");
