@@ -196,6 +196,52 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
     await expectNoCrossTalk(wrappedBase, 200);
   });
 
+  it("a lazily produced stream the socket cannot take at once is produced in the request's Context after each drain", async () => {
+    const seen: string[] = [];
+    let drains = 0;
+    const app = new Koa();
+    app.use(contextMiddleware({ seed }));
+    app.use((ctx) => {
+      ctx.res.on("drain", () => drains++);
+      async function* chunks(): AsyncGenerator<Buffer> {
+        for (let i = 0; i < 64; i++) {
+          seen.push(`${requestId.get("<none>")}|${where.get("<none>")}`);
+          yield Buffer.alloc(64 * 1024, "x");
+        }
+      }
+      ctx.body = Readable.from(chunks());
+    });
+    const serverContext = new Context();
+    const own = serverContext.run(() => {
+      where.set("the server's Context");
+      return createServer(app.callback());
+    });
+    const url = new URL(await serverContext.run(() => listen(own)));
+    try {
+      // A client that reads nothing for a while: the socket fills and the pipe waits for drain.
+      const bytes = await new Promise<number>((resolve, reject) => {
+        const req = request(url, { headers: { "x-request-id": "big-1" } }, (res) => {
+          res.pause();
+          setTimeout(() => {
+            let count = 0;
+            res.on("data", (chunk: Buffer) => {
+              count += chunk.length;
+            });
+            res.on("end", () => resolve(count));
+            res.resume();
+          }, 200);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      assert.equal(bytes, 64 * 64 * 1024);
+      assert.ok(drains > 0, "the response waited for drain");
+      assert.deepEqual(new Set(seen), new Set(["big-1|<none>"]));
+    } finally {
+      await close(own);
+    }
+  });
+
   it("mounted twice: one Context per request, the second seed runs", async () => {
     const marker = new ContextVar<string>("marker");
     let token: Token<string> | undefined;
