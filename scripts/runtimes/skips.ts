@@ -281,11 +281,11 @@ export const DIFFERENCES: readonly Difference[] = [
   {
     runtimes: ["bun"],
     path: "test/integrations/http-upgrade.test.ts",
-    test: "contextvars/http withUpgradeContext > 200 concurrent connections: every message, timer, pong and close",
+    test: /^(contextvars\/http withUpgradeContext > 200 concurrent connections: every message, timer, pong and close|withUpgradeContext: failures, nesting, a raw upgrade > a WebSocket's ping and error listeners)/,
     reason:
       "Bun resolves `ws` to its own built-in implementation, whose handleUpgrade hands the connection to " +
-      "Bun's native server: a WebSocket's message and pong events come from there, not from the socket's " +
-      "data listener withUpgradeContext binds, and run in the root Context (the upgrade listener, seed, " +
+      "Bun's native server: a WebSocket's message, ping, pong and error events come from there, not from " +
+      "the socket's data listener withUpgradeContext binds, and run in the root Context (the upgrade listener, seed, " +
       "handleUpgrade's callback and ws's headers event run in the upgrade's; the other tests of the file " +
       "pass); docs/integrations.md says to bind() those listeners on Bun",
     pinnedBy: PINNED,
@@ -313,10 +313,10 @@ export const DIFFERENCES: readonly Difference[] = [
   {
     runtimes: ["bun"],
     path: "test/integrations/hono-websocket.test.ts",
-    test: /^contextMiddleware with @hono\/node-ws > (60 concurrent connections|a second round)/,
+    test: /^contextMiddleware with @hono\/node-ws > (60 concurrent connections|a second round|onError, called for a protocol error)/,
     reason:
-      "@hono/node-ws's ws is Bun's own: onMessage runs in the root Context although the middleware " +
-      "bound the upgrade's socket (the middleware, the route and onOpen run in the request's)",
+      "@hono/node-ws's ws is Bun's own: onMessage and onError run in the root Context although the " +
+      "middleware bound the upgrade's socket (the middleware, the route and onOpen run in the request's)",
     pinnedBy: PINNED,
   },
   {

@@ -25,6 +25,7 @@
  *                   took from the root
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import type { EventEmitter } from "node:events";
 import {
   type ClientHttp2Session,
@@ -40,6 +41,8 @@ import {
 import type { AddressInfo } from "node:net";
 import { text } from "node:stream/consumers";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { createAdaptorServer, type Http2Bindings } from "@hono/node-server";
 import { bodyParser } from "@koa/bodyparser";
 import { bind, ContextVar } from "contextvars";
@@ -63,6 +66,7 @@ import {
   user,
   type Values,
 } from "../helpers/request-scenario.ts";
+import { runtime } from "../runtimes/runtime.ts";
 
 // Set at the root before any server exists: every request's Context is a copy of the root.
 const service = new ContextVar<string>("service");
@@ -733,6 +737,31 @@ describe("HTTP/2, withContext: the echo, the session's own objects", { timeout: 
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
     assert.deepEqual(seen.sort(), ["bound s-1", "req s-1", "stream <none>"]);
+  });
+
+  it("Express does not run on the compatibility API: its req fails as a stream, an unhandled error ends the process (pinned)", {
+    skip:
+      runtime === "node"
+        ? false
+        : "pins Node's node:http2; the fixture is started with Node's flags",
+  }, async () => {
+    const fixture = fileURLToPath(new URL("./fixtures/express-http2.ts", import.meta.url));
+    const ran = await promisify(execFile)(
+      process.execPath,
+      ["--conditions=contextvars-source", "--import", "tsx", fixture],
+      { timeout: 30_000 },
+    ).then(
+      ({ stdout }) => ({ code: 0, stdout, stderr: "" }),
+      (error: Error & { code?: number; stdout?: string; stderr?: string }) => ({
+        code: error.code,
+        stdout: error.stdout ?? "",
+        stderr: error.stderr ?? "",
+      }),
+    );
+    assert.equal(ran.stdout, "", "no answer");
+    assert.notEqual(ran.code, 0);
+    assert.match(ran.stderr, /Unhandled 'error' event/);
+    assert.match(ran.stderr, /on IncomingMessage instance/);
   });
 
   it("the header cannot be one HTTP/2 refuses on a response: every integration rejects it at setup", async () => {

@@ -32,6 +32,7 @@ import {
   streamChunks,
   user,
 } from "../helpers/request-scenario.ts";
+import { runtime } from "../runtimes/runtime.ts";
 
 const seed = (ctx: Koa.Context) => seedUser(ctx.get("x-user") || undefined);
 
@@ -235,7 +236,8 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
         req.end();
       });
       assert.equal(bytes, 64 * 64 * 1024);
-      assert.ok(drains > 0, "the response waited for drain");
+      // Node's socket takes a few chunks at a time; another runtime may buffer the whole body.
+      if (runtime === "node") assert.ok(drains > 0, "the response waited for drain");
       assert.deepEqual(new Set(seen), new Set(["big-1|<none>"]));
     } finally {
       await close(own);
