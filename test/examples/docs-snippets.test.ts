@@ -7,8 +7,9 @@
  * A block that uses no such name is a complete program: it must typecheck
  * as written, under the project's own strict options. Any other block is
  * checked again with each name it leaves undefined declared as `any` (the
- * block is then unchecked only where it touches those names), and must
- * typecheck too. A block showing several files, each headed by a
+ * block is then unchecked only where it touches those names), or imported
+ * when the package exports it (a block that calls `gather` without its
+ * import is still held to gather's signature), and must typecheck too. A block showing several files, each headed by a
  * `// name.ts` comment, is split into them. Imports of packages this
  * project does not depend on (an OpenTelemetry SDK) are left unresolved.
  * README.md's first block is also run, in examples.test.ts.
@@ -158,6 +159,30 @@ function show(snippets: readonly Snippet[], diagnostics: readonly Diagnostic[]):
     .join("\n");
 }
 
+/**
+ * Each name the package's subpaths export, with the subpath to import it
+ * from: the first that exports it, if every subpath exporting it exports the
+ * same value (`requestId`); a name with different values (`contextMiddleware`)
+ * is left out.
+ */
+async function packageExports(): Promise<Map<string, string>> {
+  const subpaths = Object.keys(manifest.exports ?? {}).filter(
+    (key) => key.startsWith(".") && !key.endsWith(".json"),
+  );
+  const found = new Map<string, { from: string; value: unknown } | undefined>();
+  for (const key of subpaths) {
+    const specifier = key === "." ? "contextvars" : `contextvars/${key.slice(2)}`;
+    const module = (await import(specifier)) as Record<string, unknown>;
+    for (const [name, value] of Object.entries(module)) {
+      if (!found.has(name)) found.set(name, { from: specifier, value });
+      else if (found.get(name)?.value !== value) found.set(name, undefined);
+    }
+  }
+  const exported = new Map<string, string>();
+  for (const [name, entry] of found) if (entry !== undefined) exported.set(name, entry.from);
+  return exported;
+}
+
 const onNode = { skip: runtime === "node" ? false : "tsc runs on node" };
 
 describe("docs snippets", () => {
@@ -196,9 +221,18 @@ describe("docs snippets", () => {
     const fragments = snippets
       .map((snippet, n) => ({ snippet, names: [...(undefinedNames[n] ?? [])] }))
       .filter(({ names }) => names.length > 0);
+    // A name the package exports is imported rather than declared, so a block
+    // that calls `gather` or `toThread` without importing it is still held to
+    // the real signature.
+    const exported = await packageExports();
     const completed = fragments.map(({ snippet, names }) =>
       [
-        ...names.map((name) => `type ${name} = any; declare const ${name}: any;`),
+        ...names.map((name) => {
+          const from = exported.get(name);
+          return from === undefined
+            ? `type ${name} = any; declare const ${name}: any;`
+            : `import { ${name} } from "${from}";`;
+        }),
         snippet.code,
       ].join(" "),
     );
