@@ -4,6 +4,8 @@
  * Messages name the var, context or task involved and say what to do.
  */
 
+import { functionName } from "./core/inspect.ts";
+
 /** Base class of every error this package throws for misuse; `code` is stable. */
 export class ContextError extends Error {
   readonly code: string;
@@ -154,9 +156,12 @@ export function describeValue(value: unknown): string {
   let shown: string;
   if (typeof value === "string")
     shown = JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  else if (typeof value === "function")
-    shown = value.name ? `[Function ${value.name}]` : "[Function]";
-  else if (value === null || typeof value !== "object") shown = String(value);
+  else if (typeof value === "function") {
+    // The name as Function#bind takes it: a Symbol or a static name() method
+    // is no name (a template literal throws on the one, prints the other's source).
+    const name = functionName(value);
+    shown = name ? `[Function ${name}]` : "[Function]";
+  } else if (value === null || typeof value !== "object") shown = String(value);
   else shown = Object.prototype.toString.call(value);
   return `\`${shown}\` (${value === null ? "null" : typeof value})`;
 }

@@ -425,6 +425,25 @@ describe("messages: what they point to", () => {
     });
   });
 
+  it("a function whose name is not a string is shown as [Function], not its source or a crash", () => {
+    const symbolNamed = () => 0;
+    Object.defineProperty(symbolNamed, "name", { value: Symbol("tag") });
+    // As a class's `static name() {}` makes it: the name is a function.
+    const methodNamed = () => 0;
+    Object.defineProperty(methodNamed, "name", { value: () => "secret source" });
+    const ctx = new Context();
+    for (const fn of [symbolNamed, methodNamed]) {
+      assert.throws(() => ctx.get(unsafe<ContextVar<unknown>>(fn)), {
+        name: "TypeError",
+        message: `Expected \`var\` to be a ContextVar, got \`[Function]\` (function), in ${ctx}.get()`,
+      });
+      assert.throws(() => new ContextVar(unsafe<string>(fn)), {
+        name: "TypeError",
+        message: "Expected `name` to be a string, got `[Function]` (function)",
+      });
+    }
+  });
+
   it("a long string in a TypeError is cut at 40 characters", () => {
     assert.throws(() => createTask("x".repeat(50) as never), {
       message: `Expected \`fn\` to be a function, got \`"${"x".repeat(40)}…"\` (string)`,
