@@ -125,13 +125,17 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
    */
   run<A extends unknown[], R>(fn: (this: void, ...args: A) => R, ...args: A): R;
   run<R>(fn: (...args: unknown[]) => R): R {
-    assertFn("fn", fn, this, "run");
     // Entered means "a synchronous run of it is in progress" (recursion), as the
     // contract fixes it. An async continuation that already runs in this
     // Context may run it again: it only makes current what already is.
+    // Checked before fn, in CPython's order (context_run): a missing fn, then
+    // an entered Context, and only then a fn that cannot be called.
     if (this.#entered) {
+      // biome-ignore lint/complexity/noArguments: ctx.run() and ctx.run(undefined) differ here
+      if (arguments.length === 0) assertFn("fn", fn, this, "run");
       throw contextError("ERR_CONTEXT_ENTERED", this.toString());
     }
+    assertFn("fn", fn, this, "run");
     this.#entered = true;
     try {
       // `arguments`, not a rest parameter: without arguments (the usual case)

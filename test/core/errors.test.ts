@@ -211,6 +211,21 @@ describe("errors", () => {
   });
 
   itFromEveryState(
+    "Python/context.c order for run: a missing fn, then an entered Context, then a fn that cannot be called",
+    () => {
+      const ctx = new Context();
+      const anyRun = unsafe<(...args: unknown[]) => unknown>(ctx.run.bind(ctx));
+      ctx.run(() => {
+        // context_run checks the argument count, enters, and only then calls.
+        assert.throws(() => anyRun(), TypeError);
+        throwsContextError(() => anyRun(42), ContextEnteredError, "ERR_CONTEXT_ENTERED", []);
+        throwsContextError(() => anyRun(undefined), ContextEnteredError, "ERR_CONTEXT_ENTERED", []);
+      });
+      assert.throws(() => anyRun(42), /Expected `fn` to be a function, got `42` \(number\)/);
+    },
+  );
+
+  itFromEveryState(
     "test_context_manager_is_not_reentrant: a continuation may run its own Context, but not recursively",
     async () => {
       const ctx = new Context();
