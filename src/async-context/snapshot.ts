@@ -40,8 +40,9 @@ export class Snapshot {
   ): (this: This, ...args: A) => R {
     assertFunction("fn", fn);
     // The values of now, as a Snapshot would take them; each call gets a copy.
-    const name = `wrapped ${functionName(fn)}`;
+    // Length before name, as CopyNameAndLength reads them (a getter or Proxy sees the order).
     const length = Object.hasOwn(fn, "length") ? fn.length : 0;
+    const name = `wrapped ${functionName(fn)}`;
     return inCopies(name, length, fn, copyContext()) as (this: This, ...args: A) => R;
   }
 

@@ -210,6 +210,24 @@ for (const { name, ns } of implementations) {
       assert.equal(Snapshot.wrap(noOwnLength).length, 0);
     });
 
+    it("wrap reads fn's length, then its name, as CopyNameAndLength does", () => {
+      const seen: string[] = [];
+      const fn = new Proxy(function handler(_a: unknown) {}, {
+        getOwnPropertyDescriptor(target, key) {
+          seen.push(`has own ${String(key)}`);
+          return Reflect.getOwnPropertyDescriptor(target, key);
+        },
+        get(target, key, receiver) {
+          seen.push(`get ${String(key)}`);
+          return Reflect.get(target, key, receiver);
+        },
+      });
+      const wrapped = Snapshot.wrap(fn);
+      assert.deepEqual(seen, ["has own length", "get length", "get name"]);
+      assert.equal(wrapped.name, "wrapped handler");
+      assert.equal(wrapped.length, 1);
+    });
+
     it("wrap's result is not a constructor (test262 wrap/wrapped-function/not-a-constructor.js)", () => {
       const wrapped = Snapshot.wrap(function Made(this: { made?: boolean }) {
         this.made = true;
