@@ -24,6 +24,8 @@ export function assertContext(name: string, value: unknown): asserts value is Co
 export function bind<F extends (...args: never[]) => unknown>(fn: F, context?: Context): F {
   assertFunction("fn", fn);
   assertContext("context", context);
-  // Named `bound <name>` and as long as fn, as Function#bind makes it.
-  return inCopies(`bound ${functionName(fn)}`, fn.length, fn, context ?? copyContext()) as F;
+  // As long as fn and named `bound <name>`, as Function#bind makes it, which
+  // reads an own length first, then the name (a getter or Proxy sees the order).
+  const length = Object.hasOwn(fn, "length") ? fn.length : 0;
+  return inCopies(`bound ${functionName(fn)}`, length, fn, context ?? copyContext()) as F;
 }

@@ -163,6 +163,33 @@ describe("bind", () => {
     );
   });
 
+  it("reads fn's own length, then its name, as Function#bind does", () => {
+    const traced = (seen: string[]) =>
+      new Proxy(function handler(_a: unknown, _b: unknown) {}, {
+        getOwnPropertyDescriptor(target, key) {
+          seen.push(`has own ${String(key)}`);
+          return Reflect.getOwnPropertyDescriptor(target, key);
+        },
+        get(target, key, receiver) {
+          seen.push(`get ${String(key)}`);
+          return Reflect.get(target, key, receiver);
+        },
+      });
+    const native: string[] = [];
+    const ours: string[] = [];
+    const nativeBound = Function.prototype.bind.call(traced(native), null);
+    const bound = bind(traced(ours));
+    assert.deepEqual(native, ["has own length", "get length", "get name"]);
+    assert.deepEqual(ours, native);
+    assert.deepEqual([bound.name, bound.length], [nativeBound.name, nativeBound.length]);
+    // No own length: 0, whatever the prototype chain says.
+    const inherited = () => 1;
+    Reflect.deleteProperty(inherited, "length");
+    Object.setPrototypeOf(inherited, Object.create(Function.prototype, { length: { value: 3 } }));
+    assert.equal(Function.prototype.bind.call(inherited, null).length, 0);
+    assert.equal(bind(inherited).length, 0);
+  });
+
   it('a name that is not a string counts as "", as Function#bind has it', () => {
     const named = (name: unknown): (() => number) => {
       const fn = () => 1;
