@@ -38,6 +38,9 @@ const oldValueOf = tokenOldValue;
 const usedOf = tokenUsed;
 const notFound: typeof NOT_FOUND = NOT_FOUND;
 const missing: typeof MISSING = MISSING;
+// The longest string a var's read cache may hold: ids, tokens and cookies are
+// cached; a body read as text is not kept alive by the var after its Context.
+const MAX_CACHED_STRING = 4096;
 
 /** Options of a ContextVar. */
 export interface ContextVarOptions<T> {
@@ -76,10 +79,11 @@ export class ContextVar<T> {
   // The last read, keyed on the id of the map it was read from: repeated reads
   // of an unchanged Context cost one getStore() and a compare (CPython caches
   // on the context's version the same way). NOT_FOUND is cached too. Only
-  // primitives are cached here: an object would stay reachable from this
-  // long-lived var after its Context is gone (CPython's cache is a borrowed
-  // reference; JavaScript has none; test/leaks/var-cache.test.ts). Objects
-  // are served by the map's own one-entry cache (Hamt#read), which goes with the map.
+  // small primitives are cached here: an object, or a long string (a request
+  // body read as text), would stay reachable from this long-lived var after
+  // its Context is gone (CPython's cache is a borrowed reference; JavaScript
+  // has none; test/leaks/var-cache.test.ts). Those are served by the map's own
+  // one-entry cache (Hamt#read), which goes with the map.
   // Hits and misses have separate ids, so the hit path compares small integers
   // only and never a value against the NOT_FOUND symbol: with operands of
   // varying types that `!==` compiles to a call of V8's generic StrictEqual
@@ -211,9 +215,13 @@ export class ContextVar<T> {
     else this.#remember(next, oldValue);
   }
 
-  // Caches a primitive value found in `map`; for an object, drops the cache.
+  // Caches a small primitive value found in `map`; for an object or a long string, drops the cache.
   #remember(map: Mapping, value: unknown): void {
-    if ((typeof value === "object" && value !== null) || typeof value === "function") {
+    if (
+      (typeof value === "object" && value !== null) ||
+      typeof value === "function" ||
+      (typeof value === "string" && value.length > MAX_CACHED_STRING)
+    ) {
       if (this.#hitId !== -1) {
         this.#hitId = -1;
         this.#hitValue = undefined;

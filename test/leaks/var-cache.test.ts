@@ -17,8 +17,10 @@ import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Context, ContextVar, createTask } from "contextvars";
 import { withContext } from "contextvars/http";
-import { Watch } from "../helpers/gc.ts";
+import { settledHeap, Watch } from "../helpers/gc.ts";
 import { close, listen, send } from "../helpers/http.ts";
+
+const MB = 1024 * 1024;
 
 interface Session {
   user: string;
@@ -49,6 +51,20 @@ describe("a long-lived ContextVar keeps no finished Context's value alive", () =
       assert.equal(current.get()().user, "closed over");
     });
     assert.deepEqual(await watch.survivors(8), [], "the var's read cache holds the function");
+  });
+
+  it("a long string (a body read as text) after set and get, in a finished ctx.run", async () => {
+    // A string cannot be watched with a FinalizationRegistry: the heap is measured instead.
+    const body = new ContextVar<string>("body");
+    const size = 16 * MB;
+    const before = await settledHeap();
+    new Context().run(() => {
+      // TextDecoder makes one flat string on the heap, of `size` bytes.
+      body.set(new TextDecoder().decode(new Uint8Array(size).fill(0x61)));
+      assert.equal(body.get().length, size);
+    });
+    const growth = (await settledHeap()) - before;
+    assert.ok(growth < size / 4, `the var's read cache holds the string: ${growth} bytes`);
   });
 
   it("after set only, in a finished task", async () => {
