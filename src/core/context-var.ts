@@ -172,7 +172,7 @@ export class ContextVar<T> {
     const after = before.set(this as ContextVar<unknown>, value);
     setMapIn(context, after);
     this.#remember(after, value);
-    return newToken(this, old === notFound ? missing : (old as T), context, before, after);
+    return newToken(this, old as T | typeof NOT_FOUND, context, before, after);
   }
 
   /**
@@ -204,14 +204,15 @@ export class ContextVar<T> {
       throw contextError("ERR_TOKEN_CONTEXT_MISMATCH", token.toString());
     }
     markUsed(token);
+    // NOT_FOUND if the var had no value; MISSING itself is a value it may have had.
     const oldValue = oldValueOf(token);
     const now = mapIn(context);
     let next: Mapping;
     if (now === state.after) next = state.before;
-    else if (oldValue === missing) next = now.delete(this as ContextVar<unknown>);
+    else if (oldValue === notFound) next = now.delete(this as ContextVar<unknown>);
     else next = now.set(this as ContextVar<unknown>, oldValue);
     setMapIn(context, next);
-    if (oldValue === missing) this.#missId = next.id;
+    if (oldValue === notFound) this.#missId = next.id;
     else this.#remember(next, oldValue);
   }
 

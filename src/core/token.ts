@@ -1,3 +1,4 @@
+import { NOT_FOUND, type NotFound } from "../map/hamt.ts";
 import type { Context, Mapping } from "./context.ts";
 import type { ContextVar } from "./context-var.ts";
 import { type InspectFn, innerOptions, inspectCustom, show } from "./inspect.ts";
@@ -20,13 +21,14 @@ export let tokenState: (token: Token<unknown>) => TokenState;
 // ordinary object, and an own `var`, `oldValue` or `used` defined on it would
 // shadow the getters (Python's Token has no __dict__ to do that with).
 export let tokenVar: (token: Token<unknown>) => ContextVar<unknown>;
+/** The old value as the token holds it: NOT_FOUND if the var had none (MISSING is a value a var can hold). */
 export let tokenOldValue: (token: Token<unknown>) => unknown;
 export let tokenUsed: (token: Token<unknown>) => boolean;
 export let markTokenUsed: (token: Token<unknown>) => void;
 export let isToken: (value: unknown) => value is Token<unknown>;
 export let makeToken: <T>(
   v: ContextVar<T>,
-  oldValue: T | Missing,
+  oldValue: T | NotFound,
   context: Context,
   before: Mapping,
   after: Mapping,
@@ -53,7 +55,9 @@ export class Token<T> implements Disposable {
   // Private with getters: read-only at run time too, as Python's token.var and
   // token.old_value (reset trusts both, so a reassigned one would restore the wrong var).
   readonly #var: ContextVar<T>;
-  readonly #oldValue: T | Missing;
+  // NOT_FOUND when the var had no value: a var may hold MISSING itself (Python's
+  // tok_oldval is NULL then, not Token.MISSING), and reset must restore that value.
+  readonly #oldValue: T | NotFound;
   #used = false;
   readonly #state: TokenState;
 
@@ -61,7 +65,7 @@ export class Token<T> implements Disposable {
   private constructor(
     guard: typeof constructing,
     v: ContextVar<T>,
-    oldValue: T | Missing,
+    oldValue: T | NotFound,
     state: TokenState,
   ) {
     if (guard !== constructing) {
@@ -93,7 +97,8 @@ export class Token<T> implements Disposable {
 
   /** The var's value before the set, or Token.MISSING if it had none. */
   get oldValue(): T | Missing {
-    return this.#oldValue;
+    const old = this.#oldValue;
+    return old === NOT_FOUND ? MISSING : old;
   }
 
   /** Whether the token has been used to reset its var. */
@@ -121,7 +126,7 @@ export class Token<T> implements Disposable {
   [inspectCustom](depth: number, options: object, inspect?: InspectFn): string {
     if (depth < 0) return `[${this.toString()}]`;
     const inner = innerOptions(depth, options);
-    const old = this.#oldValue === MISSING ? "MISSING" : show(this.#oldValue, inspect, inner);
+    const old = this.#oldValue === NOT_FOUND ? "MISSING" : show(this.#oldValue, inspect, inner);
     return `Token { var: ${this.#var.toString()}, oldValue: ${old}, used: ${this.#used} }`;
   }
 }

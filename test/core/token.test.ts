@@ -119,6 +119,27 @@ describe("Token", () => {
     assert.equal(c.get(), "default");
   });
 
+  itFromEveryState(
+    "a var whose value is MISSING itself: reset restores that value, as CPython restores Token.MISSING",
+    () => {
+      // CPython tells "no value" (tok_oldval NULL) from the value Token.MISSING;
+      // old_value reports both as MISSING, and reset puts the value back.
+      const c = new ContextVar<unknown>("c", { default: "default" });
+      for (const moveOn of [false, true]) {
+        c.set(MISSING);
+        const t = c.set(1);
+        assert.equal(t.oldValue, MISSING);
+        // Another set first, so that reset cannot put the earlier mapping back as it was.
+        if (moveOn) c.set(2);
+        c.reset(t);
+        const ctx = copyContext();
+        assert.equal(ctx.has(c), true, `moveOn=${moveOn}`);
+        assert.equal(ctx.get(c), MISSING, `moveOn=${moveOn}`);
+        assert.equal(c.get(), MISSING, `moveOn=${moveOn}`);
+      }
+    },
+  );
+
   it("new Token() from user code throws TypeError", () => {
     const AnyToken = Token as unknown as new (...args: unknown[]) => Token<unknown>;
     assert.throws(() => new AnyToken(), TypeError);
