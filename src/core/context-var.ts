@@ -75,7 +75,9 @@ export class ContextVar<T> {
   /** @internal The hash under which the var is filed in a Context's map. */
   readonly [hashKey]: number = nextHash();
   readonly #name: string;
-  readonly #default: T | Missing;
+  // NOT_FOUND when none was given: MISSING itself may be a var's default, as
+  // Token.MISSING may be in CPython (whose var_default is NULL for none).
+  readonly #default: T | typeof NOT_FOUND;
   // The last read, keyed on the id of the map it was read from: repeated reads
   // of an unchanged Context cost one getStore() and a compare (CPython caches
   // on the context's version the same way). NOT_FOUND is cached too. Only
@@ -115,7 +117,7 @@ export class ContextVar<T> {
     }
     this.#name = name;
     this.#default =
-      options !== undefined && "default" in options ? (options.default as T) : missing;
+      options !== undefined && "default" in options ? (options.default as T) : notFound;
     varCreated(this as ContextVar<unknown>, transfer !== false);
   }
 
@@ -126,7 +128,8 @@ export class ContextVar<T> {
 
   /** The default given to the constructor, or MISSING. */
   get defaultValue(): T | Missing {
-    return this.#default;
+    const fallback = this.#default;
+    return fallback === notFound ? missing : fallback;
   }
 
   /**
@@ -155,7 +158,7 @@ export class ContextVar<T> {
       this.#missId = map.id;
     }
     if (hasFallback) return fallback;
-    if (this.#default !== missing) return this.#default;
+    if (this.#default !== notFound) return this.#default;
     throw contextError("ERR_CONTEXTVAR_UNSET", this.toString());
   }
 
@@ -266,7 +269,7 @@ export class ContextVar<T> {
     if (depth < 0) return `[${this.toString()}]`;
     const inner = innerOptions(depth, options);
     const fallback =
-      this.#default === missing ? "" : ` default=${show(this.#default, inspect, inner)}`;
+      this.#default === notFound ? "" : ` default=${show(this.#default, inspect, inner)}`;
     return `<ContextVar name=${JSON.stringify(this.#name)}${fallback}>`;
   }
 }

@@ -124,6 +124,18 @@ describe("ContextVar.defaultValue", () => {
     assert.equal(new ContextVar<number>("c").defaultValue, MISSING);
     assert.equal(new ContextVar<number>("d", {}).defaultValue, MISSING);
   });
+
+  itFromEveryState(
+    "MISSING given as the default is a default, as Token.MISSING is in CPython",
+    () => {
+      // ContextVar('x', default=Token.MISSING).get() returns Token.MISSING.
+      const v = new ContextVar<symbol>("x", { default: MISSING });
+      assert.equal(v.defaultValue, MISSING);
+      assert.equal(v.get(), MISSING);
+      assert.equal(v.get("fallback"), "fallback");
+      assert.match(inspect(v), /default=/);
+    },
+  );
 });
 
 describe("ContextVar.run", () => {
