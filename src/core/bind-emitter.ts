@@ -14,6 +14,9 @@ interface Wrapped extends Listener {
 
 // Emitters already bound: binding again keeps the first Context (as OpenTelemetry's managers do).
 const boundEmitters = new WeakSet<object>();
+// The wrappers of listeners added with on/prependListener: where a plain emitter
+// holds the listener itself, and so reports it, these stand in for it.
+const standIns = new WeakSet<Function>();
 
 /**
  * Makes every listener added to `emitter` from now on run as
@@ -25,7 +28,8 @@ const boundEmitters = new WeakSet<object>();
  * the stream's I/O callback runs in, which is how body parsers lose context.
  * The emitter still reports the listeners it was given: `removeListener`/`off`,
  * `listeners()`, `listenerCount(event, listener)` and the `newListener` and
- * `removeListener` events see the original listener. Returns the emitter.
+ * `removeListener` events (from `removeAllListeners` too) see the original
+ * listener. Returns the emitter.
  *
  * @example
  * bindEmitter(req).on("end", () => log(requestId.get()));
@@ -41,12 +45,13 @@ export function bindEmitter<E extends EventEmitter>(emitter: E, context?: Contex
   const target = emitter as unknown as Record<string, Adder | undefined>;
   const on = target.on as Adder;
   const prepend = target.prependListener;
+  const { removeAllListeners: removeAll, rawListeners } = emitter as Partial<EventEmitter>;
 
   // Each wrapper carries the original in its `listener` field, as Node's own
   // once-wrappers do: EventEmitter matches that field in removeListener and
-  // reports it from listeners(), so no table of wrappers is kept (one would
-  // grow with every event name ever used) and event names compare as Node
-  // compares them.
+  // reports it from listeners(), so no table from listeners to wrappers is
+  // kept (one would grow with every event name ever used) and event names
+  // compare as Node compares them.
   const adder = (add: Adder, once: boolean): Adder =>
     function (this: unknown, event: string | symbol, listener: unknown): unknown {
       if (typeof listener !== "function") return Reflect.apply(add, this, [event, listener]);
@@ -66,6 +71,7 @@ export function bindEmitter<E extends EventEmitter>(emitter: E, context?: Contex
           : bound
       ) as Wrapped;
       wrapped.listener = original;
+      if (!once) standIns.add(wrapped);
       return Reflect.apply(add, this, [event, wrapped]);
     };
 
@@ -75,6 +81,26 @@ export function bindEmitter<E extends EventEmitter>(emitter: E, context?: Contex
   if (typeof prepend === "function") {
     target.prependListener = adder(prepend, false);
     target.prependOnceListener = adder(prepend, true);
+  }
+  // removeAllListeners(event), when something listens for "removeListener", calls
+  // removeListener with each listener as the emitter holds it, and a listener
+  // held among others is reported as passed: ours would be reported as their
+  // wrappers. Each is removed here as a plain emitter would remove it, last
+  // first, through the listener it was given. (With no event, Node calls this
+  // once per event name.)
+  if (typeof removeAll === "function" && typeof rawListeners === "function") {
+    emitter.removeAllListeners = function (this: E, ...event: [(string | symbol)?]): E {
+      if (event.length === 0 || this.listenerCount("removeListener") === 0) {
+        return Reflect.apply(removeAll, this, event) as E;
+      }
+      const name = event[0] as string | symbol;
+      const held = this.rawListeners(name);
+      for (let i = held.length - 1; i >= 0; i--) {
+        const listener = held[i] as Wrapped;
+        this.removeListener(name, standIns.has(listener) ? listener.listener : listener);
+      }
+      return this;
+    };
   }
   boundEmitters.add(emitter);
   return emitter;

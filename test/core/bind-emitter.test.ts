@@ -262,6 +262,30 @@ describe("bindEmitter: the emitter reports the listeners it was given, as a plai
     );
   });
 
+  it("removeAllListeners, with and without an event, reports each listener as it was given", () => {
+    const f = () => {};
+    const g = () => {};
+    const h = () => {};
+    same(
+      onBoth((e) => {
+        const heard: unknown[] = [];
+        e.on("removeListener", (event: string, l: unknown) => {
+          heard.push([event, [f, g, h].indexOf(l as () => void)]);
+        });
+        // Two or more listeners of one event: Node reports each as the emitter holds it.
+        e.on("tick", f);
+        e.prependListener("tick", g);
+        e.on("tick", f);
+        e.removeAllListeners("tick");
+        e.on("tock", h);
+        e.on("tock", g);
+        e.on("tick", f);
+        e.removeAllListeners();
+        return [heard, e.eventNames()];
+      }),
+    );
+  });
+
   it('a listener added twice is removed once at a time; 1 and "1" are the same event', () => {
     same(
       onBoth((e) => {
