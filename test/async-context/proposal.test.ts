@@ -11,6 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { AsyncContext } from "contextvars/async-context";
 import { AsyncContextDouble } from "../helpers/async-context-double.ts";
 import { itFromEveryState } from "../helpers/starting-states.ts";
+import { tracedFunction } from "../helpers/traced-function.ts";
 
 const implementations = [
   { name: "contextvars/async-context", ns: AsyncContext },
@@ -212,16 +213,7 @@ for (const { name, ns } of implementations) {
 
     it("wrap reads fn's length, then its name, as CopyNameAndLength does", () => {
       const seen: string[] = [];
-      const fn = new Proxy(function handler(_a: unknown) {}, {
-        getOwnPropertyDescriptor(target, key) {
-          seen.push(`has own ${String(key)}`);
-          return Reflect.getOwnPropertyDescriptor(target, key);
-        },
-        get(target, key, receiver) {
-          seen.push(`get ${String(key)}`);
-          return Reflect.get(target, key, receiver);
-        },
-      });
+      const fn = tracedFunction(seen, function handler(_a: unknown) {});
       const wrapped = Snapshot.wrap(fn);
       assert.deepEqual(seen, ["has own length", "get length", "get name"]);
       assert.equal(wrapped.name, "wrapped handler");

@@ -8,6 +8,7 @@ import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { bind, Context, ContextVar, copyContext, isolated } from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
+import { tracedFunction } from "../helpers/traced-function.ts";
 
 describe("bind", () => {
   itFromEveryState("the snapshot is taken at bind time, not at call time", () => {
@@ -165,16 +166,7 @@ describe("bind", () => {
 
   it("reads fn's own length, then its name, as Function#bind does", () => {
     const traced = (seen: string[]) =>
-      new Proxy(function handler(_a: unknown, _b: unknown) {}, {
-        getOwnPropertyDescriptor(target, key) {
-          seen.push(`has own ${String(key)}`);
-          return Reflect.getOwnPropertyDescriptor(target, key);
-        },
-        get(target, key, receiver) {
-          seen.push(`get ${String(key)}`);
-          return Reflect.get(target, key, receiver);
-        },
-      });
+      tracedFunction(seen, function handler(_a: unknown, _b: unknown) {});
     const native: string[] = [];
     const ours: string[] = [];
     const nativeBound = Function.prototype.bind.call(traced(native), null);
