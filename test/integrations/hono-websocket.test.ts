@@ -104,8 +104,8 @@ describe("contextMiddleware with @hono/node-ws", { timeout: 120_000 }, () => {
     await expectConnections(http.replace("http", "ws"), "/ping", into, 20);
   });
 
-  // @hono/node-ws makes onError's event with the global ErrorEvent, which Node 20
-  // lacks: there the ReferenceError goes to console.error and onError is never called.
+  // @hono/node-ws makes onError's event with the global ErrorEvent, which Node 20,
+  // 22 and 24 lack: there the ReferenceError goes to console.error and onError is never called.
   const noErrorEvent = typeof globalThis.ErrorEvent === "undefined";
   it("onError, called for a protocol error on the connection, sees its upgrade", {
     skip: noErrorEvent ? "no global ErrorEvent: @hono/node-ws never calls onError" : false,
