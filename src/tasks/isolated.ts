@@ -1,4 +1,5 @@
 import { inCopies } from "../core/in-copies.ts";
+import { functionName } from "../core/inspect.ts";
 import { assertFunction } from "../errors.ts";
 
 /**
@@ -20,6 +21,8 @@ export function isolated<F extends (...args: never[]) => unknown>(
 ): F {
   assertFunction("fn", fn);
   // fn's name and length: createTask reads the length to pass the signal,
-  // Express to tell an error handler.
-  return inCopies(fn.name, fn.length, fn, undefined) as F;
+  // Express to tell an error handler. A name that is not a string is "", as
+  // for bind: used as the method's computed key, a Symbol would make it
+  // "[description]" and an object would have its toString called.
+  return inCopies(functionName(fn), fn.length, fn, undefined) as F;
 }

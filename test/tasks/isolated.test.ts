@@ -79,6 +79,30 @@ describe("isolated: a transparent wrapper", () => {
     assert.equal(obj.add.call({ base: 100 }, 1, 1), 102);
   });
 
+  it('a name that is not a string (a Symbol, a number, an object, undefined) becomes "", as Function#bind has it, and runs no code', () => {
+    const calls: string[] = [];
+    const named = (name: unknown) => {
+      const fn = () => "ran";
+      Object.defineProperty(fn, "name", { value: name });
+      return fn;
+    };
+    const objectName = {
+      toString() {
+        calls.push("toString");
+        return "from toString";
+      },
+    };
+    // A function as name, as a class with a static name() method has: not its source text.
+    const method = function method() {};
+    const names = [Symbol("sym"), 42, objectName, undefined, null, method];
+    for (const [i, name] of names.entries()) {
+      const wrapper = isolated(named(name));
+      assert.equal(wrapper.name, "", `names[${i}]`);
+      assert.equal(wrapper(), "ran");
+    }
+    assert.deepEqual(calls, []);
+  });
+
   it("keeps fn's length: createTask passes the signal, Express sees a 4-argument error handler", async () => {
     const lengths = [() => 0, (_a: number) => 1, (_a: 1, _b: 2) => 2, (_a: 1, _b: 2, _c: 3) => 3];
     for (const fn of lengths) assert.equal(isolated(fn).length, fn.length);
