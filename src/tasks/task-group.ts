@@ -1,5 +1,6 @@
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
 import { argumentError, assertFunction, contextError } from "../errors.ts";
+import { offAbort, onAbort } from "./abort-listeners.ts";
 import { createTask, finishedOf, type Task, type TaskFunction, type TaskOptions } from "./task.ts";
 
 /** Options of a TaskGroup. */
@@ -60,15 +61,16 @@ export class TaskGroup implements AsyncDisposable {
     }
     this.name = name ?? `TaskGroup-${++groupCount}`;
     if (signal !== undefined) {
-      const onAbort = () => this.#abort(signal.reason);
+      const abortGroup = () => this.#abort(signal.reason);
       if (signal.aborted) {
         this.#state = "aborting";
         this.#aborted = true;
         this.#abortReason = signal.reason;
       } else {
-        signal.addEventListener("abort", onAbort, { once: true });
+        // One listener on the signal for all the groups and tasks that share it.
+        onAbort(signal, abortGroup);
         // Kept until the group closes: children may be added until wait() settles.
-        this.#detach = () => signal.removeEventListener("abort", onAbort);
+        this.#detach = () => offAbort(signal, abortGroup);
       }
     }
   }

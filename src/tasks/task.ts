@@ -5,6 +5,7 @@ import { currentContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
 import { thenOf } from "../core/then-of.ts";
 import { argumentError, assertFunction } from "../errors.ts";
+import { offAbort, onAbort } from "./abort-listeners.ts";
 
 // Module-local aliases for task creation's hot path: an imported binding is
 // read through the exporting module's cell, with a check that it has been
@@ -105,7 +106,8 @@ export class Task<T> implements PromiseLike<T> {
       const onOuterAbort = () => this.cancel(outer.reason);
       extras.outer = outer;
       extras.onOuterAbort = onOuterAbort;
-      outer.addEventListener("abort", onOuterAbort, { once: true });
+      // One listener on the signal for all the tasks that share it (see abort-listeners.ts).
+      onAbort(outer, onOuterAbort);
     }
     if (given !== undefined) {
       // A Context given by the caller may be shared with other tasks: keep
@@ -290,7 +292,7 @@ export class Task<T> implements PromiseLike<T> {
       extras.outer = undefined;
       extras.onOuterAbort = undefined;
       try {
-        outer?.removeEventListener("abort", onOuterAbort);
+        if (outer !== undefined) offAbort(outer, onOuterAbort);
       } catch {
         // Only a signal whose own removeEventListener throws gets here: the
         // task settles all the same (else an await of it, or its TaskGroup,

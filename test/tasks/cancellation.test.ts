@@ -140,6 +140,75 @@ describe("the signal option", () => {
   });
 
   itFromEveryState(
+    "one signal shared by many tasks and groups: one listener, no MaxListenersExceededWarning, each cancelled in order",
+    async () => {
+      const warnings: string[] = [];
+      const onWarning = (warning: Error) => warnings.push(warning.name);
+      process.on("warning", onWarning);
+      try {
+        const outer = new AbortController();
+        const order: string[] = [];
+        const tasks = Array.from({ length: 15 }, (_, i) =>
+          createTask(
+            async (signal) => {
+              signal.addEventListener("abort", () => order.push(`task ${i}`));
+              await untilAborted(signal);
+            },
+            { signal: outer.signal },
+          ),
+        );
+        const groups = Array.from({ length: 12 }, (_, i) => {
+          const group = new TaskGroup({ signal: outer.signal });
+          group.signal.addEventListener("abort", () => order.push(`group ${i}`));
+          group.createTask(untilAborted);
+          return group;
+        });
+        // The finished ones take their callbacks off; the listener stays for the rest.
+        await createTask(async () => sleep(1), { signal: outer.signal });
+        const spare = new TaskGroup({ signal: outer.signal });
+        await spare.wait();
+        assert.equal(getEventListeners(outer.signal, "abort").length, 1);
+        const reason = new Error("request closed");
+        outer.abort(reason);
+        assert.deepEqual(order, [
+          ...tasks.map((_, i) => `task ${i}`),
+          ...groups.map((_, i) => `group ${i}`),
+        ]);
+        for (const task of tasks) await assert.rejects(task, (e) => e === reason);
+        for (const group of groups) await group.wait();
+        assert.equal(getEventListeners(outer.signal, "abort").length, 0);
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.deepEqual(warnings, []);
+      } finally {
+        process.off("warning", onWarning);
+      }
+    },
+  );
+
+  it("a shared signal's listener goes when the last task or group using it settles first", async () => {
+    const outer = new AbortController();
+    const gates: (() => void)[] = [];
+    const tasks = Array.from({ length: 12 }, () =>
+      createTask(() => new Promise<void>((resolve) => gates.push(resolve)), {
+        signal: outer.signal,
+      }),
+    );
+    const group = new TaskGroup({ signal: outer.signal });
+    group.createTask(() => sleep(1));
+    assert.equal(getEventListeners(outer.signal, "abort").length, 1);
+    for (const open of gates) open();
+    await Promise.all(tasks);
+    assert.equal(getEventListeners(outer.signal, "abort").length, 1, "the group still listens");
+    await group.wait();
+    assert.equal(getEventListeners(outer.signal, "abort").length, 0);
+    // A signal left with no listener gets a new one for the next task.
+    const late = createTask(untilAborted, { signal: outer.signal });
+    assert.equal(getEventListeners(outer.signal, "abort").length, 1);
+    outer.abort("late");
+    await assert.rejects(late, (e) => e === "late");
+  });
+
+  itFromEveryState(
     "an already-aborted outer signal: fn never runs, the task is cancelled",
     async () => {
       let ran = false;
