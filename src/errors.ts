@@ -122,7 +122,7 @@ const table = {
   ],
   ERR_TASK_GROUP_CLOSED: [
     TaskGroupClosedError,
-    (g: string, why: string) => `${g} is ${why}; create tasks before wait() settles`,
+    (g: string, why: string, advice: string) => `${g} is ${why}; ${advice}`,
   ],
   ERR_TASK_TIMEOUT: [TimeoutError, (t: string, ms: string) => `${t} timed out after ${ms} ms`],
   ERR_CONTEXTVAR_UNCLONEABLE: [

@@ -95,12 +95,21 @@ export class TaskGroup implements AsyncDisposable {
     // not only once wait()'s own continuation has run: a child accepted in
     // between would be neither waited for nor have its failure reported.
     const finished = this.#waiting !== undefined && this.#pending === 0;
-    if (this.#state !== "open" || finished) {
-      const why =
-        this.#state === "closed" || finished
-          ? "finished"
-          : "shutting down after a failure or cancel";
-      throw contextError("ERR_TASK_GROUP_CLOSED", this.toString(), why);
+    if (this.#state === "closed" || finished) {
+      throw contextError(
+        "ERR_TASK_GROUP_CLOSED",
+        this.toString(),
+        "finished",
+        "create tasks before wait() settles",
+      );
+    }
+    if (this.#state !== "open") {
+      throw contextError(
+        "ERR_TASK_GROUP_CLOSED",
+        this.toString(),
+        "shutting down after a failure or cancel",
+        "check group.signal.aborted before creating a task, and stop when it is; wait() reports the failures",
+      );
     }
     // Counted before fn starts: a child whose synchronous start calls wait()
     // must find itself there, or wait() would settle while it runs.

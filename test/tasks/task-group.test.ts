@@ -266,6 +266,9 @@ describe("TaskGroup: closed", () => {
       assert.ok(closedError instanceof TaskGroupClosedError);
       assert.equal(closedError.code, "ERR_TASK_GROUP_CLOSED");
       assert.match(closedError.message, /TaskGroup\("TaskGroup-\d+"\) is shutting down/);
+      // Not the finished group's advice: wait() has not settled, and could not help.
+      assert.doesNotMatch(closedError.message, /before wait\(\) settles/);
+      assert.match(closedError.message, /group\.signal/);
       assert.equal(thirdRan, false);
     },
   );
@@ -281,7 +284,8 @@ describe("TaskGroup: closed", () => {
         (e: unknown) =>
           e instanceof TaskGroupClosedError &&
           e.code === "ERR_TASK_GROUP_CLOSED" &&
-          e.message.includes('TaskGroup("fetches") is finished'),
+          e.message.includes('TaskGroup("fetches") is finished') &&
+          e.message.includes("create tasks before wait() settles"),
       );
       assert.equal(ran, false);
     },
