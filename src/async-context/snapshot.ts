@@ -30,20 +30,20 @@ export class Snapshot {
 
   /**
    * Wraps fn so that every call runs it in the values current now; `this`
-   * and the arguments pass through. As the proposal's `wrap`: the result is
-   * named `wrapped <name>`, takes fn's length (CopyNameAndLength: a whole
-   * number, 0 when fn's is not a number) and is not a constructor.
+   * and the arguments pass through, and the result has fn's type (its
+   * overloads and type parameters too, as `bind`'s has). As the proposal's
+   * `wrap`: the result is named `wrapped <name>`, takes fn's length
+   * (CopyNameAndLength: a whole number, 0 when fn's is not a number) and is
+   * not a constructor.
    * @throws {TypeError} if fn is not a function.
    */
-  static wrap<A extends unknown[], R, This = unknown>(
-    fn: (this: This, ...args: A) => R,
-  ): (this: This, ...args: A) => R {
+  static wrap<F extends (...args: never[]) => unknown>(fn: F): F {
     assertFunction("fn", fn);
     // The values of now, as a Snapshot would take them; each call gets a copy.
     // Length before name, as CopyNameAndLength reads them (a getter or Proxy sees the order).
     const length = Object.hasOwn(fn, "length") ? fn.length : 0;
     const name = `wrapped ${functionName(fn)}`;
-    return inCopies(name, length, fn, copyContext()) as (this: This, ...args: A) => R;
+    return inCopies(name, length, fn, copyContext()) as F;
   }
 
   get [Symbol.toStringTag](): string {

@@ -73,14 +73,12 @@ export class Snapshot {
     return storage.run(this.#mapping, () => Reflect.apply(fn, undefined, args));
   }
 
-  static wrap<A extends unknown[], R, This = unknown>(
-    fn: (this: This, ...args: A) => R,
-  ): (this: This, ...args: A) => R {
+  static wrap<F extends (...args: never[]) => unknown>(fn: F): F {
     assertCallable(fn);
     const snapshot = new Snapshot();
     // A method has no [[Construct]], as the spec's built-in function has none.
     const { wrapped } = {
-      wrapped(this: This, ...args: A): R {
+      wrapped(this: unknown, ...args: unknown[]): unknown {
         return snapshot.run(() => Reflect.apply(fn, this, args));
       },
     };
@@ -97,7 +95,7 @@ export class Snapshot {
       name: { value: `wrapped ${typeof name === "string" ? name : ""}`, configurable: true },
       length: { value: length, configurable: true },
     });
-    return wrapped;
+    return wrapped as F;
   }
 
   get [Symbol.toStringTag](): string {

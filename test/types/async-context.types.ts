@@ -1,8 +1,9 @@
 /**
  * Type tests for `contextvars/async-context`, the TC39 AsyncContext
  * proposal's API: Variable<T> (get is `T | undefined`, run's argument
- * inference), Snapshot's run and wrap (arguments, `this` and return kept),
- * and the AsyncContext namespace. Only typechecked: nothing is called.
+ * inference), Snapshot's run and wrap (arguments, `this`, return, type
+ * parameters and overloads kept), and the AsyncContext namespace. Only
+ * typechecked: nothing is called.
  */
 import { AsyncContext, Snapshot, Variable, type VariableOptions } from "contextvars/async-context";
 import { type Equal, expectType } from "./expect.ts";
@@ -52,6 +53,22 @@ export function snapshots(): void {
   const method = Snapshot.wrap(describe);
   expectType<Equal<ThisParameterType<typeof method>, { id: number }>>();
   expectType<Equal<ReturnType<typeof method>, string>>();
+
+  // As bind's: a generic function stays generic, an overloaded one keeps
+  // every overload.
+  const identity = Snapshot.wrap(<T>(value: T): T => value);
+  const same = identity(42 as const);
+  expectType<Equal<typeof same, 42>>();
+  function parse(text: string): number;
+  function parse(bytes: Uint8Array): bigint;
+  function parse(input: string | Uint8Array): number | bigint {
+    return typeof input === "string" ? Number(input) : BigInt(input.length);
+  }
+  const wrappedParse = AsyncContext.Snapshot.wrap(parse);
+  const fromText = wrappedParse("1");
+  expectType<Equal<typeof fromText, number>>();
+  const fromBytes = wrappedParse(new Uint8Array());
+  expectType<Equal<typeof fromBytes, bigint>>();
 
   // @ts-expect-error run needs a function
   snapshot.run(1);
