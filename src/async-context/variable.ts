@@ -8,7 +8,7 @@ export interface VariableOptions<T> {
   /** Shown in inspection; converted to a string (default ""). */
   name?: unknown;
   /** What `get()` returns outside any `run` of this variable (default undefined). */
-  defaultValue?: T;
+  defaultValue?: T | undefined;
 }
 
 /**

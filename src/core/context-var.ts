@@ -50,7 +50,7 @@ export interface ContextVarOptions<T> {
    * `false`: a local-only var, which never crosses to or from a worker thread
    * (`contextvars/worker`). Default `true`.
    */
-  transfer?: boolean;
+  transfer?: boolean | undefined;
 }
 
 /**

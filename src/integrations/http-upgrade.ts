@@ -31,7 +31,7 @@ import { type NodeRequestLike, nodeRequestContext, runInRequest } from "./reques
 export interface UpgradeContextOptions<Req = NodeRequestLike>
   extends Omit<RequestContextOptions<Req>, "echo"> {
   /** Only `false`: an upgrade's id is never echoed by the wrapper. */
-  echo?: false;
+  echo?: false | undefined;
 }
 
 /**

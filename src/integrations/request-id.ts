@@ -30,15 +30,15 @@ export interface RequestContextOptions<R> {
    * HTTP/2 forbids (Connection, Keep-Alive, Proxy-Connection,
    * Transfer-Encoding, Upgrade, TE, HTTP2-Settings), nor Content-Length.
    */
-  header?: string;
+  header?: string | undefined;
   /** Whether the id goes back on the response under `header` (not onto one already sent). Default `true`. */
-  echo?: boolean;
+  echo?: boolean | undefined;
   /**
    * Whether a well-formed incoming id is used. `false`: every request gets a
    * generated id, whatever it sends (a server facing clients that should not
    * pick the ids in your logs); it is still echoed. Default `true`.
    */
-  trustHeader?: boolean;
+  trustHeader?: boolean | undefined;
   /**
    * Makes the id of a request that brings no usable one. Default
    * `crypto.randomUUID()`. Its result is held to the incoming rule (1–200
@@ -46,7 +46,7 @@ export interface RequestContextOptions<R> {
    * replaced by a fresh UUID, as a malformed incoming id is. A throw from it
    * fails the request as a throwing middleware does.
    */
-  generateId?: (request: R) => string;
+  generateId?: ((request: R) => string) | undefined;
   /**
    * Called once per request inside the request's fresh Context, before any
    * later middleware, hook or handler: set more vars from the request here
@@ -55,7 +55,7 @@ export interface RequestContextOptions<R> {
    * middleware, and so does returning a promise (a TypeError: do async work
    * in your own async middleware).
    */
-  seed?: (request: R) => Synchronous;
+  seed?: ((request: R) => Synchronous) | undefined;
 }
 
 /** Options with their defaults filled in and checked. Internal. */

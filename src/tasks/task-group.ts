@@ -6,9 +6,9 @@ import { createTask, finishedOf, type Task, type TaskFunction, type TaskOptions 
 /** Options of a TaskGroup. */
 export interface TaskGroupOptions {
   /** Shown in messages; default `TaskGroup-<n>`. */
-  name?: string;
+  name?: string | undefined;
   /** An outer signal: when it aborts, every child is cancelled with its reason. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 type State = "open" | "aborting" | "closed";

@@ -20,11 +20,11 @@ const setTaskIn = setTaskOf;
 /** Options of createTask. */
 export interface TaskOptions {
   /** Shown in messages and inspection; default `Task-<n>`. */
-  name?: string;
+  name?: string | undefined;
   /** The Context to run in (shared, not copied); default a copy of the current Context. */
-  context?: Context;
+  context?: Context | undefined;
   /** An outer signal: when it aborts, the task is cancelled with its reason. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** What a task runs: it receives the task's AbortSignal. */

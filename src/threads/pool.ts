@@ -52,10 +52,10 @@ export let runCall: (
 
 /** The options of one job, as piscina's `run` options; `filename` may also be a URL. */
 export interface ContextRunOptions {
-  filename?: string | URL | null;
-  name?: string | null;
-  transferList?: TransferListItem[];
-  signal?: AbortSignal | null;
+  filename?: string | URL | null | undefined;
+  name?: string | null | undefined;
+  transferList?: TransferListItem[] | undefined;
+  signal?: AbortSignal | null | undefined;
 }
 
 /** What ContextPool needs of a piscina pool (piscina 5's `Piscina` has it). */
@@ -77,7 +77,7 @@ export interface PiscinaLike {
 /** The options of `contextPool`. */
 export interface ContextPoolOptions {
   /** A value that cannot be structured-cloned: `"throw"` a TransferError (default) or `"skip"` the var. */
-  onUncloneable?: OnUncloneable;
+  onUncloneable?: OnUncloneable | undefined;
 }
 
 /** A module named by URL or absolute path, as piscina takes it. Internal. */
@@ -129,8 +129,11 @@ function isAbortSignalLike(value: unknown): boolean {
   );
 }
 
-function pick(run: ContextRunOptions): Pick<ContextRunOptions, "transferList" | "signal"> {
-  const picked: Pick<ContextRunOptions, "transferList" | "signal"> = {};
+/** The options piscina is given: only those set, each as piscina's own type. */
+type Picked = { transferList?: TransferListItem[]; signal?: AbortSignal };
+
+function pick(run: ContextRunOptions): Picked {
+  const picked: Picked = {};
   if (run.transferList !== undefined) picked.transferList = run.transferList;
   if (run.signal != null) picked.signal = run.signal;
   return picked;

@@ -18,9 +18,9 @@ export interface WorkerOptions extends NodeWorkerOptions {
    * the current Context, taken when the Worker is constructed (values this
    * thread itself received for vars it never created are passed on too).
    */
-  context?: Context;
+  context?: Context | undefined;
   /** A value that cannot be structured-cloned: `"throw"` a TransferError (default) or `"skip"` the var. */
-  onUncloneable?: OnUncloneable;
+  onUncloneable?: OnUncloneable | undefined;
 }
 
 /**
