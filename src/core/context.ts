@@ -24,6 +24,15 @@ let contextIds = 0;
 const shownIds = new WeakMap<Context, number>();
 // Lets contextWith use the constructor; user code cannot pass it.
 const internal = Symbol("contextvars.internal");
+// The constructor as contextWith and copyOf call it. Not an overload: the
+// public type (and so the .d.ts, IntelliSense and the errors users see)
+// has only `new Context()`.
+type InternalConstructor = new (
+  guard: typeof internal,
+  map: Mapping,
+  task: TaskSlot | undefined,
+  mapId: number,
+) => Context;
 
 // Internal access to a Context's fields for the other core modules (ContextVar,
 // copyContext, tasks). Set in the class's static block: private fields stay
@@ -82,10 +91,8 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
   #entered = false;
   #task: TaskSlot | undefined;
 
-  /** @internal contextWith's path: the fields are set once, not initialised and then overwritten. */
-  constructor(guard: typeof internal, map: Mapping, task: TaskSlot | undefined, mapId: number);
-  // The public overload last: ConstructorParameters<typeof Context> reads the last one.
   constructor();
+  // contextWith's path (InternalConstructor): the fields are set once, not initialised and then overwritten.
   constructor(guard?: typeof internal, map?: Mapping, task?: TaskSlot, mapId?: number) {
     if (guard === internal) {
       this.#map = map as Mapping;
@@ -109,9 +116,10 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
     setTaskOf = (context, task) => {
       context.#task = task;
     };
-    contextWith = (map, task) => new Context(internal, map, task, map.id);
+    contextWith = (map, task) => new (Context as InternalConstructor)(internal, map, task, map.id);
     // The copied Context's id is read beside its map, not through it.
-    copyOf = (context) => new Context(internal, context.#map, context.#task, context.#mapId);
+    copyOf = (context) =>
+      new (Context as InternalConstructor)(internal, context.#map, context.#task, context.#mapId);
     isContext = (value): value is Context =>
       typeof value === "object" && value !== null && #map in value;
   }

@@ -212,6 +212,15 @@ export function contextMapLike(): void {
   // @ts-expect-error the constructor takes no mapping
   new Context(new Map());
   expectType<Equal<ConstructorParameters<typeof Context>, []>>();
+  // It has that one construct signature: none of the package's own shows
+  // in the declarations (a second would be inferred as A1 here).
+  type LastTwo<C> = C extends {
+    new (...args: infer A1): unknown;
+    new (...args: infer A2): unknown;
+  }
+    ? [A1, A2]
+    : never;
+  expectType<Equal<LastTwo<typeof Context>, [[], []]>>();
   expectType<Equal<InstanceType<typeof Context>, Context>>();
   void asMap;
   void mutable;
