@@ -20,13 +20,16 @@ import { checkFields, type LogFields, writeFields } from "./log-fields.ts";
 
 export type { LogFields };
 
+// An import type, not `winston.Logform`: the declarations then hold no
+// default import of winston, which TypeScript 5 refuses without
+// esModuleInterop (a CommonJS project, moduleResolution node10).
 /**
  * A winston (logform) format, as `winston.format.json()` returns.
  *
  * @example
  * const format: ContextFormat = contextFormat({ requestId });
  */
-export type ContextFormat = winston.Logform.Format;
+export type ContextFormat = import("winston").Logform.Format;
 
 /**
  * A winston format that adds `fields` to every log entry (`info`): for each
