@@ -1,10 +1,31 @@
-import type { EventEmitter } from "node:events";
 import { argumentError } from "../errors.ts";
 import { assertContext, bind } from "./bind.ts";
 import type { Context } from "./context.ts";
 import { copyContext } from "./current.ts";
 
 type Listener = (...args: unknown[]) => unknown;
+
+/**
+ * What bindEmitter takes: an EventEmitter of `node:events` (or one with its
+ * methods, such as the `events` package's in a browser). Written out rather
+ * than imported from `node:events`, so that the core's declarations compile
+ * in a project without Node's types.
+ */
+export interface EventEmitterLike {
+  on(eventName: string | symbol, listener: Listener): unknown;
+  addListener(eventName: string | symbol, listener: Listener): unknown;
+  once(eventName: string | symbol, listener: Listener): unknown;
+  prependListener(eventName: string | symbol, listener: Listener): unknown;
+  prependOnceListener(eventName: string | symbol, listener: Listener): unknown;
+  removeListener(eventName: string | symbol, listener: Listener): unknown;
+  off(eventName: string | symbol, listener: Listener): unknown;
+  removeAllListeners(eventName?: string | symbol): unknown;
+  emit(eventName: string | symbol, ...args: unknown[]): boolean;
+  listeners(eventName: string | symbol): Function[];
+  rawListeners(eventName: string | symbol): Function[];
+  listenerCount(eventName: string | symbol): number;
+}
+
 type Adder = (this: unknown, event: string | symbol, listener: unknown) => unknown;
 
 /** What a listener wrapper carries, as Node's once-wrappers do. */
@@ -35,7 +56,7 @@ const standIns = new WeakSet<Function>();
  * bindEmitter(req).on("end", () => log(requestId.get()));
  * @throws {TypeError} if emitter is not an EventEmitter or context is not a Context.
  */
-export function bindEmitter<E extends EventEmitter>(emitter: E, context?: Context): E {
+export function bindEmitter<E extends EventEmitterLike>(emitter: E, context?: Context): E {
   if (typeof emitter !== "object" || emitter === null || typeof emitter.on !== "function") {
     throw argumentError("emitter", "an EventEmitter", emitter);
   }
@@ -45,7 +66,7 @@ export function bindEmitter<E extends EventEmitter>(emitter: E, context?: Contex
   const target = emitter as unknown as Record<string, Adder | undefined>;
   const on = target.on as Adder;
   const prepend = target.prependListener;
-  const { removeAllListeners: removeAll, rawListeners } = emitter as Partial<EventEmitter>;
+  const { removeAllListeners: removeAll, rawListeners } = emitter as Partial<EventEmitterLike>;
 
   // Each wrapper carries the original in its `listener` field, as Node's own
   // once-wrappers do: EventEmitter matches that field in removeListener and

@@ -320,12 +320,33 @@ export function bindKeepsTheSignature(): void {
   handler("not a connection");
 }
 
-export function bindEmitterKeepsTheEmitter(req: IncomingMessage): void {
+/** An emitter with node:events' listener methods and no more (as a browser's `events` package may be). */
+type EmitterMethods = Pick<
+  EventEmitter,
+  | "on"
+  | "addListener"
+  | "once"
+  | "prependListener"
+  | "prependOnceListener"
+  | "removeListener"
+  | "off"
+  | "removeAllListeners"
+  | "emit"
+  | "listeners"
+  | "rawListeners"
+  | "listenerCount"
+>;
+
+export function bindEmitterKeepsTheEmitter(req: IncomingMessage, methods: EmitterMethods): void {
   const emitter = bindEmitter(new EventEmitter());
   expectType<Equal<typeof emitter, EventEmitter>>();
   const bound = bindEmitter(req, copyContext());
   expectType<Equal<typeof bound, IncomingMessage>>();
   bindEmitter(req).on("end", () => {});
+  // bindEmitter's type names no Node type (its declarations compile without
+  // @types/node): an emitter need only have the listener methods.
+  const plain = bindEmitter(methods);
+  expectType<Equal<typeof plain, EmitterMethods>>();
 
   // @ts-expect-error not an EventEmitter
   bindEmitter({ on() {} });
