@@ -20,6 +20,13 @@ type Namespace = {
   readonly [Symbol.toStringTag]: "AsyncContext";
 };
 
+// The classes as types too, as the proposal's global namespace gives them:
+// `let v: AsyncContext.Variable<string>`. Types only: nothing is emitted.
+export declare namespace AsyncContext {
+  type Variable<T> = import("./variable.ts").Variable<T>;
+  type Snapshot = import("./snapshot.ts").Snapshot;
+}
+
 /** The proposal's namespace: `AsyncContext.Variable`, `AsyncContext.Snapshot`. */
 export const AsyncContext: Namespace = Object.freeze(
   Object.defineProperty({ Variable, Snapshot }, Symbol.toStringTag, {

@@ -2,8 +2,8 @@
  * Type tests for `contextvars/async-context`, the TC39 AsyncContext
  * proposal's API: Variable<T> (get is `T | undefined`, run's argument
  * inference), Snapshot's run and wrap (arguments, `this`, return, type
- * parameters and overloads kept), and the AsyncContext namespace. Only
- * typechecked: nothing is called.
+ * parameters and overloads kept), and the AsyncContext namespace (its
+ * classes as values and as types). Only typechecked: nothing is called.
  */
 import { AsyncContext, Snapshot, Variable, type VariableOptions } from "contextvars/async-context";
 import { type Equal, expectType } from "./expect.ts";
@@ -16,6 +16,11 @@ export function variables(): void {
   const withDefault = new Variable({ defaultValue: 0 });
   expectType<Equal<typeof withDefault, Variable<number>>>();
   expectType<Equal<typeof withDefault.name, string>>();
+  // The namespace names the classes as types too, as the proposal's global does.
+  const named: AsyncContext.Variable<string> = traceId;
+  expectType<Equal<typeof named, Variable<string>>>();
+  expectType<Equal<AsyncContext.Variable<number>, Variable<number>>>();
+  expectType<Equal<AsyncContext.Snapshot, Snapshot>>();
   const options: VariableOptions<string> = { name: "x", defaultValue: "y" };
   new Variable(options);
 
