@@ -10,7 +10,9 @@ import { functionName } from "./core/inspect.ts";
 export class ContextError extends Error {
   readonly code: string;
 
-  constructor(code: string, message: string, options?: ErrorOptions) {
+  // `{ cause }` written out, not lib.es2022's ErrorOptions: the declarations
+  // then compile in a project whose lib is older (ES2020, ES2021).
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
   }
@@ -93,7 +95,11 @@ export class TransferError extends ContextError {
   }
 }
 
-type ErrorClass = new (code: string, message: string, options?: ErrorOptions) => ContextError;
+type ErrorClass = new (
+  code: string,
+  message: string,
+  options?: { cause?: unknown },
+) => ContextError;
 
 const table = {
   ERR_CONTEXTVAR_UNSET: [
