@@ -15,14 +15,22 @@ export interface CallHandle {
 // setTimeout's largest delay; beyond it Node fires after 1 ms with a warning.
 const MAX_DELAY = 2 ** 31 - 1;
 
+// A handle lets go of its callback once it has run or been cancelled, as
+// asyncio's Handle.cancel drops its callback: a handle kept (in a map of
+// pending timers, say) then keeps no closure, and what it captured, alive.
+// Only the name stays, for toString.
 class Handle implements CallHandle {
   #cancelled = false;
   #clear: (() => void) | undefined;
+  #fn: Function | undefined;
+  #name: string | undefined;
 
   constructor(
     readonly kind: string,
-    readonly fn: Function,
-  ) {}
+    fn: Function,
+  ) {
+    this.#fn = fn;
+  }
 
   arm(clear: () => void): this {
     this.#clear = clear;
@@ -33,11 +41,21 @@ class Handle implements CallHandle {
     if (this.#clear === undefined) return;
     this.#cancelled = true;
     this.#clear();
-    this.#clear = undefined;
+    this.#done();
   }
 
   ran(): void {
+    this.#done();
+  }
+
+  #done(): void {
     this.#clear = undefined;
+    this.#name = this.#nameOf();
+    this.#fn = undefined;
+  }
+
+  #nameOf(): string {
+    return this.#name ?? (this.#fn === undefined ? "" : functionName(this.#fn));
   }
 
   get cancelled(): boolean {
@@ -49,7 +67,7 @@ class Handle implements CallHandle {
   }
 
   toString(): string {
-    const name = functionName(this.fn) || "anonymous";
+    const name = this.#nameOf() || "anonymous";
     return `<${this.kind} ${name}${this.#cancelled ? " cancelled" : ""}>`;
   }
 }

@@ -194,6 +194,40 @@ describe("callbacks and runs leave nothing alive", () => {
     );
   });
 
+  it("a handle kept after its callback ran or was cancelled keeps neither the callback nor what it closed over", async () => {
+    const watch = new Watch();
+    const handles: CallHandle[] = [];
+    await expectAllCollected(watch, async () => {
+      const captured = (label: string) => {
+        const held = watch.track({}, `${label}: closed over`);
+        return watch.track(() => held, `${label}: callback`);
+      };
+      await new Promise<void>((resolve) => {
+        handles.push(callSoon(captured("callSoon, run")));
+        callSoon(resolve);
+      });
+      await new Promise<void>((resolve) => {
+        handles.push(callLater(1, captured("callLater, run")));
+        callLater(5, resolve);
+      });
+      for (const [kind, schedule] of [
+        ["callSoon", (fn: () => unknown) => callSoon(fn)],
+        ["callLater", (fn: () => unknown) => callLater(60_000, fn)],
+      ] as const) {
+        const handle = schedule(captured(`${kind}, cancelled`));
+        handle.cancel();
+        handles.push(handle);
+      }
+    });
+    // The names stay for toString.
+    assert.deepEqual(handles.map(String), [
+      "<callSoon anonymous>",
+      "<callLater anonymous>",
+      "<callSoon anonymous cancelled>",
+      "<callLater anonymous cancelled>",
+    ]);
+  });
+
   it("ctx.run with timers started and cleared; var.run", async () => {
     const watch = new Watch();
     await expectAllCollected(watch, async () => {
