@@ -178,9 +178,16 @@ function cloneProblem(value: object, path: string): string | undefined {
     return undefined;
   }
   const name = nameOf(proto) ?? "object";
-  const article = /^[aeiou]/i.test(name) ? "an" : "a";
+  const article = startsWithVowelSound(name) ? "an" : "a";
   const plain = arrives === Object.prototype ? "object" : (nameOf(arrives) ?? "object");
   return `${path} is ${article} ${name}, which would arrive as a plain ${plain} without its prototype`;
+}
+
+// "an Error", "an Update", but "a User", "a Uint8Array", "a URL": a U read
+// as "you" (before a consonant and a vowel, before an i, or in capitals).
+function startsWithVowelSound(name: string): boolean {
+  if (/^U(?:[A-Z]|[b-df-hj-np-tv-z][aeiouy]|i)/.test(name)) return false;
+  return /^[aeiou]/i.test(name);
 }
 
 function nameOf(proto: unknown): string | undefined {

@@ -115,6 +115,24 @@ describe("problemIn: what survives structured clone", () => {
     assert.equal(problemIn(proxy, true), "value cannot be cloned (#<Object> could not be cloned.)");
   });
 
+  it('the article follows the sound: "a User", "a Uint8Bytes", "a URLRecord", but "an Update"', () => {
+    class User {}
+    class Update {}
+    class Uint8Bytes extends Uint8Array {}
+    class URLRecord {}
+    class Umbrella {}
+    const said = [new User(), new Update(), new Uint8Bytes(1), new URLRecord(), new Umbrella()].map(
+      (value) => problemIn(value)?.split(", which")[0],
+    );
+    assert.deepEqual(said, [
+      "value is a User",
+      "value is an Update",
+      "value is a Uint8Bytes",
+      "value is a URLRecord",
+      "value is an Umbrella",
+    ]);
+  });
+
   it("plain objects and arrays of another realm are plain, and are checked all the way down", () => {
     // A node:vm context's, as in a test runner's sandbox, or made by Node's own modules under one.
     const foreign = runInNewContext("({ list: [1, { at: 2 }], inner: {} })") as {
