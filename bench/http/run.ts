@@ -20,13 +20,10 @@ import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { FRAMEWORKS, type Framework, type Mode, modesOf } from "./apps.ts";
 import { buildPackage } from "./build.ts";
+import { option } from "./cli.ts";
 import { type Cycle, report } from "./report.ts";
 import { markOf, startServer, stopServer } from "./server-process.ts";
 
-function option(name: string, fallback: number): number {
-  const at = process.argv.indexOf(`--${name}`);
-  return at === -1 ? fallback : Number(process.argv[at + 1]);
-}
 const rounds = option("rounds", 2);
 const cycles = option("cycles", 3);
 const duration = option("duration", 1);

@@ -21,16 +21,13 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 import { buildPackage } from "../http/build.ts";
+import { option } from "../http/cli.ts";
 import { markOf, startServer, stopServer } from "../http/server-process.ts";
 import { type Cycle, report } from "./report.ts";
 import type { Mode } from "./server.ts";
 
 const MODES: readonly Mode[] = ["bare", "bare2", "als", "alsbound", "ours"];
 
-function option(name: string, fallback: number): number {
-  const at = process.argv.indexOf(`--${name}`);
-  return at === -1 ? fallback : Number(process.argv[at + 1]);
-}
 const rounds = option("rounds", 6);
 const cycles = option("cycles", 2);
 const duration = option("duration", 1);

@@ -8,9 +8,10 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import type { IncomingMessage, Server } from "node:http";
+import { after, before } from "node:test";
 import { requestId } from "contextvars/http";
 import { WebSocket } from "ws";
-import { listen, randomDelay } from "./http.ts";
+import { close, listen, randomDelay, send } from "./http.ts";
 import { leak, stage, user } from "./request-scenario.ts";
 
 /**
@@ -19,6 +20,40 @@ import { leak, stage, user } from "./request-scenario.ts";
  */
 export async function listenWs(server: Server): Promise<string> {
   return (await leak.run("listen", () => listen(server))).replace("http", "ws");
+}
+
+/**
+ * For a describe block: listens on `server` (as `listenWs`) before its tests,
+ * terminates every client and closes the server after them. The returned
+ * object's `base` is the ws:// base once listening.
+ */
+export function serveWsForSuite(server: Server): { readonly base: string } {
+  const served = { base: "" };
+  before(async () => {
+    served.base = await listenWs(server);
+  });
+  after(async () => {
+    terminateClients();
+    await close(server);
+  });
+  return served;
+}
+
+/**
+ * 20 concurrent ordinary requests to `${http}/plain` (a route answering
+ * `wsValues()`), beside the WebSockets: each sees its own id, user and hook
+ * stage, and gets its id echoed.
+ */
+export async function expectPlainRequests(http: string): Promise<void> {
+  const replies = await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      send(http, "/plain", { headers: { "x-request-id": `plain-${i}`, "x-user": `u${i}` } }),
+    ),
+  );
+  for (const [i, reply] of replies.entries()) {
+    assert.equal(reply.body, `plain-${i}|u${i}|hook:u${i}|unset`);
+    assert.equal(reply.headers["x-request-id"], `plain-${i}`);
+  }
 }
 
 /** What a listener reads: `<id>|<user>|<stage>|<leak>`. */

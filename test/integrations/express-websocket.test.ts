@@ -11,24 +11,23 @@
 import assert from "node:assert/strict";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { bind } from "contextvars";
 import { contextMiddleware } from "contextvars/express";
 import { withUpgradeContext } from "contextvars/http";
 import express from "express";
 import expressWs from "express-ws";
-import { close, randomDelay } from "../helpers/http.ts";
+import { randomDelay } from "../helpers/http.ts";
 import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
 import {
   closeClient,
   expectConnections,
   expectedFor,
-  listenWs,
   open,
   type Sink,
   serveSocket,
+  serveWsForSuite,
   sink,
-  terminateClients,
   wsValues,
 } from "../helpers/websocket-scenario.ts";
 
@@ -68,39 +67,25 @@ describe("contextMiddleware with express-ws, upgrade listener under withUpgradeC
 }, () => {
   const into = sink();
   const server = build(into, true);
-  let base = "";
-  before(async () => {
-    base = await listenWs(server);
-  });
-  after(async () => {
-    terminateClients();
-    await close(server);
-  });
+  const served = serveWsForSuite(server);
 
   it("60 concurrent connections: handler, messages, timers, pongs and closes see their own upgrade", async () => {
-    await expectConnections(base, "/ping", into, 60);
+    await expectConnections(served.base, "/ping", into, 60);
   });
 
   it("a second round: nothing left over from the first", async () => {
-    await expectConnections(base, "/ping", into, 20);
+    await expectConnections(served.base, "/ping", into, 20);
   });
 });
 
 describe("contextMiddleware with express-ws alone", { timeout: 60_000 }, () => {
   const into = sink();
   const server = build(into, false);
-  let base = "";
-  before(async () => {
-    base = await listenWs(server);
-  });
-  after(async () => {
-    terminateClients();
-    await close(server);
-  });
+  const served = serveWsForSuite(server);
 
   it("the route sees the request's values; message and close listeners do not; bind() restores them", async () => {
     const headers = { "x-request-id": "alone-1", "x-user": "ann" };
-    const { ws, greeting } = await open(`${base}/bound`, headers);
+    const { ws, greeting } = await open(`${served.base}/bound`, headers);
     assert.equal(greeting, "alone-1|ann|hook:ann|unset");
     const replies: string[] = [];
     const both = new Promise<void>((resolve) => {
@@ -117,7 +102,7 @@ describe("contextMiddleware with express-ws alone", { timeout: 60_000 }, () => {
     ]);
     await closeClient(ws);
 
-    const { ws: pinged } = await open(`${base}/ping`, headers);
+    const { ws: pinged } = await open(`${served.base}/ping`, headers);
     for (let tries = 0; tries < 50 && into.pongs.length === 0; tries++) await randomDelay(10);
     await closeClient(pinged);
     for (let tries = 0; tries < 50 && into.closes.length === 0; tries++) await randomDelay(10);

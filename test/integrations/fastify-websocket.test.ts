@@ -14,12 +14,13 @@ import fastifyWebsocket from "@fastify/websocket";
 import { contextPlugin, requestId } from "contextvars/fastify";
 import Fastify, { type FastifyInstance } from "fastify";
 import { WebSocket } from "ws";
-import { randomDelay, send } from "../helpers/http.ts";
+import { randomDelay } from "../helpers/http.ts";
 import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
 import {
   closeClient,
   expectConnections,
   expectedFor,
+  expectPlainRequests,
   open,
   type Sink,
   serveSocket,
@@ -87,15 +88,7 @@ describe("contextPlugin with @fastify/websocket", { timeout: 120_000 }, () => {
 
   it("ordinary requests beside the WebSockets keep their own Context", async () => {
     const { ws } = await open(`${base}/ping`, { "x-request-id": "ws-1", "x-user": "ann" });
-    const replies = await Promise.all(
-      Array.from({ length: 20 }, (_, i) =>
-        send(http, "/plain", { headers: { "x-request-id": `plain-${i}`, "x-user": `u${i}` } }),
-      ),
-    );
-    for (const [i, reply] of replies.entries()) {
-      assert.equal(reply.body, `plain-${i}|u${i}|hook:u${i}|unset`);
-      assert.equal(reply.headers["x-request-id"], `plain-${i}`);
-    }
+    await expectPlainRequests(http);
     await closeClient(ws);
     assert.equal(requestId.get("<none>"), "<none>");
   });

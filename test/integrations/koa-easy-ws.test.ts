@@ -9,22 +9,21 @@
  */
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { bindEmitter } from "contextvars";
 import { contextMiddleware } from "contextvars/koa";
 import Koa from "koa";
 import easyWs from "koa-easy-ws";
-import { close, randomDelay } from "../helpers/http.ts";
+import { randomDelay } from "../helpers/http.ts";
 import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
 import {
   closeClient,
   expectConnections,
   expectedFor,
-  listenWs,
   open,
   serveSocket,
+  serveWsForSuite,
   sink,
-  terminateClients,
 } from "../helpers/websocket-scenario.ts";
 
 // koa-easy-ws is CommonJS whose module.exports is the function, but its types
@@ -62,21 +61,14 @@ describe("contextMiddleware with koa-easy-ws", { timeout: 120_000 }, () => {
   });
   // Created inside a run with `leak` set: connections must not see it.
   const server = leak.run("the server's own Context", () => createServer(app.callback()));
-  let base = "";
-  before(async () => {
-    base = await listenWs(server);
-  });
-  after(async () => {
-    terminateClients();
-    await close(server);
-  });
+  const served = serveWsForSuite(server);
 
   it("with bindEmitter(ws): 60 concurrent connections, handler, messages, pongs and closes see their own request", async () => {
-    await expectConnections(base, "/ping", into, 60);
+    await expectConnections(served.base, "/ping", into, 60);
   });
 
   it("without it: the handler sees the request's values, a message listener the connection's", async () => {
-    const [greeting, seen] = await firstReply(`${base}/unbound`, {
+    const [greeting, seen] = await firstReply(`${served.base}/unbound`, {
       "x-request-id": "easy-1",
       "x-user": "ann",
     });
