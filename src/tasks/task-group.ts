@@ -1,7 +1,14 @@
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
 import { argumentError, assertFunction, contextError } from "../errors.ts";
 import { offAbort, onAbort } from "./abort-listeners.ts";
-import { createTask, finishedOf, type Task, type TaskFunction, type TaskOptions } from "./task.ts";
+import {
+  createTask,
+  failureAfterCancelOf,
+  finishedOf,
+  type Task,
+  type TaskFunction,
+  type TaskOptions,
+} from "./task.ts";
 
 /** Options of a TaskGroup. */
 export interface TaskGroupOptions {
@@ -123,13 +130,23 @@ export class TaskGroup implements AsyncDisposable {
     }
     this.#tasks.add(task);
     task.then(undefined, (error: unknown) => {
-      // A cancelled child (by the group, its own signal or the user) is not a failure.
+      // A cancelled child (by the group, its own signal or the user) is not a
+      // failure; what its function does afterwards is looked at below.
       if (task.cancelled) return;
       this.#failures.push(error);
       this.#abort();
     });
     finishedOf(task).then(() => {
       this.#tasks.delete(task);
+      // A cancelled child whose function then fails with anything but its
+      // cancellation (a throw in its cleanup, say) failed: asyncio's
+      // TaskGroup reports what a cancelled child raises, and nothing else
+      // would ever see this error.
+      const late = failureAfterCancelOf(task);
+      if (late !== undefined && !causedBy(task.signal, late.error)) {
+        if (!this.#failures.includes(late.error)) this.#failures.push(late.error);
+        this.#abort();
+      }
       this.#childDone();
     });
     // fn's synchronous start may have shut the group down (it aborted the
@@ -221,11 +238,20 @@ export class TaskGroup implements AsyncDisposable {
   }
 }
 
-/** Whether error is signal's abort: its reason, or an AbortError caused by it (timers/promises, events.once). */
+/**
+ * Whether error is signal's abort: its reason, or an AbortError caused by it
+ * (timers/promises, events.once). An exotic error that throws when looked at
+ * (a Proxy whose getPrototypeOf trap throws, a name or cause getter that
+ * throws) is none: a failure, and what waits for it still goes on.
+ */
 function causedBy(signal: AbortSignal, error: unknown): boolean {
   if (!signal.aborted) return false;
   if (error === signal.reason) return true;
-  return error instanceof Error && error.name === "AbortError" && error.cause === signal.reason;
+  try {
+    return error instanceof Error && error.name === "AbortError" && error.cause === signal.reason;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -252,15 +278,7 @@ export async function taskGroup<R>(
   } catch (error) {
     // The body heeding group.signal after a failure is a cancellation the
     // group caused, not a failure (asyncio drops that CancelledError too).
-    let caused = false;
-    try {
-      caused = causedBy(group.signal, error);
-    } catch {
-      // An exotic error (a Proxy whose getPrototypeOf trap throws, a name or
-      // cause getter that throws) is no AbortError the group caused: a
-      // failure, and the children are still waited for.
-    }
-    if (!caused) failGroup(group, error);
+    if (!causedBy(group.signal, error)) failGroup(group, error);
   }
   await group.wait();
   return result as R;

@@ -49,6 +49,12 @@ let fnSettled: <T>(task: Task<T>, ok: boolean, value: unknown) => void;
 export let promiseOf: <T>(task: Task<T>) => Promise<T>;
 /** Settles when the task's function has settled, which after a cancel can be later than the task. Internal. */
 export let finishedOf: (task: Task<unknown>) => Promise<void>;
+/**
+ * What a cancelled task's function failed with, once it has (TaskGroup counts
+ * it as asyncio does a cancelled child that raises); undefined if the task was
+ * not cancelled, or its function has not failed. Internal.
+ */
+export let failureAfterCancelOf: (task: Task<unknown>) => { error: unknown } | undefined;
 
 /**
  * A unit of concurrent work running in its own Context: a copy of the Context
@@ -66,8 +72,9 @@ export class Task<T> implements PromiseLike<T> {
   #name: string | number;
   /** The Context the task runs in; its sets land here. */
   readonly context: Context;
-  // PENDING, FULFILLED or REJECTED in the low bits, with the FN_SETTLED and
-  // CANCELLED flags: one field where three would do the same work.
+  // PENDING, FULFILLED or REJECTED in the low bits, with the FN_SETTLED,
+  // CANCELLED and FN_FAILED_AFTER_CANCEL flags: one field where four would do
+  // the same work.
   #state = PENDING;
   #value: unknown;
   // Told synchronously when the task settles, with #tag; its presence makes a
@@ -156,11 +163,21 @@ export class Task<T> implements PromiseLike<T> {
                     resolve();
                   };
           });
+    failureAfterCancelOf = (task) =>
+      (task.#state & FN_FAILED_AFTER_CANCEL) !== 0
+        ? { error: (task.#extras as Extras).fnError }
+        : undefined;
     createTaskImpl = (fn, name, context, outer, observer, tag) =>
       new Task(constructing, fn, name, context, outer, observer, tag);
     fnSettled = (task, ok, value) => {
       if ((task.#state & FN_SETTLED) === 0) {
         task.#state |= FN_SETTLED;
+        // The task settled at its cancel, so this failure reaches no promise;
+        // kept for a TaskGroup, which must not lose it (asyncio's does not).
+        if (!ok && (task.#state & CANCELLED) !== 0) {
+          task.#state |= FN_FAILED_AFTER_CANCEL;
+          task.#more().fnError = value;
+        }
         const extras = task.#extras;
         if (extras !== undefined) {
           extras.release?.();
@@ -319,8 +336,9 @@ export class Task<T> implements PromiseLike<T> {
 
 // What only some tasks use: their own promise (then, catch, finally, run),
 // their signal's controller, an outer signal's listener, a shared Context's
-// hand-back, and those waiting for the function to settle (TaskGroup,
-// timeout). Every field is written in newExtras, so all have one shape.
+// hand-back, those waiting for the function to settle (TaskGroup,
+// timeout), and what the function failed with after a cancel. Every field is
+// written in newExtras, so all have one shape.
 interface Extras {
   promise: Promise<unknown> | undefined;
   resolve: ((value: unknown) => void) | undefined;
@@ -330,6 +348,7 @@ interface Extras {
   outer: AbortSignal | undefined;
   onOuterAbort: (() => void) | undefined;
   release: (() => void) | undefined;
+  fnError: unknown;
 }
 
 function newExtras(): Extras {
@@ -342,6 +361,7 @@ function newExtras(): Extras {
     outer: undefined,
     onOuterAbort: undefined,
     release: undefined,
+    fnError: undefined,
   };
 }
 
@@ -359,6 +379,8 @@ const OUTCOME = 3;
 // The task's function has settled (after a cancel this can be later than the task).
 const FN_SETTLED = 4;
 const CANCELLED = 8;
+// The function failed after the task was cancelled (its error is in Extras.fnError).
+const FN_FAILED_AFTER_CANCEL = 16;
 
 /** Told, synchronously, how a task settled, with the tag it was given. Internal (gather). */
 export type Observer = (tag: number, ok: boolean, value: unknown) => void;

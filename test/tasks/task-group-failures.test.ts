@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ContextVar, currentTask, type Task, type TaskGroup, taskGroup } from "contextvars";
+import { ContextVar, currentTask, type Task, TaskGroup, taskGroup } from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 class MyExc extends Error {}
@@ -200,21 +200,110 @@ describe("TaskGroup: failures", () => {
     for (const r of reasons) assert.equal(r, reason, "the very same reason, not an equal one");
   });
 
-  it("a cancelled child rejecting with its own error is still not a failure", async () => {
+  itFromEveryState(
+    "a cancelled child that then fails with its own error: a failure, as asyncio reports what a cancelled child raises",
+    async () => {
+      let child: Task<never> | undefined;
+      const error = await rejection(
+        taskGroup((g) => {
+          g.createTask(() => sleep(5).then(divideByZero));
+          child = g.createTask(async (signal) => {
+            await new Promise((resolve) => signal.addEventListener("abort", resolve));
+            throw new MyExc("after being cancelled");
+          });
+        }),
+      );
+      assert.deepEqual(errorTypes(error), new Set([RangeError, MyExc]));
+      assert.match(
+        (error as Error).message,
+        /TaskGroup\("TaskGroup-\d+"\) failed: 2 unhandled errors/,
+      );
+      assert.equal(child?.cancelled, true, "the task itself still settled as cancelled");
+    },
+  );
+
+  itFromEveryState(
+    "test_taskgroup_08: children cancelled by the outer signal that fail in their cleanup: the group rejects with those failures",
+    async () => {
+      const outer = new AbortController();
+      const foo = async (signal: AbortSignal) => {
+        try {
+          await sleep(10_000, undefined, { signal });
+        } finally {
+          divideByZero();
+        }
+      };
+      const runner = (async () => {
+        await using g = new TaskGroup({ signal: outer.signal });
+        for (let i = 0; i < 5; i++) g.createTask(foo);
+        await sleep(10_000, undefined, { signal: g.signal }).catch(() => {});
+      })();
+      await sleep(10);
+      outer.abort();
+      const error = await rejection(runner);
+      assert.deepEqual(errorTypes(error), new Set([RangeError]));
+      assert.equal((error as AggregateError).errors.length, 5);
+    },
+  );
+
+  it("a child cancelled by the user that then fails: a failure, which cancels the other children", async () => {
+    let other: Task<void> | undefined;
     const error = await rejection(
-      taskGroup((g) => {
-        g.createTask(() => sleep(5).then(divideByZero));
-        g.createTask(async (signal) => {
+      taskGroup(async (g) => {
+        const child = g.createTask(async (signal) => {
           await new Promise((resolve) => signal.addEventListener("abort", resolve));
-          throw new MyExc("after being cancelled");
+          throw new MyExc("cleanup failed");
         });
+        other = g.createTask((signal) => sleep(10_000, undefined, { signal }));
+        await sleep(1);
+        child.cancel();
       }),
     );
-    assert.deepEqual(errorTypes(error), new Set([RangeError]));
-    assert.match(
-      (error as Error).message,
-      /TaskGroup\("TaskGroup-\d+"\) failed: 1 unhandled error/,
+    assert.deepEqual(errorTypes(error), new Set([MyExc]));
+    assert.equal(other?.cancelled, true);
+  });
+
+  it("a cancelled child that fails with its cancellation (the reason, or an AbortError caused by it) or returns: no failure", async () => {
+    const reasons: unknown[] = [];
+    await taskGroup(async (g) => {
+      const children = [
+        g.createTask(async (signal) => {
+          await new Promise((resolve) => signal.addEventListener("abort", resolve));
+          signal.throwIfAborted();
+        }),
+        g.createTask((signal) => sleep(10_000, undefined, { signal })),
+        g.createTask(async (signal) => {
+          await new Promise((resolve) => signal.addEventListener("abort", resolve));
+          return "swallowed the cancel";
+        }),
+      ];
+      await sleep(1);
+      for (const child of children) {
+        child.cancel(new Error("stop"));
+        child.catch((e: unknown) => reasons.push(e));
+      }
+    });
+    assert.equal(reasons.length, 3);
+  });
+
+  it("a cancelled child failing with an exotic error (a Proxy whose getPrototypeOf trap throws): a failure, and the group still settles", async () => {
+    const exotic = new Proxy(new Error("exotic"), {
+      getPrototypeOf() {
+        throw new Error("trap");
+      },
+    });
+    const error = await rejection(
+      taskGroup(async (g) => {
+        const child = g.createTask(async (signal) => {
+          await new Promise((resolve) => signal.addEventListener("abort", resolve));
+          throw exotic;
+        });
+        await sleep(1);
+        child.cancel();
+      }),
     );
+    assert.ok(error instanceof AggregateError);
+    assert.deepEqual(error.errors, [exotic]);
   });
 
   for (const [title, delay] of [
