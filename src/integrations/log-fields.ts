@@ -79,14 +79,22 @@ export function writeFields(
     const value = v === undefined ? field.read() : v.get(field.fallback);
     if (value === undefined) continue;
     // Assigning "__proto__" would set the line's prototype, not add a field.
-    if (field.key === "__proto__") {
-      Object.defineProperty(line, field.key, {
-        value,
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
-    } else line[field.key] = value;
+    if (field.key === "__proto__") defineField(line, field.key, value);
+    else {
+      try {
+        line[field.key] = value;
+      } catch {
+        // The line inherits the key as a getter without a setter or as a read-only
+        // value (a class's `get user()` on an object winston formats as its entry):
+        // assigning throws, out of a stream's drain for a queued entry. Defining adds it.
+        defineField(line, field.key, value);
+      }
+    }
     wrote?.push(field.key, value);
   }
+}
+
+/** Adds `key` to `line` as an own field, whatever `line` inherits under that key. */
+function defineField(line: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(line, key, { value, enumerable: true, writable: true, configurable: true });
 }

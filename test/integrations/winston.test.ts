@@ -132,6 +132,26 @@ describe("contextFormat", () => {
     });
   });
 
+  it("an object whose class has a getter of a field's name gets the field; logging it does not throw", () => {
+    // logger.info(object) formats the object itself: assigning the field there would call
+    // the class's getter-only accessor and throw, out of logger.info() or, for an entry a
+    // slow transport left queued, out of the stream's drain, which ends the process.
+    class Order {
+      readonly message = "order";
+      get user(): string {
+        return "from the getter";
+      }
+    }
+    const { logger, lines } = winstonToMemory({ user });
+    const order = new Order();
+    user.run("alice", () => logger.info(order));
+    assert.deepEqual(lines, [{ level: "info", message: "order", user: "alice" }]);
+    // Logged again from a Context without a user, the object is as it was: its getter shows.
+    logger.info(order);
+    assert.deepEqual(lines.at(-1), { level: "info", message: "order" });
+    assert.equal(order.user, "from the getter");
+  });
+
   it("the call's meta wins on either side of splat(); a timer or a profile takes the Context that ends it", () => {
     const { format } = winston;
     for (const order of ["splat first", "splat after"]) {
