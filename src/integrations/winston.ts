@@ -9,7 +9,7 @@
  * is slower than the logging (its `log` callback comes later: a file under
  * load, a network transport), the stream pushes back and winston queues
  * entries, then formats them when the transport catches up: in the Context
- * of whatever runs then. Measured here with such a transport and 300
+ * of whatever runs then. Measured here with such a transport and 200
  * concurrent tasks, a format alone put the wrong request's values on most
  * entries. `contextMeta` is read when the entry is built (winston copies its
  * `defaultMeta` into the entry in `logger.info()` itself), so it is right
@@ -39,7 +39,9 @@ export type ContextFormat = import("winston").Logform.Format;
  * child logger's metadata) is kept as it is, as pino keeps the log call's
  * own fields; what this format wrote into an object logged before
  * (`logger.info(object)` formats your object itself) is not, so the object
- * logged again gets fresh values. Put it before the format that serialises
+ * logged again gets fresh values; a copy of it (a child logger's entry, or
+ * the object given as meta) keeps them as its own, so don't pass an object
+ * logged as an entry to a child or as meta from another Context. Put it before the format that serialises
  * (`json()`, `printf()`). With a transport that can fall behind, also give
  * the logger `defaultMeta: contextMeta(fields)` (see the module comment):
  * the format then keeps the values read when each entry was made. Child

@@ -132,6 +132,27 @@ describe("contextFormat", () => {
     });
   });
 
+  it("the documented limit: a copy of an object logged before as an entry (a child logger's entry, meta) keeps what was written into it; a fresh object gets its own Context's values", () => {
+    const { logger, lines } = winstonToMemory({ user });
+    const child = logger.child({ part: "child" });
+    const started = { message: "started" };
+    user.run("alice", () => logger.info(started));
+    user.run("bob", () => child.info(started));
+    user.run("carol", () => logger.info("as meta", started));
+    assert.deepEqual(
+      lines.map((line) => line.user),
+      ["alice", "alice", "alice"],
+      "winston copies the object, fields written into it included (docs/observability.md)",
+    );
+    user.run("dave", () => logger.info(started));
+    user.run("erin", () => child.info({ message: "started" }));
+    user.run("frank", () => logger.info("as meta", { part: "meta" }));
+    assert.deepEqual(
+      lines.slice(3).map((line) => line.user),
+      ["dave", "erin", "frank"],
+    );
+  });
+
   it("an object whose class has a getter of a field's name gets the field; logging it does not throw", () => {
     // logger.info(object) formats the object itself: assigning the field there would call
     // the class's getter-only accessor and throw, out of logger.info() or, for an entry a
