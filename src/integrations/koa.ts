@@ -63,19 +63,26 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
   const header = resolved.header;
   // Attached inside the request's Context, so it runs there and requestId reads its id.
   const echoOnError = resolved.echo
-    ? (error: unknown): never => {
+    ? (ctx: Context, error: unknown): never => {
         // Koa replaces anything but a native Error with a new Error of this
         // message, dropping its headers; making that Error here lets it carry them.
-        const failed: Error & { headers?: unknown } = isNativeError(error)
-          ? (error as Error)
-          : new Error(nonErrorMessage(error));
-        const headers = typeof failed.headers === "object" ? failed.headers : undefined;
-        try {
-          failed.headers = { ...headers, [header]: requestId.get() };
-        } catch {
-          // Headers that cannot be replaced (read-only, or a frozen error) are
-          // kept as they are; Koa's response then lacks the id.
-        }
+        const failed = isNativeError(error) ? error : new Error(nonErrorMessage(error));
+        // The id goes onto the error in this request's own ctx.onerror, just
+        // before Koa reads err.headers there, not now: one Error object can be
+        // thrown by several requests (a module-level constant), and another
+        // failing in the same tick would overwrite it before Koa answers this one.
+        const id = requestId.get();
+        const onerror = ctx.onerror;
+        const replaced = Reflect.set(
+          ctx,
+          "onerror",
+          function onerrorWithId(this: Context, err: unknown) {
+            if (isNativeError(err)) addHeader(err, header, id);
+            Reflect.apply(onerror, this, [err]);
+          },
+        );
+        // An app whose ctx.onerror cannot be replaced gets the id on the error now.
+        if (!replaced) addHeader(failed, header, id);
         throw failed;
       }
     : undefined;
@@ -104,11 +111,22 @@ function bindUpgraded(req: NodeRequestLike, socket: EventEmitter, context: Reque
 // The socket events a WebSocket library listens to (ws's setSocket).
 const upgradedSocketEvents = ["data", "end", "close", "error"] as const;
 
+// Koa applies err.headers after clearing the response's headers.
+function addHeader(error: Error & { headers?: unknown }, header: string, id: string): void {
+  const headers = typeof error.headers === "object" ? error.headers : undefined;
+  try {
+    error.headers = { ...headers, [header]: id };
+  } catch {
+    // Headers that cannot be replaced (read-only, or a frozen error) are
+    // kept as they are; Koa's response then lacks the id.
+  }
+}
+
 // A throw from seed propagates to koa-compose, which turns it into a
 // rejection; it goes through onError first, so its response carries the id.
 function proceed(
   seed: ((ctx: Context) => void) | undefined,
-  onError: ((error: unknown) => never) | undefined,
+  onError: ((ctx: Context, error: unknown) => never) | undefined,
   ctx: Context,
   next: Next,
 ): Promise<unknown> {
@@ -117,10 +135,13 @@ function proceed(
       seed(ctx);
     } catch (error) {
       if (onError === undefined) throw error;
-      onError(error);
+      onError(ctx, error);
     }
   }
-  return next().then(() => keepStreamInRequest(ctx), onError);
+  return next().then(
+    () => keepStreamInRequest(ctx),
+    onError && ((error: unknown) => onError(ctx, error)),
+  );
 }
 
 // Runs in the request's Context, once the chain has settled. Koa pipes a
@@ -161,6 +182,6 @@ function nonErrorMessage(error: unknown): string {
 }
 
 // Koa's own test (context.js onerror): an Error of any realm.
-function isNativeError(error: unknown): boolean {
+function isNativeError(error: unknown): error is Error {
   return Object.prototype.toString.call(error) === "[object Error]" || error instanceof Error;
 }

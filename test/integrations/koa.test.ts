@@ -675,4 +675,39 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
       await close(own);
     }
   });
+
+  it("one Error object thrown by requests that fail in the same tick: each response, and each app error listener, gets its own request's id", async () => {
+    // A module-level error, thrown as requests resume from one batch (a data loader's).
+    const forbidden = Object.assign(new Error("forbidden"), { status: 403, expose: true });
+    const carried: string[] = [];
+    let release = (): void => {};
+    const batch = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let waiting = 0;
+    const app = new Koa();
+    app.on("error", (error: { headers?: Record<string, string> }) => {
+      carried.push(error.headers?.["x-request-id"] ?? "none");
+    });
+    app.use(contextMiddleware());
+    app.use(async () => {
+      if (++waiting === 2) release();
+      await batch;
+      throw forbidden;
+    });
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    try {
+      const replies = await Promise.all(
+        ["shared-a", "shared-b"].map((id) => send(url, "/", { headers: { "x-request-id": id } })),
+      );
+      assert.deepEqual(
+        replies.map((reply) => `${reply.status} ${reply.headers["x-request-id"]}`),
+        ["403 shared-a", "403 shared-b"],
+      );
+      assert.deepEqual(carried.sort(), ["shared-a", "shared-b"]);
+    } finally {
+      await close(server);
+    }
+  });
 });
