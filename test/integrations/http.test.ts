@@ -35,6 +35,7 @@ import {
   streamChunks,
   user,
 } from "../helpers/request-scenario.ts";
+import { nodeMajor } from "../runtimes/runtime.ts";
 
 // Set at the root before any server exists: every request's Context is a copy of the root.
 const service = new ContextVar<string>("service");
@@ -167,6 +168,29 @@ describe("contextvars/http withContext", { timeout: 60_000 }, () => {
       assert.deepEqual(seen, ["late-1"]);
     } finally {
       await close(server);
+    }
+  });
+
+  it("on Node 20, writeHead's flat array keeps only the last value of a repeated name once the id is echoed (nodejs/node#50387); an object with an array value, or echo: false, keeps them all (pinned)", async () => {
+    const cookies = ["a=1", "b=2"];
+    const listener = (req: IncomingMessage, res: ServerResponse) => {
+      const flat = cookies.flatMap((cookie) => ["set-cookie", cookie]);
+      res.writeHead(200, req.url === "/flat" ? flat : { "set-cookie": cookies });
+      res.end();
+    };
+    const servers = [
+      createServer(withContext(listener)),
+      createServer(withContext(listener, { echo: false })),
+    ];
+    const [echoed = "", quiet = ""] = await Promise.all(servers.map((s) => listen(s)));
+    try {
+      const sent = async (url: string, path: string) =>
+        (await send(url, path)).headers["set-cookie"];
+      assert.deepEqual(await sent(echoed, "/flat"), nodeMajor === 20 ? ["b=2"] : cookies);
+      assert.deepEqual(await sent(echoed, "/object"), cookies);
+      assert.deepEqual(await sent(quiet, "/flat"), cookies);
+    } finally {
+      await Promise.all(servers.map((s) => close(s)));
     }
   });
 
