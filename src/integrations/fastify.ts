@@ -20,6 +20,7 @@ import {
   resolveOptions,
 } from "./request-id.ts";
 import {
+  fileRequestContext,
   type NodeRequestLike,
   type NodeResponseLike,
   nodeRequestContext,
@@ -106,8 +107,11 @@ function bindRaw(req: RawRequest, res: RawResponse, context: Context): void {
   bindToRequest(res, context);
   // @fastify/websocket's injectWS routes a plain object, not an emitter, as
   // the request, and assigns its response the in-memory stream the
-  // WebSocket will read: that stream is the socket to bind.
+  // WebSocket will read: that stream is the socket to bind. The object is
+  // not bound, so the Context is filed for it: a second registration and
+  // the preValidation hook find it there, as they find a bound request's.
   if (typeof req.listenerCount !== "function") {
+    fileRequestContext(req, context);
     if (res.socket != null) bindUpgradedSocket(res.socket, context);
     return;
   }

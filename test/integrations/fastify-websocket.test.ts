@@ -14,7 +14,7 @@ import fastifyWebsocket from "@fastify/websocket";
 import { contextPlugin, requestId } from "contextvars/fastify";
 import Fastify, { type FastifyInstance } from "fastify";
 import { WebSocket } from "ws";
-import { randomDelay } from "../helpers/http.ts";
+import { randomDelay, UUID } from "../helpers/http.ts";
 import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
 import {
   closeClient,
@@ -153,5 +153,40 @@ describe("contextPlugin with @fastify/websocket's injectWS", { timeout: 60_000 }
     await Promise.all(clients);
     assert.equal(requestId.get("<none>"), "<none>");
     assert.equal(leak.get("unset"), "unset");
+  });
+
+  it("registered twice: an injected request still has one Context, its id and seed's values from the first", async () => {
+    const twice = Fastify();
+    await twice.register(contextPlugin, { seed: (request) => seedUser(request.headers["x-user"]) });
+    const seen: string[] = [];
+    await twice.register(contextPlugin, {
+      seed: () => seen.push(`seed|${requestId.get("-")}|${user.get("-")}`),
+    });
+    await twice.register(fastifyWebsocket);
+    twice.addHook("onRequest", async (request) => {
+      const headers = request.raw.headers as Record<string, unknown>;
+      if (headers["sec-websocket-version"] === 13) headers["sec-websocket-version"] = "13";
+    });
+    twice.get("/ping", { websocket: true }, (socket) => {
+      seen.push(`handler|${requestId.get("-")}|${user.get("-")}`);
+      socket.on("message", () => {
+        seen.push(`message|${requestId.get("-")}|${user.get("-")}`);
+        socket.send("ok");
+      });
+    });
+    await twice.ready();
+    try {
+      // No x-request-id: a second Context would have an id of its own.
+      const ws = await twice.injectWS("/ping", { headers: { "x-user": "ann" } });
+      const reply = once(ws, "message");
+      ws.send("hi");
+      await reply;
+      ws.terminate();
+      const id = seen[0]?.split("|")[1] ?? "";
+      assert.match(id, UUID);
+      assert.deepEqual(seen, [`seed|${id}|ann`, `handler|${id}|ann`, `message|${id}|ann`]);
+    } finally {
+      await twice.close();
+    }
   });
 });
