@@ -167,9 +167,10 @@ function proceed(
  * reply, onTimeout hooks: see docs/integrations.md). An upgrade routed
  * through the hooks by @fastify/websocket has its socket bound too, so a
  * WebSocket's `message`, `pong` and `close` listeners run in the request's
- * Context. Register it before other plugins and hooks. `requestId` is set
- * from the `x-request-id` header when well-formed (else a new UUID) and
- * echoed; then `seed` runs.
+ * Context (not with `perMessageDeflate` on: see docs/integrations.md).
+ * Register it before other plugins and hooks. `requestId` is set from the
+ * `x-request-id` header when well-formed (else a new UUID) and echoed; then
+ * `seed` runs.
  *
  * Registered twice, or with `withContext` from `contextvars/http` in a
  * `serverFactory`, the request still has exactly one Context.

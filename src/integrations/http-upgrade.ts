@@ -40,7 +40,9 @@ export interface UpgradeContextOptions<Req = NodeRequestLike>
  * awaits or schedules, and every listener later added to `req` or to the
  * `socket` (`data`, `end`, `close`, `error`) see the request's values,
  * so a `ws` WebSocket handed this socket emits `message`, `ping`, `pong`,
- * `error` and `close` in that Context. `requestId` is set first (from the
+ * `error` and `close` in that Context (with `perMessageDeflate` on, they may
+ * run in another connection's: make them with `bind()`, see
+ * docs/integrations.md). `requestId` is set first (from the
  * `x-request-id` header when it is well-formed, else a new UUID), then
  * `seed` runs, then the listener. The id is not echoed (see
  * `UpgradeContextOptions`). Returns what the listener returns.

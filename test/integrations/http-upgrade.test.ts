@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage } from "node:http";
 import { connect } from "node:net";
 import type { Duplex } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { ContextVar, copyContext, type Token } from "contextvars";
+import { bind, ContextVar, copyContext, type Token } from "contextvars";
 import { requestId, withUpgradeContext } from "contextvars/http";
 import { WebSocket, WebSocketServer } from "ws";
 import { close, listen, randomDelay, UUID } from "../helpers/http.ts";
@@ -354,6 +354,68 @@ describe("withUpgradeContext: failures, nesting, a raw upgrade", { timeout: 60_0
       assert.equal(body, "head:early|raw-1|eve|chat-api|unset\nlater|raw-1|eve|chat-api|unset\n");
       assert.deepEqual(seen, ["end|raw-1|eve|chat-api|unset", "close|raw-1|eve|chat-api|unset"]);
     } finally {
+      await close(server);
+    }
+  });
+
+  it("perMessageDeflate: messages ws inflates through its shared queue may reach a plain listener in another upgrade's Context; one made with bind() sees its own (pinned)", async () => {
+    // ws inflates every connection's messages through one queue per process
+    // (concurrencyLimit, 10 by default): a message that waits is inflated,
+    // and emitted, from the inflate of whichever connection finished first.
+    const wss = new WebSocketServer({ noServer: true, perMessageDeflate: { threshold: 0 } });
+    const plain: { expected: string; seen: string }[] = [];
+    const bound: { expected: string; seen: string }[] = [];
+    const server = createServer();
+    server.on(
+      "upgrade",
+      withUpgradeContext(
+        (req, socket, head) => {
+          const expected = `${req.headers["x-request-id"]}|${req.headers["x-user"]}|chat-api|unset`;
+          wss.handleUpgrade(req, socket, head, (ws) => {
+            ws.on("message", () => plain.push({ expected, seen: values() }));
+            ws.on(
+              "message",
+              bind(() => {
+                bound.push({ expected, seen: values() });
+                ws.send("ok");
+              }),
+            );
+          });
+        },
+        { seed: (req) => seedUser(req.headers["x-user"]) },
+      ),
+    );
+    const base = await listenWs(server);
+    try {
+      const clients = await Promise.all(
+        Array.from({ length: 40 }, async (_, i) => {
+          const ws = new WebSocket(base, {
+            headers: { "x-request-id": `deflate-${i}`, "x-user": `u${i}` },
+          });
+          opened.add(ws);
+          await once(ws, "open");
+          assert.equal(ws.extensions, "permessage-deflate");
+          return ws;
+        }),
+      );
+      await Promise.all(
+        clients.map(async (ws) => {
+          for (let m = 0; m < 5; m++) {
+            const reply = once(ws, "message");
+            ws.send("x".repeat(1000));
+            await reply;
+          }
+        }),
+      );
+      assert.equal(bound.length, 200);
+      for (const { expected, seen } of bound) assert.equal(seen, expected);
+      assert.equal(plain.length, 200);
+      assert.ok(
+        plain.some(({ expected, seen }) => seen !== expected),
+        "some plain listener ran outside its own upgrade's Context",
+      );
+    } finally {
+      terminateAll(wss);
       await close(server);
     }
   });
