@@ -40,6 +40,10 @@ function underlying(target: Record<string, Method | undefined>, name: string): M
   };
 }
 
+// Each wrapper's listener: a wrapper filed under a listener that it does not
+// wrap (filed under the `.listener` of the one it does) is not reused for it.
+const wrappedFrom = new WeakMap<Listener, Listener>();
+
 /** One manager's record of the emitters it bound: per emitter, per event, listener → wrapper. */
 export class EmitterBindings {
   readonly #patched = new WeakMap<EventEmitter, Map<string | symbol, ByListener>>();
@@ -82,7 +86,15 @@ export class EmitterBindings {
         byListener = new WeakMap();
         events?.set(key, byListener);
       }
-      const wrapped = wrap(listener as Listener);
+      // A listener added again gets the wrapper it already has: the emitter then
+      // holds it twice, and each removal takes one, as it would take the listener.
+      // A new wrapper would replace the one kept here, and the first could never go.
+      const known = byListener.get(listener as Listener);
+      const wrapped =
+        known !== undefined && wrappedFrom.get(known) === listener
+          ? known
+          : wrap(listener as Listener);
+      wrappedFrom.set(wrapped, listener as Listener);
       byListener.set(listener as Listener, wrapped);
       // A wrapper that carries its original as `.listener` (Node's convention, which
       // contextvars/http's request binding follows when it adds through this method)

@@ -637,6 +637,34 @@ describe("ContextVarsContextManager.bind(event-emitter)", () => {
     }
   });
 
+  // AsyncLocalStorageContextManager wraps each add anew and remembers only the
+  // last wrapper, so a listener added twice keeps firing after two removals.
+  it("a listener added twice is gone after two removals, as on a plain emitter", () => {
+    const contextManager = new ContextVarsContextManager().enable();
+    try {
+      const context = scope("bound");
+      const ee = contextManager.bind(context, new EventEmitter());
+      const seen: OtelContext[] = [];
+      const listener = () => seen.push(contextManager.active());
+      ee.on("test", listener);
+      ee.on("test", listener);
+      ee.emit("test");
+      assert.deepStrictEqual(seen, [context, context]);
+      ee.removeListener("test", listener);
+      assert.equal(ee.listenerCount("test"), 1);
+      ee.off("test", listener);
+      assert.equal(ee.listenerCount("test"), 0);
+      ee.once("test", listener);
+      ee.on("test", listener);
+      ee.off("test", listener);
+      ee.off("test", listener);
+      ee.emit("test");
+      assert.equal(seen.length, 2);
+    } finally {
+      contextManager.disable();
+    }
+  });
+
   it("an inherited method the emitter's new prototype lacks is called as it was at bind", () => {
     const contextManager = new ContextVarsContextManager().enable();
     try {
