@@ -187,6 +187,12 @@ export function contextPropagation<F extends PropagatedFields>(fields: F): Conte
 
   function withFields(base: OtelContext): OtelContext {
     let baggage: Baggage = propagation.getBaggage(base) ?? propagation.createBaggage();
+    // An entry other code put in the context with a lone surrogate in its key or
+    // value goes: OpenTelemetry's inject would throw on it and send no baggage at all.
+    for (const [key, { value }] of baggage.getAllEntries()) {
+      if (LONE_SURROGATE.test(key) || LONE_SURROGATE.test(value))
+        baggage = baggage.removeEntry(key);
+    }
     for (const { key, var: v, codec } of entries) {
       const value = v.get(UNSET);
       let text: string | undefined;
@@ -280,8 +286,8 @@ export function contextPropagation<F extends PropagatedFields>(fields: F): Conte
         try {
           baggagePropagator.inject(context, headers, headersSetter);
         } catch {
-          // Baggage put in the context by other code that cannot be written
-          // (OpenTelemetry throws on a lone surrogate) is not sent.
+          // withFields has dropped the entries OpenTelemetry throws on (a lone
+          // surrogate); should anything else throw, no baggage is sent.
         }
         return headers;
       }

@@ -242,6 +242,40 @@ describe("inject: values that cannot travel are left out, never a throw", () => 
     assert.equal(headers.traceparent, TRACEPARENT);
     assert.equal(headers.baggage, undefined);
   });
+
+  it("an entry other code put in the context that cannot be written leaves out that entry only: the fields and the rest go", () => {
+    const upstream = propagation.createBaggage({
+      note: { value: "\uD800" },
+      "k\uDC00": { value: "v" },
+      tenant: { value: "acme" },
+    });
+    const sent = (given?: string) =>
+      fresh(() => {
+        user.set("alice");
+        return context.with(propagation.setBaggage(ROOT_CONTEXT, upstream), () => {
+          const viaInject = carry.inject(
+            (given === undefined ? {} : { baggage: given }) as Record<string, string>,
+          );
+          const viaPropagator: Record<string, string> = {};
+          carry.propagator().inject(context.active(), viaPropagator, {
+            set: (carrier, key, value) => {
+              carrier[key] = value;
+            },
+          });
+          return [[...baggageOf(viaInject)], [...baggageOf(viaPropagator)]];
+        });
+      });
+    const expected = [
+      ["tenant", "acme"],
+      ["user.id", "alice"],
+    ];
+    assert.deepEqual(sent(), [expected, expected]);
+    assert.deepEqual(sent("region=eu")[0], [
+      ["tenant", "acme"],
+      ["region", "eu"],
+      ["user.id", "alice"],
+    ]);
+  });
 });
 
 describe("extract and extractInto", () => {
