@@ -36,8 +36,13 @@ export interface BaggageField<T> {
   readonly codec: BaggageCodec<T>;
 }
 
+// encode refuses what decode rejects: such a value would arrive unset here
+// and as "NaN" or "1.5" in a service that reads baggage as it is.
 const number: BaggageCodec<number> = {
-  encode: (value) => String(value),
+  encode(value) {
+    if (!Number.isFinite(value)) throw new RangeError("not a finite number");
+    return String(value);
+  },
   decode(text) {
     const value = Number(text);
     if (text.trim() === "" || !Number.isFinite(value)) throw new RangeError("not a finite number");
@@ -47,7 +52,8 @@ const number: BaggageCodec<number> = {
 
 /**
  * The codecs for common types. `string` is what a field given as a bare
- * `ContextVar<string>` uses; `integer` rejects `1.5`; `boolean` accepts only
+ * `ContextVar<string>` uses; `integer` rejects `1.5` (and `number`, `NaN` and
+ * the infinities) on the way out as on the way in; `boolean` accepts only
  * `true` and `false`; `matching(pattern)` is a string that must match
  * (baggage comes from the caller: anything that reaches a log line or a
  * query should be checked); `json(isT)` parses and then checks with the
@@ -60,13 +66,18 @@ const number: BaggageCodec<number> = {
  *   "request.id": baggageField(requestId, codecs.matching(/^[\w.:=+/-]{1,200}$/)),
  * });
  * @throws {TypeError} from `matching` if pattern is not a RegExp, from `json` if isT is not a
- *   function; a codec's `decode` throws on a value it rejects, which extraction catches.
+ *   function; a codec's `decode` throws on a value it rejects, which extraction catches,
+ *   and `number`'s and `integer`'s `encode` on one their decode would reject, which
+ *   injection catches (the value is not sent).
  */
 export const codecs = {
   string: { encode: (value: string) => value, decode: (text: string) => text },
   number,
   integer: {
-    encode: (value: number) => String(value),
+    encode(value: number): string {
+      if (!Number.isSafeInteger(value)) throw new RangeError("not a safe integer");
+      return String(value);
+    },
     decode(text: string): number {
       const value = number.decode(text);
       if (!Number.isSafeInteger(value)) throw new RangeError("not a safe integer");

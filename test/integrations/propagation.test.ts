@@ -652,6 +652,27 @@ describe("contextPropagation(fields)", () => {
     assert.throws(() => codecs.integer.decode("9007199254740993")); // past MAX_SAFE_INTEGER
   });
 
+  it("number and integer refuse to encode what their decode rejects, so it is not sent", () => {
+    assert.throws(() => codecs.number.encode(Number.NaN), new RangeError("not a finite number"));
+    assert.throws(() => codecs.number.encode(-Infinity), new RangeError("not a finite number"));
+    assert.throws(() => codecs.integer.encode(1.5), new RangeError("not a safe integer"));
+    assert.throws(() => codecs.integer.encode(2 ** 53), new RangeError("not a safe integer"));
+    assert.equal(codecs.integer.encode(-12), "-12");
+    const ratio = new ContextVar<number>("ratio");
+    const carryNumbers = contextPropagation({
+      attempt: baggageField(attempt, codecs.integer),
+      ratio: baggageField(ratio, codecs.number),
+      "user.id": user,
+    });
+    const headers = fresh(() => {
+      attempt.set(1.5);
+      ratio.set(Number.NaN);
+      user.set("dana");
+      return carryNumbers.inject({} as Record<string, string>);
+    });
+    assert.equal(headers.baggage, "user.id=dana");
+  });
+
   it("each codec's value crosses inject and extract as it was", () => {
     const ratio = new ContextVar<number>("ratio");
     const region = new ContextVar<string>("region");
