@@ -7,6 +7,7 @@
  */
 import {
   type Baggage,
+  type BaggageEntry,
   context as contextApi,
   type Context as OtelContext,
   propagation,
@@ -46,6 +47,8 @@ export type {
 const MAX_BAGGAGE_BYTES = 8192;
 const MAX_BAGGAGE_MEMBERS = 180;
 const NOT_BAGGAGE = /[^\t\x20-\x7e]/;
+// OpenTelemetry's inject also leaves out a member over 4096 bytes.
+const MAX_MEMBER_BYTES = 4096;
 // RFC 9110 token: what a baggage key may be.
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -118,6 +121,47 @@ function withMembersOf(context: OtelContext, header: string): OtelContext | unde
   return propagation.setBaggage(context, baggage);
 }
 
+/** The size of an entry as OpenTelemetry's inject writes it: `key=value;metadata`, percent-encoded. */
+function memberBytes(key: string, entry: BaggageEntry): number {
+  const metadata = entry.metadata === undefined ? 0 : 1 + entry.metadata.toString().length;
+  return encodeURIComponent(key).length + 1 + encodeURIComponent(entry.value).length + metadata;
+}
+
+/**
+ * baggage cut to what OpenTelemetry's inject will write whole, the entries
+ * under fieldKeys kept first. Its inject keeps members in order until a limit
+ * is reached, and upstream entries come before fields a service sets itself:
+ * baggage that arrived at the limits would otherwise push every such field out.
+ */
+function withinLimits(baggage: Baggage, fieldKeys: ReadonlySet<string>): Baggage {
+  const all = baggage.getAllEntries();
+  if (all.length <= MAX_BAGGAGE_MEMBERS) {
+    // Nine bytes at most per UTF-16 unit once percent-encoded ("€" is %E2%82%AC).
+    let most = 0;
+    for (const [key, entry] of all) {
+      most += 9 * (key.length + entry.value.length) + 2;
+      if (entry.metadata !== undefined) most += 1 + entry.metadata.toString().length;
+    }
+    if (most <= MAX_BAGGAGE_BYTES) return baggage;
+  }
+  const kept: Record<string, BaggageEntry> = Object.create(null);
+  let members = 0;
+  let bytes = -1; // no comma before the first member
+  for (const fields of [true, false]) {
+    for (const [key, entry] of all) {
+      if (fieldKeys.has(key) !== fields) continue;
+      const size = memberBytes(key, entry);
+      if (size > MAX_MEMBER_BYTES || members === MAX_BAGGAGE_MEMBERS) continue;
+      if (bytes + 1 + size > MAX_BAGGAGE_BYTES) continue;
+      kept[key] = entry;
+      members++;
+      bytes += 1 + size;
+    }
+  }
+  // Everything kept is written, so the order of the record's keys does not matter.
+  return propagation.createBaggage(kept);
+}
+
 function isEmpty(context: OtelContext): boolean {
   return (propagation.getBaggage(context)?.getAllEntries().length ?? 0) === 0;
 }
@@ -184,6 +228,7 @@ const LONE_SURROGATE = /\p{Cs}/u;
  */
 export function contextPropagation<F extends PropagatedFields>(fields: F): ContextPropagation<F> {
   const entries = entriesOf(fields);
+  const fieldKeys: ReadonlySet<string> = new Set(entries.map((entry) => entry.key));
 
   function withFields(base: OtelContext): OtelContext {
     let baggage: Baggage = propagation.getBaggage(base) ?? propagation.createBaggage();
@@ -210,7 +255,7 @@ export function contextPropagation<F extends PropagatedFields>(fields: F): Conte
           ? baggage.setEntry(key, { value: text })
           : baggage.removeEntry(key);
     }
-    return propagation.setBaggage(base, baggage);
+    return propagation.setBaggage(base, withinLimits(baggage, fieldKeys));
   }
 
   function extract(

@@ -108,6 +108,37 @@ describe("inject", () => {
     assert.deepEqual((headers.baggage ?? "").split(",").sort(), ["other=kept", "user.id=local"]);
   });
 
+  it("upstream baggage at the W3C limits does not crowd out the fields: they are sent, within the limits, in place of the last upstream members", () => {
+    const entries = (count: number, value: string) =>
+      Object.fromEntries(Array.from({ length: count }, (_, i) => [`k${i}`, { value }]));
+    const members = propagation.createBaggage(entries(180, "v"));
+    // 90 members of 89 or 90 bytes, with their commas 8179 bytes.
+    const bytes = propagation.createBaggage(entries(90, "x".repeat(90 - 4)));
+    const setter = {
+      set(carrier: Record<string, string>, key: string, value: string) {
+        carrier[key] = value;
+      },
+    };
+    for (const upstream of [members, bytes]) {
+      const [viaInject, viaPropagator] = fresh(() => {
+        user.set("local");
+        attempt.set(2);
+        const active = propagation.setBaggage(ROOT_CONTEXT, upstream);
+        const written: Record<string, string> = {};
+        carry.propagator().inject(active, written, setter);
+        return [context.with(active, () => carry.inject({} as Record<string, string>)), written];
+      });
+      for (const headers of [viaInject, viaPropagator]) {
+        const baggage = headers?.baggage ?? "";
+        const sent = baggage.split(",");
+        assert.ok(sent.includes("user.id=local"), "the set field is sent");
+        assert.ok(sent.includes("attempt=2"));
+        assert.ok(sent.length <= 180 && baggage.length <= 8192);
+        assert.ok(sent.length >= Math.min(180, upstream.getAllEntries().length) - 2);
+      }
+    }
+  });
+
   it("merges a baggage header the caller wrote, as upstream baggage: its members pass through, a field's var overrides or removes its key", () => {
     const members = (value: string | string[] | number | undefined) =>
       String(value ?? "")
