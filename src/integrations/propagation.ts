@@ -194,7 +194,11 @@ function entriesOf(fields: PropagatedFields): Entry[] {
     if (isContextVar(field))
       return { key, var: field as ContextVar<unknown>, codec: codecs.string };
     const f = field as BaggageField<unknown> | undefined;
-    if (isContextVar(f?.var) && typeof f.codec?.decode === "function") {
+    if (
+      isContextVar(f?.var) &&
+      typeof f.codec?.encode === "function" &&
+      typeof f.codec.decode === "function"
+    ) {
       return { key, var: f.var, codec: f.codec };
     }
     throw argumentError(`fields[${JSON.stringify(key)}]`, "a ContextVar or a baggageField", field);

@@ -619,6 +619,12 @@ describe("contextPropagation(fields)", () => {
       () => contextPropagation({ fake: { var: fake, codec: codecs.string } as never }),
       /Expected `fields\["fake"\]`/,
     );
+    // As baggageField, a codec needs both: one without encode could never send its var.
+    const decodeOnly = { var: user, codec: { decode: (text: string) => text } };
+    assert.throws(
+      () => contextPropagation({ "user.id": decodeOnly as never }),
+      /Expected `fields\["user.id"\]`/,
+    );
     assert.throws(() => carry.inject(undefined as never), /Expected `headers`/);
   });
 
