@@ -69,7 +69,7 @@ export interface ContextPropagation<F extends PropagatedFields> {
   /**
    * Writes `traceparent`/`tracestate` (when a span is active) and `baggage` into `headers`; returns them.
    * A `baggage` header already there is merged: its members pass through, a field's var decides its key.
-   * @throws {TypeError} if headers is neither a Headers nor an object.
+   * @throws {TypeError} if headers is neither a Headers nor an object, or is an array or another iterable.
    */
   inject<H extends OutgoingHeaders>(headers: H): H;
   /** Reads the headers without changing anything: the OpenTelemetry context they carry and the typed values. */

@@ -325,6 +325,12 @@ export function contextPropagation<F extends PropagatedFields>(fields: F): Conte
       if (typeof headers !== "object" || headers === null) {
         throw argumentError("headers", "a Headers or an object", headers);
       }
+      // An array (node:http's and undici's flat form, fetch's pairs) or a Map would
+      // take the headers as properties, which nothing sends.
+      if (!(headers instanceof Headers) && Symbol.iterator in headers) {
+        const expected = "a Headers or an object of header names, not an iterable";
+        throw argumentError("headers", expected, headers);
+      }
       // A baggage header the caller wrote joins the outgoing baggage as
       // upstream baggage does (its members pass through; a field's key is
       // its var's), rather than being overwritten by it.

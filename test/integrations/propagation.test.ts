@@ -656,6 +656,17 @@ describe("contextPropagation(fields)", () => {
         ),
       );
     }
+    // node:http's and undici's array forms, fetch's pairs, a Map: each would take the
+    // headers as properties it never sends.
+    for (const headers of [["accept", "*/*"], [["accept", "*/*"]], new Map()]) {
+      const kind = Object.prototype.toString.call(headers);
+      assert.throws(
+        () => carry.inject(headers as never),
+        new TypeError(
+          `Expected \`headers\` to be a Headers or an object of header names, not an iterable, got \`${kind}\` (object)`,
+        ),
+      );
+    }
     assert.throws(
       () => carry.wrapFetch(42 as never),
       new TypeError("Expected `fetchFn` to be a function, got `42` (number)"),
