@@ -44,6 +44,14 @@ function underlying(target: Record<string, Method | undefined>, name: string): M
 // wrap (filed under the `.listener` of the one it does) is not reused for it.
 const wrappedFrom = new WeakMap<Listener, Listener>();
 
+/**
+ * An event name as EventEmitter files it, a property key (`1` and `"1"` are
+ * one event), so that listeners are found by any name it takes as the same.
+ */
+function keyOf(event: unknown): string | symbol {
+  return typeof event === "symbol" ? event : String(event);
+}
+
 /** One manager's record of the emitters it bound: per emitter, per event, listener → wrapper. */
 export class EmitterBindings {
   readonly #patched = new WeakMap<EventEmitter, Map<string | symbol, ByListener>>();
@@ -80,7 +88,7 @@ export class EmitterBindings {
         return Reflect.apply(original, this, [event, listener]);
       }
       const events = bindings.#patched.get(emitter);
-      const key = event as string | symbol;
+      const key = keyOf(event);
       let byListener = events?.get(key);
       if (byListener === undefined) {
         byListener = new WeakMap();
@@ -116,7 +124,7 @@ export class EmitterBindings {
     return function (this: unknown, event: unknown, listener: unknown): unknown {
       const wrapped = bindings.#patched
         .get(emitter)
-        ?.get(event as string | symbol)
+        ?.get(keyOf(event))
         ?.get(listener as Listener);
       return Reflect.apply(original, this, [event, wrapped ?? listener]);
     };
@@ -127,7 +135,7 @@ export class EmitterBindings {
     return function (this: unknown, ...args: unknown[]): unknown {
       const events = bindings.#patched.get(emitter);
       if (args.length === 0) events?.clear();
-      else events?.delete(args[0] as string | symbol);
+      else events?.delete(keyOf(args[0]));
       return Reflect.apply(original, this, args);
     };
   }

@@ -599,6 +599,24 @@ for (const { name, make } of managers) {
         }
       });
 
+      // Not in the original: event names compare as EventEmitter compares them, as
+      // property keys, so 1 and "1" are one event.
+      it("removes a listener under any spelling of its event name that EventEmitter takes as the same", () => {
+        const ee = contextManager.bind(scope("bound"), new EventEmitter());
+        const listener = () => {};
+        ee.on(1 as never, listener);
+        ee.removeListener("1", listener);
+        assert.equal(ee.listenerCount("1"), 0);
+        ee.on("2", listener);
+        ee.off(2 as never, listener);
+        assert.equal(ee.listenerCount("2"), 0);
+        ee.on(3 as never, listener);
+        ee.removeAllListeners("3");
+        EventEmitter.prototype.on.call(ee, "3", listener);
+        ee.removeListener(3 as never, listener);
+        assert.equal(ee.listenerCount("3"), 0);
+      });
+
       // Not in the original: an emitter without some of the methods keeps without them.
       it("leaves out the methods an emitter does not have", () => {
         const ee = new EventEmitter();
