@@ -11,7 +11,7 @@
  *   (the core keeps the first binding and ignores later ones);
  * - `removeAllListeners` forgets the wrappers too.
  * `once` is wrapped once: EventEmitter's own `once` adds its wrapper
- * through `this.on`, which passes it through while `once` is adding.
+ * through `this.on`, which passes that one through while `once` is adding.
  */
 import type { EventEmitter } from "node:events";
 
@@ -55,8 +55,24 @@ function keyOf(event: unknown): string | symbol {
 /** One manager's record of the emitters it bound: per emitter, per event, listener → wrapper. */
 export class EmitterBindings {
   readonly #patched = new WeakMap<EventEmitter, Map<string | symbol, ByListener>>();
-  // True while a patched adder runs, so a nested `this.on` from `once` is not wrapped again.
-  #adding = false;
+  // The wrapper a patched adder is adding. EventEmitter's own `once` adds it again
+  // through `this.on`, inside a once-wrapper whose `.listener` it is, which must
+  // not be wrapped twice; any other listener added meanwhile (by a `newListener`
+  // listener) is wrapped as usual.
+  #adding: Listener | undefined = undefined;
+
+  #isBeingAdded(listener: Listener): boolean {
+    const adding = this.#adding;
+    if (adding === undefined) return false;
+    if (listener === adding) return true;
+    // Through another manager's wrappers, when two have bound the emitter.
+    let inner = (listener as { listener?: unknown }).listener;
+    while (typeof inner === "function") {
+      if (inner === adding) return true;
+      inner = wrappedFrom.get(inner as Listener);
+    }
+    return false;
+  }
 
   /**
    * Patches `emitter` so that every listener added from now on runs through
@@ -84,7 +100,7 @@ export class EmitterBindings {
   #adder(emitter: EventEmitter, original: Method, wrap: (l: Listener) => Listener): Method {
     const bindings = this;
     return function (this: unknown, event: unknown, listener: unknown): unknown {
-      if (bindings.#adding || typeof listener !== "function") {
+      if (typeof listener !== "function" || bindings.#isBeingAdded(listener as Listener)) {
         return Reflect.apply(original, this, [event, listener]);
       }
       const events = bindings.#patched.get(emitter);
@@ -110,11 +126,12 @@ export class EmitterBindings {
       // at this wrapper, and would not find it.
       const inner = (listener as { listener?: unknown }).listener;
       if (typeof inner === "function") byListener.set(inner as Listener, wrapped);
-      bindings.#adding = true;
+      const outer = bindings.#adding;
+      bindings.#adding = wrapped;
       try {
         return Reflect.apply(original, this, [event, wrapped]);
       } finally {
-        bindings.#adding = false;
+        bindings.#adding = outer;
       }
     };
   }

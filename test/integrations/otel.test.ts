@@ -683,6 +683,35 @@ describe("ContextVarsContextManager.bind(event-emitter)", () => {
     }
   });
 
+  // AsyncLocalStorageContextManager passes every listener through unwrapped while
+  // it adds one, to let its once-wrapper by; so also one a newListener listener adds.
+  it("a listener added by a newListener listener runs in the bound context too", () => {
+    const contextManager = new ContextVarsContextManager().enable();
+    try {
+      const context = scope("bound");
+      const ee = contextManager.bind(context, new EventEmitter());
+      const seen: [string, OtelContext][] = [];
+      const onEnd = () => seen.push(["end", contextManager.active()]);
+      ee.on("newListener", (event: string) => {
+        if (event === "data") ee.on("end", onEnd);
+      });
+      ee.once("data", () => seen.push(["data", contextManager.active()]));
+      contextManager.with(scope("caller"), () => {
+        ee.emit("data");
+        ee.emit("data");
+        ee.emit("end");
+      });
+      assert.deepStrictEqual(seen, [
+        ["data", context],
+        ["end", context],
+      ]);
+      ee.removeListener("end", onEnd);
+      assert.equal(ee.listenerCount("end"), 0);
+    } finally {
+      contextManager.disable();
+    }
+  });
+
   it("an inherited method the emitter's new prototype lacks is called as it was at bind", () => {
     const contextManager = new ContextVarsContextManager().enable();
     try {
