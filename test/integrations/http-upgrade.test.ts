@@ -358,7 +358,7 @@ describe("withUpgradeContext: failures, nesting, a raw upgrade", { timeout: 60_0
     }
   });
 
-  it("perMessageDeflate: messages ws inflates through its shared queue may reach a plain listener in another upgrade's Context; one made with bind() sees its own (pinned)", async () => {
+  it("perMessageDeflate: messages ws inflates through its shared queue may reach a plain listener in another upgrade's Context; one made with bind() sees its own", async () => {
     // ws inflates every connection's messages through one queue per process
     // (concurrencyLimit, 10 by default): a message that waits is inflated,
     // and emitted, from the inflate of whichever connection finished first.
@@ -409,11 +409,9 @@ describe("withUpgradeContext: failures, nesting, a raw upgrade", { timeout: 60_0
       );
       assert.equal(bound.length, 200);
       for (const { expected, seen } of bound) assert.equal(seen, expected);
+      // How many plain listeners run elsewhere depends on the runtime's zlib
+      // and on timing (docs/integrations.md has the figures): not asserted.
       assert.equal(plain.length, 200);
-      assert.ok(
-        plain.some(({ expected, seen }) => seen !== expected),
-        "some plain listener ran outside its own upgrade's Context",
-      );
     } finally {
       terminateAll(wss);
       await close(server);
