@@ -30,7 +30,10 @@ export let failGroup: (group: TaskGroup, error: unknown) => void;
  * only when every child's function has settled; the first failure cancels the
  * others; the group rejects with an AggregateError of the failures (not of
  * the cancellations it caused). `await using tg = new TaskGroup()` waits at
- * scope exit.
+ * scope exit, but is not told of a throw from the block, as asyncio's
+ * `async with` is: that throw cancels no child and goes on once they have
+ * finished. Where the block can throw, use taskGroup(body), which cancels
+ * them.
  *
  * @example
  * await using tg = new TaskGroup();

@@ -96,6 +96,60 @@ describe("TaskGroup: waiting", () => {
     }
     assert.equal(done, true);
   });
+
+  it("`await using` does not see a throw from its block: the children are not cancelled, and the throw comes once they finish (taskGroup cancels them)", async () => {
+    const body = new Error("body");
+    const outcomes: string[] = [];
+    const child = async (signal: AbortSignal) => {
+      try {
+        await sleep(30, undefined, { signal });
+        outcomes.push("finished");
+      } catch (error) {
+        outcomes.push("cancelled");
+        throw error;
+      }
+    };
+    const started = performance.now();
+    const usingError = await rejection(
+      (async () => {
+        await using tg = new TaskGroup();
+        tg.createTask(child);
+        await sleep(1);
+        throw body;
+      })(),
+    );
+    assert.equal(usingError, body);
+    assert.deepEqual(outcomes, ["finished"]);
+    assert.ok(performance.now() - started >= 25, "the throw waited for the child");
+
+    // The block's throw and a child's failure: a SuppressedError holds both.
+    const failed = new RangeError("child failed");
+    const both = await rejection(
+      (async () => {
+        await using tg = new TaskGroup();
+        tg.createTask(async () => {
+          await sleep(5);
+          throw failed;
+        });
+        throw body;
+      })(),
+    );
+    assert.equal((both as Error).name, "SuppressedError");
+    assert.equal((both as { suppressed: unknown }).suppressed, body);
+    assert.deepEqual(((both as { error: unknown }).error as AggregateError).errors, [failed]);
+
+    // async with asyncio.TaskGroup() cancels the children at the throw, as taskGroup does.
+    outcomes.length = 0;
+    const grouped = await rejection(
+      taskGroup(async (tg) => {
+        tg.createTask(child);
+        await sleep(1);
+        throw body;
+      }),
+    );
+    assert.deepEqual((grouped as AggregateError).errors, [body]);
+    assert.deepEqual(outcomes, ["cancelled"]);
+  });
 });
 
 describe("TaskGroup: contexts and names", () => {
