@@ -154,6 +154,15 @@ describe("callSoon / callLater: handles", () => {
     });
   }
 
+  it("callLater rounds a delay under 1 ms up to 1 ms, as setTimeout does: equal delays run in the order scheduled (asyncio would run the 0 first)", async () => {
+    const order: string[] = [];
+    callLater(1, () => order.push("a"));
+    callLater(0, () => order.push("b"));
+    callLater(0.5, () => order.push("c"));
+    await sleep(20);
+    assert.deepEqual(order, ["a", "b", "c"]);
+  });
+
   it("toString and toStringTag", () => {
     const handle = callSoon(function tick() {});
     assert.equal(Object.prototype.toString.call(handle), "[object CallHandle]");
