@@ -5,10 +5,12 @@ import { assertFunction } from "../errors.ts";
 /**
  * Wraps fn so that each call runs in a fresh copy of the caller's Context:
  * sets made inside (before and after its awaits) never reach the caller or a
- * sibling call. `this` and the arguments pass through. Also a TypeScript
- * method decorator: `@isolated async handle() {…}`. Of a generator function,
- * only the call that creates the generator runs in the copy: its body runs
- * where `next()` is called, so iterate inside the isolated function.
+ * sibling call. `this` and the arguments pass through. Also a method
+ * decorator, in the standard form (TypeScript 5+, not under
+ * `experimentalDecorators`): `@isolated async handle() {…}`. Of a generator
+ * function, only the call that creates the generator runs in the copy: its
+ * body runs where `next()` is called, so iterate inside the isolated
+ * function.
  *
  * @example
  * const worker = isolated(async (name: string) => { user.set(name); await sleep(10); return user.get(); });
