@@ -52,8 +52,8 @@ const number: BaggageCodec<number> = {
 
 /**
  * The codecs for common types. `string` is what a field given as a bare
- * `ContextVar<string>` uses; `integer` rejects `1.5` (and `number`, `NaN` and
- * the infinities) on the way out as on the way in; `boolean` accepts only
+ * `ContextVar<string>` uses; `integer` rejects `1.5`, and `number` rejects
+ * `NaN` and the infinities, on the way out as on the way in; `boolean` accepts only
  * `true` and `false`; `matching(pattern)` is a string that must match
  * (baggage comes from the caller: anything that reaches a log line or a
  * query should be checked); `json(isT)` parses and then checks with the
