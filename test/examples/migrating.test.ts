@@ -626,6 +626,22 @@ describe("from AsyncLocalStorageContextManager", () => {
 });
 
 describe("from Python's contextvars and asyncio", () => {
+  it("await ctx.run(asyncFn) runs the whole function in ctx: a set after its await lands in ctx, not in the caller, where Python's ctx.run(coro_fn) only makes the coroutine", async () => {
+    await new Context().run(async () => {
+      step.set("caller");
+      const ctx = copyContext();
+      const seen = await ctx.run(async () => {
+        await immediate();
+        step.set("inside");
+        await immediate();
+        return step.get();
+      });
+      assert.equal(seen, "inside");
+      assert.equal(ctx.get(step), "inside");
+      assert.equal(step.get(), "caller");
+    });
+  });
+
   it("a task starts at once, up to its first await, where asyncio.create_task waits for the loop", async () => {
     let started = false;
     const task = createTask(async () => {
