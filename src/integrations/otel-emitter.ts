@@ -40,9 +40,13 @@ function underlying(target: Record<string, Method | undefined>, name: string): M
   };
 }
 
-// Each wrapper's listener: a wrapper filed under a listener that it does not
-// wrap (filed under the `.listener` of the one it does) is not reused for it.
-const wrappedFrom = new WeakMap<Listener, Listener>();
+// Each wrapper's listener, kept on the wrapper: a wrapper filed under a
+// listener that it does not wrap (filed under the `.listener` of the one it
+// does) is not reused for it. Not a WeakMap: one entry per listener added,
+// most of them on a request's req and res, cost about as much as the rest of
+// binding the emitter (entries die young, and each collection walks them).
+const WRAPS = Symbol("contextvars.otel.wraps");
+type Wrapper = Listener & { [WRAPS]?: Listener };
 
 /**
  * An event name as EventEmitter files it, a property key (`1` and `"1"` are
@@ -69,7 +73,7 @@ export class EmitterBindings {
     let inner = (listener as { listener?: unknown }).listener;
     while (typeof inner === "function") {
       if (inner === adding) return true;
-      inner = wrappedFrom.get(inner as Listener);
+      inner = (inner as Wrapper)[WRAPS];
     }
     return false;
   }
@@ -115,10 +119,10 @@ export class EmitterBindings {
       // A new wrapper would replace the one kept here, and the first could never go.
       const known = byListener.get(listener as Listener);
       const wrapped =
-        known !== undefined && wrappedFrom.get(known) === listener
+        known !== undefined && (known as Wrapper)[WRAPS] === listener
           ? known
           : wrap(listener as Listener);
-      wrappedFrom.set(wrapped, listener as Listener);
+      (wrapped as Wrapper)[WRAPS] = listener as Listener;
       byListener.set(listener as Listener, wrapped);
       // A wrapper that carries its original as `.listener` (Node's convention, which
       // contextvars/http's request binding follows when it adds through this method)
