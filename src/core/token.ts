@@ -1,3 +1,8 @@
+// Token's declarations name Disposable and Symbol.dispose. Kept in them, this gives
+// those to a project with no @types/node whose libs stop at ES2022 (a browser
+// one), which otherwise fails to compile them unless it skips lib checks.
+/// <reference lib="esnext.disposable" preserve="true" />
+
 import { NOT_FOUND, type NotFound } from "../map/hamt.ts";
 import type { Context, Mapping } from "./context.ts";
 import type { ContextVar } from "./context-var.ts";
