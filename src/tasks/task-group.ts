@@ -1,6 +1,7 @@
-// TaskGroup's declarations name AsyncDisposable and Symbol.asyncDispose. Kept in them, this gives
-// those to a project with no @types/node whose libs stop at ES2022 (a browser
-// one), which otherwise fails to compile them unless it skips lib checks.
+// TaskGroup's declarations name AsyncDisposable and Symbol.asyncDispose.
+// Kept in them, this gives those to a project with no @types/node whose libs
+// stop at ES2022 (a browser one), which otherwise fails to compile them
+// unless it skips lib checks.
 /// <reference lib="esnext.disposable" preserve="true" />
 
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
