@@ -41,7 +41,8 @@
  *
  * Three carriers
  * --------------
- * - `async-local-storage.ts`: one AsyncLocalStorage (Node, Bun, Deno).
+ * - `async-local-storage.ts`: one AsyncLocalStorage (Node, Bun, Deno,
+ *   Cloudflare Workers).
  * - `async-context.ts`: one `AsyncContext.Variable`, when the engine has the
  *   TC39 proposal (`globalThis.AsyncContext`); same two verbs, so a
  *   Snapshot taken by any code also captures our Context.
@@ -51,7 +52,7 @@
  * `select.ts` picks the carrier once, at import, so `get`, `set` and `run`
  * never branch on which one is in use; the platform's one comes through the
  * package's `#carrier` import, which the `browser` condition points at
- * `sync.ts`.
+ * `sync.ts` (unless `workerd` came first).
  */
 
 import type { Context } from "../core/context.ts";

@@ -9,8 +9,9 @@ import type { Carrier } from "./carrier.ts";
  * 1. `globalThis.AsyncContext`, when the engine has it (or a polyfill was
  *    loaded before this package): the standard's own Variable.
  * 2. Otherwise the platform's, through the package's `#carrier` import
- *    (package.json `imports`): AsyncLocalStorage on Node, Bun and Deno;
- *    under a bundler's `browser` condition the synchronous carrier, so a
+ *    (package.json `imports`): AsyncLocalStorage on Node, Bun and Deno,
+ *    and under the `workerd` condition (Cloudflare Workers); under a
+ *    bundler's `browser` condition otherwise the synchronous carrier, so a
  *    browser bundle never reaches `node:async_hooks`.
  */
 const asyncContext = globalAsyncContext();

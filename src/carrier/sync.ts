@@ -4,7 +4,8 @@ import type { Carrier } from "./carrier.ts";
 /**
  * The carrier where the platform has no way to follow asynchronous work (a
  * browser without `AsyncContext`): `#carrier` resolves here under the
- * `browser` condition.
+ * `browser` condition, unless `workerd` is also set (a Cloudflare Worker,
+ * which has AsyncLocalStorage).
  *
  * It keeps the current Context in a field for the synchronous extent of
  * `run` only, as CPython does for `ctx.run` outside asyncio: the Context is
