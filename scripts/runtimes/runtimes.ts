@@ -93,6 +93,11 @@ export function versionOf(runtime: Runtime): string {
   return first.replace(/^deno /, "").replace(/ \(.*$/, "") || "unknown";
 }
 
+/** Where Miniflare is, for the workerd test (installed with the runtimes). */
+export function miniflarePath(dir: string): string {
+  return join(dir, "node_modules", "miniflare", "dist", "src", "index.js");
+}
+
 /** Where playwright-core is, for the browser test (installed with the runtimes). */
 export function playwrightCorePath(dir: string): string {
   return join(dir, "node_modules", "playwright-core", "index.js");
