@@ -1,5 +1,7 @@
 /**
- * `contextvars/hono`: request-scoped context for Hono 4, on any runtime.
+ * `contextvars/hono`: request-scoped context for Hono 4, on any runtime
+ * (on Cloudflare Workers with the `nodejs_compat` flag, for
+ * `node:async_hooks`, `node:crypto` and `node:events`).
  */
 import type { EventEmitter } from "node:events";
 import type { Context, Env, MiddlewareHandler, Next } from "hono";
