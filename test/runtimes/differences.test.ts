@@ -161,10 +161,12 @@ describe("runtime differences", () => {
   it("process 'unhandledRejection' and 'uncaughtException' listeners: per runtime, and per AsyncContextFrame mode on Node", async () => {
     const seen = await runFixture<Record<string, string>>("./fixtures/error-listeners.ts");
     // Node 20, and 22-26 with AsyncContextFrame off: the failing code's
-    // Context; a queueMicrotask throw in none; an unawaited task's failure in
-    // its creator's Context (the Context its promise was made in).
+    // Context; a rejection in the Context its promise was made in, not the
+    // one that rejected it; a queueMicrotask throw in none; an unawaited
+    // task's failure in its creator's Context (where its promise was made).
     const node = {
       "unhandledRejection:async": "async, after an await",
+      "unhandledRejection:elsewhere": "created",
       "unhandledRejection:then": "then",
       "uncaughtException:timer": "timer",
       "uncaughtException:microtask": "root",
@@ -172,23 +174,27 @@ describe("runtime differences", () => {
     };
     const expected = {
       node: asyncContextFrame
-        ? // AsyncContextFrame: a microtask's throw is reported in the Context it
+        ? // AsyncContextFrame: a rejection is reported in the Context that
+          // rejected the promise, a microtask's throw in the Context it
           // happened in (a task is rejected in its creator's Context on purpose,
           // so its failure is reported there on every Node).
           {
             ...node,
+            "unhandledRejection:elsewhere": "rejected",
             "uncaughtException:microtask": "set in the microtask",
           }
         : node,
       bun: {
         ...node,
         "unhandledRejection:async": "root",
+        "unhandledRejection:elsewhere": "root",
         "unhandledRejection:then": "root",
         "unhandledRejection:task": "root",
         "uncaughtException:microtask": "root",
       },
       deno: {
         ...node,
+        "unhandledRejection:elsewhere": "rejected",
         "uncaughtException:timer": "root",
         "uncaughtException:microtask": "set in the microtask",
       },
