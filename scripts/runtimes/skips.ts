@@ -46,8 +46,6 @@ export interface Where {
 const NOT_NODE: readonly RuntimeId[] = ["bun", "deno"];
 const NODE_WITH_FRAME: readonly RuntimeId[] = ["node22", "node24", "node26"];
 const PINNED = "test/runtimes/differences.test.ts";
-const NO_GC =
-  "needs V8's gc() (v8.setFlagsFromString('--expose-gc') then vm); Bun runs JavaScriptCore";
 const NODE_CLI =
   "starts process.execPath with Node's flags (--import tsx --input-type=module -e); on Deno that binary is deno";
 
@@ -60,9 +58,14 @@ export const SKIPS: readonly Skip[] = [
       "upgrade listener); on Deno's node:http that handshake never completes and every client times " +
       "out (ERR_HTTP_REQUEST_TIMEOUT), so the file cannot run there",
   },
-  { runtimes: ["bun"], path: "test/tasks/stress.test.ts", reason: NO_GC },
-  { runtimes: ["bun"], path: "test/leaks/", reason: NO_GC },
-  { runtimes: ["bun"], path: "test/faults/aborted-requests.test.ts", reason: NO_GC },
+  {
+    runtimes: ["bun"],
+    path: "test/leaks/observability.test.ts",
+    reason:
+      "on Bun 1.4.5, 3 of 31 runs kept one of the 20 requests' values (a decoded baggage value and its " +
+      "extracted context, or a user pino logged) past 30 full collections (Bun.gc(true)), a different " +
+      "request each time; the other leak files pass there run after run (12 runs each)",
+  },
   {
     runtimes: ["deno"],
     path: "test/threads/",
@@ -98,13 +101,22 @@ export const DIFFERENCES: readonly Difference[] = [
       "keep none (the test beside it, that 20 fetches leave nothing alive, passes there)",
   },
   {
-    runtimes: ["deno"],
+    runtimes: ["bun", "deno"],
     path: "test/leaks/requests.test.ts",
     test: "Node's Date-header cache pinned > the first response in a second holds its Context",
     reason:
-      "pins Node's Date-header cache timer, which holds the first response of each second; Deno's node:http " +
-      "has none, so that response's Context is let go at once, as every other one is (the checks that " +
-      "nothing else holds it pass there)",
+      "pins Node's Date-header cache timer, which holds the first response of each second; Bun's and " +
+      "Deno's node:http have none, so that response's Context is let go at once, as every other one is " +
+      "(the checks that nothing else holds it pass there)",
+  },
+  {
+    runtimes: ["bun"],
+    path: "test/leaks/requests.test.ts",
+    test: "Node's keep-alive pinned > ",
+    reason:
+      "pins that Node's idle keep-alive connection holds its last request's Context; Bun's holds its first " +
+      "request's instead, and lets it go when the connection closes (seen on Bun 1.4.5: the test stops at " +
+      "its check that only the last request is held, before the one after the close)",
   },
   {
     runtimes: NOT_NODE,

@@ -2,7 +2,8 @@
  * Garbage collection on demand, for the leak tests and the soak. `--expose-gc`
  * is switched on from inside the process (`v8.setFlagsFromString`) and the
  * `gc` function taken from a new vm context, so the tests run under the
- * package's ordinary `npm test` command line.
+ * package's ordinary `npm test` command line. Bun runs JavaScriptCore, which
+ * has no such flag: there `Bun.gc(true)` is the full, synchronous collection.
  *
  * A value "becomes collectable" when a FinalizationRegistry reports it after
  * a few full collections: finalizers run as tasks after a collection, so
@@ -19,9 +20,11 @@ import { setImmediate as yieldToLoop } from "node:timers/promises";
 import v8 from "node:v8";
 import vm from "node:vm";
 
-v8.setFlagsFromString("--expose-gc");
+const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
+if (bun === undefined) v8.setFlagsFromString("--expose-gc");
 /** A full, synchronous collection. */
-export const gc = vm.runInNewContext("gc") as () => void;
+export const gc: () => void =
+  bun !== undefined ? () => bun.gc(true) : (vm.runInNewContext("gc") as () => void);
 
 /** Collects until `done()` holds or `rounds` full collections have run; returns done(). */
 export async function collectUntil(done: () => boolean, rounds = 30): Promise<boolean> {

@@ -299,8 +299,8 @@ describe("contextPropagation keeps no finished Context", () => {
     // Node 20's and 22's fetch (undici 6) starts its timer wheel, one 499 ms timer it
     // refreshes, in the Context of the fetch that finds it stopped: the first
     // in the process, or the first after it went idle. That timer keeps the
-    // Context until a later fetch starts the wheel again. Node 24's and
-    // Deno's keep none (scripts/runtimes/skips.ts).
+    // Context until a later fetch starts the wheel again. Node 24's and 26's
+    // and Deno's keep none (scripts/runtimes/skips.ts).
     const watch = new Watch();
     const app = await serve(async (_req, res) => {
       res.end("ok");

@@ -3,16 +3,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setImmediate as turn } from "node:timers/promises";
-import v8 from "node:v8";
-import vm from "node:vm";
 import { ContextVar, createTask, currentTask, gather, type Task } from "contextvars";
+import { gc } from "../helpers/gc.ts";
 
 const TASKS = 100_000;
 // A guard against a hang, not a speed assertion.
 const GUARD = { timeout: 60_000 };
-
-v8.setFlagsFromString("--expose-gc");
-const gc = vm.runInNewContext("gc") as () => void;
 
 async function collectedHeap(): Promise<number> {
   for (let i = 0; i < 3; i++) {
