@@ -68,10 +68,18 @@ export const SKIPS: readonly Skip[] = [
   },
   {
     runtimes: ["deno"],
-    path: "test/threads/",
+    path: "test/threads/pool.test.ts",
     reason:
-      "the thread tests load TypeScript in workers with execArgv ['--import', 'tsx'] (test/helpers/threads.ts), " +
-      "and Deno's Worker rejects execArgv; contextvars/worker is not tested on Deno",
+      "the job over piscina's resourceLimits never settles on Deno 2.9.6 (still running after 2 minutes), " +
+      "and three tests fail there, not yet looked into: the two default-pool tests (which use a node:module " +
+      "resolve hook) and the re-import of a module that failed to import",
+  },
+  {
+    runtimes: ["deno"],
+    path: "test/threads/requests.test.ts",
+    reason:
+      "its first test, 200 concurrent Express requests each starting pool jobs, timed out (60 s) in 1 of 4 " +
+      "runs on Deno 2.9.6; the other runs passed in 4 s",
   },
   {
     runtimes: ["deno"],
@@ -223,6 +231,22 @@ export const DIFFERENCES: readonly Difference[] = [
     reason:
       "pins Node's clone of a SocketAddress; Bun's structured clone cannot clone one (DataCloneError), " +
       "so the Worker throws a TransferError naming the var, as for any value that cannot cross",
+  },
+  {
+    runtimes: ["deno"],
+    path: "test/threads/transfer.test.ts",
+    test: "Worker: what may cross > Node's SocketAddress and BlockList cross",
+    reason:
+      "pins Node's clone of a SocketAddress and a BlockList; Deno's structured clone makes each a plain " +
+      "object, so the Worker throws a TransferError naming the var, as for any value that cannot cross",
+  },
+  {
+    runtimes: ["deno"],
+    path: "test/threads/transfer.test.ts",
+    test: "problemIn: what survives structured clone > plain objects and arrays of another realm are plain",
+    reason:
+      "makes a class named Object in a function that also uses the global Object; Deno's TypeScript " +
+      "transpiler renames that class Object1, so the message names an Object1",
   },
   {
     runtimes: ["bun"],

@@ -6,17 +6,24 @@
  * tsx must be registered inside the worker. On Node 20 `--import tsx` alone
  * does not do that for worker threads, hence the extra preload. Workers
  * started inside these workers inherit this execArgv (Node's default).
+ *
+ * Deno runs TypeScript itself and starts a worker with the process's own
+ * flags, `--conditions` among them; its Worker refuses `--import` in
+ * execArgv, so there the list is empty.
  */
 import { fileURLToPath } from "node:url";
 import type { Worker as NodeWorker } from "node:worker_threads";
 
-export const workerExecArgv: string[] = [
-  "--conditions=contextvars-source",
-  "--import",
-  "tsx",
-  "--import",
-  fileURLToPath(new URL("./tsx-in-workers.mjs", import.meta.url)),
-];
+export const workerExecArgv: string[] =
+  (globalThis as { Deno?: unknown }).Deno !== undefined
+    ? []
+    : [
+        "--conditions=contextvars-source",
+        "--import",
+        "tsx",
+        "--import",
+        fileURLToPath(new URL("./tsx-in-workers.mjs", import.meta.url)),
+      ];
 
 /** The URL of a file in test/threads/fixtures/. */
 export function fixture(name: string): URL {
