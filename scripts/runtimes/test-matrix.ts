@@ -114,9 +114,10 @@ const TARGETS: readonly Target[] = [
 
 /**
  * What .ci/run runs (`npm run test:matrix -- ci`): Node 24 in both modes,
- * Bun, Deno, the AsyncContext carrier on Node 20, and the peer lines
- * (OpenTelemetry JS 3 on Node 24; Koa 2, pino 9, fastify-plugin 5, Express 4
- * and piscina 4 on Node 20). Node 20 itself is `npm test`. Node 22 and 26 are left to the
+ * Bun, Deno, the AsyncContext carrier on Node 20 (and on Bun and Deno:
+ * "bun" and "deno" name a runtime, so select all of its targets), and the
+ * peer lines (OpenTelemetry JS 3 on Node 24; Koa 2, pino 9, fastify-plugin 5,
+ * Express 4 and piscina 4 on Node 20). Node 20 itself is `npm test`. Node 22 and 26 are left to the
  * full matrix for time (see docs/runtimes.md for the measured times).
  */
 const CI_TARGETS = [
