@@ -105,8 +105,8 @@ export const DIFFERENCES: readonly Difference[] = [
     test: "contextPropagation keeps no finished Context > pinned (Node's fetch): ",
     reason:
       "pins that the fetch of Node 20 and 22 (undici 6) starts its timer wheel in the Context of the fetch " +
-      "that finds it stopped, and keeps that Context; the fetch of Node 24 and 26 (undici 7) and Deno's own " +
-      "keep none (the test beside it, that 20 fetches leave nothing alive, passes there)",
+      "that finds it stopped, and keeps that Context; the fetch of Node 24 (undici 7) and 26 (undici 8) " +
+      "and Deno's own keep none (the test beside it, that 20 fetches leave nothing alive, passes there)",
   },
   {
     runtimes: ["bun", "deno"],
