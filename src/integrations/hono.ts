@@ -21,6 +21,7 @@ import {
   openRequestContext,
   requestContextOf,
   runInRequest,
+  unfileRequestContext,
 } from "./request-scope.ts";
 
 export { type RequestContextOptions, requestId };
@@ -84,17 +85,20 @@ export function contextMiddleware<E extends Env = Env>(
   // Hono's header API reads and echoes. Both: middleware may give `c` a new
   // Request (bodyLimit() does, for a body sent in chunks) before a sub-app's
   // own mount, and a handler may pass the Request on to another app's fetch.
-  // Returns the id to make sure of on the response, if any.
-  function fetchRequestContext(c: Context<E>): [RequestContext, string | undefined] {
-    const raw = c.req.raw;
+  // Returns the id to make sure of on the response (undefined without echo),
+  // and whether this call opened the Context (null: it entered one).
+  function fetchRequestContext(
+    c: Context<E>,
+    raw: Request,
+  ): [RequestContext, string | undefined | null] {
     const known = requestContextOf(c);
-    if (known !== undefined) return [known, undefined];
+    if (known !== undefined) return [known, null];
     const existing = requestContextOf(raw);
     if (existing !== undefined) {
       // Another app's `c` for the same Request (mount with replaceRequest:
       // false): filed too, for its sub-apps behind a new Request of its own.
       fileRequestContext(c, existing);
-      return [existing, undefined];
+      return [existing, null];
     }
     const id = requestIdFor(resolved.trustHeader ? c.req.header(header) : undefined, resolved, c);
     if (echo) c.header(header, id);
@@ -128,18 +132,38 @@ export function contextMiddleware<E extends Env = Env>(
         return runInRequest(context, proceed, seed, c, next);
       }
     }
-    const [context, id] = fetchRequestContext(c);
-    const handled = runInRequest(context, proceed, seed, c, next);
-    if (id === undefined) return handled;
-    // A handler that returns a Response of its own replaces the headers
-    // prepared with c.header() before next(): echo the id onto it, unless
-    // the handler gave the header a value of its own. Not onto a 101 (a
-    // WebSocket upgrade) or a network error (status 0): Hono would copy the
-    // response to add a header, and a Response cannot be made with those.
-    return handled.then(() => {
-      const res = c.res;
-      if (res.status >= 200 && res.status <= 599 && !res.headers.has(header)) c.header(header, id);
-    });
+    const raw = c.req.raw;
+    const [context, id] = fetchRequestContext(c, raw);
+    if (id === null) return runInRequest(context, proceed, seed, c, next);
+    // The Request is forgotten when the request is over: one passed to
+    // app.fetch again (app.request(request) twice) is another request, and
+    // must not enter this one's Context, with its values and its id.
+    let handled: Promise<void>;
+    try {
+      handled = runInRequest(context, proceed, seed, c, next);
+    } catch (error) {
+      // seed threw: Hono hands the error to onError.
+      unfileRequestContext(raw, context);
+      throw error;
+    }
+    return handled.then(
+      () => {
+        unfileRequestContext(raw, context);
+        if (id === undefined) return;
+        // A handler that returns a Response of its own replaces the headers
+        // prepared with c.header() before next(): echo the id onto it, unless
+        // the handler gave the header a value of its own. Not onto a 101 (a
+        // WebSocket upgrade) or a network error (status 0): Hono would copy the
+        // response to add a header, and a Response cannot be made with those.
+        const res = c.res;
+        if (res.status >= 200 && res.status <= 599 && !res.headers.has(header))
+          c.header(header, id);
+      },
+      (error: unknown) => {
+        unfileRequestContext(raw, context);
+        throw error;
+      },
+    );
   };
 }
 

@@ -65,6 +65,15 @@ export function fileRequestContext(holder: object, context: Context): void {
 }
 
 /**
+ * Forgets `context` for `holder` once its request is over, so that the same
+ * object met again (a fetch `Request` passed to `app.fetch` twice) is a new
+ * request; a later filing of another Context is left as it is.
+ */
+export function unfileRequestContext(holder: object, context: Context): void {
+  if (requestContexts.get(holder) === context) requestContexts.delete(holder);
+}
+
+/**
  * A fresh copy of the root Context (never the Context the server was created
  * or listening in) where `requestId` is `id`; vars registered with
  * `inheritIntoRequests` keep their arriving values. The caller makes it

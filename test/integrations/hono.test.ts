@@ -205,6 +205,46 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
     assert.equal(await response.text(), "set between the mounts");
   });
 
+  it("without node-server: one Request passed to app.request() twice is two requests, each with its own Context and id", async () => {
+    const marker = new ContextVar<string>("marker");
+    const plain = new Hono();
+    plain.use(contextMiddleware());
+    plain.get("/", async (c) => {
+      const before = marker.get("unset");
+      marker.set(`set by ${c.req.header("x-user") ?? "?"}`);
+      await randomDelay();
+      return c.json({ id: requestId.get(), before });
+    });
+    const request = new Request("http://localhost/");
+    const first = await plain.request(request);
+    const second = await plain.request(request);
+    const [one, two] = [await first.json(), await second.json()];
+    assert.equal(one.before, "unset");
+    assert.equal(two.before, "unset");
+    assert.notEqual(two.id, one.id);
+    assert.equal(first.headers.get("x-request-id"), one.id);
+    assert.equal(second.headers.get("x-request-id"), two.id);
+    // Also after a request whose seed threw.
+    let seeds = 0;
+    const failing = new Hono();
+    failing.use(
+      contextMiddleware({
+        seed: () => {
+          if (seeds++ === 0) throw new Error("seed failed");
+        },
+      }),
+    );
+    failing.onError((_error, c) => c.text("failed", 500));
+    failing.get("/", (c) => c.text(requestId.get()));
+    const again = new Request("http://localhost/");
+    const failed = await failing.request(again);
+    assert.equal(failed.status, 500);
+    const retried = await failing.request(again);
+    const retriedId = await retried.text();
+    assert.notEqual(retriedId, failed.headers.get("x-request-id"));
+    assert.equal(retried.headers.get("x-request-id"), retriedId);
+  });
+
   it("without node-server: a 101 response is passed through as it is, not copied", async () => {
     const plain = new Hono();
     plain.use(contextMiddleware());
