@@ -105,6 +105,12 @@ function buildApp(): Hono {
     "/passed-on/*",
     mount(subWithOwnMiddleware("/passed-on").fetch, { replaceRequest: false }),
   );
+  // The same Request, handed by a handler to another app's fetch, with and
+  // without the bindings.
+  const handedOn = subWithOwnMiddleware("/handed-on");
+  app.all("/handed-on/*", (c) => handedOn.fetch(c.req.raw));
+  const handedOnWithEnv = subWithOwnMiddleware("/handed-on-env");
+  app.all("/handed-on-env/*", (c) => handedOnWithEnv.fetch(c.req.raw, c.env));
   // The same Request, to an app with contextMiddleware of its own whose
   // bodyLimit() gives its `c` a new one before its own sub-app's mount.
   const passedOnLimited = new Hono().basePath("/passed-on-limited");
@@ -270,6 +276,35 @@ for (const path of honoPaths) {
             parent: "<none>",
             inner: "inner after <none>",
           });
+        }
+      } finally {
+        await served.close();
+      }
+    });
+
+    it("a handler that hands c.req.raw to another app's fetch: the request's Context, and its id on the response; on node-server only with c.env passed too", async () => {
+      const served = await serveHono(buildApp(), path);
+      try {
+        for (const [route, i] of [
+          ["/handed-on-env/values", 1],
+          ["/handed-on/values", 2],
+        ] as const) {
+          const reply = await send(served.base, route, { headers: { "x-user": `u${i}` } });
+          const body = JSON.parse(reply.body) as Record<string, string>;
+          assert.equal(reply.headers["x-request-id"], body.id);
+          if (path === "node-server" && route === "/handed-on/values") {
+            // No bindings: the Request leads nowhere, and the app opens a
+            // Context of its own, whose id replaces the one echoed before.
+            assert.deepEqual(body, {
+              id: body.id,
+              user: "<none>",
+              parent: "<none>",
+              inner: "inner after <none>",
+            });
+          } else {
+            const own = { user: `u${i}`, parent: `parent of u${i}` };
+            assert.deepEqual(body, { id: body.id, ...own, inner: `inner after ${own.parent}` });
+          }
         }
       } finally {
         await served.close();
