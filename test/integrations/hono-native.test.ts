@@ -112,6 +112,9 @@ interface AbortSeen {
   onAbort: string;
   onAbortBound: string;
   callbackAfter: string;
+  /** What abort listeners on the request's own signal (`c.req.raw.signal`) read, plain and bound. */
+  signal: string;
+  signalBound: string;
 }
 
 /**
@@ -229,6 +232,18 @@ function buildApp(ws: WebSocketHelper | undefined): Hono<AppEnv> {
         report = resolve;
       }),
     );
+    const signal = c.req.raw.signal;
+    let signalPlain = "(not called)";
+    signal.addEventListener("abort", () => {
+      signalPlain = requestId.get("<none>");
+    });
+    // Listeners run in the order added: this one last.
+    const signalBound = new Promise<string>((resolve) => {
+      signal.addEventListener(
+        "abort",
+        bind(() => resolve(requestId.get("<none>"))),
+      );
+    });
     return stream(c, async (out) => {
       let onAbort = "(not called)";
       let onAbortBound = "(not called)";
@@ -245,7 +260,15 @@ function buildApp(ws: WebSocketHelper | undefined): Hono<AppEnv> {
         await out.sleep(2);
       }
       const callbackAfter = requestId.get("<none>");
-      report({ aborted: out.aborted, onAbort, onAbortBound, callbackAfter });
+      const bound = await signalBound;
+      report({
+        aborted: out.aborted,
+        onAbort,
+        onAbortBound,
+        callbackAfter,
+        signal: signalPlain,
+        signalBound: bound,
+      });
     });
   });
 
@@ -457,7 +480,7 @@ describe("contextvars/hono behind the runtime's own server (Bun.serve, Deno.serv
     assert.deepEqual([...streamed].sort(), [...ids].sort());
   });
 
-  it("a stream whose client goes away: its callback keeps the Context; onAbort runs in the request's (Bun), in none (Node's fetch path, Deno); bound, in the request's", async () => {
+  it("a stream whose client goes away: its callback keeps the Context; onAbort runs in the request's (Bun), in none (Node's fetch path, Deno), an abort listener on c.req.raw.signal in the request's (Deno), in none (Node's fetch path, Bun); bound, both in the request's", async () => {
     const ids = ["abort-0", "abort-1", "abort-2"];
     await Promise.all(
       ids.map(async (id) => {
@@ -472,6 +495,8 @@ describe("contextvars/hono behind the runtime's own server (Bun.serve, Deno.serv
       assert.equal(seen.callbackAfter, id);
       assert.equal(seen.onAbortBound, id);
       expectOn(seen.onAbort, { node: "<none>", bun: id, deno: "<none>" });
+      assert.equal(seen.signalBound, id);
+      expectOn(seen.signal, { node: "<none>", bun: "<none>", deno: id });
     }
   });
 

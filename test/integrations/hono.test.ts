@@ -77,6 +77,12 @@ function buildApp(): Hono<NodeEnv> {
     const id = requestId.get();
     let report = (_seen: string) => {};
     abortSeen.set(id, new Promise<string>((resolve) => (report = resolve)));
+    signalSeen.set(
+      id,
+      new Promise<string>((resolve) =>
+        c.req.raw.signal.addEventListener("abort", () => resolve(requestId.get("<none>"))),
+      ),
+    );
     return stream(c, async (out) => {
       let onAbort = "(not called)";
       out.onAbort(() => {
@@ -94,6 +100,8 @@ function buildApp(): Hono<NodeEnv> {
 
 /** What /abortable's onAbort callback read, by request id. */
 const abortSeen = new Map<string, Promise<string>>();
+/** What an abort listener on /abortable's c.req.raw.signal read, by request id. */
+const signalSeen = new Map<string, Promise<string>>();
 
 describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
   const app = buildApp();
@@ -112,10 +120,11 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
   it("a streamed response and res 'finish' keep the context", () => expectStreaming(base));
   // On node-server the abort comes from Node's response, whose listeners the
   // middleware binds (on the fetch path it does not: hono-native.test.ts).
-  it("a stream's onAbort, called when the client goes away, runs in the request's Context", async () => {
+  it("a stream's onAbort and a c.req.raw.signal abort listener, called when the client goes away, run in the request's Context", async () => {
     const ids = ["abort-1", "abort-2", "abort-3"];
     await Promise.all(ids.map((id) => abortAfterFirstChunk(`${base}/abortable`, id)));
     for (const id of ids) assert.equal(await abortSeen.get(id), id);
+    for (const id of ids) assert.equal(await signalSeen.get(id), id);
   });
   it("malformed ids are replaced, well-formed ones pass", () => expectIdHandling(base));
 
