@@ -104,8 +104,10 @@ type ErrorClass = new (
 const table = {
   ERR_CONTEXTVAR_UNSET: [
     LookupError,
-    (v: string) =>
-      `${v} has no value in the current Context and no default; set it first, pass a fallback to get(), or give the var a default`,
+    (v: string, advice?: string) =>
+      advice === undefined
+        ? `${v} has no value in the current Context and no default; set it first, pass a fallback to get(), or give the var a default`
+        : `${v} has no value in the current Context; ${advice}`,
   ],
   ERR_TOKEN_USED: [
     TokenUsedError,
@@ -152,7 +154,7 @@ export function contextError<C extends ErrorCode>(
 ): InstanceType<(typeof table)[C][0]> {
   const [ErrorType, message] = table[code] as unknown as readonly [
     ErrorClass,
-    (...a: string[]) => string,
+    (...a: Array<string | undefined>) => string,
   ];
   return new ErrorType(code, message(...args)) as InstanceType<(typeof table)[C][0]>;
 }

@@ -60,6 +60,16 @@ export interface ContextVarOptions<T> {
  */
 export let isContextVar: (value: unknown) => value is ContextVar<unknown>;
 
+// What a LookupError says to do, for vars this package sets itself: "set it
+// first" is wrong advice for requestId, which the integrations set. Read
+// only when get() throws, so the hot path never touches it.
+const unsetAdvice = new WeakMap<ContextVar<unknown>, string>();
+
+/** Gives `variable`'s LookupError `advice` in place of the generic one. Internal. */
+export function adviseWhenUnset(variable: ContextVar<unknown>, advice: string): void {
+  unsetAdvice.set(variable, advice);
+}
+
 /**
  * A variable whose value belongs to the current Context: set it once, read
  * it anywhere below, and concurrent work in other Contexts never sees it.
@@ -159,7 +169,11 @@ export class ContextVar<T> {
     }
     if (hasFallback) return fallback;
     if (this.#default !== notFound) return this.#default;
-    throw contextError("ERR_CONTEXTVAR_UNSET", this.toString());
+    throw contextError(
+      "ERR_CONTEXTVAR_UNSET",
+      this.toString(),
+      unsetAdvice.get(this as ContextVar<unknown>),
+    );
   }
 
   /**

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { ContextVar } from "../core/context-var.ts";
+import { adviseWhenUnset, ContextVar } from "../core/context-var.ts";
 import { type Synchronous, thenOf } from "../core/then-of.ts";
 import { argumentError } from "../errors.ts";
 
@@ -17,6 +17,10 @@ import { argumentError } from "../errors.ts";
  * @throws {LookupError} from `requestId.get()` outside a request (pass a fallback to avoid it).
  */
 export const requestId: ContextVar<string> = new ContextVar<string>("requestId");
+adviseWhenUnset(
+  requestId as ContextVar<unknown>,
+  "each request's id is set by the integration (withContext, contextMiddleware or contextPlugin), so this code runs outside a request's Context: mount the integration first, before other middleware and hooks, or pass a fallback to get() where no request may be active",
+);
 
 /**
  * Options every integration takes. `R` is what the framework calls the

@@ -15,10 +15,13 @@
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
+import { LookupError } from "contextvars";
+import { contextPlugin } from "contextvars/fastify";
 import { requestId } from "contextvars/http";
 import { contextMixin } from "contextvars/pino";
 import { contextFormat } from "contextvars/winston";
 import fc from "fast-check";
+import Fastify from "fastify";
 import pino from "pino";
 import winston from "winston";
 import { frameworkNames, startApp } from "../helpers/apps.ts";
@@ -142,4 +145,42 @@ describe("malformed x-request-id never throws, is replaced, and never reaches a 
       }
     });
   }
+});
+
+describe("requestId read outside a request", () => {
+  it("says the integration sets it and must come first, not to set it or give it a default", () => {
+    const error = (() => {
+      try {
+        requestId.get();
+      } catch (caught) {
+        return caught;
+      }
+    })();
+    assert.ok(error instanceof LookupError);
+    assert.equal(error.code, "ERR_CONTEXTVAR_UNSET");
+    assert.match(error.message, /^ContextVar\("requestId"\) has no value in the current Context; /);
+    assert.match(error.message, /mount the integration first/);
+    assert.doesNotMatch(error.message, /set it first|give the var a default/);
+  });
+
+  it("a Fastify hook registered before contextPlugin gets that message", async () => {
+    const app = Fastify();
+    app.addHook("onRequest", async () => {
+      requestId.get();
+    });
+    await app.register(contextPlugin);
+    app.get("/", async () => ({ id: requestId.get() }));
+    try {
+      const reply = await app.inject("/");
+      assert.equal(reply.statusCode, 500);
+      const body = reply.json() as { code: string; message: string };
+      assert.equal(body.code, "ERR_CONTEXTVAR_UNSET");
+      assert.match(
+        body.message,
+        /set by the integration .*contextPlugin.*mount the integration first/,
+      );
+    } finally {
+      await app.close();
+    }
+  });
 });
