@@ -594,6 +594,33 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
       pin.check("after 34 requests");
     }));
 
+  it("middleware mounted before it sets in the Context the server listens in: from the root, the next request inherits the value", async () => {
+    const user = new ContextVar<string>("user");
+    let token: Token<string> | undefined;
+    const app = express();
+    app.use((req, _res, next) => {
+      const name = req.get("x-user");
+      if (name === "reset" && token) user.reset(token);
+      else if (name) token ??= user.set(name);
+      next();
+    });
+    app.use(contextMiddleware());
+    app.get("/", (_req, res) => {
+      res.send(user.get("anonymous"));
+    });
+    const own = createServer(app);
+    const url = await listen(own); // in the root Context, as a server started at a module's top level
+    try {
+      assert.equal((await send(url, "/", { headers: { "x-user": "alice" } })).body, "alice");
+      assert.equal((await send(url, "/")).body, "alice", "an anonymous request inherits alice");
+      assert.equal(user.get("unset"), "alice", "the set landed in the root Context");
+    } finally {
+      await send(url, "/", { headers: { "x-user": "reset" } });
+      await close(own);
+    }
+    assert.equal(user.get("unset"), "unset");
+  });
+
   it("echo: false and a custom header", async () => {
     const app = express();
     app.use(contextMiddleware({ echo: false, header: "X-Correlation-Id" }));
