@@ -7,7 +7,9 @@ import { after, before, describe, it } from "node:test";
 import { Context, ContextVar, type Token } from "contextvars";
 import { contextPlugin, requestId } from "contextvars/fastify";
 import { withContext } from "contextvars/http";
+import { contextMixin } from "contextvars/pino";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import pino from "pino";
 import { keepAliveAgent, randomDelay, send, sendRaw, UUID } from "../helpers/http.ts";
 import { pinContext } from "../helpers/pin-context.ts";
 import {
@@ -655,6 +657,58 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
       assert.equal(forged.headers["x-request-id"], body.id);
     } finally {
       await headed.close();
+    }
+  });
+
+  it("Fastify's logger with contextMixin: its 'incoming request' line comes before any onRequest hook, so has reqId and no request values; request.log and 'request completed' lines have them (pinned)", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const own = Fastify({
+      loggerInstance: pino(
+        { base: undefined, timestamp: false, mixin: contextMixin({ requestId, user }) },
+        { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) },
+      ),
+    });
+    await own.register(contextPlugin, {
+      trustHeader: false,
+      generateId: (request) => request.id,
+      seed,
+    });
+    own.get("/", async (request) => {
+      await randomDelay();
+      request.log.info("in handler");
+      return "ok";
+    });
+    const url = await own.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      await Promise.all(
+        Array.from({ length: 10 }, (_, i) => send(url, "/", { headers: { "x-user": `u${i}` } })),
+      );
+    } finally {
+      await own.close();
+    }
+    const byMessage = (msg: string) => lines.filter((line) => line.msg === msg);
+    assert.equal(byMessage("incoming request").length, 10);
+    for (const line of byMessage("incoming request")) {
+      assert.equal(typeof line.reqId, "string");
+      assert.equal(line.requestId, undefined);
+      assert.equal(line.user, undefined);
+    }
+    assert.deepEqual(
+      byMessage("in handler")
+        .map((line) => line.user)
+        .sort(),
+      Array.from({ length: 10 }, (_, i) => `u${i}`).sort(),
+    );
+    for (const msg of ["in handler", "request completed"]) {
+      const some = byMessage(msg);
+      assert.equal(some.length, 10, msg);
+      for (const line of some) assert.equal(line.requestId, line.reqId, msg);
+      assert.deepEqual(
+        some.map((line) => `${line.reqId}:${line.user}`).sort(),
+        byMessage("in handler")
+          .map((line) => `${line.reqId}:${line.user}`)
+          .sort(),
+      );
     }
   });
 
