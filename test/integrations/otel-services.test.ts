@@ -184,6 +184,19 @@ for (const [framework, start] of Object.entries(services)) {
       }
     });
 
+    it("a request id that arrives as baggage is B's requestId, but B echoes the id its integration chose before seed; sent as x-request-id too, the two agree (pinned)", async () => {
+      const baggageOnly = await send(b.url, "/whoami", {
+        headers: { baggage: "request.id=req-7" },
+      });
+      assert.equal((JSON.parse(baggageOnly.body) as Seen).requestId, "req-7");
+      assert.match(String(baggageOnly.headers["x-request-id"]), UUID);
+      const both = await send(b.url, "/whoami", {
+        headers: { baggage: "request.id=req-8", "x-request-id": "req-8" },
+      });
+      assert.equal((JSON.parse(both.body) as Seen).requestId, "req-8");
+      assert.equal(both.headers["x-request-id"], "req-8");
+    });
+
     it("bad baggage and bad traceparent are ignored: the request succeeds without them", async () => {
       const cases: Record<string, string>[] = [
         { traceparent: "00-not-a-trace-01", baggage: "user.id=%E0%A4%A,attempt=x" },
