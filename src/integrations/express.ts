@@ -4,7 +4,12 @@
 import type { NextFunction, Request, Response } from "express";
 import type { Context as RequestContext } from "../core/context.ts";
 import { bindPrototype } from "./request-emitters.ts";
-import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
+import {
+  mountedUncalled,
+  type RequestContextOptions,
+  requestId,
+  resolveOptions,
+} from "./request-id.ts";
 import {
   fileRequestContext,
   nodeRequestContext,
@@ -66,9 +71,13 @@ export type ExpressContextMiddleware = <
  * app.post("/orders", async (req, res) => {
  *   res.json({ id: requestId.get(), tenant: tenant.get(), items: req.body });
  * });
- * @throws {TypeError} if an option has the wrong type.
+ * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`): then at each request.
  */
 export function contextMiddleware(options?: ExpressContextOptions): ExpressContextMiddleware {
+  // biome-ignore lint/complexity/noArguments: a mount of the uncalled factory shows only in its argument count
+  if (arguments.length > 1) {
+    throw mountedUncalled("contextMiddleware", "app.use(contextMiddleware(options))");
+  }
   const resolved = resolveOptions(options);
   const seed = resolved.seed;
   // Typed for every route's Request, used as the plain Request it is.

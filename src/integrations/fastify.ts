@@ -38,6 +38,13 @@ function contextvars(
   options: FastifyContextOptions,
   done: (error?: Error) => void,
 ): void {
+  // Called as the other integrations' factories are, contextPlugin(options):
+  // without this, the first use of `fastify` fails with "addHook is not a function".
+  if (typeof (fastify as { addHook?: unknown } | undefined)?.addHook !== "function") {
+    throw new TypeError(
+      "contextPlugin is a Fastify plugin, not a factory: register it with its options, await app.register(contextPlugin, options), rather than calling it",
+    );
+  }
   let resolved: ResolvedOptions<FastifyRequest>;
   try {
     resolved = resolveOptions(options);

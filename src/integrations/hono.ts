@@ -8,6 +8,7 @@ import type { Context, Env, MiddlewareHandler, Next } from "hono";
 import type { Context as RequestContext } from "../core/context.ts";
 import { bindUpgrade } from "./http-upgrade.ts";
 import {
+  mountedUncalled,
   type RequestContextOptions,
   requestId,
   requestIdFor,
@@ -72,11 +73,15 @@ interface NodeBindings {
  * const app = new Hono();
  * app.use(contextMiddleware({ seed: (c) => user.set(c.req.header("x-user") ?? "anonymous") }));
  * app.post("/echo", async (c) => c.json({ id: requestId.get(), user: user.get(), body: await c.req.json() }));
- * @throws {TypeError} if an option has the wrong type.
+ * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`): then at each request.
  */
 export function contextMiddleware<E extends Env = Env>(
   options?: HonoContextOptions<E>,
 ): MiddlewareHandler<E> {
+  // biome-ignore lint/complexity/noArguments: a mount of the uncalled factory shows only in its argument count
+  if (arguments.length > 1) {
+    throw mountedUncalled("contextMiddleware", "app.use(contextMiddleware(options))");
+  }
   const resolved = resolveOptions(options);
   const { header, echo, seed } = resolved;
   const upgradeOptions = { ...resolved, echo: false as const };

@@ -8,7 +8,12 @@ import { carrier } from "../carrier/select.ts";
 import type { Context as RequestContext } from "../core/context.ts";
 import { bindUpgrade } from "./http-upgrade.ts";
 import { bindEarlierListeners } from "./request-emitters.ts";
-import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
+import {
+  mountedUncalled,
+  type RequestContextOptions,
+  requestId,
+  resolveOptions,
+} from "./request-id.ts";
 import { type NodeRequestLike, nodeRequestContext, runInRequest } from "./request-scope.ts";
 
 export { type RequestContextOptions, requestId };
@@ -55,9 +60,13 @@ export type KoaContextOptions = RequestContextOptions<Context>;
  * app.use(async (ctx) => {
  *   ctx.body = { id: requestId.get(), received: ctx.request.body };
  * });
- * @throws {TypeError} if an option has the wrong type.
+ * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`): then at each request.
  */
 export function contextMiddleware(options?: KoaContextOptions): Middleware {
+  // biome-ignore lint/complexity/noArguments: a mount of the uncalled factory shows only in its argument count
+  if (arguments.length > 1) {
+    throw mountedUncalled("contextMiddleware", "app.use(contextMiddleware(options))");
+  }
   const resolved = resolveOptions(options);
   const seed = resolved.seed;
   const header = resolved.header;

@@ -124,6 +124,18 @@ export function requestIdFor<R>(
 }
 
 /**
+ * The TypeError for a middleware factory mounted without being called
+ * (`app.use(contextMiddleware)`): the framework then calls the factory with
+ * its request, whose own `header` method or object the option check would
+ * otherwise report as a bad `options.header`. Internal.
+ */
+export function mountedUncalled(factory: string, mount: string): TypeError {
+  return new TypeError(
+    `${factory} was called as middleware, with the framework's request arguments: it makes the middleware, so mount ${mount}, not ${factory} itself`,
+  );
+}
+
+/**
  * Checks the options and fills in the defaults; the header name comes back
  * lower-cased, as Node keys `req.headers`. Internal.
  * @throws {TypeError} if an option has the wrong type, or the header is not a valid header

@@ -13,6 +13,7 @@
  * OpenTelemetry's own context managers take.
  */
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
 import { describe, it } from "node:test";
 import { ContextVar } from "contextvars";
 import * as express from "contextvars/express";
@@ -24,9 +25,13 @@ import { baggageField, codecs, contextPropagation } from "contextvars/otel";
 import { contextMixin } from "contextvars/pino";
 import { contextFormat, contextMeta } from "contextvars/winston";
 import { ContextPool, contextPool, toThread, useThreadPool, Worker } from "contextvars/worker";
+import expressApp from "express";
 import fc from "fast-check";
 import Fastify from "fastify";
+import { Hono } from "hono";
+import Koa from "koa";
 import { Piscina } from "piscina";
+import { close, listen, send } from "../helpers/http.ts";
 import { pinContext } from "../helpers/pin-context.ts";
 
 const noop = () => {};
@@ -327,4 +332,58 @@ describe("subpaths: wrong-typed arguments give a TypeError that names them", () 
       );
     });
   }
+});
+
+describe("an integration mounted the way another framework's is", () => {
+  const uncalled =
+    /^contextMiddleware was called as middleware.*mount app\.use\(contextMiddleware\(options\)\), not contextMiddleware itself$/;
+
+  it("express, koa: app.use(contextMiddleware) fails each request saying to call it", async () => {
+    const expressServer = createServer(
+      expressApp()
+        .use(loose(express.contextMiddleware) as never)
+        .use((error: Error, _req: unknown, res: { end(text: string): void }, _next: unknown) => {
+          res.end(error.message);
+        }),
+    );
+    const koaApp = new Koa();
+    koaApp.use(loose(koa.contextMiddleware) as never);
+    const koaErrors: string[] = [];
+    koaApp.on("error", (error: Error) => koaErrors.push(error.message));
+    const koaServer = createServer(koaApp.callback());
+    try {
+      const fromExpress = await send(await listen(expressServer), "/");
+      assert.match(fromExpress.body, uncalled);
+      const fromKoa = await send(await listen(koaServer), "/");
+      assert.equal(fromKoa.status, 500);
+      assert.equal(koaErrors.length, 1);
+      assert.match(koaErrors[0] as string, uncalled);
+    } finally {
+      await close(expressServer);
+      await close(koaServer);
+    }
+  });
+
+  it("hono: app.use(contextMiddleware) fails each request saying to call it", async () => {
+    const app = new Hono();
+    app.use(loose(hono.contextMiddleware) as never);
+    app.onError((error, c) => c.text(error.message, 500));
+    app.get("/", (c) => c.text("ok"));
+    const reply = await app.request("/");
+    assert.equal(reply.status, 500);
+    assert.match(await reply.text(), uncalled);
+  });
+
+  it("fastify: register(contextPlugin(options)) says to register the plugin itself", async () => {
+    const app = Fastify();
+    const error = await failureOf(() =>
+      app.register(loose(contextPlugin)({ header: "x-id" }) as never),
+    );
+    await app.close();
+    assert.ok(error instanceof TypeError);
+    assert.match(
+      error.message,
+      /^contextPlugin is a Fastify plugin, not a factory: .*await app\.register\(contextPlugin, options\)/,
+    );
+  });
 });
