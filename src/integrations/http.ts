@@ -51,7 +51,8 @@ export type HttpContextOptions<Req = NodeRequestLike> = RequestContextOptions<Re
  *   ),
  * );
  * declare function audit(message: string): Promise<void>;
- * @throws {TypeError} if listener is not a function or an option has the wrong type.
+ * @throws {TypeError} if listener is not a function or an option has the wrong type, or when given to
+ *   createServer itself (`createServer(withContext)`): then at each request.
  */
 export function withContext(
   listener: (req: IncomingMessage, res: ServerResponse) => unknown,
@@ -66,6 +67,12 @@ export function withContext<Req extends NodeRequestLike, Res extends NodeRespons
   listener: (req: Req, res: Res) => unknown,
   options?: HttpContextOptions<Req>,
 ): (req: Req, res: Res) => void {
+  // `createServer(withContext)`: Node then calls it with each request and response.
+  if (typeof (options as { writeHead?: unknown } | undefined)?.writeHead === "function") {
+    throw new TypeError(
+      "withContext was called as a request listener, with (req, res): it wraps your listener, so pass createServer(withContext(listener, options)), not withContext itself",
+    );
+  }
   assertFunction("listener", listener);
   const resolved = resolveOptions(options);
   const seed = resolved.seed;

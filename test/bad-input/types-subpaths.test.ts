@@ -374,6 +374,29 @@ describe("an integration mounted the way another framework's is", () => {
     assert.match(await reply.text(), uncalled);
   });
 
+  it("node:http: createServer(withContext) says to wrap the listener", async () => {
+    const thrown: unknown[] = [];
+    const server = createServer((req, res) => {
+      try {
+        loose(withContext)(req, res);
+      } catch (error) {
+        thrown.push(error);
+      }
+      res.end();
+    });
+    try {
+      await send(await listen(server), "/");
+    } finally {
+      await close(server);
+    }
+    assert.equal(thrown.length, 1);
+    assert.ok(thrown[0] instanceof TypeError);
+    assert.match(
+      thrown[0].message,
+      /^withContext was called as a request listener, with \(req, res\): .*createServer\(withContext\(listener, options\)\)/,
+    );
+  });
+
   it("fastify: register(contextPlugin(options)) says to register the plugin itself", async () => {
     const app = Fastify();
     const error = await failureOf(() =>
