@@ -90,27 +90,15 @@ export function contextMiddleware<E extends Env = Env>(
   // Hono's header API reads and echoes. Both: middleware may give `c` a new
   // Request (bodyLimit() does, for a body sent in chunks) before a sub-app's
   // own mount, and a handler may pass the Request on to another app's fetch.
-  // Returns the id to make sure of on the response (undefined without echo),
-  // and whether this call opened the Context (null: it entered one).
-  function fetchRequestContext(
-    c: Context<E>,
-    raw: Request,
-  ): [RequestContext, string | undefined | null] {
+  // Returns the Context one of them already has, if any.
+  function knownRequestContext(c: Context<E>, raw: Request): RequestContext | undefined {
     const known = requestContextOf(c);
-    if (known !== undefined) return [known, null];
+    if (known !== undefined) return known;
     const existing = requestContextOf(raw);
-    if (existing !== undefined) {
-      // Another app's `c` for the same Request (mount with replaceRequest:
-      // false): filed too, for its sub-apps behind a new Request of its own.
-      fileRequestContext(c, existing);
-      return [existing, null];
-    }
-    const id = requestIdFor(resolved.trustHeader ? c.req.header(header) : undefined, resolved, c);
-    if (echo) c.header(header, id);
-    const context = openRequestContext(id);
-    fileRequestContext(c, context);
-    fileRequestContext(raw, context);
-    return [context, echo ? id : undefined];
+    // Another app's `c` for the same Request (mount with replaceRequest:
+    // false): filed too, for its sub-apps behind a new Request of its own.
+    if (existing !== undefined) fileRequestContext(c, existing);
+    return existing;
   }
 
   return function contextMiddleware(c: Context<E>, next: Next): Promise<void> {
@@ -138,8 +126,13 @@ export function contextMiddleware<E extends Env = Env>(
       }
     }
     const raw = c.req.raw;
-    const [context, id] = fetchRequestContext(c, raw);
-    if (id === null) return runInRequest(context, proceed, seed, c, next);
+    const known = knownRequestContext(c, raw);
+    if (known !== undefined) return runInRequest(known, proceed, seed, c, next);
+    const id = requestIdFor(resolved.trustHeader ? c.req.header(header) : undefined, resolved, c);
+    if (echo) c.header(header, id);
+    const context = openRequestContext(id);
+    fileRequestContext(c, context);
+    fileRequestContext(raw, context);
     // The Request is forgotten when the request is over: one passed to
     // app.fetch again (app.request(request) twice) is another request, and
     // must not enter this one's Context, with its values and its id.
@@ -154,7 +147,7 @@ export function contextMiddleware<E extends Env = Env>(
     return handled.then(
       () => {
         unfileRequestContext(raw, context);
-        if (id === undefined) return;
+        if (!echo) return;
         // A handler that returns a Response of its own replaces the headers
         // prepared with c.header() before next(): echo the id onto it, unless
         // the handler gave the header a value of its own. Not onto a 101 (a
