@@ -115,8 +115,12 @@ const table = {
   ],
   ERR_TOKEN_VAR_MISMATCH: [
     TokenMismatchError,
-    (t: string, own: string, v: string) =>
-      `${t} was created by a different ContextVar; reset it through ${own}, not ${v}`,
+    // Names need not be unique, and a var is shown by its name only (CPython's
+    // repr adds an address): two vars of one name would read "through x, not x".
+    (t: string, own: string, v: string, name: string) =>
+      own === v
+        ? `${t} was created by another ContextVar also named ${name}; reset it through token.var, the var that set it`
+        : `${t} was created by a different ContextVar; reset it through ${own}, not ${v}`,
   ],
   ERR_TOKEN_CONTEXT_MISMATCH: [
     TokenMismatchError,

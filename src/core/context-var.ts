@@ -214,6 +214,7 @@ export class ContextVar<T> {
         token.toString(),
         own.toString(),
         this.toString(),
+        JSON.stringify(this.#name),
       );
     }
     const context = slot.getStore() ?? root;

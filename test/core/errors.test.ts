@@ -440,6 +440,24 @@ describe("messages: what they point to", () => {
     });
   });
 
+  it("ERR_TOKEN_VAR_MISMATCH between two vars of one name says so, not 'through x, not x'", () => {
+    const mine = new ContextVar<number>("user");
+    const theirs = new ContextVar<number>("user");
+    const token = mine.set(1);
+    assert.throws(
+      () => theirs.reset(token),
+      (err: unknown) => {
+        assert.ok(err instanceof TokenMismatchError);
+        assert.equal(err.code, "ERR_TOKEN_VAR_MISMATCH");
+        assert.doesNotMatch(err.message, /through ContextVar\("user"\), not ContextVar\("user"\)/);
+        assert.match(err.message, /another ContextVar also named "user"/);
+        assert.match(err.message, /reset it through token\.var/);
+        return true;
+      },
+    );
+    mine.reset(token);
+  });
+
   it("a function whose name is not a string is shown as [Function], not its source or a crash", () => {
     const symbolNamed = () => 0;
     Object.defineProperty(symbolNamed, "name", { value: Symbol("tag") });
