@@ -14,6 +14,18 @@ describe("nextHash", () => {
     assert.equal(new Set(hashes).size, COUNT);
   });
 
+  // 2^23 keys drawn from random 32-bit hashes would share about 8,000 (n²/2³³);
+  // a bijective mix shares none until the counter wraps.
+  it("gives no duplicates in the 8,388,608 keys after those", () => {
+    const count = 2 ** 23;
+    const more = new Int32Array(count);
+    for (let i = 0; i < count; i++) more[i] = nextHash();
+    more.sort();
+    let shared = 0;
+    for (let i = 1; i < count; i++) if (more[i] === more[i - 1]) shared++;
+    assert.equal(shared, 0, `${shared} hashes shared among ${count} keys`);
+  });
+
   // The trie reads a hash 5 bits a level (2 at level 6): each level's slots
   // should fill evenly, or the trie grows deep on one side.
   it("spreads evenly over the slots of every trie level", () => {
