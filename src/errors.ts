@@ -125,7 +125,7 @@ const table = {
   ERR_TOKEN_CONTEXT_MISMATCH: [
     TokenMismatchError,
     (t: string) =>
-      `${t} was created in a different Context; reset it inside the run (or task) that set it`,
+      `${t} was created in a different Context; reset it where it was set: in the same run or task, or outside any run if it was set there`,
   ],
   ERR_CONTEXT_ENTERED: [
     ContextEnteredError,

@@ -440,6 +440,16 @@ describe("messages: what they point to", () => {
     });
   });
 
+  it("ERR_TOKEN_CONTEXT_MISMATCH of a token set outside any run says to reset it there, not in a run", () => {
+    const v = new ContextVar<number>("v");
+    const token = v.set(1); // at the root of this test: no run set it
+    assert.throws(() => new Context().run(() => v.reset(token)), {
+      code: "ERR_TOKEN_CONTEXT_MISMATCH",
+      message: /reset it where it was set: in the same run or task, or outside any run/,
+    });
+    v.reset(token);
+  });
+
   it("ERR_TOKEN_VAR_MISMATCH between two vars of one name says so, not 'through x, not x'", () => {
     const mine = new ContextVar<number>("user");
     const theirs = new ContextVar<number>("user");
