@@ -2,10 +2,11 @@
 // Repository functions call db() and get the transaction of whoever called
 // them; a nested withTransaction() becomes a savepoint; two transfers run
 // concurrently without seeing each other's transaction; a throw rolls back
-// and leaves no transaction behind.
+// and leaves no transaction behind; work a transaction starts and leaves
+// running finds it over, not still usable.
 //
 //   node --conditions=contextvars-source --import tsx examples/recipes/transaction.ts
-import { ContextVar, gather } from "contextvars";
+import { ContextVar, createTask, gather, type Task } from "contextvars";
 
 // ---- a small in-memory database: committed rows, transactions, savepoints ----
 
@@ -14,6 +15,8 @@ const roundTrip = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 class Transaction {
   readonly #writes = new Map<string, number>();
+  /** Set when it ends: a real driver hands the connection back to the pool then. */
+  done: "committed" | "rolled back" | undefined;
 
   constructor(
     readonly name: string,
@@ -41,10 +44,12 @@ class Transaction {
       if (this.parent === undefined) this.database.rows.set(key, value);
       else this.parent.#writes.set(key, value);
     }
+    this.done = "committed";
   }
 
   rollback(): void {
     this.#writes.clear();
+    this.done = "rolled back";
   }
 
   #read(key: string): number | undefined {
@@ -81,6 +86,13 @@ const currentTransaction = new ContextVar<Transaction | undefined>("transaction"
 function db(): Transaction {
   const transaction = currentTransaction.get();
   if (transaction === undefined) throw new Error("db() called outside withTransaction()");
+  // Work started inside withTransaction and left running (a task, a timer, a
+  // bound listener) keeps the transaction in its copy of the Context after
+  // the commit; with a real pool its query would run on a connection that
+  // another request may hold by then.
+  if (transaction.done !== undefined) {
+    throw new Error(`db() called after ${transaction.name} was ${transaction.done}`);
+  }
   return transaction;
 }
 
@@ -90,7 +102,10 @@ function db(): Transaction {
  */
 async function withTransaction<T>(fn: () => Promise<T>): Promise<T> {
   const outer = currentTransaction.get();
-  const transaction = outer === undefined ? database.begin() : outer.savepoint();
+  // An outer that is over belongs to work that outlived it: that work's own
+  // transaction is a new one, not a savepoint of a finished one.
+  const transaction =
+    outer === undefined || outer.done !== undefined ? database.begin() : outer.savepoint();
   // var.run gives fn a copy of the Context with the var set: everything fn
   // awaits sees this transaction, and the caller's Context never does.
   return currentTransaction.run(transaction, async () => {
@@ -187,3 +202,26 @@ try {
 } catch (error) {
   console.log(`a query outside any transaction: ${(error as Error).message}`);
 }
+
+console.log("work a transaction starts and leaves running finds it over:");
+const leftRunning: Task<void>[] = [];
+const placed: Promise<void> = withTransaction(async () => {
+  await accounts.add("dave", -5);
+  // Not awaited: each runs once the order is placed, after the commit, in a
+  // copy of the Context that still holds this transaction.
+  leftRunning.push(
+    createTask(async () => {
+      await placed;
+      await accounts.add("bob", 5).catch((error: Error) => {
+        console.log(`  a bare query: ${error.message}`);
+      });
+    }),
+    createTask(async () => {
+      await placed;
+      await withTransaction(() => accounts.add("bob", 5)); // a transaction of its own
+    }),
+  );
+});
+await placed;
+await Promise.all(leftRunning); // only to print what follows after them
+console.log(`committed: ${committed()}`);

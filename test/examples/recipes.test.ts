@@ -31,7 +31,7 @@ const onNode = { skip: runtime === "node" ? false : "the recipes' run lines are 
 
 describe("recipes", () => {
   it(
-    "transaction.ts: nested calls share a transaction, concurrent ones never do, a throw leaves none",
+    "transaction.ts: nested calls share a transaction, concurrent ones never do, a throw leaves none, work left running finds it over",
     onNode,
     async () => {
       assert.deepEqual(await runRecipe("transaction"), TRANSACTION);
@@ -141,6 +141,11 @@ const TRANSACTION = [
   "committed: alice=60 bob=30 carol=40 dave=20",
   "transaction left behind: none",
   "a query outside any transaction: db() called outside withTransaction()",
+  "work a transaction starts and leaves running finds it over:",
+  "  tx6: dave 20 → 15",
+  "  a bare query: db() called after tx6 was committed",
+  "  tx7: bob 30 → 35",
+  "committed: alice=60 bob=35 carol=40 dave=15",
 ];
 
 const REQUEST_LOGGER = [
