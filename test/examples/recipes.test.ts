@@ -3,15 +3,23 @@
  * says, and compared with what it prints, line for line: each line is a claim
  * of the recipe (a transaction kept apart, a log line with its own id, an
  * aborted fetch), so a change in behaviour shows up as a changed line. The
- * outputs docs/recipes.md shows are checked against the same lines.
+ * outputs docs/recipes.md shows are checked against the same lines. Claims
+ * of the recipes' prose that their programs do not show (a timeout below the
+ * deadline) are checked here in process.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { EventEmitter, once } from "node:events";
 import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { currentTask, type Task, timeout } from "contextvars";
+import { requestId, withContext } from "contextvars/http";
+import { close, listen } from "../helpers/http.ts";
 import { runtime } from "../runtimes/runtime.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -77,6 +85,60 @@ describe("recipes", () => {
       assert.deepEqual(await runRecipe("test-overrides"), TEST_OVERRIDES);
     },
   );
+
+  // What "A deadline that reaches the HTTP call" says of a timeout below the
+  // deadline, a client's per-call one under a request's budget: a task of its
+  // own, which the budget reaches only through the signal handed on.
+  it("deadline: a timeout inside the deadline ends at it only when given currentTask()'s signal", async () => {
+    const arrived = new EventEmitter();
+    const server = createServer(
+      withContext((_req, res) => {
+        arrived.emit("request", requestId.get());
+        const timer = setTimeout(() => res.end("slow answer"), 5_000);
+        res.on("close", () => clearTimeout(timer));
+      }),
+    );
+    const base = await listen(server);
+    const call = (id: string) =>
+      fetch(base, { headers: { "x-request-id": id }, signal: currentTask()?.signal }).then((r) =>
+        r.text(),
+      );
+    try {
+      let inner: Task<string> | undefined;
+      const reached = once(arrived, "request");
+      await assert.rejects(
+        timeout(50, () => (inner = timeout(5_000, () => call("own-signal")))),
+        { code: "ERR_TASK_TIMEOUT" },
+      );
+      // The budget is spent, but the call below it goes on, up to its own 5 s.
+      assert.deepEqual(await reached, ["own-signal"]);
+      await sleep(100);
+      assert.equal(inner?.done, false);
+      assert.equal(inner?.signal.aborted, false);
+      inner?.cancel();
+      await assert.rejects(Promise.resolve(inner), { name: "AbortError" });
+
+      let fetched: Promise<string> | undefined;
+      let handedOn: Task<string> | undefined;
+      const budget = timeout(50, () => {
+        handedOn = timeout(5_000, () => (fetched = call("handed-on")), {
+          signal: currentTask()?.signal,
+        });
+        return handedOn;
+      });
+      const spent = await budget.then(
+        () => assert.fail("the budget should run out"),
+        (error: unknown) => error,
+      );
+      assert.equal((spent as { code?: string }).code, "ERR_TASK_TIMEOUT");
+      // Cancelled with the budget's reason, and its fetch aborted with it.
+      assert.equal(handedOn?.cancelled, true);
+      assert.equal(handedOn?.signal.reason, spent);
+      await assert.rejects(Promise.resolve(fetched), (error) => error === spent);
+    } finally {
+      await close(server);
+    }
+  });
 
   // What "Overrides in tests" says of the runner this suite itself runs on.
   // In a child run by Node's own runner: its subtests stay out of this file's
