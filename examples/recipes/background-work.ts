@@ -59,6 +59,8 @@ const server = createServer(
     const job = queue.add("thumbnail");
     job.on("done", () => log("plain job listener: thumbnail done"));
     bindEmitter(job).on("done", () => log("bound job listener: thumbnail done"));
+    // bind, not bindEmitter(queue): an emitter is bound once, to its first
+    // caller's Context, and the queue outlives every request.
     queue.once(
       "done",
       bind(() => log("bound queue listener: a job is done")),
