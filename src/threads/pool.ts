@@ -70,7 +70,7 @@ export interface PiscinaLike {
     },
   ): Promise<unknown>;
   readonly options: { readonly filename: string | null; readonly name: string };
-  close(): Promise<void>;
+  close(options?: { force?: boolean }): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -253,9 +253,22 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
     };
   }
 
-  /** Waits for queued jobs, then stops the threads (piscina's close). */
-  close(): Promise<void> {
-    return this.piscina.close();
+  /**
+   * Waits for queued jobs, then stops the threads (piscina's close);
+   * `{ force: true }` rejects the jobs not started yet with an AbortError.
+   * @throws {TypeError} (as a rejection) if options is not an object or force is not a boolean.
+   */
+  close(options?: { force?: boolean | undefined }): Promise<void> {
+    if (options === undefined) return this.piscina.close();
+    if (typeof options !== "object" || options === null) {
+      return Promise.reject(argumentError("options", "an object", options));
+    }
+    // Read once: the value checked is the value passed on.
+    const force = options.force;
+    if (force !== undefined && typeof force !== "boolean") {
+      return Promise.reject(argumentError("options.force", "a boolean", force));
+    }
+    return this.piscina.close(force === undefined ? {} : { force });
   }
 
   /** Stops the threads now; queued jobs reject (piscina's destroy). */

@@ -3,7 +3,7 @@
  * `contextvars/http`, `/express`, `/fastify`, `/hono`, `/koa`, `/pino`,
  * `/winston`, `/worker`, `/otel`. A wrong-typed argument (or option) gives a
  * TypeError naming it, thrown at once (or, for async functions, for
- * `ContextPool#run` and for Fastify's `register`, as the rejection), and
+ * `ContextPool#run` and `#close` and for Fastify's `register`, as the rejection), and
  * changes no Context.
  *
  * Not here, on purpose: `contextvars/async-context` checks its arguments as
@@ -296,6 +296,18 @@ const cases: readonly Case[] = [
     ["options.signal"],
     notA((x) => x == null || x instanceof AbortSignal),
     (bad) => runPool.run(1, { signal: bad as AbortSignal }),
+  ],
+  [
+    "ContextPool#close(options)",
+    ["options"],
+    notA(isOptionsObject),
+    (bad) => loose(runPool.close).call(runPool, bad),
+  ],
+  [
+    "ContextPool#close({ force })",
+    ["options.force"],
+    notA(optional(isBoolean)),
+    (bad) => runPool.close({ force: bad as boolean }),
   ],
   [
     "contextPool(piscina, { onUncloneable })",

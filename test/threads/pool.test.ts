@@ -544,6 +544,24 @@ describe("contextPool: jobs that fail", () => {
       await doomed.destroy();
     }
   });
+
+  it("close({ force: true }) goes to piscina: the queued jobs reject with an AbortError, the running one finishes", async () => {
+    const closing = newPool();
+    try {
+      await requestId.run("r-forced", async () => {
+        // The thread is started first, so the next job runs at once and the one after it queues.
+        assert.equal(await closing.run(undefined, { name: "seen" }), "r-forced");
+        const running = closing.run(300, { name: "wait" });
+        const queued = assert.rejects(closing.run(0, { name: "wait" }), { name: "AbortError" });
+        await closing.close({ force: true });
+        assert.equal(await running, "r-forced");
+        await queued;
+        assert.equal(requestId.get(), "r-forced");
+      });
+    } finally {
+      await closing.destroy();
+    }
+  });
 });
 
 describe("contextPool: a job that starts more threads", () => {

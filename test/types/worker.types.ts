@@ -94,6 +94,7 @@ export async function pools(): Promise<void> {
   await typed.run({ n: 1 }, runOptions);
   expectType<Equal<typeof typed.piscina, PiscinaLike>>();
   expectType<Equal<ReturnType<typeof typed.close>, Promise<void>>>();
+  await typed.close({ force: true });
   expectType<Equal<ReturnType<typeof typed.destroy>, Promise<void>>>();
 
   // Not inferred from the Piscina's own T and R (PiscinaLike is not generic):
@@ -126,6 +127,8 @@ export async function pools(): Promise<void> {
   contextPool(piscina, { onUncloneable: "drop" });
   // @ts-expect-error not a piscina pool
   contextPool({ run() {} });
+  // @ts-expect-error force is a boolean
+  typed.close({ force: "yes" });
   // @ts-expect-error useThreadPool takes a ContextPool, not a bare piscina pool
   useThreadPool(piscina);
   // @ts-expect-error the result is a number
