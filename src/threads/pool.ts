@@ -170,10 +170,25 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
   }
 
   /**
-   * @throws {TypeError} if piscina has no `run` method or onUncloneable is not "throw"/"skip".
+   * @throws {TypeError} if piscina is not a piscina pool (a `run` method and `options`) or is a
+   *   ContextPool, or onUncloneable is not "throw"/"skip".
    */
   constructor(piscina: PiscinaLike, options?: ContextPoolOptions) {
-    if (typeof piscina !== "object" || piscina === null || typeof piscina.run !== "function") {
+    if (isContextPool(piscina)) {
+      throw argumentError(
+        "piscina",
+        "a Piscina pool, not one already wrapped (use the ContextPool as it is, or wrap its .piscina)",
+        piscina,
+      );
+    }
+    // run() reads the pool's options for each job's default filename and name.
+    if (
+      typeof piscina !== "object" ||
+      piscina === null ||
+      typeof piscina.run !== "function" ||
+      typeof piscina.options !== "object" ||
+      piscina.options === null
+    ) {
       throw argumentError("piscina", "a Piscina pool", piscina);
     }
     if (options !== undefined && (typeof options !== "object" || options === null)) {

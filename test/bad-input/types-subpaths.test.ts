@@ -252,7 +252,11 @@ const cases: readonly Case[] = [
   [
     "contextPool(piscina)",
     ["piscina"],
-    notA((x) => typeof (x as { run?: unknown } | null)?.run === "function"), // duck-typed on run()
+    // duck-typed on run() and options
+    notA((x) => {
+      const pool = x as { run?: unknown; options?: unknown } | null;
+      return typeof pool?.run === "function" && isObject(pool.options);
+    }),
     (bad) => loose(contextPool)(bad),
   ],
   [

@@ -322,6 +322,18 @@ describe("contextPool", () => {
       () => contextPool({} as Piscina),
       new TypeError("Expected `piscina` to be a Piscina pool, got `[object Object]` (object)"),
     );
+    // A ContextPool, or a pool-like with run() but no options: each job failed with
+    // "Cannot read properties of undefined (reading 'name')".
+    assert.throws(
+      () => contextPool(pool as unknown as Piscina),
+      new TypeError(
+        "Expected `piscina` to be a Piscina pool, not one already wrapped (use the ContextPool as it is, or wrap its .piscina), got `[object ContextPool]` (object)",
+      ),
+    );
+    assert.throws(
+      () => contextPool({ run: async () => undefined } as unknown as Piscina),
+      new TypeError("Expected `piscina` to be a Piscina pool, got `[object Object]` (object)"),
+    );
     assert.throws(
       () => useThreadPool({} as ContextPool),
       new TypeError(
