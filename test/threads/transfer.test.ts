@@ -87,6 +87,22 @@ describe("problemIn: what survives structured clone", () => {
     }
   });
 
+  // A limit docs/threads.md states: these pass, and lose what the clone drops.
+  it("passes an Error with its own fields, and symbol-keyed and hidden properties, which the clone drops", () => {
+    const failure = Object.assign(new Error("m", { cause: new Session("s") }), { code: "E_APP" });
+    const tagged: Record<PropertyKey, unknown> = { a: 1, [Symbol("tag")]: 2 };
+    Object.defineProperty(tagged, "hidden", { value: 3, enumerable: false });
+    assert.equal(problemIn(failure, true), undefined);
+    assert.equal(problemIn(tagged, true), undefined);
+    const arrived = structuredClone(failure) as Error & { code?: string };
+    assert.equal(arrived.message, "m");
+    assert.equal(arrived.code, undefined);
+    // Plain where it arrives (Bun's clone drops an Error's cause altogether).
+    if (arrived.cause !== undefined)
+      assert.equal(Object.getPrototypeOf(arrived.cause), Object.prototype);
+    assert.deepEqual(Reflect.ownKeys(structuredClone(tagged)), ["a"]);
+  });
+
   it("names what would fail or lose its prototype, with its path", () => {
     assert.equal(
       problemIn(() => 1),
