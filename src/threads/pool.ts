@@ -221,7 +221,11 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
       const run = { ...options };
       const name = run.name ?? this.piscina.options.name ?? "default";
       if (typeof name !== "string") throw argumentError("options.name", "a string", name);
-      const filename = asFilename(run.filename ?? this.piscina.options.filename, "filename");
+      // Named where it came from: the run's options, or the Piscina's own.
+      const filename =
+        run.filename != null
+          ? asFilename(run.filename, "options.filename")
+          : asFilename(this.piscina.options.filename, "piscina.options.filename");
       // Checked here, not left to piscina: a Piscina.move task spreads the
       // list, and piscina calls what it takes for a signal.
       if (run.transferList !== undefined && !Array.isArray(run.transferList)) {

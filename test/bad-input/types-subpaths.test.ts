@@ -279,7 +279,7 @@ const cases: readonly Case[] = [
   ],
   [
     "ContextPool#run(task, { filename })",
-    ["filename"],
+    ["options.filename"],
     notA((x) => x == null || isModuleLocation(x)),
     (bad) => runPool.run(1, { filename: bad as string }),
   ],

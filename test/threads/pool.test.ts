@@ -136,7 +136,7 @@ describe("contextPool", () => {
     await assert.rejects(
       pool.run({ i: 0, delay: 0 }, { filename: "relative/job.ts" }),
       new TypeError(
-        'Expected `filename` to be a file: URL or an absolute path, got `"relative/job.ts"` (string)',
+        'Expected `options.filename` to be a file: URL or an absolute path, got `"relative/job.ts"` (string)',
       ),
     );
     await assert.rejects(pool.run({ i: 0, delay: 0 }, { name: "missing" }), (error: Error) =>
@@ -292,6 +292,16 @@ describe("contextPool", () => {
     assert.equal(reads, 1);
   });
 
+  it("a run with no filename, on a Piscina made without one, names the Piscina's option", async () => {
+    const piscina = { run: async () => "done", options: { filename: null, name: "default" } };
+    await assert.rejects(
+      contextPool(piscina as unknown as Piscina).run(1),
+      new TypeError(
+        "Expected `piscina.options.filename` to be a file: URL or an absolute path, got `null` (null)",
+      ),
+    );
+  });
+
   it("a Windows drive path is an absolute path; a pool whose options name no export runs `default`", async () => {
     const sent: unknown[] = [];
     const piscina = {
@@ -312,7 +322,7 @@ describe("contextPool", () => {
     await assert.rejects(
       pool.run(3, { filename: "C:job.js" }),
       new TypeError(
-        'Expected `filename` to be a file: URL or an absolute path, got `"C:job.js"` (string)',
+        'Expected `options.filename` to be a file: URL or an absolute path, got `"C:job.js"` (string)',
       ),
     );
   });
