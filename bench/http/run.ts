@@ -78,7 +78,10 @@ for (let round = 0; round < rounds; round++) {
     const modes = modesOf(framework).filter((m) => chosenModes?.includes(m) ?? true);
     const servers: Server[] = [];
     try {
-      servers.push(...(await Promise.all(modes.map((mode) => start(framework, mode)))));
+      // Every server that started is stopped (finally) even when another failed to.
+      const starts = await Promise.allSettled(modes.map((mode) => start(framework, mode)));
+      for (const s of starts) if (s.status === "fulfilled") servers.push(s.value);
+      for (const s of starts) if (s.status === "rejected") throw s.reason;
       for (const server of servers) await burst(server, warmup);
       for (let c = 0; c < cycles; c++) {
         const cycle: Cycle = new Map();
