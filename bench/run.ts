@@ -7,6 +7,7 @@
  *
  *   npm run bench                 all files, then CPython (about 2 minutes)
  *   npm run bench -- get set      only these files (no CPython unless `cpython` is named)
+ *   npm run bench -- --help       the names; an unknown name is an error
  *   BENCH_ROUNDS=15 BENCH_TIME=500 npm run bench   more rounds, longer per measure
  */
 
@@ -108,7 +109,23 @@ function runCPython(): CPythonResult | undefined {
   return result;
 }
 
+const USAGE = `usage: npm run bench [-- name...]
+  names: ${FILES.join(", ")}, cpython; none: every file, then CPython
+  BENCH_ROUNDS=15 BENCH_TIME=500 npm run bench    more rounds, longer per measure
+bench/threads.bench.ts is not one of them: it runs the build, on its own
+(docs/threads-benchmarks.md).`;
+
 const asked = process.argv.slice(2);
+if (asked.includes("--help") || asked.includes("-h")) {
+  console.log(USAGE);
+  process.exit(0);
+}
+// A name that matches no file would otherwise run nothing and print an empty table.
+const unknown = asked.filter((a) => a !== "cpython" && !(FILES as readonly string[]).includes(a));
+if (unknown.length > 0) {
+  console.error(`bench: no bench named ${unknown.map((a) => `"${a}"`).join(", ")}\n${USAGE}`);
+  process.exit(2);
+}
 const files = asked.length === 0 ? FILES : FILES.filter((f) => asked.includes(f));
 const withPython = asked.length === 0 || asked.includes("cpython");
 
