@@ -40,6 +40,8 @@ import {
   formatNs,
   median,
   printTable,
+  ROUNDS,
+  TIME_MS,
   targetText,
   verdict,
 } from "./report.ts";
@@ -78,9 +80,6 @@ export function alsOf<S>(): AsyncLocalStorage<S> {
 
 /** Where bodies put results so V8 cannot drop the work that made them. */
 export const sink = { n: 0, o: undefined as unknown };
-
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
-const TIME_MS = Number(process.env.BENCH_TIME ?? 300);
 
 export class Suite {
   readonly file: string;

@@ -4,6 +4,28 @@
  * (the parent process stays free of ALS state and of the package's source).
  */
 
+/**
+ * Rounds per file and milliseconds per measure per round: BENCH_ROUNDS and
+ * BENCH_TIME, else 9 and 300. Read here, where the harness, run.ts and
+ * scripts/runtimes/bench-matrix.ts all find them, so the headers they print
+ * state what the files run.
+ */
+export const ROUNDS = setting("BENCH_ROUNDS", 9, true);
+export const TIME_MS = setting("BENCH_TIME", 300, false);
+
+// A value that is not a positive number made every figure NaN (no rounds, or no time).
+function setting(name: string, fallback: number, whole: boolean): number {
+  const text = process.env[name];
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (text.trim() === "" || !(value > 0) || (whole && !Number.isInteger(value))) {
+    throw new Error(
+      `${name} must be a positive ${whole ? "whole number" : "number"}, got "${text}"; unset it for ${fallback}`,
+    );
+  }
+  return value;
+}
+
 export interface CompareOptions {
   /** The target: ours / baseline must be at most this. */
   max?: number;

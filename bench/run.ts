@@ -19,6 +19,8 @@ import {
   type FileResult,
   formatNs,
   printTable,
+  ROUNDS,
+  TIME_MS,
   targetText,
   verdict,
 } from "./report.ts";
@@ -141,9 +143,7 @@ const dirty =
   output("git", ["status", "--porcelain", "src"]) === "" ? "" : " (src/ has uncommitted changes)";
 const pythonVersion = output("python3", ["--version"]).replace("Python ", "") || "missing";
 console.log(`commit ${commit}${dirty}, python3 ${pythonVersion}`);
-console.log(
-  `rounds: ${process.env.BENCH_ROUNDS ?? 9}, time per measure per round: ${process.env.BENCH_TIME ?? 300} ms`,
-);
+console.log(`rounds: ${ROUNDS}, time per measure per round: ${TIME_MS} ms`);
 
 const started = Date.now();
 const results: FileResult[] = [];

@@ -17,6 +17,7 @@
 import { spawn } from "node:child_process";
 import { cpus } from "node:os";
 import type { FileResult } from "../../bench/harness.ts";
+import { ROUNDS, TIME_MS } from "../../bench/report.ts";
 import {
   ensureRuntimes,
   projectRoot,
@@ -153,7 +154,7 @@ async function main(): Promise<void> {
   console.log("# contextvars benchmarks on every runtime");
   console.log(
     `${cpus().length} × ${cpus()[0]?.model ?? "unknown CPU"}, ${new Date().toISOString()}, ` +
-      `rounds ${process.env.BENCH_ROUNDS ?? 7}, ${process.env.BENCH_TIME ?? 150} ms per measure per round`,
+      `rounds ${ROUNDS}, ${TIME_MS} ms per measure per round`,
   );
   console.log(targets.map((t) => `${t.name} ${versions.get(t.name)}`).join(", "));
 
