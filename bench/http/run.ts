@@ -20,25 +20,18 @@ import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { FRAMEWORKS, type Framework, type Mode, modesOf } from "./apps.ts";
 import { buildPackage } from "./build.ts";
-import { option } from "./cli.ts";
+import { names, option } from "./cli.ts";
 import { type Cycle, report } from "./report.ts";
 import { markOf, startServer, stopServer } from "./server-process.ts";
 
-const rounds = option("rounds", 2);
-const cycles = option("cycles", 3);
+const rounds = option("rounds", 2, { whole: true });
+const cycles = option("cycles", 3, { whole: true });
 const duration = option("duration", 1);
 const warmup = option("warmup", 1);
-const connections = option("connections", 50);
-const chosen = process.argv.indexOf("--frameworks");
-const frameworks: Framework[] =
-  chosen === -1
-    ? [...FRAMEWORKS]
-    : (process.argv[chosen + 1] ?? "")
-        .split(",")
-        .filter((f): f is Framework => (FRAMEWORKS as readonly string[]).includes(f));
-
-const only = process.argv.indexOf("--modes");
-const chosenModes = only === -1 ? undefined : (process.argv[only + 1] ?? "").split(",");
+const connections = option("connections", 50, { whole: true });
+const frameworks: Framework[] = names("frameworks", FRAMEWORKS) ?? [...FRAMEWORKS];
+// Any framework's mode; alt is measured only where the framework has one.
+const chosenModes = names("modes", [...new Set(FRAMEWORKS.flatMap(modesOf))]);
 
 const serverPath = fileURLToPath(new URL("./server.ts", import.meta.url));
 const build = buildPackage();

@@ -21,24 +21,22 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 import { buildPackage } from "../http/build.ts";
-import { option } from "../http/cli.ts";
+import { names, option } from "../http/cli.ts";
 import { markOf, startServer, stopServer } from "../http/server-process.ts";
 import { type Cycle, report } from "./report.ts";
 import type { Mode } from "./server.ts";
 
 const MODES: readonly Mode[] = ["bare", "bare2", "als", "alsbound", "ours"];
 
-const rounds = option("rounds", 6);
-const cycles = option("cycles", 2);
+const rounds = option("rounds", 6, { whole: true });
+const cycles = option("cycles", 2, { whole: true });
 const duration = option("duration", 1);
 const warmup = option("warmup", 1);
-const connections = option("connections", 50);
-const size = option("size", 16);
-const only = process.argv.indexOf("--modes");
-const modes =
-  only === -1
-    ? [...MODES]
-    : MODES.filter((m) => (process.argv[only + 1] ?? "").split(",").includes(m));
+const connections = option("connections", 50, { whole: true });
+const size = option("size", 16, { whole: true });
+const chosen = names("modes", MODES);
+// In MODES' order, whatever the order given.
+const modes = chosen === undefined ? [...MODES] : MODES.filter((m) => chosen.includes(m));
 
 // --prof <dir>: each server writes a V8 CPU profile there when it exits (--cpu-prof).
 const profAt = process.argv.indexOf("--prof");
