@@ -20,7 +20,7 @@
  * The pino measures log one line to a destination that drops it, so the
  * difference between them is the mixin's own cost per line.
  *
- *   node --import tsx --expose-gc bench/otel.bench.ts
+ *   node --conditions=contextvars-source --import tsx --expose-gc bench/otel.bench.ts
  */
 
 import { type ContextManager, context, createContextKey, ROOT_CONTEXT } from "@opentelemetry/api";
