@@ -4,8 +4,9 @@
  * [--frameworks http,express] [--modes bare,als,ours]`.
  *
  * Each round starts, for one framework at a time, a fresh server process per
- * mode of apps.ts (bare, a bare-vs-bare control, minimal ALS, ours, the
- * popular alternative), warms each one, then runs `cycles` cycles: in each,
+ * mode of apps.ts (bare, a bare-vs-bare control, minimal ALS, minimal ALS
+ * with the request id, ours, ours without the echo, the popular alternative),
+ * warms each one, then runs `cycles` cycles: in each,
  * autocannon loads every server in turn over loopback for `duration`
  * seconds, the mode order rotating from cycle to cycle. Idle servers cost
  * nothing, so the modes of a cycle are measured seconds apart, under the
