@@ -9,6 +9,9 @@ import { FRAMEWORKS, type Framework, type Mode, start } from "./apps.ts";
 const [framework, mode] = process.argv.slice(2) as [Framework, Mode];
 if (!FRAMEWORKS.includes(framework)) throw new Error(`unknown framework ${framework}`);
 if (process.send === undefined) throw new Error("run me through bench/http/run.ts");
+// The runner gone (killed, or crashed before its finally), the channel closes:
+// leave with it, rather than listen on loopback for good with nobody to stop us.
+process.on("disconnect", () => process.exit(0));
 
 const port = await start(framework, mode);
 process.on("message", (message) => {

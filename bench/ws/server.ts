@@ -45,6 +45,9 @@ export type Mode = (typeof MODES)[number];
 const mode = process.argv[2] as Mode;
 if (!MODES.includes(mode)) throw new Error(`unknown mode ${mode}`);
 if (process.send === undefined) throw new Error("run me through bench/ws/run.ts");
+// The runner gone (killed, or crashed before its finally), the channel closes:
+// leave with it, rather than listen on loopback for good with nobody to stop us.
+process.on("disconnect", () => process.exit(0));
 
 async function fromBuild<M>(path: string): Promise<M> {
   const build = process.env.CONTEXTVARS_BUILD;
