@@ -76,10 +76,16 @@ function connect(url: string, i: number): Promise<WebSocket> {
 }
 
 /** Sends, awaits the echo, and again, until `until`; resolves to the count. */
-function pingPong(ws: WebSocket, payload: Buffer, until: number): Promise<number> {
+function pingPong(ws: WebSocket, payload: Buffer, until: number, mode: Mode): Promise<number> {
   return new Promise((resolve, reject) => {
     let count = 0;
     ws.on("error", reject);
+    // A server that dies (the ours mode throws if a get() finds no value) closes
+    // the connection with no error: without this the burst never ended, and the
+    // runner left with exit code 13 and no word of why.
+    ws.on("close", (code) => {
+      reject(new Error(`${mode}: the server closed a connection during the burst (code ${code})`));
+    });
     ws.on("message", () => {
       count++;
       if (Date.now() >= until) resolve(count);
@@ -97,7 +103,7 @@ async function burst(server: Server, seconds: number) {
   const before = await mark(server);
   const started = performance.now();
   const counts = await Promise.all(
-    clients.map((ws) => pingPong(ws, payload, Date.now() + seconds * 1000)),
+    clients.map((ws) => pingPong(ws, payload, Date.now() + seconds * 1000, server.mode)),
   );
   const elapsed = (performance.now() - started) / 1000;
   const after = await mark(server);
