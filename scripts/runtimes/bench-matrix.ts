@@ -15,7 +15,9 @@
  * docs/runtimes-benchmarks.md.
  */
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { cpus } from "node:os";
+import { join } from "node:path";
 import type { FileResult } from "../../bench/harness.ts";
 import { ROUNDS, TIME_MS } from "../../bench/report.ts";
 import {
@@ -144,6 +146,20 @@ async function main(): Promise<void> {
     else if (arg.startsWith("--files=")) files = arg.slice(8).split(",");
     else words.push(arg);
   }
+  // An unknown word selected nothing (a header and no tables); an unknown file failed on every runtime.
+  const unknownWords = words.filter((w) => !TARGETS.some((t) => w === t.name || w === t.runtime));
+  const unknownFiles = files.filter(
+    (f) => !existsSync(join(projectRoot, "bench", `${f}.bench.ts`)),
+  );
+  const problems = [
+    ...(unknownWords.length === 0
+      ? []
+      : [`no runtime ${unknownWords.join(", ")} (${TARGETS.map((t) => t.name).join(", ")})`]),
+    ...(unknownFiles.length === 0
+      ? []
+      : [`no bench/<file>.bench.ts for ${unknownFiles.join(", ")}`]),
+  ];
+  if (problems.length > 0) throw new Error(problems.join("; "));
   const targets =
     words.length === 0
       ? TARGETS
