@@ -4,6 +4,7 @@
  * (WebSockets), and the `requestId` var every integration sets.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { assertFunction } from "../errors.ts";
 import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
 import {
@@ -19,6 +20,23 @@ export { type RequestContextOptions, requestId };
 
 /** Options of `withContext`; `seed` and `generateId` receive the listener's `req`. */
 export type HttpContextOptions<Req = NodeRequestLike> = RequestContextOptions<Req>;
+
+// The wrapped listener takes what the listener takes: Koa's callback also
+// takes http2-compat requests, and wrapped must still fit http2.createServer.
+// Read by assignability, not `infer`, which would see only the last call
+// signature of an overloaded listener (Express's app ends with its router's).
+// A listener of no parameters fits either; it gets node:http's, the usual server.
+type Http2Compat = (req: Http2ServerRequest, res: Http2ServerResponse) => unknown;
+type ListenerRequest<L> = L extends () => unknown
+  ? IncomingMessage
+  : L extends Http2Compat
+    ? IncomingMessage | Http2ServerRequest
+    : IncomingMessage;
+type ListenerResponse<L> = L extends () => unknown
+  ? ServerResponse
+  : L extends Http2Compat
+    ? ServerResponse | Http2ServerResponse
+    : ServerResponse;
 
 /**
  * Wraps a request listener so that each request runs in its own fresh copy
@@ -54,10 +72,10 @@ export type HttpContextOptions<Req = NodeRequestLike> = RequestContextOptions<Re
  * @throws {TypeError} if listener is not a function or an option has the wrong type, or when given to
  *   createServer itself (`createServer(withContext)`): then at each request.
  */
-export function withContext(
-  listener: (req: IncomingMessage, res: ServerResponse) => unknown,
-  options?: HttpContextOptions<IncomingMessage>,
-): (req: IncomingMessage, res: ServerResponse) => void;
+export function withContext<L extends (req: IncomingMessage, res: ServerResponse) => unknown>(
+  listener: L,
+  options?: HttpContextOptions<ListenerRequest<L>>,
+): (req: ListenerRequest<L>, res: ListenerResponse<L>) => void;
 /** The same for other request and response types (an https or http2-compat server's). */
 export function withContext<Req extends NodeRequestLike, Res extends NodeResponseLike>(
   listener: (req: Req, res: Res) => unknown,

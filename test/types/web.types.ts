@@ -83,8 +83,20 @@ export function http(): void {
   expectType<Extends<Http2ServerRequest, NodeRequestLike>>();
   expectType<Extends<Http2ServerResponse, NodeResponseLike>>();
 
-  // Koa's callback is a listener too.
-  createServer(withContext(new Koa().callback()));
+  // Koa's callback is a listener too, of node:http's server and of an
+  // http2-compat one: wrapped, it still takes both, as does its seed.
+  const koa = withContext(new Koa().callback(), {
+    seed: (req) => expectType<Equal<typeof req, IncomingMessage | Http2ServerRequest>>(),
+  });
+  createServer(koa);
+  createHttp2Server(koa);
+  // Express's app is one too, of node:http's server only.
+  createServer(withContext(express()));
+  // @ts-expect-error Express's app does not take an http2-compat request
+  createHttp2Server(withContext(express()));
+  // A listener that declares no parameters still gets node:http's.
+  const bare = withContext(() => {});
+  expectType<Equal<typeof bare, (req: IncomingMessage, res: ServerResponse) => void>>();
 
   const options: HttpContextOptions<IncomingMessage> = { header: "x-id" };
   const shared: RequestContextOptions<IncomingMessage> = options;
