@@ -221,11 +221,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
 
   /** Calls fn(value, var, this) for every var that has a value, as Map#forEach. */
   forEach(
-    fn: (
-      value: unknown,
-      key: ContextVar<unknown>,
-      context: ReadonlyMap<ContextVar<unknown>, unknown>,
-    ) => void,
+    fn: (value: unknown, key: ContextVar<unknown>, context: Context) => void,
     thisArg?: unknown,
   ): void {
     assertFn("fn", fn, this, "forEach");

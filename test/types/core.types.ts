@@ -190,8 +190,18 @@ export function contextMapLike(): void {
   ctx.forEach((entry, key, map) => {
     expectType<Equal<typeof entry, unknown>>();
     expectType<Equal<typeof key, ContextVar<unknown>>>();
-    expectType<Equal<typeof map, ReadonlyMap<ContextVar<unknown>, unknown>>>();
+    // The Context itself, as Map#forEach gives its Map: its own methods are there.
+    expectType<Equal<typeof map, Context>>();
+    map.copy();
   });
+  // A callback written for any ReadonlyMap still fits.
+  ctx.forEach(
+    (
+      _entry: unknown,
+      _key: ContextVar<unknown>,
+      _map: ReadonlyMap<ContextVar<unknown>, unknown>,
+    ) => {},
+  );
   const asMap: ReadonlyMap<ContextVar<unknown>, unknown> = ctx;
   new Map(ctx);
   Object.fromEntries([...ctx].map(([key, entry]) => [key.name, entry]));
