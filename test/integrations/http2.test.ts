@@ -345,12 +345,8 @@ function koaApp(options: IdOptions): Http2Server {
         return;
     }
   });
-  // Koa's types name node:http's request and response; it runs on the compatibility API's.
-  const listener = app.callback() as unknown as (
-    req: Http2ServerRequest,
-    res: Http2ServerResponse,
-  ) => void;
-  return createServer(listener);
+  // Koa's types (@types/koa 3) take the compatibility API's request and response too.
+  return createServer(app.callback());
 }
 
 const builders: Record<FrameworkName, (options: IdOptions) => Http2Server | Promise<Http2Server>> =
