@@ -2,12 +2,13 @@
  * Differential test against CPython: random programs over three ContextVars
  * (set / get / reset, sleeps, awaited coroutines, spawned and joined tasks,
  * copy_context().run, gather, TaskGroups, tasks created with `context=` a
- * captured Context and that Context's run and get, call_soon / call_later(0)
- * callbacks) run under python3's asyncio and under this package, and every
+ * captured Context and that Context's run, get, copy and keys, call_soon /
+ * call_later(0) callbacks, isolated calls, var.run, bind, tokens' old values)
+ * run under python3's asyncio and under this package, and every
  * task's (and callback's) trace of observed values must be the same.
  *
  *   npm test                               300 programs (seeds 1..300)
- *   DIFFERENTIAL_PROGRAMS=2000 npm test    more (npm run test:long)
+ *   DIFFERENTIAL_PROGRAMS=5000 npm test    more (npm run test:long)
  *   DIFFERENTIAL_SEED=12345                first seed (programs use seed, seed+1, …)
  *   DIFFERENTIAL_SEED=random               a random first seed, printed
  *   DIFFERENTIAL_SEED=42 DIFFERENTIAL_PROGRAMS=1   replay one seed
@@ -148,15 +149,15 @@ function sharedContextRaces(ops: readonly Op[], where = "main"): string[] {
   // Captured Context -> the task holding it (0: a run of it in progress).
   const holders = new Map<number, number>();
   const groupChildren = new Map<number, number[]>();
-  const use = (op: Op & { ctx: number }) => {
-    if (holders.has(op.ctx))
-      races.push(`${where}: ${op.op} of C[${op.ctx}], held by #${holders.get(op.ctx)}`);
+  const use = (op: Op, ctx: number) => {
+    if (holders.has(ctx))
+      races.push(`${where}: ${op.op} of C[${ctx}], held by #${holders.get(ctx)}`);
   };
   const walk = (body: readonly Op[]): void => {
     for (const op of body) {
       switch (op.op) {
         case "ctxSpawn":
-          use(op);
+          use(op, op.ctx);
           holders.set(op.ctx, op.task);
           if (op.group !== undefined) {
             groupChildren.set(op.group, [...(groupChildren.get(op.group) ?? []), op.task]);
@@ -164,13 +165,24 @@ function sharedContextRaces(ops: readonly Op[], where = "main"): string[] {
           races.push(...sharedContextRaces(op.body, `${where}/t${op.task}`));
           break;
         case "ctxRun":
-          use(op);
+          use(op, op.ctx);
           holders.set(op.ctx, 0);
           walk(op.body);
           holders.delete(op.ctx);
           break;
         case "ctxGet":
-          use(op);
+        case "ctxHas":
+          use(op, op.ctx);
+          break;
+        case "keys":
+          if (op.ctx !== undefined) use(op, op.ctx);
+          break;
+        case "capture":
+          if (typeof op.from === "number") use(op, op.from);
+          break;
+        case "bindRun":
+          use(op, op.ctx);
+          walk(op.body);
           break;
         case "join":
           for (const [ctx, task] of holders) if (task === op.task) holders.delete(ctx);
@@ -183,6 +195,7 @@ function sharedContextRaces(ops: readonly Op[], where = "main"): string[] {
         }
         case "await":
         case "copyRun":
+        case "varRun":
           walk(op.body);
           break;
         default:
@@ -219,6 +232,8 @@ describe("differential: contextvars vs CPython asyncio", {
         "spawn",
         "join",
         "copyRun",
+        "varRun",
+        "isolated",
         "gather",
         "group",
         "groupSpawn",
@@ -226,24 +241,35 @@ describe("differential: contextvars vs CPython asyncio", {
         "ctxSpawn",
         "ctxRun",
         "ctxGet",
+        "ctxHas",
+        "bindRun",
+        "tokenOld",
+        "keys",
         "callSoon",
         "callWait",
       ] as const) {
         assert.ok((kinds[kind] ?? 0) > 0, `no ${kind} op generated`);
       }
       // And each variant: call_later beside call_soon, a group child that raises, one
-      // cancelled, one given a captured Context.
+      // cancelled, one given a captured Context, each form of group, an empty Context and a
+      // copy of a captured one, the keys of a captured one.
       const sources = seeds.map((seed) => JSON.stringify(generateProgram(seed).main));
       for (const variant of [
-        '"later":true',
-        '"later":false',
-        '"raise":true',
-        '"hang":true',
-        '"op":"ctxSpawn","group":',
+        /"later":true/,
+        /"later":false/,
+        /"raise":true/,
+        /"hang":true/,
+        /"op":"ctxSpawn","group":/,
+        /"form":"function"/,
+        /"form":"wait"/,
+        /"form":"dispose"/,
+        /"from":"empty"/,
+        /"from":\d/,
+        /"op":"keys","ctx":/,
       ]) {
         assert.ok(
-          sources.some((source) => source.includes(variant)),
-          `no op with ${variant} generated`,
+          sources.some((source) => variant.test(source)),
+          `no op matching ${variant} generated`,
         );
       }
       for (const outcome of [
@@ -255,6 +281,11 @@ describe("differential: contextvars vs CPython asyncio", {
         "-> s",
         "-> d",
         "failed: x",
+        "-> <missing>",
+        "-> true",
+        "-> false",
+        "keys -> 0: ",
+        "ctx#",
       ]) {
         assert.ok(
           entries.some((e) => e.includes(outcome)),

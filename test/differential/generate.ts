@@ -65,12 +65,25 @@
  *   for a delay), so every callback has run when the program ends. Its trace
  *   is its own ("main/cs3"): it is handed tokens as a child task is, and its
  *   tokens reach the scheduler once the scheduler awaited it.
+ *
+ * And some that need no rule of their own. `await isolated(fn)()` is a task
+ * joined at once (`await asyncio.create_task(…)`, its trace "main/i4");
+ * `V.run(value, fn)` is a copyRun whose body opens by setting V; `bind(fn,
+ * C)()` is `C.copy().run(fn)`, a read of C, as `C.copy()`, `V in C` and
+ * `list(C)` are (what is in a Context after resets to no value is part of
+ * what is compared); a TaskGroup is taken as `taskGroup(body)`, as `new
+ * TaskGroup()` then `wait()`, or disposed in a finally as `await using` does,
+ * all three `async with asyncio.TaskGroup()`; a token's old value is read as
+ * it was when the token was made. After a join or a run gives a captured
+ * Context back, the program often reads it.
  */
 
 export type VarIndex = 0 | 1 | 2;
 export const VAR_INDEXES: readonly VarIndex[] = [0, 1, 2];
 
 export type SleepKind = "micro" | "immediate" | "timer";
+
+export type GroupForm = "function" | "wait" | "dispose";
 
 export type Op =
   /** `K[token] = V[v].set(value)` */
@@ -89,6 +102,25 @@ export type Op =
   | { readonly op: "join"; readonly task: number }
   /** `contextvars.copy_context().run(fn)` ↔ `copyContext().run(fn)`; the body is synchronous */
   | { readonly op: "copyRun"; readonly body: readonly Op[] }
+  /**
+   * `V[v].run(value, fn)` ↔ `copy_context().run(fn)` with fn opening by `V[v].set(value)`;
+   * the body is synchronous
+   */
+  | {
+      readonly op: "varRun";
+      readonly v: VarIndex;
+      readonly value: string;
+      readonly body: readonly Op[];
+    }
+  /** `await isolated(async () => …)()` ↔ `await asyncio.create_task(…)`: a copy, a trace of its own */
+  | { readonly op: "isolated"; readonly id: number; readonly body: readonly Op[] }
+  /** `K[token].oldValue` ↔ `K[token].old_value`, recorded (Token.MISSING as "<missing>") */
+  | { readonly op: "tokenOld"; readonly token: number }
+  /**
+   * The names of the program's vars that have a value in the current Context (or C[ctx]),
+   * sorted, and how many: `[...copyContext().keys()]` ↔ `list(contextvars.copy_context())`
+   */
+  | { readonly op: "keys"; readonly ctx?: number }
   /** `await asyncio.gather(c0(), c1(), …)` ↔ `await gather(() => c0(), …)`: one task each */
   | { readonly op: "gather"; readonly id: number; readonly bodies: readonly (readonly Op[])[] }
   /**
@@ -101,6 +133,11 @@ export type Op =
       readonly id: number;
       readonly body: readonly Op[];
       readonly fails: boolean;
+      /**
+       * `taskGroup(body)`, or `new TaskGroup()` with the body then `await g.wait()`, or the
+       * body then, in a finally, `await g[Symbol.asyncDispose]()` (what `await using` does)
+       */
+      readonly form: GroupForm;
     }
   /**
    * `H[task] = G[group].create_task(...)` ↔ `G[group].createTask(...)`: a copy of the current
@@ -116,8 +153,11 @@ export type Op =
       readonly raise?: true;
       readonly hang?: true;
     }
-  /** `C[ctx] = contextvars.copy_context()` ↔ `copyContext()` */
-  | { readonly op: "capture"; readonly ctx: number }
+  /**
+   * `C[ctx] = contextvars.copy_context()` ↔ `copyContext()`; `from` "empty":
+   * `contextvars.Context()` ↔ `new Context()`; `from` a number: `C[from].copy()`
+   */
+  | { readonly op: "capture"; readonly ctx: number; readonly from?: "empty" | number }
   /**
    * `H[task] = asyncio.create_task(..., context=C[ctx])` ↔ `createTask(..., { context })`: C[ctx]
    * itself; with a `group`, `G[group].create_task(...)` ↔ `G[group].createTask(...)`
@@ -133,6 +173,13 @@ export type Op =
   | { readonly op: "ctxRun"; readonly ctx: number; readonly body: readonly Op[] }
   /** `C[ctx].get(V[v], "<none>")`, recorded (a Context's get ignores the var's default) */
   | { readonly op: "ctxGet"; readonly ctx: number; readonly v: VarIndex }
+  /** `V[v] in C[ctx]` ↔ `C[ctx].has(V[v])`, recorded */
+  | { readonly op: "ctxHas"; readonly ctx: number; readonly v: VarIndex }
+  /**
+   * `C[ctx].copy().run(fn)` ↔ `bind(fn, C[ctx])()`: fn in a fresh copy of C[ctx]; the body is
+   * synchronous
+   */
+  | { readonly op: "bindRun"; readonly ctx: number; readonly body: readonly Op[] }
   /**
    * `loop.call_soon(cb)` (or `call_later(0, cb)`) ↔ `callSoon(cb)` (`callLater(0, cb)`): a
    * synchronous body in a copy of the current Context, that resolves W[id] as its last act
@@ -179,6 +226,11 @@ export function callbackPath(parent: string, id: number): string {
   return `${parent}/cs${id}`;
 }
 
+/** The path of an isolated call's body, given its caller's task path. */
+export function isolatedPath(parent: string, id: number): string {
+  return `${parent}/i${id}`;
+}
+
 /** The message a failing group child raises. */
 export function raiseMessage(task: number): string {
   return `x${task}`;
@@ -194,10 +246,25 @@ export function resetLabel(v: VarIndex, token: number): string {
 export function ctxGetLabel(ctx: number, v: VarIndex): string {
   return `ctx#${ctx} get v${v}`;
 }
+export function ctxHasLabel(ctx: number, v: VarIndex): string {
+  return `ctx#${ctx} has v${v}`;
+}
+export function tokenOldLabel(token: number): string {
+  return `old #${token}`;
+}
+export function keysLabel(ctx: number | undefined): string {
+  return ctx === undefined ? "keys" : `ctx#${ctx} keys`;
+}
+/** A keys entry: how many of the program's vars have a value, and their names, sorted. */
+export function keysEntry(ctx: number | undefined, names: readonly string[]): string {
+  return `${keysLabel(ctx)} -> ${names.length}: ${[...names].sort().join(",")}`;
+}
 export function groupFailedLabel(group: number): string {
   return `group #${group} failed:`;
 }
 export const UNSET = "<unset>";
+/** What a token's old value is recorded as when the var had none (Token.MISSING). */
+export const MISSING_VALUE = "<missing>";
 /** The fallback both sides pass to a Context's get: what it gives for a var it has no value in. */
 export const NONE = "<none>";
 export type ResetOutcome = "ok" | "used" | "mismatch";
@@ -354,6 +421,8 @@ class Generator {
   readonly #rng: Rng;
   readonly #options: GenerateOptions;
   #ids = 0;
+  /** The captured Context the last op gave back (a join of the task in it, a run of it). */
+  #freed: Shared | undefined;
   #budget: number;
 
   constructor(rng: Rng, options: GenerateOptions) {
@@ -397,6 +466,10 @@ class Generator {
         spawn: (sync ? 0.6 : 1.4) * nest * spawns,
         join: sync || handles.length === 0 ? 0 : 1.5 + 4 * held,
         copyRun: 1 * nest,
+        varRun: 0.6 * nest,
+        isolated: sync ? 0 : 0.6 * nest * spawns,
+        tokenOld: scope.tokens.length > 0 ? 1 : 0,
+        keys: 1 + free,
         gather: sync ? 0 : 0.8 * nest,
         group: sync ? 0 : 0.8 * nest,
         // Inside a group's body, its children are what the body is for.
@@ -407,10 +480,33 @@ class Generator {
         ctxSpawn: (4 + 2 * left) * nest * spawns * free,
         ctxRun: (1.5 + 3 * left) * nest * free,
         ctxGet: (1.5 + 3 * left) * free,
+        ctxHas: (0.5 + 1 * left) * free,
+        bindRun: (1 + 2 * left) * nest * free,
         callSoon: 0.8 * nest * spawns,
         callWait: sync || callbacks.length === 0 ? 0 : 1.5,
       });
+      this.#freed = undefined;
       ops.push(this.#op(kind, scope, depth, resettable));
+      // Often read what the task or the run left in it, as code reads a Context it gave out.
+      const freed = this.#freed as Shared | undefined;
+      // (Only this task's: the op's nested bodies may have freed Contexts of their own.)
+      if (
+        freed !== undefined &&
+        !freed.busy &&
+        scope.task.contexts.includes(freed) &&
+        rng.chance(0.6)
+      ) {
+        this.#budget--;
+        const v = rng.pick(VAR_INDEXES);
+        const read = rng.weighted({ get: 3, has: 1, keys: 1 });
+        ops.push(
+          read === "get"
+            ? { op: "ctxGet", ctx: freed.ctx, v }
+            : read === "has"
+              ? { op: "ctxHas", ctx: freed.ctx, v }
+              : { op: "keys", ctx: freed.ctx },
+        );
+      }
       // Mostly `ctx = copy_context(); create_task(..., context=ctx)`, as written in practice.
       if (kind === "capture" && spawns > 0 && rng.chance(0.7)) {
         ops.push(this.#spend("ctxSpawn", scope, depth));
@@ -469,6 +565,27 @@ class Generator {
         addTokens(scope.tokens, inner.tokens);
         return { op: "copyRun", body };
       }
+      case "varRun": {
+        const v = rng.pick(VAR_INDEXES);
+        const inner: Scope = { id: ++this.#ids, tokens: [...scope.tokens], task: scope.task };
+        const body = this.body(inner, depth + 1, true, nested);
+        addTokens(scope.tokens, inner.tokens);
+        return { op: "varRun", v, value: `r${inner.id}`, body };
+      }
+      case "isolated": {
+        // A task joined at once: its Context a copy, its tokens the caller's once it returns.
+        const id = ++this.#ids;
+        const child = this.#childScope(scope);
+        const body = this.taskBody(child, depth + 1, nested);
+        addTokens(scope.tokens, child.tokens);
+        return { op: "isolated", id, body };
+      }
+      case "tokenOld":
+        return { op: "tokenOld", token: rng.pick(scope.tokens).id };
+      case "keys":
+        return scope.task.contexts.some((c) => !c.busy) && rng.chance(0.5)
+          ? { op: "keys", ctx: this.#free(scope).ctx }
+          : { op: "keys" };
       case "gather": {
         const id = ++this.#ids;
         const children = Array.from({ length: 1 + rng.int(3) }, () => this.#childScope(scope));
@@ -519,7 +636,8 @@ class Generator {
             if (handles[i]?.group === group.id) handles.splice(i, 1);
           }
         }
-        return { op: "group", id: group.id, body, fails: group.fails };
+        const form = rng.weighted<GroupForm>({ function: 2, wait: 1, dispose: 1 });
+        return { op: "group", id: group.id, body, fails: group.fails, form };
       }
       case "groupSpawn": {
         const groups = scope.task.groups;
@@ -548,8 +666,19 @@ class Generator {
       }
       case "capture": {
         const ctx = ++this.#ids;
-        scope.task.contexts.push({ ctx, scope: ++this.#ids, busy: false, used: false });
-        return { op: "capture", ctx };
+        // Sometimes an empty Context, or a copy of a captured one nobody holds.
+        const from: "empty" | number | undefined = rng.chance(0.15)
+          ? "empty"
+          : scope.task.contexts.some((c) => !c.busy) && rng.chance(0.3)
+            ? this.#free(scope).ctx
+            : undefined;
+        scope.task.contexts.push({
+          ctx,
+          scope: ++this.#ids,
+          busy: false,
+          used: typeof from === "number",
+        });
+        return from === undefined ? { op: "capture", ctx } : { op: "capture", ctx, from };
       }
       case "ctxSpawn": {
         const shared = this.#free(scope);
@@ -575,11 +704,22 @@ class Generator {
         const body = this.body(inner, depth + 1, true, nested);
         shared.busy = false;
         shared.used = true;
+        this.#freed = shared;
         addTokens(scope.tokens, inner.tokens);
         return { op: "ctxRun", ctx: shared.ctx, body };
       }
       case "ctxGet":
         return { op: "ctxGet", ctx: this.#free(scope).ctx, v: rng.pick(VAR_INDEXES) };
+      case "ctxHas":
+        return { op: "ctxHas", ctx: this.#free(scope).ctx, v: rng.pick(VAR_INDEXES) };
+      case "bindRun": {
+        // A fresh copy of C[ctx]: nothing the body does reaches C[ctx].
+        const ctx = this.#free(scope).ctx;
+        const inner: Scope = { id: ++this.#ids, tokens: [...scope.tokens], task: scope.task };
+        const body = this.body(inner, depth + 1, true, nested);
+        addTokens(scope.tokens, inner.tokens);
+        return { op: "bindRun", ctx, body };
+      }
       case "callSoon": {
         const id = ++this.#ids;
         const child = this.#childScope(scope, ++this.#ids, true);
@@ -610,7 +750,10 @@ class Generator {
   #join(scope: Scope, handle: Handle): Op {
     // Only its first join frees the Context: awaiting a done task again, later, must not
     // free it while another task given it since still runs.
-    if (handle.shared !== undefined && !handle.joined) handle.shared.busy = false;
+    if (handle.shared !== undefined && !handle.joined) {
+      handle.shared.busy = false;
+      this.#freed = handle.shared;
+    }
     handle.joined = true;
     addTokens(scope.tokens, handle.exports);
     return { op: "join", task: handle.id };
@@ -659,6 +802,9 @@ export function nestedBodies(op: Op): readonly (readonly Op[])[] {
     case "await":
     case "spawn":
     case "copyRun":
+    case "varRun":
+    case "isolated":
+    case "bindRun":
     case "group":
     case "groupSpawn":
     case "ctxSpawn":

@@ -4,17 +4,20 @@
  * exactly what the rendered source says, op for op.
  */
 import {
-  type Context,
+  bind,
+  Context,
   ContextVar,
   callLater,
   callSoon,
   copyContext,
   createTask,
   gather,
+  isolated,
   LookupError,
+  MISSING,
   run,
   type Task,
-  type TaskGroup,
+  TaskGroup,
   type Token,
   TokenMismatchError,
   TokenUsedError,
@@ -24,9 +27,14 @@ import type { StartingState } from "../helpers/starting-states.ts";
 import {
   callbackPath,
   ctxGetLabel,
+  ctxHasLabel,
   gatherPath,
   getLabel,
   groupFailedLabel,
+  isolatedPath,
+  keysEntry,
+  keysLabel,
+  MISSING_VALUE,
   NONE,
   type Op,
   type Program,
@@ -36,6 +44,7 @@ import {
   type SleepKind,
   spawnPath,
   type Traces,
+  tokenOldLabel,
   UNSET,
 } from "./generate.ts";
 
@@ -89,12 +98,14 @@ class Interpreter {
             ...op.bodies.map((body, i) => () => this.task(body, gatherPath(path, op.id, i))),
           );
           break;
+        case "isolated": {
+          const own = isolatedPath(path, op.id);
+          await isolated(() => this.task(op.body, own))();
+          break;
+        }
         case "group":
           try {
-            await taskGroup(async (group) => {
-              this.#groups.set(op.id, group);
-              await this.async(op.body, trace, path);
-            });
+            await this.#group(op, trace, path);
           } catch (error) {
             if (!op.fails || !(error instanceof AggregateError)) throw error;
             const messages = error.errors.map((e: unknown) => (e as Error).message).sort();
@@ -107,6 +118,29 @@ class Interpreter {
         default:
           this.sync(op, trace, path);
       }
+    }
+  }
+
+  /** A group's body in one of the three forms, up to the group's exit. */
+  async #group(op: Op & { op: "group" }, trace: string[], path: string): Promise<void> {
+    const body = async (group: TaskGroup) => {
+      this.#groups.set(op.id, group);
+      await this.async(op.body, trace, path);
+    };
+    if (op.form === "function") {
+      await taskGroup(body);
+      return;
+    }
+    const group = new TaskGroup();
+    if (op.form === "wait") {
+      await body(group);
+      await group.wait();
+      return;
+    }
+    try {
+      await body(group);
+    } finally {
+      await group[Symbol.asyncDispose]();
     }
   }
 
@@ -157,6 +191,37 @@ class Interpreter {
           for (const inner of op.body) this.sync(inner, trace, path);
         });
         return;
+      case "varRun":
+        this.#var(op.v).run(op.value, () => {
+          for (const inner of op.body) this.sync(inner, trace, path);
+        });
+        return;
+      case "bindRun":
+        bind(
+          () => {
+            for (const inner of op.body) this.sync(inner, trace, path);
+          },
+          this.#lookup(this.#contexts, op.ctx, "context"),
+        )();
+        return;
+      case "tokenOld": {
+        const old = this.#lookup(this.#tokens, op.token, "token").oldValue;
+        trace.push(`${tokenOldLabel(op.token)} -> ${old === MISSING ? MISSING_VALUE : old}`);
+        return;
+      }
+      case "keys": {
+        const context =
+          op.ctx === undefined ? copyContext() : this.#lookup(this.#contexts, op.ctx, "context");
+        // Only the program's vars: main may start inside a Context holding others.
+        const names = [...context.keys()].filter((v) => this.#has(v)).map((v) => v.name);
+        trace.push(keysEntry(op.ctx, names));
+        return;
+      }
+      case "ctxHas": {
+        const context = this.#lookup(this.#contexts, op.ctx, "context");
+        trace.push(`${ctxHasLabel(op.ctx, op.v)} -> ${context.has(this.#var(op.v))}`);
+        return;
+      }
       case "groupSpawn": {
         const group = this.#lookup(this.#groups, op.group, "group");
         const raise = op.raise ? raiseMessage(op.task) : undefined;
@@ -170,7 +235,14 @@ class Interpreter {
         return;
       }
       case "capture":
-        this.#contexts.set(op.ctx, copyContext());
+        this.#contexts.set(
+          op.ctx,
+          op.from === undefined
+            ? copyContext()
+            : op.from === "empty"
+              ? new Context()
+              : this.#lookup(this.#contexts, op.from, "context").copy(),
+        );
         return;
       case "ctxSpawn": {
         const context = this.#lookup(this.#contexts, op.ctx, "context");
@@ -221,6 +293,10 @@ class Interpreter {
     const found = this.#vars[v];
     if (found === undefined) throw new Error(`no var ${v}`);
     return found;
+  }
+
+  #has(v: ContextVar<unknown>): boolean {
+    return (this.#vars as readonly ContextVar<unknown>[]).includes(v);
   }
 
   #task(id: number): Task<void> {
@@ -365,6 +441,44 @@ class JsWriter {
         this.body(op.body, indent + 1, task);
         this.line(indent, "});");
         return;
+      case "varRun":
+        this.line(indent, `V[${op.v}].run(${js(op.value)}, () => {`);
+        this.body(op.body, indent + 1, task);
+        this.line(indent, "});");
+        return;
+      case "bindRun":
+        this.line(indent, "bind(() => {");
+        this.body(op.body, indent + 1, task);
+        this.line(indent, `}, C[${op.ctx}])();`);
+        return;
+      case "isolated":
+        this.#taskFunction("await isolated(", isolatedPath(task, op.id), op.body, indent, ")();");
+        return;
+      case "tokenOld": {
+        const label = js(`${tokenOldLabel(op.token)} -> `);
+        this.line(
+          indent,
+          `tr.push(${label} + (K[${op.token}].oldValue === MISSING ? ${js(MISSING_VALUE)} : K[${op.token}].oldValue));`,
+        );
+        return;
+      }
+      case "keys": {
+        const context = op.ctx === undefined ? "copyContext()" : `C[${op.ctx}]`;
+        this.line(
+          indent,
+          `{ const n = [...${context}.keys()].filter((v) => V.includes(v)).map((v) => v.name).sort();`,
+        );
+        this.line(
+          indent,
+          `  tr.push(${js(`${keysLabel(op.ctx)} -> `)} + n.length + ": " + n.join(",")); }`,
+        );
+        return;
+      }
+      case "ctxHas": {
+        const label = js(`${ctxHasLabel(op.ctx, op.v)} -> `);
+        this.line(indent, `tr.push(${label} + C[${op.ctx}].has(V[${op.v}]));`);
+        return;
+      }
       case "gather":
         this.line(indent, "await gather(");
         op.bodies.forEach((body, i) => {
@@ -375,10 +489,22 @@ class JsWriter {
       case "group": {
         const inner = op.fails ? indent + 1 : indent;
         if (op.fails) this.line(indent, "try {");
-        this.line(inner, "await taskGroup(async (g) => {");
-        this.line(inner + 1, `G[${op.id}] = g;`);
-        this.body(op.body, inner + 1, task);
-        this.line(inner, "});");
+        if (op.form === "function") {
+          this.line(inner, "await taskGroup(async (g) => {");
+          this.line(inner + 1, `G[${op.id}] = g;`);
+          this.body(op.body, inner + 1, task);
+          this.line(inner, "});");
+        } else if (op.form === "wait") {
+          this.line(inner, `G[${op.id}] = new TaskGroup();`);
+          this.body(op.body, inner, task);
+          this.line(inner, `await G[${op.id}].wait();`);
+        } else {
+          // What `await using g = new TaskGroup()` does, in syntax Node 20 runs.
+          this.line(inner, `G[${op.id}] = new TaskGroup();`);
+          this.line(inner, "try {");
+          this.body(op.body, inner + 1, task);
+          this.line(inner, `} finally { await G[${op.id}][Symbol.asyncDispose](); }`);
+        }
         if (!op.fails) return;
         this.line(indent, "} catch (e) {");
         this.line(indent + 1, "if (!(e instanceof AggregateError)) throw e;");
@@ -401,9 +527,16 @@ class JsWriter {
           op.hang,
         );
         return;
-      case "capture":
-        this.line(indent, `C[${op.ctx}] = copyContext();`);
+      case "capture": {
+        const made =
+          op.from === undefined
+            ? "copyContext()"
+            : op.from === "empty"
+              ? "new Context()"
+              : `C[${op.from}].copy()`;
+        this.line(indent, `C[${op.ctx}] = ${made};`);
         return;
+      }
       case "ctxSpawn":
         this.#taskFunction(
           `H[${op.task}] = ${op.group === undefined ? "" : `G[${op.group}].`}createTask(`,
@@ -448,7 +581,7 @@ export function renderJs(program: Program): string {
   w.line(0, `// differential program, seed ${program.seed}`);
   w.line(
     0,
-    `import { ContextVar, LookupError, TokenMismatchError, TokenUsedError, callLater, callSoon, copyContext, createTask, gather, run, taskGroup } from "contextvars";`,
+    `import { Context, ContextVar, LookupError, MISSING, TaskGroup, TokenMismatchError, TokenUsedError, bind, callLater, callSoon, copyContext, createTask, gather, isolated, run, taskGroup } from "contextvars";`,
   );
   const vars = program.vars.map((v) =>
     v.default === undefined

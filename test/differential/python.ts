@@ -9,9 +9,13 @@ import { spawn, spawnSync } from "node:child_process";
 import {
   callbackPath,
   ctxGetLabel,
+  ctxHasLabel,
   gatherPath,
   getLabel,
   groupFailedLabel,
+  isolatedPath,
+  keysLabel,
+  MISSING_VALUE,
   NONE,
   type Op,
   type Program,
@@ -19,6 +23,7 @@ import {
   resetLabel,
   spawnPath,
   type Traces,
+  tokenOldLabel,
   UNSET,
 } from "./generate.ts";
 
@@ -115,6 +120,53 @@ class PythonWriter {
         this.line(indent, `contextvars.copy_context().run(${name})`);
         return;
       }
+      case "varRun": {
+        const name = this.#name("r");
+        this.line(indent, `def ${name}():`);
+        this.line(indent + 1, `V[${op.v}].set(${py(op.value)})`);
+        this.body(op.body, indent + 1, task);
+        this.line(indent, `contextvars.copy_context().run(${name})`);
+        return;
+      }
+      case "bindRun": {
+        const name = this.#name("r");
+        this.line(indent, `def ${name}():`);
+        this.body(op.body, indent + 1, task);
+        this.line(indent, `C[${op.ctx}].copy().run(${name})`);
+        return;
+      }
+      case "isolated": {
+        const name = `i${op.id}`;
+        this.#taskFunction(name, isolatedPath(task, op.id), op.body, indent);
+        this.line(indent, `await asyncio.create_task(${name}())`);
+        return;
+      }
+      case "tokenOld": {
+        const label = py(`${tokenOldLabel(op.token)} -> `);
+        const old = `K[${op.token}].old_value`;
+        this.line(
+          indent,
+          `tr.append(${label} + (${py(MISSING_VALUE)} if ${old} is contextvars.Token.MISSING else ${old}))`,
+        );
+        return;
+      }
+      case "keys": {
+        const context = op.ctx === undefined ? "contextvars.copy_context()" : `C[${op.ctx}]`;
+        this.line(indent, `n = sorted(v.name for v in ${context} if v in V)`);
+        this.line(
+          indent,
+          `tr.append(${py(`${keysLabel(op.ctx)} -> `)} + f"{len(n)}: " + ",".join(n))`,
+        );
+        return;
+      }
+      case "ctxHas": {
+        const label = py(`${ctxHasLabel(op.ctx, op.v)} -> `);
+        this.line(
+          indent,
+          `tr.append(${label} + ("true" if V[${op.v}] in C[${op.ctx}] else "false"))`,
+        );
+        return;
+      }
       case "gather": {
         const names = op.bodies.map((body, i) => {
           const name = `g${op.id}_${i}`;
@@ -148,9 +200,16 @@ class PythonWriter {
         this.line(indent, `H[${op.task}] = G[${op.group}].create_task(${name}())`);
         return;
       }
-      case "capture":
-        this.line(indent, `C[${op.ctx}] = contextvars.copy_context()`);
+      case "capture": {
+        const made =
+          op.from === undefined
+            ? "contextvars.copy_context()"
+            : op.from === "empty"
+              ? "contextvars.Context()"
+              : `C[${op.from}].copy()`;
+        this.line(indent, `C[${op.ctx}] = ${made}`);
         return;
+      }
       case "ctxSpawn": {
         const name = `t${op.task}`;
         this.#taskFunction(name, spawnPath(task, op.task), op.body, indent);
