@@ -3,9 +3,10 @@
  * (set / get / reset, sleeps, awaited coroutines, spawned and joined tasks,
  * copy_context().run, gather, TaskGroups, tasks created with `context=` a
  * captured Context and that Context's run, get, copy and keys, call_soon /
- * call_later(0) callbacks, isolated calls, var.run, bind, tokens' old values)
- * run under python3's asyncio and under this package, and every
- * task's (and callback's) trace of observed values must be the same.
+ * call_later(0) callbacks, isolated calls, var.run, bind, tokens' old values,
+ * runs that raise, a run entered again) run under python3's asyncio and
+ * under this package, and every task's (and callback's) trace of observed
+ * values must be the same.
  *
  *   npm test                               300 programs (seeds 1..300)
  *   DIFFERENTIAL_PROGRAMS=5000 npm test    more (npm run test:long)
@@ -177,6 +178,11 @@ function sharedContextRaces(ops: readonly Op[], where = "main"): string[] {
         case "keys":
           if (op.ctx !== undefined) use(op, op.ctx);
           break;
+        case "reenter":
+          // Inside a run of it: only that run may hold it.
+          if (holders.get(op.ctx) !== 0)
+            races.push(`${where}: reenter of C[${op.ctx}] outside its run`);
+          break;
         case "capture":
           if (typeof op.from === "number") use(op, op.from);
           break;
@@ -242,6 +248,7 @@ describe("differential: contextvars vs CPython asyncio", {
         "ctxRun",
         "ctxGet",
         "ctxHas",
+        "reenter",
         "bindRun",
         "tokenOld",
         "keys",
@@ -266,6 +273,7 @@ describe("differential: contextvars vs CPython asyncio", {
         /"from":"empty"/,
         /"from":\d/,
         /"op":"keys","ctx":/,
+        /"raises":true/,
       ]) {
         assert.ok(
           sources.some((source) => variant.test(source)),
@@ -285,6 +293,8 @@ describe("differential: contextvars vs CPython asyncio", {
         "-> true",
         "-> false",
         "keys -> 0: ",
+        "run raised",
+        "-> entered",
         "ctx#",
       ]) {
         assert.ok(

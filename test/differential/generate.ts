@@ -75,7 +75,11 @@
  * TaskGroup()` then `wait()`, or disposed in a finally as `await using` does,
  * all three `async with asyncio.TaskGroup()`; a token's old value is read as
  * it was when the token was made. After a join or a run gives a captured
- * Context back, the program often reads it.
+ * Context back, the program often reads it. A synchronous run (copyRun,
+ * ctxRun, varRun, bindRun) may end by raising ("run raised" in the caller's
+ * trace): what it did stays in the Context it ran in, and the caller goes on
+ * in its own. Inside a run of a captured Context, running it again fails
+ * ("entered") and changes nothing.
  */
 
 export type VarIndex = 0 | 1 | 2;
@@ -101,7 +105,7 @@ export type Op =
   /** `await H[task]` */
   | { readonly op: "join"; readonly task: number }
   /** `contextvars.copy_context().run(fn)` ↔ `copyContext().run(fn)`; the body is synchronous */
-  | { readonly op: "copyRun"; readonly body: readonly Op[] }
+  | { readonly op: "copyRun"; readonly body: readonly Op[]; readonly raises?: true }
   /**
    * `V[v].run(value, fn)` ↔ `copy_context().run(fn)` with fn opening by `V[v].set(value)`;
    * the body is synchronous
@@ -111,6 +115,7 @@ export type Op =
       readonly v: VarIndex;
       readonly value: string;
       readonly body: readonly Op[];
+      readonly raises?: true;
     }
   /** `await isolated(async () => …)()` ↔ `await asyncio.create_task(…)`: a copy, a trace of its own */
   | { readonly op: "isolated"; readonly id: number; readonly body: readonly Op[] }
@@ -170,7 +175,17 @@ export type Op =
       readonly group?: number;
     }
   /** `C[ctx].run(fn)`; the body is synchronous and runs in C[ctx] itself */
-  | { readonly op: "ctxRun"; readonly ctx: number; readonly body: readonly Op[] }
+  | {
+      readonly op: "ctxRun";
+      readonly ctx: number;
+      readonly body: readonly Op[];
+      readonly raises?: true;
+    }
+  /**
+   * Inside a run of C[ctx], `C[ctx].run(fn)` again: recorded as "entered" (RuntimeError ↔
+   * ContextEnteredError), fn never runs
+   */
+  | { readonly op: "reenter"; readonly ctx: number }
   /** `C[ctx].get(V[v], "<none>")`, recorded (a Context's get ignores the var's default) */
   | { readonly op: "ctxGet"; readonly ctx: number; readonly v: VarIndex }
   /** `V[v] in C[ctx]` ↔ `C[ctx].has(V[v])`, recorded */
@@ -179,7 +194,12 @@ export type Op =
    * `C[ctx].copy().run(fn)` ↔ `bind(fn, C[ctx])()`: fn in a fresh copy of C[ctx]; the body is
    * synchronous
    */
-  | { readonly op: "bindRun"; readonly ctx: number; readonly body: readonly Op[] }
+  | {
+      readonly op: "bindRun";
+      readonly ctx: number;
+      readonly body: readonly Op[];
+      readonly raises?: true;
+    }
   /**
    * `loop.call_soon(cb)` (or `call_later(0, cb)`) ↔ `callSoon(cb)` (`callLater(0, cb)`): a
    * synchronous body in a copy of the current Context, that resolves W[id] as its last act
@@ -263,6 +283,11 @@ export function groupFailedLabel(group: number): string {
   return `group #${group} failed:`;
 }
 export const UNSET = "<unset>";
+/** What the caller of a run that raised records. */
+export const RUN_RAISED = "run raised";
+export function reenterLabel(ctx: number): string {
+  return `ctx#${ctx} run again`;
+}
 /** What a token's old value is recorded as when the var had none (Token.MISSING). */
 export const MISSING_VALUE = "<missing>";
 /** The fallback both sides pass to a Context's get: what it gives for a var it has no value in. */
@@ -337,6 +362,8 @@ interface Shared {
   busy: boolean;
   /** A task ran in it: what it left there is worth reading. */
   used: boolean;
+  /** Its run is the one whose body is being generated (or encloses it). */
+  running: boolean;
 }
 
 interface Handle {
@@ -481,6 +508,7 @@ class Generator {
         ctxRun: (1.5 + 3 * left) * nest * free,
         ctxGet: (1.5 + 3 * left) * free,
         ctxHas: (0.5 + 1 * left) * free,
+        reenter: sync && contexts.some((c) => c.running) ? 1.5 : 0,
         bindRun: (1 + 2 * left) * nest * free,
         callSoon: 0.8 * nest * spawns,
         callWait: sync || callbacks.length === 0 ? 0 : 1.5,
@@ -563,14 +591,14 @@ class Generator {
         const body = this.body(inner, depth + 1, true, nested);
         // The copy is gone once run returns: its tokens can only fail from now on.
         addTokens(scope.tokens, inner.tokens);
-        return { op: "copyRun", body };
+        return this.#raises({ op: "copyRun", body });
       }
       case "varRun": {
         const v = rng.pick(VAR_INDEXES);
         const inner: Scope = { id: ++this.#ids, tokens: [...scope.tokens], task: scope.task };
         const body = this.body(inner, depth + 1, true, nested);
         addTokens(scope.tokens, inner.tokens);
-        return { op: "varRun", v, value: `r${inner.id}`, body };
+        return this.#raises({ op: "varRun", v, value: `r${inner.id}`, body });
       }
       case "isolated": {
         // A task joined at once: its Context a copy, its tokens the caller's once it returns.
@@ -677,6 +705,7 @@ class Generator {
           scope: ++this.#ids,
           busy: false,
           used: typeof from === "number",
+          running: false,
         });
         return from === undefined ? { op: "capture", ctx } : { op: "capture", ctx, from };
       }
@@ -700,13 +729,15 @@ class Generator {
         const shared = this.#free(scope);
         // Held while run runs: a run inside it would enter it twice.
         shared.busy = true;
+        shared.running = true;
         const inner: Scope = { id: shared.scope, tokens: [...scope.tokens], task: scope.task };
         const body = this.body(inner, depth + 1, true, nested);
         shared.busy = false;
+        shared.running = false;
         shared.used = true;
         this.#freed = shared;
         addTokens(scope.tokens, inner.tokens);
-        return { op: "ctxRun", ctx: shared.ctx, body };
+        return this.#raises({ op: "ctxRun", ctx: shared.ctx, body });
       }
       case "ctxGet":
         return { op: "ctxGet", ctx: this.#free(scope).ctx, v: rng.pick(VAR_INDEXES) };
@@ -718,8 +749,13 @@ class Generator {
         const inner: Scope = { id: ++this.#ids, tokens: [...scope.tokens], task: scope.task };
         const body = this.body(inner, depth + 1, true, nested);
         addTokens(scope.tokens, inner.tokens);
-        return { op: "bindRun", ctx, body };
+        return this.#raises({ op: "bindRun", ctx, body });
       }
+      case "reenter":
+        return {
+          op: "reenter",
+          ctx: rng.pick(scope.task.contexts.filter((c) => c.running)).ctx,
+        };
       case "callSoon": {
         const id = ++this.#ids;
         const child = this.#childScope(scope, ++this.#ids, true);
@@ -741,6 +777,11 @@ class Generator {
   #spend(kind: "groupSpawn" | "ctxSpawn", scope: Scope, depth: number): Op {
     this.#budget--;
     return this.#op(kind, scope, depth, []);
+  }
+
+  /** Sometimes a run's body ends by raising. */
+  #raises<R extends Op & { op: "copyRun" | "varRun" | "ctxRun" | "bindRun" }>(op: R): R {
+    return this.#rng.chance(0.2) ? { ...op, raises: true } : op;
   }
 
   #free(scope: Scope): Shared {

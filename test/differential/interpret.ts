@@ -6,6 +6,7 @@
 import {
   bind,
   Context,
+  ContextEnteredError,
   ContextVar,
   callLater,
   callSoon,
@@ -39,7 +40,9 @@ import {
   type Op,
   type Program,
   type ResetOutcome,
+  RUN_RAISED,
   raiseMessage,
+  reenterLabel,
   resetLabel,
   type SleepKind,
   spawnPath,
@@ -187,23 +190,27 @@ class Interpreter {
         );
         return;
       case "copyRun":
-        copyContext().run(() => {
-          for (const inner of op.body) this.sync(inner, trace, path);
-        });
+        this.#run(op, trace, path, (fn) => copyContext().run(fn));
         return;
       case "varRun":
-        this.#var(op.v).run(op.value, () => {
-          for (const inner of op.body) this.sync(inner, trace, path);
-        });
+        this.#run(op, trace, path, (fn) => this.#var(op.v).run(op.value, fn));
         return;
       case "bindRun":
-        bind(
-          () => {
-            for (const inner of op.body) this.sync(inner, trace, path);
-          },
-          this.#lookup(this.#contexts, op.ctx, "context"),
-        )();
+        this.#run(op, trace, path, (fn) =>
+          bind(fn, this.#lookup(this.#contexts, op.ctx, "context"))(),
+        );
         return;
+      case "reenter": {
+        let outcome = "ran";
+        try {
+          this.#lookup(this.#contexts, op.ctx, "context").run(() => {});
+        } catch (error) {
+          if (!(error instanceof ContextEnteredError)) throw error;
+          outcome = "entered";
+        }
+        trace.push(`${reenterLabel(op.ctx)} -> ${outcome}`);
+        return;
+      }
       case "tokenOld": {
         const old = this.#lookup(this.#tokens, op.token, "token").oldValue;
         trace.push(`${tokenOldLabel(op.token)} -> ${old === MISSING ? MISSING_VALUE : old}`);
@@ -256,9 +263,7 @@ class Interpreter {
         return;
       }
       case "ctxRun":
-        this.#lookup(this.#contexts, op.ctx, "context").run(() => {
-          for (const inner of op.body) this.sync(inner, trace, path);
-        });
+        this.#run(op, trace, path, (fn) => this.#lookup(this.#contexts, op.ctx, "context").run(fn));
         return;
       case "ctxGet": {
         const context = this.#lookup(this.#contexts, op.ctx, "context");
@@ -289,6 +294,24 @@ class Interpreter {
     }
   }
 
+  /** A synchronous run's body, through `run`; one that `raises` ends by throwing, caught here. */
+  #run(
+    op: Op & { body: readonly Op[]; raises?: true },
+    trace: string[],
+    path: string,
+    run: (fn: () => void) => void,
+  ): void {
+    try {
+      run(() => {
+        for (const inner of op.body) this.sync(inner, trace, path);
+        if (op.raises) throw new RunRaised();
+      });
+    } catch (error) {
+      if (!(error instanceof RunRaised)) throw error;
+      trace.push(RUN_RAISED);
+    }
+  }
+
   #var(v: number): ContextVar<string> {
     const found = this.#vars[v];
     if (found === undefined) throw new Error(`no var ${v}`);
@@ -309,6 +332,9 @@ class Interpreter {
     return found;
   }
 }
+
+/** What a run's body that `raises` throws. */
+class RunRaised extends Error {}
 
 const SLEEPS: Record<SleepKind, string> = {
   micro: "await Promise.resolve();",
@@ -379,6 +405,27 @@ class JsWriter {
     this.line(indent, `}${end}`);
   }
 
+  /** `open` … `close` around a run's body; one that `raises` ends by throwing, caught. */
+  #run(
+    open: string,
+    close: string,
+    op: Op & { body: readonly Op[]; raises?: true },
+    indent: number,
+    task: string,
+  ): void {
+    const inner = op.raises ? indent + 1 : indent;
+    if (op.raises) this.line(indent, "try {");
+    this.line(inner, open);
+    this.body(op.body, inner + 1, task);
+    if (op.raises) this.line(inner + 1, "throw new RunRaised();");
+    this.line(inner, close);
+    if (!op.raises) return;
+    this.line(indent, "} catch (e) {");
+    this.line(indent + 1, "if (!(e instanceof RunRaised)) throw e;");
+    this.line(indent + 1, `tr.push(${js(RUN_RAISED)});`);
+    this.line(indent, "}");
+  }
+
   #op(op: Op, indent: number, task: string): void {
     switch (op.op) {
       case "set":
@@ -437,20 +484,23 @@ class JsWriter {
         this.line(indent, `await H[${op.task}];`);
         return;
       case "copyRun":
-        this.line(indent, "copyContext().run(() => {");
-        this.body(op.body, indent + 1, task);
-        this.line(indent, "});");
+        this.#run("copyContext().run(() => {", "});", op, indent, task);
         return;
       case "varRun":
-        this.line(indent, `V[${op.v}].run(${js(op.value)}, () => {`);
-        this.body(op.body, indent + 1, task);
-        this.line(indent, "});");
+        this.#run(`V[${op.v}].run(${js(op.value)}, () => {`, "});", op, indent, task);
         return;
       case "bindRun":
-        this.line(indent, "bind(() => {");
-        this.body(op.body, indent + 1, task);
-        this.line(indent, `}, C[${op.ctx}])();`);
+        this.#run("bind(() => {", `}, C[${op.ctx}])();`, op, indent, task);
         return;
+      case "reenter": {
+        const label = reenterLabel(op.ctx);
+        this.line(indent, `try { C[${op.ctx}].run(() => {}); tr.push(${js(`${label} -> ran`)}); }`);
+        this.line(
+          indent,
+          `catch (e) { if (!(e instanceof ContextEnteredError)) throw e; tr.push(${js(`${label} -> entered`)}); }`,
+        );
+        return;
+      }
       case "isolated":
         this.#taskFunction("await isolated(", isolatedPath(task, op.id), op.body, indent, ")();");
         return;
@@ -547,9 +597,7 @@ class JsWriter {
         );
         return;
       case "ctxRun":
-        this.line(indent, `C[${op.ctx}].run(() => {`);
-        this.body(op.body, indent + 1, task);
-        this.line(indent, "});");
+        this.#run(`C[${op.ctx}].run(() => {`, "});", op, indent, task);
         return;
       case "ctxGet": {
         const label = js(`${ctxGetLabel(op.ctx, op.v)} -> `);
@@ -581,7 +629,7 @@ export function renderJs(program: Program): string {
   w.line(0, `// differential program, seed ${program.seed}`);
   w.line(
     0,
-    `import { Context, ContextVar, LookupError, MISSING, TaskGroup, TokenMismatchError, TokenUsedError, bind, callLater, callSoon, copyContext, createTask, gather, isolated, run, taskGroup } from "contextvars";`,
+    `import { Context, ContextEnteredError, ContextVar, LookupError, MISSING, TaskGroup, TokenMismatchError, TokenUsedError, bind, callLater, callSoon, copyContext, createTask, gather, isolated, run, taskGroup } from "contextvars";`,
   );
   const vars = program.vars.map((v) =>
     v.default === undefined
@@ -589,6 +637,7 @@ export function renderJs(program: Program): string {
       : `new ContextVar(${js(v.name)}, { default: ${js(v.default)} })`,
   );
   w.line(0, `const V = [${vars.join(", ")}];`);
+  w.line(0, "class RunRaised extends Error {}");
   w.line(
     0,
     "const T = {}, K = {}, H = {}, G = {}, C = {}, W = {}; // traces by task path, tokens, task handles, groups, captured Contexts, callbacks done",

@@ -19,7 +19,9 @@ import {
   NONE,
   type Op,
   type Program,
+  RUN_RAISED,
   raiseMessage,
+  reenterLabel,
   resetLabel,
   spawnPath,
   type Traces,
@@ -64,6 +66,32 @@ class PythonWriter {
     this.body(ops, indent + 1, path);
     if (raise !== undefined) this.line(indent + 1, `raise Exception(${py(raise)})`);
     if (hang) this.line(indent + 1, "await asyncio.get_running_loop().create_future()");
+  }
+
+  /**
+   * `def rN(): …` run by `context.run(rN)`; `first` opens the body; one that `raises` ends by
+   * raising, caught.
+   */
+  #run(
+    context: string,
+    op: Op & { body: readonly Op[]; raises?: true },
+    indent: number,
+    task: string,
+    first?: string,
+  ): void {
+    const name = this.#name("r");
+    this.line(indent, `def ${name}():`);
+    if (first !== undefined) this.line(indent + 1, first);
+    this.body(op.body, indent + 1, task);
+    if (op.raises) this.line(indent + 1, "raise RunRaised()");
+    if (!op.raises) {
+      this.line(indent, `${context}.run(${name})`);
+      return;
+    }
+    this.line(indent, "try:");
+    this.line(indent + 1, `${context}.run(${name})`);
+    this.line(indent, "except RunRaised:");
+    this.line(indent + 1, `tr.append(${py(RUN_RAISED)})`);
   }
 
   #op(op: Op, indent: number, task: string): void {
@@ -113,26 +141,28 @@ class PythonWriter {
       case "join":
         this.line(indent, `await H[${op.task}]`);
         return;
-      case "copyRun": {
-        const name = this.#name("r");
-        this.line(indent, `def ${name}():`);
-        this.body(op.body, indent + 1, task);
-        this.line(indent, `contextvars.copy_context().run(${name})`);
+      case "copyRun":
+        this.#run("contextvars.copy_context()", op, indent, task);
         return;
-      }
-      case "varRun": {
-        const name = this.#name("r");
-        this.line(indent, `def ${name}():`);
-        this.line(indent + 1, `V[${op.v}].set(${py(op.value)})`);
-        this.body(op.body, indent + 1, task);
-        this.line(indent, `contextvars.copy_context().run(${name})`);
+      case "varRun":
+        this.#run(
+          "contextvars.copy_context()",
+          op,
+          indent,
+          task,
+          `V[${op.v}].set(${py(op.value)})`,
+        );
         return;
-      }
-      case "bindRun": {
-        const name = this.#name("r");
-        this.line(indent, `def ${name}():`);
-        this.body(op.body, indent + 1, task);
-        this.line(indent, `C[${op.ctx}].copy().run(${name})`);
+      case "bindRun":
+        this.#run(`C[${op.ctx}].copy()`, op, indent, task);
+        return;
+      case "reenter": {
+        const label = reenterLabel(op.ctx);
+        this.line(indent, "try:");
+        this.line(indent + 1, `C[${op.ctx}].run(lambda: None)`);
+        this.line(indent + 1, `tr.append(${py(`${label} -> ran`)})`);
+        this.line(indent, "except RuntimeError:");
+        this.line(indent + 1, `tr.append(${py(`${label} -> entered`)})`);
         return;
       }
       case "isolated": {
@@ -220,13 +250,9 @@ class PythonWriter {
         );
         return;
       }
-      case "ctxRun": {
-        const name = this.#name("r");
-        this.line(indent, `def ${name}():`);
-        this.body(op.body, indent + 1, task);
-        this.line(indent, `C[${op.ctx}].run(${name})`);
+      case "ctxRun":
+        this.#run(`C[${op.ctx}]`, op, indent, task);
         return;
-      }
       case "ctxGet": {
         const label = py(`${ctxGetLabel(op.ctx, op.v)} -> `);
         this.line(indent, `tr.append(${label} + C[${op.ctx}].get(V[${op.v}], ${py(NONE)}))`);
@@ -266,6 +292,7 @@ export function renderPython(program: Program): string {
       : `contextvars.ContextVar(${py(v.name)}, default=${py(v.default)})`,
   );
   w.line(0, `V = [${vars.join(", ")}]`);
+  w.line(0, "class RunRaised(Exception): pass");
   w.line(
     0,
     "T, K, H, G, C, W = {}, {}, {}, {}, {}, {}  # traces by task path, tokens, task handles, groups, captured Contexts, callbacks done",
