@@ -274,6 +274,7 @@ describe("differential: contextvars vs CPython asyncio", {
         /"from":\d/,
         /"op":"keys","ctx":/,
         /"raises":true/,
+        /"timeout":true/,
       ]) {
         assert.ok(
           sources.some((source) => variant.test(source)),

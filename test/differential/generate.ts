@@ -67,7 +67,8 @@
  *   tokens reach the scheduler once the scheduler awaited it.
  *
  * And some that need no rule of their own. `await isolated(fn)()` is a task
- * joined at once (`await asyncio.create_task(…)`, its trace "main/i4");
+ * joined at once (`await asyncio.create_task(…)`, its trace "main/i4"), as
+ * `await timeout(60_000, fn)` is;
  * `V.run(value, fn)` is a copyRun whose body opens by setting V; `bind(fn,
  * C)()` is `C.copy().run(fn)`, a read of C, as `C.copy()`, `V in C` and
  * `list(C)` are (what is in a Context after resets to no value is part of
@@ -117,8 +118,17 @@ export type Op =
       readonly body: readonly Op[];
       readonly raises?: true;
     }
-  /** `await isolated(async () => …)()` ↔ `await asyncio.create_task(…)`: a copy, a trace of its own */
-  | { readonly op: "isolated"; readonly id: number; readonly body: readonly Op[] }
+  /**
+   * `await isolated(async () => …)()` ↔ `await asyncio.create_task(…)`: a copy, a trace of its
+   * own; `timeout`: `await timeout(60_000, async () => …)` ↔ `await asyncio.wait_for(
+   * asyncio.create_task(…), 60)`, a task whose deadline never comes
+   */
+  | {
+      readonly op: "isolated";
+      readonly id: number;
+      readonly body: readonly Op[];
+      readonly timeout?: true;
+    }
   /** `K[token].oldValue` ↔ `K[token].old_value`, recorded (Token.MISSING as "<missing>") */
   | { readonly op: "tokenOld"; readonly token: number }
   /**
@@ -606,7 +616,9 @@ class Generator {
         const child = this.#childScope(scope);
         const body = this.taskBody(child, depth + 1, nested);
         addTokens(scope.tokens, child.tokens);
-        return { op: "isolated", id, body };
+        return rng.chance(0.3)
+          ? { op: "isolated", id, body, timeout: true }
+          : { op: "isolated", id, body };
       }
       case "tokenOld":
         return { op: "tokenOld", token: rng.pick(scope.tokens).id };

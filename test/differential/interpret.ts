@@ -23,6 +23,7 @@ import {
   TokenMismatchError,
   TokenUsedError,
   taskGroup,
+  timeout,
 } from "contextvars";
 import type { StartingState } from "../helpers/starting-states.ts";
 import {
@@ -103,7 +104,8 @@ class Interpreter {
           break;
         case "isolated": {
           const own = isolatedPath(path, op.id);
-          await isolated(() => this.task(op.body, own))();
+          if (op.timeout) await timeout(60_000, () => this.task(op.body, own));
+          else await isolated(() => this.task(op.body, own))();
           break;
         }
         case "group":
@@ -501,9 +503,13 @@ class JsWriter {
         );
         return;
       }
-      case "isolated":
-        this.#taskFunction("await isolated(", isolatedPath(task, op.id), op.body, indent, ")();");
+      case "isolated": {
+        const [open, end] = op.timeout
+          ? ["await timeout(60_000, ", ");"]
+          : ["await isolated(", ")();"];
+        this.#taskFunction(open, isolatedPath(task, op.id), op.body, indent, end);
         return;
+      }
       case "tokenOld": {
         const label = js(`${tokenOldLabel(op.token)} -> `);
         this.line(
@@ -629,7 +635,7 @@ export function renderJs(program: Program): string {
   w.line(0, `// differential program, seed ${program.seed}`);
   w.line(
     0,
-    `import { Context, ContextEnteredError, ContextVar, LookupError, MISSING, TaskGroup, TokenMismatchError, TokenUsedError, bind, callLater, callSoon, copyContext, createTask, gather, isolated, run, taskGroup } from "contextvars";`,
+    `import { Context, ContextEnteredError, ContextVar, LookupError, MISSING, TaskGroup, TokenMismatchError, TokenUsedError, bind, callLater, callSoon, copyContext, createTask, gather, isolated, run, taskGroup, timeout } from "contextvars";`,
   );
   const vars = program.vars.map((v) =>
     v.default === undefined

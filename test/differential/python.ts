@@ -168,7 +168,9 @@ class PythonWriter {
       case "isolated": {
         const name = `i${op.id}`;
         this.#taskFunction(name, isolatedPath(task, op.id), op.body, indent);
-        this.line(indent, `await asyncio.create_task(${name}())`);
+        // wait_for makes a task of a coroutine up to 3.11 and awaits it in place from 3.12.
+        const made = `asyncio.create_task(${name}())`;
+        this.line(indent, op.timeout ? `await asyncio.wait_for(${made}, 60)` : `await ${made}`);
         return;
       }
       case "tokenOld": {
