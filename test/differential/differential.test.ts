@@ -259,8 +259,20 @@ describe("differential: contextvars vs CPython asyncio", {
       }
       // And each variant: call_later beside call_soon, a group child that raises, one
       // cancelled, one given a captured Context, each form of group, an empty Context and a
-      // copy of a captured one, the keys of a captured one.
+      // copy of a captured one, the keys of a captured one, a task and a callback made by a
+      // callback.
       const sources = seeds.map((seed) => JSON.stringify(generateProgram(seed).main));
+      const inCallbacks = new Set<OpKind>();
+      const walk = (ops: readonly Op[], inCallback: boolean): void => {
+        for (const op of ops) {
+          if (inCallback) inCallbacks.add(op.op);
+          for (const body of nestedBodies(op)) walk(body, inCallback || op.op === "callSoon");
+        }
+      };
+      for (const seed of seeds) walk(generateProgram(seed).main, false);
+      for (const kind of ["spawn", "ctxSpawn", "callSoon"] as const) {
+        assert.ok(inCallbacks.has(kind), `no ${kind} op generated in a callback`);
+      }
       for (const variant of [
         /"later":true/,
         /"later":false/,

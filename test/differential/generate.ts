@@ -59,12 +59,13 @@
  *   its own Context (docs/semantics.md). Code running in it shares one token
  *   scope, so the token rule above covers it as it covers a task's Context.
  * - A `call_soon` / `call_later(0)` callback runs later, in a copy taken when
- *   it is scheduled, as a task would; its body is synchronous and spawns and
- *   schedules nothing (no one could join it). Its last act resolves a future
- *   the scheduling task awaits before it ends (the task waits for it, never
- *   for a delay), so every callback has run when the program ends. Its trace
- *   is its own ("main/cs3"): it is handed tokens as a child task is, and its
- *   tokens reach the scheduler once the scheduler awaited it.
+ *   it is scheduled, as a task would; its body is synchronous. Its last act
+ *   resolves a future the scheduling task awaits before it ends (the task
+ *   waits for it, never for a delay), so every callback has run when the
+ *   program ends. Its trace is its own ("main/cs3"): it is handed tokens as a
+ *   child task is, and its tokens reach the scheduler once the scheduler
+ *   awaited it. So do the tasks it created (in copies of its Context) and the
+ *   callbacks it scheduled: the scheduler joins and awaits them in turn.
  *
  * And some that need no rule of their own. `await isolated(fn)()` is a task
  * joined at once (`await asyncio.create_task(…)`, its trace "main/i4"), as
@@ -400,6 +401,8 @@ interface OpenGroup {
 interface Callback {
   readonly id: number;
   readonly exports: readonly TokenInfo[];
+  /** The tasks and callbacks it made: the scheduler's once it has waited for it. */
+  readonly frame: TaskFrame;
   waited: boolean;
 }
 
@@ -411,8 +414,8 @@ interface TaskFrame {
   /** The groups whose body is being generated (innermost last). */
   readonly groups: OpenGroup[];
   /**
-   * A callback's body or a failing group's child's: it may not spawn or schedule (nothing
-   * could join a callback's children; a failing group's children run without awaiting).
+   * A failing group's child's body: it may not spawn or schedule (its children run without
+   * awaiting).
    */
   readonly leaf: boolean;
 }
@@ -471,11 +474,18 @@ class Generator {
   /** The body of a task, ending with a join of every task it spawned and a wait for every callback. */
   taskBody(scope: Scope, depth: number, maxOps: number, minOps = 0): Op[] {
     const ops = this.body(scope, depth, false, maxOps, minOps);
-    for (const handle of scope.task.handles) {
-      if (!handle.joined) ops.push(this.#join(scope, handle));
-    }
-    for (const callback of scope.task.callbacks) {
-      if (!callback.waited) ops.push(this.#wait(scope, callback));
+    // A wait for a callback hands over the tasks and callbacks it made: join and wait for
+    // those too.
+    for (let left = true; left; ) {
+      left = false;
+      for (const handle of scope.task.handles) {
+        if (!handle.joined) ops.push(this.#join(scope, handle));
+      }
+      for (const callback of scope.task.callbacks) {
+        if (callback.waited) continue;
+        ops.push(this.#wait(scope, callback));
+        left = true;
+      }
     }
     return ops;
   }
@@ -525,6 +535,13 @@ class Generator {
       });
       this.#freed = undefined;
       ops.push(this.#op(kind, scope, depth, resettable));
+      // Mostly `ctx = copy_context(); create_task(..., context=ctx)`, as written in practice,
+      // or else often `ctx.run(fn)`.
+      if (kind === "capture" && spawns > 0 && rng.chance(0.7)) {
+        ops.push(this.#spend("ctxSpawn", scope, depth));
+      } else if (kind === "capture" && nest > 0 && rng.chance(0.5)) {
+        ops.push(this.#spend("ctxRun", scope, depth));
+      }
       // Often read what the task or the run left in it, as code reads a Context it gave out.
       const freed = this.#freed as Shared | undefined;
       // (Only this task's: the op's nested bodies may have freed Contexts of their own.)
@@ -536,18 +553,21 @@ class Generator {
       ) {
         this.#budget--;
         const v = rng.pick(VAR_INDEXES);
-        const read = rng.weighted({ get: 3, has: 1, keys: 1 });
-        ops.push(
-          read === "get"
-            ? { op: "ctxGet", ctx: freed.ctx, v }
-            : read === "has"
-              ? { op: "ctxHas", ctx: freed.ctx, v }
-              : { op: "keys", ctx: freed.ctx },
-        );
-      }
-      // Mostly `ctx = copy_context(); create_task(..., context=ctx)`, as written in practice.
-      if (kind === "capture" && spawns > 0 && rng.chance(0.7)) {
-        ops.push(this.#spend("ctxSpawn", scope, depth));
+        const read = rng.weighted({ get: 3, has: 1, keys: 1, copy: 1 });
+        if (read === "copy") {
+          // A copy of what it left, to run or give to a task next.
+          const ctx = ++this.#ids;
+          contexts.push({ ctx, scope: ++this.#ids, busy: false, used: true, running: false });
+          ops.push({ op: "capture", ctx, from: freed.ctx });
+        } else {
+          ops.push(
+            read === "get"
+              ? { op: "ctxGet", ctx: freed.ctx, v }
+              : read === "has"
+                ? { op: "ctxHas", ctx: freed.ctx, v }
+                : { op: "keys", ctx: freed.ctx },
+          );
+        }
       }
     }
     return ops;
@@ -709,7 +729,7 @@ class Generator {
         // Sometimes an empty Context, or a copy of a captured one nobody holds.
         const from: "empty" | number | undefined = rng.chance(0.15)
           ? "empty"
-          : scope.task.contexts.some((c) => !c.busy) && rng.chance(0.3)
+          : scope.task.contexts.some((c) => !c.busy) && rng.chance(0.5)
             ? this.#free(scope).ctx
             : undefined;
         scope.task.contexts.push({
@@ -770,9 +790,9 @@ class Generator {
         };
       case "callSoon": {
         const id = ++this.#ids;
-        const child = this.#childScope(scope, ++this.#ids, true);
+        const child = this.#childScope(scope, ++this.#ids);
         const body = this.body(child, depth + 1, true, nested);
-        scope.task.callbacks.push({ id, exports: child.tokens, waited: false });
+        scope.task.callbacks.push({ id, exports: child.tokens, frame: child.task, waited: false });
         return { op: "callSoon", id, later: rng.chance(0.3), body };
       }
       case "callWait": {
@@ -786,7 +806,7 @@ class Generator {
   }
 
   /** An op of a kind chosen by the caller, counted against the budget (which it may overrun). */
-  #spend(kind: "groupSpawn" | "ctxSpawn", scope: Scope, depth: number): Op {
+  #spend(kind: "groupSpawn" | "ctxSpawn" | "ctxRun", scope: Scope, depth: number): Op {
     this.#budget--;
     return this.#op(kind, scope, depth, []);
   }
@@ -813,6 +833,11 @@ class Generator {
   }
 
   #wait(scope: Scope, callback: Callback): Op {
+    // Only its first wait hands its tasks and callbacks over.
+    if (!callback.waited) {
+      scope.task.handles.push(...callback.frame.handles);
+      scope.task.callbacks.push(...callback.frame.callbacks);
+    }
     callback.waited = true;
     addTokens(scope.tokens, callback.exports);
     return { op: "callWait", id: callback.id };
