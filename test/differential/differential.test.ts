@@ -214,6 +214,29 @@ function sharedContextRaces(ops: readonly Op[], where = "main"): string[] {
   return races;
 }
 
+/** Ops whose bodies run in the task the op runs in. */
+const SAME_TASK: ReadonlySet<OpKind> = new Set([
+  "await",
+  "copyRun",
+  "varRun",
+  "ctxRun",
+  "bindRun",
+  "group",
+]);
+
+/**
+ * Whether a group's child in ops adds a child to its group (`group`: the group
+ * whose child runs ops, if any).
+ */
+function addsSibling(ops: readonly Op[], group?: number): boolean {
+  return ops.some((op) => {
+    const member = op.op === "groupSpawn" || op.op === "ctxSpawn" ? op.group : undefined;
+    if (member !== undefined && member === group) return true;
+    const inner = member ?? (SAME_TASK.has(op.op) ? group : undefined);
+    return nestedBodies(op).some((body) => addsSibling(body, inner));
+  });
+}
+
 const python = hasPython();
 
 describe("differential: contextvars vs CPython asyncio", {
@@ -273,6 +296,10 @@ describe("differential: contextvars vs CPython asyncio", {
       for (const kind of ["spawn", "ctxSpawn", "callSoon"] as const) {
         assert.ok(inCallbacks.has(kind), `no ${kind} op generated in a callback`);
       }
+      assert.ok(
+        seeds.some((seed) => addsSibling(generateProgram(seed).main)),
+        "no group child generated that adds a sibling",
+      );
       for (const variant of [
         /"later":true/,
         /"later":false/,

@@ -29,8 +29,11 @@
  *   coroutine does); each child runs in a copy taken at create_task, as a
  *   spawned task does, so the body's later sets never reach a child and a
  *   child's sets never reach the body. The group's exit joins every child: its
- *   tokens reach the body's task then, as after a join. Children take no
- *   handle to their group, so a group's children are the ones its body made.
+ *   tokens reach the body's task then, as after a join. A child of a group
+ *   that does not fail may add a sibling to it (in a copy of the child's
+ *   Context): only the exit joins that one, as the body cannot know that
+ *   asyncio has run the child that adds it yet; a group with a child running
+ *   is not finished, so asyncio lets the child add it while the exit waits.
  *   A group may fail: its body's last ops create one or two children that
  *   raise, and its other children await nothing, or only, as their last act,
  *   a future nobody resolves. asyncio starts tasks in creation order, so
@@ -391,10 +394,17 @@ interface Handle {
 /** A group whose body is being generated. */
 interface OpenGroup {
   readonly id: number;
+  /** The task whose body opened it: its exit joins the children, as that task's joins. */
+  readonly owner: TaskFrame;
   /** Its body ends by creating a child that raises: every other child is a leaf. */
   readonly fails: boolean;
   /** The tokens of children nobody may join (they raise, or wait to be cancelled). */
   readonly exports: TokenInfo[];
+  /**
+   * The children its children added: only the exit joins them (the body cannot know that
+   * asyncio has run the child that adds one yet).
+   */
+  readonly added: Handle[];
 }
 
 /** A scheduled callback: the scheduler awaits it before it ends. */
@@ -520,7 +530,8 @@ class Generator {
         gather: sync ? 0 : 0.8 * nest,
         group: sync ? 0 : 0.8 * nest,
         // Inside a group's body, its children are what the body is for.
-        groupSpawn: groups.length > 0 ? 6 : 0,
+        // A group's child may add a sibling to it, now and then.
+        groupSpawn: groups.some((g) => g.owner === scope.task) ? 6 : groups.length > 0 ? 0.8 : 0,
         capture: 0.8 * nest,
         // Once a Context is captured, mostly used (else it would be a copyRun's copy),
         // and used again once a task has left its sets there.
@@ -655,7 +666,13 @@ class Generator {
         return { op: "gather", id, bodies };
       }
       case "group": {
-        const group: OpenGroup = { id: ++this.#ids, fails: rng.chance(0.25), exports: [] };
+        const group: OpenGroup = {
+          id: ++this.#ids,
+          owner: scope.task,
+          fails: rng.chance(0.25),
+          exports: [],
+          added: [],
+        };
         scope.task.groups.push(group);
         // At least one child, with body ops before and after it.
         const body = [
@@ -684,7 +701,7 @@ class Generator {
         scope.task.groups.pop();
         // The group's exit waits for every child, as a join of each.
         const handles = scope.task.handles;
-        for (const handle of handles) {
+        for (const handle of [...handles, ...group.added]) {
           if (handle.group === group.id && !handle.joined) this.#join(scope, handle);
         }
         for (const child of failing) addTokens(scope.tokens, child.tokens);
@@ -707,6 +724,7 @@ class Generator {
         // A failing group's children await nothing: each runs to its end before the
         // failure, in asyncio too, so the group's cancelling them cuts no trace short.
         const child = this.#childScope(scope, ++this.#ids, group.fails);
+        if (!group.fails) child.task.groups.push(group);
         const body = group.fails
           ? this.body(child, depth + 1, true, nested)
           : this.taskBody(child, depth + 1, nested);
@@ -716,12 +734,9 @@ class Generator {
           group.exports.push(...child.tokens);
           return { op: "groupSpawn", group: group.id, task, body, hang: true };
         }
-        scope.task.handles.push({
-          id: task,
-          exports: child.tokens,
-          joined: false,
-          group: group.id,
-        });
+        const handle = { id: task, exports: child.tokens, joined: false, group: group.id };
+        if (group.owner === scope.task) scope.task.handles.push(handle);
+        else group.added.push(handle);
         return { op: "groupSpawn", group: group.id, task, body };
       }
       case "capture": {
@@ -748,14 +763,17 @@ class Generator {
         shared.busy = true;
         shared.used = true;
         const child = this.#childScope(scope, shared.scope);
-        const body = this.taskBody(child, depth + 1, nested);
         // Often a group's child (one that does not fail: the exit joins it).
         const groups = scope.task.groups.filter((g) => !g.fails);
-        const group = groups.length > 0 && rng.chance(0.6) ? rng.pick(groups).id : undefined;
-        scope.task.handles.push({ id: task, exports: child.tokens, joined: false, shared, group });
+        const group = groups.length > 0 && rng.chance(0.6) ? rng.pick(groups) : undefined;
+        if (group !== undefined) child.task.groups.push(group);
+        const body = this.taskBody(child, depth + 1, nested);
+        const handle = { id: task, exports: child.tokens, joined: false, shared, group: group?.id };
+        if (group === undefined || group.owner === scope.task) scope.task.handles.push(handle);
+        else group.added.push(handle);
         return group === undefined
           ? { op: "ctxSpawn", ctx: shared.ctx, task, body }
-          : { op: "ctxSpawn", group, ctx: shared.ctx, task, body };
+          : { op: "ctxSpawn", group: group.id, ctx: shared.ctx, task, body };
       }
       case "ctxRun": {
         const shared = this.#free(scope);
