@@ -90,7 +90,11 @@
 export type VarIndex = 0 | 1 | 2;
 export const VAR_INDEXES: readonly VarIndex[] = [0, 1, 2];
 
-export type SleepKind = "micro" | "immediate" | "timer";
+/**
+ * How a task yields: a resolved promise, a setImmediate, a setTimeout(0), a
+ * process.nextTick, a thenable that is not a promise, or a real I/O callback (fs.stat).
+ */
+export type SleepKind = "micro" | "immediate" | "timer" | "tick" | "thenable" | "io";
 
 export type GroupForm = "function" | "wait" | "dispose";
 
@@ -604,7 +608,17 @@ class Generator {
         return { op: "reset", v, token: token.id };
       }
       case "sleep":
-        return { op: "sleep", kind: rng.weighted<SleepKind>({ micro: 5, immediate: 4, timer: 1 }) };
+        return {
+          op: "sleep",
+          kind: rng.weighted<SleepKind>({
+            micro: 5,
+            immediate: 4,
+            timer: 1,
+            tick: 1,
+            thenable: 1,
+            io: 1,
+          }),
+        };
       case "await":
         return { op: "await", body: this.body(scope, depth + 1, false, nested) };
       case "spawn": {

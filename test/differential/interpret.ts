@@ -3,6 +3,7 @@
  * renders it as the equivalent JavaScript for reports. The interpreter does
  * exactly what the rendered source says, op for op.
  */
+import { stat } from "node:fs";
 import {
   bind,
   Context,
@@ -342,6 +343,9 @@ const SLEEPS: Record<SleepKind, string> = {
   micro: "await Promise.resolve();",
   immediate: "await new Promise((r) => setImmediate(r));",
   timer: "await new Promise((r) => setTimeout(r, 0));",
+  tick: "await new Promise((r) => process.nextTick(r));",
+  thenable: "await { then(r) { r(); } };",
+  io: 'await new Promise((r) => stat(".", () => r()));',
 };
 
 /** Rejects with the signal's reason when it aborts (asyncio's CancelledError at an await). */
@@ -354,9 +358,18 @@ function cancelled(signal: AbortSignal): Promise<never> {
 const CANCELLED =
   'await new Promise((_, reject) => signal.addEventListener("abort", () => reject(signal.reason)));';
 
-function sleep(kind: SleepKind): Promise<void> {
+const thenable: PromiseLike<void> = {
+  // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose
+  then: (resolve) => resolve?.() as never,
+};
+
+function sleep(kind: SleepKind): PromiseLike<void> {
   if (kind === "micro") return Promise.resolve();
   if (kind === "immediate") return new Promise((resolve) => setImmediate(resolve));
+  if (kind === "tick") return new Promise((resolve) => process.nextTick(resolve));
+  // A thenable that is not a promise: await calls its then in a job of its own.
+  if (kind === "thenable") return thenable;
+  if (kind === "io") return new Promise((resolve) => stat(".", () => resolve()));
   return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
@@ -633,6 +646,7 @@ class JsWriter {
 export function renderJs(program: Program): string {
   const w = new JsWriter();
   w.line(0, `// differential program, seed ${program.seed}`);
+  w.line(0, 'import { stat } from "node:fs";');
   w.line(
     0,
     `import { Context, ContextEnteredError, ContextVar, LookupError, MISSING, TaskGroup, TokenMismatchError, TokenUsedError, bind, callLater, callSoon, copyContext, createTask, gather, isolated, run, taskGroup, timeout } from "contextvars";`,
