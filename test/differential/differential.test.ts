@@ -314,6 +314,7 @@ describe("differential: contextvars vs CPython asyncio", {
         /"op":"keys","ctx":/,
         /"raises":true/,
         /"timeout":true/,
+        /"settled":true,"raising":\[[^\]]*true/,
         /"kind":"tick"/,
         /"kind":"thenable"/,
         /"kind":"io"/,
@@ -337,6 +338,8 @@ describe("differential: contextvars vs CPython asyncio", {
         "-> false",
         "keys -> 0: ",
         "run raised",
+        "settled: ok",
+        "settled: x",
         "-> entered",
         "ctx#",
       ]) {

@@ -72,7 +72,8 @@
  *
  * And some that need no rule of their own. `await isolated(fn)()` is a task
  * joined at once (`await asyncio.create_task(…)`, its trace "main/i4"), as
- * `await timeout(60_000, fn)` is;
+ * `await timeout(60_000, fn)` is; a settled gather (`return_exceptions=True`
+ * ↔ `Promise.allSettled` of tasks) is a gather whose children may raise;
  * `V.run(value, fn)` is a copyRun whose body opens by setting V; `bind(fn,
  * C)()` is `C.copy().run(fn)`, a read of C, as `C.copy()`, `V in C` and
  * `list(C)` are (what is in a Context after resets to no value is part of
@@ -144,8 +145,19 @@ export type Op =
    * sorted, and how many: `[...copyContext().keys()]` ↔ `list(contextvars.copy_context())`
    */
   | { readonly op: "keys"; readonly ctx?: number }
-  /** `await asyncio.gather(c0(), c1(), …)` ↔ `await gather(() => c0(), …)`: one task each */
-  | { readonly op: "gather"; readonly id: number; readonly bodies: readonly (readonly Op[])[] }
+  /**
+   * `await asyncio.gather(c0(), c1(), …)` ↔ `await gather(() => c0(), …)`: one task each. With
+   * `settled`: `await asyncio.gather(…, return_exceptions=True)` ↔ `await
+   * Promise.allSettled([createTask(…), …])`, the children in `raising` ending with `raise
+   * Exception("x<id>.<i>")`; the caller records each outcome, in order
+   */
+  | {
+      readonly op: "gather";
+      readonly id: number;
+      readonly bodies: readonly (readonly Op[])[];
+      readonly settled?: true;
+      readonly raising?: readonly boolean[];
+    }
   /**
    * `async with asyncio.TaskGroup() as G[id]:` ↔ `await taskGroup(async (g) => …)`: the body
    * runs in the caller's Context; the exit waits for every child. A group that `fails`
@@ -267,6 +279,14 @@ export function callbackPath(parent: string, id: number): string {
 /** The path of an isolated call's body, given its caller's task path. */
 export function isolatedPath(parent: string, id: number): string {
   return `${parent}/i${id}`;
+}
+
+/** The message the i-th child of a settled gather raises. */
+export function gatherRaiseMessage(id: number, index: number): string {
+  return `x${id}.${index}`;
+}
+export function settledLabel(id: number): string {
+  return `gather #${id} settled:`;
 }
 
 /** The message a failing group child raises. */
@@ -677,7 +697,9 @@ class Generator {
         const bodies = children.map((child) => this.taskBody(child, depth + 1, nested));
         // gather returns when every child is done.
         for (const child of children) addTokens(scope.tokens, child.tokens);
-        return { op: "gather", id, bodies };
+        if (!rng.chance(0.3)) return { op: "gather", id, bodies };
+        const raising = bodies.map(() => rng.chance(0.4));
+        return { op: "gather", id, bodies, settled: true, raising };
       }
       case "group": {
         const group: OpenGroup = {

@@ -32,6 +32,7 @@ import {
   ctxGetLabel,
   ctxHasLabel,
   gatherPath,
+  gatherRaiseMessage,
   getLabel,
   groupFailedLabel,
   isolatedPath,
@@ -47,6 +48,7 @@ import {
   reenterLabel,
   resetLabel,
   type SleepKind,
+  settledLabel,
   spawnPath,
   type Traces,
   tokenOldLabel,
@@ -98,11 +100,20 @@ class Interpreter {
         case "join":
           await this.#task(op.task);
           break;
-        case "gather":
-          await gather(
-            ...op.bodies.map((body, i) => () => this.task(body, gatherPath(path, op.id, i))),
+        case "gather": {
+          const child = (i: number) => gatherPath(path, op.id, i);
+          if (!op.settled) {
+            await gather(...op.bodies.map((body, i) => () => this.task(body, child(i))));
+            break;
+          }
+          const raise = (i: number) => (op.raising?.[i] ? gatherRaiseMessage(op.id, i) : undefined);
+          const results = await Promise.allSettled(
+            op.bodies.map((body, i) => createTask(() => this.task(body, child(i), raise(i)))),
           );
+          const outcomes = results.map((r) => (r.status === "fulfilled" ? "ok" : r.reason.message));
+          trace.push(`${settledLabel(op.id)} ${outcomes.join(" ")}`);
           break;
+        }
         case "isolated": {
           const own = isolatedPath(path, op.id);
           if (op.timeout) await timeout(60_000, () => this.task(op.body, own));
@@ -549,11 +560,31 @@ class JsWriter {
         return;
       }
       case "gather":
-        this.line(indent, "await gather(");
+        if (!op.settled) {
+          this.line(indent, "await gather(");
+          op.bodies.forEach((body, i) => {
+            this.#taskFunction("", gatherPath(task, op.id, i), body, indent + 1, ",");
+          });
+          this.line(indent, ");");
+          return;
+        }
+        this.line(indent, "{ const r = await Promise.allSettled([");
         op.bodies.forEach((body, i) => {
-          this.#taskFunction("", gatherPath(task, op.id, i), body, indent + 1, ",");
+          const raise = op.raising?.[i] ? gatherRaiseMessage(op.id, i) : undefined;
+          this.#taskFunction(
+            "createTask(",
+            gatherPath(task, op.id, i),
+            body,
+            indent + 1,
+            "),",
+            raise,
+          );
         });
-        this.line(indent, ");");
+        this.line(indent, "]);");
+        this.line(
+          indent,
+          `  tr.push(${js(`${settledLabel(op.id)} `)} + r.map((x) => x.status === "fulfilled" ? "ok" : x.reason.message).join(" ")); }`,
+        );
         return;
       case "group": {
         const inner = op.fails ? indent + 1 : indent;

@@ -11,6 +11,7 @@ import {
   ctxGetLabel,
   ctxHasLabel,
   gatherPath,
+  gatherRaiseMessage,
   getLabel,
   groupFailedLabel,
   isolatedPath,
@@ -23,6 +24,7 @@ import {
   raiseMessage,
   reenterLabel,
   resetLabel,
+  settledLabel,
   spawnPath,
   type Traces,
   tokenOldLabel,
@@ -202,10 +204,19 @@ class PythonWriter {
       case "gather": {
         const names = op.bodies.map((body, i) => {
           const name = `g${op.id}_${i}`;
-          this.#taskFunction(name, gatherPath(task, op.id, i), body, indent);
+          const raise = op.raising?.[i] ? gatherRaiseMessage(op.id, i) : undefined;
+          this.#taskFunction(name, gatherPath(task, op.id, i), body, indent, raise);
           return `${name}()`;
         });
-        this.line(indent, `await asyncio.gather(${names.join(", ")})`);
+        if (!op.settled) {
+          this.line(indent, `await asyncio.gather(${names.join(", ")})`);
+          return;
+        }
+        this.line(indent, `r = await asyncio.gather(${names.join(", ")}, return_exceptions=True)`);
+        this.line(
+          indent,
+          `tr.append(${py(`${settledLabel(op.id)} `)} + " ".join("ok" if x is None else str(x) for x in r))`,
+        );
         return;
       }
       case "group": {
