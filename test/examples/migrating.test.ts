@@ -26,6 +26,7 @@ import {
   callLater,
   copyContext,
   createTask,
+  currentTask,
   gather,
   LookupError,
   timeout,
@@ -701,5 +702,22 @@ describe("from Python's contextvars and asyncio", () => {
     await assert.rejects(task, { message: "stop" });
     release();
     assert.equal(await finished, true); // it ran on after the cancel, and can see it was asked to stop
+  });
+
+  it("currentTask() follows the Context: inside a run of another task's Context it is that task, even done; in a new Context, none", async () => {
+    let captured!: Context;
+    const first = createTask(async () => {
+      captured = copyContext();
+    });
+    await first;
+    const seen = await createTask(async () => [
+      captured.run(() => currentTask()),
+      new Context().run(() => currentTask()),
+      currentTask(),
+    ]);
+    assert.equal(seen[0], first);
+    assert.equal(first.done, true);
+    assert.equal(seen[1], undefined);
+    assert.notEqual(seen[2], first);
   });
 });
