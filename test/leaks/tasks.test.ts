@@ -121,6 +121,22 @@ describe("finished tasks leave nothing alive", () => {
     });
   });
 
+  it("a long-lived TaskGroup keeps none of its finished children while it stays open", async () => {
+    const watch = new Watch();
+    const group = new TaskGroup();
+    await expectAllCollected(watch, async () => {
+      await watch.track(
+        group.createTask(async () => {
+          enter(watch, "finished child");
+          await sleep(1);
+        }),
+        "finished child: task",
+      );
+      await sleep(1);
+    });
+    await group.wait();
+  });
+
   it("the functions tasks ran, and what they close over, go with the tasks", async () => {
     const watch = new Watch();
     await expectAllCollected(watch, async () => {
