@@ -373,6 +373,14 @@ describe("TaskGroup: bad input", () => {
     });
   }
 
+  it("a createTask that throws on its options leaves the group open: later children run, and wait() settles", async () => {
+    const group = new TaskGroup();
+    assert.throws(() => group.createTask(() => {}, { name: 5 as never }), TypeError);
+    const child = group.createTask(async () => "ran");
+    await group.wait();
+    assert.equal(await child, "ran");
+  });
+
   it("options.signal is read once: the signal checked is the signal listened to", async () => {
     let reads = 0;
     const outer = new AbortController();
