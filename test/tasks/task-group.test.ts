@@ -543,6 +543,21 @@ describe("TaskGroup: what it reports, and what it leaves", () => {
     );
   });
 
+  it("a cancelled child whose cleanup rethrows the body's failure reports it once", async () => {
+    const boom = new Error("boom");
+    await assert.rejects(
+      taskGroup(async (tg) => {
+        tg.createTask(async (signal) => {
+          await new Promise((resolve) => signal.addEventListener("abort", resolve));
+          throw boom;
+        });
+        await sleep(1);
+        throw boom;
+      }),
+      (e: unknown) => e instanceof AggregateError && e.errors.length === 1 && e.errors[0] === boom,
+    );
+  });
+
   it("later failures keep the first cancel reason: a cancelled child awaited by the body is not a failure", async () => {
     const e1 = new Error("e1");
     const e2 = new Error("e2");
