@@ -353,6 +353,16 @@ describe("Task: a PromiseLike", () => {
     assert.match(createTask(() => {}).name, /^Task-\d+$/);
   });
 
+  it("default names count from Task-1, as asyncio's do, in a process of their own", async () => {
+    const script = `import { createTask } from "contextvars";
+console.log(JSON.stringify([createTask(() => {}).name, createTask(() => {}).name]));`;
+    const args = ["--conditions=contextvars-source", "--import", "tsx", "--input-type=module"];
+    const { stdout } = await promisify(execFile)(process.execPath, [...args, "-e", script], {
+      cwd: root,
+    });
+    assert.deepEqual(JSON.parse(stdout), ["Task-1", "Task-2"]);
+  });
+
   it("inspect shows the name, the state and the task's Context", async () => {
     let open = () => {};
     const gate = new Promise<void>((resolve) => {
