@@ -286,6 +286,31 @@ describe("bindEmitter: the emitter reports the listeners it was given, as a plai
     );
   });
 
+  it("removeAllListeners reports a once listener among others as a plain emitter does: a wrapper whose listener is the original", () => {
+    const f = () => {};
+    const g = () => {};
+    same(
+      onBoth((e) => {
+        const heard: unknown[] = [];
+        e.on("removeListener", (event: string, l: unknown) => {
+          const wrapped = (l as { listener?: unknown }).listener;
+          heard.push([
+            event,
+            [f, g].indexOf(l as () => void),
+            [f, g].indexOf(wrapped as () => void),
+          ]);
+        });
+        e.on("tick", f);
+        e.once("tick", g);
+        e.prependOnceListener("tick", f);
+        e.removeAllListeners("tick");
+        e.once("tock", g);
+        e.removeAllListeners("tock");
+        return heard;
+      }),
+    );
+  });
+
   it('a listener added twice is removed once at a time; 1 and "1" are the same event', () => {
     same(
       onBoth((e) => {
