@@ -284,6 +284,24 @@ describe("get's cache never answers for another mapping", () => {
     });
   });
 
+  itFromEveryState(
+    "a set in one of two copies, then a read in the other: the first reads its own value",
+    () => {
+      const v = new ContextVar<string>("v");
+      const [a, b] = v.run("old", () => [copyContext(), copyContext()]);
+      a.run(() => v.set("new"));
+      // b still holds the mapping a held before its set: its read fills the cache for that mapping.
+      assert.equal(
+        b.run(() => v.get()),
+        "old",
+      );
+      assert.equal(
+        a.run(() => v.get()),
+        "new",
+      );
+    },
+  );
+
   itFromEveryState("a var removed by reset (another set in between) is missing again", () => {
     copyContext().run(() => {
       // Another var, so that removing v leaves a map that is not empty.
