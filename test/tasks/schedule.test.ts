@@ -163,6 +163,21 @@ describe("callSoon / callLater: handles", () => {
     assert.deepEqual(order, ["a", "b", "c"]);
   });
 
+  it("callLater waits its delay: a shorter delay scheduled later runs first, and a callback runs no sooner than asked", async () => {
+    const order: string[] = [];
+    const start = performance.now();
+    let waited = 0;
+    callLater(30, () => {
+      order.push("30 ms");
+      waited = performance.now() - start;
+    });
+    callLater(1, () => order.push("1 ms"));
+    await sleep(60);
+    assert.deepEqual(order, ["1 ms", "30 ms"]);
+    // setTimeout may fire up to a millisecond early by the clock it is measured against.
+    assert.ok(waited >= 29, `ran after ${waited} ms`);
+  });
+
   it("toString and toStringTag", () => {
     const handle = callSoon(function tick() {});
     assert.equal(Object.prototype.toString.call(handle), "[object CallHandle]");
