@@ -153,6 +153,20 @@ describe("finished tasks leave nothing alive", () => {
     });
   });
 
+  it("createTask with options.context: the Context given goes once the caller drops it", async () => {
+    const watch = new Watch();
+    await expectAllCollected(watch, async () => {
+      const given = watch.track(new Context(), "the Context given");
+      await createTask(
+        async () => {
+          enter(watch, "in the Context given");
+          await sleep(1);
+        },
+        { context: given },
+      );
+    });
+  });
+
   it("timeout(): a task that finishes early does not wait for its timer to be collectable", async () => {
     const watch = new Watch();
     await expectAllCollected(watch, async () => {
