@@ -167,6 +167,32 @@ describe("finished tasks leave nothing alive", () => {
     });
   });
 
+  it("a Context given to many tasks, and kept, keeps none that are done, while one started later still runs", async () => {
+    const watch = new Watch();
+    const shared = new Context();
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    let last: PromiseLike<void> | undefined;
+    await expectAllCollected(watch, async () => {
+      for (const n of [1, 2, 3]) {
+        await watch.track(
+          createTask(() => sleep(1), { context: shared }),
+          `task ${n}`,
+        );
+      }
+      const earlier = watch.track(
+        createTask(() => sleep(1), { context: shared }),
+        "done while a later one runs",
+      );
+      last = createTask(() => gate, { context: shared });
+      await earlier;
+    });
+    open();
+    await last;
+  });
+
   it("timeout(): a task that finishes early does not wait for its timer to be collectable", async () => {
     const watch = new Watch();
     await expectAllCollected(watch, async () => {
