@@ -193,6 +193,24 @@ describe("finished tasks leave nothing alive", () => {
     await last;
   });
 
+  it("a task whose function never settles, and its outer signal, go once nothing refers to them", async () => {
+    const watch = new Watch();
+    await expectAllCollected(watch, async () => {
+      const outer = watch.track(new AbortController(), "the outer controller");
+      watch.track(outer.signal, "the outer signal");
+      watch.track(
+        createTask(
+          () => {
+            enter(watch, "never settles");
+            return new Promise(() => {});
+          },
+          { signal: outer.signal },
+        ),
+        "the task",
+      );
+    });
+  });
+
   it("timeout(): a task that finishes early does not wait for its timer to be collectable", async () => {
     const watch = new Watch();
     await expectAllCollected(watch, async () => {
