@@ -124,6 +124,52 @@ describe("from a hand-rolled AsyncLocalStorage", () => {
     assert.deepEqual(collected.sort(), ["a", "b"]);
   });
 
+  it("the mutable object is set per request, in seed: set once at the root, one array collects every request's pushes", async () => {
+    const warnings = new ContextVar<string[]>("warnings");
+    async function serve(seed: boolean): Promise<string[][]> {
+      const app = expressApp();
+      app.use(express.contextMiddleware(seed ? { seed: () => warnings.set([]) } : {}));
+      app.get("/", async (req, res) => {
+        const name = String(req.headers["x-user"]);
+        await gather(
+          async () => warnings.get().push(`${name}: price`),
+          async () => {
+            await immediate();
+            warnings.get().push(`${name}: stock`);
+          },
+        );
+        res.json([...warnings.get()].sort());
+      });
+      const server = createServer(app);
+      const base = await listen(server);
+      try {
+        return await Promise.all(
+          ["alice", "bob"].map((name) =>
+            sendJson<string[]>(base, "/", { headers: { "x-user": name } }),
+          ),
+        );
+      } finally {
+        await close(server);
+      }
+    }
+    assert.deepEqual(await serve(true), [
+      ["alice: price", "alice: stock"],
+      ["bob: price", "bob: stock"],
+    ]);
+    const token = warnings.set([]);
+    try {
+      await serve(false);
+      assert.deepEqual(warnings.get().sort(), [
+        "alice: price",
+        "alice: stock",
+        "bob: price",
+        "bob: stock",
+      ]);
+    } finally {
+      warnings.reset(token);
+    }
+  });
+
   it("without a run around it, a node:http handler shares one Context with every request: a set in one is seen by the next", async () => {
     const leaked = new ContextVar<string>("leaked");
     const server = createServer((req, res) => {
