@@ -256,6 +256,27 @@ describe("from a hand-rolled AsyncLocalStorage", () => {
     ]);
   });
 
+  it("`using` scopes one call at a time: two under Promise.all reset out of order, the later reads the caller's value and the caller keeps the first's; as tasks each keeps its own", async () => {
+    async function setScoped(name: string, turns: number): Promise<string> {
+      using _ = step.set(name);
+      for (let n = 0; n < turns; n++) await immediate();
+      return step.get();
+    }
+    const viaPromiseAll = await step.run("start", async (): Promise<Steps> => {
+      const seen = await Promise.all([setScoped("a", 1), setScoped("b", 3)]);
+      return { seen, after: step.get() };
+    });
+    assert.deepEqual(viaPromiseAll, { seen: ["b", "start"], after: "a" });
+    const viaGather = await step.run("start", async (): Promise<Steps> => {
+      const seen = await gather(
+        () => setScoped("a", 1),
+        () => setScoped("b", 3),
+      );
+      return { seen, after: step.get() };
+    });
+    assert.deepEqual(viaGather, { seen: ["a", "b"], after: "start" });
+  });
+
   it("AsyncLocalStorage.bind and AsyncResource.bind run fn in the captured Context itself; bind runs each call in a fresh copy taken at bind time", () => {
     new Context().run(() => {
       step.set("start");
