@@ -305,6 +305,35 @@ describe("from a hand-rolled AsyncLocalStorage", () => {
     });
   });
 
+  it("AsyncLocalStorage.bind and AsyncResource.bind restore every AsyncLocalStorage, as snapshot does; a listener bound with bind reads another store from the code that emits", () => {
+    const other = new AsyncLocalStorage<string>();
+    const emitter = new EventEmitter();
+    const seen: (string | undefined)[][] = [];
+    const read = () => [other.getStore(), step.get("unset")];
+    other.run("request", () =>
+      step.run("request", () => {
+        emitter.on(
+          "data",
+          AsyncLocalStorage.bind(() => seen.push(read())),
+        );
+        emitter.on(
+          "data",
+          AsyncResource.bind(() => seen.push(read())),
+        );
+        emitter.on(
+          "data",
+          bind(() => seen.push(read())),
+        );
+      }),
+    );
+    other.run("emitter", () => step.run("emitter", () => emitter.emit("data")));
+    assert.deepEqual(seen, [
+      ["request", "request"],
+      ["request", "request"],
+      ["emitter", "request"],
+    ]);
+  });
+
   it("AsyncLocalStorage.snapshot restores every AsyncLocalStorage and sees later Map writes; copyContext() holds this package's vars as they were", () => {
     const als = new AsyncLocalStorage<Map<string, string>>();
     const other = new AsyncLocalStorage<string>();
