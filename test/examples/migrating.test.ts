@@ -471,6 +471,41 @@ describe("from @fastify/request-context", () => {
     });
   });
 
+  it("defaultStoreValues under hook: 'preValidation' reads the parsed body; seed runs in onRequest, before it, and a preValidation hook of one's own sets the var from it", async () => {
+    const userOf = (request: { body: unknown }) =>
+      String((request.body as { user?: string } | null | undefined)?.user);
+    const withHook = Fastify();
+    await withHook.register(fastifyRequestContext, {
+      hook: "preValidation",
+      defaultStoreValues: (request) => ({ user: userOf(request) }),
+    });
+    withHook.post("/", async () => ({ user: requestStore.get("user") }));
+    const withSeed = Fastify();
+    await withSeed.register(contextPlugin, { seed: (request) => user.set(userOf(request)) });
+    withSeed.post("/", async () => ({ user: user.get() }));
+    const withOwnHook = Fastify();
+    await withOwnHook.register(contextPlugin);
+    withOwnHook.addHook("preValidation", async (request) => {
+      user.set(userOf(request));
+    });
+    withOwnHook.post("/", async () => ({ user: user.get() }));
+    const apps = [withHook, withSeed, withOwnHook];
+    try {
+      const users: string[] = [];
+      for (const app of apps) {
+        const base = await app.listen({ port: 0, host: "127.0.0.1" });
+        const reply = await sendJson<{ user: string }>(base, "/", {
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ user: "alice" }),
+        });
+        users.push(reply.user);
+      }
+      assert.deepEqual(users, ["alice", "undefined", "alice"]);
+    } finally {
+      await Promise.all(apps.map((app) => app.close()));
+    }
+  });
+
   it("a ContextVar's default is one value, the same object in every request", () => {
     const prefs = new ContextVar<{ theme?: string }>("prefs", { default: {} });
     const [first, second] = [new Context(), new Context()].map((ctx) => ctx.run(() => prefs.get()));
