@@ -35,6 +35,7 @@ import * as express from "contextvars/express";
 import { contextPlugin } from "contextvars/fastify";
 import * as hono from "contextvars/hono";
 import { ContextVarsContextManager } from "contextvars/otel";
+import { type TransferError, Worker } from "contextvars/worker";
 import expressApp from "express";
 import Fastify from "fastify";
 import { Hono } from "hono";
@@ -58,6 +59,38 @@ interface Steps {
 }
 
 describe("from a hand-rolled AsyncLocalStorage", () => {
+  it("a var of one's own named requestId beside an integration's holds another value under its name: the request's Context cannot cross to a worker thread", async () => {
+    const ownRequestId = new ContextVar<string>("requestId");
+    const app = expressApp();
+    app.use(express.contextMiddleware());
+    app.get("/", (req, res) => {
+      const started = (): string => {
+        try {
+          void new Worker("", { eval: true }).terminate();
+          return "started";
+        } catch (error) {
+          return (error as TransferError).code;
+        }
+      };
+      res.json([
+        started(),
+        ownRequestId.run(String(req.headers["x-own-id"]), started),
+        ownRequestId.run(express.requestId.get(), started),
+      ]);
+    });
+    const server = createServer(app);
+    const base = await listen(server);
+    try {
+      assert.deepEqual(await sendJson(base, "/", { headers: { "x-own-id": "r-1" } }), [
+        "started",
+        "ERR_CONTEXTVAR_NAME_CLASH",
+        "started",
+      ]);
+    } finally {
+      await close(server);
+    }
+  });
+
   it("a Map in the store: one Promise.all child's write reaches its sibling and the parent; a ContextVar set in a gather child reaches neither", async () => {
     const als = new AsyncLocalStorage<Map<string, string>>();
     async function writeMap(name: string): Promise<string | undefined> {
