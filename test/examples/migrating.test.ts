@@ -539,6 +539,38 @@ describe("from @fastify/request-context", () => {
     }
   });
 
+  it("a hook registered before the plugin is outside the request: requestContext.set there is dropped, a ContextVar's set lands in the root Context the server listens in and reaches the next request", async () => {
+    // A var of this test's own: the set lands in the root Context, and stays there.
+    const hooked = new ContextVar<string>("hooked");
+    const seen: string[] = [];
+    for (const plugin of ["@fastify/request-context", "contextvars"]) {
+      const app = Fastify();
+      app.addHook("onRequest", async (request) => {
+        const name = request.headers["x-user"];
+        if (name === undefined) return;
+        if (plugin === "contextvars") hooked.set(String(name));
+        else requestStore.set("user", String(name));
+      });
+      if (plugin === "contextvars") {
+        await app.register(contextPlugin);
+        app.get("/", async () => ({ user: hooked.get("nobody") }));
+      } else {
+        await app.register(fastifyRequestContext);
+        app.get("/", async () => ({ user: requestStore.get("user") ?? "nobody" }));
+      }
+      const base = await app.listen({ port: 0, host: "127.0.0.1" });
+      const requests: Record<string, string>[] = [{ "x-user": "alice" }, {}];
+      try {
+        for (const headers of requests) {
+          seen.push((await sendJson<{ user: string }>(base, "/", { headers })).user);
+        }
+      } finally {
+        await app.close();
+      }
+    }
+    assert.deepEqual(seen, ["nobody", "nobody", "alice", "alice"]);
+  });
+
   it("a ContextVar's default is one value, the same object in every request", () => {
     const prefs = new ContextVar<{ theme?: string }>("prefs", { default: {} });
     const [first, second] = [new Context(), new Context()].map((ctx) => ctx.run(() => prefs.get()));
