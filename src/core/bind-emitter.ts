@@ -50,7 +50,9 @@ const standIns = new WeakSet<Function>();
  * The emitter still reports the listeners it was given: `removeListener`/`off`,
  * `listeners()`, `listenerCount(event, listener)` and the `newListener` and
  * `removeListener` events (from `removeAllListeners` too) see the original
- * listener. Returns the emitter.
+ * listener, as a plain emitter's would (which, for a `once` listener among
+ * others removed by `removeAllListeners`, is Node's once-wrapper, whose
+ * `.listener` is the original). Returns the emitter.
  *
  * @example
  * bindEmitter(req).on("end", () => log(requestId.get()));
