@@ -70,7 +70,8 @@ export interface UpgradeContextOptions<Req = NodeRequestLike>
  *   ),
  * );
  * @throws {TypeError} if listener is not a function, an option has the wrong
- * type (as `withContext`'s), or `options.echo` is `true`.
+ * type (as `withContext`'s), or `options.echo` is `true`; or when given to
+ * the server itself (`server.on("upgrade", withUpgradeContext)`): then at each upgrade.
  */
 export function withUpgradeContext(
   listener: (req: IncomingMessage, socket: Duplex, head: Buffer) => unknown,
@@ -85,6 +86,14 @@ export function withUpgradeContext<Req extends NodeRequestLike, Socket extends E
   listener: (req: Req, socket: Socket, head: Buffer) => unknown,
   options?: UpgradeContextOptions<Req>,
 ): (req: Req, socket: Socket, head: Buffer) => void {
+  // `server.on("upgrade", withUpgradeContext)`: Node then calls it with each
+  // request and socket, and "Expected `listener` to be a function" would
+  // name an argument the caller never passed.
+  if (typeof (options as { write?: unknown } | undefined)?.write === "function") {
+    throw new TypeError(
+      'withUpgradeContext was called as an upgrade listener, with (req, socket, head): it wraps your listener, so pass server.on("upgrade", withUpgradeContext(listener, options)), not withUpgradeContext itself',
+    );
+  }
   assertFunction("listener", listener);
   const resolved = resolveUpgradeOptions(options);
   const seed = resolved.seed;

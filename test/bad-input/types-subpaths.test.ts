@@ -13,13 +13,14 @@
  * OpenTelemetry's own context managers take.
  */
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
+import { once } from "node:events";
+import { createServer, request as httpRequest } from "node:http";
 import { describe, it } from "node:test";
 import { ContextVar } from "contextvars";
 import * as express from "contextvars/express";
 import { contextPlugin } from "contextvars/fastify";
 import * as hono from "contextvars/hono";
-import { withContext } from "contextvars/http";
+import { withContext, withUpgradeContext } from "contextvars/http";
 import * as koa from "contextvars/koa";
 import { baggageField, codecs, contextPropagation } from "contextvars/otel";
 import { contextMixin } from "contextvars/pino";
@@ -410,6 +411,38 @@ describe("an integration mounted the way another framework's is", () => {
     assert.match(
       thrown[0].message,
       /^withContext was called as a request listener, with \(req, res\): .*createServer\(withContext\(listener, options\)\)/,
+    );
+  });
+
+  it("node:http: server.on('upgrade', withUpgradeContext) says to wrap the listener", async () => {
+    const thrown: unknown[] = [];
+    const server = createServer();
+    server.on("upgrade", (req, socket, head) => {
+      try {
+        loose(withUpgradeContext)(req, socket, head);
+      } catch (error) {
+        thrown.push(error);
+      }
+      socket.destroy();
+    });
+    try {
+      const url = new URL(await listen(server));
+      const request = httpRequest({
+        host: url.hostname,
+        port: url.port,
+        headers: { connection: "Upgrade", upgrade: "websocket" },
+      });
+      const ended = once(request, "error").catch(() => {});
+      request.end();
+      await ended;
+    } finally {
+      await close(server);
+    }
+    assert.equal(thrown.length, 1);
+    assert.ok(thrown[0] instanceof TypeError);
+    assert.match(
+      thrown[0].message,
+      /^withUpgradeContext was called as an upgrade listener, with \(req, socket, head\): .*server\.on\("upgrade", withUpgradeContext\(listener, options\)\)/,
     );
   });
 
