@@ -17,6 +17,7 @@ import { ContextVar } from "../core/context-var.ts";
 import { currentContext, rootContext } from "../core/current.ts";
 import { MISSING } from "../core/missing.ts";
 import type { Token } from "../core/token.ts";
+import { argumentError } from "../errors.ts";
 import { EmitterBindings } from "./otel-emitter.ts";
 import { provideActivation } from "./propagation.ts";
 import { inheritIntoRequests } from "./request-scope.ts";
@@ -186,6 +187,11 @@ export class ContextVarsContextManager implements ContextManager {
     thisArg?: ThisParameterType<F>,
     ...args: A
   ): ReturnType<F> {
+    // Checked here: the slot's run would name itself, ContextVar("opentelemetry.context"),
+    // and callWith would fail in Reflect.apply, which names neither fn nor with().
+    if (typeof fn !== "function") {
+      throw argumentError("fn", "a function", fn, "ContextVarsContextManager.with()");
+    }
     // A missing context (a saved one that was never set) is the root, as
     // AsyncLocalStorageContextManager's `getStore() ?? ROOT_CONTEXT` makes it.
     context ??= root;

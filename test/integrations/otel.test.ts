@@ -730,3 +730,32 @@ describe("ContextVarsContextManager.bind(event-emitter)", () => {
     }
   });
 });
+
+// Not in the original: AsyncLocalStorageContextManager leaves a callback that
+// is not a function to AsyncLocalStorage#run, whose TypeError names nothing.
+describe("ContextVarsContextManager.with(context, notAFunction)", () => {
+  it("throws a TypeError naming fn and with(), not the var the manager keeps its context in", () => {
+    const contextManager = new ContextVarsContextManager().enable();
+    try {
+      const outer = scope("outer");
+      contextManager.with(outer, () => {
+        for (const thisArg of [undefined, "that"]) {
+          assert.throws(
+            () => contextManager.with(scope("inner"), "callback" as never, thisArg as never, 1),
+            (error: unknown) => {
+              assert.ok(error instanceof TypeError);
+              assert.equal(
+                error.message,
+                'Expected `fn` to be a function, got `"callback"` (string), in ContextVarsContextManager.with()',
+              );
+              return true;
+            },
+          );
+          assert.equal(contextManager.active(), outer);
+        }
+      });
+    } finally {
+      contextManager.disable();
+    }
+  });
+});
