@@ -38,7 +38,13 @@ export function gather<const T extends readonly GatherItem[]>(
     } catch (error) {
       then = new ThenThrew(error);
     }
-    if (then === undefined) throw argumentError(`items[${i}]`, "a function or a PromiseLike", item);
+    if (then === undefined) {
+      // gather([a, b]), as Promise.all is called: say what to do, not only what it got.
+      const expected = Array.isArray(item)
+        ? "a function or a PromiseLike, not an array (gather takes its items as arguments: spread an array, gather(...items))"
+        : "a function or a PromiseLike";
+      throw argumentError(`items[${i}]`, expected, item);
+    }
     thens ??= new Array<unknown>(count);
     thens[i] = then;
   }

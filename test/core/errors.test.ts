@@ -18,6 +18,7 @@ import {
   copyContext,
   createTask,
   type ErrorCode,
+  gather,
   LookupError,
   TaskGroupClosedError,
   TimeoutError,
@@ -485,6 +486,22 @@ describe("messages: what they point to", () => {
         message: "Expected `name` to be a string, got `[Function]` (function)",
       });
     }
+  });
+
+  it("gather([…]), an array as Promise.all takes one, says to spread it, and starts nothing", () => {
+    let started = 0;
+    const job = () => {
+      started++;
+    };
+    assert.throws(() => gather(...([[job, job]] as unknown as [])), {
+      name: "TypeError",
+      message:
+        "Expected `items[0]` to be a function or a PromiseLike, not an array (gather takes its items as arguments: spread an array, gather(...items)), got `[object Array]` (object)",
+    });
+    assert.throws(() => gather(job, ...([[Promise.resolve(1)]] as unknown as [])), {
+      message: /^Expected `items\[1\]` .*gather\(\.\.\.items\)/,
+    });
+    assert.equal(started, 0);
   });
 
   it("a long string in a TypeError is cut at 40 characters", () => {
