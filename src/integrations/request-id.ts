@@ -19,7 +19,7 @@ import { argumentError } from "../errors.ts";
 export const requestId: ContextVar<string> = new ContextVar<string>("requestId");
 adviseWhenUnset(
   requestId as ContextVar<unknown>,
-  "each request's id is set by the integration (withContext, contextMiddleware or contextPlugin), so this code runs outside a request's Context: mount the integration first, before other middleware and hooks, or pass a fallback to get() where no request may be active",
+  "each request's id is set by the integration (withContext, withUpgradeContext for a server's upgrade listener, contextMiddleware or contextPlugin), so this code runs outside a request's Context: mount the integration first, before other middleware and hooks, or pass a fallback to get() where no request may be active",
 );
 
 /**

@@ -13,11 +13,13 @@
  * the contract): 1 to 200 characters of letters, digits and `_ - . : = + /`.
  */
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import { createServer, request as httpRequest } from "node:http";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
 import { LookupError } from "contextvars";
 import { contextPlugin } from "contextvars/fastify";
-import { requestId } from "contextvars/http";
+import { requestId, withContext } from "contextvars/http";
 import { contextMixin } from "contextvars/pino";
 import { contextFormat } from "contextvars/winston";
 import fc from "fast-check";
@@ -25,7 +27,7 @@ import Fastify from "fastify";
 import pino from "pino";
 import winston from "winston";
 import { frameworkNames, startApp } from "../helpers/apps.ts";
-import { sendRaw, UUID } from "../helpers/http.ts";
+import { close, listen, sendRaw, UUID } from "../helpers/http.ts";
 
 const WELL_FORMED = /^[\w.:=+/-]{1,200}$/;
 
@@ -161,6 +163,34 @@ describe("requestId read outside a request", () => {
     assert.match(error.message, /^ContextVar\("requestId"\) has no value in the current Context; /);
     assert.match(error.message, /mount the integration first/);
     assert.doesNotMatch(error.message, /set it first|give the var a default/);
+  });
+
+  it("an upgrade listener of a server whose request listener alone is wrapped is told of withUpgradeContext", async () => {
+    const messages: string[] = [];
+    const server = createServer(withContext((_req, res) => res.end()));
+    server.on("upgrade", (_req, socket) => {
+      try {
+        requestId.get();
+      } catch (error) {
+        messages.push((error as Error).message);
+      }
+      socket.destroy();
+    });
+    try {
+      const url = new URL(await listen(server));
+      const upgrade = httpRequest({
+        host: url.hostname,
+        port: url.port,
+        headers: { connection: "Upgrade", upgrade: "websocket" },
+      });
+      const ended = once(upgrade, "error").catch(() => {});
+      upgrade.end();
+      await ended;
+    } finally {
+      await close(server);
+    }
+    assert.equal(messages.length, 1);
+    assert.match(messages[0] as string, /set by the integration \(.*withUpgradeContext.*\)/);
   });
 
   it("a Fastify hook registered before contextPlugin gets that message", async () => {
