@@ -140,7 +140,7 @@ const table = {
   ERR_CONTEXTVAR_UNCLONEABLE: [
     TransferError,
     (v: string, what: string) =>
-      `${v} cannot cross to a worker thread: ${what}; give it a structured-cloneable value, create it with { transfer: false }, or pass onUncloneable: "skip"`,
+      `${v} cannot cross to a worker thread: ${what}; give it a structured-cloneable value, create it with { transfer: false }, or pass onUncloneable: "skip" to new Worker or contextPool (for toThread, the pool given to useThreadPool)`,
   ],
   ERR_CONTEXTVAR_NAME_CLASH: [
     TransferError,

@@ -183,7 +183,13 @@ describe("contextPool", () => {
             useThreadPool(pool);
             await assert.rejects(
               toThread(fixture("job.ts"), "add", 1, 2),
-              (e) => e instanceof TransferError && /ContextVar\("handle"\)/.test(e.message),
+              // The advice names where the option goes: toThread itself takes none.
+              (e) =>
+                e instanceof TransferError &&
+                /ContextVar\("handle"\)/.test(e.message) &&
+                /pass onUncloneable: "skip" to new Worker or contextPool \(for toThread, the pool given to useThreadPool\)$/.test(
+                  e.message,
+                ),
             );
             useThreadPool(skipping);
             assert.deepEqual(await toThread(fixture("job.ts"), "add", 1, 2), {

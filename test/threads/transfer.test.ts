@@ -24,7 +24,7 @@ class Session {
 class AppError extends Error {}
 
 const tail =
-  '; give it a structured-cloneable value, create it with { transfer: false }, or pass onUncloneable: "skip"';
+  '; give it a structured-cloneable value, create it with { transfer: false }, or pass onUncloneable: "skip" to new Worker or contextPool (for toThread, the pool given to useThreadPool)';
 function uncloneable(name: string, what: string): TransferError {
   const error = new TransferError(
     "ERR_CONTEXTVAR_UNCLONEABLE",
