@@ -5,6 +5,7 @@ import type { NextFunction, Request, Response } from "express";
 import type { Context as RequestContext } from "../core/context.ts";
 import { bindPrototype } from "./request-emitters.ts";
 import {
+  mountedElsewhere,
   mountedUncalled,
   type RequestContextOptions,
   requestId,
@@ -71,7 +72,8 @@ export type ExpressContextMiddleware = <
  * app.post("/orders", async (req, res) => {
  *   res.json({ id: requestId.get(), tenant: tenant.get(), items: req.body });
  * });
- * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`): then at each request.
+ * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`)
+ *   or in another framework (imported from the wrong subpath): then at each request.
  */
 export function contextMiddleware(options?: ExpressContextOptions): ExpressContextMiddleware {
   // biome-ignore lint/complexity/noArguments: a mount of the uncalled factory shows only in its argument count
@@ -82,6 +84,8 @@ export function contextMiddleware(options?: ExpressContextOptions): ExpressConte
   const seed = resolved.seed;
   // Typed for every route's Request, used as the plain Request it is.
   return function contextMiddleware(req: Request, res: Response, next: NextFunction): void {
+    // Koa and Hono call middleware with (ctx, next): no `next` of Express's.
+    if (typeof next !== "function") throwIfMountedElsewhere(req);
     const context = nodeRequestContext(req, res, resolved, req, fileFor);
     // Also when the request had its Context already: a later mount in a sub-app
     // whose prototypes are not chained to the app's (one reached through a
@@ -89,6 +93,14 @@ export function contextMiddleware(options?: ExpressContextOptions): ExpressConte
     bindThroughApp(req, res);
     runInRequest(context, proceed, seed, req, next);
   } as ExpressContextMiddleware;
+}
+
+// Koa's ctx holds Node's request as `req`, Hono's `c` its HonoRequest, whose
+// `raw` is the fetch Request. Anything else is left to fail as it did.
+function throwIfMountedElsewhere(req: Request): void {
+  const inner = (req as { req?: { on?: unknown; raw?: unknown } }).req;
+  if (typeof inner?.on === "function") throw mountedElsewhere("Express", "Koa", "contextvars/koa");
+  if (typeof inner?.raw === "object") throw mountedElsewhere("Express", "Hono", "contextvars/hono");
 }
 
 // A new request's Context is filed for req (nothing is added to the object).

@@ -8,6 +8,7 @@ import type { Context, Env, MiddlewareHandler, Next } from "hono";
 import type { Context as RequestContext } from "../core/context.ts";
 import { bindUpgrade } from "./http-upgrade.ts";
 import {
+  mountedElsewhere,
   mountedUncalled,
   type RequestContextOptions,
   requestId,
@@ -73,7 +74,8 @@ interface NodeBindings {
  * const app = new Hono();
  * app.use(contextMiddleware({ seed: (c) => user.set(c.req.header("x-user") ?? "anonymous") }));
  * app.post("/echo", async (c) => c.json({ id: requestId.get(), user: user.get(), body: await c.req.json() }));
- * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`): then at each request.
+ * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`)
+ *   or in another framework (imported from the wrong subpath): then at each request.
  */
 export function contextMiddleware<E extends Env = Env>(
   options?: HonoContextOptions<E>,
@@ -102,6 +104,13 @@ export function contextMiddleware<E extends Env = Env>(
   }
 
   return function contextMiddleware(c: Context<E>, next: Next): Promise<void> {
+    // Express calls middleware with (req, res, next).
+    if (
+      typeof next !== "function" &&
+      typeof (next as { setHeader?: unknown } | undefined)?.setHeader === "function"
+    ) {
+      throw mountedElsewhere("Hono", "Express", "contextvars/express");
+    }
     const node = c.env as NodeBindings | undefined;
     const incoming = typeof node === "object" && node !== null ? node.incoming : undefined;
     const outgoing = incoming === undefined ? undefined : node?.outgoing;
@@ -126,6 +135,10 @@ export function contextMiddleware<E extends Env = Env>(
       }
     }
     const raw = c.req.raw;
+    // Koa's ctx: its `req` is Node's request, which has no `raw`.
+    if (raw === undefined && typeof (c.req as { on?: unknown }).on === "function") {
+      throw mountedElsewhere("Hono", "Koa", "contextvars/koa");
+    }
     const known = knownRequestContext(c, raw);
     if (known !== undefined) return runInRequest(known, proceed, seed, c, next);
     const id = requestIdFor(resolved.trustHeader ? c.req.header(header) : undefined, resolved, c);

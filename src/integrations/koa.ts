@@ -9,6 +9,7 @@ import type { Context as RequestContext } from "../core/context.ts";
 import { bindUpgrade } from "./http-upgrade.ts";
 import { bindEarlierListeners } from "./request-emitters.ts";
 import {
+  mountedElsewhere,
   mountedUncalled,
   type RequestContextOptions,
   requestId,
@@ -60,7 +61,8 @@ export type KoaContextOptions = RequestContextOptions<Context>;
  * app.use(async (ctx) => {
  *   ctx.body = { id: requestId.get(), received: ctx.request.body };
  * });
- * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`): then at each request.
+ * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`)
+ *   or in another framework (imported from the wrong subpath): then at each request.
  */
 export function contextMiddleware(options?: KoaContextOptions): Middleware {
   // biome-ignore lint/complexity/noArguments: a mount of the uncalled factory shows only in its argument count
@@ -97,6 +99,12 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
     : undefined;
   const upgradeOptions = { ...resolved, echo: false as const };
   return function contextMiddleware(ctx: Context, next: Next): Promise<unknown> {
+    // Express calls middleware with (req, res, next), Hono with a `c` whose
+    // `req` is its own HonoRequest (its `raw` the fetch Request): in neither
+    // is `ctx.req` Node's request.
+    if (typeof (ctx.req as Partial<Context["req"]> | undefined)?.on !== "function") {
+      throwIfMountedElsewhere(ctx, next);
+    }
     // koa-websocket runs `app.ws`'s middleware after the handshake, with a
     // context made from the request alone (no response): see bindUpgraded.
     const res = ctx.res as Context["res"] | undefined;
@@ -106,6 +114,16 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
         : nodeRequestContext(ctx.req, res, resolved, ctx);
     return runInRequest(context, proceed, seed, echoOnError, ctx, next);
   };
+}
+
+// Anything but Express's (req, res, next) or Hono's `c` is left to fail as it did.
+function throwIfMountedElsewhere(ctx: Context, next: unknown): void {
+  if (typeof (next as { setHeader?: unknown } | undefined)?.setHeader === "function") {
+    throw mountedElsewhere("Koa", "Express", "contextvars/express");
+  }
+  if (typeof (ctx.req as { raw?: unknown } | undefined)?.raw === "object") {
+    throw mountedElsewhere("Koa", "Hono", "contextvars/hono");
+  }
 }
 
 // koa-websocket's ws completed the handshake before this middleware ran, so

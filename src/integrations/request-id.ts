@@ -136,6 +136,18 @@ export function mountedUncalled(factory: string, mount: string): TypeError {
 }
 
 /**
+ * The TypeError for one framework's contextMiddleware mounted in another (an
+ * import from the wrong subpath, which every subpath names contextMiddleware):
+ * the other framework's arguments would fail inside it with a TypeError
+ * about a property of undefined. Internal.
+ */
+export function mountedElsewhere(ours: string, theirs: string, subpath: string): TypeError {
+  return new TypeError(
+    `contextMiddleware from contextvars/${ours.toLowerCase()} is ${ours} middleware, but ${theirs} called it: import contextMiddleware from ${subpath} instead`,
+  );
+}
+
+/**
  * Checks the options and fills in the defaults; the header name comes back
  * lower-cased, as Node keys `req.headers`. Internal.
  * @throws {TypeError} if an option has the wrong type, or the header is not a valid header

@@ -381,6 +381,57 @@ describe("an integration mounted the way another framework's is", () => {
     }
   });
 
+  it("a contextMiddleware mounted in another framework fails each request naming the subpath to import", async () => {
+    const importFrom = (subpath: string) =>
+      new RegExp(
+        `^contextMiddleware from contextvars/\\w+ is \\w+ middleware, but .* called it: import contextMiddleware from ${subpath} instead$`,
+      );
+    const expressMessage = async (middleware: unknown): Promise<string> => {
+      const server = createServer(
+        expressApp()
+          .use(middleware as never)
+          .use((_req: unknown, res: { end(text: string): void }) => res.end("no error"))
+          .use((error: Error, _req: unknown, res: { end(text: string): void }, _next: unknown) => {
+            res.end(error.message);
+          }),
+      );
+      try {
+        return (await send(await listen(server), "/")).body;
+      } finally {
+        await close(server);
+      }
+    };
+    const koaMessage = async (middleware: unknown): Promise<string | undefined> => {
+      const app = new Koa();
+      app.use(middleware as never);
+      const errors: string[] = [];
+      app.on("error", (error: Error) => errors.push(error.message));
+      const server = createServer(app.callback());
+      try {
+        await send(await listen(server), "/");
+      } finally {
+        await close(server);
+      }
+      return errors[0];
+    };
+    const honoMessage = async (middleware: unknown): Promise<string> => {
+      const app = new Hono();
+      app.use(middleware as never);
+      app.onError((error, c) => c.text(error.message, 500));
+      app.get("/", (c) => c.text("no error"));
+      return (await app.request("/")).text();
+    };
+    assert.match(await expressMessage(koa.contextMiddleware()), importFrom("contextvars/express"));
+    assert.match(await expressMessage(hono.contextMiddleware()), importFrom("contextvars/express"));
+    assert.match(
+      (await koaMessage(express.contextMiddleware())) ?? "",
+      importFrom("contextvars/koa"),
+    );
+    assert.match((await koaMessage(hono.contextMiddleware())) ?? "", importFrom("contextvars/koa"));
+    assert.match(await honoMessage(express.contextMiddleware()), importFrom("contextvars/hono"));
+    assert.match(await honoMessage(koa.contextMiddleware()), importFrom("contextvars/hono"));
+  });
+
   it("hono: app.use(contextMiddleware) fails each request saying to call it", async () => {
     const app = new Hono();
     app.use(loose(hono.contextMiddleware) as never);
