@@ -43,9 +43,19 @@ export type { LogFields };
  * const traced = pino({
  *   mixin: contextMixin({ requestId, traceId: () => trace.getActiveSpan()?.spanContext().traceId }),
  * });
- * @throws {TypeError} if fields is not an object, or a field is neither a ContextVar nor a function.
+ * @throws {TypeError} if fields is not an object, or a field is neither a ContextVar nor a function;
+ *   or when given to pino uncalled (`mixin: contextMixin`): then at each log call.
  */
 export function contextMixin(fields: LogFields): () => Record<string, unknown> {
+  // `mixin: contextMixin`: pino calls it with (mergeObject, level, logger),
+  // and the log call's own object would be taken for the fields (a line
+  // without them, or a TypeError naming one of the call's keys).
+  // biome-ignore lint/complexity/noArguments: a mixin given uncalled shows only in its argument count
+  if (arguments.length > 1) {
+    throw new TypeError(
+      "contextMixin was called as pino's mixin, with (mergeObject, level, logger): it makes the mixin, so pass mixin: contextMixin(fields), not contextMixin itself",
+    );
+  }
   const checked = checkFields(fields);
   return function contextMixin(): Record<string, unknown> {
     // A fresh object per line: pino merges the log call's own fields into it.

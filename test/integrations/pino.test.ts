@@ -96,6 +96,19 @@ describe("contextMixin", () => {
     assert.equal(Object.keys(contextMixin({})()).length, 0);
   });
 
+  it("given to pino uncalled (mixin: contextMixin), each log call says to call it with the fields", () => {
+    const { logger, lines } = pinoToMemory({ mixin: contextMixin as never });
+    const uncalled = {
+      name: "TypeError",
+      message:
+        /^contextMixin was called as pino's mixin, with \(mergeObject, level, logger\): it makes the mixin, so pass mixin: contextMixin\(fields\), not contextMixin itself$/,
+    };
+    // Not a line without the fields, nor the log call's own object taken for the fields.
+    assert.throws(() => user.run("alice", () => logger.info("hello")), uncalled);
+    assert.throws(() => logger.info({ attempt: 1 }, "hello"), uncalled);
+    assert.deepEqual(lines, []);
+  });
+
   it("falsy values are kept: only unset is left out", () => {
     const count = new ContextVar<number>("count");
     const flag = new ContextVar<boolean | null>("flag");
