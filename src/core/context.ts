@@ -1,5 +1,5 @@
 import { carrier } from "../carrier/select.ts";
-import { argumentError, assertFunction, contextError } from "../errors.ts";
+import { argumentError, assertFunction, contextError, describeValue } from "../errors.ts";
 import { Hamt, NOT_FOUND } from "../map/hamt.ts";
 import { hashKey } from "../map/hash.ts";
 import type { ContextVar } from "./context-var.ts";
@@ -63,6 +63,12 @@ type EntryIterator = ReturnType<VarMap["entries"]>;
 type KeyIterator = ReturnType<VarMap["keys"]>;
 type ValueIterator = ReturnType<VarMap["values"]>;
 
+function noArguments(given: unknown): TypeError {
+  return new TypeError(
+    `new Context() takes no arguments, got ${describeValue(given)}; a Context starts empty: set values inside its run, ctx.run(() => v.set(value))`,
+  );
+}
+
 function assertVar(
   key: unknown,
   context: Context,
@@ -91,6 +97,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
   #entered = false;
   #task: TaskSlot | undefined;
 
+  /** An empty Context. @throws {TypeError} if given an argument (a mapping, as to new Map()). */
   constructor();
   // contextWith's path (InternalConstructor): the fields are set once, not initialised and then overwritten.
   constructor(guard?: typeof internal, map?: Mapping, task?: TaskSlot, mapId?: number) {
@@ -99,6 +106,10 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
       this.#mapId = mapId as number;
       this.#task = task;
     } else {
+      // As CPython's Context(): a mapping given as to new Map() is refused,
+      // not dropped, which would leave the caller an empty Context. (Not
+      // `arguments.length`: the copies made on every task go through here.)
+      if (guard !== undefined) throw noArguments(guard);
       this.#map = Hamt.empty();
       this.#mapId = this.#map.id;
       this.#task = undefined;

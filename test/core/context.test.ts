@@ -13,10 +13,21 @@ import { itFromEveryState } from "../helpers/starting-states.ts";
 type Entry = [ContextVar<unknown>, unknown];
 
 describe("Context", () => {
-  it("test_context_new_1: new Context() is empty", () => {
+  it("test_context_new_1: new Context() is empty, and takes no arguments", () => {
     const ctx = new Context();
     assert.equal(ctx.size, 0);
     assert.deepEqual([...ctx], []);
+    // CPython: "Context() does not accept any arguments". A mapping given as
+    // to new Map() was dropped without a word, leaving an empty Context.
+    const AnyContext = Context as unknown as new (...args: unknown[]) => Context;
+    const v = new ContextVar<number>("v");
+    for (const args of [[new Map([[v, 1]])], [[[v, 1]]], [{}]]) {
+      assert.throws(() => new AnyContext(...args), {
+        name: "TypeError",
+        message:
+          /^new Context\(\) takes no arguments, got .*; a Context starts empty: set values inside its run, ctx\.run\(\(\) => v\.set\(value\)\)$/,
+      });
+    }
   });
 
   itFromEveryState("test_context_get_context_1: copyContext() is a Context", () => {
