@@ -1,5 +1,4 @@
-import { assertFunction } from "../errors.ts";
-import { createTask, promiseOf } from "./task.ts";
+import { createTask, promiseOf, taskFunctionError } from "./task.ts";
 
 /**
  * Runs main as a task named "main" in a copy of the current Context and
@@ -10,6 +9,7 @@ import { createTask, promiseOf } from "./task.ts";
  * @throws {TypeError} if main is not a function.
  */
 export function run<T>(main: (this: void) => T | PromiseLike<T>): Promise<T> {
-  assertFunction("main", main);
+  // run(main()), as asyncio.run(main()) is written, is told to pass main itself.
+  if (typeof main !== "function") throw taskFunctionError(main, "run(() => main())", "main");
   return promiseOf(createTask(main, { name: "main" }));
 }

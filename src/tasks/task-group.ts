@@ -14,6 +14,7 @@ import {
   type Task,
   type TaskFunction,
   type TaskOptions,
+  taskFunctionError,
 } from "./task.ts";
 
 /** Options of a TaskGroup. */
@@ -106,7 +107,7 @@ export class TaskGroup implements AsyncDisposable {
    * @throws {TypeError} as createTask.
    */
   createTask<T>(fn: TaskFunction<T>, options?: TaskOptions): Task<T> {
-    assertFunction("fn", fn);
+    if (typeof fn !== "function") throw taskFunctionError(fn, "group.createTask(() => work())");
     // Finished from the moment wait() has been called and no child is left,
     // not only once wait()'s own continuation has run: a child accepted in
     // between would be neither waited for nor have its failure reported.

@@ -4,7 +4,7 @@ import { type Context, copyOf, setTaskOf, taskOf } from "../core/context.ts";
 import { currentContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
 import { thenOf } from "../core/then-of.ts";
-import { argumentError, assertFunction } from "../errors.ts";
+import { argumentError } from "../errors.ts";
 import { offAbort, onAbort } from "./abort-listeners.ts";
 
 // Module-local aliases for task creation's hot path: an imported binding is
@@ -501,7 +501,7 @@ function follow<T>(task: Task<T>, result: unknown): void {
  * @throws {TypeError} if fn is not a function or an option has the wrong type.
  */
 export function createTask<T>(fn: TaskFunction<T>, options?: TaskOptions): Task<T> {
-  assertFunction("fn", fn);
+  if (typeof fn !== "function") throw taskFunctionError(fn, "createTask(() => work())");
   if (options === undefined)
     return createTaskImpl(fn, undefined, undefined, undefined, undefined, 0);
   if (typeof options !== "object" || options === null) {
@@ -519,6 +519,25 @@ export function createTask<T>(fn: TaskFunction<T>, options?: TaskOptions): Task<
     throw argumentError("options.signal", "an AbortSignal", signal);
   }
   return createTaskImpl(fn, name, context, signal, undefined, 0);
+}
+
+/**
+ * The TypeError for a task's fn that is not a function. A promise is what
+ * asyncio.create_task(work()) would give, and its work has begun in the
+ * caller's Context, which a task exists to keep it out of: the message says
+ * to pass the function instead, as `advice` shows it. Internal.
+ */
+export function taskFunctionError(fn: unknown, advice: string, name = "fn"): TypeError {
+  let promise = false;
+  try {
+    promise = thenOf(fn) !== undefined;
+  } catch {
+    // A `then` getter that throws: not told apart, as no function either.
+  }
+  const expected = promise
+    ? `a function that starts the work, not a promise, which has started it in the caller's Context already: ${advice}`
+    : "a function";
+  return argumentError(name, expected, fn);
 }
 
 /**

@@ -1,5 +1,12 @@
-import { argumentError, assertFunction, contextError } from "../errors.ts";
-import { createTask, finishedOf, type Task, type TaskFunction, type TaskOptions } from "./task.ts";
+import { argumentError, contextError } from "../errors.ts";
+import {
+  createTask,
+  finishedOf,
+  type Task,
+  type TaskFunction,
+  type TaskOptions,
+  taskFunctionError,
+} from "./task.ts";
 
 const MAX_DELAY = 2 ** 31 - 1;
 
@@ -16,7 +23,7 @@ export function timeout<T>(ms: number, fn: TaskFunction<T>, options?: TaskOption
   if (typeof ms !== "number" || !(ms >= 0 && ms <= MAX_DELAY)) {
     throw argumentError("ms", `a number from 0 to ${MAX_DELAY}`, ms);
   }
-  assertFunction("fn", fn);
+  if (typeof fn !== "function") throw taskFunctionError(fn, "timeout(ms, () => work())");
   const task = createTask(fn, options);
   if (task.done) return task;
   const timer = setTimeout(() => {

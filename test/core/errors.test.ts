@@ -20,12 +20,15 @@ import {
   type ErrorCode,
   gather,
   LookupError,
+  run,
+  TaskGroup,
   TaskGroupClosedError,
   TimeoutError,
   Token,
   TokenMismatchError,
   TokenUsedError,
   TransferError,
+  timeout,
 } from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
@@ -502,6 +505,33 @@ describe("messages: what they point to", () => {
       message: /^Expected `items\[1\]` .*gather\(\.\.\.items\)/,
     });
     assert.equal(started, 0);
+  });
+
+  it("createTask(work()) and run(main()), a promise as asyncio takes a coroutine, say to pass the function", async () => {
+    const started = Promise.resolve(1);
+    const group = new TaskGroup();
+    const cases: [() => unknown, string][] = [
+      [() => createTask(started as never), "createTask(() => work())"],
+      [() => group.createTask(started as never), "group.createTask(() => work())"],
+      [() => timeout(1000, started as never), "timeout(ms, () => work())"],
+    ];
+    for (const [call, advice] of cases) {
+      assert.throws(call, {
+        name: "TypeError",
+        message: `Expected \`fn\` to be a function that starts the work, not a promise, which has started it in the caller's Context already: ${advice}, got \`[object Promise]\` (object)`,
+      });
+    }
+    // asyncio.run(main()).
+    assert.throws(() => run(started as never), {
+      name: "TypeError",
+      message:
+        "Expected `main` to be a function that starts the work, not a promise, which has started it in the caller's Context already: run(() => main()), got `[object Promise]` (object)",
+    });
+    await group.wait();
+    // Anything else that is not a function is told only that.
+    assert.throws(() => createTask(42 as never), {
+      message: "Expected `fn` to be a function, got `42` (number)",
+    });
   });
 
   it("a long string in a TypeError is cut at 40 characters", () => {
