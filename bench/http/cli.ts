@@ -37,3 +37,23 @@ export function names<T extends string>(name: string, allowed: readonly T[]): T[
   }
   return given as T[];
 }
+
+/**
+ * Checks the command line: `--help` (or `-h`) prints `usage` and exits; each
+ * other argument must be one of `known` followed by its value.
+ * @throws {Error} naming an argument that is not an option of the runner (it
+ *   was ignored, so a mistyped option, or --help, ran the whole benchmark).
+ */
+export function checkArguments(usage: string, known: readonly string[]): void {
+  const args = process.argv.slice(2);
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(usage);
+    process.exit(0);
+  }
+  for (let i = 0; i < args.length; i += 2) {
+    const flag = args[i] as string;
+    if (!flag.startsWith("--") || !known.includes(flag.slice(2))) {
+      throw new Error(`no option "${flag}"\n${usage}`);
+    }
+  }
+}

@@ -21,10 +21,15 @@ import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { FRAMEWORKS, type Framework, type Mode, modesOf } from "./apps.ts";
 import { buildPackage } from "./build.ts";
-import { names, option } from "./cli.ts";
+import { checkArguments, names, option } from "./cli.ts";
 import { type Cycle, report } from "./report.ts";
 import { markOf, startServer, stopServer } from "./server-process.ts";
 
+checkArguments(
+  `usage: npm run bench:http [-- --rounds 2] [--cycles 3] [--duration 1] [--warmup 1]
+       [--connections 50] [--frameworks ${FRAMEWORKS.join(",")}] [--modes bare,als,ours,…]`,
+  ["rounds", "cycles", "duration", "warmup", "connections", "frameworks", "modes"],
+);
 const rounds = option("rounds", 2, { whole: true });
 const cycles = option("cycles", 3, { whole: true });
 const duration = option("duration", 1);

@@ -21,13 +21,18 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 import { buildPackage } from "../http/build.ts";
-import { names, option } from "../http/cli.ts";
+import { checkArguments, names, option } from "../http/cli.ts";
 import { markOf, startServer, stopServer } from "../http/server-process.ts";
 import { type Cycle, report } from "./report.ts";
 import type { Mode } from "./server.ts";
 
 const MODES: readonly Mode[] = ["bare", "bare2", "als", "alsbound", "ours"];
 
+checkArguments(
+  `usage: npm run bench:ws [-- --rounds 6] [--cycles 2] [--duration 1] [--warmup 1]
+       [--connections 50] [--size 16] [--modes ${MODES.join(",")}] [--prof dir]`,
+  ["rounds", "cycles", "duration", "warmup", "connections", "size", "modes", "prof"],
+);
 const rounds = option("rounds", 6, { whole: true });
 const cycles = option("cycles", 2, { whole: true });
 const duration = option("duration", 1);
