@@ -5,7 +5,7 @@ import type { NextFunction, Request, Response } from "express";
 import type { Context as RequestContext } from "../core/context.ts";
 import { bindPrototype } from "./request-emitters.ts";
 import {
-  mountedElsewhere,
+  assertMountedIn,
   mountedUncalled,
   type RequestContextOptions,
   requestId,
@@ -85,7 +85,7 @@ export function contextMiddleware(options?: ExpressContextOptions): ExpressConte
   // Typed for every route's Request, used as the plain Request it is.
   return function contextMiddleware(req: Request, res: Response, next: NextFunction): void {
     // Koa and Hono call middleware with (ctx, next): no `next` of Express's.
-    if (typeof next !== "function") throwIfMountedElsewhere(req);
+    if (typeof next !== "function") assertMountedIn("Express", req, res);
     const context = nodeRequestContext(req, res, resolved, req, fileFor);
     // Also when the request had its Context already: a later mount in a sub-app
     // whose prototypes are not chained to the app's (one reached through a
@@ -93,14 +93,6 @@ export function contextMiddleware(options?: ExpressContextOptions): ExpressConte
     bindThroughApp(req, res);
     runInRequest(context, proceed, seed, req, next);
   } as ExpressContextMiddleware;
-}
-
-// Koa's ctx holds Node's request as `req`, Hono's `c` its HonoRequest, whose
-// `raw` is the fetch Request. Anything else is left to fail as it did.
-function throwIfMountedElsewhere(req: Request): void {
-  const inner = (req as { req?: { on?: unknown; raw?: unknown } }).req;
-  if (typeof inner?.on === "function") throw mountedElsewhere("Express", "Koa", "contextvars/koa");
-  if (typeof inner?.raw === "object") throw mountedElsewhere("Express", "Hono", "contextvars/hono");
 }
 
 // A new request's Context is filed for req (nothing is added to the object).

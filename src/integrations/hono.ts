@@ -8,7 +8,7 @@ import type { Context, Env, MiddlewareHandler, Next } from "hono";
 import type { Context as RequestContext } from "../core/context.ts";
 import { bindUpgrade } from "./http-upgrade.ts";
 import {
-  mountedElsewhere,
+  assertMountedIn,
   mountedUncalled,
   type RequestContextOptions,
   requestId,
@@ -105,12 +105,7 @@ export function contextMiddleware<E extends Env = Env>(
 
   return function contextMiddleware(c: Context<E>, next: Next): Promise<void> {
     // Express calls middleware with (req, res, next).
-    if (
-      typeof next !== "function" &&
-      typeof (next as { setHeader?: unknown } | undefined)?.setHeader === "function"
-    ) {
-      throw mountedElsewhere("Hono", "Express", "contextvars/express");
-    }
+    if (typeof next !== "function") assertMountedIn("Hono", c, next);
     const node = c.env as NodeBindings | undefined;
     const incoming = typeof node === "object" && node !== null ? node.incoming : undefined;
     const outgoing = incoming === undefined ? undefined : node?.outgoing;
@@ -136,9 +131,7 @@ export function contextMiddleware<E extends Env = Env>(
     }
     const raw = c.req.raw;
     // Koa's ctx: its `req` is Node's request, which has no `raw`.
-    if (raw === undefined && typeof (c.req as { on?: unknown }).on === "function") {
-      throw mountedElsewhere("Hono", "Koa", "contextvars/koa");
-    }
+    if (raw === undefined) assertMountedIn("Hono", c, next);
     const known = knownRequestContext(c, raw);
     if (known !== undefined) return runInRequest(known, proceed, seed, c, next);
     const id = requestIdFor(resolved.trustHeader ? c.req.header(header) : undefined, resolved, c);

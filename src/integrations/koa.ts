@@ -9,7 +9,7 @@ import type { Context as RequestContext } from "../core/context.ts";
 import { bindUpgrade } from "./http-upgrade.ts";
 import { bindEarlierListeners } from "./request-emitters.ts";
 import {
-  mountedElsewhere,
+  assertMountedIn,
   mountedUncalled,
   type RequestContextOptions,
   requestId,
@@ -103,7 +103,7 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
     // `req` is its own HonoRequest (its `raw` the fetch Request): in neither
     // is `ctx.req` Node's request.
     if (typeof (ctx.req as Partial<Context["req"]> | undefined)?.on !== "function") {
-      throwIfMountedElsewhere(ctx, next);
+      assertMountedIn("Koa", ctx, next);
     }
     // koa-websocket runs `app.ws`'s middleware after the handshake, with a
     // context made from the request alone (no response): see bindUpgraded.
@@ -114,16 +114,6 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
         : nodeRequestContext(ctx.req, res, resolved, ctx);
     return runInRequest(context, proceed, seed, echoOnError, ctx, next);
   };
-}
-
-// Anything but Express's (req, res, next) or Hono's `c` is left to fail as it did.
-function throwIfMountedElsewhere(ctx: Context, next: unknown): void {
-  if (typeof (next as { setHeader?: unknown } | undefined)?.setHeader === "function") {
-    throw mountedElsewhere("Koa", "Express", "contextvars/express");
-  }
-  if (typeof (ctx.req as { raw?: unknown } | undefined)?.raw === "object") {
-    throw mountedElsewhere("Koa", "Hono", "contextvars/hono");
-  }
 }
 
 // koa-websocket's ws completed the handshake before this middleware ran, so

@@ -135,15 +135,36 @@ export function mountedUncalled(factory: string, mount: string): TypeError {
   );
 }
 
+/** A framework whose subpath exports a contextMiddleware. Internal. */
+export type MiddlewareFramework = "Express" | "Koa" | "Hono";
+
+// Which framework made a middleware's first two arguments, by what only it
+// passes: Express a response (with setHeader) second, Hono a `c` whose `req`
+// is its HonoRequest (whose `raw` is the fetch Request), Koa a ctx whose
+// `req` is Node's request (which has no `raw`).
+function callerOf(first: unknown, second: unknown): MiddlewareFramework | undefined {
+  if (typeof (second as { setHeader?: unknown } | undefined)?.setHeader === "function") {
+    return "Express";
+  }
+  const req = (first as { req?: { on?: unknown; raw?: unknown } } | undefined)?.req;
+  if (typeof req?.raw === "object") return "Hono";
+  if (typeof req?.on === "function") return "Koa";
+  return undefined;
+}
+
 /**
- * The TypeError for one framework's contextMiddleware mounted in another (an
- * import from the wrong subpath, which every subpath names contextMiddleware):
- * the other framework's arguments would fail inside it with a TypeError
- * about a property of undefined. Internal.
+ * Throws when another framework called `ours`'s contextMiddleware (imported
+ * from the wrong subpath, as every subpath names it contextMiddleware), which
+ * would otherwise fail inside it with a TypeError about a property of
+ * undefined; anything else is left to fail as it did. Called only once a
+ * middleware has found its arguments are not its framework's. Internal.
+ * @throws {TypeError} naming the subpath to import from.
  */
-export function mountedElsewhere(ours: string, theirs: string, subpath: string): TypeError {
-  return new TypeError(
-    `contextMiddleware from contextvars/${ours.toLowerCase()} is ${ours} middleware, but ${theirs} called it: import contextMiddleware from ${subpath} instead`,
+export function assertMountedIn(ours: MiddlewareFramework, first: unknown, second: unknown): void {
+  const theirs = callerOf(first, second);
+  if (theirs === undefined || theirs === ours) return;
+  throw new TypeError(
+    `contextMiddleware from contextvars/${ours.toLowerCase()} is ${ours} middleware, but ${theirs} called it: import contextMiddleware from contextvars/${theirs.toLowerCase()} instead`,
   );
 }
 
