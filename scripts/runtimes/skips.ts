@@ -109,13 +109,25 @@ export const DIFFERENCES: readonly Difference[] = [
       "and Deno's own keep none (the test beside it, that 20 fetches leave nothing alive, passes there)",
   },
   {
-    runtimes: ["bun", "deno"],
+    runtimes: ["deno"],
     path: "test/leaks/requests.test.ts",
     test: "Node's Date-header cache pinned > the first response in a second holds its Context",
     reason:
-      "pins Node's Date-header cache timer, which holds the first response of each second; Bun's and " +
-      "Deno's node:http have none, so that response's Context is let go at once, as every other one is " +
+      "pins Node's Date-header cache timer, which holds the first response of each second; Deno's " +
+      "node:http has none, so that response's Context is let go at once, as every other one is " +
       "(the checks that nothing else holds it pass there)",
+  },
+  {
+    runtimes: ["bun"],
+    path: "test/leaks/requests.test.ts",
+    test: "Node's Date-header cache pinned > the first response in a second holds its Context",
+    reason:
+      "pins Node's Date-header cache timer, which holds the first response of each second; Bun's " +
+      "node:http has none, so that response's Context is let go at once, as every other one is. Bun's " +
+      "collector scans the stack conservatively, so now and then the first response outlives the " +
+      "collection that lets the second go, and the pin holds by chance (seen once in a .ci/run on " +
+      "Bun 1.4.5): a pass there is not stale",
+    mayPass: true,
   },
   {
     runtimes: ["bun"],
