@@ -60,11 +60,15 @@ const server = createServer(
     job.on("done", () => log("plain job listener: thumbnail done"));
     bindEmitter(job).on("done", () => log("bound job listener: thumbnail done"));
     // bind, not bindEmitter(queue): an emitter is bound once, to its first
-    // caller's Context, and the queue outlives every request.
-    queue.once(
-      "done",
-      bind(() => log("bound queue listener: a job is done")),
-    );
+    // caller's Context, and the queue outlives every request. The queue emits
+    // for every request's jobs, so the listener waits for its own and then
+    // removes itself; `once` would answer to whichever job finished first.
+    const onQueueDone = bind((done: Job) => {
+      if (done !== job) return;
+      queue.off("done", onQueueDone);
+      log(`bound queue listener: ${done.name} done`);
+    });
+    queue.on("done", onQueueDone);
 
     createTask(async () => {
       await sleep(30);

@@ -233,6 +233,7 @@ const REQUEST_CACHE = [
   '{"viewer":"admin","profiles":[{"id":"u1","name":"Ada","email":"ada@example.com"},{"id":"u2","name":"Grace","email":"grace@example.com"},{"id":"u1","name":"Ada","email":"ada@example.com"}]}',
   '{"viewer":"guest","profiles":[{"id":"u1","name":"Ada"},{"id":"u2","name":"Grace"},{"id":"u1","name":"Ada"}]}',
   "backend calls (3 loads per request, u1 twice): req-1 u1, req-1 u2, req-2 u1, req-2 u2",
+  "first load of u3 failed (backend unavailable); the second asked again and got Lin",
 ];
 
 const BACKGROUND_WORK = [
@@ -240,7 +241,7 @@ const BACKGROUND_WORK = [
   "[-] plain job listener: thumbnail done",
   "[order-1] bound job listener: thumbnail done",
   "[-] queue listener: thumbnail done",
-  "[order-1] bound queue listener: a job is done",
+  "[order-1] bound queue listener: thumbnail done",
   "[order-1] task: receipt emailed",
   "[order-1] callLater: follow-up reminder scheduled",
   "client got 202; the work of order-1 went on after it",
@@ -248,7 +249,7 @@ const BACKGROUND_WORK = [
   "[-] plain job listener: thumbnail done",
   "[order-2] bound job listener: thumbnail done",
   "[-] queue listener: thumbnail done",
-  "[order-2] bound queue listener: a job is done",
+  "[order-2] bound queue listener: thumbnail done",
   "[order-2] task: receipt emailed",
   "[order-2] callLater: follow-up reminder scheduled",
   "client got 202; the work of order-2 went on after it",
