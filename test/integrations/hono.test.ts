@@ -320,6 +320,31 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
     }
   });
 
+  it("middleware mounted before it sets in the Context the server listens in: from the root, the next request inherits the value", async () => {
+    const who = new ContextVar<string>("who");
+    let token: Token<string> | undefined;
+    const own = new Hono<NodeEnv>();
+    own.use(async (c, next) => {
+      const name = c.req.header("x-user");
+      if (name === "reset" && token) who.reset(token);
+      else if (name) token ??= who.set(name);
+      await next();
+    });
+    own.use(contextMiddleware());
+    own.get("/", (c) => c.text(who.get("anonymous")));
+    const server = createServer(getRequestListener(own.fetch));
+    const url = await listen(server); // in the root Context, as a server started at a module's top level
+    try {
+      assert.equal((await send(url, "/", { headers: { "x-user": "alice" } })).body, "alice");
+      assert.equal((await send(url, "/")).body, "alice", "an anonymous request inherits alice");
+      assert.equal(who.get("unset"), "alice", "the set landed in the root Context");
+    } finally {
+      await send(url, "/", { headers: { "x-user": "reset" } });
+      await close(server);
+    }
+    assert.equal(who.get("unset"), "unset");
+  });
+
   it("echo: false and a custom header", async () => {
     const own = new Hono();
     own.use(contextMiddleware({ echo: false, header: "X-Correlation-Id" }));
