@@ -33,11 +33,20 @@ export interface Field {
 
 /**
  * Checks `fields`: one Field per entry, in the fields' order. Internal.
- * @throws {TypeError} if fields is not an object or a field is neither a ContextVar nor a function.
+ * @throws {TypeError} if fields is not an object, is an array, or a field is neither a ContextVar nor a function.
  */
 export function checkFields(fields: LogFields): readonly Field[] {
   if (typeof fields !== "object" || fields === null) {
     throw argumentError("fields", "an object of ContextVars", fields);
+  }
+  // The types refuse an array, but JavaScript callers can pass one, and its
+  // entries would become fields named "0", "1", …
+  if (Array.isArray(fields)) {
+    throw argumentError(
+      "fields",
+      "an object of ContextVars keyed by field name (`{ user }`), not an array",
+      fields,
+    );
   }
   return Object.entries(fields).map(([key, field]): Field => {
     if (isContextVar(field)) {

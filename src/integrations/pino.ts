@@ -43,7 +43,7 @@ export type { LogFields };
  * const traced = pino({
  *   mixin: contextMixin({ requestId, traceId: () => trace.getActiveSpan()?.spanContext().traceId }),
  * });
- * @throws {TypeError} if fields is not an object, or a field is neither a ContextVar nor a function;
+ * @throws {TypeError} if fields is not an object or is an array, or a field is neither a ContextVar nor a function;
  *   or when given to pino uncalled (`mixin: contextMixin`): then at each log call.
  */
 export function contextMixin(fields: LogFields): () => Record<string, unknown> {

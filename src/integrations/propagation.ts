@@ -185,6 +185,15 @@ function entriesOf(fields: PropagatedFields): Entry[] {
   if (typeof fields !== "object" || fields === null) {
     throw argumentError("fields", "an object of ContextVars", fields);
   }
+  // The types refuse an array, but JavaScript callers can pass one, and its
+  // entries would become fields named "0", "1", …
+  if (Array.isArray(fields)) {
+    throw argumentError(
+      "fields",
+      "an object of ContextVars keyed by baggage key (`{ user }`), not an array",
+      fields,
+    );
+  }
   return Object.entries(fields).map(([key, field]) => {
     // `__proto__` is a token, but OpenTelemetry's parser stores entries in a plain object
     // and so drops it: a field under it could never arrive.
@@ -228,7 +237,7 @@ const LONE_SURROGATE = /\p{Cs}/u;
  * app.use(contextMiddleware({ seed: (req) => carry.extractInto(req.headers) }));
  * const tracedFetch = carry.wrapFetch(fetch); // sends user, attempt and the trace on
  * declare function express(): import("express").Express;
- * @throws {TypeError} if a key is not a valid baggage key or a field is not a ContextVar or baggageField.
+ * @throws {TypeError} if fields is not an object or is an array, a key is not a valid baggage key or a field is not a ContextVar or baggageField.
  */
 export function contextPropagation<F extends PropagatedFields>(fields: F): ContextPropagation<F> {
   const entries = entriesOf(fields);

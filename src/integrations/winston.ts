@@ -66,7 +66,7 @@ export type ContextFormat = import("winston").Logform.Format;
  * // With the active trace id (from @opentelemetry/api):
  * import { trace } from "@opentelemetry/api";
  * const traced = contextFormat({ traceId: () => trace.getActiveSpan()?.spanContext().traceId });
- * @throws {TypeError} if fields is not an object, or a field is neither a ContextVar nor a function.
+ * @throws {TypeError} if fields is not an object or is an array, or a field is neither a ContextVar nor a function.
  */
 export function contextFormat(fields: LogFields): ContextFormat {
   const checked = checkFields(fields);

@@ -92,6 +92,13 @@ describe("contextMixin", () => {
 
   it("rejects fields that are neither ContextVars nor functions", () => {
     assert.throws(() => contextMixin(null as never), TypeError);
+    // An array would pass as an object, and log its vars as fields "0", "1".
+    assert.throws(
+      () => contextMixin([user] as never),
+      new TypeError(
+        "Expected `fields` to be an object of ContextVars keyed by field name (`{ user }`), not an array, got `[object Array]` (object)",
+      ),
+    );
     assert.throws(() => contextMixin({ user: "user" as never }), /Expected `fields\["user"\]`/);
     assert.equal(Object.keys(contextMixin({})()).length, 0);
   });

@@ -633,6 +633,10 @@ describe("contextPropagation(fields)", () => {
       [42, "Expected `fields` to be an object of ContextVars, got `42` (number)"],
       [null, "Expected `fields` to be an object of ContextVars, got `null` (null)"],
       [
+        [user],
+        "Expected `fields` to be an object of ContextVars keyed by baggage key (`{ user }`), not an array, got `[object Array]` (object)",
+      ],
+      [
         { "bad key": user },
         'Expected `fields key` to be a baggage key (an HTTP token, not __proto__), got `"bad key"` (string)',
       ],

@@ -216,6 +216,12 @@ describe("contextFormat", () => {
     assert.throws(() => contextFormat(null as never), TypeError);
     assert.throws(() => contextFormat({ user: 42 as never }), /Expected `fields\["user"\]`/);
     assert.throws(() => contextMeta({ user: {} as never }), TypeError);
+    for (const make of [contextFormat, contextMeta]) {
+      assert.throws(
+        () => make([user] as never),
+        /keyed by field name \(`\{ user \}`\), not an array/,
+      );
+    }
   });
 
   it("500 concurrent requests: every line carries its own request's values", async () => {
