@@ -21,9 +21,13 @@ export type PropagatedFields = Readonly<Record<string, StringVar | BaggageField<
  * to whatever text the baggage brings. `set` is written as a property,
  * whose parameter TypeScript checks contravariantly (a method's it does
  * not), so a `ContextVar<"on" | "off">`, assignable to `ContextVar<string>`,
- * is not a StringVar: give it a codec with `baggageField`.
+ * is not a StringVar: give it a codec with `baggageField`. A
+ * `ContextVar<string | undefined>` is one: where its value is undefined,
+ * the field is not sent, as where it is unset.
  */
-export type StringVar = ContextVar<string> & { readonly set: (value: string) => unknown };
+export type StringVar =
+  | (ContextVar<string> & { readonly set: (value: string) => unknown })
+  | (ContextVar<string | undefined> & { readonly set: (value: string | undefined) => unknown });
 
 /**
  * What extraction found, typed per field; a field absent or rejected by its

@@ -250,6 +250,34 @@ describe("inject: values that cannot travel are left out, never a throw", () => 
     assert.deepEqual([...baggageOf(headers)], [["attempt", "2"]]);
   });
 
+  it("a ContextVar<string | undefined> is a bare field: sent when a string, not sent when undefined, set by extractInto", () => {
+    const tenant = new ContextVar<string | undefined>("tenant", { default: undefined });
+    const optional = contextPropagation({ tenant, "user.id": user });
+    const sent = (value: string | undefined) =>
+      fresh(() => {
+        tenant.set(value);
+        user.set("u1");
+        return [...baggageOf(optional.inject({} as Record<string, string>))];
+      });
+    assert.deepEqual(sent("acme"), [
+      ["tenant", "acme"],
+      ["user.id", "u1"],
+    ]);
+    assert.deepEqual(sent(undefined), [["user.id", "u1"]]);
+    // From the default alone, too: nothing to send.
+    assert.deepEqual(
+      fresh(() => [...baggageOf(optional.inject({} as Record<string, string>))]),
+      [],
+    );
+    assert.equal(
+      fresh(() => {
+        optional.extractInto({ baggage: "tenant=acme" });
+        return tenant.get();
+      }),
+      "acme",
+    );
+  });
+
   it('"" is not sent, as OpenTelemetry\'s parser would drop it and it would arrive unset', () => {
     const headers = fresh(() => {
       user.set("");

@@ -169,6 +169,14 @@ export function propagation(headers: Headers, nodeHeaders: Record<string, string
   >();
   expectType<Extends<ContextVar<string>, StringVar>>();
   expectFalse<Extends<ContextVar<"on" | "off">, StringVar>>();
+  // A var that may hold undefined is a bare field too: undefined is not sent.
+  expectType<Extends<ContextVar<string | undefined>, StringVar>>();
+  contextPropagation({
+    tenant: new ContextVar<string | undefined>("tenant", { default: undefined }),
+  });
+  expectFalse<Extends<ContextVar<"on" | "off" | undefined>, StringVar>>();
+  expectFalse<Extends<ContextVar<string | null>, StringVar>>();
+  expectFalse<Extends<ContextVar<string | number>, StringVar>>();
   // A generic wrapper passes its fields on as they are.
   const wrap = <F extends PropagatedFields>(given: F): ContextPropagation<F> =>
     contextPropagation(given);
