@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { NOT_FOUND } from "../../src/map/hamt.ts";
 import { FixedHashKey } from "../helpers/fixed-hash-key.ts";
 import { drawn, mapOf, numberedKeys, singlePairChild, tree } from "../helpers/hamt-fixtures.ts";
 
@@ -248,6 +249,54 @@ describe("Hamt shapes", () => {
     );
     assert.equal(last.get(c), 3);
     assert.equal(drawn(h3.delete(c).delete(b)), drawn(h1), "deleting in another order");
+  });
+
+  // A CollisionNode made at level 1 (a and b, hash 111 = 0b00011_01111, in
+  // root slot 15) is carried as it is into the ArrayNode a 17th slot makes:
+  //
+  // Hamt(size=18)
+  //   ArrayNode(count=17)
+  //     ... [0] to [14] ...
+  //     [15]:
+  //       CollisionNode(size=2 hash=111)
+  //         a: "a"
+  //         b: "b"
+  //     [16]: ...
+  //
+  // Deleting a leaves b a plain pair at level 1, in slot 3 (bits 5-9 of 111)
+  // of its own BitmapNode, since no BitmapNode parent inlines it there.
+  it("a CollisionNode straight under an ArrayNode turns back into a pair in its level-1 slot", () => {
+    const keys = numberedKeys(17);
+    const [a, b] = ["a", "b"].map((n) => new FixedHashKey(n, 111));
+    const h = mapOf(
+      ...keys.slice(0, 15).map((k, i): [FixedHashKey, string] => [k, `v${i}`]),
+      [a, "a"],
+      [b, "b"],
+      [keys[16], "v16"],
+    );
+    assert.equal(
+      drawn(h),
+      [
+        "Hamt(size=18)",
+        "  ArrayNode(count=17)",
+        ...Array.from({ length: 15 }, (_, i) => singlePairChild(i)).flat(),
+        "    [15]:",
+        "      CollisionNode(size=2 hash=111)",
+        '        a: "a"',
+        '        b: "b"',
+        ...singlePairChild(16),
+      ].join("\n"),
+    );
+    const withoutA = h.delete(a);
+    assert.equal(withoutA.get(b), "b");
+    assert.equal(withoutA.get(a), NOT_FOUND);
+    assert.match(drawn(withoutA), /\[15\]:\n {6}BitmapNode\(size=1 bitmap=0b1000\)\n {8}b: "b"\n/);
+    assert.equal(
+      withoutA.delete(keys[16]).get(b),
+      "b",
+      "after the ArrayNode turns back into a BitmapNode",
+    );
+    assert.equal(h.delete(b).get(a), "a");
   });
 
   // C (42 = 0b00001_01010) shares slot 10 with the colliding a and b (10 =
