@@ -78,6 +78,10 @@ describe("error names", () => {
         error.name = "Renamed";
         assert.equal(error.name, "Renamed");
         assert.equal(Object.keys(error).includes("name"), true, "an own property once assigned");
+        assert.deepEqual(Object.getOwnPropertyDescriptor(Class.prototype, "name"), {
+          ...Object.getOwnPropertyDescriptor(Error.prototype, "name"),
+          value: name,
+        });
       } finally {
         Object.defineProperty(Class, "name", { value: original, configurable: true });
       }
@@ -113,6 +117,15 @@ describe("errors", () => {
       assert.ok(Class.prototype instanceof ContextError);
       assert.ok(ContextError.prototype instanceof Error);
     }
+  });
+
+  it("new ContextError(code, message, { cause }) keeps the cause, as new Error does", () => {
+    const cause = new RangeError("underneath");
+    const error = new ContextError("ERR_APP", "on top", { cause });
+    assert.equal(error.cause, cause);
+    assert.equal(error.code, "ERR_APP");
+    assert.equal(error.message, "on top");
+    assert.equal(Object.hasOwn(new ContextError("ERR_APP", "m"), "cause"), false);
   });
 
   itFromEveryState("test_context_getset_1: get() of an unset var is LookupError", () => {
@@ -434,6 +447,14 @@ describe("a throwing call leaves the current Context as it was", () => {
 });
 
 describe("messages: what they point to", () => {
+  it("ERR_CONTEXTVAR_UNSET says the var has no default and the three ways out", () => {
+    assert.throws(() => new ContextVar<number>("userId").get(), {
+      name: "LookupError",
+      message:
+        'ContextVar("userId") has no value in the current Context and no default; set it first, pass a fallback to get(), or give the var a default',
+    });
+  });
+
   it("ERR_TOKEN_VAR_MISMATCH says which var to reset through", () => {
     const v1 = new ContextVar<number>("v1");
     const v2 = new ContextVar<number>("v2");
@@ -537,6 +558,21 @@ describe("messages: what they point to", () => {
   it("a long string in a TypeError is cut at 40 characters", () => {
     assert.throws(() => createTask("x".repeat(50) as never), {
       message: `Expected \`fn\` to be a function, got \`"${"x".repeat(40)}…"\` (string)`,
+    });
+    assert.throws(() => createTask("x".repeat(41) as never), {
+      message: `Expected \`fn\` to be a function, got \`"${"x".repeat(40)}…"\` (string)`,
+    });
+    assert.throws(() => createTask("x".repeat(40) as never), {
+      message: `Expected \`fn\` to be a function, got \`"${"x".repeat(40)}"\` (string)`,
+    });
+  });
+
+  it("a function in a TypeError is shown by its name", () => {
+    const ctx = new Context();
+    function userId() {}
+    assert.throws(() => ctx.get(unsafe<ContextVar<unknown>>(userId)), {
+      name: "TypeError",
+      message: `Expected \`var\` to be a ContextVar, got \`[Function userId]\` (function), in ${ctx}.get()`,
     });
   });
 });
