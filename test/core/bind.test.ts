@@ -215,33 +215,62 @@ describe("bind", () => {
   });
 });
 
-describe("bind and isolated pass this through, whatever fn's length", () => {
+// Up to four parameters the wrapper is written out for each count, past four
+// it is built another way: each count is a separate path to call fn by.
+describe("bind and isolated, whatever fn's length: this and every argument pass through, in a copy of the right Context", () => {
   type Self = { n: number };
+  const c = new ContextVar<string>("c", { default: "default" });
+  /** What the call was given and read, after which it sets c. */
+  function seen(self: Self, args: IArguments): [number, unknown[], string] {
+    const read = c.get();
+    c.set("set in the call");
+    return [self.n, [...args], read];
+  }
   const fns = [
     function (this: Self) {
-      return this.n;
+      // biome-ignore lint/complexity/noArguments: what the call passed
+      return seen(this, arguments);
     },
     function (this: Self, _a: unknown) {
-      return this.n;
+      // biome-ignore lint/complexity/noArguments: what the call passed
+      return seen(this, arguments);
     },
     function (this: Self, _a: unknown, _b: unknown) {
-      return this.n;
+      // biome-ignore lint/complexity/noArguments: what the call passed
+      return seen(this, arguments);
     },
     function (this: Self, _a: unknown, _b: unknown, _c: unknown) {
-      return this.n;
+      // biome-ignore lint/complexity/noArguments: what the call passed
+      return seen(this, arguments);
     },
     function (this: Self, _a: unknown, _b: unknown, _c: unknown, _d: unknown) {
-      return this.n;
+      // biome-ignore lint/complexity/noArguments: what the call passed
+      return seen(this, arguments);
     },
     function (this: Self, _a: unknown, _b: unknown, _c: unknown, _d: unknown, _e: unknown) {
-      return this.n;
+      // biome-ignore lint/complexity/noArguments: what the call passed
+      return seen(this, arguments);
     },
   ];
   for (const fn of fns) {
-    it(`length ${fn.length}`, () => {
-      const self = { n: 7, isolated: isolated(fn), bound: bind(fn) };
-      assert.equal(self.isolated(1, 2, 3, 4, 5), 7);
-      assert.equal(self.bound(1, 2, 3, 4, 5), 7);
+    itFromEveryState(`length ${fn.length}`, () => {
+      const ctx = new Context();
+      ctx.run(() => c.set("in ctx"));
+      c.set("caller");
+      // Called with more arguments than any fn declares.
+      type Loose = (this: Self, ...args: unknown[]) => unknown;
+      const self = {
+        n: 7,
+        isolated: isolated(fn) as Loose,
+        bound: bind(fn) as Loose,
+        boundTo: bind(fn, ctx) as Loose,
+      };
+      const args = [1, 2, 3, 4, 5, 6];
+      assert.deepEqual(self.isolated(1, 2, 3, 4, 5, 6), [7, args, "caller"]);
+      assert.deepEqual(self.bound(1, 2, 3, 4, 5, 6), [7, args, "caller"]);
+      assert.deepEqual(self.boundTo(1, 2, 3, 4, 5, 6), [7, args, "in ctx"]);
+      assert.equal(c.get(), "caller");
+      assert.equal(ctx.get(c), "in ctx");
     });
   }
 });
