@@ -107,6 +107,14 @@ describe("bindEmitter", () => {
     assert.deepEqual(seen, ["prepend:bound", "on:bound", "prepend:bound", "on:bound"]);
   });
 
+  itFromEveryState("addListener is on: its listeners run in the bound Context too", () => {
+    const emitter = bindEmitter(new EventEmitter(), contextWith("bound"));
+    const seen: string[] = [];
+    emitter.addListener("tick", () => seen.push(v.get()));
+    v.run("emitter", () => emitter.emit("tick"));
+    assert.deepEqual(seen, ["bound"]);
+  });
+
   it("a listener that is not a function gets the emitter's own error, as from an unbound emitter", () => {
     const plain = (() => {
       try {
@@ -136,8 +144,11 @@ describe("bindEmitter", () => {
     }
   });
 
-  it("an emitter without prependListener is given none", () => {
+  it("an emitter without prependListener is given none, and one without rawListeners keeps its removeAllListeners", () => {
     const listeners: unknown[] = [];
+    const removeAllListeners = () => {
+      listeners.length = 0;
+    };
     const minimal = {
       on(_event: string, listener: unknown) {
         listeners.push(listener);
@@ -146,10 +157,13 @@ describe("bindEmitter", () => {
       removeListener() {
         return this;
       },
+      listenerCount: () => 1,
+      removeAllListeners,
     };
     bindEmitter(minimal as unknown as EventEmitter);
     assert.equal("prependListener" in minimal, false);
     assert.equal("prependOnceListener" in minimal, false);
+    assert.equal(minimal.removeAllListeners, removeAllListeners);
     minimal.on("tick", () => {});
     assert.equal(listeners.length, 1);
   });
@@ -309,6 +323,53 @@ describe("bindEmitter: the emitter reports the listeners it was given, as a plai
         return heard;
       }),
     );
+  });
+
+  it("each method returns the emitter, so calls chain", () => {
+    same(
+      onBoth((e) => {
+        const f = () => {};
+        const returned = [
+          e.on("tick", f),
+          e.addListener("tick", f),
+          e.once("tick", f),
+          e.prependListener("tick", f),
+          e.prependOnceListener("tick", f),
+          e.removeAllListeners("tick"),
+        ];
+        e.on("removeListener", f);
+        e.on("tick", f);
+        returned.push(e.removeAllListeners("tick"), e.removeAllListeners());
+        return returned.map((r) => r === e);
+      }),
+    );
+  });
+
+  // With captureRejections, emit reads what a listener returns and turns a
+  // rejected promise into an "error" event: a wrapper must return it.
+  it("an async listener's rejection reaches 'error' under captureRejections, once listeners too", async () => {
+    const plain = new EventEmitter({ captureRejections: true });
+    const bound = bindEmitter(new EventEmitter({ captureRejections: true }), contextWith("b"));
+    const heard = await Promise.all(
+      [plain, bound].map(async (e) => {
+        const errors: string[] = [];
+        e.on("error", (error: Error) => errors.push(error.message));
+        e.on("tick", async () => {
+          throw new Error("on");
+        });
+        e.once("tick", async () => {
+          throw new Error("once");
+        });
+        e.prependOnceListener("tick", async () => {
+          throw new Error("prependOnce");
+        });
+        e.emit("tick");
+        await sleep(5);
+        return errors;
+      }),
+    );
+    assert.deepEqual(heard[0], ["prependOnce", "on", "once"]);
+    assert.deepEqual(heard[1], heard[0]);
   });
 
   it('a listener added twice is removed once at a time; 1 and "1" are the same event', () => {

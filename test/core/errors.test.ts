@@ -303,6 +303,10 @@ describe("TypeErrors", () => {
         "Expected `emitter` to be an EventEmitter, got `[Function]` (function)",
       ],
       [
+        () => bindEmitter({ emit() {} } as never),
+        "Expected `emitter` to be an EventEmitter, got `[object Object]` (object)",
+      ],
+      [
         () => bindEmitter(new EventEmitter(), 5 as never),
         "Expected `context` to be a Context, got `5` (number)",
       ],
