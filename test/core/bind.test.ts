@@ -271,6 +271,12 @@ describe("bind and isolated, whatever fn's length: this and every argument pass 
       assert.deepEqual(self.boundTo(1, 2, 3, 4, 5, 6), [7, args, "in ctx"]);
       assert.equal(c.get(), "caller");
       assert.equal(ctx.get(c), "in ctx");
+      // No path makes a constructor: AsyncContext.Snapshot.wrap's result, made
+      // by the same wrapper, must not be one (test262 not-a-constructor.js).
+      for (const wrapper of [self.isolated, self.bound, self.boundTo]) {
+        assert.throws(() => new (wrapper as unknown as new () => object)(), TypeError);
+        assert.equal(Object.hasOwn(wrapper, "prototype"), false);
+      }
     });
   }
 });
