@@ -1,9 +1,12 @@
 /**
  * Model tests: random programs of set/delete/get/has/iterate run on a Hamt and
  * on a native Map side by side, over a small pool of keys (so operations hit
- * keys already present) whose hashes come from one of three regimes:
+ * keys already present) whose hashes come from one of four regimes:
  *
  * - tiny: 0..3, so most keys collide and CollisionNodes form, grow and shrink;
+ * - wide: 0..63, so the root fills more than 16 slots and turns into an
+ *   ArrayNode and back while keys still collide: CollisionNodes form, shrink
+ *   and turn back into pairs under an ArrayNode as under a BitmapNode;
  * - prefixes: each 5-bit level is 0, 1 or 31, so keys share prefixes for
  *   one to seven levels and split at every depth, down to bits 30-31;
  * - full: any int32, the spread nextHash gives, with ArrayNodes at the root.
@@ -26,6 +29,7 @@ const POOL_MAX = 40;
 
 const hashRegimes: readonly [string, fc.Arbitrary<number>][] = [
   ["tiny", fc.integer({ min: 0, max: 3 })],
+  ["wide", fc.integer({ min: 0, max: 63 })],
   [
     "prefixes",
     fc
