@@ -432,6 +432,16 @@ describe("an integration mounted the way another framework's is", () => {
     assert.match(await honoMessage(koa.contextMiddleware()), importFrom("contextvars/hono"));
   });
 
+  it("a contextMiddleware its own framework's request reaches without a next is not told to import itself", async () => {
+    const middleware = hono.contextMiddleware();
+    const app = new Hono();
+    app.onError((error, c) => c.text(error.message, 500));
+    app.get("/", (c) => (middleware as (c: unknown, next?: unknown) => Promise<void>)(c));
+    const reply = await app.request("/");
+    assert.equal(reply.status, 500);
+    assert.doesNotMatch(await reply.text(), /contextvars\/hono/);
+  });
+
   it("hono: app.use(contextMiddleware) fails each request saying to call it", async () => {
     const app = new Hono();
     app.use(loose(hono.contextMiddleware) as never);
