@@ -264,6 +264,23 @@ describe("contextvars/http withContext", { timeout: 60_000 }, () => {
     assert.match(seen, UUID);
   });
 
+  it("a preflight naming the id header among the headers it asks for gets a fresh UUID, not the next header's name", async () => {
+    // rawHeaders alternates names and values: a value that spells the header's
+    // name, as Access-Control-Request-Headers does, is not a name.
+    const server = createServer(withContext((_req, res) => res.end(requestId.get())));
+    const url = await listen(server);
+    try {
+      const reply = await send(url, "/", {
+        method: "OPTIONS",
+        headers: { "access-control-request-headers": "x-request-id", origin: "http://a.test" },
+      });
+      assert.match(reply.body, UUID);
+      assert.equal(reply.headers["x-request-id"], reply.body);
+    } finally {
+      await close(server);
+    }
+  });
+
   it("returns what the listener returns", async () => {
     const boom = new Error("boom");
     let returned: unknown;
