@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
 import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import { after, before, describe, it } from "node:test";
@@ -276,6 +281,34 @@ describe("contextvars/http withContext", { timeout: 60_000 }, () => {
       });
       assert.match(reply.body, UUID);
       assert.equal(reply.headers["x-request-id"], reply.body);
+    } finally {
+      await close(server);
+    }
+  });
+
+  it("a res 'close' listener runs in the request's Context when the client aborts", async () => {
+    const seen: string[] = [];
+    let reached!: () => void;
+    const inListener = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const server = createServer(
+      withContext((_req, res) => {
+        res.on("close", () => seen.push(requestId.get("<none>")));
+        reached(); // never answers
+      }),
+    );
+    const url = await listen(server);
+    try {
+      const req = httpRequest(url, { headers: { "x-request-id": "abort-1" } });
+      req.on("error", () => {});
+      req.end();
+      await inListener;
+      req.destroy();
+      for (let i = 0; i < 100 && seen.length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      assert.deepEqual(seen, ["abort-1"]);
     } finally {
       await close(server);
     }
