@@ -90,14 +90,21 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
       const listener = () => count++;
       emitter.on("e", listener);
       emitter.once("f", listener);
+      emitter.prependOnceListener("g", listener);
       assert.deepEqual(emitter.listeners("e"), [listener]);
       assert.deepEqual(emitter.listeners("f"), [listener]);
+      assert.deepEqual(emitter.listeners("g"), [listener]);
       emitter.off("e", listener);
       emitter.removeListener("f", listener);
+      emitter.removeListener("g", listener);
       emitter.emit("e");
       emitter.emit("f");
+      emitter.emit("g");
       assert.equal(count, 0);
-      assert.equal(emitter.listenerCount("e") + emitter.listenerCount("f"), 0);
+      assert.equal(
+        emitter.listenerCount("e") + emitter.listenerCount("f") + emitter.listenerCount("g"),
+        0,
+      );
     });
 
     it("a once listener runs once and removes itself", () => {
