@@ -188,6 +188,8 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
       });
       sibling.emit("e");
       assert.equal(seen, "unset", "an emitter that was not bound is untouched");
+      v.run("emitter", () => sibling.emit("e"));
+      assert.equal(seen, "emitter", "its listener runs where it is emitted");
       // A bound adder borrowed for another emitter adds there as EventEmitter's own does.
       const stranger = new EventEmitter();
       let heard = "";
@@ -197,6 +199,8 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
       assert.equal(stranger.listenerCount("e"), 1);
       stranger.emit("e");
       assert.equal(heard, "unset");
+      v.run("emitter", () => stranger.emit("e"));
+      assert.equal(heard, "emitter");
     });
   });
 }
