@@ -202,6 +202,25 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
       v.run("emitter", () => stranger.emit("e"));
       assert.equal(heard, "emitter");
     });
+
+    it("a listener's return value reaches the emitter, once or not: with captureRejections, a rejection is its 'error'", async () => {
+      const emitter = asApp(strategy, new EventEmitter({ captureRejections: true }));
+      bindTo(emitter, requestContext("r"));
+      const boom = new Error("boom");
+      emitter.on("e", async () => {
+        throw boom;
+      });
+      const failed = once(emitter, "error");
+      emitter.emit("e");
+      assert.deepEqual(await failed, [boom]);
+      const onceBoom = new Error("once boom");
+      emitter.once("f", async () => {
+        throw onceBoom;
+      });
+      const onceFailed = once(emitter, "error");
+      emitter.emit("f");
+      assert.deepEqual(await onceFailed, [onceBoom]);
+    });
   });
 }
 
