@@ -304,13 +304,16 @@ describe("withUpgradeContext: failures, nesting, a raw upgrade", { timeout: 60_0
     }
   });
 
-  it("a raw upgrade: the socket's data, end and close listeners see the upgrade's values", async () => {
+  it("a raw upgrade: the socket's data, end and close listeners see the upgrade's values, also after a prependListener", async () => {
     const seen: string[] = [];
     const server = createServer();
     server.on(
       "upgrade",
       withUpgradeContext(
         (_req, socket, head) => {
+          // As stream.pipe(socket) does first; node:http's own prependListener
+          // on the socket would put back the prototype's adders over the bound ones.
+          socket.prependListener("error", () => {});
           socket.write(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
           );
