@@ -194,8 +194,9 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
     });
   }
 
-  it("an async seed fails its request with a TypeError the error handler sees, in the request", async () => {
+  it("an async seed fails its request with a TypeError the error handler sees, in the request, and nothing else answers", async () => {
     const own = express();
+    let routed = 0;
     own.use(
       contextMiddleware({
         // @ts-expect-error an async seed does not compile; from JavaScript it fails the request
@@ -205,8 +206,14 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
         },
       }),
     );
-    own.get("/", (_req, res) => res.send("never"));
-    own.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+    own.get("/", (_req, res) => {
+      routed++;
+      res.send("never");
+    });
+    // Answers after an await, as one that reports the error first does: until
+    // then, neither a route nor Express's final handler may answer.
+    own.use(async (error: Error, _req: Request, res: Response, _next: NextFunction) => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
       res.status(500).send(`${error.name} for ${requestId.get("<none>")}`);
     });
     const server = createServer(own);
@@ -215,6 +222,7 @@ describe("contextvars/express contextMiddleware", { timeout: 60_000 }, () => {
       const reply = await send(url, "/", { headers: { "x-request-id": "s-9" } });
       assert.equal(reply.status, 500);
       assert.equal(reply.body, "TypeError for s-9");
+      assert.equal(routed, 0);
     } finally {
       await close(server);
     }
