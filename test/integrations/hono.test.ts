@@ -252,6 +252,24 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
     const retriedId = await retried.text();
     assert.notEqual(retriedId, failed.headers.get("x-request-id"));
     assert.equal(retried.headers.get("x-request-id"), retriedId);
+    // And after one whose handler threw a value that is not an Error, which
+    // Hono hands to no error handler: app.request() rejects with it.
+    const ids: string[] = [];
+    const rejecting = new Hono();
+    rejecting.use(contextMiddleware());
+    rejecting.get("/", (c) => {
+      ids.push(requestId.get());
+      if (ids.length === 1) throw "not an Error";
+      return c.text(requestId.get());
+    });
+    const reused = new Request("http://localhost/");
+    await assert.rejects(
+      async () => rejecting.request(reused),
+      (thrown) => thrown === "not an Error",
+    );
+    await rejecting.request(reused);
+    assert.equal(ids.length, 2);
+    assert.notEqual(ids[1], ids[0]);
   });
 
   it("without node-server: a 101 response is passed through as it is, not copied", async () => {
