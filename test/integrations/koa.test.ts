@@ -568,6 +568,12 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
     app.use(contextMiddleware());
     app.use((ctx) => {
       if (ctx.path === "/bigint") throw 10n;
+      if (ctx.path === "/circular") {
+        // JSON.stringify throws on it; Koa's %j writes it as [Circular].
+        const loop: Record<string, unknown> = {};
+        loop.self = loop;
+        throw loop;
+      }
       throw {
         toJSON() {
           throw new Error("unserialisable");
@@ -580,6 +586,7 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
       for (const [path, id] of [
         ["/bigint", "big-1"],
         ["/to-json", "json-1"],
+        ["/circular", "loop-1"],
       ] as const) {
         const reply = await send(url, path, { headers: { "x-request-id": id } });
         assert.equal(reply.status, 500);
@@ -587,11 +594,12 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
       }
       // What the app's "error" listeners get: an Error naming the value (Node's
       // util.inspect: `10n`, `{ toJSON: [Function: toJSON] }`), not the TypeError of %j.
-      assert.equal(seen.length, 2);
+      assert.equal(seen.length, 3);
       assert.ok(seen.every((error) => error instanceof Error));
-      const [big, json] = seen.map((error) => (error as Error).message);
+      const [big, json, loop] = seen.map((error) => (error as Error).message);
       assert.match(big ?? "", /^non-error thrown: 10n?$/);
       assert.match(json ?? "", /^non-error thrown: \{.*toJSON.*\}$/s);
+      assert.equal(loop, "non-error thrown: [Circular]", "what Koa itself writes");
     } finally {
       await close(server);
     }
