@@ -396,6 +396,37 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
     }
   }
 
+  it("a seed that throws fails its request: the error handler answers it in the request, and no later hook or handler runs", async () => {
+    const ran: string[] = [];
+    const own = Fastify();
+    await own.register(contextPlugin, {
+      seed: () => {
+        throw new Error("seed failed");
+      },
+    });
+    own.addHook("onRequest", (_request, _reply, done) => {
+      ran.push("onRequest");
+      done();
+    });
+    own.setErrorHandler(async (error, _request, reply) => {
+      await randomDelay();
+      return reply.code(500).send(`${(error as Error).message} for ${requestId.get("<none>")}`);
+    });
+    own.get("/", async () => {
+      ran.push("handler");
+      return "never";
+    });
+    const url = await own.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const reply = await send(url, "/", { headers: { "x-request-id": "seed-1" } });
+      assert.equal(reply.status, 500);
+      assert.equal(reply.body, "seed failed for seed-1");
+      assert.deepEqual(ran, []);
+    } finally {
+      await own.close();
+    }
+  });
+
   it("a preParsing hook that calls done from a queue drained outside any request: the handler is still in the request", async () => {
     const { queue, stop } = queueDrainedOutside();
     const own = Fastify();
