@@ -605,6 +605,26 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
     }
   });
 
+  it("an app whose ctx.onerror cannot be replaced (read-only on app.context) still gets the id on an error response", async () => {
+    const app = new Koa();
+    app.silent = true;
+    const { onerror } = app.context;
+    Object.defineProperty(app.context, "onerror", { value: onerror, writable: false });
+    app.use(contextMiddleware());
+    app.use(() => {
+      throw new Error("boom");
+    });
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    try {
+      const reply = await send(url, "/", { headers: { "x-request-id": "read-only-1" } });
+      assert.equal(reply.status, 500);
+      assert.equal(reply.headers["x-request-id"], "read-only-1");
+    } finally {
+      await close(server);
+    }
+  });
+
   it("echo: false; a throw from seed still reaches Koa's error handling, with no id on the response", async () => {
     const seen: unknown[] = [];
     const app = new Koa();
