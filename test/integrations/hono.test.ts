@@ -200,7 +200,7 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
     assert.equal(seen, "after-next");
   });
 
-  it("without node-server, mounted twice: values set between the mounts reach the handler", async () => {
+  it("without node-server, mounted twice: values set between the mounts and by the second's seed reach the handler", async () => {
     const marker = new ContextVar<string>("marker");
     const plain = new Hono();
     plain.use(contextMiddleware());
@@ -208,10 +208,10 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
       marker.set("set between the mounts");
       await next();
     });
-    plain.use(contextMiddleware());
-    plain.get("/", (c) => c.text(marker.get("lost")));
+    plain.use(contextMiddleware({ seed: () => stage.set("second seed") }));
+    plain.get("/", (c) => c.text(`${marker.get("lost")}, ${stage.get("lost")}`));
     const response = await plain.request("/");
-    assert.equal(await response.text(), "set between the mounts");
+    assert.equal(await response.text(), "set between the mounts, second seed");
   });
 
   it("without node-server: one Request passed to app.request() twice is two requests, each with its own Context and id", async () => {
