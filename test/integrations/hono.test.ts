@@ -243,11 +243,12 @@ describe("contextvars/hono contextMiddleware", { timeout: 60_000 }, () => {
         },
       }),
     );
-    failing.onError((_error, c) => c.text("failed", 500));
+    failing.onError((error, c) => c.text(error.message, 500));
     failing.get("/", (c) => c.text(requestId.get()));
     const again = new Request("http://localhost/");
     const failed = await failing.request(again);
     assert.equal(failed.status, 500);
+    assert.equal(await failed.text(), "seed failed", "the seed's own error reaches onError");
     const retried = await failing.request(again);
     const retriedId = await retried.text();
     assert.notEqual(retriedId, failed.headers.get("x-request-id"));
