@@ -387,6 +387,26 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
     }
   });
 
+  it("a body that is not a stream (one object shared by every request) is sent as JSON and left as it was", async () => {
+    const shared = { service: "orders" };
+    const app = new Koa();
+    app.use(contextMiddleware());
+    app.use((ctx) => {
+      ctx.body = shared;
+    });
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const reply = await send(url, "/");
+        assert.deepEqual(JSON.parse(reply.body), { service: "orders" });
+      }
+      assert.deepEqual(Object.keys(shared), ["service"]);
+    } finally {
+      await close(server);
+    }
+  });
+
   it("ctx.respond = false: a raw response written from req listeners after the chain returned keeps the context and the echoed id", async () => {
     const seen: string[] = [];
     let reached!: () => void;
