@@ -73,7 +73,7 @@ export type ExpressContextMiddleware = <
  *   res.json({ id: requestId.get(), tenant: tenant.get(), items: req.body });
  * });
  * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`)
- *   or in another framework (imported from the wrong subpath): then at each request.
+ *   or in another framework (imported from the wrong subpath) or as a node:http listener: then at each request.
  */
 export function contextMiddleware(options?: ExpressContextOptions): ExpressContextMiddleware {
   // biome-ignore lint/complexity/noArguments: a mount of the uncalled factory shows only in its argument count
@@ -85,7 +85,13 @@ export function contextMiddleware(options?: ExpressContextOptions): ExpressConte
   // Typed for every route's Request, used as the plain Request it is.
   return function contextMiddleware(req: Request, res: Response, next: NextFunction): void {
     // Koa and Hono call middleware with (ctx, next): no `next` of Express's.
-    if (typeof next !== "function") assertMountedIn("Express", req, res);
+    // node:http calls a listener with (req, res) alone; Express always passes
+    // next. Refused before anything is done: going on would patch Node's own
+    // request and response prototypes, then fail at `next()`.
+    if (typeof next !== "function") {
+      assertMountedIn("Express", req, res);
+      throw calledWithoutNext();
+    }
     const context = nodeRequestContext(req, res, resolved, req, fileFor);
     // Also when the request had its Context already: a later mount in a sub-app
     // whose prototypes are not chained to the app's (one reached through a
@@ -93,6 +99,12 @@ export function contextMiddleware(options?: ExpressContextOptions): ExpressConte
     bindThroughApp(req, res);
     runInRequest(context, proceed, seed, req, next);
   } as ExpressContextMiddleware;
+}
+
+function calledWithoutNext(): TypeError {
+  return new TypeError(
+    "contextMiddleware from contextvars/express was called without Express's next, as node:http calls a request listener: mount it in an Express app with app.use(contextMiddleware(options)), or wrap a plain listener in withContext(listener, options) from contextvars/http",
+  );
 }
 
 // A new request's Context is filed for req (nothing is added to the object).

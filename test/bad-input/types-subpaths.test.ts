@@ -14,7 +14,7 @@
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { createServer, request as httpRequest } from "node:http";
+import { createServer, request as httpRequest, IncomingMessage, ServerResponse } from "node:http";
 import { describe, it } from "node:test";
 import { ContextVar } from "contextvars";
 import * as express from "contextvars/express";
@@ -440,6 +440,39 @@ describe("an integration mounted the way another framework's is", () => {
     const reply = await app.request("/");
     assert.equal(reply.status, 500);
     assert.doesNotMatch(await reply.text(), /contextvars\/hono/);
+  });
+
+  it("node:http: createServer(contextMiddleware()) from contextvars/express says to mount it in an app or use withContext, and patches nothing of Node's", async () => {
+    const middleware = express.contextMiddleware() as unknown as (
+      req: unknown,
+      res: unknown,
+    ) => void;
+    const prototypes = [IncomingMessage.prototype, ServerResponse.prototype];
+    const ownKeys = prototypes.map((p) => Reflect.ownKeys(p));
+    const thrown: unknown[] = [];
+    const server = createServer((req, res) => {
+      try {
+        middleware(req, res);
+      } catch (error) {
+        thrown.push(error);
+      }
+      res.end();
+    });
+    try {
+      await send(await listen(server), "/");
+    } finally {
+      await close(server);
+    }
+    assert.equal(thrown.length, 1);
+    assert.ok(thrown[0] instanceof TypeError);
+    assert.match(
+      thrown[0].message,
+      /^contextMiddleware from contextvars\/express was called without Express's next, as node:http calls a request listener: mount it in an Express app with app\.use\(contextMiddleware\(options\)\), or wrap a plain listener in withContext\(listener, options\) from contextvars\/http$/,
+    );
+    assert.deepEqual(
+      prototypes.map((p) => Reflect.ownKeys(p)),
+      ownKeys,
+    );
   });
 
   it("hono: app.use(contextMiddleware) fails each request saying to call it", async () => {
