@@ -369,6 +369,22 @@ describe("ContextVarsContextManager: attach in this package's Contexts", () => {
     },
   );
 
+  it("a token disposed after disable() in a Context that attached and that disable() did not reach takes the context out of it", () => {
+    const disabled = new ContextVarsContextManager();
+    const vars = () => [...copyContext().keys()].map(String);
+    const held = new Context();
+    const before = held.run(vars);
+    const token = held.run(() => disabled.attach(scope("held")));
+    assert.notDeepEqual(held.run(vars), before);
+    disabled.disable(); // from another Context: held keeps the context until it finishes
+    held.run(() => token.dispose());
+    assert.deepEqual(held.run(vars), before);
+    assert.strictEqual(
+      held.run(() => disabled.active()),
+      ROOT_CONTEXT,
+    );
+  });
+
   it("a missing context attaches the root, as with() takes it", () => {
     new Context().run(() => {
       manager.attach(scope("outer"));
