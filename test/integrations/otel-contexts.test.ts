@@ -27,7 +27,10 @@ import {
 } from "contextvars";
 import { type NodeRequestLike, type NodeResponseLike, withContext } from "contextvars/http";
 import { ContextVarsContextManager } from "contextvars/otel";
+import { Worker } from "contextvars/worker";
 import { itFromEveryState } from "../helpers/starting-states.ts";
+import { firstMessage, fixture, workerExecArgv } from "../helpers/threads.ts";
+import type { EchoReply } from "../threads/fixtures/echo-vars.ts";
 
 const manager = new ContextVarsContextManager();
 api.setGlobalContextManager(manager.enable());
@@ -157,6 +160,22 @@ describe("ContextVarsContextManager with Contexts", () => {
     const res = Object.assign(new EventEmitter(), { setHeader: () => {} });
     disabled.with(serverSpan, () => listener(req, res));
     assert.equal(seen, serverSpan);
+  });
+
+  it("a Worker started inside two managers' with() starts with the caller's vars; the OpenTelemetry contexts, which hold functions and share a name, stay behind", async () => {
+    const other = new ContextVarsContextManager();
+    const reply = await user.run("alice", () =>
+      other.with(named("other"), () =>
+        manager.with(named("outer"), () => {
+          const worker = new Worker(fixture("echo-vars.ts"), {
+            workerData: { names: ["user", "opentelemetry.context"] },
+            execArgv: workerExecArgv,
+          });
+          return firstMessage<EchoReply>(worker);
+        }),
+      ),
+    );
+    assert.deepEqual(reply.seen, { user: "alice", "opentelemetry.context": "<unset>" });
   });
 
   it("200 interleaved with() chains each keep their own context", async () => {
