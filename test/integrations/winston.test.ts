@@ -132,6 +132,19 @@ describe("contextFormat", () => {
     });
   });
 
+  it("an object logged again from a Context that writes nothing into it, then given a value by the caller, keeps the caller's value", () => {
+    const { logger, lines } = winstonToMemory({ user });
+    const started = { message: "started" };
+    user.run("alice", () => logger.info(started));
+    logger.info(started); // no user here: the "alice" written before goes, and nothing is written
+    (started as Entry).user = "alice"; // the caller's own now, though it equals what was written
+    user.run("bob", () => logger.info(started));
+    assert.deepEqual(
+      lines.map((line) => line.user),
+      ["alice", undefined, "alice"],
+    );
+  });
+
   it("the documented limit: a copy of an object logged before as an entry (a child logger's entry, meta) keeps what was written into it; a fresh object gets its own Context's values", () => {
     const { logger, lines } = winstonToMemory({ user });
     const child = logger.child({ part: "child" });
