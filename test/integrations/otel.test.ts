@@ -712,6 +712,25 @@ describe("ContextVarsContextManager.bind(event-emitter)", () => {
     }
   });
 
+  it("two managers bind one emitter: a once listener runs once with both contexts, and removeListener takes it off before it fires", () => {
+    const first = new ContextVarsContextManager();
+    const second = new ContextVarsContextManager();
+    const ee = second.bind(scope("second"), first.bind(scope("first"), new EventEmitter()));
+    const seen: unknown[] = [];
+    const listener = () =>
+      seen.push([first.active(), second.active()].map((c) => c.getValue(key1)));
+    ee.once("test", listener);
+    ee.emit("test");
+    ee.emit("test");
+    assert.deepStrictEqual(seen, [["first", "second"]]);
+    ee.once("test", listener);
+    ee.prependOnceListener("test", listener);
+    assert.equal(ee.listenerCount("test"), 2);
+    ee.removeListener("test", listener);
+    ee.off("test", listener);
+    assert.equal(ee.listenerCount("test"), 0);
+  });
+
   it("an inherited method the emitter's new prototype lacks is called as it was at bind", () => {
     const contextManager = new ContextVarsContextManager().enable();
     try {
