@@ -731,6 +731,24 @@ describe("ContextVarsContextManager.bind(event-emitter)", () => {
     assert.equal(ee.listenerCount("test"), 0);
   });
 
+  it("an emitter whose on() adds through this.addListener wraps the listener once: it runs in the bound context and removeListener takes it off", () => {
+    class Delegating extends EventEmitter {
+      override on(event: string | symbol, listener: (...args: unknown[]) => void): this {
+        return this.addListener(event, listener);
+      }
+    }
+    const contextManager = new ContextVarsContextManager();
+    const context = scope("bound");
+    const ee = contextManager.bind(context, new Delegating());
+    const seen: OtelContext[] = [];
+    const listener = () => seen.push(contextManager.active());
+    ee.on("test", listener);
+    contextManager.with(scope("caller"), () => ee.emit("test"));
+    assert.deepStrictEqual(seen, [context]);
+    ee.removeListener("test", listener);
+    assert.equal(ee.listenerCount("test"), 0);
+  });
+
   it("an inherited method the emitter's new prototype lacks is called as it was at bind", () => {
     const contextManager = new ContextVarsContextManager().enable();
     try {
