@@ -749,6 +749,25 @@ describe("ContextVarsContextManager.bind(event-emitter)", () => {
     assert.equal(ee.listenerCount("test"), 0);
   });
 
+  it("a listener carrying another as .listener (Node's once-wrapper convention) is removed by that one, and the other added too runs as itself, as on a plain emitter", () => {
+    const contextManager = new ContextVarsContextManager();
+    for (const ee of [
+      new EventEmitter(),
+      contextManager.bind(scope("bound"), new EventEmitter()),
+    ]) {
+      const ran: string[] = [];
+      const inner = () => ran.push("inner");
+      const outer = Object.assign(() => ran.push("outer"), { listener: inner });
+      ee.on("test", outer);
+      ee.removeListener("test", inner);
+      assert.equal(ee.listenerCount("test"), 0);
+      ee.on("test", outer);
+      ee.on("test", inner);
+      ee.emit("test");
+      assert.deepStrictEqual(ran, ["outer", "inner"]);
+    }
+  });
+
   it("an inherited method the emitter's new prototype lacks is called as it was at bind", () => {
     const contextManager = new ContextVarsContextManager().enable();
     try {
