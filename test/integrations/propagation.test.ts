@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import {
+  baggageEntryMetadataFromString,
   context,
   propagation,
   ROOT_CONTEXT,
@@ -136,6 +137,34 @@ describe("inject", () => {
         assert.ok(sent.length <= 180 && baggage.length <= 8192);
         assert.ok(sent.length >= Math.min(180, upstream.getAllEntries().length) - 2);
       }
+    }
+  });
+
+  it("upstream baggage past 8192 bytes only once percent-encoded, or with its metadata, does not crowd out the fields either", () => {
+    // 90 members of 13 characters that encode to 95 bytes ("€" is %E2%82%AC), 8549 in all.
+    const encoded = propagation.createBaggage(
+      Object.fromEntries(
+        Array.from({ length: 90 }, (_, i) => [`k${i + 10}`, { value: "€".repeat(10) }]),
+      ),
+    );
+    // Two members of 3 characters whose metadata makes them 4096 and 4095 bytes: 8192 in all.
+    const described = propagation.createBaggage({
+      a: { value: "v", metadata: baggageEntryMetadataFromString("m".repeat(4092)) },
+      b: { value: "v", metadata: baggageEntryMetadataFromString("m".repeat(4091)) },
+    });
+    for (const upstream of [encoded, described]) {
+      const headers = fresh(() => {
+        user.set("local");
+        attempt.set(2);
+        return context.with(propagation.setBaggage(ROOT_CONTEXT, upstream), () =>
+          carry.inject({} as Record<string, string>),
+        );
+      });
+      const baggage = headers.baggage ?? "";
+      const sent = baggage.split(",");
+      assert.ok(sent.includes("user.id=local"), "the set field is sent");
+      assert.ok(sent.includes("attempt=2"));
+      assert.ok(baggage.length <= 8192 && sent.length >= 3);
     }
   });
 
