@@ -168,6 +168,29 @@ describe("inject", () => {
     }
   });
 
+  it("fills the 8192 bytes as OpenTelemetry's inject does once the fields are in: a member over 4096 bytes, or one past what is left, is skipped and a later one that fits is kept", () => {
+    const member = (bytes: number) => ({ value: "x".repeat(bytes - 2) }); // "k=" and the value
+    const upstream = propagation.createBaggage({
+      z: member(4097),
+      a: member(4096),
+      b: member(4072), // one byte more than is left after the fields and a
+      c: member(4071), // exactly what is left
+    });
+    const headers = fresh(() => {
+      user.set("local");
+      attempt.set(2);
+      return context.with(propagation.setBaggage(ROOT_CONTEXT, upstream), () =>
+        carry.inject({} as Record<string, string>),
+      );
+    });
+    const baggage = headers.baggage ?? "";
+    assert.deepEqual(
+      baggage.split(",").map((pair) => pair.split("=")[0]),
+      ["user.id", "attempt", "a", "c"],
+    );
+    assert.equal(baggage.length, 8192);
+  });
+
   it("merges a baggage header the caller wrote, as upstream baggage: its members pass through, a field's var overrides or removes its key", () => {
     const members = (value: string | string[] | number | undefined) =>
       String(value ?? "")
