@@ -771,6 +771,7 @@ describe("contextPropagation(fields)", () => {
     assert.throws(() => codecs.number.decode(" "), new RangeError("not a finite number"));
     assert.throws(() => codecs.integer.decode("1e400"));
     assert.throws(() => codecs.integer.decode("1.5"), new RangeError("not a safe integer"));
+    assert.throws(() => codecs.integer.decode(" "), new RangeError("not a finite number")); // Number(" ") is 0
     assert.equal(codecs.integer.decode("-12"), -12);
     assert.throws(() => codecs.boolean.decode("TRUE"), new RangeError("not true or false"));
     assert.throws(
