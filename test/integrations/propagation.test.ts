@@ -1010,6 +1010,12 @@ describe("propagator(): the fields as a TextMapPropagator for the global propaga
         attempt.set(1);
         fieldsPropagator.inject(ROOT_CONTEXT, headers, setter);
         fieldsPropagator.inject(unwritable, {}, setter);
+        const readOnly = {
+          set() {
+            throw new TypeError("read-only headers");
+          },
+        };
+        fieldsPropagator.inject(ROOT_CONTEXT, {}, readOnly);
       }),
     );
     assert.equal(headers.baggage, "attempt=1");
