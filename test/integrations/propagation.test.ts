@@ -191,6 +191,17 @@ describe("inject", () => {
     assert.equal(baggage.length, 8192);
   });
 
+  it("writes traceparent beside a baggage header the caller wrote", () => {
+    const headers = fresh(() => {
+      user.set("local");
+      return context.with(trace.setSpanContext(ROOT_CONTEXT, remote), () =>
+        carry.inject({ baggage: "tenant=acme" } as Record<string, string>),
+      );
+    });
+    assert.equal(headers.traceparent, TRACEPARENT);
+    assert.deepEqual(headers.baggage?.split(",").sort(), ["tenant=acme", "user.id=local"]);
+  });
+
   it("merges a baggage header the caller wrote, as upstream baggage: its members pass through, a field's var overrides or removes its key", () => {
     const members = (value: string | string[] | number | undefined) =>
       String(value ?? "")
