@@ -242,6 +242,12 @@ describe("inject", () => {
       "tenant=acme",
       "user.id=local",
     ]);
+    // A spelling left undefined (as a spread of defaults leaves it) is no header.
+    const spread = fresh(() => {
+      user.set("local");
+      return carry.inject({ Baggage: undefined, baggage: "tenant=acme" });
+    });
+    assert.deepEqual(String(spread.baggage).split(",").sort(), ["tenant=acme", "user.id=local"]);
   });
 
   it("with nothing to add, a caller's header is kept; one whose members were all unset fields goes", () => {
