@@ -91,7 +91,15 @@ describe("contextMixin", () => {
   });
 
   it("rejects fields that are neither ContextVars nor functions", () => {
-    assert.throws(() => contextMixin(null as never), TypeError);
+    assert.throws(
+      () => contextMixin(null as never),
+      new TypeError("Expected `fields` to be an object of ContextVars, got `null` (null)"),
+    );
+    // A string is no object of fields, not fields "0", "1", … holding its characters.
+    assert.throws(
+      () => contextMixin("user" as never),
+      new TypeError('Expected `fields` to be an object of ContextVars, got `"user"` (string)'),
+    );
     // An array would pass as an object, and log its vars as fields "0", "1".
     assert.throws(
       () => contextMixin([user] as never),
