@@ -273,6 +273,16 @@ describe("inject", () => {
         return carry.inject({ baggage: given });
       });
       assert.deepEqual(headers, { baggage: "user.id=local" });
+      // Baggage of the active context is written over it too, with no field set.
+      const upstream = propagation.createBaggage({ tenant: { value: "acme" } });
+      assert.deepEqual(
+        fresh(() =>
+          context.with(propagation.setBaggage(ROOT_CONTEXT, upstream), () =>
+            carry.inject({ baggage: given }),
+          ),
+        ),
+        { baggage: "tenant=acme" },
+      );
     }
   });
 
