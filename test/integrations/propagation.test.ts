@@ -191,6 +191,17 @@ describe("inject", () => {
     assert.equal(baggage.length, 8192);
   });
 
+  it("replaces a traceparent already in the headers, in a fetch Headers as in an object, with the active span's", () => {
+    const stale = `00-${"1".repeat(32)}-${"2".repeat(16)}-01`;
+    for (const given of [new Headers({ traceparent: stale }), { traceparent: stale }]) {
+      const headers = fresh(() =>
+        context.with(trace.setSpanContext(ROOT_CONTEXT, remote), () => carry.inject(given)),
+      );
+      const sent = headers instanceof Headers ? headers.get("traceparent") : headers.traceparent;
+      assert.equal(sent, TRACEPARENT);
+    }
+  });
+
   it("writes traceparent beside a baggage header the caller wrote", () => {
     const headers = fresh(() => {
       user.set("local");
