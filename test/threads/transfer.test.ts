@@ -124,6 +124,11 @@ describe("problemIn: what survives structured clone", () => {
       "value.registry is a Registry, which would arrive as a plain Map without its prototype",
     );
     assert.equal(problemIn(new Map([["k", () => 1]])), "value.get(…) is a function");
+    // A Map's keys are cloned as its values are: a Session as a key arrives plain too.
+    assert.equal(
+      problemIn(new Map([[new Session("s"), "v"]])),
+      "value (a Map key) is a Session, which would arrive as a plain object without its prototype",
+    );
     assert.equal(problemIn(new Set([Symbol.iterator])), "value (a Set item) is a symbol");
     // A Proxy looks plain to the walk; only a real clone finds it (exact).
     const proxy = new Proxy({}, {});
