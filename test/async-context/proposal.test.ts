@@ -34,6 +34,11 @@ for (const { name, ns } of implementations) {
       assert.equal(new Variable({ name: undefined }).name, "undefined");
       assert.equal(new Variable({}).name, "");
       assert.throws(() => new Variable({ name: Symbol("s") }), TypeError);
+      // Any Object is read so, a function too: its own name counts as the option.
+      const fromFunction = new Variable<number>(
+        Object.assign(function opts() {}, { defaultValue: 3 }),
+      );
+      assert.deepEqual([fromFunction.name, fromFunction.get()], ["opts", 3]);
       let reads = 0;
       const counted = new Variable({
         get name() {
