@@ -56,6 +56,15 @@ describe("contextvars/async-context over ContextVars", () => {
     assert.deepEqual(results, [2, 1]);
   });
 
+  it("run, Snapshot#run and Snapshot.wrap name fn when it is not a function", () => {
+    // The proposal requires a TypeError only; the words are this package's.
+    const notAFunction = new TypeError("Expected `fn` to be a function, got `42` (number)");
+    const fn = 42 as unknown as () => void;
+    assert.throws(() => new Variable().run(1, fn), notAFunction);
+    assert.throws(() => new Snapshot().run(fn), notAFunction);
+    assert.throws(() => Snapshot.wrap(fn), notAFunction);
+  });
+
   it("a Variable reads well", () => {
     const v = new Variable({ name: "traceId", defaultValue: "none" });
     assert.equal(inspect(v), "<AsyncContext.Variable name=\"traceId\" defaultValue='none'>");
