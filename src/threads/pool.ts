@@ -98,6 +98,24 @@ function isCloneFailure(error: unknown): boolean {
   return error instanceof RangeError || (error instanceof Error && error.name === "DataCloneError");
 }
 
+// Whether the job was posted: a failed postMessage transfers nothing, and a
+// posted job's buffers are detached. A var holding one of them cannot be
+// cloned once the job is posted, so a RangeError or DataCloneError the job
+// throws must not be taken for the post's (a TransferError, or with "skip"
+// the job run a second time).
+function wasPosted(transferList: readonly TransferListItem[] | undefined): boolean {
+  if (transferList === undefined) return false;
+  return transferList.some((item) => {
+    if (!(item instanceof ArrayBuffer)) return false;
+    try {
+      item.slice(0, 0);
+      return false;
+    } catch {
+      return true; // detached
+    }
+  });
+}
+
 /** Posts a job; a clone failure in the values becomes a TransferError (or the values are dropped). */
 async function post(
   piscina: PiscinaLike,
@@ -111,7 +129,7 @@ async function post(
   } catch (error) {
     // The walk in collectValues catches what it can see; what it cannot (a
     // Proxy) fails in piscina's postMessage and is named here.
-    if (!isCloneFailure(error)) throw error;
+    if (!isCloneFailure(error) || wasPosted(options.transferList)) throw error;
     const transferError = diagnose(payload.values);
     if (transferError === undefined) throw error;
     if (onUncloneable !== "skip") throw transferError;

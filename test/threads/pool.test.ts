@@ -514,6 +514,25 @@ describe("contextPool: jobs that fail", () => {
     });
   });
 
+  it("a job that throws a RangeError after a var's buffer went with it in the transferList rejects with that error, and runs once", async () => {
+    // The var's buffer is detached once the job is posted: a clone of it fails
+    // now, but the job got its values, so the failure is the job's own.
+    const body = new ContextVar<ArrayBuffer>("body");
+    const skipping = contextPool(failing.piscina, { onUncloneable: "skip" });
+    for (const pool of [failing, skipping]) {
+      const bytes = new ArrayBuffer(8);
+      await requestId.run("r-range", () =>
+        body.run(bytes, () =>
+          assert.rejects(pool.run(bytes, { name: "rejectBytes", transferList: [bytes] }), {
+            name: "RangeError",
+            // Run once: a second run would have been given the detached buffer.
+            message: "rejected 8 bytes in r-range",
+          }),
+        ),
+      );
+    }
+  });
+
   it("a job that ends its thread (process.exit) rejects, and the next job's new thread receives values", async () => {
     await requestId.run("r-exits", async () => {
       await assert.rejects(failing.run(undefined, { name: "exit" }), {
