@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { EventEmitter } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -377,6 +378,14 @@ describe("contextPool: piscina's options pass through", () => {
     await assert.rejects(plain.run(1, { name: "double", signal: controller.signal }), {
       name: "AbortError",
     });
+  });
+
+  it("an EventEmitter signal, which piscina also takes, is passed on: an aborted one rejects the run with an AbortError", async () => {
+    const emitter = Object.assign(new EventEmitter(), { aborted: true });
+    await assert.rejects(
+      plain.run(1, { name: "double", signal: emitter as unknown as AbortSignal }),
+      { name: "AbortError" },
+    );
   });
 
   it("a transferList transfers the buffer: the caller's copy is detached", async () => {
