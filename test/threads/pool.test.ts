@@ -422,6 +422,8 @@ describe("contextPool: piscina's options pass through", () => {
     const bytes = new Uint8Array(4);
     const image = {
       bytes,
+      // A flag of its own under a symbol is not the mark Piscina.move leaves.
+      [Symbol("decoded")]: true,
       get [Piscina.transferableSymbol]() {
         return bytes.buffer;
       },
