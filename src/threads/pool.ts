@@ -82,7 +82,15 @@ export interface ContextPoolOptions {
 
 /** A module named by URL or absolute path, as piscina takes it. Internal. */
 export function asFilename(value: unknown, name: string): string {
-  if (value instanceof URL) return value.href;
+  if (value instanceof URL) {
+    if (value.protocol === "file:") return value.href;
+    // The thread imports it as a path: a URL of another scheme fails there, far from the call.
+    throw argumentError(
+      name,
+      `a file: URL or an absolute path, not a URL with scheme ${value.protocol}`,
+      value,
+    );
+  }
   if (typeof value === "string" && (value.startsWith("file:") || value.startsWith("/"))) {
     return value;
   }

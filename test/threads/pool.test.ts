@@ -140,6 +140,13 @@ describe("contextPool", () => {
         'Expected `options.filename` to be a file: URL or an absolute path, got `"relative/job.ts"` (string)',
       ),
     );
+    // A URL of another scheme was passed on, and its import failed in the thread.
+    await assert.rejects(
+      pool.run({ i: 0, delay: 0 }, { filename: new URL("https://example.com/job.js") }),
+      new TypeError(
+        "Expected `options.filename` to be a file: URL or an absolute path, not a URL with scheme https:, got `[object URL]` (object)",
+      ),
+    );
     await assert.rejects(pool.run({ i: 0, delay: 0 }, { name: "missing" }), (error: Error) =>
       error.message.endsWith("has no function export named `missing`"),
     );
@@ -159,6 +166,12 @@ describe("contextPool", () => {
         { sum: 12, requestId: "t-2" },
         { sum: 13, requestId: "t-3" },
       ]);
+      await assert.rejects(
+        toThread(new URL("data:text/javascript,export const add = () => 0;"), "add"),
+        new TypeError(
+          "Expected `moduleUrl` to be a file: URL or an absolute path, not a URL with scheme data:, got `[object URL]` (object)",
+        ),
+      );
       await assert.rejects(
         toThread("job.ts", "add"),
         new TypeError(
