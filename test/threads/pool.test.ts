@@ -134,6 +134,11 @@ describe("contextPool", () => {
       pool.run({ i: 0, delay: 0 }, { filename: fixture("job.ts"), name: "default" }),
     );
     assert.equal(reply.requestId, "r-named");
+    // null, as piscina takes it: the pool's own filename and name.
+    const defaults = await requestId.run("r-null", () =>
+      pool.run({ i: 0, delay: 0 }, { filename: null, name: null }),
+    );
+    assert.equal(defaults.requestId, "r-null");
     await assert.rejects(
       pool.run({ i: 0, delay: 0 }, { filename: "relative/job.ts" }),
       new TypeError(
