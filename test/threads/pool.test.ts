@@ -418,6 +418,16 @@ describe("contextPool: piscina's options pass through", () => {
     assert.equal(buffer.byteLength, 0);
   });
 
+  it("Piscina.move(buffer) with a transferList transfers both, as piscina does", async () => {
+    const moved = new ArrayBuffer(8);
+    const listed = new ArrayBuffer(4);
+    assert.equal(
+      await plain.run(Piscina.move(moved), { name: "byteLength", transferList: [listed] }),
+      8,
+    );
+    assert.deepEqual([moved.byteLength, listed.byteLength], [0, 0]);
+  });
+
   it("Piscina.move of a Transferable whose transferable is a list transfers every item, as piscina does", async () => {
     // piscina's Transferable interface: the transferable is one object or a list of them.
     const head = new Uint8Array(5);
