@@ -186,7 +186,7 @@ describe("Worker", () => {
     assert.deepEqual(reply.seen, { user: "relayed" });
   });
 
-  it("passed-through values reach a pool job in the middle worker, but not a worker started with a new Context", async () => {
+  it("passed-through values reach a pool job and a toThread call in the middle worker, but not a worker started with a new Context", async () => {
     const trace = new ContextVar<string>("trace");
     const reply = await trace.run("t-1", () =>
       firstMessage<PassThroughReply>(
@@ -196,6 +196,7 @@ describe("Worker", () => {
     assert.deepEqual(reply, {
       emptied: { trace: "<unset>" },
       job: { requestId: "<unset>", trace: "t-1" },
+      toThread: { requestId: "<unset>", trace: "t-1" },
     });
   });
 
