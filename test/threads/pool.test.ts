@@ -215,6 +215,12 @@ describe("contextPool", () => {
               sum: 3,
               requestId: "kept",
             });
+            // Also a value only the post finds uncloneable (a Proxy looks plain to the check).
+            const proxied = new ContextVar<object>("proxied");
+            assert.deepEqual(
+              await proxied.run(new Proxy({}, {}), () => toThread(fixture("job.ts"), "add", 2, 2)),
+              { sum: 4, requestId: "kept" },
+            );
           },
         ),
       );
