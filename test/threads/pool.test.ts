@@ -249,7 +249,7 @@ describe("contextPool", () => {
     }
   });
 
-  it("toThread with no pool given: one default pool, made at the first call and kept; useThreadPool while it is made wins", async () => {
+  it("toThread with no pool given: one default pool, made at the first call and kept; useThreadPool while it is made wins; the Context is taken at the call", async () => {
     // In a child process: the default pool's workers must load TypeScript
     // (workers inherit the process's execArgv), and it is never closed.
     assert.deepEqual(await runProgram("piscina-counted.mjs", "default-pool.ts"), {
@@ -259,6 +259,7 @@ describe("contextPool", () => {
         { sum: 2, requestId: "default" },
         { sum: 3, requestId: "default" },
       ],
+      atCall: { sum: 0, requestId: "at the call" },
       ranOnMine: 1,
       // The pool made for `first` is the one used after useThreadPool(undefined).
       defaultPoolsMade: 1,
