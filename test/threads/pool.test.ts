@@ -520,6 +520,7 @@ describe("contextPool: piscina's options pass through", () => {
     for (const name of ["toString", "valueOf"]) await refused(instance, name);
     const fn = fixture("exports-function.cjs");
     assert.equal(await plain.run(5, { filename: fn, name: "default" }), 6);
+    assert.equal(await plain.run(5, { filename: fn, name: "half" }), 2.5);
     for (const name of ["call", "bind", "constructor"]) await refused(fn, name);
   });
 });
