@@ -500,6 +500,17 @@ describe("contextPool: piscina's options pass through", () => {
     }
   });
 
+  it("an absolute path is a path, # and % in it included", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "contextvars-"));
+    const file = join(dir, "job #1 at 100%.mjs");
+    try {
+      writeFileSync(file, "export function next(n) { return n + 1; }\n");
+      assert.equal(await plain.run(1, { filename: file, name: "next" }), 2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("a CommonJS module whose exports arrive only as default is called by name", async () => {
     assert.equal(
       await plain.run(5, { filename: fixture("exports-as-default.cjs"), name: "triple" }),
