@@ -116,6 +116,13 @@ describe("contextPool", () => {
     );
   });
 
+  it("a job's Context is a copy of its thread's root Context: a value set there at load is seen, and the caller's value of that name wins", async () => {
+    const region = new ContextVar<string>("region");
+    const options = { name: "regionSeen" };
+    assert.equal(await pool.run({ i: 0, delay: 0 }, options), "set at load");
+    assert.equal(await region.run("eu", () => pool.run({ i: 0, delay: 0 }, options)), "eu");
+  });
+
   it("a var created { transfer: false } in the worker never receives", async () => {
     const reply = await secret.run("s3cr3t", () => pool.run({ i: 0, delay: 0 }));
     assert.equal(reply.secret, "<unset>");
