@@ -383,6 +383,11 @@ describe("contextPool", () => {
       () => contextPool({ run: async () => undefined } as unknown as Piscina),
       new TypeError("Expected `piscina` to be a Piscina pool, got `[object Object]` (object)"),
     );
+    // Options but no run(): each job failed with "piscina.run is not a function".
+    assert.throws(
+      () => contextPool({ options: { filename: null, name: "default" } } as unknown as Piscina),
+      new TypeError("Expected `piscina` to be a Piscina pool, got `[object Object]` (object)"),
+    );
     assert.throws(
       () => useThreadPool({} as ContextPool),
       new TypeError(
