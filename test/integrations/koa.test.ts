@@ -579,6 +579,32 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
     }
   });
 
+  it("an Error a middleware before contextMiddleware throws in place of the handler's carries the id: it is the one Koa answers with", async () => {
+    const app = new Koa();
+    app.silent = true;
+    // Mounted first, as an error-wrapping middleware often is: Koa's onerror gets its Error.
+    app.use(async (_ctx, next) => {
+      try {
+        await next();
+      } catch (error) {
+        throw Object.assign(new Error("wrapped", { cause: error }), { status: 502 });
+      }
+    });
+    app.use(contextMiddleware());
+    app.use(() => {
+      throw new Error("handler failed");
+    });
+    const server = createServer(app.callback());
+    const url = await listen(server);
+    try {
+      const reply = await send(url, "/", { headers: { "x-request-id": "w-1" } });
+      assert.equal(reply.status, 502);
+      assert.equal(reply.headers["x-request-id"], "w-1");
+    } finally {
+      await close(server);
+    }
+  });
+
   it("a thrown value JSON cannot write (a BigInt, an object whose toJSON throws) still becomes an Error that names it and carries the id", async () => {
     // Koa's own conversion, format("non-error thrown: %j"), throws on these.
     const seen: unknown[] = [];
