@@ -352,6 +352,25 @@ describe("subpaths: wrong-typed arguments give a TypeError that names them", () 
 });
 
 describe("an integration mounted the way another framework's is", () => {
+  /** What `listener` throws when a real node:http server calls it with (req, res), once. */
+  async function thrownAsRequestListener(listener: (req: never, res: never) => unknown) {
+    const thrown: unknown[] = [];
+    const server = createServer((req, res) => {
+      try {
+        listener(req as never, res as never);
+      } catch (error) {
+        thrown.push(error);
+      }
+      res.end();
+    });
+    try {
+      await send(await listen(server), "/");
+    } finally {
+      await close(server);
+    }
+    assert.equal(thrown.length, 1);
+    return thrown[0];
+  }
   const uncalled =
     /^contextMiddleware was called as middleware.*mount app\.use\(contextMiddleware\(options\)\), not contextMiddleware itself$/;
 
@@ -449,24 +468,10 @@ describe("an integration mounted the way another framework's is", () => {
     ) => void;
     const prototypes = [IncomingMessage.prototype, ServerResponse.prototype];
     const ownKeys = prototypes.map((p) => Reflect.ownKeys(p));
-    const thrown: unknown[] = [];
-    const server = createServer((req, res) => {
-      try {
-        middleware(req, res);
-      } catch (error) {
-        thrown.push(error);
-      }
-      res.end();
-    });
-    try {
-      await send(await listen(server), "/");
-    } finally {
-      await close(server);
-    }
-    assert.equal(thrown.length, 1);
-    assert.ok(thrown[0] instanceof TypeError);
+    const thrown = await thrownAsRequestListener(middleware);
+    assert.ok(thrown instanceof TypeError);
     assert.match(
-      thrown[0].message,
+      thrown.message,
       /^contextMiddleware from contextvars\/express was called without Express's next, as node:http calls a request listener: mount it in an Express app with app\.use\(contextMiddleware\(options\)\), or wrap a plain listener in withContext\(listener, options\) from contextvars\/http$/,
     );
     assert.deepEqual(
@@ -486,24 +491,10 @@ describe("an integration mounted the way another framework's is", () => {
   });
 
   it("node:http: createServer(withContext) says to wrap the listener", async () => {
-    const thrown: unknown[] = [];
-    const server = createServer((req, res) => {
-      try {
-        loose(withContext)(req, res);
-      } catch (error) {
-        thrown.push(error);
-      }
-      res.end();
-    });
-    try {
-      await send(await listen(server), "/");
-    } finally {
-      await close(server);
-    }
-    assert.equal(thrown.length, 1);
-    assert.ok(thrown[0] instanceof TypeError);
+    const thrown = await thrownAsRequestListener(loose(withContext));
+    assert.ok(thrown instanceof TypeError);
     assert.match(
-      thrown[0].message,
+      thrown.message,
       /^withContext was called as a request listener, with \(req, res\): .*createServer\(withContext\(listener, options\)\)/,
     );
   });

@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import {
+  type Baggage,
   baggageEntryMetadataFromString,
   context,
   propagation,
@@ -61,6 +62,16 @@ function fresh<T>(fn: () => T): T {
 }
 
 describe("inject", () => {
+  /** What inject writes with user.id and attempt set, under `upstream` as the active baggage. */
+  const injectFieldsUnder = (upstream: Baggage): Record<string, string> =>
+    fresh(() => {
+      user.set("local");
+      attempt.set(2);
+      return context.with(propagation.setBaggage(ROOT_CONTEXT, upstream), () =>
+        carry.inject({} as Record<string, string>),
+      );
+    });
+
   it("writes the set vars as baggage and the active span as traceparent", () => {
     const headers = fresh(() => {
       user.set("alice");
@@ -153,13 +164,7 @@ describe("inject", () => {
       b: { value: "v", metadata: baggageEntryMetadataFromString("m".repeat(4091)) },
     });
     for (const upstream of [encoded, described]) {
-      const headers = fresh(() => {
-        user.set("local");
-        attempt.set(2);
-        return context.with(propagation.setBaggage(ROOT_CONTEXT, upstream), () =>
-          carry.inject({} as Record<string, string>),
-        );
-      });
+      const headers = injectFieldsUnder(upstream);
       const baggage = headers.baggage ?? "";
       const sent = baggage.split(",");
       assert.ok(sent.includes("user.id=local"), "the set field is sent");
@@ -176,14 +181,7 @@ describe("inject", () => {
       b: member(4072), // one byte more than is left after the fields and a
       c: member(4071), // exactly what is left
     });
-    const headers = fresh(() => {
-      user.set("local");
-      attempt.set(2);
-      return context.with(propagation.setBaggage(ROOT_CONTEXT, upstream), () =>
-        carry.inject({} as Record<string, string>),
-      );
-    });
-    const baggage = headers.baggage ?? "";
+    const baggage = injectFieldsUnder(upstream).baggage ?? "";
     assert.deepEqual(
       baggage.split(",").map((pair) => pair.split("=")[0]),
       ["user.id", "attempt", "a", "c"],
