@@ -84,10 +84,10 @@ export function contextMiddleware(options?: ExpressContextOptions): ExpressConte
   const seed = resolved.seed;
   // Typed for every route's Request, used as the plain Request it is.
   return function contextMiddleware(req: Request, res: Response, next: NextFunction): void {
-    // Koa and Hono call middleware with (ctx, next): no `next` of Express's.
-    // node:http calls a listener with (req, res) alone; Express always passes
-    // next. Refused before anything is done: going on would patch Node's own
-    // request and response prototypes, then fail at `next()`.
+    // Koa and Hono call middleware with (ctx, next), node:http a listener with
+    // (req, res): no `next` of Express's. Refused before anything is done:
+    // going on would patch the prototypes of req and res (Node's own, for
+    // node:http), then fail at `next()`.
     if (typeof next !== "function") {
       assertMountedIn("Express", req, res);
       throw calledWithoutNext();
@@ -101,9 +101,10 @@ export function contextMiddleware(options?: ExpressContextOptions): ExpressConte
   } as ExpressContextMiddleware;
 }
 
+// Express's own request, but no next: called by hand, from a route.
 function calledWithoutNext(): TypeError {
   return new TypeError(
-    "contextMiddleware from contextvars/express was called without Express's next, as node:http calls a request listener: mount it in an Express app with app.use(contextMiddleware(options)), or wrap a plain listener in withContext(listener, options) from contextvars/http",
+    "contextMiddleware from contextvars/express was called without Express's next: mount it with app.use(contextMiddleware(options)), first, rather than calling it",
   );
 }
 

@@ -139,12 +139,16 @@ export function mountedUncalled(factory: string, mount: string): TypeError {
 export type MiddlewareFramework = "Express" | "Koa" | "Hono";
 
 // Which framework made a middleware's first two arguments, by what only it
-// passes: Express a response (with setHeader) second, Hono a `c` whose `req`
-// is its HonoRequest (whose `raw` is the fetch Request), Koa a ctx whose
-// `req` is Node's request (which has no `raw`).
-function callerOf(first: unknown, second: unknown): MiddlewareFramework | undefined {
+// passes: Express a request that inherits its app (`req.app`) and a response
+// (with setHeader) second; node:http, calling a request listener, the same
+// two without the app; Hono a `c` whose `req` is its HonoRequest (whose `raw`
+// is the fetch Request); Koa a ctx whose `req` is Node's request (which has
+// no `raw`).
+function callerOf(first: unknown, second: unknown): MiddlewareFramework | "node:http" | undefined {
   if (typeof (second as { setHeader?: unknown } | undefined)?.setHeader === "function") {
-    return "Express";
+    return typeof (first as { app?: unknown } | undefined)?.app === "function"
+      ? "Express"
+      : "node:http";
   }
   const req = (first as { req?: { on?: unknown; raw?: unknown } } | undefined)?.req;
   if (typeof req?.raw === "object") return "Hono";
@@ -154,15 +158,25 @@ function callerOf(first: unknown, second: unknown): MiddlewareFramework | undefi
 
 /**
  * Throws when another framework called `ours`'s contextMiddleware (imported
- * from the wrong subpath, as every subpath names it contextMiddleware), which
- * would otherwise fail inside it with a TypeError about a property of
- * undefined; anything else is left to fail as it did. Called only once a
- * middleware has found its arguments are not its framework's. Internal.
- * @throws {TypeError} naming the subpath to import from.
+ * from the wrong subpath, as every subpath names it contextMiddleware), or
+ * node:http called it as a request listener, which would otherwise fail
+ * inside it with a TypeError about a property of undefined or about `next`;
+ * anything else is left to fail as it did. Called only once a middleware has
+ * found its arguments are not its framework's. Internal.
+ * @throws {TypeError} naming the subpath to import from, or saying to wrap the listener in withContext.
  */
 export function assertMountedIn(ours: MiddlewareFramework, first: unknown, second: unknown): void {
   const theirs = callerOf(first, second);
   if (theirs === undefined || theirs === ours) return;
+  if (theirs === "node:http") {
+    const mount =
+      ours === "Express"
+        ? "mount it in an Express app with app.use(contextMiddleware(options)), or "
+        : "";
+    throw new TypeError(
+      `contextMiddleware from contextvars/${ours.toLowerCase()} is ${ours} middleware, but node:http called it as a request listener, with (req, res): ${mount}wrap the listener in withContext(listener, options) from contextvars/http`,
+    );
+  }
   throw new TypeError(
     `contextMiddleware from contextvars/${ours.toLowerCase()} is ${ours} middleware, but ${theirs} called it: import contextMiddleware from contextvars/${theirs.toLowerCase()} instead`,
   );

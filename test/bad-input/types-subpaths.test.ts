@@ -461,23 +461,56 @@ describe("an integration mounted the way another framework's is", () => {
     assert.doesNotMatch(await reply.text(), /contextvars\/hono/);
   });
 
-  it("node:http: createServer(contextMiddleware()) from contextvars/express says to mount it in an app or use withContext, and patches nothing of Node's", async () => {
-    const middleware = express.contextMiddleware() as unknown as (
-      req: unknown,
-      res: unknown,
-    ) => void;
+  it("node:http: createServer(contextMiddleware()) of any subpath says to wrap the listener in withContext, and patches nothing of Node's", async () => {
     const prototypes = [IncomingMessage.prototype, ServerResponse.prototype];
     const ownKeys = prototypes.map((p) => Reflect.ownKeys(p));
-    const thrown = await thrownAsRequestListener(middleware);
-    assert.ok(thrown instanceof TypeError);
-    assert.match(
-      thrown.message,
-      /^contextMiddleware from contextvars\/express was called without Express's next, as node:http calls a request listener: mount it in an Express app with app\.use\(contextMiddleware\(options\)\), or wrap a plain listener in withContext\(listener, options\) from contextvars\/http$/,
-    );
+    const listener =
+      "node:http called it as a request listener, with \\(req, res\\): (?<mount>.*)wrap the listener in withContext\\(listener, options\\) from contextvars/http";
+    for (const [subpath, framework, middleware] of [
+      ["express", "Express", express.contextMiddleware()],
+      ["koa", "Koa", koa.contextMiddleware()],
+      ["hono", "Hono", hono.contextMiddleware()],
+    ] as const) {
+      const thrown = await thrownAsRequestListener(middleware as never);
+      assert.ok(thrown instanceof TypeError);
+      const match = new RegExp(
+        `^contextMiddleware from contextvars/${subpath} is ${framework} middleware, but ${listener}$`,
+      ).exec(thrown.message);
+      assert.ok(match, thrown.message);
+      // Only Express's own can also be mounted in an app.
+      assert.equal(
+        match.groups?.mount,
+        subpath === "express"
+          ? "mount it in an Express app with app.use(contextMiddleware(options)), or "
+          : "",
+      );
+    }
     assert.deepEqual(
       prototypes.map((p) => Reflect.ownKeys(p)),
       ownKeys,
     );
+  });
+
+  it("express: contextMiddleware called by hand from a route, without next, says to mount it", async () => {
+    const middleware = express.contextMiddleware() as unknown as (
+      req: unknown,
+      res: unknown,
+    ) => void;
+    const server = createServer(
+      expressApp()
+        .get("/", (req: unknown, res: unknown) => middleware(req, res))
+        .use((error: Error, _req: unknown, res: { end(text: string): void }, _next: unknown) => {
+          res.end(error.message);
+        }),
+    );
+    try {
+      assert.equal(
+        (await send(await listen(server), "/")).body,
+        "contextMiddleware from contextvars/express was called without Express's next: mount it with app.use(contextMiddleware(options)), first, rather than calling it",
+      );
+    } finally {
+      await close(server);
+    }
   });
 
   it("hono: app.use(contextMiddleware) fails each request saying to call it", async () => {
