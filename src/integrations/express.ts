@@ -6,8 +6,8 @@ import type { Context as RequestContext } from "../core/context.ts";
 import { bindPrototype } from "./request-emitters.ts";
 import {
   assertMountedIn,
-  mountedUncalled,
   type RequestContextOptions,
+  refuseUncalled,
   requestId,
   resolveOptions,
 } from "./request-id.ts";
@@ -73,13 +73,12 @@ export type ExpressContextMiddleware = <
  *   res.json({ id: requestId.get(), tenant: tenant.get(), items: req.body });
  * });
  * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`)
- *   or in another framework (imported from the wrong subpath) or as a node:http listener: then at each request.
+ *   or in another framework (imported from the wrong subpath), on Fastify (a hook or route; `register` rejects)
+ *   or as a node:http request or upgrade listener: then at each request, naming what to use there.
  */
 export function contextMiddleware(options?: ExpressContextOptions): ExpressContextMiddleware {
-  // biome-ignore lint/complexity/noArguments: a mount of the uncalled factory shows only in its argument count
-  if (arguments.length > 1) {
-    throw mountedUncalled("contextMiddleware", "app.use(contextMiddleware(options))");
-  }
+  // biome-ignore lint/complexity/noArguments: a mount of the uncalled factory shows only in its arguments
+  if (arguments.length > 1) return refuseUncalled("Express", arguments) as never;
   const resolved = resolveOptions(options);
   const seed = resolved.seed;
   // Typed for every route's Request, used as the plain Request it is.

@@ -9,8 +9,8 @@ import type { Context as RequestContext } from "../core/context.ts";
 import { bindUpgrade } from "./http-upgrade.ts";
 import {
   assertMountedIn,
-  mountedUncalled,
   type RequestContextOptions,
+  refuseUncalled,
   requestId,
   requestIdFor,
   resolveOptions,
@@ -75,15 +75,14 @@ interface NodeBindings {
  * app.use(contextMiddleware({ seed: (c) => user.set(c.req.header("x-user") ?? "anonymous") }));
  * app.post("/echo", async (c) => c.json({ id: requestId.get(), user: user.get(), body: await c.req.json() }));
  * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`)
- *   or in another framework (imported from the wrong subpath): then at each request.
+ *   or in another framework (imported from the wrong subpath), on Fastify (a hook or route; `register` rejects)
+ *   or as a node:http request or upgrade listener: then at each request, naming what to use there.
  */
 export function contextMiddleware<E extends Env = Env>(
   options?: HonoContextOptions<E>,
 ): MiddlewareHandler<E> {
-  // biome-ignore lint/complexity/noArguments: a mount of the uncalled factory shows only in its argument count
-  if (arguments.length > 1) {
-    throw mountedUncalled("contextMiddleware", "app.use(contextMiddleware(options))");
-  }
+  // biome-ignore lint/complexity/noArguments: a mount of the uncalled factory shows only in its arguments
+  if (arguments.length > 1) return refuseUncalled("Hono", arguments) as never;
   const resolved = resolveOptions(options);
   const { header, echo, seed } = resolved;
   const upgradeOptions = { ...resolved, echo: false as const };

@@ -19,7 +19,13 @@ import type { Duplex } from "node:stream";
 import type { Context } from "../core/context.ts";
 import { argumentError, assertFunction } from "../errors.ts";
 import { bindToRequest } from "./request-emitters.ts";
-import { type RequestContextOptions, type ResolvedOptions, resolveOptions } from "./request-id.ts";
+import {
+  failedRegister,
+  notMounted,
+  type RequestContextOptions,
+  type ResolvedOptions,
+  resolveOptions,
+} from "./request-id.ts";
 import { type NodeRequestLike, nodeRequestContext, runInRequest } from "./request-scope.ts";
 
 /**
@@ -71,7 +77,9 @@ export interface UpgradeContextOptions<Req = NodeRequestLike>
  * );
  * @throws {TypeError} if listener is not a function, an option has the wrong
  * type (as `withContext`'s), or `options.echo` is `true`; or when given to
- * the server itself (`server.on("upgrade", withUpgradeContext)`): then at each upgrade.
+ * the server itself (`server.on("upgrade", withUpgradeContext)`), or to a
+ * request listener or a framework (as middleware, a hook or route; Fastify's
+ * `register` rejects): then at each upgrade or request, naming what to use there.
  */
 export function withUpgradeContext(
   listener: (req: IncomingMessage, socket: Duplex, head: Buffer) => unknown,
@@ -89,10 +97,16 @@ export function withUpgradeContext<Req extends NodeRequestLike, Socket extends E
   // `server.on("upgrade", withUpgradeContext)`: Node then calls it with each
   // request and socket, and "Expected `listener` to be a function" would
   // name an argument the caller never passed.
-  if (typeof (options as { write?: unknown } | undefined)?.write === "function") {
-    throw new TypeError(
-      'withUpgradeContext was called as an upgrade listener, with (req, socket, head): it wraps your listener, so pass server.on("upgrade", withUpgradeContext(listener, options)), not withUpgradeContext itself',
-    );
+  if (
+    typeof listener !== "function" ||
+    typeof (options as { write?: unknown } | undefined)?.write === "function"
+  ) {
+    const error = notMounted("withUpgradeContext", listener, options);
+    // biome-ignore lint/complexity/noArguments: Fastify's register passes its done third
+    if (error !== undefined && failedRegister(error, listener, arguments[2])) {
+      return undefined as never;
+    }
+    if (error !== undefined) throw error;
   }
   assertFunction("listener", listener);
   const resolved = resolveUpgradeOptions(options);

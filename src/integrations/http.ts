@@ -6,7 +6,13 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { assertFunction } from "../errors.ts";
-import { type RequestContextOptions, requestId, resolveOptions } from "./request-id.ts";
+import {
+  failedRegister,
+  notMounted,
+  type RequestContextOptions,
+  requestId,
+  resolveOptions,
+} from "./request-id.ts";
 import {
   type NodeRequestLike,
   type NodeResponseLike,
@@ -70,7 +76,8 @@ type ListenerResponse<L> = L extends () => unknown
  * );
  * declare function audit(message: string): Promise<void>;
  * @throws {TypeError} if listener is not a function or an option has the wrong type, or when given to
- *   createServer itself (`createServer(withContext)`): then at each request.
+ *   createServer itself (`createServer(withContext)`), or to an upgrade listener or a framework (as middleware,
+ *   a hook or route; Fastify's `register` rejects): then at each request, naming what to use there.
  */
 export function withContext<L extends (req: IncomingMessage, res: ServerResponse) => unknown>(
   listener: L,
@@ -85,11 +92,18 @@ export function withContext<Req extends NodeRequestLike, Res extends NodeRespons
   listener: (req: Req, res: Res) => unknown,
   options?: HttpContextOptions<Req>,
 ): (req: Req, res: Res) => void {
-  // `createServer(withContext)`: Node then calls it with each request and response.
-  if (typeof (options as { writeHead?: unknown } | undefined)?.writeHead === "function") {
-    throw new TypeError(
-      "withContext was called as a request listener, with (req, res): it wraps your listener, so pass createServer(withContext(listener, options)), not withContext itself",
-    );
+  // `createServer(withContext)`, `app.use(withContext)`: the server or
+  // framework then calls it with each request's arguments.
+  if (
+    typeof listener !== "function" ||
+    typeof (options as { write?: unknown } | undefined)?.write === "function"
+  ) {
+    const error = notMounted("withContext", listener, options);
+    // biome-ignore lint/complexity/noArguments: Fastify's register passes its done third
+    if (error !== undefined && failedRegister(error, listener, arguments[2])) {
+      return undefined as never;
+    }
+    if (error !== undefined) throw error;
   }
   assertFunction("listener", listener);
   const resolved = resolveOptions(options);

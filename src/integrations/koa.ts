@@ -10,8 +10,8 @@ import { bindUpgrade } from "./http-upgrade.ts";
 import { bindEarlierListeners } from "./request-emitters.ts";
 import {
   assertMountedIn,
-  mountedUncalled,
   type RequestContextOptions,
+  refuseUncalled,
   requestId,
   resolveOptions,
 } from "./request-id.ts";
@@ -62,13 +62,12 @@ export type KoaContextOptions = RequestContextOptions<Context>;
  *   ctx.body = { id: requestId.get(), received: ctx.request.body };
  * });
  * @throws {TypeError} if an option has the wrong type, or when mounted uncalled (`app.use(contextMiddleware)`)
- *   or in another framework (imported from the wrong subpath): then at each request.
+ *   or in another framework (imported from the wrong subpath), on Fastify (a hook or route; `register` rejects)
+ *   or as a node:http request or upgrade listener: then at each request, naming what to use there.
  */
 export function contextMiddleware(options?: KoaContextOptions): Middleware {
-  // biome-ignore lint/complexity/noArguments: a mount of the uncalled factory shows only in its argument count
-  if (arguments.length > 1) {
-    throw mountedUncalled("contextMiddleware", "app.use(contextMiddleware(options))");
-  }
+  // biome-ignore lint/complexity/noArguments: a mount of the uncalled factory shows only in its arguments
+  if (arguments.length > 1) return refuseUncalled("Koa", arguments) as never;
   const resolved = resolveOptions(options);
   const seed = resolved.seed;
   const header = resolved.header;

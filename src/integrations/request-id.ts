@@ -124,31 +124,66 @@ export function requestIdFor<R>(
 }
 
 /**
+ * Refuses a middleware factory mounted without being called, given the
+ * arguments it was called with: throws mountedUncalled's TypeError, or, when
+ * Fastify registered it as a plugin, hands it to `done` (failedRegister) and
+ * returns. Internal.
+ * @throws {TypeError} saying to call the factory, or what to use where it was mounted.
+ */
+export function refuseUncalled(ours: MiddlewareFramework, args: ArrayLike<unknown>): undefined {
+  const error = mountedUncalled(ours, args[0], args[1]);
+  if (failedRegister(error, args[0], args[2])) return undefined;
+  throw error;
+}
+
+/**
  * The TypeError for a middleware factory mounted without being called
  * (`app.use(contextMiddleware)`): the framework then calls the factory with
  * its request, whose own `header` method or object the option check would
- * otherwise report as a bad `options.header`. Internal.
+ * otherwise report as a bad `options.header`. A factory given to another
+ * framework or to a node:http server is told what to use there instead, as
+ * a made middleware would be (assertMountedIn). Internal.
  */
-export function mountedUncalled(factory: string, mount: string): TypeError {
+function mountedUncalled(ours: MiddlewareFramework, first: unknown, second: unknown): TypeError {
+  const theirs = hostOf(first, second);
+  if (theirs !== undefined && theirs !== ours) return misplaced(ours, theirs);
   return new TypeError(
-    `${factory} was called as middleware, with the framework's request arguments: it makes the middleware, so mount ${mount}, not ${factory} itself`,
+    "contextMiddleware was called as middleware, with the framework's request arguments: it makes the middleware, so mount app.use(contextMiddleware(options)), not contextMiddleware itself",
   );
 }
 
 /** A framework whose subpath exports a contextMiddleware. Internal. */
 export type MiddlewareFramework = "Express" | "Koa" | "Hono";
 
-// Which framework made a middleware's first two arguments, by what only it
+/** What called an integration's function, by its arguments. Internal. */
+type Host = MiddlewareFramework | "Fastify" | "node:http" | "node:http upgrade";
+
+// Which framework made a function's first two arguments, by what only it
 // passes: Express a request that inherits its app (`req.app`) and a response
 // (with setHeader) second; node:http, calling a request listener, the same
-// two without the app; Hono a `c` whose `req` is its HonoRequest (whose `raw`
-// is the fetch Request); Koa a ctx whose `req` is Node's request (which has
-// no `raw`).
-function callerOf(first: unknown, second: unknown): MiddlewareFramework | "node:http" | undefined {
-  if (typeof (second as { setHeader?: unknown } | undefined)?.setHeader === "function") {
-    return typeof (first as { app?: unknown } | undefined)?.app === "function"
-      ? "Express"
-      : "node:http";
+// two without the app, and calling an upgrade listener, its request and a
+// socket (which writes, with no setHeader); Fastify a hook or route handler
+// its FastifyRequest (whose `raw` is Node's request) and FastifyReply (which
+// sends), and a plugin its instance (which adds hooks); Hono a `c` whose
+// `req` is its HonoRequest (whose `raw` is the fetch Request); Koa a ctx
+// whose `req` is Node's request (which has no `raw`).
+function hostOf(first: unknown, second: unknown): Host | undefined {
+  const request = first as
+    | { app?: unknown; raw?: { on?: unknown }; addHook?: unknown; on?: unknown }
+    | undefined
+    | null;
+  const response = second as { setHeader?: unknown; send?: unknown; write?: unknown } | undefined;
+  if (typeof response?.setHeader === "function") {
+    return typeof request?.app === "function" ? "Express" : "node:http";
+  }
+  if (
+    typeof request?.addHook === "function" ||
+    (typeof request?.raw?.on === "function" && typeof response?.send === "function")
+  ) {
+    return "Fastify";
+  }
+  if (typeof request?.on === "function" && typeof response?.write === "function") {
+    return "node:http upgrade";
   }
   const req = (first as { req?: { on?: unknown; raw?: unknown } } | undefined)?.req;
   if (typeof req?.raw === "object") return "Hono";
@@ -156,30 +191,103 @@ function callerOf(first: unknown, second: unknown): MiddlewareFramework | "node:
   return undefined;
 }
 
-/**
- * Throws when another framework called `ours`'s contextMiddleware (imported
- * from the wrong subpath, as every subpath names it contextMiddleware), or
- * node:http called it as a request listener, which would otherwise fail
- * inside it with a TypeError about a property of undefined or about `next`;
- * anything else is left to fail as it did. Called only once a middleware has
- * found its arguments are not its framework's. Internal.
- * @throws {TypeError} naming the subpath to import from, or saying to wrap the listener in withContext.
- */
-export function assertMountedIn(ours: MiddlewareFramework, first: unknown, second: unknown): void {
-  const theirs = callerOf(first, second);
-  if (theirs === undefined || theirs === ours) return;
+// What to use in `host` instead, for a function that was given to it by mistake.
+const useInstead: Readonly<Record<Host, string>> = {
+  Express: "import contextMiddleware from contextvars/express instead",
+  Koa: "import contextMiddleware from contextvars/koa instead",
+  Hono: "import contextMiddleware from contextvars/hono instead",
+  Fastify:
+    "register contextPlugin from contextvars/fastify instead, await app.register(contextPlugin, options)",
+  "node:http": "wrap the listener in withContext(listener, options) from contextvars/http",
+  "node:http upgrade":
+    'wrap the upgrade listener in withUpgradeContext(listener, options) from contextvars/http: server.on("upgrade", withUpgradeContext(listener, options))',
+};
+
+function misplaced(ours: MiddlewareFramework, theirs: Host): TypeError {
+  const what = `contextMiddleware from contextvars/${ours.toLowerCase()} is ${ours} middleware`;
   if (theirs === "node:http") {
     const mount =
       ours === "Express"
         ? "mount it in an Express app with app.use(contextMiddleware(options)), or "
         : "";
-    throw new TypeError(
-      `contextMiddleware from contextvars/${ours.toLowerCase()} is ${ours} middleware, but node:http called it as a request listener, with (req, res): ${mount}wrap the listener in withContext(listener, options) from contextvars/http`,
+    return new TypeError(
+      `${what}, but node:http called it as a request listener, with (req, res): ${mount}${useInstead[theirs]}`,
     );
   }
-  throw new TypeError(
-    `contextMiddleware from contextvars/${ours.toLowerCase()} is ${ours} middleware, but ${theirs} called it: import contextMiddleware from contextvars/${theirs.toLowerCase()} instead`,
-  );
+  if (theirs === "node:http upgrade") {
+    return new TypeError(
+      `${what}, but node:http called it as an upgrade listener, with (req, socket, head): ${useInstead[theirs]}`,
+    );
+  }
+  return new TypeError(`${what}, but ${theirs} called it: ${useInstead[theirs]}`);
+}
+
+/**
+ * Throws when another framework called `ours`'s contextMiddleware (imported
+ * from the wrong subpath, as every subpath names it contextMiddleware), or
+ * Fastify called it as a hook or route handler, or node:http as a request or
+ * upgrade listener, which would otherwise fail inside it with a TypeError
+ * about a property of undefined or about `next`; anything else is left to
+ * fail as it did. Called only once a middleware has found its arguments are
+ * not its framework's. Internal.
+ * @throws {TypeError} naming what to use there instead (the subpath to import from, contextPlugin, withContext or withUpgradeContext).
+ */
+export function assertMountedIn(ours: MiddlewareFramework, first: unknown, second: unknown): void {
+  const theirs = hostOf(first, second);
+  if (theirs === undefined || theirs === ours) return;
+  throw misplaced(ours, theirs);
+}
+
+/**
+ * The TypeError for withContext or withUpgradeContext itself given to a
+ * server or framework (`createServer(withContext)`, `app.use(withContext)`),
+ * which then calls it with its request arguments in place of the listener
+ * and options, or undefined when the arguments are not a known host's. It
+ * names what that server or framework takes instead, where "Expected
+ * `listener` to be a function" would name an argument the caller never
+ * passed. Called only when the listener is not a function or the options
+ * write (a response or a socket). Internal.
+ */
+export function notMounted(
+  wrapper: "withContext" | "withUpgradeContext",
+  first: unknown,
+  second: unknown,
+): TypeError | undefined {
+  const host = hostOf(first, second);
+  if (host === undefined) return undefined;
+  const ownHost = wrapper === "withContext" ? "node:http" : "node:http upgrade";
+  // Express's request and response are node:http's, so createServer(withContext(...)) is right there too.
+  if (host === ownHost || (host === "Express" && wrapper === "withContext")) {
+    return new TypeError(
+      wrapper === "withContext"
+        ? "withContext was called as a request listener, with (req, res): it wraps your listener, so pass createServer(withContext(listener, options)), not withContext itself"
+        : 'withUpgradeContext was called as an upgrade listener, with (req, socket, head): it wraps your listener, so pass server.on("upgrade", withUpgradeContext(listener, options)), not withUpgradeContext itself',
+    );
+  }
+  const calledAs =
+    host === "node:http"
+      ? "node:http called it as a request listener, with (req, res)"
+      : host === "node:http upgrade"
+        ? "node:http called it as an upgrade listener, with (req, socket, head)"
+        : `${host} called it`;
+  const wraps = wrapper === "withContext" ? "a request listener" : "a server's upgrade listener";
+  return new TypeError(`${wrapper} wraps ${wraps}, but ${calledAs}: ${useInstead[host]}`);
+}
+
+/**
+ * Hands `error` to `done` when `first` is a Fastify instance, that is when
+ * the function that found it was registered as a plugin
+ * (`app.register(withContext)`), and says whether it did: avvio does not
+ * catch a callback plugin's throw, which would end the process, but fails
+ * register() with the error given to `done`. Internal.
+ */
+export function failedRegister(error: Error, first: unknown, done: unknown): boolean {
+  if (typeof (first as { addHook?: unknown } | null | undefined)?.addHook !== "function") {
+    return false;
+  }
+  if (typeof done !== "function") return false;
+  done(error);
+  return true;
 }
 
 /**

@@ -371,6 +371,47 @@ describe("an integration mounted the way another framework's is", () => {
     assert.equal(thrown.length, 1);
     return thrown[0];
   }
+  /** What `listener` throws when a real node:http server calls it as an upgrade listener, once. */
+  async function thrownAsUpgradeListener(listener: (...args: never[]) => unknown) {
+    const thrown: unknown[] = [];
+    const server = createServer();
+    server.on("upgrade", (req, socket, head) => {
+      try {
+        listener(req as never, socket as never, head as never);
+      } catch (error) {
+        thrown.push(error);
+      }
+      socket.destroy();
+    });
+    try {
+      const url = new URL(await listen(server));
+      const request = httpRequest({
+        host: url.hostname,
+        port: url.port,
+        headers: { connection: "Upgrade", upgrade: "websocket" },
+      });
+      const ended = once(request, "error").catch(() => {});
+      request.end();
+      await ended;
+    } finally {
+      await close(server);
+    }
+    assert.equal(thrown.length, 1);
+    return thrown[0];
+  }
+  /** The message of the error a Fastify app answers with when `mount` put `fn` on its route or hook. */
+  async function fastifyMessage(mount: "route" | "hook", fn: unknown): Promise<string> {
+    const app = Fastify();
+    if (mount === "hook") app.addHook("onRequest", fn as never);
+    app.get("/", mount === "route" ? (fn as never) : async () => "no error");
+    try {
+      const reply = await app.inject("/");
+      assert.equal(reply.statusCode, 500);
+      return (JSON.parse(reply.body) as { message: string }).message;
+    } finally {
+      await app.close();
+    }
+  }
   const uncalled =
     /^contextMiddleware was called as middleware.*mount app\.use\(contextMiddleware\(options\)\), not contextMiddleware itself$/;
 
@@ -575,5 +616,137 @@ describe("an integration mounted the way another framework's is", () => {
       error.message,
       /^contextPlugin is a Fastify plugin, not a factory: .*await app\.register\(contextPlugin, options\)/,
     );
+  });
+
+  it("fastify: a contextMiddleware, made or not, on a hook, a route or register says to register contextPlugin, and register rejects", async () => {
+    const registerContextPlugin =
+      /^contextMiddleware from contextvars\/\w+ is \w+ middleware, but Fastify called it: register contextPlugin from contextvars\/fastify instead, await app\.register\(contextPlugin, options\)$/;
+    for (const subpath of [express, koa, hono]) {
+      assert.match(await fastifyMessage("route", subpath.contextMiddleware), registerContextPlugin);
+      assert.match(await fastifyMessage("hook", subpath.contextMiddleware), registerContextPlugin);
+      const app = Fastify();
+      const error = await failureOf(async () => {
+        await app.register(subpath.contextMiddleware as never);
+      });
+      await app.close();
+      assert.ok(error instanceof TypeError);
+      assert.match(error.message, registerContextPlugin);
+    }
+    // Made: those that find no next of their framework (Express's as a route, which has no next).
+    assert.match(await fastifyMessage("route", express.contextMiddleware()), registerContextPlugin);
+    for (const subpath of [koa, hono]) {
+      assert.match(
+        await fastifyMessage("route", subpath.contextMiddleware()),
+        registerContextPlugin,
+      );
+      assert.match(
+        await fastifyMessage("hook", subpath.contextMiddleware()),
+        registerContextPlugin,
+      );
+    }
+  });
+
+  it("node:http: a contextMiddleware, made or not, and withContext given as an upgrade listener say to wrap it in withUpgradeContext", async () => {
+    const wrapUpgrade =
+      'wrap the upgrade listener in withUpgradeContext\\(listener, options\\) from contextvars/http: server\\.on\\("upgrade", withUpgradeContext\\(listener, options\\)\\)$';
+    for (const fn of [
+      express.contextMiddleware,
+      koa.contextMiddleware,
+      hono.contextMiddleware,
+      express.contextMiddleware(),
+      koa.contextMiddleware(),
+      hono.contextMiddleware(),
+    ]) {
+      const thrown = await thrownAsUpgradeListener(fn as never);
+      assert.ok(thrown instanceof TypeError);
+      assert.match(
+        thrown.message,
+        new RegExp(
+          `^contextMiddleware from contextvars/\\w+ is \\w+ middleware, but node:http called it as an upgrade listener, with \\(req, socket, head\\): ${wrapUpgrade}`,
+        ),
+      );
+    }
+    const thrown = await thrownAsUpgradeListener(loose(withContext));
+    assert.ok(thrown instanceof TypeError);
+    assert.match(
+      thrown.message,
+      new RegExp(
+        `^withContext wraps a request listener, but node:http called it as an upgrade listener, with \\(req, socket, head\\): ${wrapUpgrade}`,
+      ),
+    );
+  });
+
+  it("node:http: an uncalled contextMiddleware as a request listener says to wrap the listener in withContext, and withUpgradeContext as one is not said to be an upgrade listener", async () => {
+    for (const [subpath, framework] of [
+      [express, "Express"],
+      [koa, "Koa"],
+      [hono, "Hono"],
+    ] as const) {
+      const thrown = await thrownAsRequestListener(subpath.contextMiddleware as never);
+      assert.ok(thrown instanceof TypeError);
+      assert.match(
+        thrown.message,
+        new RegExp(
+          `^contextMiddleware from contextvars/${framework.toLowerCase()} is ${framework} middleware, but node:http called it as a request listener, with \\(req, res\\): .*wrap the listener in withContext\\(listener, options\\) from contextvars/http$`,
+        ),
+      );
+    }
+    const thrown = await thrownAsRequestListener(loose(withUpgradeContext));
+    assert.ok(thrown instanceof TypeError);
+    assert.equal(
+      thrown.message,
+      "withUpgradeContext wraps a server's upgrade listener, but node:http called it as a request listener, with (req, res): wrap the listener in withContext(listener, options) from contextvars/http",
+    );
+  });
+
+  it("koa, hono, fastify: withContext and withUpgradeContext given as middleware, a hook, a route or a plugin name what to use there, and register rejects", async () => {
+    for (const [name, wrapper] of [
+      ["withContext", withContext],
+      ["withUpgradeContext", withUpgradeContext],
+    ] as const) {
+      const wraps = new RegExp(
+        `^${name} wraps (a request listener|a server's upgrade listener), but `,
+      );
+      const koaApp = new Koa();
+      koaApp.use(loose(wrapper) as never);
+      const koaErrors: string[] = [];
+      koaApp.on("error", (error: Error) => koaErrors.push(error.message));
+      const koaServer = createServer(koaApp.callback());
+      try {
+        await send(await listen(koaServer), "/");
+      } finally {
+        await close(koaServer);
+      }
+      assert.match(koaErrors[0] ?? "", wraps);
+      assert.match(
+        koaErrors[0] ?? "",
+        /Koa called it: import contextMiddleware from contextvars\/koa instead$/,
+      );
+      const honoApp = new Hono();
+      honoApp.use(loose(wrapper) as never);
+      honoApp.onError((error, c) => c.text(error.message, 500));
+      honoApp.get("/", (c) => c.text("no error"));
+      const fromHono = await (await honoApp.request("/")).text();
+      assert.match(fromHono, wraps);
+      assert.match(
+        fromHono,
+        /Hono called it: import contextMiddleware from contextvars\/hono instead$/,
+      );
+      const fromFastify =
+        /Fastify called it: register contextPlugin from contextvars\/fastify instead, await app\.register\(contextPlugin, options\)$/;
+      for (const mount of ["route", "hook"] as const) {
+        const message = await fastifyMessage(mount, wrapper);
+        assert.match(message, wraps);
+        assert.match(message, fromFastify);
+      }
+      const app = Fastify();
+      const error = await failureOf(async () => {
+        await app.register(wrapper as never);
+      });
+      await app.close();
+      assert.ok(error instanceof TypeError);
+      assert.match(error.message, wraps);
+      assert.match(error.message, fromFastify);
+    }
   });
 });
