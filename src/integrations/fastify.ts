@@ -14,6 +14,7 @@ import type { Context } from "../core/context.ts";
 import { bindUpgradedSocket } from "./http-upgrade.ts";
 import { bindEarlierListeners, bindToRequest } from "./request-emitters.ts";
 import {
+  notMounted,
   type RequestContextOptions,
   type ResolvedOptions,
   requestId,
@@ -41,6 +42,9 @@ function contextvars(
   // Called as the other integrations' factories are, contextPlugin(options):
   // without this, the first use of `fastify` fails with "addHook is not a function".
   if (typeof (fastify as { addHook?: unknown } | undefined)?.addHook !== "function") {
+    // Given to another framework or to node:http, which has no register.
+    const misplaced = notMounted("contextPlugin", fastify, options);
+    if (misplaced !== undefined) throw misplaced;
     throw new TypeError(
       "contextPlugin is a Fastify plugin, not a factory: register it with its options, await app.register(contextPlugin, options), rather than calling it",
     );
@@ -195,7 +199,9 @@ function proceed(
  * });
  * app.get("/me", async () => ({ id: requestId.get(), user: user.get() }));
  * declare function lookUpUser(authorization: string | undefined): Promise<string>;
- * @throws {TypeError} when registered with an option of the wrong type (the error fails `register`).
+ * @throws {TypeError} when registered with an option of the wrong type (the error fails `register`); when
+ *   called rather than registered; when given to another framework or to node:http (then at each request,
+ *   naming what to use there).
  */
 export const contextPlugin: FastifyPluginCallback<FastifyContextOptions> = fp(contextvars, {
   fastify: "5.x",

@@ -239,22 +239,24 @@ export function assertMountedIn(ours: MiddlewareFramework, first: unknown, secon
 }
 
 /**
- * The TypeError for withContext or withUpgradeContext itself given to a
- * server or framework (`createServer(withContext)`, `app.use(withContext)`),
- * which then calls it with its request arguments in place of the listener
- * and options, or undefined when the arguments are not a known host's. It
+ * The TypeError for withContext, withUpgradeContext or contextPlugin itself
+ * given to a server or framework that is not its own
+ * (`app.use(withContext)`, `createServer(contextPlugin)`), which then calls it
+ * with its request arguments in place of what it takes, or undefined when
+ * the arguments are not a known host's, or (contextPlugin) are Fastify's. It
  * names what that server or framework takes instead, where "Expected
  * `listener` to be a function" would name an argument the caller never
- * passed. Called only when the listener is not a function or the options
- * write (a response or a socket). Internal.
+ * passed, and "register it with app.register" a method the host has not.
+ * Called only once the arguments are found not to be what the function
+ * takes. Internal.
  */
 export function notMounted(
-  wrapper: "withContext" | "withUpgradeContext",
+  wrapper: "withContext" | "withUpgradeContext" | "contextPlugin",
   first: unknown,
   second: unknown,
 ): TypeError | undefined {
   const host = hostOf(first, second);
-  if (host === undefined) return undefined;
+  if (host === undefined || (host === "Fastify" && wrapper === "contextPlugin")) return undefined;
   const ownHost = wrapper === "withContext" ? "node:http" : "node:http upgrade";
   // Express's request and response are node:http's, so createServer(withContext(...)) is right there too.
   if (host === ownHost || (host === "Express" && wrapper === "withContext")) {
@@ -270,8 +272,13 @@ export function notMounted(
       : host === "node:http upgrade"
         ? "node:http called it as an upgrade listener, with (req, socket, head)"
         : `${host} called it`;
-  const wraps = wrapper === "withContext" ? "a request listener" : "a server's upgrade listener";
-  return new TypeError(`${wrapper} wraps ${wraps}, but ${calledAs}: ${useInstead[host]}`);
+  const what =
+    wrapper === "withContext"
+      ? "withContext wraps a request listener"
+      : wrapper === "withUpgradeContext"
+        ? "withUpgradeContext wraps a server's upgrade listener"
+        : "contextPlugin is a Fastify plugin";
+  return new TypeError(`${what}, but ${calledAs}: ${useInstead[host]}`);
 }
 
 /**

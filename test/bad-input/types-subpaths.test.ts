@@ -618,6 +618,55 @@ describe("an integration mounted the way another framework's is", () => {
     );
   });
 
+  it("express, koa, hono, node:http: contextPlugin given as middleware or a request listener names what to use there, not Fastify's register", async () => {
+    const is = "^contextPlugin is a Fastify plugin, but ";
+    const fromNode = await thrownAsRequestListener(contextPlugin as never);
+    assert.ok(fromNode instanceof TypeError);
+    assert.equal(
+      fromNode.message,
+      "contextPlugin is a Fastify plugin, but node:http called it as a request listener, with (req, res): wrap the listener in withContext(listener, options) from contextvars/http",
+    );
+    const expressServer = createServer(
+      expressApp()
+        .use(contextPlugin as never)
+        .use((error: Error, _req: unknown, res: { end(text: string): void }, _next: unknown) => {
+          res.end(error.message);
+        }),
+    );
+    try {
+      assert.match(
+        (await send(await listen(expressServer), "/")).body,
+        new RegExp(
+          `${is}Express called it: import contextMiddleware from contextvars/express instead$`,
+        ),
+      );
+    } finally {
+      await close(expressServer);
+    }
+    const koaApp = new Koa();
+    koaApp.use(contextPlugin as never);
+    const koaErrors: string[] = [];
+    koaApp.on("error", (error: Error) => koaErrors.push(error.message));
+    const koaServer = createServer(koaApp.callback());
+    try {
+      await send(await listen(koaServer), "/");
+    } finally {
+      await close(koaServer);
+    }
+    assert.match(
+      koaErrors[0] ?? "",
+      new RegExp(`${is}Koa called it: import contextMiddleware from contextvars/koa instead$`),
+    );
+    const honoApp = new Hono();
+    honoApp.use(contextPlugin as never);
+    honoApp.onError((error, c) => c.text(error.message, 500));
+    honoApp.get("/", (c) => c.text("no error"));
+    assert.match(
+      await (await honoApp.request("/")).text(),
+      new RegExp(`${is}Hono called it: import contextMiddleware from contextvars/hono instead$`),
+    );
+  });
+
   it("fastify: a contextMiddleware, made or not, on a hook, a route or register says to register contextPlugin, and register rejects", async () => {
     const registerContextPlugin =
       /^contextMiddleware from contextvars\/\w+ is \w+ middleware, but Fastify called it: register contextPlugin from contextvars\/fastify instead, await app\.register\(contextPlugin, options\)$/;
