@@ -77,7 +77,8 @@ type ListenerResponse<L> = L extends () => unknown
  * declare function audit(message: string): Promise<void>;
  * @throws {TypeError} if listener is not a function or an option has the wrong type, or when given to
  *   createServer itself (`createServer(withContext)`), or to an upgrade listener or a framework (as middleware,
- *   a hook or route; Fastify's `register` rejects): then at each request, naming what to use there.
+ *   a hook or route; Fastify's `register` rejects): then at each request, naming what to use there; or when
+ *   given as Fastify's `serverFactory` itself.
  */
 export function withContext<L extends (req: IncomingMessage, res: ServerResponse) => unknown>(
   listener: L,
@@ -104,6 +105,13 @@ export function withContext<Req extends NodeRequestLike, Res extends NodeRespons
       return undefined as never;
     }
     if (error !== undefined) throw error;
+  }
+  // `Fastify({ serverFactory: withContext })`: Fastify calls it with its
+  // handler and its own options, and needs a server back.
+  if ((options as { serverFactory?: unknown } | undefined)?.serverFactory === withContext) {
+    throw new TypeError(
+      "withContext was called as Fastify's serverFactory, with (handler, options): it wraps a listener and makes no server, so pass serverFactory: (handler) => createServer(withContext(handler, options))",
+    );
   }
   assertFunction("listener", listener);
   const resolved = resolveOptions(options);

@@ -667,6 +667,18 @@ describe("an integration mounted the way another framework's is", () => {
     );
   });
 
+  it("fastify: withContext given as serverFactory itself says to wrap the handler in one", async () => {
+    const error = await failureOf(async () => {
+      const app = Fastify({ serverFactory: withContext as never });
+      await app.close();
+    });
+    assert.ok(error instanceof TypeError);
+    assert.equal(
+      error.message,
+      "withContext was called as Fastify's serverFactory, with (handler, options): it wraps a listener and makes no server, so pass serverFactory: (handler) => createServer(withContext(handler, options))",
+    );
+  });
+
   it("fastify: a contextMiddleware, made or not, on a hook, a route or register says to register contextPlugin, and register rejects", async () => {
     const registerContextPlugin =
       /^contextMiddleware from contextvars\/\w+ is \w+ middleware, but Fastify called it: register contextPlugin from contextvars\/fastify instead, await app\.register\(contextPlugin, options\)$/;
