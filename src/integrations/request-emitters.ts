@@ -192,12 +192,17 @@ export function boundContextOf(emitter: object): Context | undefined {
  * emitter that inherits from it runs the listeners added to it from then on
  * in `contextOf(emitter)`, or, where that is undefined, as before. A
  * prototype that inherits the methods of one patched already is left as it
- * is: those bind its emitters, through that prototype's `contextOf`.
+ * is: those bind its emitters, through that prototype's `contextOf`. One
+ * that is no emitter's (has no `on`) is not patched.
  */
 export function bindPrototype(prototype: object, contextOf: Lookup<Context>): void {
   if (patchedPrototypes.has(prototype)) return;
-  patchedPrototypes.add(prototype);
   const base = prototype as Base;
+  // No emitter's (Express's middleware given a Fastify hook's request and
+  // reply): listener methods installed there would call an `on` that is not
+  // there, on every request of that framework.
+  if (typeof base.on !== "function") return;
+  patchedPrototypes.add(prototype);
   // An Express sub-app's prototypes, chained to its parent's on mount: methods
   // installed over the parent's would wrap each listener twice, and
   // removeListener(event, original) (a pipe's unpipe) would no longer find it.

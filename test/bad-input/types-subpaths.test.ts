@@ -679,6 +679,24 @@ describe("an integration mounted the way another framework's is", () => {
     );
   });
 
+  it("fastify: Express's contextMiddleware({ echo: false }) on an onRequest hook adds no listener methods to Fastify's request and reply", async () => {
+    const app = Fastify();
+    app.addHook("onRequest", express.contextMiddleware({ echo: false }) as never);
+    app.get("/", async (request, reply) => ({
+      request: typeof (request as { on?: unknown }).on,
+      reply: typeof (reply as { on?: unknown }).on,
+    }));
+    try {
+      await app.inject("/");
+      assert.deepEqual(JSON.parse((await app.inject("/")).body), {
+        request: "undefined",
+        reply: "undefined",
+      });
+    } finally {
+      await app.close();
+    }
+  });
+
   it("fastify: a contextMiddleware, made or not, on a hook, a route or register says to register contextPlugin, and register rejects", async () => {
     const registerContextPlugin =
       /^contextMiddleware from contextvars\/\w+ is \w+ middleware, but Fastify called it: register contextPlugin from contextvars\/fastify instead, await app\.register\(contextPlugin, options\)$/;
