@@ -257,7 +257,12 @@ export function notMounted(
 ): TypeError | undefined {
   const host = hostOf(first, second);
   if (host === undefined || (host === "Fastify" && wrapper === "contextPlugin")) return undefined;
-  const ownHost = wrapper === "withContext" ? "node:http" : "node:http upgrade";
+  const ownHost =
+    wrapper === "withContext"
+      ? "node:http"
+      : wrapper === "withUpgradeContext"
+        ? "node:http upgrade"
+        : undefined;
   // Express's request and response are node:http's, so createServer(withContext(...)) is right there too.
   if (host === ownHost || (host === "Express" && wrapper === "withContext")) {
     return new TypeError(

@@ -753,6 +753,15 @@ describe("an integration mounted the way another framework's is", () => {
         `^withContext wraps a request listener, but node:http called it as an upgrade listener, with \\(req, socket, head\\): ${wrapUpgrade}`,
       ),
     );
+    // Nor is contextPlugin told it is withUpgradeContext.
+    const fromPlugin = await thrownAsUpgradeListener(contextPlugin as never);
+    assert.ok(fromPlugin instanceof TypeError);
+    assert.match(
+      fromPlugin.message,
+      new RegExp(
+        `^contextPlugin is a Fastify plugin, but node:http called it as an upgrade listener, with \\(req, socket, head\\): ${wrapUpgrade}`,
+      ),
+    );
   });
 
   it("node:http: an uncalled contextMiddleware as a request listener says to wrap the listener in withContext, and withUpgradeContext as one is not said to be an upgrade listener", async () => {
