@@ -80,6 +80,8 @@ export interface UpgradeContextOptions<Req = NodeRequestLike>
  * the server itself (`server.on("upgrade", withUpgradeContext)`), or to a
  * request listener or a framework (as middleware, a hook or route; Fastify's
  * `register` rejects): then at each upgrade or request, naming what to use there.
+ * The wrapper throws when called with no request first (given to ws's
+ * `connection` event, which passes `(ws, req)`), saying to wrap the upgrade listener.
  */
 export function withUpgradeContext(
   listener: (req: IncomingMessage, socket: Duplex, head: Buffer) => unknown,
@@ -114,9 +116,18 @@ export function withUpgradeContext<Req extends NodeRequestLike, Socket extends E
   // Returns what the listener returns, as withContext does, so that an
   // emitter made with `captureRejections` still sees a rejected promise.
   return function contextualUpgradeListener(req: Req, socket: Socket, head: Buffer): unknown {
+    // ws's "connection" event calls with (ws, req): one typeof per upgrade
+    // turns "reading 'x-request-id'" out of ws's emit into what to do.
+    if (typeof (req as { headers?: unknown } | null)?.headers !== "object") throw notAnUpgrade();
     const context = nodeRequestContext(req, socket, resolved, req, bindUpgrade);
     return runInRequest(context, handleUpgrade, listener, seed, req, socket, head);
   } as (req: Req, socket: Socket, head: Buffer) => void;
+}
+
+function notAnUpgrade(): TypeError {
+  return new TypeError(
+    'withUpgradeContext(listener) was called with a first argument that is no request (ws\'s "connection" event passes (ws, req)): it wraps a server\'s "upgrade" listener, so make the WebSocketServer with { noServer: true } and call wss.handleUpgrade(req, socket, head, …) from server.on("upgrade", withUpgradeContext(listener, options))',
+  );
 }
 
 type ParserHook = "on" | "addListener" | "prependListener";

@@ -421,6 +421,34 @@ describe("withUpgradeContext: failures, nesting, a raw upgrade", { timeout: 60_0
     }
   });
 
+  it("given to ws's 'connection' event, which passes (ws, req), the wrapper throws saying to wrap the upgrade listener", async () => {
+    const server = createServer();
+    const wss = new WebSocketServer({ server });
+    const wrapped = withUpgradeContext(() => {}) as unknown as (ws: unknown, req: unknown) => void;
+    const thrown: unknown[] = [];
+    wss.on("connection", (ws, req) => {
+      try {
+        wrapped(ws, req);
+      } catch (error) {
+        thrown.push(error);
+      }
+      ws.close();
+    });
+    try {
+      const client = new WebSocket(await listenWs(server));
+      await once(client, "close");
+    } finally {
+      wss.close();
+      await close(server);
+    }
+    assert.equal(thrown.length, 1);
+    assert.ok(thrown[0] instanceof TypeError);
+    assert.match(
+      thrown[0].message,
+      /^withUpgradeContext\(listener\) was called with a first argument that is no request \(ws's "connection" event passes \(ws, req\)\): .*wss\.handleUpgrade\(req, socket, head, …\) from server\.on\("upgrade", withUpgradeContext\(listener, options\)\)$/,
+    );
+  });
+
   it("rejects bad options, echo: true and a non-function listener", () => {
     const listener = () => {};
     assert.throws(() => withUpgradeContext(42 as never), TypeError);
