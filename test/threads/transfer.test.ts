@@ -333,11 +333,15 @@ describe("Worker: what may cross", () => {
     const onlyLocal = await local.run("kept", () => firstMessage<EchoReply>(startEcho(["user"])));
     assert.deepEqual(onlyLocal.seen, { user: "<unset>" });
     // In the worker, a var created { transfer: false } does not receive either.
-    const worker = new Worker(fixture("echo-vars.ts"), {
-      workerData: { names: [], localOnly: ["user"] },
-      execArgv: workerExecArgv,
-    });
-    const inWorker = await user.run("sent", () => firstMessage<EchoReply>(worker));
+    // The Worker is made inside the run: it takes its values at construction.
+    const inWorker = await user.run("sent", () =>
+      firstMessage<EchoReply>(
+        new Worker(fixture("echo-vars.ts"), {
+          workerData: { names: [], localOnly: ["user"] },
+          execArgv: workerExecArgv,
+        }),
+      ),
+    );
     assert.deepEqual(inWorker.seen, { user: "<unset>" });
   });
 
