@@ -113,6 +113,28 @@ describe("a TaskGroup failure cancels and cleans up", () => {
     assert.deepEqual(resources.log, ["stubborn released in stubborn"]);
   });
 
+  it("the group refuses new children from the failure on, while a cancelled one still runs", async () => {
+    const resources = new Resources();
+    const group = new TaskGroup();
+    group.createTask(async () => {
+      child.set("stubborn");
+      const resource = resources.acquire("stubborn");
+      await sleep(30); // never looks at the signal
+      resource.release();
+    });
+    group.createTask(failing);
+    const waited = assert.rejects(group.wait(), AggregateError);
+    await sleep(10);
+    assert.equal(group.signal.aborted, true, "the failure has happened");
+    assert.deepEqual([...resources.held], ["stubborn"], "wait() has not settled");
+    assert.throws(
+      () => group.createTask(sibling(resources, "late")),
+      (e: unknown) => e instanceof TaskGroupClosedError && /is shutting down/.test(e.message),
+    );
+    await waited;
+    assert.ok(!resources.log.some((line) => line.startsWith("late")), resources.log.join("; "));
+  });
+
   itFromEveryState("taskGroup(): a throw from the body cancels the children", async () => {
     const pin = pinContext();
     const resources = new Resources();
