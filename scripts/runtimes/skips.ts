@@ -306,6 +306,14 @@ export const DIFFERENCES: readonly Difference[] = [
   },
   {
     runtimes: ["bun"],
+    path: "test/faults/process-handlers.test.ts",
+    test: /(listener \/throw|seed \/seed): "uncaughtException" handler sees "server\.listen"$/,
+    reason:
+      "Bun reports a node:http request listener's synchronous throw to 'uncaughtException' in no " +
+      "Context (the root Context), not in the server.listen() Context it runs the listener in",
+  },
+  {
+    runtimes: ["bun"],
     path: "test/integrations/logging-faults.test.ts",
     test: /rejection is logged/,
     reason:

@@ -15,8 +15,9 @@
  *     in, as it is when the handler runs (so an async function's later sets
  *     are seen). A task's promise is created by its creator: an unawaited
  *     failing task is reported in the creator's Context, not the task's;
- *   - a request listener (or seed) that throws synchronously: the root
- *     Context, not the request's; one that rejects: the request's.
+ *   - a request listener (or seed) that throws synchronously: the Context
+ *     where server.listen was called (where Node runs the listener), not the
+ *     request's; one that rejects: the request's.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -67,9 +68,9 @@ const expected: ReadonlyArray<readonly [fault: string, event: string, sees: stri
   ["unawaited task, thenable", "unhandledRejection", "task creator"],
   ["unawaited run, thenable", "unhandledRejection", "run caller"],
   ["unawaited gather, thenable", "unhandledRejection", "gather caller"],
-  ["listener /throw", "uncaughtException", "root"],
+  ["listener /throw", "uncaughtException", "server.listen"],
   ["listener /reject", "unhandledRejection", "listener /reject: the request's Context"],
-  ["seed /seed", "uncaughtException", "root"],
+  ["seed /seed", "uncaughtException", "server.listen"],
 ];
 
 describe("process-level handlers (child process, Node 20)", async () => {
