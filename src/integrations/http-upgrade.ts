@@ -20,10 +20,9 @@ import type { Context } from "../core/context.ts";
 import { argumentError, assertFunction } from "../errors.ts";
 import { bindToRequest } from "./request-emitters.ts";
 import {
-  failedRegister,
-  notMounted,
   type RequestContextOptions,
   type ResolvedOptions,
+  refuseMisplacedWrapper,
   resolveOptions,
 } from "./request-id.ts";
 import { type NodeRequestLike, nodeRequestContext, runInRequest } from "./request-scope.ts";
@@ -99,17 +98,9 @@ export function withUpgradeContext<Req extends NodeRequestLike, Socket extends E
   // `server.on("upgrade", withUpgradeContext)`: Node then calls it with each
   // request and socket, and "Expected `listener` to be a function" would
   // name an argument the caller never passed.
-  if (
-    typeof listener !== "function" ||
-    typeof (options as { write?: unknown } | undefined)?.write === "function"
-  ) {
-    const error = notMounted("withUpgradeContext", listener, options);
-    // biome-ignore lint/complexity/noArguments: Fastify's register passes its done third
-    if (error !== undefined && failedRegister(error, listener, arguments[2])) {
-      return undefined as never;
-    }
-    if (error !== undefined) throw error;
-  }
+  // biome-ignore lint/complexity/noArguments: Fastify's register passes its done third
+  if (refuseMisplacedWrapper("withUpgradeContext", listener, options, arguments[2]))
+    return undefined as never;
   assertFunction("listener", listener);
   const resolved = resolveUpgradeOptions(options);
   const seed = resolved.seed;

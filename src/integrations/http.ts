@@ -7,9 +7,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { assertFunction } from "../errors.ts";
 import {
-  failedRegister,
-  notMounted,
   type RequestContextOptions,
+  refuseMisplacedWrapper,
   requestId,
   resolveOptions,
 } from "./request-id.ts";
@@ -95,17 +94,9 @@ export function withContext<Req extends NodeRequestLike, Res extends NodeRespons
 ): (req: Req, res: Res) => void {
   // `createServer(withContext)`, `app.use(withContext)`: the server or
   // framework then calls it with each request's arguments.
-  if (
-    typeof listener !== "function" ||
-    typeof (options as { write?: unknown } | undefined)?.write === "function"
-  ) {
-    const error = notMounted("withContext", listener, options);
-    // biome-ignore lint/complexity/noArguments: Fastify's register passes its done third
-    if (error !== undefined && failedRegister(error, listener, arguments[2])) {
-      return undefined as never;
-    }
-    if (error !== undefined) throw error;
-  }
+  // biome-ignore lint/complexity/noArguments: Fastify's register passes its done third
+  if (refuseMisplacedWrapper("withContext", listener, options, arguments[2]))
+    return undefined as never;
   // `Fastify({ serverFactory: withContext })`: Fastify calls it with its
   // handler and its own options, and needs a server back.
   if ((options as { serverFactory?: unknown } | undefined)?.serverFactory === withContext) {

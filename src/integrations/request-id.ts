@@ -287,13 +287,40 @@ export function notMounted(
 }
 
 /**
+ * For withContext and withUpgradeContext, called with what they were given:
+ * when that is a host's request arguments rather than (listener, options),
+ * throws notMounted's TypeError, or hands it to Fastify's `done` (registered
+ * as a plugin) and returns true, for the wrapper to return nothing. Returns
+ * false otherwise. Internal.
+ * @throws {TypeError} naming what to use there instead.
+ */
+export function refuseMisplacedWrapper(
+  wrapper: "withContext" | "withUpgradeContext",
+  listener: unknown,
+  options: unknown,
+  done: unknown,
+): boolean {
+  // A listener and an options object: the way it is meant to be called.
+  if (
+    typeof listener === "function" &&
+    typeof (options as { write?: unknown } | undefined)?.write !== "function"
+  ) {
+    return false;
+  }
+  const error = notMounted(wrapper, listener, options);
+  if (error === undefined) return false;
+  if (failedRegister(error, listener, done)) return true;
+  throw error;
+}
+
+/**
  * Hands `error` to `done` when `first` is a Fastify instance, that is when
  * the function that found it was registered as a plugin
  * (`app.register(withContext)`), and says whether it did: avvio does not
  * catch a callback plugin's throw, which would end the process, but fails
  * register() with the error given to `done`. Internal.
  */
-export function failedRegister(error: Error, first: unknown, done: unknown): boolean {
+function failedRegister(error: Error, first: unknown, done: unknown): boolean {
   if (typeof (first as { addHook?: unknown } | null | undefined)?.addHook !== "function") {
     return false;
   }

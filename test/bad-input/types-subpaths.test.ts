@@ -574,33 +574,10 @@ describe("an integration mounted the way another framework's is", () => {
   });
 
   it("node:http: server.on('upgrade', withUpgradeContext) says to wrap the listener", async () => {
-    const thrown: unknown[] = [];
-    const server = createServer();
-    server.on("upgrade", (req, socket, head) => {
-      try {
-        loose(withUpgradeContext)(req, socket, head);
-      } catch (error) {
-        thrown.push(error);
-      }
-      socket.destroy();
-    });
-    try {
-      const url = new URL(await listen(server));
-      const request = httpRequest({
-        host: url.hostname,
-        port: url.port,
-        headers: { connection: "Upgrade", upgrade: "websocket" },
-      });
-      const ended = once(request, "error").catch(() => {});
-      request.end();
-      await ended;
-    } finally {
-      await close(server);
-    }
-    assert.equal(thrown.length, 1);
-    assert.ok(thrown[0] instanceof TypeError);
+    const thrown = await thrownAsUpgradeListener(loose(withUpgradeContext));
+    assert.ok(thrown instanceof TypeError);
     assert.match(
-      thrown[0].message,
+      thrown.message,
       /^withUpgradeContext was called as an upgrade listener, with \(req, socket, head\): .*server\.on\("upgrade", withUpgradeContext\(listener, options\)\)/,
     );
   });
