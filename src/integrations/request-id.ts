@@ -203,23 +203,24 @@ const useInstead: Readonly<Record<Host, string>> = {
     'wrap the upgrade listener in withUpgradeContext(listener, options) from contextvars/http: server.on("upgrade", withUpgradeContext(listener, options))',
 };
 
+// How `host` called a function it was given by mistake.
+function calledBy(host: Host): string {
+  if (host === "node:http") return "node:http called it as a request listener, with (req, res)";
+  if (host === "node:http upgrade") {
+    return "node:http called it as an upgrade listener, with (req, socket, head)";
+  }
+  return `${host} called it`;
+}
+
 function misplaced(ours: MiddlewareFramework, theirs: Host): TypeError {
-  const what = `contextMiddleware from contextvars/${ours.toLowerCase()} is ${ours} middleware`;
-  if (theirs === "node:http") {
-    const mount =
-      ours === "Express"
-        ? "mount it in an Express app with app.use(contextMiddleware(options)), or "
-        : "";
-    return new TypeError(
-      `${what}, but node:http called it as a request listener, with (req, res): ${mount}${useInstead[theirs]}`,
-    );
-  }
-  if (theirs === "node:http upgrade") {
-    return new TypeError(
-      `${what}, but node:http called it as an upgrade listener, with (req, socket, head): ${useInstead[theirs]}`,
-    );
-  }
-  return new TypeError(`${what}, but ${theirs} called it: ${useInstead[theirs]}`);
+  // Express's own middleware also fits a plain node:http server, inside an app.
+  const mount =
+    ours === "Express" && theirs === "node:http"
+      ? "mount it in an Express app with app.use(contextMiddleware(options)), or "
+      : "";
+  return new TypeError(
+    `contextMiddleware from contextvars/${ours.toLowerCase()} is ${ours} middleware, but ${calledBy(theirs)}: ${mount}${useInstead[theirs]}`,
+  );
 }
 
 /**
@@ -271,19 +272,13 @@ export function notMounted(
         : 'withUpgradeContext was called as an upgrade listener, with (req, socket, head): it wraps your listener, so pass server.on("upgrade", withUpgradeContext(listener, options)), not withUpgradeContext itself',
     );
   }
-  const calledAs =
-    host === "node:http"
-      ? "node:http called it as a request listener, with (req, res)"
-      : host === "node:http upgrade"
-        ? "node:http called it as an upgrade listener, with (req, socket, head)"
-        : `${host} called it`;
   const what =
     wrapper === "withContext"
       ? "withContext wraps a request listener"
       : wrapper === "withUpgradeContext"
         ? "withUpgradeContext wraps a server's upgrade listener"
         : "contextPlugin is a Fastify plugin";
-  return new TypeError(`${what}, but ${calledAs}: ${useInstead[host]}`);
+  return new TypeError(`${what}, but ${calledBy(host)}: ${useInstead[host]}`);
 }
 
 /**

@@ -352,6 +352,44 @@ describe("subpaths: wrong-typed arguments give a TypeError that names them", () 
 });
 
 describe("an integration mounted the way another framework's is", () => {
+  /** What an Express app answers (its error handler sends the message) with `middleware` mounted first. */
+  async function expressMessage(middleware: unknown): Promise<string> {
+    const server = createServer(
+      expressApp()
+        .use(middleware as never)
+        .use((_req: unknown, res: { end(text: string): void }) => res.end("no error"))
+        .use((error: Error, _req: unknown, res: { end(text: string): void }, _next: unknown) => {
+          res.end(error.message);
+        }),
+    );
+    try {
+      return (await send(await listen(server), "/")).body;
+    } finally {
+      await close(server);
+    }
+  }
+  /** The message of the first error a Koa app with `middleware` mounted reports, if any. */
+  async function koaMessage(middleware: unknown): Promise<string | undefined> {
+    const app = new Koa();
+    app.use(middleware as never);
+    const errors: string[] = [];
+    app.on("error", (error: Error) => errors.push(error.message));
+    const server = createServer(app.callback());
+    try {
+      await send(await listen(server), "/");
+    } finally {
+      await close(server);
+    }
+    return errors[0];
+  }
+  /** What a Hono app answers (its onError sends the message) with `middleware` mounted first. */
+  async function honoMessage(middleware: unknown): Promise<string> {
+    const app = new Hono();
+    app.use(middleware as never);
+    app.onError((error, c) => c.text(error.message, 500));
+    app.get("/", (c) => c.text("no error"));
+    return (await app.request("/")).text();
+  }
   /** What `listener` throws when a real node:http server calls it with (req, res), once. */
   async function thrownAsRequestListener(listener: (req: never, res: never) => unknown) {
     const thrown: unknown[] = [];
@@ -446,41 +484,6 @@ describe("an integration mounted the way another framework's is", () => {
       new RegExp(
         `^contextMiddleware from contextvars/\\w+ is \\w+ middleware, but .* called it: import contextMiddleware from ${subpath} instead$`,
       );
-    const expressMessage = async (middleware: unknown): Promise<string> => {
-      const server = createServer(
-        expressApp()
-          .use(middleware as never)
-          .use((_req: unknown, res: { end(text: string): void }) => res.end("no error"))
-          .use((error: Error, _req: unknown, res: { end(text: string): void }, _next: unknown) => {
-            res.end(error.message);
-          }),
-      );
-      try {
-        return (await send(await listen(server), "/")).body;
-      } finally {
-        await close(server);
-      }
-    };
-    const koaMessage = async (middleware: unknown): Promise<string | undefined> => {
-      const app = new Koa();
-      app.use(middleware as never);
-      const errors: string[] = [];
-      app.on("error", (error: Error) => errors.push(error.message));
-      const server = createServer(app.callback());
-      try {
-        await send(await listen(server), "/");
-      } finally {
-        await close(server);
-      }
-      return errors[0];
-    };
-    const honoMessage = async (middleware: unknown): Promise<string> => {
-      const app = new Hono();
-      app.use(middleware as never);
-      app.onError((error, c) => c.text(error.message, 500));
-      app.get("/", (c) => c.text("no error"));
-      return (await app.request("/")).text();
-    };
     assert.match(await expressMessage(koa.contextMiddleware()), importFrom("contextvars/express"));
     assert.match(await expressMessage(hono.contextMiddleware()), importFrom("contextvars/express"));
     assert.match(
@@ -603,43 +606,18 @@ describe("an integration mounted the way another framework's is", () => {
       fromNode.message,
       "contextPlugin is a Fastify plugin, but node:http called it as a request listener, with (req, res): wrap the listener in withContext(listener, options) from contextvars/http",
     );
-    const expressServer = createServer(
-      expressApp()
-        .use(contextPlugin as never)
-        .use((error: Error, _req: unknown, res: { end(text: string): void }, _next: unknown) => {
-          res.end(error.message);
-        }),
-    );
-    try {
-      assert.match(
-        (await send(await listen(expressServer), "/")).body,
-        new RegExp(
-          `${is}Express called it: import contextMiddleware from contextvars/express instead$`,
-        ),
-      );
-    } finally {
-      await close(expressServer);
-    }
-    const koaApp = new Koa();
-    koaApp.use(contextPlugin as never);
-    const koaErrors: string[] = [];
-    koaApp.on("error", (error: Error) => koaErrors.push(error.message));
-    const koaServer = createServer(koaApp.callback());
-    try {
-      await send(await listen(koaServer), "/");
-    } finally {
-      await close(koaServer);
-    }
     assert.match(
-      koaErrors[0] ?? "",
+      await expressMessage(contextPlugin),
+      new RegExp(
+        `${is}Express called it: import contextMiddleware from contextvars/express instead$`,
+      ),
+    );
+    assert.match(
+      (await koaMessage(contextPlugin)) ?? "",
       new RegExp(`${is}Koa called it: import contextMiddleware from contextvars/koa instead$`),
     );
-    const honoApp = new Hono();
-    honoApp.use(contextPlugin as never);
-    honoApp.onError((error, c) => c.text(error.message, 500));
-    honoApp.get("/", (c) => c.text("no error"));
     assert.match(
-      await (await honoApp.request("/")).text(),
+      await honoMessage(contextPlugin),
       new RegExp(`${is}Hono called it: import contextMiddleware from contextvars/hono instead$`),
     );
   });

@@ -99,15 +99,18 @@ describe("a TaskGroup failure cancels and cleans up", () => {
     assert.equal(new TaskGroup({ signal: outer.signal }).signal.aborted, true);
   });
 
+  /** A child that holds a resource for 30 ms and never looks at its signal. */
+  const stubborn = (resources: Resources) => async () => {
+    child.set("stubborn");
+    const resource = resources.acquire("stubborn");
+    await sleep(30);
+    resource.release();
+  };
+
   it("a child that ignores its signal keeps wait() pending until it finishes", async () => {
     const resources = new Resources();
     const group = new TaskGroup();
-    group.createTask(async () => {
-      child.set("stubborn");
-      const resource = resources.acquire("stubborn");
-      await sleep(30); // never looks at the signal
-      resource.release();
-    });
+    group.createTask(stubborn(resources));
     group.createTask(failing);
     await assert.rejects(group.wait(), AggregateError);
     assert.deepEqual(resources.log, ["stubborn released in stubborn"]);
@@ -116,12 +119,7 @@ describe("a TaskGroup failure cancels and cleans up", () => {
   it("the group refuses new children from the failure on, while a cancelled one still runs", async () => {
     const resources = new Resources();
     const group = new TaskGroup();
-    group.createTask(async () => {
-      child.set("stubborn");
-      const resource = resources.acquire("stubborn");
-      await sleep(30); // never looks at the signal
-      resource.release();
-    });
+    group.createTask(stubborn(resources));
     group.createTask(failing);
     const waited = assert.rejects(group.wait(), AggregateError);
     await sleep(10);
