@@ -167,7 +167,7 @@ export function contextError<C extends ErrorCode>(
 export function describeValue(value: unknown): string {
   let shown: string;
   if (typeof value === "string")
-    shown = JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+    shown = JSON.stringify(value.length > 40 ? `${cut(value, 40)}…` : value);
   else if (typeof value === "function") {
     // The name as Function#bind takes it: a Symbol or a static name() method
     // is no name (a template literal throws on the one, prints the other's source).
@@ -176,6 +176,12 @@ export function describeValue(value: unknown): string {
   } else if (value === null || typeof value !== "object") shown = String(value);
   else shown = Object.prototype.toString.call(value);
   return `\`${shown}\` (${value === null ? "null" : typeof value})`;
+}
+
+/** The first `length` UTF-16 units of text, one fewer rather than half an emoji. */
+function cut(text: string, length: number): string {
+  const last = text.charCodeAt(length - 1);
+  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? length - 1 : length);
 }
 
 /**

@@ -571,6 +571,17 @@ describe("messages: what they point to", () => {
     });
   });
 
+  it("a long string is not cut inside a surrogate pair: the pair goes whole or not at all", () => {
+    // 39 units and an emoji (two units) straddle the cut at 40: the emoji goes.
+    assert.throws(() => createTask(`${"x".repeat(39)}😀tail` as never), {
+      message: `Expected \`fn\` to be a function, got \`"${"x".repeat(39)}…"\` (string)`,
+    });
+    // 38 units and the emoji end at 40: it stays, whole.
+    assert.throws(() => createTask(`${"x".repeat(38)}😀tail` as never), {
+      message: `Expected \`fn\` to be a function, got \`"${"x".repeat(38)}😀…"\` (string)`,
+    });
+  });
+
   it("a function in a TypeError is shown by its name", () => {
     const ctx = new Context();
     function userId() {}
