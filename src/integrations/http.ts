@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { assertFunction } from "../errors.ts";
+import { argumentError } from "../errors.ts";
 import {
   type RequestContextOptions,
   refuseMisplacedWrapper,
@@ -74,7 +74,8 @@ type ListenerResponse<L> = L extends () => unknown
  *   ),
  * );
  * declare function audit(message: string): Promise<void>;
- * @throws {TypeError} if listener is not a function or an option has the wrong type, or when given to
+ * @throws {TypeError} if listener is not a function (a Koa, Hono or Fastify app given whole is told what to
+ *   pass instead) or an option has the wrong type, or when given to
  *   createServer itself (`createServer(withContext)`), or to an upgrade listener or a framework (as middleware,
  *   a hook or route; Fastify's `register` rejects): then at each request, naming what to use there; or when
  *   given as Fastify's `serverFactory` itself.
@@ -104,7 +105,7 @@ export function withContext<Req extends NodeRequestLike, Res extends NodeRespons
       "withContext was called as Fastify's serverFactory, with (handler, options): it wraps a listener and makes no server, so pass serverFactory: (handler) => createServer(withContext(handler, options))",
     );
   }
-  assertFunction("listener", listener);
+  if (typeof listener !== "function") throw notAListener(listener);
   const resolved = resolveOptions(options);
   const seed = resolved.seed;
   // Returns what the listener returns: with `captureRejections`, Node's
@@ -113,6 +114,25 @@ export function withContext<Req extends NodeRequestLike, Res extends NodeRespons
     const context = nodeRequestContext(req, res, resolved, req);
     return runInRequest(context, handleRequest, listener, seed, req, res);
   } as (req: Req, res: Res) => void;
+}
+
+// A framework's app given whole, as `createServer(withContext(app))` is for
+// Express, whose app is a listener: Koa's and Hono's apps are not, and
+// Fastify makes its own server. The TypeError says what to pass instead.
+function notAListener(value: unknown): TypeError {
+  const error = argumentError("listener", "a function", value);
+  const app = value as { callback?: unknown; fetch?: unknown; register?: unknown } | null;
+  if (typeof app !== "object" || app === null) return error;
+  if (typeof app.register === "function") {
+    error.message +=
+      "; a Fastify instance makes its own server: register contextPlugin from contextvars/fastify, or wrap its handler with serverFactory: (handler) => createServer(withContext(handler))";
+  } else if (typeof app.callback === "function") {
+    error.message += "; a Koa app is not a listener, its callback is: withContext(app.callback())";
+  } else if (typeof app.fetch === "function") {
+    error.message +=
+      "; a Hono app is not a listener: use contextMiddleware from contextvars/hono, or withContext(getRequestListener(app.fetch)) with @hono/node-server";
+  }
+  return error;
 }
 
 function handleRequest<Req, Res>(

@@ -302,11 +302,19 @@ export function refuseMisplacedWrapper(
   ) {
     return false;
   }
+  // `withContext(fastifyApp)` by hand, with no `done` after it: the listener
+  // check says what to pass instead of a Fastify instance.
+  if (typeof done !== "function" && typeof (listener as Fastifyish)?.addHook === "function") {
+    return false;
+  }
   const error = notMounted(wrapper, listener, options);
   if (error === undefined) return false;
   if (failedRegister(error, listener, done)) return true;
   throw error;
 }
+
+// What tells a Fastify instance apart, as a first argument.
+type Fastifyish = { addHook?: unknown } | null | undefined;
 
 /**
  * Hands `error` to `done` when `first` is a Fastify instance, that is when
@@ -316,7 +324,7 @@ export function refuseMisplacedWrapper(
  * register() with the error given to `done`. Internal.
  */
 function failedRegister(error: Error, first: unknown, done: unknown): boolean {
-  if (typeof (first as { addHook?: unknown } | null | undefined)?.addHook !== "function") {
+  if (typeof (first as Fastifyish)?.addHook !== "function") {
     return false;
   }
   if (typeof done !== "function") return false;

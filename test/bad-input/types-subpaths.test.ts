@@ -634,6 +634,35 @@ describe("an integration mounted the way another framework's is", () => {
     );
   });
 
+  it("node:http: a Koa app, a Hono app or a Fastify instance given whole to withContext is told what to pass instead", async () => {
+    const fastifyApp = Fastify();
+    try {
+      const apps: [unknown, string][] = [
+        [
+          new Koa(),
+          "Expected `listener` to be a function, got `[object Object]` (object); a Koa app is not a listener, its callback is: withContext(app.callback())",
+        ],
+        [
+          new Hono(),
+          "Expected `listener` to be a function, got `[object Object]` (object); a Hono app is not a listener: use contextMiddleware from contextvars/hono, or withContext(getRequestListener(app.fetch)) with @hono/node-server",
+        ],
+        [
+          fastifyApp,
+          "Expected `listener` to be a function, got `[object Object]` (object); a Fastify instance makes its own server: register contextPlugin from contextvars/fastify, or wrap its handler with serverFactory: (handler) => createServer(withContext(handler))",
+        ],
+        // Any other object is told only that it is not a function.
+        [{ fetch: 1 }, "Expected `listener` to be a function, got `[object Object]` (object)"],
+      ];
+      for (const [app, message] of apps) {
+        assert.throws(() => withContext(app as never), { name: "TypeError", message });
+      }
+      // What each message says to pass is accepted.
+      assert.equal(typeof withContext(new Koa().callback()), "function");
+    } finally {
+      await fastifyApp.close();
+    }
+  });
+
   it("fastify: Express's contextMiddleware({ echo: false }) on an onRequest hook adds no listener methods to Fastify's request and reply", async () => {
     const app = Fastify();
     app.addHook("onRequest", express.contextMiddleware({ echo: false }) as never);
