@@ -427,6 +427,23 @@ describe("from a hand-rolled AsyncLocalStorage", () => {
       }),
     );
   });
+
+  it("no call clears one var; a new Context given every other var of copyContext() is the current one without it", () => {
+    user.run("alice", () =>
+      step.run("request", () => {
+        const current = copyContext(); // taken outside: inside the run it copies the new one
+        const withoutUser = new Context();
+        withoutUser.run(() => {
+          for (const [v, value] of current) if (v !== user) v.set(value);
+        });
+        assert.deepEqual(
+          withoutUser.run(() => [step.get("unset"), user.get("unset")]),
+          ["request", "unset"],
+        );
+        assert.equal(withoutUser.size, current.size - 1);
+      }),
+    );
+  });
 });
 
 describe("from @fastify/request-context", () => {
