@@ -310,6 +310,51 @@ describe("from a hand-rolled AsyncLocalStorage", () => {
     assert.deepEqual(viaGather, { seen: ["a", "b"], after: "start" });
   });
 
+  it("enterWith reaches what is scheduled after it, not the callbacks and awaits scheduled before; set reaches all the run's code, whenever it was scheduled", async () => {
+    const als = new AsyncLocalStorage<string>();
+    const viaEnterWith = await als.run("old", async () => {
+      const seen: Record<string, string | undefined> = {};
+      const immediateBefore = immediate().then(() => {
+        seen.immediateBefore = als.getStore();
+      });
+      const thenBefore = Promise.resolve().then(() => {
+        seen.thenBefore = als.getStore();
+      });
+      als.enterWith("new");
+      const immediateAfter = immediate().then(() => {
+        seen.immediateAfter = als.getStore();
+      });
+      await Promise.all([immediateBefore, thenBefore, immediateAfter]);
+      return seen;
+    });
+    assert.deepEqual(viaEnterWith, {
+      thenBefore: "old",
+      immediateBefore: "old",
+      immediateAfter: "new",
+    });
+
+    const viaSet = await step.run("old", async () => {
+      const seen: Record<string, string> = {};
+      const immediateBefore = immediate().then(() => {
+        seen.immediateBefore = step.get();
+      });
+      const thenBefore = Promise.resolve().then(() => {
+        seen.thenBefore = step.get();
+      });
+      step.set("new");
+      const immediateAfter = immediate().then(() => {
+        seen.immediateAfter = step.get();
+      });
+      await Promise.all([immediateBefore, thenBefore, immediateAfter]);
+      return seen;
+    });
+    assert.deepEqual(viaSet, {
+      thenBefore: "new",
+      immediateBefore: "new",
+      immediateAfter: "new",
+    });
+  });
+
   it("AsyncLocalStorage.bind and AsyncResource.bind run fn in the captured Context itself; bind runs each call in a fresh copy taken at bind time", () => {
     new Context().run(() => {
       step.set("start");
