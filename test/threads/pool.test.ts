@@ -128,6 +128,13 @@ describe("contextPool", () => {
     assert.equal(reply.secret, "<unset>");
   });
 
+  it("a var the job creates inside its function receives nothing; the module's var of that name does", async () => {
+    const seen = await user.run("u-late", () =>
+      pool.run({ i: 0, delay: 0 }, { name: "createdInside" }),
+    );
+    assert.deepEqual(seen, { inside: "<unset>", atTop: "u-late" });
+  });
+
   it("every live var of the worker with the value's name gets it, however many", async () => {
     const seen = await user.run("u-all", () => pool.run({ i: 0, delay: 0 }, { name: "allUsers" }));
     assert.deepEqual(
