@@ -304,6 +304,21 @@ await taskGroup((tg) => { tg.createTask(forever); tg.createTask(async () => { th
 await new Promise((resolve) => setTimeout(resolve, 10));`);
     assert.deepEqual(seen, []);
   });
+
+  it("a group cancelled by its outer signal: wait() resolves; a failing child of a group nobody waits on is not reported", async () => {
+    const seen = await unhandledRejectionsOf(`import { TaskGroup } from "contextvars";
+const forever = (signal) => new Promise((resolve) => signal.addEventListener("abort", resolve));
+const outer = new AbortController();
+const cancelled = new TaskGroup({ signal: outer.signal });
+const child = cancelled.createTask(forever);
+outer.abort(new Error("client went away"));
+await cancelled.wait();
+if (!child.cancelled || !cancelled.signal.aborted) throw new Error("expected the child cancelled");
+const forgotten = new TaskGroup();
+forgotten.createTask(async () => { throw new Error("the group's failure"); });
+await new Promise((resolve) => setTimeout(resolve, 10));`);
+    assert.deepEqual(seen, []);
+  });
 });
 
 describe("TaskGroup: children cancelled", () => {
