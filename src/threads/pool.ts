@@ -4,6 +4,7 @@ import type { Context } from "../core/context.ts";
 import { currentContext } from "../core/current.ts";
 import { inspectCustom } from "../core/inspect.ts";
 import { argumentError } from "../errors.ts";
+import { offAbort, onAbort } from "../tasks/abort-listeners.ts";
 import type { JobPayload } from "./pool-job.ts";
 import {
   assertOnUncloneable,
@@ -132,6 +133,19 @@ async function post(
   onUncloneable: OnUncloneable | undefined,
 ): Promise<unknown> {
   const options = { filename: ENTRY, name: "default", ...pick(run) };
+  // piscina adds an abort listener per job, and Node warns past ten on one
+  // signal: a request's, handed to each job of a fan-out, gets one listener
+  // (shared with tasks and groups), which aborts a signal of the job's own
+  // with the same reason, so piscina's AbortError is the same.
+  const shared = options.signal;
+  let detach: (() => void) | undefined;
+  if (shared instanceof AbortSignal && !shared.aborted) {
+    const own = new AbortController();
+    const forward = () => own.abort(shared.reason);
+    onAbort(shared, forward);
+    detach = () => offAbort(shared, forward);
+    options.signal = own.signal;
+  }
   try {
     return await piscina.run(payload, options);
   } catch (error) {
@@ -142,7 +156,14 @@ async function post(
     if (transferError === undefined) throw error;
     if (onUncloneable !== "skip") throw transferError;
     const values = payload.values.filter(([, value]) => problemIn(value, true) === undefined);
-    return piscina.run({ ...payload, values }, options);
+    return await piscina.run({ ...payload, values }, options);
+  } finally {
+    try {
+      detach?.();
+    } catch {
+      // Only a signal whose own removeEventListener throws gets here: the
+      // job's outcome stands, and the listener it kept aborts a job that is over.
+    }
   }
 }
 

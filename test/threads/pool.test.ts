@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { EventEmitter } from "node:events";
+import { EventEmitter, getEventListeners } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -648,6 +648,39 @@ describe("contextPool: jobs that fail", () => {
       late.abort();
       assert.equal(await failing.run(undefined, { name: "seen" }), "r-aborts");
     });
+  });
+
+  it("one signal handed to many jobs gets one abort listener (no MaxListenersExceededWarning); aborted, it rejects each with piscina's AbortError, caused by its reason", async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on("warning", onWarning);
+    try {
+      await requestId.run("r-fan-out", async () => {
+        const finished = new AbortController();
+        const quick = Array.from({ length: 12 }, () =>
+          failing.run(0, { name: "wait", signal: finished.signal }),
+        );
+        assert.equal(getEventListeners(finished.signal, "abort").length, 1);
+        assert.deepEqual(await Promise.all(quick), Array(12).fill("r-fan-out"));
+        assert.equal(getEventListeners(finished.signal, "abort").length, 0);
+
+        const controller = new AbortController();
+        const jobs = Array.from({ length: 12 }, () =>
+          failing.run(10_000, { name: "wait", signal: controller.signal }),
+        );
+        assert.equal(getEventListeners(controller.signal, "abort").length, 1);
+        const reason = new Error("client went away");
+        controller.abort(reason);
+        for (const job of jobs) {
+          await assert.rejects(job, (e: Error) => e.name === "AbortError" && e.cause === reason);
+        }
+        assert.equal(requestId.get(), "r-fan-out");
+      });
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(warnings, []);
+    } finally {
+      process.off("warning", onWarning);
+    }
   });
 
   it("destroy() rejects the running and the queued jobs; a later run starts a thread again", async () => {
