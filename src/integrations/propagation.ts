@@ -19,7 +19,7 @@ import {
 } from "@opentelemetry/api";
 import { W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { type ContextVar, isContextVar } from "../core/context-var.ts";
-import { argumentError } from "../errors.ts";
+import { argumentError, describeValue } from "../errors.ts";
 import { type BaggageCodec, type BaggageField, codecs } from "./baggage-codecs.ts";
 
 import type {
@@ -198,7 +198,9 @@ function entriesOf(fields: PropagatedFields): Entry[] {
     // `__proto__` is a token, but OpenTelemetry's parser stores entries in a plain object
     // and so drops it: a field under it could never arrive.
     if (!TOKEN.test(key) || key === "__proto__") {
-      throw argumentError("fields key", "a baggage key (an HTTP token, not __proto__)", key);
+      throw new TypeError(
+        `Expected each key of \`fields\` to be a baggage key (an HTTP token, not __proto__), got ${describeValue(key)}`,
+      );
     }
     if (isContextVar(field))
       return { key, var: field as ContextVar<unknown>, codec: codecs.string };

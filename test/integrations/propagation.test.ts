@@ -754,7 +754,7 @@ describe("contextPropagation(fields)", () => {
       ],
       [
         { "bad key": user },
-        'Expected `fields key` to be a baggage key (an HTTP token, not __proto__), got `"bad key"` (string)',
+        'Expected each key of `fields` to be a baggage key (an HTTP token, not __proto__), got `"bad key"` (string)',
       ],
       [
         { ok: undefined },
