@@ -21,7 +21,10 @@ import {
 export interface TaskGroupOptions {
   /** Shown in messages; default `TaskGroup-<n>`. */
   name?: string | undefined;
-  /** An outer signal: when it aborts, every child is cancelled with its reason. */
+  /**
+   * An outer signal: when it aborts, every child is cancelled with its reason,
+   * and wait() rejects with that reason unless a child failed.
+   */
   signal?: AbortSignal | undefined;
 }
 
@@ -60,6 +63,8 @@ export class TaskGroup implements AsyncDisposable {
   // Whether, and why, the group began shutting down: for a signal first read afterwards.
   #aborted = false;
   #abortReason: unknown;
+  // Whether the outer signal shut the group down (not a failure): wait() then rejects with its reason.
+  #cancelled = false;
   #detach: (() => void) | undefined;
 
   /** @throws {TypeError} if an option has the wrong type. */
@@ -78,10 +83,11 @@ export class TaskGroup implements AsyncDisposable {
     }
     this.name = name ?? `TaskGroup-${++groupCount}`;
     if (signal !== undefined) {
-      const abortGroup = () => this.#abort(signal.reason);
+      const abortGroup = () => this.#abort(signal.reason, true);
       if (signal.aborted) {
         this.#state = "aborting";
         this.#aborted = true;
+        this.#cancelled = true;
         this.#abortReason = signal.reason;
       } else {
         // One listener on the signal for all the groups and tasks that share it.
@@ -178,6 +184,7 @@ export class TaskGroup implements AsyncDisposable {
    * waits included). From the moment it finds no child left the group is
    * finished: createTask throws. Calling it again returns the same promise.
    * @throws {AggregateError} (rejects) with the children's failures, if any failed.
+   * @throws {unknown} (rejects) the outer signal's reason, if it aborted and no child failed.
    */
   wait(): Promise<void> {
     this.#waiting ??= this.#waitForAll().then(() => {
@@ -191,6 +198,10 @@ export class TaskGroup implements AsyncDisposable {
           `${this.toString()} failed: ${count} unhandled error${count === 1 ? "" : "s"}`,
         );
       }
+      // Cancelled from outside, as fetch is by its signal: the code after
+      // wait() must not run on as if the children had done their work
+      // (asyncio's async with raises the parent's CancelledError).
+      if (this.#cancelled) throw this.#abortReason;
     });
     return this.#waiting;
   }
@@ -232,8 +243,9 @@ export class TaskGroup implements AsyncDisposable {
     }
   }
 
-  #abort(reason?: unknown): void {
+  #abort(reason?: unknown, outer = false): void {
     if (this.#state !== "open") return;
+    this.#cancelled = outer;
     // One reason for the group's signal and every child it cancels, as
     // AbortController.abort() would make it: a body that awaits a child the
     // group cancelled rethrows this very reason, which taskGroup then knows

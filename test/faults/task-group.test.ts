@@ -149,13 +149,14 @@ describe("a TaskGroup failure cancels and cleans up", () => {
     pin.check();
   });
 
-  it("an outer signal (a request aborted) cancels every child; nothing failed, so wait() resolves", async () => {
+  it("an outer signal (a request aborted) cancels every child; nothing failed, so wait() rejects with the signal's reason", async () => {
     const resources = new Resources();
     const request = new AbortController();
     const group = new TaskGroup({ signal: request.signal });
     for (const name of ["p", "q"]) group.createTask(sibling(resources, name));
-    setTimeout(() => request.abort(new Error("client went away")), 2);
-    await group.wait();
+    const reason = new Error("client went away");
+    setTimeout(() => request.abort(reason), 2);
+    await assert.rejects(group.wait(), (e) => e === reason);
     assert.deepEqual([...resources.held], []);
     assert.deepEqual(resources.log.sort(), [
       "p aborted in p",

@@ -175,7 +175,7 @@ describe("the signal option", () => {
           ...groups.map((_, i) => `group ${i}`),
         ]);
         for (const task of tasks) await assert.rejects(task, (e) => e === reason);
-        for (const group of groups) await group.wait();
+        for (const group of groups) await assert.rejects(group.wait(), (e) => e === reason);
         assert.equal(getEventListeners(outer.signal, "abort").length, 0);
         await new Promise((resolve) => setImmediate(resolve));
         assert.deepEqual(warnings, []);
@@ -285,7 +285,7 @@ describe("a task's children", () => {
       await assert.rejects(tied as Task<unknown>, (e) => e === reason);
       assert.equal(tied?.cancelled, true);
       assert.equal(group?.signal.reason, reason);
-      await group?.wait();
+      await assert.rejects((group as TaskGroup).wait(), (e) => e === reason);
     },
   );
 });
@@ -305,14 +305,15 @@ await new Promise((resolve) => setTimeout(resolve, 10));`);
     assert.deepEqual(seen, []);
   });
 
-  it("a group cancelled by its outer signal: wait() resolves; a failing child of a group nobody waits on is not reported", async () => {
+  it("a group cancelled by its outer signal: wait() rejects with its reason, which is handled when awaited; a failing child of a group nobody waits on is not reported", async () => {
     const seen = await unhandledRejectionsOf(`import { TaskGroup } from "contextvars";
 const forever = (signal) => new Promise((resolve) => signal.addEventListener("abort", resolve));
 const outer = new AbortController();
 const cancelled = new TaskGroup({ signal: outer.signal });
 const child = cancelled.createTask(forever);
-outer.abort(new Error("client went away"));
-await cancelled.wait();
+const reason = new Error("client went away");
+outer.abort(reason);
+if ((await cancelled.wait().catch((e) => e)) !== reason) throw new Error("expected wait() to reject with the reason");
 if (!child.cancelled || !cancelled.signal.aborted) throw new Error("expected the child cancelled");
 const forgotten = new TaskGroup();
 forgotten.createTask(async () => { throw new Error("the group's failure"); });

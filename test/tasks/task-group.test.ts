@@ -391,8 +391,9 @@ describe("TaskGroup: bad input", () => {
     });
     assert.equal(reads, 1);
     const child = group.createTask((signal) => sleep(60_000, undefined, { signal }));
-    outer.abort(new Error("outer"));
-    await group.wait();
+    const reason = new Error("outer");
+    outer.abort(reason);
+    await assert.rejects(group.wait(), (e) => e === reason);
     assert.equal(child.cancelled, true);
     assert.equal(reads, 1);
   });
@@ -423,7 +424,7 @@ describe("TaskGroup: bad input", () => {
 });
 
 describe("TaskGroup: an outer signal", () => {
-  it("aborting it cancels every child with its reason; the group shuts down, and wait() settles", async () => {
+  it("aborting it cancels every child with its reason; the group shuts down, and wait() rejects with that reason once they settle", async () => {
     const outer = new AbortController();
     const tg = new TaskGroup({ name: "outer", signal: outer.signal });
     const early = tg.signal;
@@ -442,9 +443,52 @@ describe("TaskGroup: an outer signal", () => {
       () => tg.createTask(() => 1),
       (e: unknown) => e instanceof TaskGroupClosedError && /is shutting down/.test(e.message),
     );
-    await tg.wait();
+    await assert.rejects(tg.wait(), (e) => e === reason);
     assert.equal(inspect(tg), '<TaskGroup name="outer" closed tasks=0>');
   });
+
+  itFromEveryState(
+    "under await using, aborted while its children run: the scope ends with the reason, what follows the block never runs, and the caller's values are as they were",
+    async () => {
+      const user = new ContextVar<string>("user");
+      const outer = new AbortController();
+      const reason = new Error("client went away");
+      const seen: string[] = [];
+      let after = false;
+      const handler = user.run("alice", async () => {
+        await using tg = new TaskGroup({ signal: outer.signal });
+        for (const name of ["p", "q"]) {
+          tg.createTask(async (signal) => {
+            user.set(name);
+            await sleep(10_000, undefined, { signal }).catch(() => {});
+            seen.push(`${name} cancelled in ${user.get()}`);
+          });
+        }
+        setTimeout(() => outer.abort(reason), 2);
+        await sleep(1);
+        after = user.get() === "alice";
+      });
+      await assert.rejects(handler, (e) => e === reason);
+      assert.equal(after, true, "the block itself ran to its end");
+      assert.deepEqual(seen.sort(), ["p cancelled in p", "q cancelled in q"]);
+      assert.equal(user.get("<unset>"), "<unset>");
+      // A handler that goes on after the block only when the group finished its work.
+      let wrote = false;
+      const aborted = new AbortController();
+      aborted.abort(reason);
+      await assert.rejects(
+        (async () => {
+          {
+            await using tg = new TaskGroup({ signal: aborted.signal });
+            void tg;
+          }
+          wrote = true;
+        })(),
+        (e) => e === reason,
+      );
+      assert.equal(wrote, false);
+    },
+  );
 
   it("one aborted already: the group starts shutting down, its signal aborted with that reason", async () => {
     const reason = new Error("too late");
@@ -458,7 +502,8 @@ describe("TaskGroup: an outer signal", () => {
       (e: unknown) => e instanceof TaskGroupClosedError && /is shutting down/.test(e.message),
     );
     assert.equal(ran, false);
-    await tg.wait();
+    // As fetch given an aborted signal: wait() rejects with its reason, with no child to wait for.
+    await assert.rejects(tg.wait(), (e) => e === reason);
   });
 
   it("aborted by a child's synchronous start: that child is cancelled too, with its reason", async () => {
@@ -474,7 +519,7 @@ describe("TaskGroup: an outer signal", () => {
     assert.equal(child.cancelled, true);
     assert.equal(child.signal.reason, reason);
     assert.equal(await rejection(child), reason);
-    await tg.wait();
+    await assert.rejects(tg.wait(), (e) => e === reason);
     // wait() settled because the child heeded its signal, not because the sleep ran out.
     assert.equal(((await rejection(slept as Promise<unknown>)) as Error).name, "AbortError");
   });
