@@ -26,8 +26,11 @@ const Transport = (winston as unknown as { Transport: TransportClass }).Transpor
 /** A transport slower than the logging: winston queues entries behind it. */
 class SlowTransport extends Transport {
   readonly entries: Entry[] = [];
+  /** What `user.get()` read inside `log()` itself, for each entry, in order. */
+  readonly usersSeen: unknown[] = [];
   log(info: Entry, next: () => void): void {
     this.entries.push(info);
+    this.usersSeen.push(user.get(undefined));
     setTimeout(next, 1);
   }
 }
@@ -284,6 +287,10 @@ describe("contextMeta", () => {
       if (withMeta) assert.equal(wrong, 0, "contextMeta: every entry has its own user");
       // Documents why contextMeta exists: the format alone runs when winston catches up.
       else assert.ok(wrong > 0, "a format alone reads the Context of whoever drains the queue");
+      // A transport that reads a var itself runs where the queue is drained,
+      // with or without contextMeta: the entry's field is what to read there.
+      const readWrong = slow.entries.filter((e, k) => slow.usersSeen[k] !== `user-${e.i}`).length;
+      assert.ok(readWrong > 0, "a transport's own read sees whoever drains the queue");
       logger.close();
     }
   });
