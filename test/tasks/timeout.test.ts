@@ -11,6 +11,7 @@ import {
   ContextVar,
   copyContext,
   currentTask,
+  TaskGroup,
   TimeoutError,
   timeout,
 } from "contextvars";
@@ -81,6 +82,49 @@ describe("timeout: running out of time", () => {
       assert.ok(results.every((r) => r.status === "rejected" && r.reason instanceof TimeoutError));
       assert.deepEqual(seen, ["a:a", "b:b", "c:c"]);
       assert.equal(v.get(), "caller");
+    },
+  );
+});
+
+describe("timeout: around a TaskGroup given its signal", () => {
+  itFromEveryState(
+    "running out of time cancels the children, each in its own Context; what follows the group's wait never runs; the TimeoutError names the task",
+    async () => {
+      const v = new ContextVar<string>("v");
+      const seen: string[] = [];
+      let after = false;
+      let bodyEnded: () => void = () => {};
+      const ended = new Promise<void>((resolve) => {
+        bodyEnded = resolve;
+      });
+      const task = timeout(
+        5,
+        async (signal) => {
+          v.set("body");
+          using _ = { [Symbol.dispose]: bodyEnded };
+          await using tg = new TaskGroup({ signal });
+          for (const name of ["a", "b"]) {
+            tg.createTask(async (s) => {
+              v.set(name);
+              await new Promise((resolve) => s.addEventListener("abort", resolve));
+              seen.push(`${name} cancelled in ${v.get()}`);
+            });
+          }
+          await tg.wait();
+          after = true;
+        },
+        { name: "fan-out" },
+      );
+      const error = await task.then(
+        () => assert.fail("expected a timeout"),
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof TimeoutError);
+      assert.equal(error.message, 'Task("fan-out") timed out after 5 ms');
+      await ended;
+      assert.deepEqual(seen.sort(), ["a cancelled in a", "b cancelled in b"]);
+      assert.equal(after, false);
+      assert.equal(v.get("<unset>"), "<unset>");
     },
   );
 });
