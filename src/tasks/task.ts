@@ -292,8 +292,11 @@ export class Task<T> implements PromiseLike<T> {
       extras.promise = Promise.resolve(this.#value as T);
     } else {
       // Only an observed or cancelled task gets here: anything else made its
-      // promise when it failed. The caller attaches its reaction at once.
+      // promise when it failed. A cancel is never reported as unhandled (see
+      // cancel): run() hands this promise out as it is, and a main that
+      // cancelled itself before returning got here with no reaction on it.
       extras.promise = slot.run(this.#creator, rejected, this.#value);
+      if ((this.#state & CANCELLED) !== 0) extras.promise.catch(ignore);
     }
     return extras.promise as Promise<T>;
   }

@@ -934,4 +934,13 @@ main.cancel();
 await new Promise((resolve) => setTimeout(resolve, 20));`);
     assert.deepEqual(seen, []);
   });
+
+  it("a main that cancels its own task before returning is not reported as unhandled", async () => {
+    const seen = await unhandledRejectionsOf(`import { currentTask, run } from "contextvars";
+run(() => {
+  currentTask().cancel();
+});
+await new Promise((resolve) => setTimeout(resolve, 20));`);
+    assert.deepEqual(seen, []);
+  });
 });
