@@ -207,6 +207,17 @@ describe("gather: a PromiseLike's then, as Promise.all reads it", () => {
     assert.deepEqual(await gather(fickle as PromiseLike<string>), ["first"]);
   });
 
+  it("a thenable that rejects, or a Promise subclass that does, rejects gather with its reason", async () => {
+    const no = new Error("no");
+    // biome-ignore lint/suspicious/noThenProperty: a thenable on purpose
+    const rejecting = { then: (_: unknown, reject: (e: unknown) => void) => reject(no) };
+    await assert.rejects(gather(rejecting as PromiseLike<never>), (e) => e === no);
+    await assert.rejects(
+      gather(() => 1, SubPromise.reject(no)),
+      (e) => e === no,
+    );
+  });
+
   it("a Promise with its own then: gather calls that then, once, as Promise.all does", async () => {
     const withOwnThen = (calls: string[]): Promise<number> => {
       const p = Promise.resolve(1);

@@ -319,7 +319,10 @@ describe("TaskGroup: closed", () => {
       assert.deepEqual(errorTypes(error), new Set([RangeError]));
       assert.ok(closedError instanceof TaskGroupClosedError);
       assert.equal(closedError.code, "ERR_TASK_GROUP_CLOSED");
-      assert.match(closedError.message, /TaskGroup\("TaskGroup-\d+"\) is shutting down/);
+      assert.match(
+        closedError.message,
+        /TaskGroup\("TaskGroup-\d+"\) is shutting down after a failure or cancel; /,
+      );
       // Not the finished group's advice: wait() has not settled, and could not help.
       assert.doesNotMatch(closedError.message, /before wait\(\) settles/);
       assert.match(closedError.message, /group\.signal/);
@@ -349,6 +352,7 @@ describe("TaskGroup: closed", () => {
 describe("TaskGroup: bad input", () => {
   const cases: [string, () => unknown, RegExp][] = [
     ["options not an object", () => new TaskGroup(5 as never), /`options`/],
+    ["options null", () => new TaskGroup(null as never), /`options`/],
     ["options.name not a string", () => new TaskGroup({ name: 5 as never }), /`options\.name`/],
     [
       "options.signal not an AbortSignal",
