@@ -6,7 +6,14 @@ import { readFile } from "node:fs";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { ContextVar, callLater, callSoon, createTask, currentTask } from "contextvars";
+import {
+  type CallHandle,
+  ContextVar,
+  callLater,
+  callSoon,
+  createTask,
+  currentTask,
+} from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 /** Resolves once the callbacks already scheduled (immediates, short timers) have run. */
@@ -151,6 +158,18 @@ describe("callSoon / callLater: handles", () => {
       handle.cancel();
       assert.equal(runs, 1);
       assert.equal(handle.cancelled, false);
+    });
+
+    it(`${name}: cancel() from inside its own callback is a no-op; cancelled stays false`, async () => {
+      let cancelledInside: boolean | undefined;
+      const handle: CallHandle = schedule(() => {
+        handle.cancel();
+        cancelledInside = handle.cancelled;
+      });
+      await nextTurn();
+      assert.equal(cancelledInside, false);
+      assert.equal(handle.cancelled, false);
+      assert.doesNotMatch(String(handle), /cancelled/);
     });
   }
 

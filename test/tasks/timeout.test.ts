@@ -261,3 +261,17 @@ describe("timeout: its timer", () => {
     assert.equal(timers(), before);
   });
 });
+
+describe("timeout: its delay", () => {
+  it("has timed out by the time a setTimeout with the same delay, made after it, runs", async () => {
+    const task = timeout(
+      20,
+      (signal) => new Promise((resolve) => signal.addEventListener("abort", resolve)),
+    );
+    const doneThen = await new Promise<boolean>((resolve) =>
+      setTimeout(() => resolve(task.done), 20),
+    );
+    await assert.rejects(task, (e: unknown) => e instanceof TimeoutError);
+    assert.equal(doneThen, true);
+  });
+});
