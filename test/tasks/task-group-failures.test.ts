@@ -200,6 +200,24 @@ describe("TaskGroup: failures", () => {
     for (const r of reasons) assert.equal(r, reason, "the very same reason, not an equal one");
   });
 
+  it("a throw from taskGroup's body cancels the children with an AbortError, not with what it threw", async () => {
+    let group: TaskGroup | undefined;
+    const reasons: unknown[] = [];
+    const bodyError = new Error("body failed");
+    const error = await rejection(
+      taskGroup((g) => {
+        group = g;
+        const child = g.createTask((signal) => sleep(1000, undefined, { signal }));
+        child.catch((e: unknown) => reasons.push(e));
+        throw bodyError;
+      }),
+    );
+    assert.deepEqual((error as AggregateError).errors, [bodyError]);
+    const reason = group?.signal.reason;
+    assert.ok(reason instanceof Error && reason.name === "AbortError");
+    assert.deepEqual(reasons, [reason]);
+  });
+
   itFromEveryState(
     "a cancelled child that then fails with its own error: a failure, as asyncio reports what a cancelled child raises",
     async () => {
