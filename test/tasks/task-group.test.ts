@@ -295,6 +295,12 @@ describe("TaskGroup: how it shows", () => {
     await group.wait();
     assert.equal(inspect(group), '<TaskGroup name="fetches" closed tasks=0>');
   });
+
+  it("an empty name is kept", () => {
+    const group = new TaskGroup({ name: "" });
+    assert.equal(group.name, "");
+    assert.equal(String(group), 'TaskGroup("")');
+  });
 });
 
 describe("TaskGroup: closed", () => {
