@@ -9,11 +9,13 @@
  * socket for header bytes fetch refuses to send.
  *
  * The server is started inside a Context of its own (`serverContext`), which
- * must be as it was after every request. Three things are the runtime's
+ * must be as it was after every request. Some things are the runtime's
  * and are pinned per runtime (docs/runtimes.md lists them): the Context that
  * code mounted before the middleware runs in, the Context a stream's
- * `onAbort` callback runs in when the client goes away, and the Context a
- * WebSocket's event handlers run in (Bun and Deno only).
+ * `onAbort` callback and an abort listener on the request's signal run in
+ * when the client goes away, the Context a WebSocket's event handlers run
+ * in (Bun and Deno only), and whether a task given the request's signal
+ * outlives the response (Deno aborts that signal once the response is sent).
  */
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
@@ -104,6 +106,10 @@ function expectOn<T>(actual: T, table: Record<RuntimeName, T>): void {
 const marker = new ContextVar<string>("native.marker");
 /** requestId values a streaming callback saw once its last chunk was written. */
 const streamed: string[] = [];
+/** How /outlive's task, given the request's signal, ended, by request id. */
+const outlived = new Map<string, Promise<string>>();
+/** Opened by the test once it has read /outlive's whole response. */
+let responseRead: { promise: Promise<void>; resolve(): void } | undefined;
 /** What /abortable's stream saw once its client went away, by request id. */
 const aborted = new Map<string, Promise<AbortSeen>>();
 
@@ -220,6 +226,31 @@ function buildApp(ws: WebSocketHelper | undefined): Hono<AppEnv> {
       streamed.push(requestId.get());
     }),
   );
+
+  // Answers at once; its task, given the request's own signal, waits until
+  // the test has read the response, then reports whether it was cancelled.
+  app.get("/outlive", (c) => {
+    const gate = responseRead;
+    assert.ok(gate !== undefined, "the test opens a gate first");
+    const task = createTask(
+      async (signal) => {
+        await Promise.race([
+          gate.promise,
+          new Promise((resolve) => signal.addEventListener("abort", resolve)),
+        ]);
+        return `ran in ${requestId.get("<none>")}`;
+      },
+      { signal: c.req.raw.signal },
+    );
+    outlived.set(
+      requestId.get(),
+      task.then(
+        (value) => value,
+        (error: unknown) => `cancelled: ${error instanceof Error ? error.name : String(error)}`,
+      ),
+    );
+    return c.text("answered");
+  });
 
   // Writes until the client goes away (or 1,000 chunks), then reports what
   // onAbort callbacks, plain and bound, and the callback itself read.
@@ -497,6 +528,22 @@ describe("contextvars/hono behind the runtime's own server (Bun.serve, Deno.serv
       expectOn(seen.onAbort, { node: "<none>", bun: id, deno: "<none>" });
       assert.equal(seen.signalBound, id);
       expectOn(seen.signal, { node: "<none>", bun: "<none>", deno: id });
+    }
+  });
+
+  it("a task given the request's signal outlives the response (Node's fetch path, Bun); on Deno the signal aborts once the response is sent, and the task is cancelled", async () => {
+    for (const id of ["outlive-0", "outlive-1"]) {
+      let resolve = () => {};
+      responseRead = { promise: new Promise<void>((r) => (resolve = r)), resolve: () => resolve() };
+      const response = await get("/outlive", { "x-request-id": id });
+      assert.equal(await response.text(), "answered");
+      responseRead.resolve();
+      const outcome = await outlived.get(id);
+      expectOn(outcome, {
+        node: `ran in ${id}`,
+        bun: `ran in ${id}`,
+        deno: "cancelled: AbortError",
+      });
     }
   });
 
