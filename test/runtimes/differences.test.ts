@@ -48,6 +48,23 @@ describe("runtime differences", () => {
     expectOn(got, { node: "created", bun: "root", deno: "registered" });
   });
 
+  it("a BroadcastChannel listener runs in the Context of new BroadcastChannel (Node), of postMessage (Deno), none (Bun)", async () => {
+    const receiver = v.run("created", () => new BroadcastChannel("contextvars-differences"));
+    const sender = new BroadcastChannel("contextvars-differences");
+    try {
+      const seen = new Promise<string>((resolve) => {
+        v.run("registered", () => {
+          receiver.onmessage = () => resolve(v.get());
+        });
+      });
+      v.run("posted", () => sender.postMessage("x"));
+      expectOn(await seen, { node: "created", bun: "root", deno: "posted" });
+    } finally {
+      receiver.close();
+      sender.close();
+    }
+  });
+
   it("node:http: the request listener and a later chunk's 'data' listener run in the listen() Context (Node, Bun), in none (Deno)", async () => {
     const seen: string[] = [];
     const secondChunk = new Promise<void>((resolve) => {
