@@ -65,6 +65,16 @@ describe("runtime differences", () => {
     }
   });
 
+  it("an AbortSignal.timeout() signal's abort listener runs in the Context that made the signal (Node), in none (Bun, Deno)", async () => {
+    const signal = v.run("created", () => AbortSignal.timeout(1));
+    const seen = await new Promise<string>((resolve) => {
+      v.run("registered", () => {
+        signal.addEventListener("abort", () => resolve(v.get()));
+      });
+    });
+    expectOn(seen, { node: "created", bun: "root", deno: "root" });
+  });
+
   it("node:http: the request listener and a later chunk's 'data' listener run in the listen() Context (Node, Bun), in none (Deno)", async () => {
     const seen: string[] = [];
     const secondChunk = new Promise<void>((resolve) => {
