@@ -279,21 +279,24 @@ function causedBy(signal: AbortSignal, error: unknown): boolean {
 /**
  * Runs body with a new TaskGroup and waits for all its children; resolves
  * with body's result. A throw from body cancels the children and joins the
- * AggregateError (as in asyncio).
+ * AggregateError (as in asyncio). `options` are the group's: with a
+ * `signal`, aborting it cancels the children and rejects with its reason
+ * (unless one failed), as TaskGroup's wait() does.
  *
  * @example
  * const users = await taskGroup(async (tg) => {
  *   const a = tg.createTask(() => fetchUser(1));
  *   const b = tg.createTask(() => fetchUser(2));
  *   return [await a, await b];
- * });
- * @throws {TypeError} if body is not a function.
+ * }, { signal: request.signal });
+ * @throws {TypeError} (rejects) if body is not a function or an option has the wrong type.
  */
 export async function taskGroup<R>(
   body: (this: void, group: TaskGroup) => R | PromiseLike<R>,
+  options?: TaskGroupOptions,
 ): Promise<R> {
   assertFunction("body", body);
-  const group = new TaskGroup();
+  const group = new TaskGroup(options);
   let result: R | undefined;
   try {
     result = await body(group);

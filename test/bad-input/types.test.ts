@@ -167,6 +167,18 @@ const cases: readonly Case[] = [
     (bad) => new TaskGroup().createTask(noop, { signal: bad as never }),
   ],
   ["taskGroup(body)", "body", notA(isFunction), (bad) => loose(taskGroup)(bad)],
+  [
+    "taskGroup(body, options)",
+    "options",
+    notA(isOptionsObject),
+    (bad) => taskGroup(noop, bad as never),
+  ],
+  [
+    "taskGroup(body, { signal })",
+    "options.signal",
+    notA(isUndefined),
+    (bad) => taskGroup(noop, { signal: bad as never }),
+  ],
   ["timeout(ms, fn)", "ms", notA(isDelay), (bad) => loose(timeout)(bad, noop)],
   ["timeout(ms, fn) with a bad fn", "fn", notA(isFunction), (bad) => loose(timeout)(1, bad)],
   [

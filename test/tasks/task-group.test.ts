@@ -372,6 +372,11 @@ describe("TaskGroup: bad input", () => {
       /`options\.context`/,
     ],
     ["taskGroup(body) not a function", () => taskGroup(null as never), /`body`/],
+    [
+      "taskGroup(body, { signal }) not an AbortSignal",
+      () => taskGroup(() => {}, { signal: {} as never }),
+      /`options\.signal`/,
+    ],
   ];
   for (const [title, call, message] of cases) {
     it(`${title}: TypeError naming the argument`, async () => {
@@ -497,6 +502,72 @@ describe("TaskGroup: an outer signal", () => {
         (e) => e === reason,
       );
       assert.equal(wrote, false);
+    },
+  );
+
+  itFromEveryState(
+    "taskGroup(body, { signal, name }): aborting it cancels the children in their own Contexts; the body's await of a cancelled child is no failure; taskGroup rejects with the reason, the body's sets stay in the caller's Context",
+    async () => {
+      const v = new ContextVar<string>("v");
+      const outer = new AbortController();
+      const reason = new Error("client went away");
+      const seen: string[] = [];
+      let groupName = "";
+      let after = false;
+      const outcome = v.run("caller", () =>
+        taskGroup(
+          async (tg) => {
+            groupName = String(tg);
+            v.set("body");
+            const children = ["p", "q"].map((name) =>
+              tg.createTask(async (signal) => {
+                v.set(name);
+                await new Promise((resolve) => signal.addEventListener("abort", resolve));
+                seen.push(`${name} cancelled in ${v.get()}`);
+                throw signal.reason;
+              }),
+            );
+            setTimeout(() => outer.abort(reason), 2);
+            await children[0];
+            after = true;
+          },
+          { signal: outer.signal, name: "fan-out" },
+        ),
+      );
+      await assert.rejects(outcome, (e) => e === reason);
+      assert.equal(groupName, 'TaskGroup("fan-out")');
+      assert.equal(after, false, "the body's await of a cancelled child rethrew the reason");
+      assert.deepEqual(seen.sort(), ["p cancelled in p", "q cancelled in q"]);
+      assert.equal(v.get("<unset>"), "<unset>");
+      // A child that fails as the signal aborts wins: the AggregateError holds it alone.
+      const failure = new Error("broke while cancelled");
+      const both = new AbortController();
+      await assert.rejects(
+        taskGroup(
+          (tg) => {
+            tg.createTask(async (signal) => {
+              await new Promise((resolve) => signal.addEventListener("abort", resolve));
+              throw failure;
+            });
+            both.abort(reason);
+          },
+          { signal: both.signal },
+        ),
+        (e) => e instanceof AggregateError && e.errors.length === 1 && e.errors[0] === failure,
+      );
+      // An already-aborted signal: the body runs, any child it makes is refused, and the reason is the outcome.
+      let ran = false;
+      await assert.rejects(
+        taskGroup(
+          (tg) => {
+            ran = true;
+            assert.throws(() => tg.createTask(() => 1), TaskGroupClosedError);
+          },
+          { signal: AbortSignal.abort(reason) },
+        ),
+        (e) => e === reason,
+      );
+      assert.equal(ran, true);
     },
   );
 

@@ -276,6 +276,10 @@ export async function taskGroups(): Promise<void> {
   expectType<Equal<typeof users, readonly [{ id: number }, { id: number }]>>();
   const syncBody = taskGroup(() => "done");
   expectType<Equal<typeof syncBody, Promise<string>>>();
+  const withOptions = taskGroup(() => 1, { name: "fan-out", signal: AbortSignal.timeout(100) });
+  expectType<Equal<typeof withOptions, Promise<number>>>();
+  // @ts-expect-error taskGroup's options are a TaskGroup's
+  taskGroup(() => 1, { signal: "abort" });
 
   // @ts-expect-error createTask needs a function
   group.createTask(1);
