@@ -66,13 +66,51 @@ describe("runtime differences", () => {
   });
 
   it("an AbortSignal.timeout() signal's abort listener runs in the Context that made the signal (Node), in none (Bun, Deno)", async () => {
-    const signal = v.run("created", () => AbortSignal.timeout(1));
-    const seen = await new Promise<string>((resolve) => {
-      v.run("registered", () => {
-        signal.addEventListener("abort", () => resolve(v.get()));
+    // AbortSignal.timeout's timer does not keep the event loop alive: with
+    // nothing else pending the runner would end the file before it fires.
+    const keepAlive = setTimeout(() => {}, 10_000);
+    try {
+      const signal = v.run("created", () => AbortSignal.timeout(1));
+      const seen = await new Promise<string>((resolve) => {
+        v.run("registered", () => {
+          signal.addEventListener("abort", () => resolve(v.get()));
+        });
       });
-    });
-    expectOn(seen, { node: "created", bun: "root", deno: "root" });
+      expectOn(seen, { node: "created", bun: "root", deno: "root" });
+    } finally {
+      clearTimeout(keepAlive);
+    }
+  });
+
+  it("a web ReadableStream's pull, started by a read() after the stream went idle, runs in the reader's Context (Node, Deno), the creator's (Bun)", async () => {
+    const pulled: string[] = [];
+    const stream = v.run(
+      "created",
+      () =>
+        new ReadableStream<number>(
+          {
+            pull(controller) {
+              pulled.push(v.get());
+              controller.enqueue(pulled.length);
+            },
+          },
+          { highWaterMark: 0 },
+        ),
+    );
+    const reader = stream.getReader();
+    try {
+      for (const at of ["read 1", "read 2"]) {
+        await sleep(5); // idle: no pull is pending when read() asks for one
+        await v.run(at, () => reader.read());
+      }
+      expectOn(pulled, {
+        node: ["read 1", "read 2"],
+        bun: ["created", "created"],
+        deno: ["read 1", "read 2"],
+      });
+    } finally {
+      await reader.cancel();
+    }
   });
 
   it("node:http: the request listener and a later chunk's 'data' listener run in the listen() Context (Node, Bun), in none (Deno)", async () => {
