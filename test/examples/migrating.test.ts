@@ -24,11 +24,14 @@ import {
   ContextEnteredError,
   ContextVar,
   callLater,
+  callSoon,
   copyContext,
   createTask,
   currentTask,
   gather,
   LookupError,
+  TimeoutError,
+  taskGroup,
   timeout,
 } from "contextvars";
 import * as express from "contextvars/express";
@@ -977,5 +980,92 @@ describe("from Python's contextvars and asyncio", () => {
     assert.equal(first.done, true);
     assert.equal(seen[1], undefined);
     assert.notEqual(seen[2], first);
+  });
+  it("a task that awaits a promise another task resolves resumes in its own Context, so a Semaphore written over promises keeps each waiter's values; a function queued and called by the releaser runs in the releaser's", async () => {
+    await step.run("queuer", async () => {
+      const waiters: (() => void)[] = [];
+      const queued: (() => void)[] = [];
+      const seen: string[] = [];
+      const waiter = createTask(async () => {
+        step.set("waiter");
+        await new Promise<void>((resolve) => waiters.push(resolve)); // a Semaphore's acquire()
+        seen.push(`awaited: ${step.get()}`);
+      });
+      queued.push(() => seen.push(`queued: ${step.get()}`)); // a limiter that queues functions
+      queued.push(bind(() => seen.push(`queued, bound: ${step.get()}`)));
+      await createTask(async () => {
+        step.set("releaser");
+        for (const release of waiters) release();
+        for (const fn of queued) fn();
+      });
+      await waiter;
+      assert.deepEqual(seen, ["queued: releaser", "queued, bound: queuer", "awaited: waiter"]);
+    });
+  });
+
+  it("timeout(ms, () => task) leaves a task it did not create running, as asyncio.shield does; wait_for(task)'s cancel is an abort listener", async () => {
+    const slow = () =>
+      createTask((signal) => new Promise((resolve) => signal.addEventListener("abort", resolve)));
+    const shielded = slow();
+    await assert.rejects(
+      timeout(1, () => shielded),
+      TimeoutError,
+    );
+    assert.equal(shielded.done, false);
+    shielded.cancel();
+    const waitedFor = slow();
+    await assert.rejects(
+      timeout(1, (signal) => {
+        signal.addEventListener("abort", () => waitedFor.cancel(signal.reason));
+        return waitedFor;
+      }),
+      TimeoutError,
+    );
+    assert.equal(waitedFor.cancelled, true);
+    await assert.rejects(waitedFor, TimeoutError);
+  });
+
+  it("Promise.race(tasks) and each task's done are asyncio.wait(FIRST_COMPLETED): the winner is done, the others run on", async () => {
+    const tasks = [
+      createTask((signal) => new Promise((resolve) => signal.addEventListener("abort", resolve))),
+      createTask(async () => {
+        throw new Error("first to finish");
+      }),
+    ];
+    await Promise.race(tasks).catch(() => {});
+    assert.deepEqual(
+      tasks.map((task) => task.done),
+      [false, true],
+    );
+    tasks[0].cancel();
+  });
+
+  it("a nested taskGroup's AggregateError is one of the outer group's errors, where except* matches inside nested ExceptionGroups", async () => {
+    const failure = await taskGroup(async (outer) => {
+      outer.createTask(() =>
+        taskGroup(async (inner) => {
+          inner.createTask(async () => {
+            throw new RangeError("deep");
+          });
+        }),
+      );
+    }).catch((error: unknown) => error);
+    assert.ok(failure instanceof AggregateError);
+    assert.equal(failure.errors.length, 1);
+    assert.ok(failure.errors[0] instanceof AggregateError);
+    assert.ok(failure.errors[0].errors[0] instanceof RangeError);
+  });
+
+  it("callSoon(() => ctx.run(cb)) is call_soon(cb, context=ctx): cb runs in ctx itself and its sets land there", async () => {
+    const ctx = new Context();
+    await new Promise<void>((resolve) =>
+      callSoon(() =>
+        ctx.run(() => {
+          step.set("set by the callback");
+          resolve();
+        }),
+      ),
+    );
+    assert.equal(ctx.get(step), "set by the callback");
   });
 });
