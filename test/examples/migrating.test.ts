@@ -1040,6 +1040,27 @@ describe("from Python's contextvars and asyncio", () => {
     tasks[0].cancel();
   });
 
+  it("task.finally(bind(cb)) is add_done_callback(cb): cb sees the values at registration and its sets stay inside; a plain finally callback runs in the registering Context itself", async () => {
+    await new Context().run(async () => {
+      step.set("at registration");
+      const task = createTask(async () => {
+        step.set("task");
+        await immediate();
+      });
+      const seen: string[] = [];
+      const done = (label: string) => () => {
+        seen.push(`${label}: ${step.get()}`);
+        step.set(`set by the ${label} callback`);
+      };
+      const bound = task.finally(bind(done("bound")));
+      const plain = task.finally(done("plain"));
+      step.set("later");
+      await Promise.all([bound, plain]);
+      assert.deepEqual(seen, ["bound: at registration", "plain: later"]);
+      assert.equal(step.get(), "set by the plain callback");
+    });
+  });
+
   it("a nested taskGroup's AggregateError is one of the outer group's errors, where except* matches inside nested ExceptionGroups", async () => {
     const failure = await taskGroup(async (outer) => {
       outer.createTask(() =>
