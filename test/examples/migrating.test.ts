@@ -30,6 +30,8 @@ import {
   currentTask,
   gather,
   LookupError,
+  run,
+  type Task,
   TimeoutError,
   taskGroup,
   timeout,
@@ -1059,6 +1061,17 @@ describe("from Python's contextvars and asyncio", () => {
       assert.deepEqual(seen, ["bound: at registration", "plain: later"]);
       assert.equal(step.get(), "set by the plain callback");
     });
+  });
+
+  it("run(main) settles with main and leaves the tasks main started running, where asyncio.run cancels them", async () => {
+    let background!: Task<unknown>;
+    await run(async () => {
+      background = createTask(
+        (signal) => new Promise((resolve) => signal.addEventListener("abort", resolve)),
+      );
+    });
+    assert.equal(background.done, false);
+    background.cancel();
   });
 
   it("a nested taskGroup's AggregateError is one of the outer group's errors, where except* matches inside nested ExceptionGroups", async () => {
