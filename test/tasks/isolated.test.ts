@@ -171,6 +171,32 @@ describe("isolated: bad input", () => {
       );
     });
   }
+
+  it("applied as a legacy decorator (experimentalDecorators), on an instance or a static method: TypeError naming the method and saying what to do, not a silent no-op", () => {
+    class Service {
+      handle() {}
+      static create() {}
+    }
+    // What a legacy decorator call passes: the prototype (or the class), the key, the descriptor.
+    for (const [target, key] of [
+      [Service.prototype, "handle"],
+      [Service, "create"],
+    ] as const) {
+      assert.throws(
+        () =>
+          (isolated as unknown as (...args: unknown[]) => unknown)(
+            target,
+            key,
+            Object.getOwnPropertyDescriptor(target, key),
+          ),
+        (e: unknown) =>
+          e instanceof TypeError &&
+          e.message.includes(`\`Service.${key}\``) &&
+          e.message.includes("experimentalDecorators") &&
+          e.message.includes(`Service.${key === "handle" ? "prototype." : ""}${key} = isolated(`),
+      );
+    }
+  });
 });
 
 describe("isolated and generator functions", () => {
