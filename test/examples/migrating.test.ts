@@ -1005,6 +1005,37 @@ describe("from Python's contextvars and asyncio", () => {
     });
   });
 
+  it("in a failing taskGroup, a child waiting on a promise that heeds its signal ends with the group; one that does not keeps the group waiting until the promise is resolved, where asyncio cancels a Semaphore's acquire", async () => {
+    const releases: (() => void)[] = [];
+    let settled = false;
+    const group = taskGroup(async (tg) => {
+      tg.createTask(() => new Promise<void>((resolve) => releases.push(resolve)));
+      tg.createTask(
+        (signal) =>
+          new Promise<void>((resolve, reject) => {
+            releases.push(resolve);
+            signal.addEventListener("abort", () => reject(signal.reason));
+          }),
+      );
+      tg.createTask(async () => {
+        throw new Error("holder failed");
+      });
+    }).finally(() => {
+      settled = true;
+    });
+    await immediate();
+    await immediate();
+    assert.equal(settled, false);
+    releases[0]();
+    await assert.rejects(
+      group,
+      (e) =>
+        e instanceof AggregateError &&
+        e.errors.length === 1 &&
+        e.errors[0].message === "holder failed",
+    );
+  });
+
   it("timeout(ms, () => task) leaves a task it did not create running, as asyncio.shield does; wait_for(task)'s cancel is an abort listener", async () => {
     const slow = () =>
       createTask((signal) => new Promise((resolve) => signal.addEventListener("abort", resolve)));
