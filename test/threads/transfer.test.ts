@@ -103,6 +103,23 @@ describe("problemIn: what survives structured clone", () => {
     assert.deepEqual(Reflect.ownKeys(structuredClone(tagged)), ["a"]);
   });
 
+  // docs/threads.md: a clone of the package's own objects loses every field, silently.
+  it("a Context, a ContextVar or a Token clones to an empty plain object with no error; as a var's value each is named", () => {
+    const context = new Context();
+    const token = context.run(() => user.set("u"));
+    for (const [value, name] of [
+      [context, "Context"],
+      [user, "ContextVar"],
+      [token, "Token"],
+    ] as const) {
+      assert.deepEqual(structuredClone(value), {}, name);
+      assert.equal(
+        problemIn(value),
+        `value is a ${name}, which would arrive as a plain object without its prototype`,
+      );
+    }
+  });
+
   it("names what would fail or lose its prototype, with its path", () => {
     assert.equal(
       problemIn(() => 1),
