@@ -144,7 +144,7 @@ describe("recipes", () => {
   // In a child run by Node's own runner: its subtests stay out of this file's
   // report, which the runtime matrix compares across runtimes.
   it(
-    "node:test calls concurrent test bodies from one Context: a set in one is read by its sibling",
+    "node:test calls concurrent test bodies, and their beforeEach hooks, from one Context: a set in one is read by its sibling",
     onNode,
     async () => {
       const { stdout } = await promisify(execFile)(
@@ -160,7 +160,7 @@ describe("recipes", () => {
         // Without this runner's NODE_TEST_CONTEXT, which would make the child report to it.
         { cwd: root, timeout: 30_000, env: { ...process.env, NODE_TEST_CONTEXT: undefined } },
       );
-      assert.match(stdout, /^# pass 3$/m, stdout);
+      assert.match(stdout, /^# pass 5$/m, stdout);
       assert.match(stdout, /^# fail 0$/m, stdout);
     },
   );
