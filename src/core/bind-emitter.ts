@@ -33,6 +33,30 @@ interface Wrapped extends Listener {
   listener: Listener;
 }
 
+/**
+ * Gives the other library's wrapper of `wrapped` the original as `.listener`,
+ * Node's convention, if it has none: EventEmitter looks one level deep, so
+ * removeListener(event, original), listeners() and listenerCount(event,
+ * original) would otherwise not see past it, and the listener could never be
+ * removed (nor could events.once's error listener). Its own removeListener
+ * still finds it when our once-wrapper removes itself.
+ */
+function reportAsGiven(
+  emitter: EventEmitterLike,
+  event: string | symbol,
+  prepended: boolean,
+  wrapped: Wrapped,
+  original: Listener,
+): void {
+  const held = emitter.rawListeners(event);
+  const added = (prepended ? held[0] : held[held.length - 1]) as
+    | (Function & { listener?: Listener })
+    | undefined;
+  if (typeof added === "function" && added !== wrapped && added.listener === undefined) {
+    added.listener = original;
+  }
+}
+
 // Emitters already bound: binding again keeps the first Context (as OpenTelemetry's managers do).
 const boundEmitters = new WeakSet<object>();
 // The wrappers of listeners added with on/prependListener: where a plain emitter
@@ -69,6 +93,10 @@ export function bindEmitter<E extends EventEmitterLike>(emitter: E, context?: Co
   const on = target.on as Adder;
   const prepend = target.prependListener;
   const { removeAllListeners: removeAll, rawListeners } = emitter as Partial<EventEmitterLike>;
+  // An emitter whose on() is its own was bound before by another library (an
+  // OpenTelemetry context manager's bind, as instrumentation-http does to req
+  // and res): what we add through it is wrapped again, in a wrapper of its own.
+  const stacked = Object.hasOwn(emitter, "on") && typeof rawListeners === "function";
 
   // Each wrapper carries the original in its `listener` field, as Node's own
   // once-wrappers do: EventEmitter matches that field in removeListener and
@@ -95,7 +123,9 @@ export function bindEmitter<E extends EventEmitterLike>(emitter: E, context?: Co
       ) as Wrapped;
       wrapped.listener = original;
       if (!once) standIns.add(wrapped);
-      return Reflect.apply(add, this, [event, wrapped]);
+      const result = Reflect.apply(add, this, [event, wrapped]);
+      if (stacked) reportAsGiven(emitter, event, add === prepend, wrapped, original);
+      return result;
     };
 
   target.on = adder(on, false);

@@ -143,10 +143,20 @@ export class EmitterBindings {
   #remover(emitter: EventEmitter, original: Method): Method {
     const bindings = this;
     return function (this: unknown, event: unknown, listener: unknown): unknown {
-      const wrapped = bindings.#patched
-        .get(emitter)
-        ?.get(keyOf(event))
-        ?.get(listener as Listener);
+      const byListener = bindings.#patched.get(emitter)?.get(keyOf(event));
+      const wrapped = byListener?.get(listener as Listener);
+      // A wrapper also filed under the `.listener` of the one it wraps (the
+      // adder's note) goes from there too when that one is removed, as a
+      // once-wrapper removes itself: a later removal of the original would
+      // otherwise name this wrapper, gone already, and remove nothing.
+      const inner = (listener as { listener?: unknown } | null)?.listener;
+      if (
+        wrapped !== undefined &&
+        typeof inner === "function" &&
+        byListener?.get(inner as Listener) === wrapped
+      ) {
+        byListener?.delete(inner as Listener);
+      }
       return Reflect.apply(original, this, [event, wrapped ?? listener]);
     };
   }
