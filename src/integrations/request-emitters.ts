@@ -143,6 +143,45 @@ install(
   (self) => (self as Bound)[binding]?.context,
 );
 
+// The methods for an emitter another library bound first, whose own `on`
+// wraps what ours pass it again (an OpenTelemetry context manager's, which
+// instrumentation-http puts on req and res before the listener runs):
+// EventEmitter looks one `.listener` deep, so without the original named on
+// that library's wrapper, removeListener(event, listener) would remove
+// nothing and events.once would leave its error listener behind. Apart from
+// ownMethods so that a request no other library bound pays nothing for it.
+const stackedMethods = {} as Record<AdderName, Method>;
+for (const name of [
+  "on",
+  "addListener",
+  "prependListener",
+  "once",
+  "prependOnceListener",
+] as const) {
+  const plain = ownMethods[name];
+  const prepended = name.startsWith("prepend");
+  stackedMethods[name] = function (this: unknown, event, listener) {
+    Reflect.apply(plain, this, [event, listener]);
+    if (typeof listener === "function") {
+      nameOriginal(this as EventEmitter, event, prepended, listener);
+    }
+    return this;
+  };
+}
+
+// Gives the wrapper just added for event, if it is another library's with no
+// `.listener` (ours always carry one), the original as `.listener`.
+function nameOriginal(
+  emitter: EventEmitter,
+  event: string | symbol,
+  prepended: boolean,
+  original: Listener,
+): void {
+  const held = emitter.rawListeners(event) as (Listener & Partial<Wrapped>)[];
+  const added = prepended ? held[0] : held[held.length - 1];
+  if (typeof added === "function" && added.listener === undefined) added.listener = original;
+}
+
 /**
  * Makes every listener added to `emitter` from now on run in `context`
  * (the Context itself, not a copy). Binding twice keeps the first Context.
@@ -155,12 +194,13 @@ export function bindToRequest(emitter: EventEmitter, context: Context): void {
     on: target.on as unknown as Method,
     prependListener: target.prependListener as unknown as Method,
   };
+  const chosen = Object.hasOwn(target, "on") ? stackedMethods : ownMethods;
   const methods = target as unknown as Record<AdderName, Method>;
-  methods.on = ownMethods.on;
-  methods.addListener = ownMethods.addListener;
-  methods.prependListener = ownMethods.prependListener;
-  methods.once = ownMethods.once;
-  methods.prependOnceListener = ownMethods.prependOnceListener;
+  methods.on = chosen.on;
+  methods.addListener = chosen.addListener;
+  methods.prependListener = chosen.prependListener;
+  methods.once = chosen.once;
+  methods.prependOnceListener = chosen.prependOnceListener;
 }
 
 /**

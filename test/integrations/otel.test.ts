@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { EventEmitter, once } from "node:events";
+import { createServer } from "node:http";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import {
   type ContextManager,
@@ -18,7 +19,9 @@ import {
 } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { bindEmitter, ContextVar, copyContext } from "contextvars";
+import { withContext } from "contextvars/http";
 import { ContextVarsContextManager } from "contextvars/otel";
+import { close, listen, sendJson } from "../helpers/http.ts";
 
 type Done = (result?: unknown) => void;
 
@@ -862,5 +865,54 @@ for (const { name, make } of managers) {
         contextManager.disable();
       }
     });
+  });
+}
+
+// Not in the original: withContext given a req and res a manager bound first,
+// as instrumentation-http does before the listener runs. Under
+// AsyncLocalStorageContextManager, a listener the handler added to req could
+// not be removed, and events.once(req, "end") left its error listener.
+for (const { name, make } of managers) {
+  it(`withContext on a req and res ${name} bound first: listeners run in the request, and go when removed`, async () => {
+    const contextManager = make().enable();
+    const user = new ContextVar<string>("user", { default: "none" });
+    const handler = withContext(
+      async (req, res) => {
+        const onData = () => {};
+        req.on("data", onData);
+        req.removeListener("data", onData);
+        const dataListenersLeft = req.listenerCount("data");
+        let inEnd = "";
+        req.on("data", () => {});
+        req.on("end", () => {
+          inEnd = user.get();
+        });
+        await once(req, "end");
+        res.end(
+          JSON.stringify({
+            dataListenersLeft,
+            inEnd,
+            errorListenersLeft: req.listenerCount("error"),
+          }),
+        );
+      },
+      { seed: () => user.set("alice") },
+    );
+    const server = createServer((req, res) => {
+      contextManager.bind(scope("server span"), req);
+      contextManager.bind(scope("server span"), res);
+      handler(req, res);
+    });
+    const base = await listen(server);
+    try {
+      assert.deepEqual(await sendJson(base, "/", { method: "POST", body: "hello", chunks: 2 }), {
+        dataListenersLeft: 0,
+        inEnd: "alice",
+        errorListenersLeft: 0,
+      });
+    } finally {
+      await close(server);
+      contextManager.disable();
+    }
   });
 }
