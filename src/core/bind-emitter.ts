@@ -34,27 +34,26 @@ interface Wrapped extends Listener {
 }
 
 /**
- * Gives the other library's wrapper of `wrapped` the original as `.listener`,
- * Node's convention, if it has none: EventEmitter looks one level deep, so
- * removeListener(event, original), listeners() and listenerCount(event,
- * original) would otherwise not see past it, and the listener could never be
- * removed (nor could events.once's error listener). Its own removeListener
- * still finds it when our once-wrapper removes itself.
+ * Gives the wrapper just added for `event` (first if `prepended`), when it is
+ * another library's with no `.listener` (ours always carry one), the
+ * original as `.listener`, Node's convention: EventEmitter looks one level
+ * deep, so removeListener(event, original), listeners() and
+ * listenerCount(event, original) would otherwise not see past it, and the
+ * listener could never be removed (nor could events.once's error listener).
+ * Its own removeListener still finds it when our once-wrapper removes
+ * itself. Internal (contextvars/http's request binding uses it too).
  */
-function reportAsGiven(
-  emitter: EventEmitterLike,
+export function nameOriginal(
+  emitter: Pick<EventEmitterLike, "rawListeners">,
   event: string | symbol,
   prepended: boolean,
-  wrapped: Wrapped,
   original: Listener,
 ): void {
   const held = emitter.rawListeners(event);
   const added = (prepended ? held[0] : held[held.length - 1]) as
     | (Function & { listener?: Listener })
     | undefined;
-  if (typeof added === "function" && added !== wrapped && added.listener === undefined) {
-    added.listener = original;
-  }
+  if (typeof added === "function" && added.listener === undefined) added.listener = original;
 }
 
 // Emitters already bound: binding again keeps the first Context (as OpenTelemetry's managers do).
@@ -124,7 +123,7 @@ export function bindEmitter<E extends EventEmitterLike>(emitter: E, context?: Co
       wrapped.listener = original;
       if (!once) standIns.add(wrapped);
       const result = Reflect.apply(add, this, [event, wrapped]);
-      if (stacked) reportAsGiven(emitter, event, add === prepend, wrapped, original);
+      if (stacked) nameOriginal(emitter, event, add === prepend, original);
       return result;
     };
 

@@ -38,6 +38,7 @@
  */
 import { EventEmitter } from "node:events";
 import { carrier } from "../carrier/select.ts";
+import { nameOriginal } from "../core/bind-emitter.ts";
 import type { Context } from "../core/context.ts";
 
 type Listener = (...args: unknown[]) => unknown;
@@ -163,23 +164,10 @@ for (const name of [
   stackedMethods[name] = function (this: unknown, event, listener) {
     Reflect.apply(plain, this, [event, listener]);
     if (typeof listener === "function") {
-      nameOriginal(this as EventEmitter, event, prepended, listener);
+      nameOriginal(this as EventEmitter, event, prepended, listener as Listener);
     }
     return this;
   };
-}
-
-// Gives the wrapper just added for event, if it is another library's with no
-// `.listener` (ours always carry one), the original as `.listener`.
-function nameOriginal(
-  emitter: EventEmitter,
-  event: string | symbol,
-  prepended: boolean,
-  original: Listener,
-): void {
-  const held = emitter.rawListeners(event) as (Listener & Partial<Wrapped>)[];
-  const added = prepended ? held[0] : held[held.length - 1];
-  if (typeof added === "function" && added.listener === undefined) added.listener = original;
 }
 
 /**
