@@ -3,7 +3,7 @@
  */
 import type { NextFunction, Request, Response } from "express";
 import type { Context as RequestContext } from "../core/context.ts";
-import { bindPrototype } from "./request-emitters.ts";
+import { bindPrototype, bindToRequest } from "./request-emitters.ts";
 import {
   assertMountedIn,
   type RequestContextOptions,
@@ -95,7 +95,7 @@ export function contextMiddleware(options?: ExpressContextOptions): ExpressConte
     // Also when the request had its Context already: a later mount in a sub-app
     // whose prototypes are not chained to the app's (one reached through a
     // Router, which emits no "mount") must patch the sub-app's own.
-    bindThroughApp(req, res);
+    bindThroughApp(req, res, context);
     runInRequest(context, proceed, seed, req, next);
   } as ExpressContextMiddleware;
 }
@@ -115,9 +115,15 @@ function fileFor(req: Request, _res: Response, context: RequestContext): void {
 // Express has swapped the prototypes of req and res for the app's own by now;
 // adding to the objects would be slow, so the Context is filed in the WeakMap
 // and the app's prototypes are patched once instead (request-emitters.ts).
-function bindThroughApp(req: Request, res: Response): void {
+// An object another library bound before Express saw it has listener methods
+// of its own, which call those it found then and never reach the prototypes'
+// (OpenTelemetry's AsyncLocalStorageContextManager, as instrumentation-http
+// binds req and res): that object is bound itself, over them.
+function bindThroughApp(req: Request, res: Response, context: RequestContext): void {
   bindPrototype(Object.getPrototypeOf(req) as object, requestContextOf);
   bindPrototype(Object.getPrototypeOf(res) as object, contextOfResponse);
+  if (Object.hasOwn(req, "on")) bindToRequest(req, context);
+  if (Object.hasOwn(res, "on")) bindToRequest(res, context);
 }
 
 function contextOfResponse(res: object): RequestContext | undefined {
