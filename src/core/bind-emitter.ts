@@ -58,6 +58,16 @@ export function nameOriginal(
 
 // Emitters already bound: binding again keeps the first Context (as OpenTelemetry's managers do).
 const boundEmitters = new WeakSet<object>();
+
+/**
+ * The `on` methods of this package's other emitter binding (the
+ * integrations' binding of req and res), each with how it finds the Context
+ * an emitter is bound to. Internal. An emitter bound there already counts
+ * as bound: wrapped again, a listener would sit two wrappers deep, past
+ * where EventEmitter's one-level `.listener` check finds it, and
+ * removeListener(event, listener) would remove nothing.
+ */
+export const requestAdders = new WeakMap<Function, (emitter: object) => Context | undefined>();
 // The wrappers of listeners added with on/prependListener: where a plain emitter
 // holds the listener itself, and so reports it, these stand in for it.
 const standIns = new WeakSet<Function>();
@@ -75,7 +85,9 @@ const standIns = new WeakSet<Function>();
  * `removeListener` events (from `removeAllListeners` too) see the original
  * listener, as a plain emitter's would (which, for a `once` listener among
  * others removed by `removeAllListeners`, is Node's once-wrapper, whose
- * `.listener` is the original). Returns the emitter.
+ * `.listener` is the original). Returns the emitter. Binding again keeps the
+ * first Context, and a `req` or `res` an integration has bound to its
+ * request is bound already.
  *
  * @example
  * bindEmitter(req).on("end", () => log(requestId.get()));
@@ -86,7 +98,9 @@ export function bindEmitter<E extends EventEmitterLike>(emitter: E, context?: Co
     throw argumentError("emitter", "an EventEmitter", emitter);
   }
   assertContext("context", context);
-  if (boundEmitters.has(emitter)) return emitter;
+  if (boundEmitters.has(emitter) || requestAdders.get(emitter.on)?.(emitter) !== undefined) {
+    return emitter;
+  }
   const snapshot = context ?? copyContext();
   const target = emitter as unknown as Record<string, Adder | undefined>;
   const on = target.on as Adder;

@@ -38,7 +38,7 @@
  */
 import { EventEmitter } from "node:events";
 import { carrier } from "../carrier/select.ts";
-import { nameOriginal } from "../core/bind-emitter.ts";
+import { nameOriginal, requestAdders } from "../core/bind-emitter.ts";
 import type { Context } from "../core/context.ts";
 
 type Listener = (...args: unknown[]) => unknown;
@@ -129,6 +129,7 @@ function install(
   contextOf: Lookup<Context>,
 ): void {
   const on = adder(false, false, baseOf, contextOf);
+  requestAdders.set(on, contextOf as (emitter: object) => Context | undefined);
   target.on = on;
   target.addListener = on;
   target.prependListener = adder(true, false, baseOf, contextOf);
@@ -169,6 +170,7 @@ for (const name of [
     return this;
   };
 }
+requestAdders.set(stackedMethods.on, (self) => (self as Bound)[binding]?.context);
 
 /**
  * Makes every listener added to `emitter` from now on run in `context`

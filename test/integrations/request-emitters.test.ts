@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { EventEmitter, once } from "node:events";
 import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
-import { Context, ContextVar, copyContext } from "contextvars";
+import { bindEmitter, Context, ContextVar, copyContext } from "contextvars";
 import {
   bindEarlierListeners,
   bindPrototype,
@@ -220,6 +220,32 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
       const onceFailed = once(emitter, "error");
       emitter.emit("f");
       assert.deepEqual(await onceFailed, [onceBoom]);
+    });
+
+    it("bindEmitter on an emitter bound to a request returns it as it is: listeners run in the request's Context, and their originals remove them", () => {
+      const emitter = emitterFor(strategy);
+      bindTo(emitter, requestContext("request"));
+      const seen: string[] = [];
+      const removed = () => seen.push("removed listener called");
+      assert.equal(
+        v.run("elsewhere", () => bindEmitter(emitter, requestContext("other"))),
+        emitter,
+      );
+      emitter.on("x", removed);
+      assert.deepEqual(emitter.listeners("x"), [removed]);
+      emitter.removeListener("x", removed);
+      assert.equal(emitter.listenerCount("x"), 0);
+      emitter.once("x", () => seen.push(`once: ${v.get()}`));
+      emitter.on("x", () => seen.push(`on: ${v.get()}`));
+      v.run("emitter", () => emitter.emit("x"));
+      v.run("emitter", () => emitter.emit("x"));
+      assert.deepEqual(seen, ["once: request", "on: request", "on: request"]);
+      // An emitter with the same methods but no request of its own is bound as any other.
+      const unbound = emitterFor(strategy);
+      const bound = v.run("caller", () => bindEmitter(unbound));
+      bound.on("y", () => seen.push(`unbound: ${v.get()}`));
+      v.run("emitter", () => unbound.emit("y"));
+      assert.equal(seen.at(-1), "unbound: caller");
     });
   });
 }
