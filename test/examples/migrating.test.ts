@@ -316,43 +316,41 @@ describe("from a hand-rolled AsyncLocalStorage", () => {
   });
 
   it("enterWith reaches what is scheduled after it, not the callbacks and awaits scheduled before; set reaches all the run's code, whenever it was scheduled", async () => {
-    const als = new AsyncLocalStorage<string>();
-    const viaEnterWith = await als.run("old", async () => {
+    // What a then and an immediate scheduled before `write`, and an immediate after it, read.
+    const aroundAWrite = async (read: () => string | undefined, write: () => void) => {
       const seen: Record<string, string | undefined> = {};
       const immediateBefore = immediate().then(() => {
-        seen.immediateBefore = als.getStore();
+        seen.immediateBefore = read();
       });
       const thenBefore = Promise.resolve().then(() => {
-        seen.thenBefore = als.getStore();
+        seen.thenBefore = read();
       });
-      als.enterWith("new");
+      write();
       const immediateAfter = immediate().then(() => {
-        seen.immediateAfter = als.getStore();
+        seen.immediateAfter = read();
       });
       await Promise.all([immediateBefore, thenBefore, immediateAfter]);
       return seen;
-    });
+    };
+    const als = new AsyncLocalStorage<string>();
+    const viaEnterWith = await als.run("old", () =>
+      aroundAWrite(
+        () => als.getStore(),
+        () => als.enterWith("new"),
+      ),
+    );
     assert.deepEqual(viaEnterWith, {
       thenBefore: "old",
       immediateBefore: "old",
       immediateAfter: "new",
     });
 
-    const viaSet = await step.run("old", async () => {
-      const seen: Record<string, string> = {};
-      const immediateBefore = immediate().then(() => {
-        seen.immediateBefore = step.get();
-      });
-      const thenBefore = Promise.resolve().then(() => {
-        seen.thenBefore = step.get();
-      });
-      step.set("new");
-      const immediateAfter = immediate().then(() => {
-        seen.immediateAfter = step.get();
-      });
-      await Promise.all([immediateBefore, thenBefore, immediateAfter]);
-      return seen;
-    });
+    const viaSet = await step.run("old", () =>
+      aroundAWrite(
+        () => step.get(),
+        () => step.set("new"),
+      ),
+    );
     assert.deepEqual(viaSet, {
       thenBefore: "new",
       immediateBefore: "new",
