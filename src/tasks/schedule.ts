@@ -2,7 +2,8 @@ import { carrier } from "../carrier/select.ts";
 import { setTaskOf } from "../core/context.ts";
 import { copyContext } from "../core/current.ts";
 import { functionName } from "../core/inspect.ts";
-import { argumentError, assertFunction } from "../errors.ts";
+import { argumentError } from "../errors.ts";
+import { taskFunctionError } from "./task.ts";
 
 /** A scheduled callback (asyncio's Handle). */
 export interface CallHandle {
@@ -73,7 +74,12 @@ class Handle implements CallHandle {
 }
 
 function scheduled(kind: string, fn: Function, args: unknown[]): [Handle, () => void] {
-  assertFunction("fn", fn);
+  if (typeof fn !== "function") {
+    throw taskFunctionError(
+      fn,
+      kind === "callSoon" ? "callSoon(() => work())" : "callLater(ms, () => work())",
+    );
+  }
   // A copy taken now (asyncio copies at call_soon); the callback runs outside any task.
   const context = copyContext();
   setTaskOf(context, undefined);

@@ -15,6 +15,8 @@ import {
   ContextEnteredError,
   ContextError,
   ContextVar,
+  callLater,
+  callSoon,
   copyContext,
   createTask,
   type ErrorCode,
@@ -532,13 +534,15 @@ describe("messages: what they point to", () => {
     assert.equal(started, 0);
   });
 
-  it("createTask(work()) and run(main()), a promise as asyncio takes a coroutine, say to pass the function", async () => {
+  it("createTask(work()), callSoon(work()) and run(main()), a promise as asyncio takes a coroutine, say to pass the function", async () => {
     const started = Promise.resolve(1);
     const group = new TaskGroup();
     const cases: [() => unknown, string][] = [
       [() => createTask(started as never), "createTask(() => work())"],
       [() => group.createTask(started as never), "group.createTask(() => work())"],
       [() => timeout(1000, started as never), "timeout(ms, () => work())"],
+      [() => callSoon(started as never), "callSoon(() => work())"],
+      [() => callLater(10, started as never), "callLater(ms, () => work())"],
     ];
     for (const [call, advice] of cases) {
       assert.throws(call, {
