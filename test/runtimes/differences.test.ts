@@ -17,6 +17,7 @@ import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { Worker } from "node:worker_threads";
 import { bind, ContextVar } from "contextvars";
 import { withUpgradeContext } from "contextvars/http";
 import { WebSocket, WebSocketServer } from "ws";
@@ -80,6 +81,29 @@ describe("runtime differences", () => {
     } finally {
       clearTimeout(keepAlive);
     }
+  });
+
+  it("a worker_threads Worker's 'message' and 'exit' listeners run in the Context that created the Worker (Node, Deno), in none (Bun)", async () => {
+    const worker = v.run(
+      "created",
+      () =>
+        new Worker("require('node:worker_threads').parentPort.postMessage('hi')", { eval: true }),
+    );
+    const seen: string[] = [];
+    await new Promise<void>((resolve) => {
+      v.run("registered", () => {
+        worker.on("message", () => seen.push(`message: ${v.get()}`));
+        worker.on("exit", () => {
+          seen.push(`exit: ${v.get()}`);
+          resolve();
+        });
+      });
+    });
+    expectOn(seen, {
+      node: ["message: created", "exit: created"],
+      bun: ["message: root", "exit: root"],
+      deno: ["message: created", "exit: created"],
+    });
   });
 
   it("a web ReadableStream's pull, started by a read() after the stream went idle, runs in the reader's Context (Node, Deno), the creator's (Bun)", async () => {
