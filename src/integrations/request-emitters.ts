@@ -55,7 +55,8 @@ interface Base {
   readonly prependListener: Method;
 }
 
-type AdderName = "on" | "addListener" | "prependListener" | "once" | "prependOnceListener";
+const adderNames = ["on", "addListener", "prependListener", "once", "prependOnceListener"] as const;
+type AdderName = (typeof adderNames)[number];
 /** Finds what an emitter is bound to (undefined: not bound). */
 export type Lookup<T> = (self: EventEmitter) => T | undefined;
 
@@ -153,13 +154,7 @@ install(
 // nothing and events.once would leave its error listener behind. Apart from
 // ownMethods so that a request no other library bound pays nothing for it.
 const stackedMethods = {} as Record<AdderName, Method>;
-for (const name of [
-  "on",
-  "addListener",
-  "prependListener",
-  "once",
-  "prependOnceListener",
-] as const) {
+for (const name of adderNames) {
   const plain = ownMethods[name];
   const prepended = name.startsWith("prepend");
   stackedMethods[name] = function (this: unknown, event, listener) {

@@ -84,12 +84,9 @@ export class TaskGroup implements AsyncDisposable {
     this.name = name ?? `TaskGroup-${++groupCount}`;
     if (signal !== undefined) {
       const abortGroup = () => this.#abort(signal.reason, true);
-      if (signal.aborted) {
-        this.#state = "aborting";
-        this.#aborted = true;
-        this.#cancelled = true;
-        this.#abortReason = signal.reason;
-      } else {
+      // Aborted already: shutting down from the start, with no child to cancel.
+      if (signal.aborted) abortGroup();
+      else {
         // One listener on the signal for all the groups and tasks that share it.
         onAbort(signal, abortGroup);
         // Kept until the group closes: children may be added until wait() settles.
