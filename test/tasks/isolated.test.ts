@@ -1,8 +1,10 @@
 // isolated(fn): each call in a fresh copy of the caller's Context, so that
 // Promise.all over plain async calls behaves like asyncio.gather.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { ContextVar, createTask, isolated, timeout } from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
@@ -172,30 +174,94 @@ describe("isolated: bad input", () => {
     });
   }
 
-  it("applied as a legacy decorator (experimentalDecorators), on an instance or a static method: TypeError naming the method and saying what to do, not a silent no-op", () => {
+  it("applied as a legacy decorator (experimentalDecorators) to a field, an accessor or a non-function: TypeError naming the member and saying what to do, not a silent no-op", () => {
     class Service {
-      handle() {}
-      static create() {}
+      get value() {
+        return 1;
+      }
     }
-    // What a legacy decorator call passes: the prototype (or the class), the key, the descriptor.
-    for (const [target, key] of [
-      [Service.prototype, "handle"],
-      [Service, "create"],
-    ] as const) {
+    // What a legacy decorator call passes: the prototype (or the class), the
+    // key, the descriptor (none for a field).
+    const legacy = isolated as unknown as (...args: unknown[]) => unknown;
+    const cases: [unknown, string, PropertyDescriptor | undefined, string][] = [
+      [Service.prototype, "handler", undefined, "field = isolated("],
+      [
+        Service.prototype,
+        "value",
+        Object.getOwnPropertyDescriptor(Service.prototype, "value"),
+        "accessor",
+      ],
+      [Service, "limit", { value: 3, writable: true }, "not a function"],
+    ];
+    for (const [target, key, descriptor, advice] of cases) {
       assert.throws(
-        () =>
-          (isolated as unknown as (...args: unknown[]) => unknown)(
-            target,
-            key,
-            Object.getOwnPropertyDescriptor(target, key),
-          ),
+        () => legacy(target, key, descriptor),
         (e: unknown) =>
           e instanceof TypeError &&
           e.message.includes(`\`Service.${key}\``) &&
-          e.message.includes("experimentalDecorators") &&
-          e.message.includes(`Service.${key === "handle" ? "prototype." : ""}${key} = isolated(`),
+          e.message.includes("@isolated decorates methods") &&
+          e.message.includes(advice),
       );
     }
+  });
+});
+
+describe("isolated as a legacy decorator (experimentalDecorators)", () => {
+  const fixture = fileURLToPath(new URL("./fixtures/legacy-decorators.ts", import.meta.url));
+  const legacyConfig = fileURLToPath(
+    new URL("./fixtures/tsconfig.legacy-decorators.json", import.meta.url),
+  );
+  function runFixture(env: NodeJS.ProcessEnv): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      execFile(
+        process.execPath,
+        ["--conditions=contextvars-source", "--import", "tsx", fixture],
+        { timeout: 30_000, env },
+        (error, stdout, stderr) => {
+          if (error) reject(new Error(`${error.message}\n${stderr}`));
+          else resolve(JSON.parse(stdout));
+        },
+      );
+    });
+  }
+
+  it("compiled with experimentalDecorators, wraps instance and static methods as the standard form does", async () => {
+    const expected = {
+      handled: ["user:a", "user:b"],
+      made: ["c#1", "d#2"],
+      caller: "caller",
+      name: "handle",
+      length: 2,
+      enumerable: false,
+      writable: true,
+    };
+    const { TSX_TSCONFIG_PATH: _, ...env } = process.env;
+    const [legacy, standard] = await Promise.all([
+      runFixture({ ...env, TSX_TSCONFIG_PATH: legacyConfig }),
+      runFixture(env),
+    ]);
+    assert.deepEqual(legacy, expected);
+    assert.deepEqual(standard, expected);
+  });
+
+  it("returns the method's descriptor with the wrapper as its value, every other attribute kept", async () => {
+    async function handle(name: string): Promise<string> {
+      user.set(name);
+      await sleep(1);
+      return user.get();
+    }
+    const descriptor = { value: handle, writable: false, enumerable: true, configurable: false };
+    const legacy = isolated as unknown as (...args: unknown[]) => PropertyDescriptor;
+    const result = legacy({}, "handle", descriptor);
+    assert.deepEqual(
+      { ...result, value: undefined },
+      { value: undefined, writable: false, enumerable: true, configurable: false },
+    );
+    assert.notEqual(result.value, handle);
+    assert.equal(descriptor.value, handle, "the descriptor passed in is not changed");
+    user.set("caller");
+    assert.deepEqual(await Promise.all([result.value("a"), result.value("b")]), ["a", "b"]);
+    assert.equal(user.get(), "caller");
   });
 });
 
