@@ -224,8 +224,10 @@ const LONE_SURROGATE = /\p{Cs}/u;
  * services. On the way in, use `extractInto` from a web integration's
  * `seed`; on the way out, `wrapFetch(fetch)` or `inject(headers)`. Values
  * the codec rejects, malformed or oversized baggage (over 180 members or
- * 8192 bytes) and an invalid `traceparent` are ignored, never thrown:
- * the request goes on without them. Other baggage entries pass through.
+ * 8192 bytes, or a member over 4096) and an invalid `traceparent` are
+ * ignored, never thrown: the request goes on without them. On the way out, a
+ * field over 4096 bytes once percent-encoded is not sent. Other baggage
+ * entries pass through.
  *
  * @example
  * import { ContextVar } from "contextvars";

@@ -338,6 +338,60 @@ describe("inject: values that cannot travel are left out, never a throw", () => 
     assert.deepEqual([...baggageOf(headers)], [["attempt", "2"]]);
   });
 
+  it("a field over 4096 bytes once percent-encoded is not sent, nor fields past 8192 bytes together; a later field that fits still is, by inject and by the propagator; extract skips such a member", () => {
+    const [a, b, c, d] = ["a", "b", "c", "d"].map((name) => new ContextVar<string>(name));
+    const large = contextPropagation({ a, b, c, d, "user.id": user });
+    const setter = {
+      set(carrier: Record<string, string>, key: string, value: string) {
+        carrier[key] = value;
+      },
+    };
+    const sent = (values: [ContextVar<string>, string][]) =>
+      fresh(() => {
+        for (const [v, value] of values) v.set(value);
+        const written: Record<string, string> = {};
+        large.propagator().inject(ROOT_CONTEXT, written, setter);
+        return [large.inject({} as Record<string, string>), written].map((headers) => [
+          ...baggageOf(headers).keys(),
+        ]);
+      });
+    // "user.id=" and 4088 characters make 4096 bytes; 455 "日" encode to 4095 bytes (%E6%97%A5).
+    assert.deepEqual(
+      sent([
+        [user, "x".repeat(4088)],
+        [a, "日".repeat(455)],
+      ]),
+      [["user.id"], ["user.id"]],
+    );
+    assert.equal(
+      fresh(() => {
+        user.set("x".repeat(4088));
+        return carry.extract(carry.inject({} as Record<string, string>)).values["user.id"]?.length;
+      }),
+      4088,
+    );
+    // One that arrives over 4096 bytes is skipped by OpenTelemetry's parser; the rest arrive.
+    assert.deepEqual(
+      fresh(() => ({
+        ...carry.extract({ baggage: `user.id=${"x".repeat(4089)},attempt=1` }).values,
+      })),
+      { attempt: 1 },
+    );
+    // a and b take 8005 bytes: c (302 more) does not fit, d (102 more) does.
+    assert.deepEqual(
+      sent([
+        [a, "x".repeat(4000)],
+        [b, "x".repeat(4000)],
+        [c, "x".repeat(300)],
+        [d, "x".repeat(100)],
+      ]),
+      [
+        ["a", "b", "d"],
+        ["a", "b", "d"],
+      ],
+    );
+  });
+
   it("a ContextVar<string | undefined> is a bare field: sent when a string, not sent when undefined, set by extractInto", () => {
     const tenant = new ContextVar<string | undefined>("tenant", { default: undefined });
     const optional = contextPropagation({ tenant, "user.id": user });
