@@ -24,6 +24,8 @@ context.setGlobalContextManager(new ContextVarsContextManager().enable());
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
 const tracer = provider.getTracer("contextvars-test");
+const CALLER_SPAN_ID = "b7ad6b7169203331";
+const TRACEPARENT = `00-0af7651916cd43dd8448eb211c80319c-${CALLER_SPAN_ID}-01`;
 
 /** Runs fn in a new active span and ends it when fn settles. */
 function inSpan<T>(name: string, fn: (span: Span) => Promise<T> | T): Promise<T> {
@@ -211,6 +213,53 @@ describe("200 concurrent requests", () => {
       assert.equal(reply.body, reply.headers["x-span"]);
     } finally {
       await close(instrumented);
+    }
+  });
+
+  // docs/observability.md, pino: a res listener added inside startActiveSpan
+  // runs in the request's Context, where that span is not active; a trace id
+  // read there is the caller's, or none. context.bind keeps the span.
+  it("a res listener added inside startActiveSpan sees the request's OpenTelemetry context, not that span; bound with context.bind, the span and the request's vars", async () => {
+    const seen = new Map<string, Record<string, string | undefined>>();
+    let calls = 0;
+    let resolve = () => {};
+    const allCalled = new Promise<void>((done) => {
+      resolve = done;
+    });
+    const server = createServer(
+      withContext(
+        (_req, res) =>
+          inSpan("handler", (span) => {
+            const id = requestId.get();
+            const record = (key: string) => () => {
+              const entry = seen.get(id) ?? {};
+              entry[key] = `${trace.getActiveSpan()?.spanContext().spanId} ${requestId.get()}`;
+              seen.set(id, entry);
+              if (++calls === 4) resolve();
+            };
+            res.on("finish", record("plain"));
+            res.on("finish", context.bind(context.active(), record("bound")));
+            seen.set(id, { handler: span.spanContext().spanId });
+            res.end();
+          }),
+        { seed: (req) => carry.extractInto(req.headers) },
+      ),
+    );
+    const url = await listen(server);
+    try {
+      await Promise.all([
+        send(url, "/", { headers: { "x-request-id": "root" } }),
+        send(url, "/", { headers: { "x-request-id": "remote", traceparent: TRACEPARENT } }),
+      ]);
+      await allCalled;
+      const root = seen.get("root");
+      const remote = seen.get("remote");
+      assert.equal(root?.plain, "undefined root");
+      assert.equal(root?.bound, `${root?.handler} root`);
+      assert.equal(remote?.plain, `${CALLER_SPAN_ID} remote`);
+      assert.equal(remote?.bound, `${remote?.handler} remote`);
+    } finally {
+      await close(server);
     }
   });
 });
