@@ -10,6 +10,7 @@ import { createServer, type Server } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { getRequestListener } from "@hono/node-server";
 import { context, type Span, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import {
   BasicTracerProvider,
   InMemorySpanExporter,
@@ -217,3 +218,50 @@ for (const [framework, start] of Object.entries(services)) {
     });
   });
 }
+
+// docs/observability.md, the way in: under another global manager extractInto
+// sets the vars but makes no trace active, and nothing says so.
+describe("B (express) under OpenTelemetry's AsyncLocalStorageContextManager", () => {
+  const app = (extractIn: "seed" | "middleware") => {
+    const b = express();
+    if (extractIn === "seed") {
+      b.use(expressContext({ seed: (req) => carry.extractInto(req.headers) }));
+    } else {
+      b.use(expressContext());
+      b.use((req, _res, next) => context.with(carry.extractInto(req.headers), next));
+    }
+    b.get("/whoami", async (_req, res) => {
+      res.json(await observe());
+    });
+    return createServer(b);
+  };
+  const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+  it("extractInto in seed sets the vars, but the handler's span starts a trace of its own; run under context.with(carry.extractInto(...), next) it continues the caller's", async () => {
+    context.disable();
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    try {
+      for (const extractIn of ["seed", "middleware"] as const) {
+        const server = app(extractIn);
+        const url = await listen(server);
+        try {
+          const reply = await send(url, "/whoami", {
+            headers: { traceparent, baggage: "user.id=ana" },
+          });
+          const seen = JSON.parse(reply.body) as Seen;
+          assert.equal(seen.user, "ana", extractIn);
+          assert.equal(
+            seen.parentSpanId,
+            extractIn === "seed" ? null : "b7ad6b7169203331",
+            extractIn,
+          );
+        } finally {
+          await close(server);
+        }
+      }
+    } finally {
+      context.disable();
+      context.setGlobalContextManager(new ContextVarsContextManager().enable());
+    }
+  });
+});
