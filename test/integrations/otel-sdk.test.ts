@@ -262,4 +262,37 @@ describe("200 concurrent requests", () => {
       await close(server);
     }
   });
+
+  // docs/observability.md: the OpenTelemetry context a request takes from where
+  // it arrives is, without instrumentation, the one where the server listens.
+  it("a server that listens inside a span makes it every request's parent, over an incoming traceparent; one listening under context.with(ROOT_CONTEXT) does not", async () => {
+    const handler = withContext(
+      (_req, res) =>
+        inSpan("handler", (span) => {
+          res.end(
+            JSON.stringify((span as unknown as ReadableSpan).parentSpanContext?.spanId ?? null),
+          );
+        }),
+      { seed: (req) => carry.extractInto(req.headers) },
+    );
+    const inside = createServer(handler);
+    const detached = createServer(handler);
+    const { startup, insideUrl, detachedUrl } = await inSpan("startup", async (span) => ({
+      startup: span.spanContext().spanId,
+      insideUrl: await listen(inside),
+      detachedUrl: await context.with(ROOT_CONTEXT, () => listen(detached)),
+    }));
+    const parents = (url: string) =>
+      Promise.all(
+        ([{}, { traceparent: TRACEPARENT }] as Record<string, string>[]).map(async (headers) =>
+          JSON.parse((await send(url, "/", { headers })).body),
+        ),
+      );
+    try {
+      assert.deepEqual(await parents(insideUrl), [startup, startup]);
+      assert.deepEqual(await parents(detachedUrl), [null, CALLER_SPAN_ID]);
+    } finally {
+      await Promise.all([close(inside), close(detached)]);
+    }
+  });
 });
