@@ -233,6 +233,15 @@ export function bindPrototype(prototype: object, contextOf: Lookup<Context>): vo
   // removeListener(event, original) (a pipe's unpipe) would no longer find it.
   if (prototypeAdders.has(base.on)) return;
   const methods: Base = { on: base.on, prependListener: base.prependListener };
-  install(prototype as Record<AdderName, unknown>, () => methods, contextOf);
+  // An emitter bound itself too (bindToRequest over another library's own
+  // methods, which call these when that library bound it after Express swapped
+  // its prototype: cls-hooked's bindEmitter, or an OpenTelemetry manager's bind,
+  // in a middleware mounted before contextMiddleware) reaches here with the
+  // listener wrapped already: wrapped again, it would sit past EventEmitter's
+  // one-level `.listener` check, and removeListener(event, listener) would
+  // remove nothing. One property read per listener added.
+  const unlessBoundItself: Lookup<Context> = (self) =>
+    (self as Bound)[binding] === undefined ? contextOf(self) : undefined;
+  install(prototype as Record<AdderName, unknown>, () => methods, unlessBoundItself);
   prototypeAdders.add(base.on); // the adder just installed
 }

@@ -969,3 +969,60 @@ it("Express's contextMiddleware on a req and res an OpenTelemetry manager bound 
   assert.deepEqual(seen.ContextVarsContextManager?.sort(), expected);
   assert.deepEqual(seen.AsyncLocalStorageContextManager?.sort(), expected);
 });
+
+// A library that binds req and res in a middleware mounted before
+// contextMiddleware (cls-hooked's bindEmitter, or a manager's bind as here)
+// finds the listener methods contextMiddleware put on the app's prototypes
+// for the first request, and calls them from its own; contextMiddleware then
+// binds the objects themselves over it. A listener was wrapped by both, from
+// the second request on, and removeListener(event, listener) removed nothing.
+it("Express's contextMiddleware after a middleware that binds req and res with an OpenTelemetry manager: from the second request on too, a listener removed is not called", async () => {
+  const seen: Record<string, string[]> = {};
+  for (const { name, make } of managers) {
+    const outcomes: string[] = [];
+    seen[name] = outcomes;
+    const contextManager = make().enable();
+    const user = new ContextVar<string>("user", { default: "none" });
+    const app = express();
+    app.use((req, res, next) => {
+      contextManager.bind(scope("middleware span"), req);
+      contextManager.bind(scope("middleware span"), res);
+      next();
+    });
+    app.use(contextMiddleware({ seed: (req) => user.set(String(req.headers["x-user"])) }));
+    app.post("/", (req, res) => {
+      const got: string[] = [];
+      const removed = () => got.push("removed listener called");
+      req.on("data", removed);
+      req.removeListener("data", removed);
+      const removedOnce = () => got.push("removed once listener called");
+      res.once("finish", removedOnce);
+      res.removeListener("finish", removedOnce);
+      req.on("data", () => {});
+      req.on("end", () => {
+        got.push(`end: ${user.get()}, data listeners: ${req.listenerCount("data")}`);
+        res.json({});
+      });
+      res.on("finish", () => {
+        got.push(`finish: ${user.get()}`);
+        outcomes.push(got.join(", "));
+      });
+    });
+    const server = createServer(app);
+    const base = await listen(server);
+    try {
+      for (const who of ["alice", "bob", "carol"]) {
+        await sendJson(base, "/", { method: "POST", body: "hello", headers: { "x-user": who } });
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      await close(server);
+      contextManager.disable();
+    }
+  }
+  const expected = ["alice", "bob", "carol"].map(
+    (who) => `end: ${who}, data listeners: 1, finish: ${who}`,
+  );
+  assert.deepEqual(seen.ContextVarsContextManager, expected);
+  assert.deepEqual(seen.AsyncLocalStorageContextManager, expected);
+});
