@@ -29,6 +29,7 @@ import {
   createTask,
   currentTask,
   gather,
+  isolated,
   LookupError,
   run,
   type Task,
@@ -222,6 +223,57 @@ describe("from a hand-rolled AsyncLocalStorage", () => {
     } finally {
       await close(server);
     }
+  });
+
+  it("enterWith at the top of an emitter's listener keeps a store per message; set there writes the one Context every emit runs in, and isolated(listener) gives each message its own", async () => {
+    // A queue consumer: each message handled by an async listener that
+    // enters the message's id, awaits, then reads it back.
+    const consume = async (
+      read: () => string | undefined,
+      enter: (id: string) => void,
+      wrap: (listener: (id: string) => Promise<void>) => (id: string) => Promise<void> = (l) => l,
+    ) => {
+      const consumer = new EventEmitter();
+      const handled: Promise<void>[] = [];
+      const seen: (string | undefined)[] = [];
+      const onMessage = wrap(async (id: string) => {
+        enter(id);
+        await immediate();
+        seen.push(read());
+      });
+      consumer.on("message", (id: string) => handled.push(onMessage(id)));
+      consumer.emit("message", "m-1");
+      consumer.emit("message", "m-2");
+      await Promise.all(handled);
+      return seen;
+    };
+    const als = new AsyncLocalStorage<string>();
+    const viaEnterWith = await als.run("consumer", () =>
+      consume(
+        () => als.getStore(),
+        (id) => als.enterWith(id),
+      ),
+    );
+    assert.deepEqual(viaEnterWith, ["m-1", "m-2"]);
+
+    const viaSet = await step.run("consumer", async () => {
+      const seen = await consume(
+        () => step.get(),
+        (id) => step.set(id),
+      );
+      return { seen, after: step.get() };
+    });
+    assert.deepEqual(viaSet, { seen: ["m-2", "m-2"], after: "m-2" });
+
+    const viaIsolated = await step.run("consumer", async () => {
+      const seen = await consume(
+        () => step.get(),
+        (id) => step.set(id),
+        isolated,
+      );
+      return { seen, after: step.get() };
+    });
+    assert.deepEqual(viaIsolated, { seen: ["m-1", "m-2"], after: "consumer" });
   });
 
   it("enterWith before a callee's first await: each Promise.all child keeps what it entered and the caller keeps the last; set there needs gather for the same", async () => {
