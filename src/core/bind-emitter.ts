@@ -68,6 +68,20 @@ const boundEmitters = new WeakSet<object>();
  * removeListener(event, listener) would remove nothing.
  */
 export const requestAdders = new WeakMap<Function, (emitter: object) => Context | undefined>();
+
+/**
+ * The same question for an emitter whose own `on` is none of those: another
+ * library's, put on it over the integration's methods, which it calls
+ * (cls-hooked's bindEmitter, or an OpenTelemetry manager's bind, on a `req`
+ * Express's contextMiddleware bound). Set by the integrations' binding when
+ * loaded; asked only by bindEmitter, so a plain emitter pays one hasOwn.
+ */
+let requestBindingOf: (emitter: object) => Context | undefined = () => undefined;
+
+/** Sets how bindEmitter finds the request an integration bound an emitter to. Internal. */
+export function findRequestBindingsWith(lookup: (emitter: object) => Context | undefined): void {
+  requestBindingOf = lookup;
+}
 // The wrappers of listeners added with on/prependListener: where a plain emitter
 // holds the listener itself, and so reports it, these stand in for it.
 const standIns = new WeakSet<Function>();
@@ -98,9 +112,15 @@ export function bindEmitter<E extends EventEmitterLike>(emitter: E, context?: Co
     throw argumentError("emitter", "an EventEmitter", emitter);
   }
   assertContext("context", context);
-  if (boundEmitters.has(emitter) || requestAdders.get(emitter.on)?.(emitter) !== undefined) {
-    return emitter;
-  }
+  if (boundEmitters.has(emitter)) return emitter;
+  const requestAdder = requestAdders.get(emitter.on);
+  const request =
+    requestAdder !== undefined
+      ? requestAdder(emitter)
+      : Object.hasOwn(emitter, "on")
+        ? requestBindingOf(emitter)
+        : undefined;
+  if (request !== undefined) return emitter;
   const snapshot = context ?? copyContext();
   const target = emitter as unknown as Record<string, Adder | undefined>;
   const on = target.on as Adder;

@@ -38,7 +38,7 @@
  */
 import { EventEmitter } from "node:events";
 import { carrier } from "../carrier/select.ts";
-import { nameOriginal, requestAdders } from "../core/bind-emitter.ts";
+import { findRequestBindingsWith, nameOriginal, requestAdders } from "../core/bind-emitter.ts";
 import type { Context } from "../core/context.ts";
 
 type Listener = (...args: unknown[]) => unknown;
@@ -72,6 +72,8 @@ interface Bound {
 
 // Prototype objects already patched by bindPrototype.
 const patchedPrototypes = new WeakSet<object>();
+// How each of them finds the Context of an emitter that inherits from it.
+const prototypeLookups = new WeakMap<object, Lookup<Context>>();
 // The `on` that bindPrototype installs on each of them.
 const prototypeAdders = new WeakSet<object>();
 
@@ -212,6 +214,19 @@ export function boundContextOf(emitter: object): Context | undefined {
   return (emitter as Bound)[binding]?.context;
 }
 
+// For bindEmitter, on an emitter whose `on` is another library's, over ours:
+// bound itself, or through a prototype patched by bindPrototype (on the
+// chain, as an Express sub-app's prototypes are chained to the app's).
+findRequestBindingsWith((emitter) => {
+  const own = boundContextOf(emitter);
+  if (own !== undefined) return own;
+  for (let p = Object.getPrototypeOf(emitter); p !== null; p = Object.getPrototypeOf(p)) {
+    const contextOf = prototypeLookups.get(p);
+    if (contextOf !== undefined) return contextOf(emitter as EventEmitter);
+  }
+  return undefined;
+});
+
 /**
  * Patches a prototype object once (later calls with it do nothing): every
  * emitter that inherits from it runs the listeners added to it from then on
@@ -228,6 +243,7 @@ export function bindPrototype(prototype: object, contextOf: Lookup<Context>): vo
   // there, on every request of that framework.
   if (typeof base.on !== "function") return;
   patchedPrototypes.add(prototype);
+  prototypeLookups.set(prototype, contextOf);
   // An Express sub-app's prototypes, chained to its parent's on mount: methods
   // installed over the parent's would wrap each listener twice, and
   // removeListener(event, original) (a pipe's unpipe) would no longer find it.

@@ -45,6 +45,18 @@ function bindWith(strategy: Strategy, emitter: EventEmitter, context: Context): 
   bindPrototype(Object.getPrototypeOf(emitter) as object, lookup);
 }
 
+// As cls-hooked's bindEmitter does (through shimmer): listener methods of the
+// object's own, which call the ones it found there.
+function bindByAnotherLibrary(emitter: EventEmitter): void {
+  const methods = emitter as unknown as Record<string, (...args: unknown[]) => unknown>;
+  for (const name of ["on", "addListener", "prependListener", "once", "prependOnceListener"]) {
+    const found = methods[name] as (...args: unknown[]) => unknown;
+    methods[name] = function (this: unknown, ...args: unknown[]) {
+      return Reflect.apply(found, this, args);
+    };
+  }
+}
+
 for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
   describe(strategy, () => {
     const emitterFor = (_strategy: Strategy) => asApp(strategy, new EventEmitter());
@@ -246,6 +258,27 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
       bound.on("y", () => seen.push(`unbound: ${v.get()}`));
       v.run("emitter", () => unbound.emit("y"));
       assert.equal(seen.at(-1), "unbound: caller");
+    });
+
+    it("bindEmitter on an emitter bound to a request, then by another library whose methods call ours (cls-hooked's bindEmitter): returns it as it is, and a listener's original removes it", () => {
+      const emitter = emitterFor(strategy);
+      bindTo(emitter, requestContext("request"));
+      bindByAnotherLibrary(emitter);
+      const seen: string[] = [];
+      const removed = () => seen.push("removed listener called");
+      assert.equal(
+        v.run("elsewhere", () => bindEmitter(emitter, requestContext("other"))),
+        emitter,
+      );
+      emitter.on("x", removed);
+      assert.deepEqual(emitter.listeners("x"), [removed]);
+      emitter.removeListener("x", removed);
+      assert.equal(emitter.listenerCount("x"), 0);
+      emitter.once("x", () => seen.push(`once: ${v.get()}`));
+      emitter.on("x", () => seen.push(`on: ${v.get()}`));
+      v.run("emitter", () => emitter.emit("x"));
+      v.run("emitter", () => emitter.emit("x"));
+      assert.deepEqual(seen, ["once: request", "on: request", "on: request"]);
     });
   });
 }
