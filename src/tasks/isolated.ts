@@ -8,7 +8,9 @@ import { assertFunction } from "../errors.ts";
  * sibling call. `this` and the arguments pass through. Also a method
  * decorator, in the standard form (TypeScript 5+) and in the legacy one
  * (`experimentalDecorators`, as NestJS and TypeORM projects compile):
- * `@isolated async handle() {…}`. Of a generator function, only the call
+ * `@isolated async handle() {…}`; in the legacy form the reflect-metadata
+ * that decorators below it recorded on the method (NestJS's `@Get()`) is
+ * copied to the wrapper. Of a generator function, only the call
  * that creates the generator runs in the copy: its body runs where `next()`
  * is called, so iterate inside the isolated function.
  *
@@ -59,7 +61,36 @@ function legacyMethod(
   if (typeof value !== "function") {
     throw notAMethodError(target, key, descriptor);
   }
-  return { ...descriptor, value: wrap(value) };
+  const wrapper = wrap(value);
+  copyMetadata(value, wrapper);
+  return { ...descriptor, value: wrapper };
+}
+
+type MetadataApi = {
+  getOwnMetadataKeys?: (target: object) => unknown[];
+  getOwnMetadata?: (key: unknown, target: object) => unknown;
+  defineMetadata?: (key: unknown, value: unknown, target: object) => void;
+};
+
+// Decorators apply bottom up, and NestJS's (@Get(), @UseGuards(),
+// @SetMetadata()) record what they declare with reflect-metadata on the
+// method's function, in a WeakMap keyed by it: under `@isolated @Get()` it
+// sits on the function the wrapper replaces, where Nest never looks, and
+// the route is silently missing. Copied to the wrapper, the order of the
+// decorators does not matter. reflect-metadata is a global polyfill that the
+// project loads, not a dependency of ours: without it there is nothing to copy.
+function copyMetadata(from: Function, to: Function): void {
+  const api = Reflect as MetadataApi;
+  if (
+    typeof api.getOwnMetadataKeys !== "function" ||
+    typeof api.getOwnMetadata !== "function" ||
+    typeof api.defineMetadata !== "function"
+  ) {
+    return;
+  }
+  for (const key of api.getOwnMetadataKeys(from)) {
+    api.defineMetadata(key, api.getOwnMetadata(key, from), to);
+  }
 }
 
 // A field's legacy decorator gets no descriptor; an accessor's has get/set.

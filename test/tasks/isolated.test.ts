@@ -265,6 +265,67 @@ describe("isolated as a legacy decorator (experimentalDecorators)", () => {
   });
 });
 
+describe("isolated as a legacy decorator, under reflect-metadata", () => {
+  // reflect-metadata's API as that package installs it on Reflect (NestJS and
+  // TypeORM load it), which this repository does not depend on: metadata kept
+  // per target object in a WeakMap, so it never shows as a property.
+  type MetadataApi = {
+    defineMetadata(key: unknown, value: unknown, target: object): void;
+    getOwnMetadata(key: unknown, target: object): unknown;
+    getOwnMetadataKeys(target: object): unknown[];
+  };
+  function withMetadataApi(body: (api: MetadataApi) => void): void {
+    const store = new WeakMap<object, Map<unknown, unknown>>();
+    const api: MetadataApi = {
+      defineMetadata(key, value, target) {
+        const own = store.get(target) ?? new Map();
+        own.set(key, value);
+        store.set(target, own);
+      },
+      getOwnMetadata: (key, target) => store.get(target)?.get(key),
+      getOwnMetadataKeys: (target) => [...(store.get(target)?.keys() ?? [])],
+    };
+    const names = Object.keys(api) as (keyof MetadataApi)[];
+    const before = names.map((name) => Object.getOwnPropertyDescriptor(Reflect, name));
+    Object.assign(Reflect, api);
+    try {
+      body(api);
+    } finally {
+      names.forEach((name, i) => {
+        const descriptor = before[i];
+        if (descriptor === undefined) delete (Reflect as Record<string, unknown>)[name];
+        else Object.defineProperty(Reflect, name, descriptor);
+      });
+    }
+  }
+
+  it("keeps what decorators below it recorded on the method (NestJS's @Get(), @UseGuards()): `@isolated @Get()` still declares the route", () => {
+    withMetadataApi((api) => {
+      // What `@isolated @Get("orders") handle() {…}` does: TypeScript applies
+      // the decorators bottom up, and @Get records its path on the function.
+      const handle = function handle(): string {
+        return user.get();
+      };
+      const Get = (path: string) => (_target: object, _key: string, d: PropertyDescriptor) => {
+        api.defineMetadata("path", path, d.value);
+        api.defineMetadata("method", 0, d.value);
+        return d;
+      };
+      const legacy = isolated as unknown as (...args: unknown[]) => PropertyDescriptor;
+      const descriptor = Get("orders")({}, "handle", { value: handle, writable: true });
+      const result = legacy({}, "handle", descriptor);
+      assert.notEqual(result.value, handle);
+      assert.equal(api.getOwnMetadata("path", result.value), "orders");
+      assert.equal(api.getOwnMetadata("method", result.value), 0);
+      assert.deepEqual(
+        api.getOwnMetadataKeys(handle),
+        ["path", "method"],
+        "the original keeps its own",
+      );
+    });
+  });
+});
+
 describe("isolated and generator functions", () => {
   // Calling a generator function runs none of its body: only that call is in
   // the copy. The body runs where next() is called, as any generator's does
