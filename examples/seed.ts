@@ -1,4 +1,5 @@
-// The seed program (shared/seed), translated line by line from Python.
+// The seed program: the Python contextvars example this package started from,
+// translated line by line.
 // Prints: alice, bob, alice, Value reset, alice, bob.
 import { ContextVar, gather, LookupError, run } from "contextvars";
 

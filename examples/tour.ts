@@ -24,6 +24,9 @@ function section(title: string): void {
   console.log(`\n— ${title}`);
 }
 
+// After the seed's six bare lines, say where the tour starts.
+console.log("\nexamples/tour.ts: a short tour of the package, one section per feature");
+
 section("1. var.run: a value for one call and everything it starts");
 await requestId.run("req-1", async () => {
   await sleep(5);

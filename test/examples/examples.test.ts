@@ -153,6 +153,8 @@ describe("examples", () => {
 // package (a value kept, a copy taken, a cancellation seen), so a change in
 // behaviour shows up as a changed line.
 const TOUR = [
+  "examples/tour.ts: a short tour of the package, one section per feature",
+  "",
   "— 1. var.run: a value for one call and everything it starts",
   "after an await, requestId is still req-1",
   "outside the run it is the default: -",
