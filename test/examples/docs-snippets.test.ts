@@ -266,3 +266,46 @@ describe("figures the docs give about the tests", () => {
     assert.equal(Number(stated), counted);
   });
 });
+
+describe("README.md's API section", () => {
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  const api = /^## API\n([\s\S]*?)^## /m.exec(readme)?.[1] ?? "";
+
+  it("names every error class the package exports, each with its codes", async () => {
+    const paragraph = /^Errors are instances of `ContextError`[\s\S]*?\n\n/m.exec(api)?.[0];
+    assert.ok(paragraph !== undefined, "README.md's API section lists the errors");
+    const { ContextError, ...core } = (await import("contextvars")) as Record<string, unknown> & {
+      ContextError: abstract new (...args: never[]) => Error;
+    };
+    const classes = Object.entries(core)
+      .filter(([, value]) => typeof value === "function" && value.prototype instanceof ContextError)
+      .map(([name]) => name);
+    assert.ok(classes.length >= 7, classes.join(", "));
+    // Each code beside its class, as src/errors.ts's table pairs them.
+    const source = readFileSync(join(root, "src", "errors.ts"), "utf8");
+    const codes = [...source.matchAll(/^\s+(ERR_[A-Z_]+): \[\s*(\w+),/gm)].map(
+      ([, code, name]) => [code as string, name as string] as const,
+    );
+    assert.deepEqual(new Set(codes.map(([, name]) => name)), new Set(classes));
+    const missing = [
+      ...classes.filter((name) => !paragraph.includes(`\`${name}\``)),
+      ...codes.filter(([code]) => !paragraph.includes(`\`${code}\``)).map(([code]) => code),
+    ];
+    assert.deepEqual(missing, [], "named in src/errors.ts, not in README.md");
+  });
+
+  it("its tables name only what contextvars exports", async () => {
+    const core = (await import("contextvars")) as Record<string, unknown>;
+    const rows = api.split("\n").filter((line) => /^\| `/.test(line));
+    assert.ok(rows.length >= 14, `${rows.length} rows`);
+    const names = rows.flatMap((row) =>
+      [...(row.split("|")[1] as string).matchAll(/`(?:new )?([A-Za-z]\w*)/g)].map(
+        ([, name]) => name as string,
+      ),
+    );
+    assert.deepEqual(
+      names.filter((name) => !(name in core)),
+      [],
+    );
+  });
+});
