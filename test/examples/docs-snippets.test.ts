@@ -13,11 +13,14 @@
  * `// name.ts` comment, is split into them. Imports of packages this
  * project does not depend on (an OpenTelemetry SDK) are left unresolved.
  * README.md's first block is also run, in examples.test.ts.
+ *
+ * Also checked here: README.md's API section against what the package
+ * exports, and every relative link and #anchor between the docs.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -307,5 +310,65 @@ describe("README.md's API section", () => {
       names.filter((name) => !(name in core)),
       [],
     );
+  });
+});
+
+/** The anchors GitHub gives a Markdown file's headings (and its `<a id>`s). */
+function anchorsOf(text: string): Set<string> {
+  const anchors = new Set<string>();
+  const seen = new Map<string, number>();
+  let fenced = false;
+  for (const line of text.split("\n")) {
+    if (/^\s*```/.test(line)) fenced = !fenced;
+    if (fenced) continue;
+    const heading = /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line)?.[1];
+    if (heading !== undefined) {
+      const slug = heading
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N}\s_-]/gu, "")
+        .replace(/\s/g, "-");
+      const n = seen.get(slug) ?? 0;
+      seen.set(slug, n + 1);
+      anchors.add(n === 0 ? slug : `${slug}-${n}`);
+    }
+    for (const [, id] of line.matchAll(/<a (?:name|id)="([^"]+)"/g)) anchors.add(id as string);
+  }
+  return anchors;
+}
+
+describe("links between the docs", () => {
+  it("every relative link and #anchor of README.md, BENCHMARKS.md and docs/*.md resolves", () => {
+    const files = [
+      "README.md",
+      "BENCHMARKS.md",
+      ...readdirSync(join(root, "docs"))
+        .filter((name) => name.endsWith(".md"))
+        .map((name) => `docs/${name}`),
+    ];
+    const broken: string[] = [];
+    let checked = 0;
+    for (const file of files) {
+      let fenced = false;
+      readFileSync(join(root, file), "utf8")
+        .split("\n")
+        .forEach((line, n) => {
+          if (/^\s*```/.test(line)) fenced = !fenced;
+          if (fenced) return;
+          for (const [, target] of line.replace(/`[^`]*`/g, "").matchAll(/\]\(([^)\s]+)\)/g)) {
+            if (/^[a-z][\w+.-]*:/i.test(target as string)) continue;
+            checked++;
+            const [path, anchor] = (target as string).split("#") as [string, string | undefined];
+            const linked = path === "" ? file : join(dirname(file), path);
+            const where = `${file}:${n + 1}: ${target}`;
+            if (!existsSync(join(root, linked))) broken.push(`${where} (no such file)`);
+            else if (anchor !== undefined && linked.endsWith(".md")) {
+              const text = readFileSync(join(root, linked), "utf8");
+              if (!anchorsOf(text).has(anchor)) broken.push(`${where} (no such heading)`);
+            }
+          }
+        });
+    }
+    assert.ok(checked >= 100, `${checked} links checked`);
+    assert.deepEqual(broken, []);
   });
 });
