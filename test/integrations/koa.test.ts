@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import { runInNewContext } from "node:vm";
 import { bodyParser } from "@koa/bodyparser";
 import Router from "@koa/router";
-import { Context, ContextVar, type Token } from "contextvars";
+import { bind, Context, ContextVar, type Token } from "contextvars";
 import { withContext } from "contextvars/http";
 import { contextMiddleware, requestId } from "contextvars/koa";
 import Koa from "koa";
@@ -122,7 +122,7 @@ const OUTSIDE = "<none>|<none>|the server's Context\n";
  * sets `producedBy`. Returns the body and `producedBy` in the server's Context.
  */
 async function serveLazyBody(
-  kind: "node" | "web",
+  kind: "node" | "web" | "web, pull bound",
   wrapped: boolean,
 ): Promise<{ body: string; landed: string }> {
   const line = (): string =>
@@ -143,13 +143,12 @@ async function serveLazyBody(
       ctx.body = Readable.from(chunks());
     } else {
       let sent = 0;
-      ctx.body = new ReadableStream<Uint8Array>({
-        pull(controller) {
-          producedBy.set(`body of ${requestId.get("<none>")}`);
-          controller.enqueue(new TextEncoder().encode(line()));
-          if (++sent === 3) controller.close();
-        },
-      });
+      const pull = (controller: ReadableStreamDefaultController<Uint8Array>): void => {
+        producedBy.set(`body of ${requestId.get("<none>")}`);
+        controller.enqueue(new TextEncoder().encode(line()));
+        if (++sent === 3) controller.close();
+      };
+      ctx.body = new ReadableStream<Uint8Array>({ pull: kind === "web" ? pull : bind(pull) });
     }
   });
   const listener = wrapped ? withContext(app.callback()) : app.callback();
@@ -342,6 +341,13 @@ describe("contextvars/koa contextMiddleware", { timeout: 60_000 }, () => {
     const bare = await serveLazyBody("web", false);
     assert.equal(bare.body.split("\n").length, 4, bare.body);
     assert.ok(bare.body.startsWith(IN_REQUEST), bare.body);
+  });
+
+  it("a web ReadableStream body whose pull is made with bind() in the handler: without withContext, every pull sees the request, and its sets stay there", async () => {
+    if (!KOA_STREAMS_WEB_BODIES) return;
+    const { body, landed } = await serveLazyBody("web, pull bound", false);
+    assert.equal(body, `${IN_REQUEST}${IN_REQUEST}${IN_REQUEST}`);
+    assert.equal(landed, "unset");
   });
 
   it("a web ReadableStream body without withContext: the pulls Koa's own stream makes see the Context the server listens in, where their sets land (pinned)", async () => {
