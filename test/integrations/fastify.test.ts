@@ -631,6 +631,81 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
     }
   });
 
+  it("a web ReadableStream reply: pulls after the handler returned, also those a socket drain starts, see the request's values, and their sets stay there", async () => {
+    const producedBy = new ContextVar<string>("producedBy");
+    const own = Fastify();
+    await own.register(contextPlugin, { seed });
+    const serverContext = new Context();
+    serverContext.run(() => producedBy.set("unset"));
+    const full = new Map<string, () => void>();
+    const pulls: Record<string, string[]> = {};
+    own.get("/web", (_request, reply) => {
+      const id = requestId.get();
+      pulls[id] = [];
+      // Count the writes the socket could not take, so the test knows
+      // later pulls came from the drain path.
+      const write = reply.raw.write;
+      reply.raw.write = function (this: typeof reply.raw, ...args: Parameters<typeof write>) {
+        const taken = write.apply(this, args);
+        if (!taken) full.get(id)?.();
+        return taken;
+      } as typeof write;
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>(
+        {
+          pull(controller) {
+            pulls[id]?.push(
+              `${requestId.get("<none>")}|${user.get("<none>")}|${producedBy.get("unset")}`,
+            );
+            producedBy.set(`body of ${requestId.get("<none>")}`);
+            controller.enqueue(new Uint8Array(64 * 1024).fill(97));
+            if (++sent === 8) controller.close();
+          },
+        },
+        { highWaterMark: 0 },
+      );
+      return reply.type("application/octet-stream").send(body);
+    });
+    const url = await serverContext.run(() => own.listen({ port: 0, host: "127.0.0.1" }));
+    try {
+      const read = (id: string, name: string) =>
+        new Promise<number>((resolve, reject) => {
+          const filled = new Promise<void>((resolve) => full.set(id, resolve));
+          const req = httpRequest(`${url}/web`, {
+            headers: { "x-request-id": id, "x-user": name },
+          });
+          req.on("error", reject);
+          req.on("response", (res) => {
+            res.pause(); // read nothing until the server's writes have filled the socket
+            let length = 0;
+            res.on("data", (chunk: Buffer) => {
+              length += chunk.length;
+            });
+            res.on("end", () => resolve(length));
+            filled.then(() => res.resume());
+          });
+          req.end();
+        });
+      const lengths = await Promise.all([read("web-1", "ann"), read("web-2", "bob")]);
+      assert.deepEqual(lengths, [8 * 64 * 1024, 8 * 64 * 1024]);
+      for (const [id, name] of [
+        ["web-1", "ann"],
+        ["web-2", "bob"],
+      ]) {
+        assert.deepEqual(pulls[id], [
+          `${id}|${name}|unset`,
+          ...Array(7).fill(`${id}|${name}|body of ${id}`),
+        ]);
+      }
+      assert.equal(
+        serverContext.run(() => producedBy.get()),
+        "unset",
+      );
+    } finally {
+      await own.close();
+    }
+  });
+
   it("trustHeader: false, generateId(request): ids are generated from the FastifyRequest", async () => {
     const own = Fastify();
     const generateId = pathGenerator((request: FastifyRequest) => {
