@@ -29,6 +29,14 @@ export interface TaskGroupOptions {
 }
 
 type State = "open" | "aborting" | "closed";
+
+// The TaskGroupClosedErrors each group threw from createTask while shutting
+// down. Its body or a cancelled child that runs into one has met the
+// shutdown where asyncio would have cancelled it at its last await, whose
+// CancelledError is no failure; here neither can be stopped mid-way, and
+// createTask is where a crawler's loop goes next, so the refusal is its
+// cancellation, not an error of the group's.
+const shutdownRefusals = new WeakMap<object, TaskGroup>();
 let groupCount = 0;
 
 /** Records a failure of the body of `taskGroup` and cancels the children. Internal. */
@@ -124,12 +132,14 @@ export class TaskGroup implements AsyncDisposable {
       );
     }
     if (this.#state !== "open") {
-      throw contextError(
+      const refusal = contextError(
         "ERR_TASK_GROUP_CLOSED",
         this.toString(),
         "shutting down after a failure or cancel",
         "check group.signal.aborted before creating a task, and stop when it is; wait() reports the failures",
       );
+      shutdownRefusals.set(refusal, this);
+      throw refusal;
     }
     // Counted before fn starts: a child whose synchronous start calls wait()
     // must find itself there, or wait() would settle while it runs.
@@ -156,7 +166,11 @@ export class TaskGroup implements AsyncDisposable {
       // TaskGroup reports what a cancelled child raises, and nothing else
       // would ever see this error.
       const late = failureAfterCancelOf(task);
-      if (late !== undefined && !causedBy(task.signal, late.error)) {
+      if (
+        late !== undefined &&
+        !causedBy(task.signal, late.error) &&
+        shutdownRefusals.get(late.error as object) !== this
+      ) {
         if (!this.#failures.includes(late.error)) this.#failures.push(late.error);
         this.#abort();
       }
@@ -298,9 +312,12 @@ export async function taskGroup<R>(
   try {
     result = await body(group);
   } catch (error) {
-    // The body heeding group.signal after a failure is a cancellation the
-    // group caused, not a failure (asyncio drops that CancelledError too).
-    if (!causedBy(group.signal, error)) failGroup(group, error);
+    // The body heeding group.signal after a failure, or running into the
+    // group's refusal of a new child, is a cancellation the group caused,
+    // not a failure (asyncio drops that CancelledError too).
+    if (!causedBy(group.signal, error) && shutdownRefusals.get(error as object) !== group) {
+      failGroup(group, error);
+    }
   }
   await group.wait();
   return result as R;

@@ -6,7 +6,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ContextVar, currentTask, type Task, TaskGroup, taskGroup } from "contextvars";
+import {
+  ContextVar,
+  currentTask,
+  type Task,
+  TaskGroup,
+  TaskGroupClosedError,
+  taskGroup,
+} from "contextvars";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 class MyExc extends Error {}
@@ -127,6 +134,36 @@ describe("TaskGroup: failures", () => {
       assert.equal(error.errors.length, 2);
       assert.ok(error.errors.includes(thrown), String(thrown));
     }
+  });
+
+  it("the body calling createTask after a failure: the group's refusal ends it as asyncio's cancellation at its next await would, and is no failure", async () => {
+    let refusal: unknown;
+    const error = await rejection(
+      taskGroup(async (g) => {
+        g.createTask(() => sleep(1).then(divideByZero));
+        await new Promise((resolve) => g.signal.addEventListener("abort", resolve));
+        try {
+          g.createTask(() => 1);
+        } catch (e) {
+          refusal = e;
+          throw e;
+        }
+      }),
+    );
+    assert.ok(refusal instanceof TaskGroupClosedError);
+    assert.deepEqual(errorTypes(error), new Set([RangeError]));
+    assert.equal((error as AggregateError).errors.length, 1);
+  });
+
+  it("another group's refusal thrown from the body is a failure", async () => {
+    const finished = new TaskGroup({ name: "finished" });
+    await finished.wait();
+    const error = await rejection(
+      taskGroup(() => {
+        finished.createTask(() => 1);
+      }),
+    );
+    assert.deepEqual(errorTypes(error), new Set([TaskGroupClosedError]));
   });
 
   it("a body that throws undefined before anything failed: a failure like any other", async () => {
@@ -302,6 +339,27 @@ describe("TaskGroup: failures", () => {
       }
     });
     assert.equal(reasons.length, 3);
+  });
+
+  it("a cancelled child calling createTask after the group shut down: the refusal is its cancellation, no failure", async () => {
+    let refusal: unknown;
+    const error = await rejection(
+      taskGroup((g) => {
+        g.createTask(async (signal) => {
+          await new Promise((resolve) => signal.addEventListener("abort", resolve));
+          try {
+            g.createTask(() => 1);
+          } catch (e) {
+            refusal = e;
+            throw e;
+          }
+        });
+        g.createTask(() => sleep(1).then(divideByZero));
+      }),
+    );
+    assert.ok(refusal instanceof TaskGroupClosedError);
+    assert.deepEqual(errorTypes(error), new Set([RangeError]));
+    assert.equal((error as AggregateError).errors.length, 1);
   });
 
   it("a cancelled child failing with an exotic error (a Proxy whose getPrototypeOf trap throws): a failure, and the group still settles", async () => {

@@ -462,6 +462,40 @@ describe("TaskGroup: an outer signal", () => {
     assert.equal(inspect(tg), '<TaskGroup name="outer" closed tasks=0>');
   });
 
+  it("taskGroup(body) whose body and children go on creating tasks after it aborted: wait() rejects with its reason, the refusals are no failures", async () => {
+    const outer = new AbortController();
+    const reason = new Error("crawl stopped");
+    const refusals: unknown[] = [];
+    const spawn = (tg: TaskGroup) => {
+      try {
+        tg.createTask((signal) => sleep(10_000, undefined, { signal }));
+      } catch (e) {
+        refusals.push(e);
+        throw e;
+      }
+    };
+    await assert.rejects(
+      taskGroup(
+        async (tg) => {
+          spawn(tg);
+          // A child that goes on to its next page without looking at its signal.
+          tg.createTask(async (signal) => {
+            await new Promise((resolve) => signal.addEventListener("abort", resolve));
+            spawn(tg);
+          });
+          outer.abort(reason);
+          // The body's own loop, one step later.
+          await Promise.resolve();
+          spawn(tg);
+        },
+        { signal: outer.signal },
+      ),
+      (e) => e === reason,
+    );
+    assert.equal(refusals.length, 2);
+    assert.ok(refusals.every((e) => e instanceof TaskGroupClosedError));
+  });
+
   itFromEveryState(
     "under await using, aborted while its children run: the scope ends with the reason, what follows the block never runs, and the caller's values are as they were",
     async () => {
