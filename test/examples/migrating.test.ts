@@ -1123,7 +1123,7 @@ describe("from Python's contextvars and asyncio", () => {
     tasks[0].cancel();
   });
 
-  it("task.finally(bind(cb)) is add_done_callback(cb): cb sees the values at registration and its sets stay inside; a plain finally callback runs in the registering Context itself", async () => {
+  it("task.then(done, done) with done = bind(() => cb(task)) is add_done_callback(cb): cb sees the values at registration and its sets stay inside; a plain callback runs in the registering Context itself", async () => {
     await new Context().run(async () => {
       step.set("at registration");
       const task = createTask(async () => {
@@ -1131,17 +1131,46 @@ describe("from Python's contextvars and asyncio", () => {
         await immediate();
       });
       const seen: string[] = [];
-      const done = (label: string) => () => {
+      const callback = (label: string) => () => {
         seen.push(`${label}: ${step.get()}`);
         step.set(`set by the ${label} callback`);
       };
-      const bound = task.finally(bind(done("bound")));
-      const plain = task.finally(done("plain"));
+      const bound = bind(callback("bound"));
+      const plain = callback("plain");
+      const both = [task.then(bound, bound), task.then(plain, plain)];
       step.set("later");
-      await Promise.all([bound, plain]);
+      await Promise.all(both);
       assert.deepEqual(seen, ["bound: at registration", "plain: later"]);
       assert.equal(step.get(), "set by the plain callback");
     });
+  });
+
+  it("add_done_callback on a task that fails or is cancelled: task.then(done, done) calls cb and settles fulfilled, where task.finally(cb) hands back a second promise rejected with the task's error, unhandled when the task's owner is the one who awaits it", async () => {
+    const failure = new Error("failed");
+    const reason = new Error("shutting down");
+    const failing = createTask(async () => {
+      await immediate();
+      throw failure;
+    });
+    const cancelled = createTask(
+      (signal) => new Promise((resolve) => signal.addEventListener("abort", resolve)),
+    );
+    const calls: string[] = [];
+    const callbacks = [failing, cancelled].map((task, i) => {
+      const done = bind(() => calls.push(i === 0 ? "failing" : "cancelled"));
+      return task.then(done, done);
+    });
+    const viaFinally = cancelled.finally(() => calls.push("finally"));
+    cancelled.cancel(reason);
+    assert.equal(
+      await cancelled.then(undefined, (e: unknown) => e),
+      reason,
+      "the owner handles it",
+    );
+    assert.equal(await viaFinally.then(undefined, (e: unknown) => e), reason, "and so must this");
+    assert.equal(await failing.then(undefined, (e: unknown) => e), failure);
+    assert.equal((await Promise.all(callbacks)).length, 2, "both fulfilled");
+    assert.deepEqual(calls.sort(), ["cancelled", "failing", "finally"]);
   });
 
   it("run(main) settles with main and leaves the tasks main started running, where asyncio.run cancels them", async () => {
