@@ -17,9 +17,9 @@ import { assertFunction } from "../errors.ts";
  * @example
  * const worker = isolated(async (name: string) => { user.set(name); await sleep(10); return user.get(); });
  * await Promise.all([worker("alice"), worker("bob")]); // ["alice", "bob"]
- * @throws {TypeError} if fn is not a function, or if applied as a legacy
- *   decorator to something other than a method (a field, a getter or
- *   setter), which it would not wrap.
+ * @throws {TypeError} if fn is not a function, or if applied as a decorator
+ *   to something other than a method (a class, a field, an accessor; a
+ *   getter or setter in the legacy form), which it would not wrap.
  */
 export function isolated<F extends (...args: never[]) => unknown>(
   target: object,
@@ -39,6 +39,15 @@ export function isolated(
   // and its result replaces the descriptor: the wrapper goes in its value.
   if (typeof decorator === "string" || typeof decorator === "symbol") {
     return legacyMethod(fn, decorator, descriptor);
+  }
+  // A standard decorator on what is not a method, from JavaScript (TypeScript
+  // rejects these): a class would become a wrapper that cannot be
+  // constructed, a field or an accessor fails the check below unexplained.
+  if (typeof decorator === "object" && decorator !== null) {
+    const { kind, name } = decorator as { kind?: unknown; name?: unknown };
+    if (kind === "class" || kind === "field" || kind === "accessor") {
+      throw notAMethodKindError(kind, name);
+    }
   }
   assertFunction("fn", fn);
   return wrap(fn);
@@ -110,4 +119,17 @@ function notAMethodError(
         ? "an accessor: wrap the function it returns, or decorate a method"
         : "a value that is not a function";
   return new TypeError(`@isolated decorates methods, and \`${className}${member}\` is ${what}`);
+}
+
+// The standard form's context names the member, not its class.
+function notAMethodKindError(kind: "class" | "field" | "accessor", name: unknown): TypeError {
+  const shown =
+    typeof name === "string" || typeof name === "symbol"
+      ? `the ${kind} \`${String(name)}\``
+      : `an anonymous ${kind}`;
+  const advice =
+    kind === "field" && typeof name === "string"
+      ? `wrap its value where it is made, \`${name} = isolated(() => …)\``
+      : "decorate each method that needs a copy, `@isolated handle() {…}`";
+  return new TypeError(`@isolated decorates methods, and ${shown} is not one: ${advice}`);
 }

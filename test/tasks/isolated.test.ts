@@ -324,6 +324,36 @@ describe("isolated as a legacy decorator, under reflect-metadata", () => {
       );
     });
   });
+
+  it("a standard decorator on a class, a field or an accessor (which TypeScript rejects, plain JavaScript does not): TypeError naming it and saying what to do, not a class that cannot be constructed", () => {
+    const decorate = isolated as unknown as (...args: unknown[]) => unknown;
+    class Service {}
+    // What a standard decorator call passes: the value (undefined for a field) and the context.
+    for (const [value, context, named, advice] of [
+      [Service, { kind: "class", name: "Service" }, "class `Service`", "@isolated handle()"],
+      [
+        undefined,
+        { kind: "field", name: "onMessage" },
+        "field `onMessage`",
+        "onMessage = isolated(",
+      ],
+      [
+        { get() {}, set() {} },
+        { kind: "accessor", name: "current" },
+        "accessor `current`",
+        "@isolated handle()",
+      ],
+    ] as const) {
+      assert.throws(
+        () => decorate(value, context),
+        (e: unknown) =>
+          e instanceof TypeError &&
+          e.message.includes(named) &&
+          e.message.includes("decorates methods") &&
+          e.message.includes(advice),
+      );
+    }
+  });
 });
 
 describe("isolated and generator functions", () => {
