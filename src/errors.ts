@@ -163,19 +163,40 @@ export function contextError<C extends ErrorCode>(
   return new ErrorType(code, message(...args)) as InstanceType<(typeof table)[C][0]>;
 }
 
-/** A short, safe description of any value for a TypeError message: `42` (number). */
+/**
+ * A short, safe description of any value for a TypeError message: `42` (number).
+ * It never throws and never dumps: what a revoked Proxy, a Proxy's trap or a
+ * Symbol.toStringTag getter throws while it is read leaves a plain
+ * `[object]` or `[Function]`, and what reads long (a tag, a Symbol's
+ * description, a BigInt) is cut at 40 characters, as a string is.
+ */
 export function describeValue(value: unknown): string {
   let shown: string;
-  if (typeof value === "string")
-    shown = JSON.stringify(value.length > 40 ? `${cut(value, 40)}…` : value);
+  if (typeof value === "string") shown = JSON.stringify(shorten(value));
   else if (typeof value === "function") {
     // The name as Function#bind takes it: a Symbol or a static name() method
     // is no name (a template literal throws on the one, prints the other's source).
-    const name = functionName(value);
-    shown = name ? `[Function ${name}]` : "[Function]";
-  } else if (value === null || typeof value !== "object") shown = String(value);
-  else shown = Object.prototype.toString.call(value);
+    let name = "";
+    try {
+      name = functionName(value);
+    } catch {
+      // A Proxy whose trap throws, or a revoked one: shown without its name.
+    }
+    shown = name ? `[Function ${shorten(name)}]` : "[Function]";
+  } else if (value === null || typeof value !== "object") shown = shorten(String(value));
+  else {
+    try {
+      shown = shorten(Object.prototype.toString.call(value));
+    } catch {
+      shown = "[object]";
+    }
+  }
   return `\`${shown}\` (${value === null ? "null" : typeof value})`;
+}
+
+/** text, or its first 40 UTF-16 units and an ellipsis. */
+function shorten(text: string): string {
+  return text.length > 40 ? `${cut(text, 40)}…` : text;
 }
 
 /** The first `length` UTF-16 units of text, one fewer rather than half an emoji. */

@@ -586,6 +586,64 @@ describe("messages: what they point to", () => {
     });
   });
 
+  it("a value that throws when read, or prints long, is shown safely, not thrown from or dumped", () => {
+    const revoked = Proxy.revocable({}, {});
+    revoked.revoke();
+    const revokedFn = Proxy.revocable(() => {}, {});
+    revokedFn.revoke();
+    const trapping = new Proxy(
+      {},
+      {
+        get() {
+          throw new Error("trap");
+        },
+      },
+    );
+    const trappingFn = new Proxy(() => {}, {
+      get() {
+        throw new Error("trap");
+      },
+    });
+    const throwingTag = {
+      get [Symbol.toStringTag]() {
+        throw new Error("tag");
+      },
+    };
+    const x41 = "x".repeat(41);
+    const x40 = "x".repeat(40);
+    const cases: [unknown, string][] = [
+      [revoked.proxy, "`[object]` (object)"],
+      [trapping, "`[object]` (object)"],
+      [throwingTag, "`[object]` (object)"],
+      [revokedFn.proxy, "`[Function]` (function)"],
+      [trappingFn, "`[Function]` (function)"],
+      [
+        Object.defineProperty(() => {}, "name", { value: x41 }),
+        `\`[Function ${x40}…]\` (function)`,
+      ],
+      [{ [Symbol.toStringTag]: x41 }, `\`[object ${"x".repeat(32)}…\` (object)`],
+      [Symbol(x41), `\`Symbol(${"x".repeat(33)}…\` (symbol)`],
+      [10n ** 50n, `\`1${"0".repeat(39)}…\` (bigint)`],
+      [Symbol(x40.slice(8)), `\`Symbol(${x40.slice(8)})\` (symbol)`],
+      [Object.create(null), "`[object Object]` (object)"],
+    ];
+    const ctx = new Context();
+    for (const [value, shown] of cases) {
+      // A function goes where a ContextVar is expected; anything else where a function is.
+      if (typeof value === "function") {
+        assert.throws(() => ctx.get(unsafe<ContextVar<unknown>>(value)), {
+          name: "TypeError",
+          message: `Expected \`var\` to be a ContextVar, got ${shown}, in ${ctx}.get()`,
+        });
+      } else {
+        assert.throws(() => createTask(value as never), {
+          name: "TypeError",
+          message: `Expected \`fn\` to be a function, got ${shown}`,
+        });
+      }
+    }
+  });
+
   it("a function in a TypeError is shown by its name", () => {
     const ctx = new Context();
     function userId() {}
