@@ -54,10 +54,13 @@ const KEPT = new Set<object>([
 // Their names: another realm's built-ins of these kinds are kept as well (see builtInName).
 const KEPT_NAMES = new Set([...KEPT].map(nameOf));
 
-/** Checks the onUncloneable option. @throws {TypeError} if it is not "throw", "skip" or undefined. */
+/**
+ * Checks the onUncloneable option, named `options.onUncloneable` in the message.
+ * @throws {TypeError} if it is not "throw", "skip" or undefined.
+ */
 export function assertOnUncloneable(value: unknown): asserts value is OnUncloneable | undefined {
   if (value !== undefined && value !== "throw" && value !== "skip") {
-    throw argumentError("onUncloneable", '"throw" or "skip"', value);
+    throw argumentError("options.onUncloneable", '"throw" or "skip"', value);
   }
 }
 

@@ -58,7 +58,7 @@ export class Worker extends NodeWorker {
       throw argumentError("options", "an object", options);
     }
     const { context, onUncloneable, ...nodeOptions } = options ?? {};
-    assertContext("context", context);
+    assertContext("options.context", context);
     assertOnUncloneable(onUncloneable);
     const values = collectValues(context ?? currentContext(), {
       onUncloneable,

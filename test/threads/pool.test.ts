@@ -395,6 +395,13 @@ describe("contextPool", () => {
       () => contextPool({ options: { filename: null, name: "default" } } as unknown as Piscina),
       new TypeError("Expected `piscina` to be a Piscina pool, got `[object Object]` (object)"),
     );
+    // An option of contextPool is named as one, as createTask's and new Worker's are.
+    assert.throws(
+      () => contextPool(pool.piscina, { onUncloneable: "drop" as "skip" }),
+      new TypeError(
+        'Expected `options.onUncloneable` to be "throw" or "skip", got `"drop"` (string)',
+      ),
+    );
     assert.throws(
       () => useThreadPool({} as ContextPool),
       new TypeError(

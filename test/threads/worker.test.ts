@@ -207,15 +207,17 @@ describe("Worker", () => {
     });
   });
 
-  it("rejects a context that is not a Context, and a bad onUncloneable", () => {
+  it("rejects a context that is not a Context, and a bad onUncloneable, naming each as an option", () => {
     const file = fixture("echo-vars.ts");
     assert.throws(
       () => new Worker(file, { context: {} as Context }),
-      new TypeError("Expected `context` to be a Context, got `[object Object]` (object)"),
+      new TypeError("Expected `options.context` to be a Context, got `[object Object]` (object)"),
     );
     assert.throws(
       () => new Worker(file, { onUncloneable: "drop" as "skip" }),
-      new TypeError('Expected `onUncloneable` to be "throw" or "skip", got `"drop"` (string)'),
+      new TypeError(
+        'Expected `options.onUncloneable` to be "throw" or "skip", got `"drop"` (string)',
+      ),
     );
   });
 
