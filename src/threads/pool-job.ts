@@ -36,7 +36,7 @@ function isBuiltIn(exports: object, name: string): boolean {
   return (exports as Record<string, unknown>)[name] === (builtIns as Record<string, unknown>)[name];
 }
 
-async function load(filename: string, name: string): Promise<Handler> {
+async function load(filename: string, name: string, spread: boolean): Promise<Handler> {
   const url = filename.startsWith("file:") ? filename : pathToFileURL(filename).href;
   const module = (await import(url)) as Record<string, unknown>;
   let handler = module[name];
@@ -52,15 +52,21 @@ async function load(filename: string, name: string): Promise<Handler> {
         : (fallback as Record<string, unknown>)[name];
   }
   if (typeof handler !== "function") {
-    throw new TypeError(`${filename} has no function export named \`${name}\``);
+    // The name came from toThread's argument, or from the run's options (or the Piscina's).
+    const pass = spread
+      ? "pass toThread the name of a function it exports, toThread(moduleUrl, exportName)"
+      : "pass the name of a function it exports, pool.run(task, { name })";
+    throw new TypeError(
+      `${filename} has no function export named \`${name}\`; ${pass}, or export one named \`${name}\``,
+    );
   }
   return handler as Handler;
 }
 
-function loadOnce(key: string, filename: string, name: string): Promise<Handler> {
+function loadOnce(key: string, payload: JobPayload): Promise<Handler> {
   let pending = loading.get(key);
   if (pending === undefined) {
-    pending = load(filename, name).then(
+    pending = load(payload.filename, payload.name, payload.spread).then(
       (handler) => {
         ready.set(key, handler);
         loading.delete(key);
@@ -99,5 +105,5 @@ export function runJob(payload: JobPayload): unknown {
   const key = `${payload.filename}#${payload.name}`;
   const handler = ready.get(key);
   if (handler !== undefined) return runIn(handler, payload);
-  return loadOnce(key, payload.filename, payload.name).then((loaded) => runIn(loaded, payload));
+  return loadOnce(key, payload).then((loaded) => runIn(loaded, payload));
 }

@@ -166,8 +166,11 @@ describe("contextPool", () => {
         "Expected `options.filename` to be a file: URL or an absolute path, not a URL with scheme https:, got `[object URL]` (object)",
       ),
     );
+    // Named, and told where the name comes from: the run's options.
     await assert.rejects(pool.run({ i: 0, delay: 0 }, { name: "missing" }), (error: Error) =>
-      error.message.endsWith("has no function export named `missing`"),
+      error.message.endsWith(
+        "job.ts has no function export named `missing`; pass the name of a function it exports, pool.run(task, { name }), or export one named `missing`",
+      ),
     );
   });
 
@@ -191,6 +194,11 @@ describe("contextPool", () => {
           "Expected `moduleUrl` to be a file: URL or an absolute path, not a URL with scheme data:, got `[object URL]` (object)",
         ),
       );
+      // toThread's own argument is the name to fix.
+      await assert.rejects(toThread(fixture("job.ts"), "sub", 1), {
+        name: "TypeError",
+        message: `${fixture("job.ts").href} has no function export named \`sub\`; pass toThread the name of a function it exports, toThread(moduleUrl, exportName), or export one named \`sub\``,
+      });
       await assert.rejects(
         toThread("job.ts", "add"),
         new TypeError(
@@ -548,7 +556,7 @@ describe("contextPool: piscina's options pass through", () => {
     const refused = async (file: URL, name: string) =>
       assert.rejects(plain.run(5, { filename: file, name }), {
         name: "TypeError",
-        message: `${file.href} has no function export named \`${name}\``,
+        message: `${file.href} has no function export named \`${name}\`; pass the name of a function it exports, pool.run(task, { name }), or export one named \`${name}\``,
       });
     const literal = fixture("exports-as-default.cjs");
     for (const name of ["constructor", "toString", "hasOwnProperty"]) await refused(literal, name);
