@@ -2,7 +2,7 @@ import type { Context } from "../core/context.ts";
 import { copyContext } from "../core/current.ts";
 import { inCopies } from "../core/in-copies.ts";
 import { functionName } from "../core/inspect.ts";
-import { assertFunction } from "../errors.ts";
+import { argumentError } from "../errors.ts";
 import { applyToUndefined } from "./apply.ts";
 
 /**
@@ -24,7 +24,9 @@ export class Snapshot {
    * @throws {TypeError} if fn is not a function.
    */
   run<A extends unknown[], R>(fn: (this: void, ...args: A) => R, ...args: A): R {
-    assertFunction("fn", fn);
+    if (typeof fn !== "function") {
+      throw argumentError("fn", "a function", fn, "AsyncContext.Snapshot#run()");
+    }
     return this.#context.copy().run(applyToUndefined, fn, args) as R;
   }
 
@@ -38,7 +40,9 @@ export class Snapshot {
    * @throws {TypeError} if fn is not a function.
    */
   static wrap<F extends (...args: never[]) => unknown>(fn: F): F {
-    assertFunction("fn", fn);
+    if (typeof fn !== "function") {
+      throw argumentError("fn", "a function", fn, "AsyncContext.Snapshot.wrap()");
+    }
     // The values of now, as a Snapshot would take them; each call gets a copy.
     // Length before name, as CopyNameAndLength reads them (a getter or Proxy sees the order).
     const length = Object.hasOwn(fn, "length") ? fn.length : 0;

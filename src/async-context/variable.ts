@@ -1,6 +1,6 @@
 import { ContextVar } from "../core/context-var.ts";
 import { type InspectFn, innerOptions, inspectCustom, show } from "../core/inspect.ts";
-import { assertFunction } from "../errors.ts";
+import { argumentError } from "../errors.ts";
 import { applyToUndefined } from "./apply.ts";
 
 /** Options of a Variable, as the proposal's constructor reads them. */
@@ -67,7 +67,14 @@ export class Variable<T> {
    * @throws {TypeError} if fn is not a function.
    */
   run<A extends unknown[], R>(value: T, fn: (this: void, ...args: A) => R, ...args: A): R {
-    assertFunction("fn", fn);
+    if (typeof fn !== "function") {
+      const name = this.#var.name;
+      const where =
+        name === ""
+          ? "the run() of an AsyncContext.Variable with no name"
+          : `AsyncContext.Variable(${JSON.stringify(name)}).run()`;
+      throw argumentError("fn", "a function", fn, where);
+    }
     return this.#var.run(value, applyToUndefined, fn, args) as R;
   }
 

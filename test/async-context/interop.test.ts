@@ -56,13 +56,21 @@ describe("contextvars/async-context over ContextVars", () => {
     assert.deepEqual(results, [2, 1]);
   });
 
-  it("run, Snapshot#run and Snapshot.wrap name fn when it is not a function", () => {
+  it("run, Snapshot#run and Snapshot.wrap name fn, and the Variable or method, when fn is not a function", () => {
     // The proposal requires a TypeError only; the words are this package's.
-    const notAFunction = new TypeError("Expected `fn` to be a function, got `42` (number)");
+    const notAFunction = (where: string) =>
+      new TypeError(`Expected \`fn\` to be a function, got \`42\` (number), in ${where}`);
     const fn = 42 as unknown as () => void;
-    assert.throws(() => new Variable().run(1, fn), notAFunction);
-    assert.throws(() => new Snapshot().run(fn), notAFunction);
-    assert.throws(() => Snapshot.wrap(fn), notAFunction);
+    assert.throws(
+      () => new Variable({ name: "traceId" }).run(1, fn),
+      notAFunction('AsyncContext.Variable("traceId").run()'),
+    );
+    assert.throws(
+      () => new Variable().run(1, fn),
+      notAFunction("the run() of an AsyncContext.Variable with no name"),
+    );
+    assert.throws(() => new Snapshot().run(fn), notAFunction("AsyncContext.Snapshot#run()"));
+    assert.throws(() => Snapshot.wrap(fn), notAFunction("AsyncContext.Snapshot.wrap()"));
   });
 
   it("a Variable reads well", () => {
