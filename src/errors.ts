@@ -194,9 +194,9 @@ export function describeValue(value: unknown): string {
   return `\`${shown}\` (${value === null ? "null" : typeof value})`;
 }
 
-/** text, or its first 40 UTF-16 units and an ellipsis. */
-function shorten(text: string): string {
-  return text.length > 40 ? `${cut(text, 40)}…` : text;
+/** text, or its first `length` UTF-16 units (never half an emoji) and an ellipsis. Internal. */
+export function shorten(text: string, length = 40): string {
+  return text.length > length ? `${cut(text, length)}…` : text;
 }
 
 /** The first `length` UTF-16 units of text, one fewer rather than half an emoji. */

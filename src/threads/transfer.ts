@@ -13,7 +13,13 @@
  */
 import type { Context } from "../core/context.ts";
 import { type CrossingValues, isLocalOnly, unclaimedValues } from "../core/inherit.ts";
-import { argumentError, contextError, type TransferError } from "../errors.ts";
+import {
+  argumentError,
+  contextError,
+  describeValue,
+  shorten,
+  type TransferError,
+} from "../errors.ts";
 
 /** What to do with a var whose value cannot cross: throw a TransferError (default), or leave it behind. */
 export type OnUncloneable = "throw" | "skip";
@@ -155,8 +161,18 @@ function builtInName(proto: object): string | undefined {
   return ctor.name;
 }
 
+// What was thrown, shown in the var's TransferError: an Error by its message,
+// any other value as String() shows it, cut at 200 characters; a value that
+// String() or a message getter throws on (an object with no prototype, a
+// revoked Proxy) as describeValue shows it, so the TransferError still comes.
 function failed(path: string, error: unknown): string {
-  return `${path} cannot be cloned (${error instanceof Error ? error.message : String(error)})`;
+  let reason: string;
+  try {
+    reason = error instanceof Error ? String(error.message) : String(error);
+  } catch {
+    reason = describeValue(error);
+  }
+  return `${path} cannot be cloned (${shorten(reason, 200)})`;
 }
 
 function cloneFailure(value: object, path: string): string | undefined {

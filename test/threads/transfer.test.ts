@@ -253,6 +253,34 @@ describe("problemIn: what survives structured clone", () => {
     revoke();
     assert.match(problemIn({ p: proxy }) ?? "", /^value cannot be cloned \(.*revoked/);
   });
+
+  it("what a read throws is shown safely: an object with no toString, and a long text cut", () => {
+    const throwsBare = {
+      get g(): never {
+        throw Object.create(null);
+      },
+    };
+    // String() of it threw, and the var's TransferError became "Cannot convert object to primitive value".
+    assert.equal(problemIn(throwsBare), "value cannot be cloned (`[object Object]` (object))");
+    const throwsLong = {
+      get g(): never {
+        throw "y".repeat(100_000);
+      },
+    };
+    assert.equal(problemIn(throwsLong), `value cannot be cloned (${"y".repeat(200)}…)`);
+    const longMessage = {
+      get g(): never {
+        throw new Error("z".repeat(100_000));
+      },
+    };
+    assert.equal(problemIn(longMessage), `value cannot be cloned (${"z".repeat(200)}…)`);
+    const c = new Context();
+    c.run(() => callback.set(throwsBare as never));
+    assert.throws(() => new Worker("0", { eval: true, context: c }), {
+      name: "TransferError",
+      code: "ERR_CONTEXTVAR_UNCLONEABLE",
+    });
+  });
 });
 
 describe("Worker: what may cross", () => {
