@@ -23,8 +23,10 @@ import {
   gather,
   isolated,
   run,
+  TimeoutError,
   TokenMismatchError,
   TokenUsedError,
+  timeout,
 } from "contextvars";
 import { pinContext } from "../helpers/pin-context.ts";
 import { itFromEveryState } from "../helpers/starting-states.ts";
@@ -136,6 +138,18 @@ describe("misuse errors change no Context", () => {
     assert.throws(() => w.reset(own as never), TokenMismatchError);
     assert.equal(v.get(), "y");
     v.reset(own);
+    pin.check();
+  });
+
+  itFromEveryState("a timeout() that runs out of time: TimeoutError", async () => {
+    const pin = pinContext();
+    const late = timeout(1, async (signal) => {
+      v.set("set in the timed task");
+      await new Promise((_, reject) =>
+        signal.addEventListener("abort", () => reject(signal.reason)),
+      );
+    });
+    await assert.rejects(late, TimeoutError);
     pin.check();
   });
 

@@ -80,6 +80,25 @@ describe("a TaskGroup failure cancels and cleans up", () => {
     },
   );
 
+  itFromEveryState(
+    "a child refused while the group shuts down (TaskGroupClosedError) leaves the caller unchanged",
+    async () => {
+      const group = new TaskGroup();
+      // Once the child has failed, the group has begun shutting down.
+      await group.createTask(failing).then(undefined, () => undefined);
+      const pin = pinContext();
+      assert.throws(
+        () =>
+          group.createTask(() => {
+            throw new Error("never started");
+          }),
+        { name: "TaskGroupClosedError", message: /is shutting down/ },
+      );
+      pin.check();
+      await assert.rejects(group.wait(), AggregateError);
+    },
+  );
+
   it("group.signal is aborted once the group shuts down, also when first read afterwards", async () => {
     // Read before the failure, the signal aborts; read only after it, it must
     // not come back fresh and un-aborted (a body that checks it would go on).

@@ -14,6 +14,8 @@ import { Variable } from "contextvars/async-context";
 import { type ContextPool, contextPool, TransferError, Worker } from "contextvars/worker";
 import { Piscina } from "piscina";
 import { problemIn } from "../../src/threads/transfer.ts";
+import { pinContext } from "../helpers/pin-context.ts";
+import { itFromEveryState } from "../helpers/starting-states.ts";
 import { firstMessage, fixture, workerExecArgv } from "../helpers/threads.ts";
 import type { EchoReply } from "./fixtures/echo-vars.ts";
 import type { JobReply } from "./fixtures/job.ts";
@@ -315,6 +317,32 @@ describe("Worker: what may cross", () => {
     assert.equal(getEnvironmentData("contextvars:values"), undefined);
   });
 
+  itFromEveryState(
+    "a TransferError, uncloneable or a name clash, leaves the current Context as it was",
+    () => {
+      const twin = new ContextVar<string>("user");
+      const context = new Context();
+      context.run(() => {
+        user.set("a");
+        twin.set("b");
+      });
+      // Reset at the end: at the root, the set would stay for the tests after this one.
+      const token = callback.set(() => {});
+      try {
+        const pin = pinContext();
+        assert.throws(() => startEcho(["callback"]), { code: "ERR_CONTEXTVAR_UNCLONEABLE" });
+        pin.check("uncloneable");
+        const again = pinContext();
+        assert.throws(() => startEcho(["user"], { context }), {
+          code: "ERR_CONTEXTVAR_NAME_CLASH",
+        });
+        again.check("name clash");
+      } finally {
+        callback.reset(token);
+      }
+    },
+  );
+
   it('onUncloneable: "skip" leaves that var behind and sends the rest', async () => {
     const reply = await user.run("alice", () =>
       callback.run(
@@ -468,6 +496,30 @@ describe("contextPool: what may cross", () => {
     const reply = await user.run("u", () => failure.run(tooDeep, () => skipping.run(job)));
     assert.equal(reply.user, "u");
   });
+
+  itFromEveryState(
+    "a run rejected with TransferError, found before or after the post, leaves the current Context as it was",
+    async () => {
+      // Reset at the end: at the root, the sets would stay for the tests after this one.
+      const token = callback.set(() => {});
+      try {
+        const pin = pinContext();
+        await assert.rejects(pool.run(job), { code: "ERR_CONTEXTVAR_UNCLONEABLE" });
+        pin.check("found by the walk");
+      } finally {
+        callback.reset(token);
+      }
+      const proxied = new ContextVar<object>("proxied");
+      const proxiedToken = proxied.set(new Proxy({}, {}));
+      try {
+        const pin = pinContext();
+        await assert.rejects(pool.run(job), { code: "ERR_CONTEXTVAR_UNCLONEABLE" });
+        pin.check("found when the post failed");
+      } finally {
+        proxied.reset(proxiedToken);
+      }
+    },
+  );
 
   it("two vars under one name reject the run", async () => {
     const twin = new ContextVar<string>("user");
