@@ -118,7 +118,9 @@ export class TaskGroup implements AsyncDisposable {
    * @throws {TypeError} as createTask.
    */
   createTask<T>(fn: TaskFunction<T>, options?: TaskOptions): Task<T> {
-    if (typeof fn !== "function") throw taskFunctionError(fn, "group.createTask(() => work())");
+    if (typeof fn !== "function") {
+      throw taskFunctionError(fn, "group.createTask(() => work())", "fn", `${this}.createTask()`);
+    }
     // Finished from the moment wait() has been called and no child is left,
     // not only once wait()'s own continuation has run: a child accepted in
     // between would be neither waited for nor have its failure reported.

@@ -528,9 +528,15 @@ export function createTask<T>(fn: TaskFunction<T>, options?: TaskOptions): Task<
  * The TypeError for a task's fn that is not a function. A promise is what
  * asyncio.create_task(work()) would give, and its work has begun in the
  * caller's Context, which a task exists to keep it out of: the message says
- * to pass the function instead, as `advice` shows it. Internal.
+ * to pass the function instead, as `advice` shows it; `where` names the
+ * method's owner, as argumentError's does. Internal.
  */
-export function taskFunctionError(fn: unknown, advice: string, name = "fn"): TypeError {
+export function taskFunctionError(
+  fn: unknown,
+  advice: string,
+  name = "fn",
+  where?: string,
+): TypeError {
   let promise = false;
   try {
     promise = thenOf(fn) !== undefined;
@@ -540,7 +546,7 @@ export function taskFunctionError(fn: unknown, advice: string, name = "fn"): Typ
   const expected = promise
     ? `a function that starts the work, not a promise, which has started it in the caller's Context already: ${advice}`
     : "a function";
-  return argumentError(name, expected, fn);
+  return argumentError(name, expected, fn, where);
 }
 
 /**

@@ -536,18 +536,22 @@ describe("messages: what they point to", () => {
 
   it("createTask(work()), callSoon(work()) and run(main()), a promise as asyncio takes a coroutine, say to pass the function", async () => {
     const started = Promise.resolve(1);
-    const group = new TaskGroup();
-    const cases: [() => unknown, string][] = [
+    const group = new TaskGroup({ name: "g" });
+    const cases: [() => unknown, string, string?][] = [
       [() => createTask(started as never), "createTask(() => work())"],
-      [() => group.createTask(started as never), "group.createTask(() => work())"],
+      [
+        () => group.createTask(started as never),
+        "group.createTask(() => work())",
+        ', in TaskGroup("g").createTask()',
+      ],
       [() => timeout(1000, started as never), "timeout(ms, () => work())"],
       [() => callSoon(started as never), "callSoon(() => work())"],
       [() => callLater(10, started as never), "callLater(ms, () => work())"],
     ];
-    for (const [call, advice] of cases) {
+    for (const [call, advice, where = ""] of cases) {
       assert.throws(call, {
         name: "TypeError",
-        message: `Expected \`fn\` to be a function that starts the work, not a promise, which has started it in the caller's Context already: ${advice}, got \`[object Promise]\` (object)`,
+        message: `Expected \`fn\` to be a function that starts the work, not a promise, which has started it in the caller's Context already: ${advice}, got \`[object Promise]\` (object)${where}`,
       });
     }
     // asyncio.run(main()).
@@ -557,6 +561,14 @@ describe("messages: what they point to", () => {
         "Expected `main` to be a function that starts the work, not a promise, which has started it in the caller's Context already: run(() => main()), got `[object Promise]` (object)",
     });
     await group.wait();
+    // A group's createTask also names the group, as a var's or a Context's method does.
+    const named = new TaskGroup({ name: "uploads" });
+    assert.throws(() => named.createTask(42 as never), {
+      name: "TypeError",
+      message:
+        'Expected `fn` to be a function, got `42` (number), in TaskGroup("uploads").createTask()',
+    });
+    await named.wait();
     // Anything else that is not a function is told only that.
     assert.throws(() => createTask(42 as never), {
       message: "Expected `fn` to be a function, got `42` (number)",
