@@ -40,16 +40,17 @@ export function isolated(
   if (typeof decorator === "string" || typeof decorator === "symbol") {
     return legacyMethod(fn, decorator, descriptor);
   }
-  // A standard decorator on what is not a method, from JavaScript (TypeScript
-  // rejects these): a class would become a wrapper that cannot be
-  // constructed, a field or an accessor fails the check below unexplained.
-  if (typeof decorator === "object" && decorator !== null) {
-    const { kind, name } = decorator as { kind?: unknown; name?: unknown };
-    if (kind === "class" || kind === "field" || kind === "accessor") {
-      throw notAMethodKindError(kind, name);
+  if (typeof fn !== "function" || (typeof decorator === "object" && decorator !== null)) {
+    // A standard decorator's context, from JavaScript (TypeScript rejects
+    // these): anything but a method is refused, as the legacy form refuses
+    // it. A class would become a wrapper that cannot be constructed, a
+    // getter be wrapped, and a field be told only that `fn` is undefined.
+    const kind: unknown = (decorator as { kind?: unknown } | null | undefined)?.kind;
+    if (typeof kind === "string" && kind !== "method") {
+      throw notAMemberError(kind, (decorator as { name?: unknown }).name);
     }
+    assertFunction("fn", fn);
   }
-  assertFunction("fn", fn);
   return wrap(fn);
 }
 
@@ -114,22 +115,36 @@ function notAMethodError(
   const member = typeof key === "string" ? `.${key}` : `[${String(key)}]`;
   const what =
     descriptor === undefined
-      ? "a field: wrap its function where it is made, `field = isolated(() => …)`"
+      ? notAMethod.field(key)
       : descriptor.get !== undefined || descriptor.set !== undefined
-        ? "an accessor: wrap the function it returns, or decorate a method"
+        ? notAMethod.accessor
         : "a value that is not a function";
   return new TypeError(`@isolated decorates methods, and \`${className}${member}\` is ${what}`);
 }
 
-// The standard form's context names the member, not its class.
-function notAMethodKindError(kind: "class" | "field" | "accessor", name: unknown): TypeError {
-  const shown =
-    typeof name === "string" || typeof name === "symbol"
-      ? `the ${kind} \`${String(name)}\``
-      : `an anonymous ${kind}`;
-  const advice =
-    kind === "field" && typeof name === "string"
-      ? `wrap its value where it is made, \`${name} = isolated(() => …)\``
-      : "decorate each method that needs a copy, `@isolated handle() {…}`";
-  return new TypeError(`@isolated decorates methods, and ${shown} is not one: ${advice}`);
+const notAMethod = {
+  field: (key: unknown) =>
+    `a field: wrap its function where it is made, \`${typeof key === "string" ? key : "field"} = isolated(() => …)\``,
+  accessor: "an accessor: wrap the function it returns, or decorate a method",
+  class: "a class: decorate its methods, or wrap the functions it makes",
+};
+
+// A standard decorator's context names the member, not its class.
+function notAMemberError(kind: string, name: unknown): TypeError {
+  // An anonymous class's context has no name.
+  const member =
+    typeof name === "string"
+      ? `\`${name}\``
+      : typeof name === "symbol"
+        ? `\`[${String(name)}]\``
+        : "this";
+  const what =
+    kind === "field"
+      ? notAMethod.field(name)
+      : kind === "class"
+        ? notAMethod.class
+        : kind === "accessor" || kind === "getter" || kind === "setter"
+          ? notAMethod.accessor
+          : `a ${kind}`;
+  return new TypeError(`@isolated decorates methods, and ${member} is ${what}`);
 }

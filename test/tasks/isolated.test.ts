@@ -184,7 +184,7 @@ describe("isolated: bad input", () => {
     // key, the descriptor (none for a field).
     const legacy = isolated as unknown as (...args: unknown[]) => unknown;
     const cases: [unknown, string, PropertyDescriptor | undefined, string][] = [
-      [Service.prototype, "handler", undefined, "field = isolated("],
+      [Service.prototype, "handler", undefined, "`handler = isolated(() => …)`"],
       [
         Service.prototype,
         "value",
@@ -203,6 +203,58 @@ describe("isolated: bad input", () => {
           e.message.includes(advice),
       );
     }
+  });
+  it("applied as a standard decorator to a field, an accessor, a getter, a setter or a class: TypeError naming the member, as the legacy form's, not a wrapped getter or `fn` undefined", () => {
+    // What a standard decorator call passes, as a JavaScript caller (Babel) would
+    // apply it without TypeScript's compile error: the value, then the context.
+    const standard = isolated as unknown as (value: unknown, context: object) => unknown;
+    const cases: [unknown, object, string, string][] = [
+      [
+        undefined,
+        { kind: "field", name: "handler" },
+        "`handler` is a field",
+        "`handler = isolated(() => …)`",
+      ],
+      [
+        { get() {}, set() {} },
+        { kind: "accessor", name: "count" },
+        "`count` is an accessor",
+        "decorate a method",
+      ],
+      [
+        function value() {},
+        { kind: "getter", name: "value" },
+        "`value` is an accessor",
+        "a method",
+      ],
+      [
+        function value() {},
+        { kind: "setter", name: "value" },
+        "`value` is an accessor",
+        "a method",
+      ],
+      [
+        Symbol.for("m"),
+        { kind: "field", name: Symbol("secret") },
+        "`[Symbol(secret)]` is a field",
+        "field",
+      ],
+      [class Service {}, { kind: "class", name: "Service" }, "`Service` is a class", "its methods"],
+    ];
+    for (const [value, context, named, advice] of cases) {
+      assert.throws(
+        () => standard(value, context),
+        (e: unknown) =>
+          e instanceof TypeError &&
+          e.message.startsWith("@isolated decorates methods, and ") &&
+          e.message.includes(named) &&
+          e.message.includes(advice),
+        `${String((context as { kind: string }).kind)}`,
+      );
+    }
+    // A method, as before.
+    const method = standard(function work() {}, { kind: "method", name: "work" });
+    assert.equal(typeof method, "function");
   });
 });
 
@@ -323,36 +375,6 @@ describe("isolated as a legacy decorator, under reflect-metadata", () => {
         "the original keeps its own",
       );
     });
-  });
-
-  it("a standard decorator on a class, a field or an accessor (which TypeScript rejects, plain JavaScript does not): TypeError naming it and saying what to do, not a class that cannot be constructed", () => {
-    const decorate = isolated as unknown as (...args: unknown[]) => unknown;
-    class Service {}
-    // What a standard decorator call passes: the value (undefined for a field) and the context.
-    for (const [value, context, named, advice] of [
-      [Service, { kind: "class", name: "Service" }, "class `Service`", "@isolated handle()"],
-      [
-        undefined,
-        { kind: "field", name: "onMessage" },
-        "field `onMessage`",
-        "onMessage = isolated(",
-      ],
-      [
-        { get() {}, set() {} },
-        { kind: "accessor", name: "current" },
-        "accessor `current`",
-        "@isolated handle()",
-      ],
-    ] as const) {
-      assert.throws(
-        () => decorate(value, context),
-        (e: unknown) =>
-          e instanceof TypeError &&
-          e.message.includes(named) &&
-          e.message.includes("decorates methods") &&
-          e.message.includes(advice),
-      );
-    }
   });
 });
 
