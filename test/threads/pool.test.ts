@@ -625,6 +625,33 @@ describe("contextPool: jobs that fail", () => {
     }
   });
 
+  it("a job's error comes back as a clone: a class of the user's arrives as an Error with its message, stack and cause, without its name or own fields; an AggregateError without its errors", async () => {
+    await requestId.run("r-class", async () => {
+      const error = await failing.run(undefined, { name: "failValidation" }).then(
+        () => assert.fail("the job resolved"),
+        (rejection: unknown) => rejection,
+      );
+      assert.ok(error instanceof Error);
+      assert.equal(error.constructor, Error);
+      assert.equal(error.name, "Error");
+      assert.equal(error.message, "invalid in r-class");
+      assert.match(error.stack ?? "", /^ValidationError: invalid in r-class\n/);
+      assert.equal((error as { code?: unknown }).code, undefined);
+      // Bun's clone drops an Error's cause altogether.
+      if (error.cause !== undefined) {
+        assert.ok(error.cause instanceof RangeError);
+        assert.equal(error.cause.message, "row 3");
+      }
+      const aggregate = await failing.run(undefined, { name: "failAggregate" }).then(
+        () => assert.fail("the job resolved"),
+        (rejection: unknown) => rejection,
+      );
+      assert.equal((aggregate as Error).constructor, Error);
+      assert.equal((aggregate as Error).message, "two failed");
+      assert.equal((aggregate as { errors?: unknown }).errors, undefined);
+    });
+  });
+
   it("a job that ends its thread (process.exit) rejects, and the next job's new thread receives values", async () => {
     await requestId.run("r-exits", async () => {
       await assert.rejects(failing.run(undefined, { name: "exit" }), {
