@@ -91,7 +91,27 @@ function runIn(handler: Handler, payload: JobPayload): unknown {
   }
   const context = contextWith(map, undefined);
   const args = payload.spread ? (payload.task as unknown[]) : [payload.task];
-  return context.run(handler, ...args);
+  let result: unknown;
+  try {
+    result = context.run(handler, ...args);
+  } catch (error) {
+    throw error === null ? thrownNull(payload) : error;
+  }
+  if (result instanceof Promise) {
+    return result.then(undefined, (error: unknown) => {
+      throw error === null ? thrownNull(payload) : error;
+    });
+  }
+  return result;
+}
+
+// piscina's reply carries `error: null` for a job that succeeded, so a job
+// that throws null would resolve with null (piscina 4 and 5): it becomes an
+// error that says so.
+function thrownNull(payload: JobPayload): TypeError {
+  return new TypeError(
+    `\`${payload.name}\` of ${payload.filename} threw null, which piscina would resolve the job with; throw an Error instead`,
+  );
 }
 
 /**

@@ -652,6 +652,28 @@ describe("contextPool: jobs that fail", () => {
     });
   });
 
+  it("a job that throws null, or rejects with it, rejects with a TypeError naming the export, where piscina reads a null error as a result", async () => {
+    const file = fileURLToPath(fixture("failing.ts"));
+    await requestId.run("r-null", async () => {
+      for (const name of ["throwNull", "rejectNull"]) {
+        await assert.rejects(
+          failing.run(undefined, { name }),
+          new TypeError(
+            `\`${name}\` of ${file} threw null, which piscina would resolve the job with; throw an Error instead`,
+          ),
+        );
+        assert.equal(requestId.get(), "r-null");
+      }
+      useThreadPool(failing);
+      try {
+        await assert.rejects(toThread(fixture("failing.ts"), "rejectNull"), TypeError);
+      } finally {
+        useThreadPool(undefined);
+      }
+      assert.equal(await failing.run(undefined, { name: "seen" }), "r-null");
+    });
+  });
+
   it("a job that ends its thread (process.exit) rejects, and the next job's new thread receives values", async () => {
     await requestId.run("r-exits", async () => {
       await assert.rejects(failing.run(undefined, { name: "exit" }), {
