@@ -107,22 +107,8 @@ function isCloneFailure(error: unknown): boolean {
   return error instanceof RangeError || (error instanceof Error && error.name === "DataCloneError");
 }
 
-// Whether the job was posted: a failed postMessage transfers nothing, and a
-// posted job's buffers are detached. A var holding one of them cannot be
-// cloned once the job is posted, so a RangeError or DataCloneError the job
-// throws must not be taken for the post's (a TransferError, or with "skip"
-// the job run a second time).
-function wasPosted(transferList: readonly TransferListItem[] | undefined): boolean {
-  if (transferList === undefined) return false;
-  return transferList.some((item) => {
-    if (!(item instanceof ArrayBuffer)) return false;
-    try {
-      item.slice(0, 0);
-      return false;
-    } catch {
-      return true; // detached
-    }
-  });
+function holdsObject([, value]: readonly [string, unknown]): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 /** Posts a job; a clone failure in the values becomes a TransferError (or the values are dropped). */
@@ -146,12 +132,38 @@ async function post(
     detach = () => offAbort(shared, forward);
     options.signal = own.signal;
   }
+  // Whether the values were cloned into the job's message: the clone reads
+  // an object's own properties in order, getters included (HTML's
+  // StructuredSerialize), and stops at the first that fails, so a getter
+  // after the values runs only once they were cloned. A RangeError or
+  // DataCloneError after that is the job's own, though the values may no
+  // longer clone by then (a var's buffer transferred since, by this job's
+  // transferList or another's), and must not be taken for the post's: a
+  // TransferError, or with "skip" the job run a second time. Only object
+  // values can change so; with none (ids, numbers) the message stays plain,
+  // as an accessor makes its clone about 1 µs slower.
+  let valuesSent = false;
+  let message: JobPayload = payload;
+  if (payload.values.some(holdsObject)) {
+    const marked: JobPayload & { readonly sent: boolean } = {
+      filename: payload.filename,
+      name: payload.name,
+      values: payload.values,
+      get sent(): boolean {
+        valuesSent = true;
+        return true;
+      },
+      task: payload.task,
+      spread: payload.spread,
+    };
+    message = marked;
+  }
   try {
-    return await piscina.run(payload, options);
+    return await piscina.run(message, options);
   } catch (error) {
     // The walk in collectValues catches what it can see; what it cannot (a
     // Proxy) fails in piscina's postMessage and is named here.
-    if (!isCloneFailure(error) || wasPosted(options.transferList)) throw error;
+    if (valuesSent || !isCloneFailure(error)) throw error;
     const transferError = diagnose(payload.values);
     if (transferError === undefined) throw error;
     if (onUncloneable !== "skip") throw transferError;

@@ -606,6 +606,27 @@ describe("contextPool: jobs that fail", () => {
     });
   });
 
+  it("a job that throws a RangeError after a var's buffer went elsewhere while it ran rejects with that error, and runs once", async () => {
+    // The values were cloned when the job was posted; a clone of them fails
+    // only later, so the failure is the job's own, with "skip" too.
+    const body = new ContextVar<ArrayBuffer>("body");
+    const skipping = contextPool(failing.piscina, { onUncloneable: "skip" });
+    for (const pool of [failing, skipping]) {
+      const bytes = new ArrayBuffer(8);
+      const shared = new SharedArrayBuffer(8);
+      const state = new Int32Array(shared);
+      await requestId.run("r-elsewhere", async () => {
+        const job = body.run(bytes, () => pool.run(shared, { name: "failWhenTold" }));
+        while (Atomics.load(state, 0) !== 1) await new Promise((resolve) => setImmediate(resolve));
+        structuredClone(bytes, { transfer: [bytes] }); // sent to another thread meanwhile
+        Atomics.store(state, 0, 2);
+        Atomics.notify(state, 0);
+        await assert.rejects(job, { name: "RangeError", message: "told to fail in r-elsewhere" });
+      });
+      assert.equal(Atomics.load(state, 1), 1);
+    }
+  });
+
   it("a job that throws a RangeError after a var's buffer went with it in the transferList rejects with that error, and runs once", async () => {
     // The var's buffer is detached once the job is posted: a clone of it fails
     // now, but the job got its values, so the failure is the job's own.
