@@ -735,6 +735,19 @@ describe("contextPool: jobs that fail", () => {
     });
   });
 
+  it("a job aborted while it runs is given no signal: its thread is ended, and the next job runs on a new one", async () => {
+    const before = await failing.run(undefined, { name: "thread" });
+    const shared = new SharedArrayBuffer(8);
+    const state = new Int32Array(shared);
+    const controller = new AbortController();
+    const running = failing.run(shared, { name: "failWhenTold", signal: controller.signal });
+    while (Atomics.load(state, 0) !== 1) await new Promise((resolve) => setImmediate(resolve));
+    controller.abort();
+    await assert.rejects(running, { name: "AbortError" });
+    assert.notEqual(await failing.run(undefined, { name: "thread" }), before);
+    assert.equal(Atomics.load(state, 1), 1);
+  });
+
   it("one signal handed to many jobs gets one abort listener (no MaxListenersExceededWarning); aborted, it rejects each with piscina's AbortError, caused by its reason", async () => {
     const warnings: string[] = [];
     const onWarning = (warning: Error) => warnings.push(warning.name);
