@@ -13,6 +13,11 @@
  *   GET /hang         a pool job that waits until the request's signal
  *                     aborts it (Fastify's request.signal; for Express an
  *                     AbortController aborted on res "close")
+ *   POST /hang        the same for a request with a body, with a signal
+ *                     aborted on the response's "close" in both apps
+ *   POST /seen        a pool job given that signal, which answers the
+ *                     requestId it saw
+ *   POST /hang/request-signal   (Fastify) /hang with request.signal
  *   GET /log?key=     a pool job that logs through pino (logging-job.ts)
  *
  * The error handler answers 500 with what it sees and records it, as /hang
@@ -21,7 +26,7 @@
 import assert from "node:assert/strict";
 import { EventEmitter, once } from "node:events";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer, request as httpRequest } from "node:http";
+import { createServer, request as httpRequest, type ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -130,6 +135,22 @@ async function hang(userHeader: string | undefined, signal: AbortSignal): Promis
   return record("completed");
 }
 
+/** A signal aborted when the response closes: finished, or its client gone. */
+function closeSignal(res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  res.on("close", () => controller.abort());
+  return controller.signal;
+}
+
+async function seenBySignalledJob(
+  userHeader: string | undefined,
+  signal: AbortSignal,
+): Promise<{ requestId: string }> {
+  await enter(userHeader);
+  const seenByJob = await pool.run(undefined, { filename: failing, name: "seen", signal });
+  return { requestId: seenByJob as string };
+}
+
 async function log(key: string, userHeader: string | undefined): Promise<Seen> {
   await enter(userHeader);
   await pool.run(key, { filename: loggingJob });
@@ -159,6 +180,12 @@ async function expressServer(): Promise<Served> {
     res.on("close", () => controller.abort());
     res.json(await hang(userOf(req), controller.signal));
   });
+  app.post("/hang", express.json(), async (req, res) => {
+    res.json(await hang(userOf(req), closeSignal(res)));
+  });
+  app.post("/seen", express.json(), async (req, res) => {
+    res.json(await seenBySignalledJob(userOf(req), closeSignal(res)));
+  });
   app.get("/log", async (req, res) => {
     res.json(await log(String(req.query.key), userOf(req)));
   });
@@ -186,6 +213,12 @@ async function fastifyServer(): Promise<Served> {
     fail((request.params as { where: string }).where, userOf(request)),
   );
   app.get("/hang", (request) => hang(userOf(request), request.signal));
+  // request.signal aborts once a body is read (fastify/fastify#6725): the response's close instead.
+  app.post("/hang", (request, reply) => hang(userOf(request), closeSignal(reply.raw)));
+  app.post("/seen", (request, reply) =>
+    seenBySignalledJob(userOf(request), closeSignal(reply.raw)),
+  );
+  app.post("/hang/request-signal", (request) => hang(userOf(request), request.signal));
   app.get("/log", (request) => log((request.query as { key: string }).key, userOf(request)));
   const base = await app.listen({ port: 0, host: "127.0.0.1", backlog: 2048 });
   return { base, close: () => app.close() };
@@ -343,35 +376,80 @@ for (const [name, serve] of [
       assert.deepEqual(seen(), unset);
     });
 
-    it("a job aborted through the request's signal when the client goes away rejects in the request's Context; the next request's jobs see only its own values", {
+    for (const method of ["GET", "POST"]) {
+      it(`${method}: a job aborted through the request's signal when the client goes away rejects in the request's Context; the next request's jobs see only its own values`, {
+        timeout: 60_000,
+      }, async () => {
+        const hanging = once(recorded, "hanging");
+        const outcome = once(recorded, "outcome") as Promise<[Outcome]>;
+        const req = httpRequest(`${served.base}/hang`, {
+          method,
+          headers: {
+            ...headersFor("hang-1", "hanger"),
+            ...(method === "POST" ? { "content-type": "application/json" } : {}),
+          },
+        });
+        req.on("error", () => {});
+        req.end(method === "POST" ? JSON.stringify({ rows: [1, 2, 3] }) : undefined);
+        await hanging;
+        req.destroy();
+        const [seenByErrorHandler] = await outcome;
+        assert.deepEqual(seenByErrorHandler, {
+          requestId: "hang-1",
+          user: "hanger",
+          mark: "<unset>",
+          outcome: "AbortError: The task has been aborted",
+        });
+        const next = await sendJson<JobsReply>(served.base, "/jobs", {
+          headers: headersFor("after-hang", undefined),
+        });
+        const clean: Seen = { requestId: "after-hang", user: "<unset>", mark: "<unset>" };
+        const { threadId: _, ...pooled } = next.pooled;
+        const { threadId: __, ...threaded } = next.threaded;
+        assert.deepEqual(
+          { pooled, threaded, afterThreaded: next.afterThreaded },
+          { pooled: clean, threaded: clean, afterThreaded: clean },
+        );
+        assert.deepEqual(seen(), unset);
+      });
+    }
+
+    it("a POST with a body: a job given a signal aborted on the response's close runs, and sees the request's values", {
       timeout: 60_000,
     }, async () => {
-      const hanging = once(recorded, "hanging");
-      const outcome = once(recorded, "outcome") as Promise<[Outcome]>;
-      const req = httpRequest(`${served.base}/hang`, { headers: headersFor("hang-1", "hanger") });
-      req.on("error", () => {});
-      req.end();
-      await hanging;
-      req.destroy();
-      const [seenByErrorHandler] = await outcome;
-      assert.deepEqual(seenByErrorHandler, {
-        requestId: "hang-1",
-        user: "hanger",
-        mark: "<unset>",
-        outcome: "AbortError: The task has been aborted",
-      });
-      const next = await sendJson<JobsReply>(served.base, "/jobs", {
-        headers: headersFor("after-hang", undefined),
-      });
-      const clean: Seen = { requestId: "after-hang", user: "<unset>", mark: "<unset>" };
-      const { threadId: _, ...pooled } = next.pooled;
-      const { threadId: __, ...threaded } = next.threaded;
-      assert.deepEqual(
-        { pooled, threaded, afterThreaded: next.afterThreaded },
-        { pooled: clean, threaded: clean, afterThreaded: clean },
+      const ids = Array.from({ length: 20 }, (_, i) => `post-${i}`);
+      const answers = await Promise.all(
+        ids.map((id) =>
+          sendJson<{ requestId: string }>(served.base, "/seen", {
+            headers: { ...headersFor(id, undefined), "content-type": "application/json" },
+            body: JSON.stringify({ rows: [1, 2, 3] }),
+          }),
+        ),
       );
-      assert.deepEqual(seen(), unset);
+      assert.deepEqual(
+        answers.map((answer) => answer.requestId),
+        ids,
+      );
     });
+
+    if (name.startsWith("Fastify")) {
+      it("Fastify's request.signal aborts the job of a POST with a body once the body is read, while the client waits (fastify/fastify#6725)", {
+        timeout: 60_000,
+      }, async () => {
+        const outcome = once(recorded, "outcome") as Promise<[Outcome]>;
+        const reply = await send(served.base, "/hang/request-signal", {
+          headers: { ...headersFor("early-1", "poster"), "content-type": "application/json" },
+          body: JSON.stringify({ rows: [1, 2, 3] }),
+        });
+        assert.equal(reply.status, 500);
+        assert.deepEqual((await outcome)[0], {
+          requestId: "early-1",
+          user: "poster",
+          mark: "<unset>",
+          outcome: "AbortError: The task has been aborted",
+        });
+      });
+    }
 
     it("pino with contextMixin in a pool job puts each of 50 concurrent requests' id and user on that job's lines", {
       timeout: 60_000,
