@@ -301,7 +301,7 @@ function causedBy(signal: AbortSignal, error: unknown): boolean {
  *   const a = tg.createTask(() => fetchUser(1));
  *   const b = tg.createTask(() => fetchUser(2));
  *   return [await a, await b];
- * }, { signal: request.signal });
+ * }, { signal: AbortSignal.timeout(5_000) });
  * @throws {TypeError} (rejects) if body is not a function or an option has the wrong type.
  */
 export async function taskGroup<R>(
