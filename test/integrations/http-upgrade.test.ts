@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage } from "node:http";
 import { connect } from "node:net";
 import type { Duplex } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { bind, ContextVar, copyContext, type Token } from "contextvars";
+import { bind, type Context, ContextVar, copyContext, type Token } from "contextvars";
 import { requestId, withUpgradeContext } from "contextvars/http";
 import { WebSocket, WebSocketServer } from "ws";
 import { close, listen, randomDelay, UUID } from "../helpers/http.ts";
@@ -414,6 +414,147 @@ describe("withUpgradeContext: failures, nesting, a raw upgrade", { timeout: 60_0
       for (const { expected, seen } of bound) assert.equal(seen, expected);
       // How many plain listeners run elsewhere depends on the runtime's zlib
       // and on timing (docs/integrations.md has the figures): not asserted.
+      assert.equal(plain.length, 200);
+    } finally {
+      terminateAll(wss);
+      await close(server);
+    }
+  });
+
+  it("a send callback runs in the Context of the code that called send: a broadcast's callbacks see the sender's values, bind(cb, the receiver's Context) the receiver's", async () => {
+    const wss = new WebSocketServer({ noServer: true });
+    const contexts = new Map<WebSocket, Context>();
+    const expectedOf = new Map<WebSocket, string>();
+    const plain: { expected: string; seen: string }[] = [];
+    const bound: { expected: string; seen: string }[] = [];
+    const server = createServer();
+    server.on(
+      "upgrade",
+      withUpgradeContext(
+        (req, socket, head) => {
+          wss.handleUpgrade(req, socket, head, (ws) => {
+            // The receiver's Context, kept when its connection opens.
+            contexts.set(ws, copyContext());
+            expectedOf.set(
+              ws,
+              `${req.headers["x-request-id"]}|${req.headers["x-user"]}|chat-api|unset`,
+            );
+            ws.on("message", (data) => {
+              const sender = expectedOf.get(ws) as string;
+              for (const other of wss.clients) {
+                if (other === ws) continue;
+                const receiver = expectedOf.get(other) as string;
+                other.send(`plain ${data}`, () => plain.push({ expected: sender, seen: values() }));
+                other.send(
+                  `bound ${data}`,
+                  bind(
+                    () => bound.push({ expected: receiver, seen: values() }),
+                    contexts.get(other),
+                  ),
+                );
+              }
+            });
+            ws.send("ready");
+          });
+        },
+        { seed: (req) => seedUser(req.headers["x-user"]) },
+      ),
+    );
+    const base = await listenWs(server);
+    const count = 10;
+    try {
+      const clients = await Promise.all(
+        Array.from({ length: count }, async (_, i) => {
+          const { ws } = await open(base, { "x-request-id": `bc-${i}`, "x-user": `u${i}` });
+          return ws;
+        }),
+      );
+      const received = clients.map((ws) => {
+        let n = 0;
+        return new Promise<void>((resolve) => {
+          ws.on("message", () => {
+            if (++n === 2 * (count - 1)) resolve();
+          });
+        });
+      });
+      for (const [i, ws] of clients.entries()) {
+        await randomDelay();
+        ws.send(`from ${i}`);
+      }
+      await Promise.all(received);
+      const callbacks = 2 * count * (count - 1);
+      for (let tries = 0; tries < 50 && bound.length + plain.length < callbacks; tries++) {
+        await randomDelay(10);
+      }
+      assert.equal(plain.length, count * (count - 1));
+      assert.equal(bound.length, count * (count - 1));
+      for (const { expected, seen } of plain) assert.equal(seen, expected, "the sender's values");
+      for (const { expected, seen } of bound) assert.equal(seen, expected, "the receiver's values");
+    } finally {
+      terminateAll(wss);
+      await close(server);
+    }
+  });
+
+  it("perMessageDeflate: a send callback may run in another upgrade's Context, also when the listener that sent was made with bind(); bind(callback) runs it in its own", async () => {
+    // ws compresses every connection's outgoing messages through the queue it
+    // inflates through: a send that waits is compressed, and its callback
+    // called, from whichever connection's deflate finished first.
+    const wss = new WebSocketServer({ noServer: true, perMessageDeflate: { threshold: 0 } });
+    const plain: { expected: string; seen: string }[] = [];
+    const bound: { expected: string; seen: string }[] = [];
+    const server = createServer();
+    server.on(
+      "upgrade",
+      withUpgradeContext(
+        (req, socket, head) => {
+          const expected = `${req.headers["x-request-id"]}|${req.headers["x-user"]}|chat-api|unset`;
+          wss.handleUpgrade(req, socket, head, (ws) => {
+            ws.on(
+              "message",
+              bind(() => {
+                ws.send("x".repeat(1000), () => plain.push({ expected, seen: values() }));
+                ws.send(
+                  "ok",
+                  bind(() => bound.push({ expected, seen: values() })),
+                );
+              }),
+            );
+          });
+        },
+        { seed: (req) => seedUser(req.headers["x-user"]) },
+      ),
+    );
+    const base = await listenWs(server);
+    try {
+      await Promise.all(
+        Array.from({ length: 40 }, async (_, i) => {
+          const ws = new WebSocket(base, {
+            headers: { "x-request-id": `deflate-send-${i}`, "x-user": `u${i}` },
+          });
+          opened.add(ws);
+          await once(ws, "open");
+          assert.equal(ws.extensions, "permessage-deflate");
+          for (let m = 0; m < 5; m++) {
+            const replies = new Promise<void>((resolve) => {
+              let n = 0;
+              const onReply = () => {
+                if (++n < 2) return;
+                ws.off("message", onReply);
+                resolve();
+              };
+              ws.on("message", onReply);
+            });
+            ws.send("x".repeat(1000));
+            await replies;
+          }
+        }),
+      );
+      for (let tries = 0; tries < 50 && bound.length < 200; tries++) await randomDelay(10);
+      assert.equal(bound.length, 200);
+      for (const { expected, seen } of bound) assert.equal(seen, expected);
+      // As for messages, how many plain callbacks run elsewhere depends on
+      // the runtime's zlib and on timing (docs/integrations.md): not asserted.
       assert.equal(plain.length, 200);
     } finally {
       terminateAll(wss);
