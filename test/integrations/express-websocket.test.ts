@@ -9,20 +9,23 @@
  * makes the Context first; the middleware then enters that same one.
  */
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { describe, it } from "node:test";
 import { bind } from "contextvars";
-import { contextMiddleware } from "contextvars/express";
+import { contextMiddleware, requestId } from "contextvars/express";
 import { withUpgradeContext } from "contextvars/http";
 import express from "express";
 import expressWs from "express-ws";
-import { randomDelay } from "../helpers/http.ts";
+import { WebSocket } from "ws";
+import { close, randomDelay } from "../helpers/http.ts";
 import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
 import {
   closeClient,
   expectConnections,
   expectedFor,
+  listenWs,
   open,
   type Sink,
   serveSocket,
@@ -75,6 +78,41 @@ describe("contextMiddleware with express-ws, upgrade listener under withUpgradeC
 
   it("a second round: nothing left over from the first", async () => {
     await expectConnections(served.base, "/ping", into, 20);
+  });
+
+  it("ws's headers event runs in the upgrade's Context: it echoes each connection's id on the 101", async () => {
+    const app = express();
+    const server = createServer(app);
+    const { app: wsApp, getWss } = expressWs(app, server);
+    for (const listener of server.listeners("upgrade") as UpgradeListener[]) {
+      server.off("upgrade", listener);
+      server.on("upgrade", withUpgradeContext(listener));
+    }
+    getWss().on("headers", (headers) => headers.push(`x-request-id: ${requestId.get()}`));
+    wsApp.use(contextMiddleware());
+    wsApp.ws("/chat", (ws) => ws.send(requestId.get()));
+    const base = await listenWs(server);
+    try {
+      const echoed = await Promise.all(
+        Array.from({ length: 20 }, async (_, i) => {
+          await randomDelay();
+          const ws = new WebSocket(`${base}/chat`, { headers: { "x-request-id": `echo-${i}` } });
+          // Both listened for at once: the greeting may come in the 101's packet.
+          const upgraded = once(ws, "upgrade") as Promise<[IncomingMessage]>;
+          const greeted = once(ws, "message") as Promise<[Buffer]>;
+          const [[res], [greeting]] = await Promise.all([upgraded, greeted]);
+          await closeClient(ws);
+          return `${res.headers["x-request-id"]}|${greeting}`;
+        }),
+      );
+      assert.deepEqual(
+        echoed,
+        Array.from({ length: 20 }, (_, i) => `echo-${i}|echo-${i}`),
+      );
+    } finally {
+      getWss().close();
+      await close(server);
+    }
   });
 });
 
