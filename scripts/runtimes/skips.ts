@@ -208,6 +208,24 @@ export const DIFFERENCES: readonly Difference[] = [
     pinnedBy: PINNED,
   },
   {
+    runtimes: ["deno"],
+    path: "test/integrations/otel-sdk.test.ts",
+    test: "200 concurrent requests > a server that listens inside a span makes it every request's parent",
+    reason:
+      "pins that a request takes the span active where the server listens; Deno's node:http runs the " +
+      "request listener in no Context, so a request without a traceparent has no parent there " +
+      "(docs/observability.md says so)",
+    pinnedBy: PINNED,
+  },
+  {
+    runtimes: ["bun"],
+    path: "test/integrations/http-upgrade.test.ts",
+    test: "withUpgradeContext: failures, nesting, a raw upgrade > a send callback runs in the Context of the code that called send",
+    reason:
+      "Bun resolves `ws` to its own built-in implementation, which calls a send callback in the root " +
+      "Context, not in the one that called send (docs/integrations.md says to bind it there)",
+  },
+  {
     runtimes: NOT_NODE,
     path: "test/integrations/koa.test.ts",
     test: "contextvars/koa contextMiddleware > a web ReadableStream body without withContext: ",
@@ -368,7 +386,7 @@ export const DIFFERENCES: readonly Difference[] = [
   {
     runtimes: ["bun"],
     path: "test/integrations/express-websocket.test.ts",
-    test: /^contextMiddleware with express-ws, upgrade listener under withUpgradeContext > /,
+    test: /^contextMiddleware with express-ws, upgrade listener under withUpgradeContext > (60 concurrent connections|a second round)/,
     reason:
       "express-ws's ws is Bun's own: message listeners run in the root Context although " +
       "withUpgradeContext bound the socket (the middleware and the route run in the request's, and " +
