@@ -97,8 +97,10 @@ function runIn(handler: Handler, payload: JobPayload): unknown {
   } catch (error) {
     throw error === null ? thrownNull(payload) : error;
   }
-  if (result instanceof Promise) {
-    return result.then(undefined, (error: unknown) => {
+  // piscina awaits what the job returns, a thenable that is no Promise (a
+  // query builder's) as a Promise: both are read here, once, as await would.
+  if (typeof result === "object" && result !== null) {
+    return Promise.resolve(result).then(undefined, (error: unknown) => {
       throw error === null ? thrownNull(payload) : error;
     });
   }

@@ -676,7 +676,8 @@ describe("contextPool: jobs that fail", () => {
   it("a job that throws null, or rejects with it, rejects with a TypeError naming the export, where piscina reads a null error as a result", async () => {
     const file = fileURLToPath(fixture("failing.ts"));
     await requestId.run("r-null", async () => {
-      for (const name of ["throwNull", "rejectNull"]) {
+      // rejectNull's promise, and a thenable that is no Promise, which piscina awaits alike.
+      for (const name of ["throwNull", "rejectNull", "thenableNull"]) {
         await assert.rejects(
           failing.run(undefined, { name }),
           new TypeError(
