@@ -31,12 +31,21 @@ export interface TaskGroupOptions {
 type State = "open" | "aborting" | "closed";
 
 // The TaskGroupClosedErrors each group threw from createTask while shutting
-// down. Its body or a cancelled child that runs into one has met the
-// shutdown where asyncio would have cancelled it at its last await, whose
-// CancelledError is no failure; here neither can be stopped mid-way, and
-// createTask is where a crawler's loop goes next, so the refusal is its
-// cancellation, not an error of the group's.
-const shutdownRefusals = new WeakMap<object, TaskGroup>();
+// down, with the group and the reason it shut down for. Its body or a
+// cancelled child that runs into one has met the shutdown where asyncio
+// would have cancelled it at its last await, whose CancelledError is no
+// failure; here neither can be stopped mid-way, and createTask is where a
+// crawler's loop goes next, so the refusal is its cancellation, not an error
+// of the group's. So is the refusal of a group that the same cancellation
+// shut down: one given the child's signal, or the body's group.signal
+// (new TaskGroup({ signal }), as a nested crawler passes it down).
+const shutdownRefusals = new WeakMap<object, { group: TaskGroup; reason: unknown }>();
+
+/** Whether error is a refusal of group, or of a group that signal's abort shut down. */
+function refusedBy(error: unknown, group: TaskGroup, signal: AbortSignal): boolean {
+  const refusal = shutdownRefusals.get(error as object);
+  return refusal !== undefined && (refusal.group === group || causedBy(signal, refusal.reason));
+}
 let groupCount = 0;
 
 /** Records a failure of the body of `taskGroup` and cancels the children. Internal. */
@@ -140,7 +149,7 @@ export class TaskGroup implements AsyncDisposable {
         "shutting down after a failure or cancel",
         "check group.signal.aborted before creating a task, and stop when it is; wait() reports the failures",
       );
-      shutdownRefusals.set(refusal, this);
+      shutdownRefusals.set(refusal, { group: this, reason: this.#abortReason });
       throw refusal;
     }
     // Counted before fn starts: a child whose synchronous start calls wait()
@@ -171,7 +180,7 @@ export class TaskGroup implements AsyncDisposable {
       if (
         late !== undefined &&
         !causedBy(task.signal, late.error) &&
-        shutdownRefusals.get(late.error as object) !== this
+        !refusedBy(late.error, this, task.signal)
       ) {
         if (!this.#failures.includes(late.error)) this.#failures.push(late.error);
         this.#abort();
@@ -317,7 +326,7 @@ export async function taskGroup<R>(
     // The body heeding group.signal after a failure, or running into the
     // group's refusal of a new child, is a cancellation the group caused,
     // not a failure (asyncio drops that CancelledError too).
-    if (!causedBy(group.signal, error) && shutdownRefusals.get(error as object) !== group) {
+    if (!causedBy(group.signal, error) && !refusedBy(error, group, group.signal)) {
       failGroup(group, error);
     }
   }

@@ -362,6 +362,67 @@ describe("TaskGroup: failures", () => {
     assert.equal((error as AggregateError).errors.length, 1);
   });
 
+  it("a cancelled child whose own group, given the child's signal, refuses it a task: that refusal is its cancellation too, no failure", async () => {
+    // The inner group shut down because the outer one cancelled the child
+    // (new TaskGroup({ signal }), as docs/semantics.md says to pass a signal down).
+    let refusal: unknown;
+    const error = await rejection(
+      taskGroup((outer) => {
+        outer.createTask(async (signal) => {
+          const inner = new TaskGroup({ name: "pages", signal });
+          await new Promise((resolve) => signal.addEventListener("abort", resolve));
+          try {
+            inner.createTask(() => 1);
+          } catch (e) {
+            refusal = e;
+            throw e;
+          }
+        });
+        outer.createTask(() => sleep(1).then(divideByZero));
+      }),
+    );
+    assert.ok(refusal instanceof TaskGroupClosedError);
+    assert.deepEqual(errorTypes(error), new Set([RangeError]));
+    assert.equal((error as AggregateError).errors.length, 1);
+  });
+
+  it("the body running into the refusal of a group given its group's signal: no failure", async () => {
+    let refusal: unknown;
+    const error = await rejection(
+      taskGroup(async (outer) => {
+        const inner = new TaskGroup({ name: "pages", signal: outer.signal });
+        outer.createTask(() => sleep(1).then(divideByZero));
+        await new Promise((resolve) => outer.signal.addEventListener("abort", resolve));
+        try {
+          inner.createTask(() => 1);
+        } catch (e) {
+          refusal = e;
+          throw e;
+        }
+      }),
+    );
+    assert.ok(refusal instanceof TaskGroupClosedError);
+    assert.deepEqual(errorTypes(error), new Set([RangeError]));
+    assert.equal((error as AggregateError).errors.length, 1);
+  });
+
+  it("a cancelled child running into the refusal of a group that shut down for a failure of its own: a failure", async () => {
+    const other = new TaskGroup({ name: "other" });
+    await other.createTask(() => Promise.reject(new MyExc("other's"))).then(undefined, () => {});
+    const otherFailed = rejection(other.wait());
+    const error = await rejection(
+      taskGroup((g) => {
+        g.createTask(async (signal) => {
+          await new Promise((resolve) => signal.addEventListener("abort", resolve));
+          other.createTask(() => 1);
+        });
+        g.createTask(() => sleep(1).then(divideByZero));
+      }),
+    );
+    assert.deepEqual(errorTypes(error), new Set([RangeError, TaskGroupClosedError]));
+    assert.deepEqual(errorTypes(await otherFailed), new Set([MyExc]));
+  });
+
   it("a cancelled child failing with an exotic error (a Proxy whose getPrototypeOf trap throws): a failure, and the group still settles", async () => {
     const exotic = new Proxy(new Error("exotic"), {
       getPrototypeOf() {
