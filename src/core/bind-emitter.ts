@@ -113,11 +113,15 @@ export function bindEmitter<E extends EventEmitterLike>(emitter: E, context?: Co
   }
   assertContext("context", context);
   if (boundEmitters.has(emitter)) return emitter;
+  // An emitter whose on() is its own was bound before by another library (an
+  // OpenTelemetry context manager's bind, as instrumentation-http does to req
+  // and res): what we add through it is wrapped again, in a wrapper of its own.
+  const ownOn = Object.hasOwn(emitter, "on");
   const requestAdder = requestAdders.get(emitter.on);
   const request =
     requestAdder !== undefined
       ? requestAdder(emitter)
-      : Object.hasOwn(emitter, "on")
+      : ownOn
         ? requestBindingOf(emitter)
         : undefined;
   if (request !== undefined) return emitter;
@@ -126,10 +130,7 @@ export function bindEmitter<E extends EventEmitterLike>(emitter: E, context?: Co
   const on = target.on as Adder;
   const prepend = target.prependListener;
   const { removeAllListeners: removeAll, rawListeners } = emitter as Partial<EventEmitterLike>;
-  // An emitter whose on() is its own was bound before by another library (an
-  // OpenTelemetry context manager's bind, as instrumentation-http does to req
-  // and res): what we add through it is wrapped again, in a wrapper of its own.
-  const stacked = Object.hasOwn(emitter, "on") && typeof rawListeners === "function";
+  const stacked = ownOn && typeof rawListeners === "function";
 
   // Each wrapper carries the original in its `listener` field, as Node's own
   // once-wrappers do: EventEmitter matches that field in removeListener and

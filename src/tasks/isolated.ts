@@ -104,6 +104,7 @@ function copyMetadata(from: Function, to: Function): void {
 }
 
 // A field's legacy decorator gets no descriptor; an accessor's has get/set.
+// The legacy form's target names the member's class too.
 function notAMethodError(
   target: unknown,
   key: string | symbol,
@@ -113,38 +114,38 @@ function notAMethodError(
   const owner = isClass ? target : (target as { constructor?: unknown } | null)?.constructor;
   const className = (typeof owner === "function" && functionName(owner)) || "TheClass";
   const member = typeof key === "string" ? `.${key}` : `[${String(key)}]`;
-  const what =
+  const kind =
     descriptor === undefined
-      ? notAMethod.field(key)
+      ? "field"
       : descriptor.get !== undefined || descriptor.set !== undefined
-        ? notAMethod.accessor
-        : "a value that is not a function";
-  return new TypeError(`@isolated decorates methods, and \`${className}${member}\` is ${what}`);
+        ? "accessor"
+        : "value";
+  return decoratesMethods(`\`${className}${member}\``, kind, key);
 }
 
-const notAMethod = {
-  field: (key: unknown) =>
-    `a field: wrap its function where it is made, \`${typeof key === "string" ? key : "field"} = isolated(() => …)\``,
-  accessor: "an accessor: wrap the function it returns, or decorate a method",
-  class: "a class: decorate its methods, or wrap the functions it makes",
-};
-
-// A standard decorator's context names the member, not its class.
+// A standard decorator's context names the member, not its class (an
+// anonymous class's has no name).
 function notAMemberError(kind: string, name: unknown): TypeError {
-  // An anonymous class's context has no name.
   const member =
     typeof name === "string"
       ? `\`${name}\``
       : typeof name === "symbol"
         ? `\`[${String(name)}]\``
         : "this";
+  return decoratesMethods(member, kind, name);
+}
+
+// The one message of both forms: what `member` is, and what to do instead.
+function decoratesMethods(member: string, kind: string, key: unknown): TypeError {
   const what =
     kind === "field"
-      ? notAMethod.field(name)
+      ? `a field: wrap its function where it is made, \`${typeof key === "string" ? key : "field"} = isolated(() => …)\``
       : kind === "class"
-        ? notAMethod.class
+        ? "a class: decorate its methods, or wrap the functions it makes"
         : kind === "accessor" || kind === "getter" || kind === "setter"
-          ? notAMethod.accessor
-          : `a ${kind}`;
+          ? "an accessor: wrap the function it returns, or decorate a method"
+          : kind === "value"
+            ? "a value that is not a function"
+            : `a ${kind}`;
   return new TypeError(`@isolated decorates methods, and ${member} is ${what}`);
 }

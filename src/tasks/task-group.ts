@@ -41,8 +41,13 @@ type State = "open" | "aborting" | "closed";
 // (new TaskGroup({ signal }), as a nested crawler passes it down).
 const shutdownRefusals = new WeakMap<object, { group: TaskGroup; reason: unknown }>();
 
-/** Whether error is a refusal of group, or of a group that signal's abort shut down. */
-function refusedBy(error: unknown, group: TaskGroup, signal: AbortSignal): boolean {
+/**
+ * Whether error is a cancellation, not a failure, of code that `group`
+ * cancelled through `signal`: signal's reason, a refusal of group's, or one
+ * of a group that signal's abort shut down.
+ */
+function cancelledBy(error: unknown, signal: AbortSignal, group: TaskGroup): boolean {
+  if (causedBy(signal, error)) return true;
   const refusal = shutdownRefusals.get(error as object);
   return refusal !== undefined && (refusal.group === group || causedBy(signal, refusal.reason));
 }
@@ -177,11 +182,7 @@ export class TaskGroup implements AsyncDisposable {
       // TaskGroup reports what a cancelled child raises, and nothing else
       // would ever see this error.
       const late = failureAfterCancelOf(task);
-      if (
-        late !== undefined &&
-        !causedBy(task.signal, late.error) &&
-        !refusedBy(late.error, this, task.signal)
-      ) {
+      if (late !== undefined && !cancelledBy(late.error, task.signal, this)) {
         if (!this.#failures.includes(late.error)) this.#failures.push(late.error);
         this.#abort();
       }
@@ -326,9 +327,7 @@ export async function taskGroup<R>(
     // The body heeding group.signal after a failure, or running into the
     // group's refusal of a new child, is a cancellation the group caused,
     // not a failure (asyncio drops that CancelledError too).
-    if (!causedBy(group.signal, error) && !refusedBy(error, group, group.signal)) {
-      failGroup(group, error);
-    }
+    if (!cancelledBy(error, group.signal, group)) failGroup(group, error);
   }
   await group.wait();
   return result as R;

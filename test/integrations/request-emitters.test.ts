@@ -234,9 +234,10 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
       assert.deepEqual(await onceFailed, [onceBoom]);
     });
 
-    it("bindEmitter on an emitter bound to a request returns it as it is: listeners run in the request's Context, and their originals remove them", () => {
-      const emitter = emitterFor(strategy);
-      bindTo(emitter, requestContext("request"));
+    // bindEmitter on an emitter bound to the Context named "request": it
+    // comes back as it is, its listeners run there, and their originals
+    // remove them. Returns what the listeners saw.
+    function expectBoundToRequestAlready(emitter: EventEmitter): string[] {
       const seen: string[] = [];
       const removed = () => seen.push("removed listener called");
       assert.equal(
@@ -252,6 +253,13 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
       v.run("emitter", () => emitter.emit("x"));
       v.run("emitter", () => emitter.emit("x"));
       assert.deepEqual(seen, ["once: request", "on: request", "on: request"]);
+      return seen;
+    }
+
+    it("bindEmitter on an emitter bound to a request returns it as it is: listeners run in the request's Context, and their originals remove them", () => {
+      const emitter = emitterFor(strategy);
+      bindTo(emitter, requestContext("request"));
+      const seen = expectBoundToRequestAlready(emitter);
       // An emitter with the same methods but no request of its own is bound as any other.
       const unbound = emitterFor(strategy);
       const bound = v.run("caller", () => bindEmitter(unbound));
@@ -264,21 +272,7 @@ for (const strategy of ["bindToRequest", "bindPrototype"] as const) {
       const emitter = emitterFor(strategy);
       bindTo(emitter, requestContext("request"));
       bindByAnotherLibrary(emitter);
-      const seen: string[] = [];
-      const removed = () => seen.push("removed listener called");
-      assert.equal(
-        v.run("elsewhere", () => bindEmitter(emitter, requestContext("other"))),
-        emitter,
-      );
-      emitter.on("x", removed);
-      assert.deepEqual(emitter.listeners("x"), [removed]);
-      emitter.removeListener("x", removed);
-      assert.equal(emitter.listenerCount("x"), 0);
-      emitter.once("x", () => seen.push(`once: ${v.get()}`));
-      emitter.on("x", () => seen.push(`on: ${v.get()}`));
-      v.run("emitter", () => emitter.emit("x"));
-      v.run("emitter", () => emitter.emit("x"));
-      assert.deepEqual(seen, ["once: request", "on: request", "on: request"]);
+      expectBoundToRequestAlready(emitter);
     });
   });
 }

@@ -341,22 +341,33 @@ describe("TaskGroup: failures", () => {
     assert.equal(reasons.length, 3);
   });
 
-  it("a cancelled child calling createTask after the group shut down: the refusal is its cancellation, no failure", async () => {
+  // A group whose child, once the group cancels it for a sibling's failure,
+  // asks `groupOf(outer, signal)` (called before the child waits) for a task
+  // and rethrows the refusal: what the group rejects with, and the refusal.
+  async function childRefusedAfterCancel(
+    groupOf: (outer: TaskGroup, signal: AbortSignal) => TaskGroup,
+  ): Promise<{ error: unknown; refusal: unknown }> {
     let refusal: unknown;
     const error = await rejection(
-      taskGroup((g) => {
-        g.createTask(async (signal) => {
+      taskGroup((outer) => {
+        outer.createTask(async (signal) => {
+          const group = groupOf(outer, signal);
           await new Promise((resolve) => signal.addEventListener("abort", resolve));
           try {
-            g.createTask(() => 1);
+            group.createTask(() => 1);
           } catch (e) {
             refusal = e;
             throw e;
           }
         });
-        g.createTask(() => sleep(1).then(divideByZero));
+        outer.createTask(() => sleep(1).then(divideByZero));
       }),
     );
+    return { error, refusal };
+  }
+
+  it("a cancelled child calling createTask after the group shut down: the refusal is its cancellation, no failure", async () => {
+    const { error, refusal } = await childRefusedAfterCancel((outer) => outer);
     assert.ok(refusal instanceof TaskGroupClosedError);
     assert.deepEqual(errorTypes(error), new Set([RangeError]));
     assert.equal((error as AggregateError).errors.length, 1);
@@ -365,21 +376,8 @@ describe("TaskGroup: failures", () => {
   it("a cancelled child whose own group, given the child's signal, refuses it a task: that refusal is its cancellation too, no failure", async () => {
     // The inner group shut down because the outer one cancelled the child
     // (new TaskGroup({ signal }), as docs/semantics.md says to pass a signal down).
-    let refusal: unknown;
-    const error = await rejection(
-      taskGroup((outer) => {
-        outer.createTask(async (signal) => {
-          const inner = new TaskGroup({ name: "pages", signal });
-          await new Promise((resolve) => signal.addEventListener("abort", resolve));
-          try {
-            inner.createTask(() => 1);
-          } catch (e) {
-            refusal = e;
-            throw e;
-          }
-        });
-        outer.createTask(() => sleep(1).then(divideByZero));
-      }),
+    const { error, refusal } = await childRefusedAfterCancel(
+      (_outer, signal) => new TaskGroup({ name: "pages", signal }),
     );
     assert.ok(refusal instanceof TaskGroupClosedError);
     assert.deepEqual(errorTypes(error), new Set([RangeError]));
@@ -410,15 +408,7 @@ describe("TaskGroup: failures", () => {
     const other = new TaskGroup({ name: "other" });
     await other.createTask(() => Promise.reject(new MyExc("other's"))).then(undefined, () => {});
     const otherFailed = rejection(other.wait());
-    const error = await rejection(
-      taskGroup((g) => {
-        g.createTask(async (signal) => {
-          await new Promise((resolve) => signal.addEventListener("abort", resolve));
-          other.createTask(() => 1);
-        });
-        g.createTask(() => sleep(1).then(divideByZero));
-      }),
-    );
+    const { error } = await childRefusedAfterCancel(() => other);
     assert.deepEqual(errorTypes(error), new Set([RangeError, TaskGroupClosedError]));
     assert.deepEqual(errorTypes(await otherFailed), new Set([MyExc]));
   });
