@@ -4,7 +4,8 @@ import { createServer, request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
-import { Context, ContextVar, type Token } from "contextvars";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Context, ContextVar, type Token, taskGroup } from "contextvars";
 import { contextPlugin, requestId } from "contextvars/fastify";
 import { withContext } from "contextvars/http";
 import { contextMixin } from "contextvars/pino";
@@ -880,5 +881,94 @@ describe("contextvars/fastify contextPlugin", { timeout: 60_000 }, () => {
       await own.register(dependent);
     }, /contextvars/);
     await own.close().catch(() => {});
+  });
+
+  it("the client-gone signal of docs/integrations.md: POSTs whose clients wait finish their TaskGroups, a client that leaves cancels its own, each child in its own Context", async () => {
+    // As the docs' snippet: a controller aborted from reply.raw's close, set
+    // as a var by an onRequest hook after the plugin's. request.signal would
+    // be aborted by then in every POST below (pinned in test/threads/requests.test.ts).
+    const clientGone = new ContextVar<AbortSignal>("clientGone");
+    const row = new ContextVar<string>("row");
+    const own = Fastify();
+    await own.register(contextPlugin, { seed });
+    own.addHook("onRequest", (_request, reply, done) => {
+      const controller = new AbortController();
+      reply.raw.on("close", () => {
+        if (!reply.raw.writableFinished) controller.abort();
+      });
+      clientGone.set(controller.signal);
+      done();
+    });
+    const cancelled: string[] = [];
+    const outcomes = new Map<string, string>();
+    let childrenStarted = () => {};
+    const leaving = new Promise<void>((resolve) => {
+      childrenStarted = resolve;
+    });
+    own.post("/import", { bodyLimit: 1 << 20 }, async (request) => {
+      const rows = (request.body as { rows: string[] }).rows;
+      const id = requestId.get();
+      // Read at the start, as passing it to the group would (Fastify makes it when first read).
+      const requestSignal = request.signal;
+      try {
+        await taskGroup(
+          (group) => {
+            for (const name of rows) {
+              group.createTask(async (signal) => {
+                row.set(name);
+                signal.addEventListener("abort", () => {
+                  cancelled.push(`${requestId.get()} ${row.get()} ${user.get()}`);
+                });
+                if (id === "leaves") childrenStarted();
+                await sleep(id === "leaves" ? 10_000 : 20, undefined, { signal }).catch(() => {});
+              });
+            }
+          },
+          { signal: clientGone.get() },
+        );
+        outcomes.set(
+          id,
+          `imported ${rows.length}, request.signal aborted: ${requestSignal.aborted}`,
+        );
+        return { imported: rows.length };
+      } catch (error) {
+        outcomes.set(id, `${(error as Error).name} in ${requestId.get()} ${user.get()}`);
+        throw error;
+      }
+    });
+    const url = await own.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const body = (n: number) =>
+        JSON.stringify({ rows: Array.from({ length: n }, (_, i) => `r${i}`) });
+      const left = httpRequest(`${url}/import`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-request-id": "leaves", "x-user": "lea" },
+      });
+      left.on("error", () => {});
+      left.end(body(3));
+      const waiting = Array.from({ length: 20 }, (_, i) =>
+        send(url, "/import", {
+          body: body(5),
+          chunks: 2,
+          headers: {
+            "content-type": "application/json",
+            "x-request-id": `waits-${i}`,
+            "x-user": `u${i}`,
+          },
+        }),
+      );
+      await leaving;
+      left.destroy();
+      const replies = await Promise.all(waiting);
+      for (const reply of replies) assert.equal(reply.body, JSON.stringify({ imported: 5 }));
+      for (let i = 0; i < 200 && !outcomes.has("leaves"); i++) await sleep(5);
+      assert.equal(outcomes.get("leaves"), "AbortError in leaves lea");
+      assert.deepEqual(cancelled.sort(), ["leaves r0 lea", "leaves r1 lea", "leaves r2 lea"]);
+      for (let i = 0; i < 20; i++) {
+        assert.equal(outcomes.get(`waits-${i}`), "imported 5, request.signal aborted: true");
+      }
+    } finally {
+      await own.close();
+    }
   });
 });
