@@ -150,6 +150,43 @@ describe("TaskGroup: waiting", () => {
     assert.deepEqual((grouped as AggregateError).errors, [body]);
     assert.deepEqual(outcomes, ["cancelled"]);
   });
+
+  it("`await using` with an explicit wait() as well: the scope's exit rejects with wait()'s reason again, also after the block caught it (the contract's asyncDispose = wait(); pinned)", async () => {
+    const failed = new RangeError("child failed");
+    const failing = async () => {
+      await sleep(2);
+      throw failed;
+    };
+    // Caught inside the block, the failure still ends the scope.
+    const caught = await rejection(
+      (async () => {
+        await using tg = new TaskGroup();
+        tg.createTask(failing);
+        try {
+          await tg.wait();
+        } catch {
+          return "fallback";
+        }
+        return "finished";
+      })(),
+    );
+    assert.deepEqual((caught as AggregateError).errors, [failed]);
+    // Not caught: a SuppressedError holding the one AggregateError twice.
+    const twice = await rejection(
+      (async () => {
+        await using tg = new TaskGroup();
+        tg.createTask(failing);
+        await tg.wait();
+      })(),
+    );
+    assert.equal((twice as Error).name, "SuppressedError");
+    const { error, suppressed } = twice as { error: unknown; suppressed: unknown };
+    assert.equal(error, suppressed);
+    assert.deepEqual((error as AggregateError).errors, [failed]);
+    // taskGroup(body) reports it once.
+    const once = await rejection(taskGroup(async (tg) => tg.createTask(failing)));
+    assert.deepEqual((once as AggregateError).errors, [failed]);
+  });
 });
 
 describe("TaskGroup: contexts and names", () => {
