@@ -68,8 +68,19 @@ const headersGetter: TextMapGetter<IncomingHeaders> = {
 
 const headersSetter: TextMapSetter<OutgoingHeaders> = {
   set(carrier, key, value) {
-    if (carrier instanceof Headers) carrier.set(key, value);
-    else carrier[key] = value;
+    if (carrier instanceof Headers) {
+      carrier.set(key, value);
+      return;
+    }
+    // As Headers#set: the header replaces one under any other spelling of its
+    // name (`Traceparent`), which fetch and undici would send beside it, and
+    // which the receiver would join with it into a header it cannot read.
+    for (const name of Object.keys(carrier)) {
+      if (name !== key && name.length === key.length && name.toLowerCase() === key) {
+        delete carrier[name];
+      }
+    }
+    carrier[key] = value;
   },
 };
 

@@ -200,6 +200,23 @@ describe("inject", () => {
     }
   });
 
+  it("replaces a traceparent an object holds under another spelling: one header goes out", () => {
+    const stale = `00-${"1".repeat(32)}-${"2".repeat(16)}-01`;
+    for (const name of ["Traceparent", "TRACEPARENT", "TraceParent"]) {
+      const headers = fresh(() =>
+        context.with(trace.setSpanContext(ROOT_CONTEXT, remote), () =>
+          carry.inject({ accept: "*/*", [name]: stale } as Record<string, string>),
+        ),
+      );
+      assert.deepEqual(headers, { accept: "*/*", traceparent: TRACEPARENT }, name);
+    }
+    // With no span active nothing is written, and the caller's header stays as it is.
+    assert.deepEqual(
+      fresh(() => carry.inject({ Traceparent: stale })),
+      { Traceparent: stale },
+    );
+  });
+
   it("writes traceparent beside a baggage header the caller wrote", () => {
     const headers = fresh(() => {
       user.set("local");
