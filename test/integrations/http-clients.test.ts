@@ -4,8 +4,7 @@
  * real client over pooled keep-alive connections, 200 requests at once. Each
  * call must carry its own request's id, baggage and trace, the client's
  * callbacks and hooks must see its own request's Context, and a deadline
- * must abort the call. undici 8 needs Node 22.19 or later, got 16 Node 22:
- * their tests are skipped before that.
+ * must abort the call.
  */
 import assert from "node:assert/strict";
 import { AsyncLocalStorage } from "node:async_hooks";
@@ -14,19 +13,17 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { context, trace } from "@opentelemetry/api";
 import { BasicTracerProvider } from "@opentelemetry/sdk-trace-base";
+import axios, { AxiosHeaders, type AxiosInstance } from "axios";
 import { bind, ContextVar, currentTask, timeout } from "contextvars";
 import { requestId, withContext } from "contextvars/http";
 import { ContextVarsContextManager, contextPropagation } from "contextvars/otel";
+import got from "got";
+import { type Dispatcher, interceptors, Pool, request as undiciRequest } from "undici";
 import { close, keepAliveAgent, listen, sendJson } from "../helpers/http.ts";
 
 context.setGlobalContextManager(new ContextVarsContextManager().enable());
 trace.setGlobalTracerProvider(new BasicTracerProvider());
 const tracer = trace.getTracer("http-clients");
-
-const [major = 0, minor = 0] = process.versions.node.split(".").map(Number);
-const undiciSkip =
-  major > 22 || (major === 22 && minor >= 19) ? false : "undici 8 needs Node 22.19 or later";
-const gotSkip = major >= 22 ? false : "got 16 needs Node 22 or later";
 
 const user = new ContextVar<string>("user");
 const carry = contextPropagation({ "user.id": user });
@@ -233,18 +230,15 @@ describe("node:http request with a keep-alive Agent", () => {
   it("the task's signal aborts the call at the deadline", () => assertCancelled(call));
 });
 
-describe("undici 8", { skip: undiciSkip }, () => {
-  // A dynamic import: undici 8 does not load on Node 20.
-  let undici: typeof import("undici");
-  let pool: import("undici").Pool;
-  before(async () => {
-    undici = await import("undici");
-    pool = new undici.Pool(bBase, { connections: 8 });
+describe("undici 7", () => {
+  let pool: Pool;
+  before(() => {
+    pool = new Pool(bBase, { connections: 8 });
   });
   after(() => pool?.close());
 
   const viaRequest: Call = async (base, path, seen) => {
-    const { body } = await undici.request(`${base}${path}`, {
+    const { body } = await undiciRequest(`${base}${path}`, {
       dispatcher: pool,
       headers: carry.inject({ "x-request-id": requestId.get() }),
       signal: currentTask()?.signal,
@@ -258,10 +252,7 @@ describe("undici 8", { skip: undiciSkip }, () => {
   it("request() on a Pool: the task's signal aborts the call", () => assertCancelled(viaRequest));
 
   /** An interceptor that stamps each handler callback, bound with `bind` or not. */
-  function recording(
-    seen: Seen,
-    bound: boolean,
-  ): import("undici").Dispatcher.DispatcherComposeInterceptor {
+  function recording(seen: Seen, bound: boolean): Dispatcher.DispatcherComposeInterceptor {
     return (dispatch) => (options, handler) => {
       stamp(seen, "dispatch");
       const wrap =
@@ -278,7 +269,7 @@ describe("undici 8", { skip: undiciSkip }, () => {
         onResponseData: at("onResponseData", handler.onResponseData),
         onResponseEnd: at("onResponseEnd", handler.onResponseEnd),
         onResponseError: at("onResponseError", handler.onResponseError),
-      } as import("undici").Dispatcher.DispatchHandler);
+      } as Dispatcher.DispatchHandler);
     };
   }
   const viaInterceptor =
@@ -321,18 +312,17 @@ describe("undici 8", { skip: undiciSkip }, () => {
   });
 
   /** Writes x-request-id and the baggage in dispatch, as a client-wide interceptor would. */
-  const injecting: import("undici").Dispatcher.DispatcherComposeInterceptor =
-    (dispatch) => (options, handler) => {
-      const headers = carry.inject({ "x-request-id": requestId.get("<none>") });
-      return dispatch(
-        { ...options, headers: { ...(options.headers as object), ...headers } },
-        handler,
-      );
-    };
+  const injecting: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (options, handler) => {
+    const headers = carry.inject({ "x-request-id": requestId.get("<none>") });
+    return dispatch(
+      { ...options, headers: { ...(options.headers as object), ...headers } },
+      handler,
+    );
+  };
   const viaRetry =
     (order: "inject inside retry" | "inject outside retry"): Call =>
     async (base, path, seen) => {
-      const retry = undici.interceptors.retry({
+      const retry = interceptors.retry({
         maxRetries: 2,
         minTimeout: 1,
         statusCodes: [503],
@@ -364,10 +354,9 @@ describe("undici 8", { skip: undiciSkip }, () => {
 describe("axios 1", () => {
   /** The calls' record of callbacks, found through the Context as anything else would be. */
   const currentSeen = new ContextVar<Seen>("seen");
-  let client: import("axios").AxiosInstance;
+  let client: AxiosInstance;
   let agent: Agent;
-  before(async () => {
-    const axios = (await import("axios")).default;
+  before(() => {
     agent = keepAliveAgent(8);
     // One instance, its interceptors added once, shared by every request.
     client = axios.create({ httpAgent: agent });
@@ -392,18 +381,15 @@ describe("axios 1", () => {
   it("a shared instance's interceptors see each call's own request", async () => {
     assertOwn(await through(call), ["request interceptor", "response interceptor", "after await"]);
   });
-  it("inject refuses an AxiosHeaders itself with a TypeError", async () => {
-    const { AxiosHeaders } = await import("axios");
+  it("inject refuses an AxiosHeaders itself with a TypeError", () => {
     assert.throws(() => carry.inject(new AxiosHeaders() as never), TypeError);
   });
   it("the task's signal aborts the call at the deadline", () => assertCancelled(call));
 });
 
-describe("got 16", { skip: gotSkip }, () => {
-  let got: typeof import("got").default;
+describe("got 14", () => {
   let agent: Agent;
-  before(async () => {
-    got = (await import("got")).default;
+  before(() => {
     agent = keepAliveAgent(8);
   });
   after(() => agent.destroy());
