@@ -29,7 +29,8 @@ async function runRecipe(name: string): Promise<string[]> {
   const { stdout } = await promisify(execFile)(
     process.execPath,
     ["--conditions=contextvars-source", "--import", "tsx", `examples/recipes/${name}.ts`],
-    // Each recipe ends by itself in well under a second; the margin is for a loaded machine.
+    // Each recipe ends by itself in well under a second (job-queues.ts in about two, its crons
+    // ticking once a second); the margin is for a loaded machine.
     { cwd: root, timeout: 30_000 },
   );
   return stdout.trimEnd().split("\n");
@@ -75,6 +76,14 @@ describe("recipes", () => {
     onNode,
     async () => {
       assert.deepEqual(await runRecipe("background-work"), BACKGROUND_WORK);
+    },
+  );
+
+  it(
+    "job-queues.ts: a queued job runs where the queue calls it, bind(job) gives its own request; a cron keeps the Context it was started in",
+    onNode,
+    async () => {
+      assert.deepEqual(await runRecipe("job-queues"), JOB_QUEUES);
     },
   );
 
@@ -255,6 +264,34 @@ const BACKGROUND_WORK = [
   "client got 202; the work of order-2 went on after it",
 ];
 
+const JOB_QUEUES = [
+  "p-limit, a plain job:",
+  "  the job of order-1 sees requestId order-1, note none",
+  "  then order-1 itself reads note set by the job of order-1",
+  "  the job of order-2 sees requestId order-2, note none",
+  "  then order-2 itself reads note set by the job of order-2",
+  "  the job of order-3 sees requestId order-3, note none",
+  "  then order-3 itself reads note set by the job of order-3",
+  "fastq, a plain job:",
+  "  the job of order-4 sees requestId order-4, note none",
+  "  the job of order-5 sees requestId order-4, note set by the job of order-4",
+  "  the job of order-6 sees requestId order-4, note set by the job of order-5",
+  "fastq, bind(job) at the add:",
+  "  the job of order-7 sees requestId order-7, note none",
+  "  the job of order-8 sees requestId order-8, note none",
+  "  the job of order-9 sees requestId order-9, note none",
+  "cron started in a request, plain:",
+  "  a tick sees requestId order-10, note none",
+  "  a tick sees requestId order-10, note set by a tick of plain",
+  "cron started in a request, bind(tick, new Context()):",
+  "  a tick sees requestId -, note none",
+  "  a tick sees requestId -, note none",
+  "cron started at the top level:",
+  "  a tick sees requestId -, note none",
+  "  a tick sees requestId -, note set by a tick of top level",
+  "a request after the ticks reads note set by a tick of top level",
+];
+
 const TEST_OVERRIDES = [
   "set() in a test body:",
   "  ok - new checkout is on: new checkout for anonymous, 100 EUR",
@@ -273,5 +310,6 @@ const OUTPUTS: Record<string, readonly string[]> = {
   deadline: DEADLINE,
   "request-cache": REQUEST_CACHE,
   "background-work": BACKGROUND_WORK,
+  "job-queues": JOB_QUEUES,
   "test-overrides": TEST_OVERRIDES,
 };
