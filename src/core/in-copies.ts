@@ -77,3 +77,20 @@ export function inCopies(
     }
   }
 }
+
+const AsyncFunctionPrototype: object = Object.getPrototypeOf(async () => {});
+
+/**
+ * The wrapper of an async function made one in kind: its prototype is
+ * AsyncFunction.prototype, so `Symbol.toStringTag`, `instanceof` and
+ * `constructor` say so. async.js tells an async function by its tag and
+ * calls any other with a callback it then waits on for ever, so
+ * `async.queue(bind(worker))` would never run a second job. Any other
+ * function's wrapper is returned as it is. Internal.
+ */
+export function keepAsync(wrapper: Function, fn: Function): Function {
+  if (Object.getPrototypeOf(fn) === AsyncFunctionPrototype) {
+    Object.setPrototypeOf(wrapper, AsyncFunctionPrototype);
+  }
+  return wrapper;
+}

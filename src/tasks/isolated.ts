@@ -1,4 +1,4 @@
-import { inCopies } from "../core/in-copies.ts";
+import { inCopies, keepAsync } from "../core/in-copies.ts";
 import { functionName } from "../core/inspect.ts";
 import { assertFunction } from "../errors.ts";
 
@@ -55,11 +55,12 @@ export function isolated(
 }
 
 // fn's name and length: createTask reads the length to pass the signal,
-// Express to tell an error handler. A name that is not a string is "", as
+// Express to tell an error handler; and its kind, async.js telling an async
+// function by its tag. A name that is not a string is "", as
 // for bind: used as the method's computed key, a Symbol would make it
 // "[description]" and an object would have its toString called.
 function wrap(fn: Function): Function {
-  return inCopies(functionName(fn), fn.length, fn, undefined);
+  return keepAsync(inCopies(functionName(fn), fn.length, fn, undefined), fn);
 }
 
 function legacyMethod(

@@ -164,6 +164,37 @@ describe("bind", () => {
     );
   });
 
+  it("an async function stays one, for the libraries that tell by its tag (async.js calls any other with a callback and waits on it)", async () => {
+    const AsyncFunction = (async () => {}).constructor;
+    const worker = async (name: string) => {
+      await sleep(1);
+      return name;
+    };
+    // As Function#bind's result is: its prototype is the target's.
+    const nativeBound = worker.bind(null);
+    assert.equal(Object.prototype.toString.call(nativeBound), "[object AsyncFunction]");
+    const wrappers = [
+      bind(worker),
+      bind(worker, new Context()),
+      isolated(worker),
+      bind(nativeBound),
+    ];
+    for (const wrapped of wrappers) {
+      assert.equal(Object.prototype.toString.call(wrapped), "[object AsyncFunction]");
+      assert.ok(wrapped instanceof AsyncFunction);
+      assert.equal(wrapped.constructor, AsyncFunction);
+      assert.deepEqual(await Promise.all([wrapped("a"), wrapped("b")]), ["a", "b"]);
+    }
+    // Nothing else changes shape: a plain function, a generator, an async generator.
+    const others = [() => 1, function* steps() {}, async function* pages() {}];
+    for (const fn of others) {
+      for (const wrapped of [bind(fn), isolated(fn)]) {
+        assert.equal(Object.getPrototypeOf(wrapped), Function.prototype);
+        assert.equal(Object.prototype.toString.call(wrapped), "[object Function]");
+      }
+    }
+  });
+
   it("reads fn's own length, then its name, as Function#bind does", () => {
     const traced = (seen: string[]) =>
       tracedFunction(seen, function handler(_a: unknown, _b: unknown) {});

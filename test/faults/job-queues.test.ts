@@ -289,6 +289,33 @@ it("a fastq job added inside timeout() runs under the task whose job freed its s
   }
 });
 
+it("async.mapLimit and async.queue call bind(asyncFn) and isolated(asyncFn) as the async functions they are, each in its own Context", async () => {
+  const user = new ContextVar<string>("user");
+  const worker = async (n: number) => {
+    await randomDelay(2);
+    return `${user.get("<unset>")}-${n}`;
+  };
+  const within = <T>(ms: number, work: Promise<T>) =>
+    Promise.race([work, sleep(ms).then(() => assert.fail(`still waiting after ${ms} ms`))]);
+  const requests = Array.from({ length: 20 }, (_, i) =>
+    user.run(`user${i}`, async () => {
+      const queue = async.queue(bind(worker), 2);
+      return [
+        await within(2_000, async.mapLimit([1, 2, 3], 2, bind(worker))),
+        await within(2_000, async.mapLimit([1, 2, 3], 2, isolated(worker))),
+        await within(2_000, Promise.all([queue.pushAsync<string>(1), queue.pushAsync<string>(2)])),
+      ];
+    }),
+  );
+  for (const [i, results] of (await Promise.all(requests)).entries()) {
+    assert.deepEqual(results, [
+      [`user${i}-1`, `user${i}-2`, `user${i}-3`],
+      [`user${i}-1`, `user${i}-2`, `user${i}-3`],
+      [`user${i}-1`, `user${i}-2`],
+    ]);
+  }
+});
+
 describe("a scheduler started in a request", () => {
   type Stop = () => void;
   const schedulers: Record<string, (tick: () => void) => Stop> = {
