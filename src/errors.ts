@@ -217,7 +217,31 @@ export function argumentError(
   where?: string,
 ): TypeError {
   const at = where === undefined ? "" : `, in ${where}`;
-  return new TypeError(`Expected \`${name}\` to be ${expected}, got ${describeValue(value)}${at}`);
+  return new TypeError(
+    `Expected \`${name}\` to be ${expected}, got ${describeValue(value)}${at}${fromAnotherCopy(expected, value)}`,
+  );
+}
+
+/**
+ * The hint for a value of the very class expected, made by another copy of
+ * this package (two versions installed, a bundle beside an import, jest's
+ * per-file module registry): its brand is not this copy's, so it is refused,
+ * and `got [object Context]` alone reads as a Context refused for being one.
+ */
+function fromAnotherCopy(expected: string, value: unknown): string {
+  if (typeof value !== "object" || value === null) return "";
+  const type = expected.replace(/^an? /, "");
+  try {
+    if (
+      Object.prototype.toString.call(value) !== `[object ${type}]` ||
+      (value as { constructor?: { name?: unknown } }).constructor?.name !== type
+    ) {
+      return "";
+    }
+  } catch {
+    return "";
+  }
+  return `; it is a ${type} from another copy of contextvars: the package is loaded twice in this process (two versions installed, or a test runner that loads modules per test file), and each copy knows only its own ${type}s and its own current Context`;
 }
 
 /**

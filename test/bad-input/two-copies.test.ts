@@ -1,0 +1,80 @@
+/**
+ * Two copies of the package in one process (two versions in node_modules, a
+ * bundle next to an import, a test runner's per-file module registry such as
+ * jest's) share nothing: each has its own current Context, and a Context,
+ * ContextVar or Token of one is not one to the other. Handing one to the
+ * other copy's function throws the TypeError every wrong-typed argument
+ * gets; its message says the value comes from another copy, not only
+ * `got [object Context]`, which reads as if a Context were refused for
+ * being a Context.
+ */
+import assert from "node:assert/strict";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, relative } from "node:path";
+import { after, describe, it } from "node:test";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import * as first from "contextvars";
+
+// The second copy: the files this process loads for "contextvars" (src under
+// the source condition, dist otherwise) and package.json, copied elsewhere.
+const entry = fileURLToPath(import.meta.resolve("contextvars"));
+const root = join(dirname(entry), "..");
+const copyRoot = mkdtempSync(join(tmpdir(), "contextvars-copy-"));
+const tree = relative(root, dirname(entry));
+cpSync(join(root, tree), join(copyRoot, tree), { recursive: true });
+cpSync(join(root, "package.json"), join(copyRoot, "package.json"));
+const second: typeof first = await import(
+  pathToFileURL(join(copyRoot, relative(root, entry))).href
+);
+after(() => rmSync(copyRoot, { recursive: true, force: true }));
+
+const fromAnotherCopy = /from another copy of contextvars/;
+
+describe("two copies of the package", () => {
+  it("are two copies, each with its own current Context", () => {
+    assert.notEqual(first.Context, second.Context);
+    const user = new first.ContextVar<string>("user", { default: "anonymous" });
+    const sameName = new second.ContextVar<string>("user", { default: "anonymous" });
+    first.copyContext().run(() => {
+      user.set("alice");
+      // The other copy's var reads the other copy's root Context: its default.
+      assert.equal(sameName.get(), "anonymous");
+      assert.equal(user.get(), "alice");
+    });
+  });
+
+  it("a Context of one, given to the other, throws a TypeError that says so", async () => {
+    const context = first.copyContext();
+    const calls: Array<[string, () => unknown]> = [
+      ["bind", () => second.bind(() => {}, context as never)],
+      ["createTask", () => second.createTask(() => {}, { context: context as never })],
+    ];
+    for (const [name, call] of calls) {
+      assert.throws(call, (error: Error) => {
+        assert.ok(error instanceof TypeError, name);
+        assert.match(
+          error.message,
+          /^Expected `(context|options\.context)` to be a Context, got `\[object Context\]`/,
+        );
+        assert.match(error.message, fromAnotherCopy, name);
+        return true;
+      });
+    }
+  });
+
+  it("a ContextVar or Token of one, given to the other, throws a TypeError that says so", () => {
+    const user = new first.ContextVar<string>("user");
+    const sameName = new second.ContextVar<string>("user");
+    assert.throws(() => new second.Context().get(user as never), fromAnotherCopy);
+    const token = first.copyContext().run(() => user.set("alice"));
+    assert.throws(() => sameName.reset(token as never), fromAnotherCopy);
+  });
+
+  it("a look-alike of no copy gets the plain message", () => {
+    assert.throws(
+      () => first.bind(() => {}, {} as never),
+      (error: Error) => error instanceof TypeError && !fromAnotherCopy.test(error.message),
+    );
+  });
+});
