@@ -222,6 +222,16 @@ export function argumentError(
   );
 }
 
+// This copy's Context, ContextVar and Token, which register themselves: an
+// object of one of them that fails its brand check was forged here
+// (Object.create(ContextVar.prototype)), not made by another copy.
+const ownClasses = new Set<unknown>();
+
+/** Registers one of this copy's branded classes (see fromAnotherCopy). Internal. */
+export function ownClass(made: Function): void {
+  ownClasses.add(made);
+}
+
 /**
  * The hint for a value of the very class expected, made by another copy of
  * this package (two versions installed, a bundle beside an import, jest's
@@ -232,9 +242,12 @@ function fromAnotherCopy(expected: string, value: unknown): string {
   if (typeof value !== "object" || value === null) return "";
   const type = expected.replace(/^an? /, "");
   try {
+    const made = (value as { constructor?: { name?: unknown } }).constructor;
     if (
       Object.prototype.toString.call(value) !== `[object ${type}]` ||
-      (value as { constructor?: { name?: unknown } }).constructor?.name !== type
+      made?.name !== type ||
+      // This copy's own class: an object made from its prototype by hand.
+      ownClasses.has(made)
     ) {
       return "";
     }

@@ -1,5 +1,5 @@
 import { carrier } from "../carrier/select.ts";
-import { argumentError, contextError } from "../errors.ts";
+import { argumentError, contextError, ownClass } from "../errors.ts";
 import { NOT_FOUND } from "../map/hamt.ts";
 import { hashKey, nextHash } from "../map/hash.ts";
 import { contextWith, type Mapping, mapIdOf, mapOf, setMapOf, taskOf } from "./context.ts";
@@ -110,6 +110,7 @@ export class ContextVar<T> {
   #missId = -1;
 
   static {
+    ownClass(ContextVar);
     isContextVar = (value): value is ContextVar<unknown> =>
       typeof value === "object" && value !== null && #name in value;
   }

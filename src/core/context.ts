@@ -1,5 +1,5 @@
 import { carrier } from "../carrier/select.ts";
-import { argumentError, assertFunction, contextError, describeValue } from "../errors.ts";
+import { argumentError, assertFunction, contextError, describeValue, ownClass } from "../errors.ts";
 import { Hamt, NOT_FOUND } from "../map/hamt.ts";
 import { hashKey } from "../map/hash.ts";
 import type { ContextVar } from "./context-var.ts";
@@ -121,6 +121,7 @@ export class Context implements ReadonlyMap<ContextVar<unknown>, unknown> {
   }
 
   static {
+    ownClass(Context);
     mapOf = (context) => context.#map;
     mapIdOf = (context) => context.#mapId;
     setMapOf = (context, map) => {

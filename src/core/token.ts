@@ -3,6 +3,7 @@
 // one), which otherwise fails to compile them unless it skips lib checks.
 /// <reference lib="esnext.disposable" preserve="true" />
 
+import { ownClass } from "../errors.ts";
 import { NOT_FOUND, type NotFound } from "../map/hamt.ts";
 import type { Context, Mapping } from "./context.ts";
 import type { ContextVar } from "./context-var.ts";
@@ -52,6 +53,7 @@ export class Token<T> implements Disposable {
   static readonly MISSING: Missing = MISSING;
 
   static {
+    ownClass(Token);
     // Read-only at run time too, as Python's Token.MISSING: code compares
     // oldValue against it, and a reassigned marker would misread every token.
     Object.defineProperty(Token, "MISSING", { writable: false, configurable: false });

@@ -77,4 +77,15 @@ describe("two copies of the package", () => {
       (error: Error) => error instanceof TypeError && !fromAnotherCopy.test(error.message),
     );
   });
+
+  it("an object made by hand from this copy's own prototype gets the plain message", () => {
+    const plain = (error: Error) =>
+      error instanceof TypeError && !fromAnotherCopy.test(error.message);
+    const fakeContext = Object.create(first.Context.prototype) as never;
+    const fakeVar = Object.create(first.ContextVar.prototype) as never;
+    const fakeToken = Object.create(first.Token.prototype) as never;
+    assert.throws(() => first.bind(() => {}, fakeContext), plain);
+    assert.throws(() => new first.Context().get(fakeVar), plain);
+    assert.throws(() => new first.ContextVar<string>("v").reset(fakeToken), plain);
+  });
 });
