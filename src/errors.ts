@@ -36,6 +36,10 @@ function named(Class: { prototype: Error }, name: string): void {
 export class LookupError extends ContextError {
   declare readonly code: "ERR_CONTEXTVAR_UNSET";
 
+  constructor(code: LookupError["code"], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+
   static {
     named(LookupError, "LookupError");
   }
@@ -44,6 +48,10 @@ export class LookupError extends ContextError {
 /** A token reset a second time (Python's RuntimeError). */
 export class TokenUsedError extends ContextError {
   declare readonly code: "ERR_TOKEN_USED";
+
+  constructor(code: TokenUsedError["code"], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
 
   static {
     named(TokenUsedError, "TokenUsedError");
@@ -54,6 +62,10 @@ export class TokenUsedError extends ContextError {
 export class TokenMismatchError extends ContextError {
   declare readonly code: "ERR_TOKEN_VAR_MISMATCH" | "ERR_TOKEN_CONTEXT_MISMATCH";
 
+  constructor(code: TokenMismatchError["code"], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+
   static {
     named(TokenMismatchError, "TokenMismatchError");
   }
@@ -62,6 +74,10 @@ export class TokenMismatchError extends ContextError {
 /** `ctx.run` while ctx is already entered (Python's RuntimeError). */
 export class ContextEnteredError extends ContextError {
   declare readonly code: "ERR_CONTEXT_ENTERED";
+
+  constructor(code: ContextEnteredError["code"], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
 
   static {
     named(ContextEnteredError, "ContextEnteredError");
@@ -72,6 +88,10 @@ export class ContextEnteredError extends ContextError {
 export class TaskGroupClosedError extends ContextError {
   declare readonly code: "ERR_TASK_GROUP_CLOSED";
 
+  constructor(code: TaskGroupClosedError["code"], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+
   static {
     named(TaskGroupClosedError, "TaskGroupClosedError");
   }
@@ -80,6 +100,10 @@ export class TaskGroupClosedError extends ContextError {
 /** A `timeout()` task that ran out of time (asyncio's TimeoutError). */
 export class TimeoutError extends ContextError {
   declare readonly code: "ERR_TASK_TIMEOUT";
+
+  constructor(code: TimeoutError["code"], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
 
   static {
     named(TimeoutError, "TimeoutError");
@@ -90,13 +114,21 @@ export class TimeoutError extends ContextError {
 export class TransferError extends ContextError {
   declare readonly code: "ERR_CONTEXTVAR_UNCLONEABLE" | "ERR_CONTEXTVAR_NAME_CLASH";
 
+  constructor(code: TransferError["code"], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+
   static {
     named(TransferError, "TransferError");
   }
 }
 
-type ErrorClass = new (
-  code: string,
+// Each class's constructor takes only its own codes (a LookupError made with
+// another code would say one code in its type and another at runtime): the
+// table checks the classes with `never`, contextError calls them with its code.
+type ErrorClass = new (code: never, message: string, options?: { cause?: unknown }) => ContextError;
+type AnyCodeErrorClass = new (
+  code: ErrorCode,
   message: string,
   options?: { cause?: unknown },
 ) => ContextError;
@@ -157,7 +189,7 @@ export function contextError<C extends ErrorCode>(
   ...args: Parameters<(typeof table)[C][1]>
 ): InstanceType<(typeof table)[C][0]> {
   const [ErrorType, message] = table[code] as unknown as readonly [
-    ErrorClass,
+    AnyCodeErrorClass,
     (...a: Array<string | undefined>) => string,
   ];
   return new ErrorType(code, message(...args)) as InstanceType<(typeof table)[C][0]>;

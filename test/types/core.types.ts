@@ -3,7 +3,7 @@
  * the `default` option, set/reset, run's argument inference), Token
  * (oldValue with MISSING, `using`), Context as a ReadonlyMap and its run,
  * copyContext, bind (parameters, return and `this` kept), bindEmitter, and
- * the error classes' literal `code`s. Only typechecked (`npm run typecheck`):
+ * the error classes' literal `code`s and constructors. Only typechecked (`npm run typecheck`):
  * nothing here is called.
  */
 import { EventEmitter } from "node:events";
@@ -12,21 +12,21 @@ import {
   bind,
   bindEmitter,
   Context,
-  type ContextEnteredError,
+  ContextEnteredError,
   ContextError,
   ContextVar,
   type ContextVarOptions,
   copyContext,
   type ErrorCode,
-  type LookupError,
+  LookupError,
   MISSING,
   type Missing,
-  type TaskGroupClosedError,
-  type TimeoutError,
+  TaskGroupClosedError,
+  TimeoutError,
   Token,
   TokenMismatchError,
-  type TokenUsedError,
-  type TransferError,
+  TokenUsedError,
+  TransferError,
 } from "contextvars";
 import { type Equal, type Extends, expectFalse, expectType, type IsAny } from "./expect.ts";
 
@@ -417,4 +417,33 @@ export function errorCodes(error: unknown): void {
     // @ts-expect-error code is read-only
     error.code = "ERR_TOKEN_USED";
   }
+}
+
+export function errorConstructors(): void {
+  // An error made by hand (a test double, a rethrow) takes only its class's
+  // codes: the code its type says is the one it has.
+  const lookup = new LookupError("ERR_CONTEXTVAR_UNSET", "user has no value");
+  expectType<Equal<typeof lookup.code, "ERR_CONTEXTVAR_UNSET">>();
+  new TokenMismatchError("ERR_TOKEN_CONTEXT_MISMATCH", "made elsewhere", { cause: lookup });
+  new TransferError("ERR_CONTEXTVAR_NAME_CLASH", "two vars named user");
+  new TimeoutError("ERR_TASK_TIMEOUT", "late");
+  new ContextError("ERR_APP_SPECIFIC", "the base class takes any code");
+  expectType<Equal<ConstructorParameters<typeof LookupError>[0], "ERR_CONTEXTVAR_UNSET">>();
+  expectType<
+    Equal<
+      ConstructorParameters<typeof TokenMismatchError>[0],
+      "ERR_TOKEN_VAR_MISMATCH" | "ERR_TOKEN_CONTEXT_MISMATCH"
+    >
+  >();
+
+  // @ts-expect-error a LookupError's code is ERR_CONTEXTVAR_UNSET
+  new LookupError("ERR_TOKEN_USED", "m");
+  // @ts-expect-error not a code of this package
+  new TokenUsedError("whatever", "m");
+  // @ts-expect-error a TransferError's codes are its own two
+  new TransferError("ERR_TASK_TIMEOUT", "m");
+  // @ts-expect-error the message is required
+  new ContextEnteredError("ERR_CONTEXT_ENTERED");
+  // @ts-expect-error a TaskGroupClosedError's code is ERR_TASK_GROUP_CLOSED
+  new TaskGroupClosedError("ERR_TASK_TIMEOUT", "m");
 }
