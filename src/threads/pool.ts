@@ -383,11 +383,22 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
  * await pool.run(image);
  * @throws {TypeError} if piscina is not a pool or onUncloneable is not "throw"/"skip".
  */
+export function contextPool<T, R>(
+  piscina: PiscinaLike & {
+    run(task: T, options: never): PromiseLike<R>;
+  } & (0 extends 1 & (T | R) ? never : unknown),
+  options?: ContextPoolOptions,
+): ContextPool<T, R>;
 export function contextPool<T = unknown, R = unknown>(
   piscina: PiscinaLike,
   options?: ContextPoolOptions,
-): ContextPool<T, R> {
-  return new ContextPool<T, R>(piscina, options);
+): ContextPool<T, R>;
+// The first signature reads T and R from a typed pool (piscina's
+// `Piscina<T, R>`); a pool of piscina's default `any`s takes the second, where
+// they are written out, come from the type the result is assigned to, or are
+// unknown.
+export function contextPool(piscina: PiscinaLike, options?: ContextPoolOptions): ContextPool {
+  return new ContextPool(piscina, options);
 }
 
 export { ENTRY as poolEntry };

@@ -1,7 +1,7 @@
 /**
  * Type tests for `contextvars/worker`: Worker (node's options plus
  * `context` and `onUncloneable`), toThread<R, A> (result and argument
- * inference), contextPool's generics over a real piscina pool, ContextPool's
+ * inference), contextPool's generics over a real piscina pool (read from it), ContextPool's
  * run/close/`await using`, useThreadPool, and the re-exported TransferError.
  * Only typechecked: nothing is called.
  */
@@ -97,10 +97,28 @@ export async function pools(): Promise<void> {
   await typed.close({ force: true });
   expectType<Equal<ReturnType<typeof typed.destroy>, Promise<void>>>();
 
-  // Not inferred from the Piscina's own T and R (PiscinaLike is not generic):
-  // a known limitation, unknown rather than piscina's default `any`.
+  // Inferred from a typed Piscina's own T and R.
   const fromTyped = contextPool(piscina);
-  expectType<Equal<typeof fromTyped, ContextPool<unknown, unknown>>>();
+  expectType<Equal<typeof fromTyped, ContextPool<FibTask, number>>>();
+  const fromTypedResult = await fromTyped.run({ n: 3 });
+  expectType<Equal<typeof fromTypedResult, number>>();
+  // A pool typed only by its task: piscina's `any` result stays unknown.
+  const taskOnly = contextPool(new Piscina<FibTask>());
+  expectType<Equal<typeof taskOnly, ContextPool<unknown, unknown>>>();
+  // A pool of piscina's default `any`s takes T and R from the type it is
+  // assigned to, or from written type arguments.
+  const assigned: ContextPool<FibTask, number> = contextPool(new Piscina());
+  void assigned;
+  const written = contextPool<FibTask, string>(new Piscina());
+  expectType<Equal<typeof written, ContextPool<FibTask, string>>>();
+  // A PiscinaLike (say, a test double) gives unknown.
+  const double = contextPool(piscina as PiscinaLike);
+  expectType<Equal<typeof double, ContextPool<unknown, unknown>>>();
+  // @ts-expect-error the pool runs FibTasks
+  fromTyped.run({ n: "3" });
+  // @ts-expect-error the pool's result is a number
+  const notText: Promise<string> = fromTyped.run({ n: 1 });
+  void notText;
 
   // Without type arguments: unknown in, unknown out (never `any`).
   const loose = contextPool(new Piscina());
