@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
+import { createServer } from "node:http";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -28,6 +29,7 @@ import {
 import { type NodeRequestLike, type NodeResponseLike, withContext } from "contextvars/http";
 import { ContextVarsContextManager } from "contextvars/otel";
 import { Worker } from "contextvars/worker";
+import { close, listen, randomDelay, send } from "../helpers/http.ts";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 import { firstMessage, fixture, workerExecArgv } from "../helpers/threads.ts";
 import type { EchoReply } from "../threads/fixtures/echo-vars.ts";
@@ -196,5 +198,34 @@ describe("ContextVarsContextManager with Contexts", () => {
       seen,
       names.map((name) => [name, name, name]),
     );
+  });
+
+  it("a server that opens a with() per request, as Next.js does for its request span, gives each of 200 concurrent requests its own sets, timers included; none reaches the listening Context", async () => {
+    // No integration: the listener runs in the Context where listen() was called.
+    const listening = user.get("unset");
+    const server = createServer((req, res) => {
+      void api.with(named("request span"), async () => {
+        const id = new URL(req.url ?? "/", "http://x").searchParams.get("id") ?? "?";
+        user.set(id);
+        await randomDelay(10);
+        const later = await new Promise<string>((resolve) => {
+          // as a callback that Next's after() runs once the response is sent
+          setTimeout(() => resolve(user.get("unset")), Math.floor(Math.random() * 5));
+        });
+        res.end(JSON.stringify([user.get("unset"), later, activeName()]));
+      });
+    });
+    const base = await listen(server);
+    try {
+      const ids = Array.from({ length: 200 }, (_, i) => `request-${i}`);
+      const replies = await Promise.all(ids.map((id) => send(base, `/?id=${id}`)));
+      assert.deepEqual(
+        replies.map((reply) => JSON.parse(reply.body)),
+        ids.map((id) => [id, id, "request span"]),
+      );
+      assert.equal(user.get("unset"), listening);
+    } finally {
+      await close(server);
+    }
   });
 });
