@@ -175,6 +175,12 @@ export const DIFFERENCES: readonly Difference[] = [
   },
   {
     runtimes: ["deno"],
+    path: "test/package/imports.test.ts",
+    test: "#carrier under a server bundle's conditions > ",
+    reason: NODE_CLI,
+  },
+  {
+    runtimes: ["deno"],
     path: "test/tasks/task.test.ts",
     // The tests that read a child process's unhandled rejections.
     test: /^(Task: a PromiseLike > (a failed task nobody awaits is reported|unhandled: |default names count from Task-1)|currentTask\(\) and the Context slot, further > (cancelling the task behind run\(\)'s promise|a main that cancels its own task before returning))/,
