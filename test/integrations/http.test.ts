@@ -12,14 +12,14 @@ import { text } from "node:stream/consumers";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { ContextVar, copyContext, type Token } from "contextvars";
+import { Context, ContextVar, copyContext, type Token } from "contextvars";
 import {
   type NodeRequestLike,
   type NodeResponseLike,
   requestId,
   withContext,
 } from "contextvars/http";
-import { close, listen, send, sendJson, UUID } from "../helpers/http.ts";
+import { close, listen, randomDelay, send, sendJson, UUID } from "../helpers/http.ts";
 import {
   asyncStage,
   expectBodyKeepsContext,
@@ -312,6 +312,57 @@ describe("contextvars/http withContext", { timeout: 60_000 }, () => {
     } finally {
       await close(server);
     }
+  });
+
+  it("a request sent with Expect: 100-continue reaches a 'checkContinue' listener, which needs withContext too (as restify's does)", async () => {
+    // Node emits checkContinue instead of request when the server listens for it.
+    const listener = async (req: IncomingMessage, res: ServerResponse) => {
+      if (req.headers.expect !== undefined) res.writeContinue();
+      const body = await text(req);
+      await randomDelay();
+      stage.set(`mw:${user.get("<none>")}`);
+      res.end(`${requestId.get("<none>")}|${user.get("<none>")}|${stage.get("<none>")}|${body}`);
+    };
+    const post = (url: string, i: number) =>
+      new Promise<string>((resolve, reject) => {
+        const expect = i % 2 === 0;
+        const req = httpRequest(`${url}/`, {
+          method: "POST",
+          headers: {
+            "x-request-id": `c-${i}`,
+            "x-user": `u${i}`,
+            ...(expect ? { expect: "100-continue" } : {}),
+          },
+        });
+        req.on("response", (res) => text(res).then(resolve, reject));
+        req.on("error", reject);
+        if (expect) req.on("continue", () => req.end(`b${i}`));
+        else req.end(`b${i}`);
+      });
+    const listening = new Context();
+    const run = async (wrapBoth: boolean) => {
+      const server = createServer(withContext(listener, { seed }));
+      server.on("checkContinue", wrapBoth ? withContext(listener, { seed }) : listener);
+      const url = await listening.run(() => listen(server));
+      try {
+        return await Promise.all(Array.from({ length: 60 }, (_, i) => post(url, i)));
+      } finally {
+        await close(server);
+      }
+    };
+    const own = (i: number) => `c-${i}|u${i}|mw:u${i}|b${i}`;
+    assert.deepEqual(
+      await run(true),
+      Array.from({ length: 60 }, (_, i) => own(i)),
+    );
+    assert.equal(listening.size, 0);
+    // Only `request` wrapped: the 30 Expect requests run in the Context the server listens in.
+    const replies = await run(false);
+    replies.forEach((reply, i) => {
+      if (i % 2 === 1) assert.equal(reply, own(i));
+      else assert.match(reply, new RegExp(`^<none>\\|<none>\\|mw:<none>\\|b${i}$`));
+    });
+    assert.equal(listening.get(stage), "mw:<none>", "their sets landed where the server listens");
   });
 
   it("returns what the listener returns", async () => {
