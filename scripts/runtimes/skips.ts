@@ -103,6 +103,16 @@ export const SKIPS: readonly Skip[] = [
 
 export const DIFFERENCES: readonly Difference[] = [
   {
+    runtimes: ["deno"],
+    path: "test/integrations/http.test.ts",
+    test: "contextvars/http withContext > a request sent with Expect: 100-continue reaches a 'checkContinue' listener",
+    reason:
+      "the test's second half pins that an unwrapped 'checkContinue' listener's sets land in the Context " +
+      "of server.listen(); Deno's node:http calls a server's listeners in the root Context (the node:http " +
+      "row of docs/runtimes.md), so they land there instead (the wrapped half passes)",
+    pinnedBy: PINNED,
+  },
+  {
     runtimes: ["bun"],
     path: "test/integrations/http-clients.test.ts",
     test: /^undici 7 > (an interceptor|undici's retry interceptor)/,
