@@ -286,7 +286,7 @@ function fromAnotherCopy(expected: string, value: unknown): string {
   } catch {
     return "";
   }
-  return `; it is a ${type} from another copy of contextvars: the package is loaded twice in this process (two versions installed, or a test runner that loads modules per test file), and each copy knows only its own ${type}s and its own current Context`;
+  return `; it is a ${type} from another copy of contextvars: the package is loaded twice in this process (two versions installed, a bundler that bundles it into more than one bundle, such as Next.js without serverExternalPackages, or a test runner that loads modules per test file), and each copy knows only its own ${type}s and its own current Context`;
 }
 
 /**
