@@ -9,6 +9,7 @@ import { ContextVar, copyContext, run } from "contextvars";
 import { AsyncContext } from "contextvars/async-context";
 import { contextMiddleware as expressMiddleware } from "contextvars/express";
 import { contextPlugin } from "contextvars/fastify";
+import { withContext as withFetchContext } from "contextvars/fetch";
 import { contextMiddleware as honoMiddleware } from "contextvars/hono";
 import { withContext } from "contextvars/http";
 import { contextMiddleware as koaMiddleware } from "contextvars/koa";
@@ -35,6 +36,7 @@ const imported = {
   AsyncContext,
   expressMiddleware,
   contextPlugin,
+  withFetchContext,
   honoMiddleware,
   withContext,
   koaMiddleware,

@@ -1,6 +1,6 @@
 /**
  * The same property as types.test.ts, over the subpaths' public functions:
- * `contextvars/http`, `/express`, `/fastify`, `/hono`, `/koa`, `/pino`,
+ * `contextvars/http`, `/fetch`, `/express`, `/fastify`, `/hono`, `/koa`, `/pino`,
  * `/winston`, `/worker`, `/otel`. A wrong-typed argument (or option) gives a
  * TypeError naming it, thrown at once (or, for async functions, for
  * `ContextPool#run` and `#close` and for Fastify's `register`, as the rejection), and
@@ -19,6 +19,7 @@ import { describe, it } from "node:test";
 import { ContextVar } from "contextvars";
 import * as express from "contextvars/express";
 import { contextPlugin } from "contextvars/fastify";
+import * as fetchContext from "contextvars/fetch";
 import * as hono from "contextvars/hono";
 import { withContext, withUpgradeContext } from "contextvars/http";
 import * as koa from "contextvars/koa";
@@ -133,6 +134,13 @@ const isBaggageKey = (x: unknown) =>
 const cases: readonly Case[] = [
   ["withContext(listener)", ["listener"], notA(isFunction), (bad) => loose(withContext)(bad)],
   ...optionCases("withContext", (options) => loose(withContext)(noop, options)),
+  [
+    "fetch withContext(handler)",
+    ["handler"],
+    notA(isFunction),
+    (bad) => loose(fetchContext.withContext)(bad),
+  ],
+  ...optionCases("fetch withContext", (options) => loose(fetchContext.withContext)(noop, options)),
   ...optionCases("express contextMiddleware", (options) =>
     loose(express.contextMiddleware)(options),
   ),

@@ -13,6 +13,7 @@ import type * as core from "contextvars";
 import type * as asyncContext from "contextvars/async-context";
 import type * as express from "contextvars/express";
 import type * as fastify from "contextvars/fastify";
+import type * as fetch from "contextvars/fetch";
 import type * as hono from "contextvars/hono";
 import type * as http from "contextvars/http";
 import type * as koa from "contextvars/koa";
@@ -44,6 +45,7 @@ export function noAnyInTheEntryPoints(): void {
   expectType<Equal<MembersWithAny<typeof asyncContext>, never>>();
   expectType<Equal<MembersWithAny<typeof asyncContext.AsyncContext>, never>>();
   expectType<Equal<MembersWithAny<typeof http>, never>>();
+  expectType<Equal<MembersWithAny<typeof fetch>, never>>();
   expectType<Equal<MembersWithAny<typeof express>, never>>();
   expectType<Equal<MembersWithAny<typeof fastify>, never>>();
   expectType<Equal<MembersWithAny<typeof hono>, never>>();
