@@ -5,9 +5,10 @@ import { argumentError } from "../errors.ts";
 
 /**
  * The id of the request being handled: set by every integration (http,
- * express, fastify, hono, koa) before the first middleware or hook below it
- * runs, from the incoming id header when that is well-formed, else a fresh
- * `crypto.randomUUID()`. It has no default: outside a request `get()` throws.
+ * fetch, express, fastify, hono, koa) before the first middleware or hook
+ * below it runs, from the incoming id header when that is well-formed, else
+ * a fresh `crypto.randomUUID()`. It has no default: outside a request
+ * `get()` throws.
  *
  * @example
  * import { requestId } from "contextvars/http";
