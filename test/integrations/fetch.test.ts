@@ -268,6 +268,25 @@ describe("contextvars/fetch withContext arguments and nesting", () => {
     });
   });
 
+  it("called from a Hono route with the Request Hono's contextMiddleware filed (fetch path): that Context, its id", async () => {
+    const inner = withFetchContext(async () => {
+      await randomDelay();
+      return json({ id: requestId.get(), user: user.get() });
+    });
+    const app = new Hono();
+    app.use(contextMiddleware({ seed: (c) => user.set(c.req.header("x-user") ?? "anonymous") }));
+    app.get("/", (c) => inner(c.req.raw));
+    const replies = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        app.request("/", { headers: { "x-request-id": `in-hono-${i}`, "x-user": `u${i}` } }),
+      ),
+    );
+    for (const [i, reply] of replies.entries()) {
+      assert.deepEqual(await reply.json(), { id: `in-hono-${i}`, user: `u${i}` });
+      assert.equal(reply.headers.get("x-request-id"), `in-hono-${i}`);
+    }
+  });
+
   it("wrapped twice: one Context, one id, the outer's echo", async () => {
     let innerSeeds = 0;
     const inner = withFetchContext(
