@@ -22,6 +22,7 @@ import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { getRequestListener } from "@hono/node-server";
 import { bind, ContextVar, copyContext, createTask, gather } from "contextvars";
+import { withContext as fetchContext } from "contextvars/fetch";
 import { contextMiddleware, requestId } from "contextvars/hono";
 import { Hono } from "hono";
 import { stream, streamText } from "hono/streaming";
@@ -80,21 +81,21 @@ interface Served {
   close(): Promise<void>;
 }
 
-/** Serves `app` on 127.0.0.1, port 0, with the runtime's own server (node:http on Node). */
-async function serve(app: Hono<AppEnv>, websocket?: object): Promise<Served> {
+/** Serves `handler` on 127.0.0.1, port 0, with the runtime's own server (node:http on Node). */
+async function serve(handler: Fetch, websocket?: object): Promise<Served> {
   const { Bun, Deno } = globalThis as NativeServers;
   if (runtime === "bun") {
     assert.ok(Bun !== undefined, "Bun.serve");
-    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: app.fetch, websocket });
+    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: handler, websocket });
     return { base: `http://127.0.0.1:${server.port}`, close: () => server.stop(true) };
   }
   if (runtime === "deno") {
     assert.ok(Deno !== undefined, "Deno.serve");
-    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.fetch);
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
     return { base: `http://127.0.0.1:${server.addr.port}`, close: () => server.shutdown() };
   }
   // Without the bindings argument, c.env is undefined: the fetch path.
-  const server = createServer(getRequestListener((request) => app.fetch(request)));
+  const server = createServer(getRequestListener((request) => handler(request)));
   return { base: await listen(server), close: () => close(server) };
 }
 
@@ -379,7 +380,7 @@ describe("contextvars/hono behind the runtime's own server (Bun.serve, Deno.serv
     const ws = await webSocketHelper();
     served = await serverContext.run(() => {
       marker.set("the server's");
-      return serve(buildApp(ws), ws?.websocket);
+      return serve(buildApp(ws).fetch, ws?.websocket);
     });
     base = served.base;
   });
@@ -619,5 +620,73 @@ describe("contextvars/hono behind the runtime's own server (Bun.serve, Deno.serv
     assert.equal(requestId.get("unset"), "unset");
     assert.equal(user.get("unset"), "unset");
     assert.equal(marker.get("unset"), "unset");
+  });
+});
+
+describe("contextvars/fetch withContext behind the runtime's own server (Bun.serve, Deno.serve; node:http on Node)", {
+  timeout: 60_000,
+}, () => {
+  const serverContext = copyContext();
+  let served: Served | undefined;
+  let base = "";
+  before(async () => {
+    const handler = fetchContext(
+      async (request: Request) => {
+        await randomDelay();
+        stage.set(`handler:${user.get()}`);
+        await randomDelay();
+        const fromTimer = await new Promise<string>((resolve) =>
+          setTimeout(() => resolve(requestId.get()), 1),
+        );
+        return Response.json({
+          id: requestId.get(),
+          user: user.get(),
+          stage: stage.get(),
+          fromTimer,
+          marker: marker.get("none"),
+          path: new URL(request.url).pathname,
+        });
+      },
+      { seed: (request) => seedUser(request.headers.get("x-user") ?? undefined) },
+    );
+    served = await serverContext.run(() => {
+      marker.set("the server's");
+      return serve(handler);
+    });
+    base = served.base;
+  });
+  after(() => served?.close());
+
+  it("100 concurrent requests each see their own id, seeded user and sets, after awaits and in a timer; the id is echoed, a malformed one replaced", async () => {
+    const replies = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const id = i % 10 === 9 ? "bad id" : `plain-${i}`;
+        const response = await fetch(`${base}/p${i}`, {
+          headers: { "x-request-id": id, "x-user": `user-${i}` },
+        });
+        return { echoed: response.headers.get("x-request-id"), body: await response.json() };
+      }),
+    );
+    replies.forEach(({ echoed, body }, i) => {
+      const expected = i % 10 === 9 ? (echoed as string) : `plain-${i}`;
+      if (i % 10 === 9) assert.match(expected, UUID);
+      assert.equal(echoed, expected);
+      assert.deepEqual(body, {
+        id: expected,
+        user: `user-${i}`,
+        stage: `handler:user-${i}`,
+        fromTimer: expected,
+        marker: "none",
+        path: `/p${i}`,
+      });
+    });
+  });
+
+  it("the server's own Context is as it was after every request", () => {
+    assert.deepEqual(
+      [...serverContext.entries()].map(([v, value]) => [v.name, value]),
+      [["native.marker", "the server's"]],
+    );
+    assert.equal(requestId.get("unset"), "unset");
   });
 });
