@@ -1,5 +1,6 @@
 /**
- * The servers the HTTP benchmark measures: one small app per framework, in
+ * The servers the HTTP benchmark measures: one small app per framework (and
+ * a plain fetch handler, `fetch`, for contextvars/fetch), in
  * each of the modes below, all answering GET / with the same 2-byte body so
  * that only the per-request context work differs.
  *
@@ -43,6 +44,7 @@ type ExpressModule = typeof import("../../src/integrations/express.ts");
 type FastifyModule = typeof import("../../src/integrations/fastify.ts");
 type HonoModule = typeof import("../../src/integrations/hono.ts");
 type KoaModule = typeof import("../../src/integrations/koa.ts");
+type FetchModule = typeof import("../../src/integrations/fetch.ts");
 
 /** Imports an integration from the compiled package. */
 async function integration<M>(name: string): Promise<M> {
@@ -51,7 +53,7 @@ async function integration<M>(name: string): Promise<M> {
   return (await import(pathToFileURL(join(build, "integrations", `${name}.js`)).href)) as M;
 }
 
-export const FRAMEWORKS = ["http", "express", "fastify", "hono", "koa"] as const;
+export const FRAMEWORKS = ["http", "express", "fastify", "hono", "koa", "fetch"] as const;
 export type Framework = (typeof FRAMEWORKS)[number];
 export type Mode = "bare" | "bare2" | "als" | "alsid" | "ours" | "quiet" | "alt";
 
@@ -246,6 +248,44 @@ async function startKoa(mode: Mode): Promise<number> {
   return listenOn(createServer(app.callback()));
 }
 
+// A plain fetch handler, with no framework, served from node:http through
+// @hono/node-server's getRequestListener, as the Hono app above is.
+async function startFetch(mode: Mode): Promise<number> {
+  const { getRequestListener } = await import("@hono/node-server");
+  type Handler = (request: Request) => Response | Promise<Response>;
+  let handler: Handler;
+  if (mode === "bare" || mode === "bare2") {
+    handler = () => new Response(BODY);
+  } else if (mode === "als") {
+    const als = new AsyncLocalStorage<{ request: Request }>();
+    const read = () =>
+      new Response(
+        check(als.getStore()?.request, als.getStore()?.request, als.getStore()?.request),
+      );
+    handler = (request) => als.run({ request }, read);
+  } else if (mode === "alsid") {
+    // What withContext does by default, by hand: the id read or made, echoed on the Response.
+    const ids = new AsyncLocalStorage<IdStore>();
+    const read = () => {
+      const id = (ids.getStore() as IdStore).id;
+      return new Response(check(ids.getStore()?.id, ids.getStore()?.id, id), {
+        headers: { "x-request-id": id },
+      });
+    };
+    handler = (request) =>
+      ids.run({ id: requestIdFrom(request.headers.get("x-request-id") ?? undefined) }, read);
+  } else {
+    const { requestId, withContext } = await integration<FetchModule>("fetch");
+    handler = withContext(
+      () => new Response(check(requestId.get(), requestId.get(), requestId.get())),
+      {
+        echo: mode !== "quiet",
+      },
+    );
+  }
+  return listenOn(createServer(getRequestListener(handler)));
+}
+
 /** Starts the app of `framework` in `mode` on 127.0.0.1; resolves to its port. */
 export function start(framework: Framework, mode: Mode): Promise<number> {
   switch (framework) {
@@ -259,5 +299,7 @@ export function start(framework: Framework, mode: Mode): Promise<number> {
       return startHono(mode);
     case "koa":
       return startKoa(mode);
+    case "fetch":
+      return startFetch(mode);
   }
 }

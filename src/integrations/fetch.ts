@@ -4,7 +4,6 @@
  * Deno.serve, Cloudflare Workers, Next.js route handlers and itty-router
  * call it, and the `requestId` var every integration sets.
  */
-import type { Context } from "../core/context.ts";
 import { argumentError } from "../errors.ts";
 import {
   type RequestContextOptions,
@@ -14,11 +13,20 @@ import {
 } from "./request-id.ts";
 import {
   fileRequestContext,
+  type NodeRequestLike,
+  type NodeResponseLike,
+  nodeRequestContext,
   openRequestContext,
   requestContextOf,
   runInRequest,
   unfileRequestContext,
 } from "./request-scope.ts";
+
+/** The bindings `@hono/node-server` passes after the Request: Node's own req and res. */
+interface NodeBindings {
+  readonly incoming?: NodeRequestLike;
+  readonly outgoing?: NodeResponseLike;
+}
 
 export { type RequestContextOptions, requestId };
 
@@ -38,9 +46,13 @@ export type FetchContextOptions<Req extends Request = Request> = RequestContextO
  * the handler did not set the header itself; a Response whose headers are
  * immutable (one from `fetch()`, `Response.redirect()`) is copied to add
  * it. Nothing is echoed on `undefined` (Bun after `server.upgrade()`) or on
- * a 101 or a status-0 Response. A Request that already has a Context (Hono's
- * `contextMiddleware` met it, or a second `withContext`) runs in that one.
- * The wrapper always returns a Promise.
+ * a 101 or a status-0 Response. Served from node:http by
+ * `@hono/node-server`, whose bindings (Node's `req` and `res`) follow the
+ * Request, the id is echoed with `res.setHeader` instead, and listeners on
+ * `req` and `res` run in the request's Context, as under contextvars/http.
+ * A Request that already has a Context (Hono's `contextMiddleware` met it,
+ * or a second `withContext`) runs in that one. The wrapper returns what the
+ * handler returns: a Response as it is, a promise as a Promise.
  *
  * @example
  * import { ContextVar } from "contextvars";
@@ -58,70 +70,102 @@ export type FetchContextOptions<Req extends Request = Request> = RequestContextO
  * };
  * declare function audit(message: string): Promise<void>;
  * @throws {TypeError} if handler is not a function (a Hono app given whole is told to pass `app.fetch`)
- *   or an option has the wrong type. The wrapper rejects with a TypeError when its first argument is not a
- *   Request (a node:http request: use `withContext` from `contextvars/http`), and with whatever the handler,
- *   `seed` or `generateId` throws or rejects with, unchanged.
+ *   or an option has the wrong type. The wrapper throws a TypeError when its first argument is not a
+ *   Request (a node:http request: use `withContext` from `contextvars/http`), and throws or rejects with
+ *   whatever the handler, `seed` or `generateId` throws or rejects with, unchanged.
  */
 export function withContext<
   Req extends Request,
   Rest extends unknown[],
-  Result extends Response | undefined,
+  Ret extends MaybeResponse | PromiseLike<MaybeResponse>,
 >(
-  handler: (request: Req, ...rest: Rest) => Result | PromiseLike<Result>,
+  handler: (request: Req, ...rest: Rest) => Ret,
   options?: FetchContextOptions<Req>,
-): (request: Req, ...rest: Rest) => Promise<Result> {
+): (request: Req, ...rest: Rest) => Returned<Ret> {
   if (typeof handler !== "function") throw notAHandler(handler);
   const resolved = resolveOptions(options);
   const { header, echo, trustHeader, seed } = resolved;
 
   // Runs in the request's Context: seed, then the handler, with its `this`.
-  function handle(thisArg: unknown, request: Req, rest: Rest): Result | PromiseLike<Result> {
+  function handle(thisArg: unknown, request: Req, rest: Rest): Ret {
     if (seed !== undefined) seed(request);
     return handler.call(thisArg, request, ...rest);
   }
 
-  return function contextualHandler(this: unknown, request: Req, ...rest: Rest): Promise<Result> {
-    if (!isRequest(request)) return Promise.reject(notARequest(request));
+  return function contextualHandler(this: unknown, request: Req, ...rest: Rest): Returned<Ret> {
+    if (!isRequest(request)) throw notARequest(request);
+    // Served from node:http by @hono/node-server (getRequestListener), with
+    // Node's req and res as its bindings: they are the request's key, as
+    // for contextvars/http (a withContext around the listener, or Hono's
+    // contextMiddleware inside, finds the one Context), their listeners are
+    // bound to it, and the id is echoed with setHeader, which node-server
+    // merges into the response; reading the returned Response's headers
+    // would take node-server off its fast path.
+    const bindings = rest[0] as NodeBindings | null | undefined;
+    const incoming =
+      typeof bindings === "object" && bindings !== null ? bindings.incoming : undefined;
+    const outgoing = incoming === undefined ? undefined : bindings?.outgoing;
+    if (typeof incoming?.on === "function" && typeof outgoing?.setHeader === "function") {
+      const context = nodeRequestContext(incoming, outgoing, resolved, request);
+      // Filed for the Request too, for a Hono app the handler passes it to
+      // (app.fetch(request), with no bindings); node-server made this
+      // Request for this request alone, so it needs no unfiling.
+      fileRequestContext(request, context);
+      return runInRequest(context, handle, this, request, rest) as Returned<Ret>;
+    }
     // One Context per request: Hono's contextMiddleware or another
     // withContext already opened it, and echoes its id itself.
     const known = requestContextOf(request);
-    if (known !== undefined) return settled(known, handle, this, request, rest);
-    let id: string;
-    try {
-      id = requestIdFor(trustHeader ? request.headers.get(header) : undefined, resolved, request);
-    } catch (error) {
-      return Promise.reject(error);
+    if (known !== undefined) {
+      return runInRequest(known, handle, this, request, rest) as Returned<Ret>;
     }
+    const id = requestIdFor(
+      trustHeader ? request.headers.get(header) : undefined,
+      resolved,
+      request,
+    );
     const context = openRequestContext(id);
     fileRequestContext(request, context);
     // The Request is forgotten when the handler is done: the same Request
     // given to the handler again is another request, with a Context of its own.
-    return settled(context, handle, this, request, rest).then(
+    let result: Ret;
+    try {
+      result = runInRequest(context, handle, this, request, rest);
+    } catch (error) {
+      unfileRequestContext(request, context);
+      throw error;
+    }
+    // A Response comes back as it is, not in a Promise: @hono/node-server
+    // answers a synchronous Response on a faster path.
+    if (!isThenable(result)) {
+      unfileRequestContext(request, context);
+      return (echo ? echoed(result as MaybeResponse, header, id) : result) as Returned<Ret>;
+    }
+    return Promise.resolve(result).then(
       (response) => {
         unfileRequestContext(request, context);
-        return echo ? echoed(response, header, id) : response;
+        return echo ? echoed(response as MaybeResponse, header, id) : response;
       },
       (error: unknown) => {
         unfileRequestContext(request, context);
         throw error;
       },
-    );
+    ) as Returned<Ret>;
   };
 }
 
-// handle's result as a Promise, a synchronous throw as its rejection.
-function settled<Req, Rest, Result>(
-  context: Context,
-  handle: (thisArg: unknown, request: Req, rest: Rest) => Result | PromiseLike<Result>,
-  thisArg: unknown,
-  request: Req,
-  rest: Rest,
-): Promise<Result> {
-  try {
-    return Promise.resolve(runInRequest(context, handle, thisArg, request, rest));
-  } catch (error) {
-    return Promise.reject(error);
-  }
+/** What a fetch handler may return: a Response, or undefined (Bun, after `server.upgrade()`). */
+export type MaybeResponse = Response | undefined;
+
+/** The wrapper's result for a handler that returns `Ret`: a Response as it is, a PromiseLike as a Promise. */
+export type Returned<Ret> = Ret extends PromiseLike<infer R> ? Promise<R> : Ret;
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === "function"
+  );
 }
 
 // What a fetch Request has and node:http's IncomingMessage has not (its
@@ -138,7 +182,7 @@ function isRequest(value: unknown): value is Request {
  * immutable. A 101 (a WebSocket upgrade) or a status-0 network error cannot
  * be made with `new Response`, and `undefined` has nowhere to put it.
  */
-function echoed<Result extends Response | undefined>(
+function echoed<Result extends MaybeResponse>(
   response: Result,
   header: string,
   id: string,

@@ -12,7 +12,7 @@ import { getRequestListener } from "@hono/node-server";
 import { ContextVar, createTask } from "contextvars";
 import { withContext as withFetchContext } from "contextvars/fetch";
 import { contextMiddleware } from "contextvars/hono";
-import { requestId } from "contextvars/http";
+import { requestId, withContext as withHttpContext } from "contextvars/http";
 import { Hono } from "hono";
 import { close, listen, randomDelay, send, UUID } from "../helpers/http.ts";
 import { pinContext } from "../helpers/pin-context.ts";
@@ -370,32 +370,132 @@ describe("contextvars/fetch withContext and the caller's Context", () => {
       await assert.rejects(rejected, { message: "sync-ish throw after await" });
       pin.check("after a rejection");
       const pin2 = pinContext();
-      const returned = syncThrow(new Request("http://127.0.0.1/"));
-      assert.ok(
-        returned instanceof Promise,
-        "a synchronous throw becomes the returned promise's rejection",
+      // A handler that throws synchronously makes the wrapper throw, as the handler would.
+      assert.throws(
+        () => syncThrow(new Request("http://127.0.0.1/")),
+        (error: unknown) => {
+          assert.ok(error instanceof RangeError);
+          assert.equal(error.message, "thrown synchronously");
+          return true;
+        },
       );
       pin2.check("after a synchronous throw");
-      await assert.rejects(returned, (error: unknown) => {
-        assert.ok(error instanceof RangeError);
-        assert.equal(error.message, "thrown synchronously");
-        return true;
-      });
       assert.equal(user.get("unset"), "unset");
       assert.equal(caller.get(), "around-throw");
     });
   });
 
-  it("a throw from seed rejects the call, with the caller's Context as it was", async () => {
+  it("a throw from seed is the call's throw, also for an async handler, with the caller's Context as it was", async () => {
     const failing = new Error("seed failed");
-    const seeded = withFetchContext(() => new Response(), {
-      seed: () => {
-        throw failing;
-      },
-    });
+    const seed = () => {
+      throw failing;
+    };
+    const seeded = withFetchContext(() => new Response(), { seed });
     const pin = pinContext();
-    await assert.rejects(seeded(new Request("http://127.0.0.1/")), (error) => error === failing);
+    assert.throws(
+      () => seeded(new Request("http://127.0.0.1/")),
+      (error) => error === failing,
+    );
     pin.check();
+    // seed runs before the handler: an async handler's call throws it too, before any promise.
+    const seededAsync = withFetchContext(async () => new Response(), { seed });
+    const pin2 = pinContext();
+    assert.throws(
+      () => seededAsync(new Request("http://127.0.0.1/")),
+      (error) => error === failing,
+    );
+    pin2.check();
+  });
+
+  it("a Response returned synchronously comes back synchronously, with the id echoed; a promise, as a promise", async () => {
+    const sync = withFetchContext(() => new Response("sync"));
+    const response = sync(new Request("http://127.0.0.1/", { headers: { "x-request-id": "s-1" } }));
+    assert.ok(response instanceof Response);
+    assert.equal(response.headers.get("x-request-id"), "s-1");
+    const async = withFetchContext(async () => new Response("async"));
+    const promised = async(
+      new Request("http://127.0.0.1/", { headers: { "x-request-id": "a-1" } }),
+    );
+    assert.ok(promised instanceof Promise);
+    assert.equal((await promised).headers.get("x-request-id"), "a-1");
+    // Called directly, with no node:http bindings: the echo goes on the Response, copied if immutable.
+    const redirect = withFetchContext(() => Response.redirect("http://127.0.0.1/elsewhere", 302));
+    const moved = redirect(
+      new Request("http://127.0.0.1/", { headers: { "x-request-id": "r-1" } }),
+    );
+    assert.equal(moved.status, 302);
+    assert.equal(moved.headers.get("x-request-id"), "r-1");
+    assert.equal(moved.headers.get("location"), "http://127.0.0.1/elsewhere");
+  });
+});
+
+describe("contextvars/fetch withContext on @hono/node-server's bindings", () => {
+  it("keys the request on Node's req and res: withContext from contextvars/http around the listener shares its one Context and id; req and res listeners run in it", async () => {
+    const fetchIds: string[] = [];
+    const closedIn: string[] = [];
+    const handler = withFetchContext(
+      async (_request: Request, bindings: { incoming: IncomingMessage }) => {
+        bindings.incoming.on("close", () => closedIn.push(requestId.get("<none>")));
+        await randomDelay();
+        return json({ id: requestId.get(), user: user.get() });
+      },
+      {
+        generateId: () => `fetch-${fetchIds.push("called")}`,
+        seed: () => user.set(`${user.get("unset")}+fetch`),
+      },
+    );
+    const server = createServer(
+      withHttpContext(getRequestListener(handler as unknown as (request: Request) => Response), {
+        generateId: () => "from-http",
+        seed: (req) => user.set(String(req.headers["x-user"])),
+      }),
+    );
+    const base = await listen(server);
+    try {
+      const replies = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          send(base, "/", {
+            headers:
+              i % 2 === 0 ? { "x-request-id": `n-${i}`, "x-user": `u${i}` } : { "x-user": `u${i}` },
+          }),
+        ),
+      );
+      replies.forEach((reply, i) => {
+        const id = i % 2 === 0 ? `n-${i}` : "from-http";
+        assert.deepEqual(JSON.parse(reply.body), { id, user: `u${i}+fetch` });
+        // Echoed once, by whichever wrapper opened the Context.
+        assert.equal(reply.headers["x-request-id"], id);
+      });
+      assert.deepEqual(fetchIds, []);
+      for (let i = 0; i < 100 && closedIn.length < 40; i++) await randomDelay(10);
+      assert.equal(closedIn.length, 40);
+      assert.ok(
+        closedIn.every((id) => id === "from-http" || /^n-\d+$/.test(id)),
+        closedIn.join(),
+      );
+    } finally {
+      await close(server);
+    }
+  });
+
+  it("alone, echoes the id with res.setHeader: a handler's own header wins, an immutable Response is answered as it is", async () => {
+    const handler = withFetchContext((request: Request) => {
+      const path = new URL(request.url).pathname;
+      if (path === "/own")
+        return new Response("own", { headers: { "x-request-id": "the-handler's" } });
+      if (path === "/redirect") return Response.redirect("http://127.0.0.1/elsewhere", 302);
+      return new Response(requestId.get());
+    });
+    await serving(handler, async (base) => {
+      const plain = await send(base, "/", { headers: { "x-request-id": "p-1" } });
+      assert.equal(plain.body, "p-1");
+      assert.equal(plain.headers["x-request-id"], "p-1");
+      const own = await send(base, "/own", { headers: { "x-request-id": "o-1" } });
+      assert.equal(own.headers["x-request-id"], "the-handler's");
+      const moved = await send(base, "/redirect", { headers: { "x-request-id": "r-1" } });
+      assert.equal(moved.status, 302);
+      assert.equal(moved.headers["x-request-id"], "r-1");
+    });
   });
 });
 
@@ -438,26 +538,25 @@ describe("contextvars/fetch withContext bad input", () => {
     });
   });
 
-  it("the wrapper given a node:http request rejects, saying to use contextvars/http", async () => {
+  it("the wrapper given a node:http request throws, saying to use contextvars/http", async () => {
     const wrapped = withFetchContext(() => new Response()) as unknown as (
       ...args: unknown[]
-    ) => Promise<unknown>;
+    ) => unknown;
     const messages: string[] = [];
     const server = createServer((req, res) => {
       const pin = pinContext();
-      const returned = wrapped(req, res);
+      try {
+        wrapped(req, res);
+        res.end("returned");
+      } catch (error) {
+        messages.push(`${(error as Error).name}: ${(error as Error).message}`);
+        res.end("threw");
+      }
       pin.check("after the call");
-      returned.then(
-        () => res.end("resolved"),
-        (error: Error) => {
-          messages.push(`${error.name}: ${error.message}`);
-          res.end("rejected");
-        },
-      );
     });
     const base = await listen(server);
     try {
-      assert.equal((await send(base, "/")).body, "rejected");
+      assert.equal((await send(base, "/")).body, "threw");
     } finally {
       await close(server);
     }
@@ -466,7 +565,7 @@ describe("contextvars/fetch withContext bad input", () => {
       messages[0] as string,
       /^TypeError: Expected `request` to be a fetch Request, got .* \(a node:http request\): .*use withContext from contextvars\/http/,
     );
-    await assert.rejects(wrapped("http://127.0.0.1/"), {
+    assert.throws(() => wrapped("http://127.0.0.1/"), {
       name: "TypeError",
       message:
         /^Expected `request` to be a fetch Request, got `"http:\/\/127\.0\.0\.1\/"` \(string\)/,

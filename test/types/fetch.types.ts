@@ -2,8 +2,8 @@
  * Type tests for `contextvars/fetch`: the wrapper keeps the handler's
  * parameters (the Request, or a subclass of it, and every argument after it:
  * Bun's server, Deno's info, a Worker's env and ctx, Next.js's `{ params }`)
- * and returns a Promise of what the handler resolves to, `undefined`
- * included; `seed` and `generateId` receive the handler's Request type. Only
+ * and returns what the handler returns, a Response as it is and a promise
+ * as a Promise, `undefined` included; `seed` and `generateId` receive the handler's Request type. Only
  * typechecked.
  */
 import { ContextVar } from "contextvars";
@@ -21,14 +21,14 @@ export function oneRequestId(): void {
 
 export function plainHandlers(): void {
   const sync = withContext((request: Request) => new Response(request.url));
-  expectType<Equal<typeof sync, (request: Request) => Promise<Response>>>();
+  expectType<Equal<typeof sync, (request: Request) => Response>>();
   const async = withContext(async (_request: Request) => Response.json({ id: requestId.get() }));
   expectType<Equal<typeof async, (request: Request) => Promise<Response>>>();
   const seeded = withContext(() => new Response(), {
     seed: (request) => user.set(request.headers.get("x-user") ?? "anonymous"),
     generateId: (request) => request.method,
   });
-  expectType<Equal<typeof seeded, (request: Request) => Promise<Response>>>();
+  expectType<Equal<typeof seeded, (request: Request) => Response>>();
   expectFalse<IsAny<Parameters<typeof seeded>[0]>>();
 }
 
@@ -40,9 +40,7 @@ export function bunServe(): void {
   const fetch = withContext((request: Request, server: BunServer) =>
     server.upgrade(request) ? undefined : new Response("http"),
   );
-  expectType<
-    Equal<typeof fetch, (request: Request, server: BunServer) => Promise<Response | undefined>>
-  >();
+  expectType<Equal<typeof fetch, (request: Request, server: BunServer) => Response | undefined>>();
 }
 
 // A Cloudflare Worker: (request, env, ctx), called as a method of the export.
@@ -88,7 +86,7 @@ export function nextRouteHandler(): void {
 export function honoFetch(): void {
   const app = new Hono();
   const fetch = withContext(app.fetch);
-  expectType<Extends<typeof fetch, (request: Request) => Promise<Response>>>();
+  expectType<Extends<typeof fetch, (request: Request) => Response | Promise<Response>>>();
 }
 
 export function refused(): void {
