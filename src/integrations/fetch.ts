@@ -4,6 +4,7 @@
  * Deno.serve, Cloudflare Workers, Next.js route handlers and itty-router
  * call it, and the `requestId` var every integration sets.
  */
+import { thenOf } from "../core/then-of.ts";
 import { argumentError } from "../errors.ts";
 import {
   type RequestContextOptions,
@@ -13,20 +14,13 @@ import {
 } from "./request-id.ts";
 import {
   fileRequestContext,
-  type NodeRequestLike,
-  type NodeResponseLike,
+  type NodeBindings,
   nodeRequestContext,
   openRequestContext,
   requestContextOf,
   runInRequest,
   unfileRequestContext,
 } from "./request-scope.ts";
-
-/** The bindings `@hono/node-server` passes after the Request: Node's own req and res. */
-interface NodeBindings {
-  readonly incoming?: NodeRequestLike;
-  readonly outgoing?: NodeResponseLike;
-}
 
 export { type RequestContextOptions, requestId };
 
@@ -137,7 +131,7 @@ export function withContext<
     }
     // A Response comes back as it is, not in a Promise: @hono/node-server
     // answers a synchronous Response on a faster path.
-    if (!isThenable(result)) {
+    if (thenOf(result) === undefined) {
       unfileRequestContext(request, context);
       return (echo ? echoed(result as MaybeResponse, header, id) : result) as Returned<Ret>;
     }
@@ -159,14 +153,6 @@ export type MaybeResponse = Response | undefined;
 
 /** The wrapper's result for a handler that returns `Ret`: a Response as it is, a PromiseLike as a Promise. */
 export type Returned<Ret> = Ret extends PromiseLike<infer R> ? Promise<R> : Ret;
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    typeof (value as { then?: unknown }).then === "function"
-  );
-}
 
 // What a fetch Request has and node:http's IncomingMessage has not (its
 // `headers` is a plain object). Not `instanceof Request`: a Request made by

@@ -17,8 +17,8 @@ import {
 } from "./request-id.ts";
 import {
   fileRequestContext,
+  type NodeBindings,
   type NodeRequestLike,
-  type NodeResponseLike,
   nodeRequestContext,
   openRequestContext,
   requestContextOf,
@@ -41,12 +41,6 @@ export type HonoContextOptions<E extends Env = Env> = RequestContextOptions<Cont
 interface UpgradeRequest extends NodeRequestLike {
   readonly upgrade?: boolean;
   readonly socket?: EventEmitter | null;
-}
-
-/** The bindings `@hono/node-server` passes as `c.env`. */
-interface NodeBindings {
-  incoming?: NodeRequestLike;
-  outgoing?: NodeResponseLike;
 }
 
 /**

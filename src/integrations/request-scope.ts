@@ -85,6 +85,15 @@ export function openRequestContext(id: string): Context {
   return contextWith(inherited.size === 0 ? map : withInherited(map), undefined);
 }
 
+/**
+ * What `@hono/node-server` passes beside a fetch Request (Hono's `c.env`,
+ * the second argument of a fetch handler): Node's own req and res.
+ */
+export interface NodeBindings {
+  readonly incoming?: NodeRequestLike;
+  readonly outgoing?: NodeResponseLike;
+}
+
 /** What the Node-based integrations need of `req`. */
 export interface NodeRequestLike extends EventEmitter {
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
