@@ -88,6 +88,14 @@ describe("recipes", () => {
   );
 
   it(
+    "child-process.ts: each job runs in the child in a Context seeded from its message, and its reply resumes in its own request",
+    onNode,
+    async () => {
+      assert.deepEqual(await runRecipe("child-process"), CHILD_PROCESS);
+    },
+  );
+
+  it(
     "test-overrides.ts: set() leaks into concurrent tests, var.run and Context.run do not",
     onNode,
     async () => {
@@ -292,6 +300,19 @@ const JOB_QUEUES = [
   "a request after the ticks reads note set by a tick of top level",
 ];
 
+const CHILD_PROCESS = [
+  "three requests at once share one child:",
+  "  espresso for alice in order-1 (the job started with requestId -, user anonymous); back in order-1, priceList eu-alice",
+  "  tea for bob in order-2 (the job started with requestId -, user anonymous); back in order-2, priceList eu-bob",
+  "  cake for carol in order-3 (the job started with requestId -, user anonymous); back in order-3, priceList eu-carol",
+  "the parent's message listener ran in requestId -",
+  "a child whose handler sets the vars plainly:",
+  "  the job of order-4 started with requestId -, user anonymous",
+  "  the job of order-5 started with requestId order-4, user dave",
+  "a process per job, the values in its environment:",
+  "  the child printed order-6 frank; its callback ran in order-6",
+];
+
 const TEST_OVERRIDES = [
   "set() in a test body:",
   "  ok - new checkout is on: new checkout for anonymous, 100 EUR",
@@ -311,5 +332,6 @@ const OUTPUTS: Record<string, readonly string[]> = {
   "request-cache": REQUEST_CACHE,
   "background-work": BACKGROUND_WORK,
   "job-queues": JOB_QUEUES,
+  "child-process": CHILD_PROCESS,
   "test-overrides": TEST_OVERRIDES,
 };
