@@ -1,0 +1,182 @@
+/**
+ * A batch command-line tool interrupted with Ctrl-C, and what Node decides
+ * about the callbacks such a tool relies on (pinned, Node 20).
+ *
+ * The SIGINT case runs a real child process (fixtures/batch-job.ts): items as
+ * TaskGroup children under run(), each with a contextPool job that never ends
+ * by itself, pino lines with contextMixin. The test sends the signal itself
+ * once every job has started, and checks that the interruption reached every
+ * task and every job, that each item's finally ran in its own Context, and
+ * the exit code. docs/recipes.md, "Command-line tools and batch jobs".
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { PassThrough } from "node:stream";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { bind, ContextVar, isolated } from "contextvars";
+import { runtime } from "../runtimes/runtime.ts";
+
+const fixture = fileURLToPath(new URL("./fixtures/batch-job.ts", import.meta.url));
+
+interface Line {
+  event: string;
+  batchId?: string;
+  itemId?: string;
+  attempt?: number;
+  sees?: string;
+  aborted?: boolean;
+  code?: number;
+  reason?: string;
+}
+
+/** Runs the fixture, sends SIGINT once each item's job is hanging; resolves with its lines and exit code. */
+async function interruptBatch(): Promise<{ lines: Line[]; code: number | null }> {
+  const child = spawn(
+    process.execPath,
+    ["--conditions=contextvars-source", "--import", "tsx", fixture],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  // Bounded: a child that never gets as far as its jobs, or never exits, is killed.
+  const guard = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  const lines: Line[] = [];
+  let hanging = 0;
+  createInterface({ input: child.stdout }).on("line", (text) => {
+    const line = JSON.parse(text) as Line;
+    lines.push(line);
+    if (line.event === "job hang" && ++hanging === 3) child.kill("SIGINT");
+  });
+  try {
+    const [code] = (await once(child, "exit")) as [number | null];
+    // The last lines may still be in the pipe when "exit" comes.
+    if (!child.stdout.readableEnded) await once(child.stdout, "end");
+    return { lines, code };
+  } finally {
+    clearTimeout(guard);
+  }
+}
+
+const onNode = { skip: runtime === "node" ? false : "signals and the pinned answers are Node's" };
+
+describe("a batch tool interrupted by SIGINT", onNode, () => {
+  it("cancels every item and its pool job, runs each finally in its item's Context, exits 130", async () => {
+    const { lines, code } = await interruptBatch();
+    const events = (event: string) => lines.filter((line) => line.event === event);
+
+    // Each job logged, from its worker thread, its own item's values.
+    const jobs = events("job hang").map((line) => `${line.batchId}/${line.itemId}#${line.attempt}`);
+    assert.deepEqual(jobs.sort(), ["batch-1/a#1", "batch-1/b#1", "batch-1/c#1"]);
+
+    // Both SIGINT listeners ran in the batch's Context: the second was added
+    // from another one, but Node runs a signal's listeners where the first was.
+    assert.deepEqual(
+      [...events("SIGINT"), ...events("SIGINT, second listener")].map((line) => line.sees),
+      ["batch-1/-", "batch-1/-"],
+    );
+
+    // The interruption reached every task and job; each finally ran in its
+    // own item's Context, after an await.
+    const finals = events("finally").map((line) => `${line.sees} aborted=${line.aborted}`);
+    assert.deepEqual(finals.sort(), [
+      "batch-1/a aborted=true",
+      "batch-1/b aborted=true",
+      "batch-1/c aborted=true",
+    ]);
+    assert.deepEqual(events("batch failed")[0]?.reason, "interrupted");
+
+    // The progress timer, started in the batch, saw it on every tick.
+    assert.ok(events("progress").every((line) => line.sees === "batch-1/-"));
+
+    // After run(): the root Context, and the exit code the tool chose.
+    assert.deepEqual(events("done"), [{ level: 30, event: "done", code: 130, sees: "-/-" }]);
+    assert.deepEqual(
+      [...events("beforeExit"), ...events("exit")].map((line) => line.sees),
+      ["-/-", "-/-"],
+    );
+    assert.equal(code, 130);
+  });
+});
+
+describe("callbacks a command-line tool relies on (pinned, Node 20)", onNode, () => {
+  const who = new ContextVar<string>("who", { default: "root" });
+
+  it("readline's line listener runs where its input emits data, and its sets stay there for the next line", async () => {
+    const input = new PassThrough();
+    // Neither where the interface is made nor where the listener is added
+    // counts: process.stdin emits from its I/O callbacks, in the Context
+    // where it began reading; this stream, in its writer's.
+    const rl = who.run("startup", () => createInterface({ input }));
+    const seen: string[] = [];
+    who.run("the tool", () =>
+      rl.on("line", (line) => {
+        seen.push(`${line}: ${who.get()}`);
+        who.set(`set by ${line}`);
+      }),
+    );
+    who.run("the writer", () => input.end("one\ntwo\n"));
+    await once(rl, "close");
+    assert.deepEqual(seen, ["one: the writer", "two: set by one"]);
+  });
+
+  it("bind(listener) gives each line a fresh copy of the Context of the bind", async () => {
+    const input = new PassThrough();
+    const rl = who.run("startup", () => createInterface({ input }));
+    const seen: string[] = [];
+    who.run("the tool", () =>
+      rl.on(
+        "line",
+        bind((line: string) => {
+          seen.push(`${line}: ${who.get()}`);
+          who.set(`set by ${line}`);
+        }),
+      ),
+    );
+    who.run("the writer", () => input.end("one\ntwo\n"));
+    await once(rl, "close");
+    assert.deepEqual(seen, ["one: the tool", "two: the tool"]);
+  });
+
+  it("for await over lines runs in the loop's Context: a set for one line is seen by the next, unless each is isolated", async () => {
+    const lines = (text: string) => createInterface({ input: toStream(text) });
+    const plain: string[] = [];
+    await who.run("the tool", async () => {
+      for await (const line of lines("one\ntwo\n")) {
+        plain.push(`${line}: ${who.get()}`);
+        who.set(`set by ${line}`);
+      }
+    });
+    assert.deepEqual(plain, ["one: the tool", "two: set by one"]);
+
+    const kept: string[] = [];
+    const handle = isolated(async (line: string) => {
+      kept.push(`${line}: ${who.get()}`);
+      who.set(`set by ${line}`);
+      await sleep(1);
+    });
+    await who.run("the tool", async () => {
+      for await (const line of lines("one\ntwo\n")) await handle(line);
+    });
+    assert.deepEqual(kept, ["one: the tool", "two: the tool"]);
+  });
+
+  it("AbortSignal.timeout's listeners run where the signal was made; AbortSignal.any's, where its source was", async () => {
+    const deadline = who.run("made the deadline", () => AbortSignal.timeout(5));
+    const combined = AbortSignal.any([who.run("made the source", () => AbortSignal.timeout(5))]);
+    const seen: string[] = [];
+    who.run("added the listener", () => {
+      deadline.addEventListener("abort", () => seen.push(`timeout: ${who.get()}`));
+      combined.addEventListener("abort", () => seen.push(`any: ${who.get()}`));
+    });
+    await sleep(50);
+    assert.deepEqual(seen.sort(), ["any: made the source", "timeout: made the deadline"]);
+  });
+});
+
+function toStream(text: string): PassThrough {
+  const stream = new PassThrough();
+  stream.end(text);
+  return stream;
+}
