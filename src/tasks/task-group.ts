@@ -4,6 +4,9 @@
 // unless it skips lib checks.
 /// <reference lib="esnext.disposable" preserve="true" />
 
+import { carrier } from "../carrier/select.ts";
+import type { Context } from "../core/context.ts";
+import { currentContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
 import { argumentError, assertFunction, contextError } from "../errors.ts";
 import { offAbort, onAbort } from "./abort-listeners.ts";
@@ -88,6 +91,8 @@ export class TaskGroup implements AsyncDisposable {
   // Whether the outer signal shut the group down (not a failure): wait() then rejects with its reason.
   #cancelled = false;
   #detach: (() => void) | undefined;
+  // Where group.signal's listeners run (see #abort).
+  readonly #home: Context = currentContext();
 
   /** @throws {TypeError} if an option has the wrong type. */
   constructor(options?: TaskGroupOptions) {
@@ -278,7 +283,14 @@ export class TaskGroup implements AsyncDisposable {
     this.#state = "aborting";
     this.#aborted = true;
     this.#abortReason = why;
-    this.#controller?.abort(why);
+    // In the Context where the group was made, as Task#cancel aborts in the
+    // task's: #abort is reached from an outer signal's abort (a SIGINT
+    // listener, in whatever Context Node runs it) or from a failing child's
+    // rejection (in the Context of whoever called createTask for it, maybe
+    // another child), and a listener added in the body would otherwise log
+    // with those values, not the body's.
+    const controller = this.#controller;
+    if (controller !== undefined) carrier.run(this.#home, () => controller.abort(why));
     for (const task of this.#tasks) task.cancel(why);
   }
 }

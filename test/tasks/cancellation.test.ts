@@ -415,6 +415,53 @@ describe("TaskGroup: children cancelled", () => {
     assert.deepEqual(log, ["slow child finished", "group settled"]);
   });
 
+  // A batch tool adds its "stopping" log line to group.signal in the body;
+  // Ctrl-C aborts the outer signal from a process listener, in whatever
+  // Context Node runs it (the root's, usually). The line must carry the
+  // batch's values, as a child's signal listener carries its task's.
+  itFromEveryState(
+    "group.signal's listeners run in the Context where the group was made, whoever shuts it down",
+    async () => {
+      const v = new ContextVar<string>("v");
+      const seen: string[] = [];
+      const listen = (group: TaskGroup, how: string) =>
+        group.signal.addEventListener("abort", () => seen.push(`${how}: ${v.get("-")}`));
+
+      const outer = new AbortController();
+      const byOuter = v.run("batch", () =>
+        taskGroup(
+          async (group) => {
+            listen(group, "outer signal");
+            group.createTask(untilAborted);
+          },
+          { signal: outer.signal },
+        ),
+      );
+      await sleep(1);
+      v.run("the SIGINT listener", () => outer.abort(new Error("interrupted")));
+      await assert.rejects(byOuter, { message: "interrupted" });
+
+      // A child that a child added fails: the failure is seen where the
+      // group's createTask was called, inside the first child.
+      const byChild = v.run("batch", () =>
+        taskGroup(async (group) => {
+          listen(group, "a grandchild's failure");
+          group.createTask(async () => {
+            v.set("item");
+            group.createTask(async () => {
+              await sleep(1);
+              throw new Error("item failed");
+            });
+            await untilAborted(group.signal);
+          });
+        }),
+      );
+      await assert.rejects(byChild, AggregateError);
+
+      assert.deepEqual(seen, ["outer signal: batch", "a grandchild's failure: batch"]);
+    },
+  );
+
   it("a group whose outer signal is already aborted accepts no task", () => {
     const g = new TaskGroup({ signal: AbortSignal.abort() });
     let ran = false;
