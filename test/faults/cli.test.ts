@@ -21,6 +21,7 @@ import { bind, ContextVar, isolated } from "contextvars";
 import { runtime } from "../runtimes/runtime.ts";
 
 const fixture = fileURLToPath(new URL("./fixtures/batch-job.ts", import.meta.url));
+const lineTool = fileURLToPath(new URL("./fixtures/line-tool.ts", import.meta.url));
 
 interface Line {
   event: string;
@@ -97,6 +98,38 @@ describe("a batch tool interrupted by SIGINT", onNode, () => {
       ["-/-", "-/-"],
     );
     assert.equal(code, 130);
+  });
+});
+
+describe("a tool reading lines from a pipe (pinned, Node 20)", onNode, () => {
+  it("process.stdin's lines reach a listener in the Context where stdin was first touched, whose sets change it; bind(listener) gives each line its own copy", async () => {
+    const child = spawn(
+      process.execPath,
+      ["--conditions=contextvars-source", "--import", "tsx", lineTool],
+      { stdio: ["pipe", "pipe", "inherit"], timeout: 30_000 },
+    );
+    child.stdin.end("one\ntwo\nthree\n");
+    const lines: { via: string; line?: string; sees: string }[] = [];
+    createInterface({ input: child.stdout }).on("line", (text) => lines.push(JSON.parse(text)));
+    const [code] = await once(child, "exit");
+    if (!child.stdout.readableEnded) await once(child.stdout, "end");
+    assert.equal(code, 0);
+    assert.deepEqual(
+      lines.map(
+        (line) => `${line.via}${line.line === undefined ? "" : ` ${line.line}`}: ${line.sees}`,
+      ),
+      [
+        // The root Context (stdin was made at the top level); each line's
+        // set lands there and is seen by the next line and after run().
+        "plain listener one: -/-",
+        "bound listener one: s-1/-",
+        "plain listener two: -/one",
+        "bound listener two: s-1/-",
+        "plain listener three: -/two",
+        "bound listener three: s-1/-",
+        "root, after run: -/three",
+      ],
+    );
   });
 });
 
