@@ -24,15 +24,23 @@ import { runtime } from "../runtimes/runtime.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
-/** Runs examples/recipes/<name>.ts with node, as its header says; resolves with its stdout lines. */
-async function runRecipe(name: string): Promise<string[]> {
+/**
+ * Runs examples/recipes/<name>.ts with node, as its header says; resolves with its stdout
+ * lines once it has exited with `code` (batch-job.ts exits 130, as an interrupted tool does).
+ */
+async function runRecipe(name: string, code = 0): Promise<string[]> {
   const { stdout } = await promisify(execFile)(
     process.execPath,
     ["--conditions=contextvars-source", "--import", "tsx", `examples/recipes/${name}.ts`],
     // Each recipe ends by itself in well under a second (job-queues.ts in about two, its crons
     // ticking once a second); the margin is for a loaded machine.
     { cwd: root, timeout: 30_000 },
-  );
+  ).catch((error: { code?: unknown; stdout?: string; stderr?: string }) => {
+    if (code !== 0 && error.code === code && error.stdout !== undefined) {
+      return { stdout: error.stdout };
+    }
+    throw error;
+  });
   return stdout.trimEnd().split("\n");
 }
 
@@ -102,6 +110,12 @@ describe("recipes", () => {
       assert.deepEqual(await runRecipe("test-overrides"), TEST_OVERRIDES);
     },
   );
+
+  it("batch-job.ts: each item's lines carry its id and attempt; Ctrl-C cancels the item still running, its finally and the group's listener log in their own Contexts; exit code 130", {
+    skip: process.platform === "win32" ? "no SIGINT to its own pid" : onNode.skip,
+  }, async () => {
+    assert.deepEqual(await runRecipe("batch-job", 130), BATCH_JOB);
+  });
 
   // What "A deadline that reaches the HTTP call" says of a timeout below the
   // deadline, a client's per-call one under a request's budget: a task of its
@@ -325,6 +339,21 @@ const TEST_OVERRIDES = [
   "after the tests: old checkout for anonymous, 100 EUR",
 ];
 
+const BATCH_JOB = [
+  '{"level":30,"batchId":"batch-7","itemId":"a","attempt":1,"interrupted":false,"msg":"item finished"}',
+  '{"level":40,"batchId":"batch-7","itemId":"b","attempt":1,"error":"connection reset","msg":"attempt failed, retrying"}',
+  '{"level":30,"batchId":"batch-7","itemId":"b","attempt":2,"interrupted":false,"msg":"item finished"}',
+  '{"level":40,"batchId":"batch-7","itemId":"c","attempt":1,"error":"Task(\\"c#1\\") timed out after 100 ms","msg":"attempt failed, retrying"}',
+  '{"level":40,"msg":"SIGINT"}',
+  '{"level":40,"batchId":"batch-7","msg":"stopping the batch"}',
+  '{"level":30,"batchId":"batch-7","itemId":"c","attempt":2,"interrupted":true,"msg":"item finished"}',
+  "a: a-result",
+  "b: b-result",
+  "c: not finished",
+  "batch interrupted",
+  '{"level":30,"code":130,"msg":"exit"}',
+];
+
 const OUTPUTS: Record<string, readonly string[]> = {
   transaction: TRANSACTION,
   "request-logger": REQUEST_LOGGER,
@@ -334,4 +363,5 @@ const OUTPUTS: Record<string, readonly string[]> = {
   "job-queues": JOB_QUEUES,
   "child-process": CHILD_PROCESS,
   "test-overrides": TEST_OVERRIDES,
+  "batch-job": BATCH_JOB,
 };
