@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
+import { createInterface as createPromises } from "node:readline/promises";
 import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -20,6 +21,8 @@ import { fileURLToPath } from "node:url";
 import { bind, ContextVar, isolated } from "contextvars";
 import { runtime } from "../runtimes/runtime.ts";
 
+// Children start here, where "tsx" and "contextvars" resolve.
+const root = fileURLToPath(new URL("../..", import.meta.url));
 const fixture = fileURLToPath(new URL("./fixtures/batch-job.ts", import.meta.url));
 const lineTool = fileURLToPath(new URL("./fixtures/line-tool.ts", import.meta.url));
 
@@ -39,7 +42,7 @@ async function interruptBatch(): Promise<{ lines: Line[]; code: number | null }>
   const child = spawn(
     process.execPath,
     ["--conditions=contextvars-source", "--import", "tsx", fixture],
-    { stdio: ["ignore", "pipe", "inherit"] },
+    { cwd: root, stdio: ["ignore", "pipe", "inherit"] },
   );
   // Bounded: a child that never gets as far as its jobs, or never exits, is killed.
   const guard = setTimeout(() => child.kill("SIGKILL"), 60_000);
@@ -101,12 +104,59 @@ describe("a batch tool interrupted by SIGINT", onNode, () => {
   });
 });
 
+describe("exit and signal listeners (pinned, Node 20)", onNode, () => {
+  it("exit runs in the Context that called process.exit(); a signal's listeners, where one was added while it had none", async () => {
+    const script = `
+      import { ContextVar, createTask } from "contextvars";
+      const v = new ContextVar("v", { default: "root" });
+      process.on("exit", (code) => console.log("exit " + code + " sees " + v.get()));
+      const first = () => {};
+      v.run("first", () => process.on("SIGINT", first));
+      v.run("second", () => process.on("SIGINT", () => console.log("SIGINT sees " + v.get())));
+      process.kill(process.pid, "SIGINT");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // With no listener left, Node stops listening; the next one added starts it again.
+      process.removeAllListeners("SIGINT");
+      v.run("third", () =>
+        process.once("SIGINT", () => {
+          console.log("SIGINT sees " + v.get());
+          createTask(() => {
+            v.set("the task that exits");
+            process.exit(3);
+          });
+        }),
+      );
+      process.kill(process.pid, "SIGINT");
+      setTimeout(() => {}, 10_000);
+    `;
+    const child = spawn(
+      process.execPath,
+      ["--conditions=contextvars-source", "--import", "tsx", "--input-type=module", "-e", script],
+      {
+        cwd: root,
+        stdio: ["ignore", "pipe", "inherit"],
+        timeout: 30_000,
+      },
+    );
+    const lines: string[] = [];
+    createInterface({ input: child.stdout }).on("line", (line) => lines.push(line));
+    const [code] = await once(child, "exit");
+    if (!child.stdout.readableEnded) await once(child.stdout, "end");
+    assert.deepEqual(lines, [
+      "SIGINT sees first",
+      "SIGINT sees third",
+      "exit 3 sees the task that exits",
+    ]);
+    assert.equal(code, 3);
+  });
+});
+
 describe("a tool reading lines from a pipe (pinned, Node 20)", onNode, () => {
   it("process.stdin's lines reach a listener in the Context where stdin was first touched, whose sets change it; bind(listener) gives each line its own copy", async () => {
     const child = spawn(
       process.execPath,
       ["--conditions=contextvars-source", "--import", "tsx", lineTool],
-      { stdio: ["pipe", "pipe", "inherit"], timeout: 30_000 },
+      { cwd: root, stdio: ["pipe", "pipe", "inherit"], timeout: 30_000 },
     );
     child.stdin.end("one\ntwo\nthree\n");
     const lines: { via: string; line?: string; sees: string }[] = [];
@@ -152,6 +202,36 @@ describe("callbacks a command-line tool relies on (pinned, Node 20)", onNode, ()
     who.run("the writer", () => input.end("one\ntwo\n"));
     await once(rl, "close");
     assert.deepEqual(seen, ["one: the writer", "two: set by one"]);
+  });
+
+  it("rl.question's callback runs where the input emits; awaiting readline/promises' question resumes in the asker's Context", async () => {
+    const input = new PassThrough();
+    const rl = createInterface({ input });
+    const seen: string[] = [];
+    const asked = who.run(
+      "the asker",
+      () =>
+        new Promise<void>((resolve) =>
+          rl.question("name? ", (answer) => {
+            seen.push(`callback ${answer}: ${who.get()}`);
+            resolve();
+          }),
+        ),
+    );
+    who.run("the writer", () => input.write("ada\n"));
+    await asked;
+    rl.close();
+
+    const input2 = new PassThrough();
+    const rl2 = createPromises({ input: input2 });
+    const answered = who.run("the asker", async () => {
+      const answer = await rl2.question("name? ");
+      seen.push(`await ${answer}: ${who.get()}`);
+    });
+    who.run("the writer", () => input2.write("bob\n"));
+    await answered;
+    rl2.close();
+    assert.deepEqual(seen, ["callback ada: the writer", "await bob: the asker"]);
   });
 
   it("bind(listener) gives each line a fresh copy of the Context of the bind", async () => {
