@@ -18,7 +18,8 @@ import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { bind, ContextVar, isolated } from "contextvars";
+import { Command } from "commander";
+import { bind, ContextVar, isolated, run } from "contextvars";
 import { runtime } from "../runtimes/runtime.ts";
 
 // Children start here, where "tsx" and "contextvars" resolve.
@@ -180,6 +181,33 @@ describe("a tool reading lines from a pipe (pinned, Node 20)", onNode, () => {
         "root, after run: -/three",
       ],
     );
+  });
+});
+
+describe("commander", () => {
+  it("a preAction hook's sets reach the action and postAction; under run() they stay out of the caller", async () => {
+    const verbose = new ContextVar<boolean>("verbose", { default: false });
+    const command = new ContextVar<string>("command", { default: "-" });
+    const seen: string[] = [];
+    const program = new Command()
+      .exitOverride()
+      .option("-v, --verbose")
+      .hook("preAction", async (self, action) => {
+        await sleep(1);
+        verbose.set(self.opts().verbose === true);
+        command.set(action.name());
+      })
+      .hook("postAction", () => {
+        seen.push(`postAction: ${verbose.get()} ${command.get()}`);
+      });
+    program.command("sync").action(async () => {
+      await sleep(1);
+      seen.push(`action: ${verbose.get()} ${command.get()}`);
+    });
+    await run(() => program.parseAsync(["-v", "sync"], { from: "user" }));
+    assert.deepEqual(seen, ["action: true sync", "postAction: true sync"]);
+    assert.equal(verbose.get(), false);
+    assert.equal(command.get(), "-");
   });
 });
 
