@@ -8,6 +8,11 @@
  * once every job has started, and checks that the interruption reached every
  * task and every job, that each item's finally ran in its own Context, and
  * the exit code. docs/recipes.md, "Command-line tools and batch jobs".
+ *
+ * Also in child processes, as signals, process.exit() and a piped stdin need
+ * a process of their own: where exit and signal listeners run, and where
+ * lines read from process.stdin reach a readline listener. In this process:
+ * commander's hooks, readline over a stream, AbortSignal.timeout and any.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
