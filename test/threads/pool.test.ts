@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { inspect, promisify } from "node:util";
-import { Context, ContextVar, gather } from "contextvars";
+import { Context, ContextVar, gather, taskGroup } from "contextvars";
 import {
   type ContextPool,
   contextPool,
@@ -205,6 +205,39 @@ describe("contextPool", () => {
           'Expected `moduleUrl` to be a file: URL or an absolute path, got `"job.ts"` (string)',
         ),
       );
+    } finally {
+      useThreadPool(undefined);
+    }
+  });
+
+  // What a command-line tool meets on Ctrl-C (docs/recipes.md, "Command-line
+  // tools and batch jobs"): asyncio's to_thread leaves the thread running
+  // but a cancelled task stops waiting for it; here the child's function
+  // awaits the call, and a TaskGroup waits for its children's functions.
+  it("toThread takes no signal: a cancelled TaskGroup child awaiting it holds the group until the call returns; pool.run given the child's signal does not", async () => {
+    useThreadPool(pool);
+    try {
+      const outer = new AbortController();
+      const order: string[] = [];
+      const group = taskGroup(
+        async (g) => {
+          g.createTask(async () => {
+            await toThread(fixture("job.ts"), "default", { i: 1, delay: 1_000 });
+            order.push("toThread returned");
+          });
+          g.createTask(async (signal) => {
+            try {
+              await pool.run({ i: 2, delay: 60_000 }, { signal });
+            } finally {
+              order.push("pool.run settled");
+            }
+          });
+        },
+        { signal: outer.signal },
+      );
+      outer.abort(new Error("interrupted"));
+      await assert.rejects(group, { message: "interrupted" });
+      assert.deepEqual(order, ["pool.run settled", "toThread returned"]);
     } finally {
       useThreadPool(undefined);
     }
