@@ -355,6 +355,55 @@ for (const [name, make, expected] of [
   });
 }
 
+// instrumentation-express runs each middleware and handler through
+// `context.bind(spanContext, handle)`, and `next` through another bind. Under
+// ContextVarsContextManager a bound function runs in a copy of the Context, so
+// what a layer sets is seen by the layers after it (they run inside its copy)
+// but not by `req`/`res` listeners, which run in the request's own Context. A
+// mutable object set in `seed` is shared by every copy.
+for (const [name, make, finish] of [
+  ["ContextVarsContextManager", () => new ContextVarsContextManager(), "-"],
+  ["AsyncLocalStorageContextManager", () => new AsyncLocalStorageContextManager(), "bob"],
+] as const) {
+  describe(`vars set in Express layers under instrumentation-express and ${name}`, () => {
+    const who = new ContextVar<string>("who", { default: "-" });
+    const state = new ContextVar<{ who?: string }>("state");
+    const seen: string[] = [];
+    const layers = express();
+    layers.use(contextMiddleware({ seed: () => state.set({}) }));
+    layers.use((_req, res, next) => {
+      res.on("finish", () => seen.push(`finish ${who.get()} ${state.get()?.who}`));
+      next();
+    });
+    layers.use((_req, _res, next) => {
+      who.set("alice");
+      next();
+    });
+    layers.get("/", async (_req, res) => {
+      await randomDelay();
+      seen.push(`handler ${who.get()}`);
+      who.set("bob");
+      (state.get() as { who?: string }).who = "bob";
+      res.end("ok");
+    });
+    const server = http.createServer(layers);
+    let base = "";
+    before(async () => {
+      useManager(make());
+      base = await context.with(ROOT_CONTEXT, () => listen(server));
+    });
+    after(() => close(server));
+
+    it(`a res 'finish' listener sees ${finish} for a var the handler set; an object set in seed carries it`, async () => {
+      seen.length = 0;
+      await Promise.all(Array.from({ length: 5 }, () => send(base, "/")));
+      for (let turn = 0; turn < 2000 && seen.length < 10; turn++) await immediate();
+      assert.equal(seen.filter((s) => s === "handler alice").length, 5);
+      assert.equal(seen.filter((s) => s === `finish ${finish} bob`).length, 5, seen.join(", "));
+    });
+  });
+}
+
 describe("order of setup", () => {
   before(() => useManager(new ContextVarsContextManager()));
 
