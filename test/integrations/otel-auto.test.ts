@@ -50,11 +50,12 @@ import { contextMixin } from "contextvars/pino";
 import importedPino from "pino";
 import { close, listen, randomDelay, send } from "../helpers/http.ts";
 
+const expressInstrumentation = new ExpressInstrumentation();
 const disable = registerInstrumentations({
   instrumentations: [
     new HttpInstrumentation(),
     new UndiciInstrumentation(),
-    new ExpressInstrumentation(),
+    expressInstrumentation,
     new PinoInstrumentation(),
   ],
 });
@@ -360,19 +361,32 @@ for (const [name, make, expected] of [
 // ContextVarsContextManager a bound function runs in a copy of the Context, so
 // what a layer sets is seen by the layers after it (they run inside its copy)
 // but not by `req`/`res` listeners, which run in the request's own Context. A
-// mutable object set in `seed` is shared by every copy.
-for (const [name, make, finish] of [
-  ["ContextVarsContextManager", () => new ContextVarsContextManager(), "-"],
-  ["AsyncLocalStorageContextManager", () => new AsyncLocalStorageContextManager(), "bob"],
+// mutable object set in `seed` is shared by every copy. contextMiddleware is
+// a layer too: the request's Context opens inside its bind, and under
+// ContextVarsContextManager takes its span ("middleware - contextMiddleware",
+// ended by `next`) as the one its listeners see, unless that layer is ignored.
+for (const [name, make, finish, listenerSpan] of [
+  [
+    "ContextVarsContextManager",
+    () => new ContextVarsContextManager(),
+    "-",
+    "middleware - contextMiddleware",
+  ],
+  ["AsyncLocalStorageContextManager", () => new AsyncLocalStorageContextManager(), "bob", "SERVER"],
 ] as const) {
   describe(`vars set in Express layers under instrumentation-express and ${name}`, () => {
     const who = new ContextVar<string>("who", { default: "-" });
     const state = new ContextVar<{ who?: string }>("state");
     const seen: string[] = [];
+    const spansInFinish: Array<string | undefined> = [];
     const layers = express();
     layers.use(contextMiddleware({ seed: () => state.set({}) }));
     layers.use((_req, res, next) => {
-      res.on("finish", () => seen.push(`finish ${who.get()} ${state.get()?.who}`));
+      res.on("finish", () => {
+        seen.push(`finish ${who.get()} ${state.get()?.who}`);
+        const span = trace.getActiveSpan() as unknown as ReadableSpan | undefined;
+        spansInFinish.push(span?.kind === SpanKind.SERVER ? "SERVER" : span?.name);
+      });
       next();
     });
     layers.use((_req, _res, next) => {
@@ -400,6 +414,21 @@ for (const [name, make, finish] of [
       for (let turn = 0; turn < 2000 && seen.length < 10; turn++) await immediate();
       assert.equal(seen.filter((s) => s === "handler alice").length, 5);
       assert.equal(seen.filter((s) => s === `finish ${finish} bob`).length, 5, seen.join(", "));
+      assert.deepEqual(new Set(spansInFinish), new Set([listenerSpan]));
+    });
+
+    it("with contextMiddleware's layer in ignoreLayers, its listeners see instrumentation-http's SERVER span", async () => {
+      expressInstrumentation.setConfig({ ignoreLayers: ["middleware - contextMiddleware"] });
+      try {
+        seen.length = 0;
+        spansInFinish.length = 0;
+        await Promise.all(Array.from({ length: 5 }, () => send(base, "/")));
+        for (let turn = 0; turn < 2000 && seen.length < 10; turn++) await immediate();
+        assert.equal(seen.filter((s) => s === `finish ${finish} bob`).length, 5, seen.join(", "));
+        assert.deepEqual(new Set(spansInFinish), new Set(["SERVER"]));
+      } finally {
+        expressInstrumentation.setConfig({});
+      }
     });
   });
 }
