@@ -448,6 +448,27 @@ describe("order of setup", () => {
     assert.equal(parentOf(child as ReadableSpan), idOf(parent as ReadableSpan));
   });
 
+  it("a contextMixin field named like instrumentation-pino's keys replaces its value", async () => {
+    const seen: Line[] = [];
+    const tagged = pino(
+      { mixin: contextMixin({ user, span_id: () => "from-mixin" }) },
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          seen.push(JSON.parse(chunk.toString()) as Line);
+          done();
+        },
+      }),
+    );
+    await tracer.startActiveSpan("logging", async (span) => {
+      user.set("u");
+      tagged.info("x");
+      assert.equal(seen[0]?.trace_id, span.spanContext().traceId);
+      span.end();
+    });
+    assert.equal(seen[0]?.span_id, "from-mixin");
+    assert.equal(seen[0]?.user, "u");
+  });
+
   it("pino imported as an ES module before the instrumentations: contextMixin's fields, no trace_id", async () => {
     const seen: Line[] = [];
     const other = importedPino(
