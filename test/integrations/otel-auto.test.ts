@@ -10,7 +10,10 @@
  * span, Express's middleware and handler spans under it, the handler's span,
  * undici's CLIENT span under that, B's SERVER span under the CLIENT span, one
  * trace per request. pino lines carry instrumentation-pino's `trace_id` and
- * `span_id` beside `contextMixin`'s fields, and the two agree.
+ * `span_id` beside `contextMixin`'s fields, and the two agree. Where the two
+ * managers differ (instrumentation that runs user code inside `context.with`
+ * or `bind`: Express's layers, @fastify/otel's hooks), the difference is
+ * asserted under each, with the way around it.
  */
 import assert from "node:assert/strict";
 import http from "node:http";
@@ -18,6 +21,7 @@ import { createRequire } from "node:module";
 import { Writable } from "node:stream";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { setImmediate as immediate } from "node:timers/promises";
+import { FastifyOtelInstrumentation } from "@fastify/otel";
 import {
   type ContextManager,
   context,
@@ -41,9 +45,11 @@ import {
 } from "@opentelemetry/sdk-trace-base";
 import { ContextVar } from "contextvars";
 import { contextMiddleware } from "contextvars/express";
+import { contextPlugin } from "contextvars/fastify";
 import { requestId, withContext } from "contextvars/http";
 import { ContextVarsContextManager, contextPropagation } from "contextvars/otel";
 import { contextMixin } from "contextvars/pino";
+import Fastify from "fastify";
 // Imported (ESM) before the instrumentations are registered, as an app's
 // imports are: the require below still patches Express in place, but this
 // binding of pino stays the unpatched function (see the last test).
@@ -57,6 +63,8 @@ const disable = registerInstrumentations({
     new UndiciInstrumentation(),
     expressInstrumentation,
     new PinoInstrumentation(),
+    // Fastify's own instrumentation: it registers itself on each app's initialization.
+    new FastifyOtelInstrumentation({ registerOnInitialization: true }),
   ],
 });
 after(() => disable());
@@ -429,6 +437,55 @@ for (const [name, make, finish, listenerSpan] of [
       } finally {
         expressInstrumentation.setConfig({});
       }
+    });
+  });
+}
+
+// @fastify/otel runs every hook and the handler inside `context.with`: under
+// ContextVarsContextManager a copy of the Context each, and contextPlugin's
+// preValidation hook re-enters the request's own Context. So a var set in an
+// onRequest or preHandler hook is not seen by the handler (it is under
+// AsyncLocalStorageContextManager, and without @fastify/otel); an object set
+// in `seed` and filled in by the hook is.
+for (const [name, make, downstream] of [
+  ["ContextVarsContextManager", () => new ContextVarsContextManager(), "- -"],
+  ["AsyncLocalStorageContextManager", () => new AsyncLocalStorageContextManager(), "admin alice"],
+] as const) {
+  describe(`vars set in Fastify hooks under @fastify/otel and ${name}`, () => {
+    const role = new ContextVar<string>("role", { default: "-" });
+    const who = new ContextVar<string>("who", { default: "-" });
+    const state = new ContextVar<{ who?: string }>("state");
+    const app = Fastify();
+    const seen: string[] = [];
+    before(async () => {
+      useManager(make());
+      await app.register(contextPlugin, { seed: () => state.set({}) });
+      app.addHook("onRequest", (_request, _reply, done) => {
+        role.set("admin");
+        done();
+      });
+      app.addHook("preHandler", async () => {
+        await randomDelay();
+        who.set("alice");
+        (state.get() as { who?: string }).who = "alice";
+      });
+      app.get("/", async () => {
+        const span = trace.getActiveSpan() as unknown as ReadableSpan | undefined;
+        // @fastify/otel's span for the handler is active ("handler - " and the plugin chain).
+        seen.push(`${role.get()} ${who.get()} ${state.get()?.who} ${span?.name.split(" ")[0]}`);
+        return "ok";
+      });
+      await context.with(ROOT_CONTEXT, () => app.listen({ port: 0, host: "127.0.0.1" }));
+    });
+    after(() => app.close());
+
+    it(`the handler sees "${downstream}" for vars the hooks set; the object set in seed carries it`, async () => {
+      const { port } = app.server.address() as { port: number };
+      await Promise.all(Array.from({ length: 5 }, () => send(`http://127.0.0.1:${port}`, "/")));
+      assert.deepEqual(
+        seen,
+        Array.from({ length: 5 }, () => `${downstream} alice handler`),
+      );
     });
   });
 }
