@@ -51,8 +51,7 @@ import { ContextVarsContextManager, contextPropagation } from "contextvars/otel"
 import { contextMixin } from "contextvars/pino";
 import Fastify from "fastify";
 // Imported (ESM) before the instrumentations are registered, as an app's
-// imports are: the require below still patches Express in place, but this
-// binding of pino stays the unpatched function (see the last test).
+// imports are: this binding stays the unpatched function (see the last test).
 import importedPino from "pino";
 import { close, listen, randomDelay, send } from "../helpers/http.ts";
 
@@ -63,16 +62,17 @@ const disable = registerInstrumentations({
     new UndiciInstrumentation(),
     expressInstrumentation,
     new PinoInstrumentation(),
-    // Fastify's own instrumentation: it registers itself on each app's initialization.
+    // Fastify's own: it plugs into each app through Fastify's diagnostics
+    // channel on initialization, so the ESM import of Fastify is enough.
     new FastifyOtelInstrumentation({ registerOnInitialization: true }),
   ],
 });
 after(() => disable());
 // The instrumentations patch modules when they are next required; an ESM
 // import is not a require. Requiring them once after registering patches
-// node:http's and Express's module objects in place (so the `http` and
-// `express` imports see it) and returns instrumentation-pino's wrapper of
-// pino, a new function.
+// node:http's and Express's module objects in place (so the `http` import
+// above sees it) and returns instrumentation-pino's wrapper of pino, a new
+// function.
 const require = createRequire(import.meta.url);
 require("node:http");
 const express = require("express") as typeof import("express");
