@@ -1,0 +1,339 @@
+/**
+ * socket.io 4 on a real server (127.0.0.1) with real socket.io-client
+ * clients, over the websocket transport, the polling one, and polling
+ * upgraded to websocket (the client's default), as
+ * docs/integrations.md#socketio describes.
+ *
+ * socket.io runs middleware, `connection` and every event from the
+ * transport that delivered the packet: a polling POST, or the WebSocket's
+ * socket. The recipe makes one Context per connection from the engine.io
+ * handshake request (its listeners wrapped with `withContext` and
+ * `withUpgradeContext`), enters it in a first `io.use`, and binds the
+ * socket's listeners, packet middleware and acknowledgement callbacks to
+ * it: each event runs in a fresh copy of the connection's Context.
+ */
+import assert from "node:assert/strict";
+import { createServer, type Server as HttpServer, type IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { bind, bindEmitter, type Context, ContextVar, copyContext } from "contextvars";
+import { requestId, withContext, withUpgradeContext } from "contextvars/http";
+import { Server, type Socket } from "socket.io";
+import { type Socket as ClientSocket, io as connectClient } from "socket.io-client";
+import { close, listen, randomDelay, send, UUID } from "../helpers/http.ts";
+
+const user = new ContextVar<string>("socket.io.user");
+/** Each event adds one; a fresh copy per event never sees another's. */
+const count = new ContextVar<number>("socket.io.count");
+/** Set in the Context the servers are made and listen in, and nowhere else. */
+const where = new ContextVar<string>("socket.io.where");
+
+type Transport = "websocket" | "polling";
+type RequestListener = Parameters<typeof withContext>[0];
+type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+/** `<id>|<user>|<count>|<where>` */
+function values(): string {
+  return `${requestId.get("-")}|${user.get("-")}|${count.get(0)}|${where.get("-")}`;
+}
+
+interface Seen {
+  /** requestId at engine.io's `connection`, by the client's user. */
+  handshake: Map<string, string>;
+  /** tag -> user -> what each call saw */
+  calls: Map<string, Map<string, string[]>>;
+}
+
+function record(into: Seen, tag: string, who: string): void {
+  const byUser = into.calls.get(tag) ?? new Map<string, string[]>();
+  into.calls.set(tag, byUser);
+  byUser.set(who, [...(byUser.get(who) ?? []), values()]);
+}
+
+/** The recipe of docs/integrations.md#socketio, on a server that also serves an app. */
+function buildWithRecipe(seen: Seen): { server: HttpServer; io: Server } {
+  const server = where.run("server", () =>
+    createServer(
+      withContext((_req, res) => {
+        res.end(`app ${requestId.get()}`);
+      }),
+    ),
+  );
+  const io = new Server(server);
+  // engine.io took the request listener (it calls the app's for other paths)
+  // and added an upgrade listener: give each request and upgrade its Context.
+  for (const listener of server.listeners("request") as RequestListener[]) {
+    server.off("request", listener);
+    server.on("request", withContext(listener));
+  }
+  for (const listener of server.listeners("upgrade") as UpgradeListener[]) {
+    server.off("upgrade", listener);
+    server.on("upgrade", withUpgradeContext(listener));
+  }
+  const connections = new WeakMap<object, Context>();
+  io.engine.on("connection", (conn: object & { request: IncomingMessage }) => {
+    const who = String(conn.request.headers["x-user"]);
+    seen.handshake.set(who, requestId.get("-"));
+    connections.set(conn, copyContext());
+  });
+  io.use((socket, next) => {
+    const context = connections.get(socket.conn);
+    if (context === undefined) next(new Error("no handshake Context"));
+    else context.run(next);
+  });
+  io.use(async (socket, next) => {
+    await randomDelay();
+    user.set(String(socket.handshake.auth.user));
+    record(seen, "io.use", user.get());
+    next();
+  });
+  io.on("connection", (socket: Socket) => {
+    const who = user.get("-");
+    record(seen, "connection", who);
+    bindEmitter(socket);
+    socket.use(
+      bind((_packet, next) => {
+        count.set(count.get(0) + 1); // in the event's own copy: the handler must not see it
+        record(seen, "socket.use", who);
+        next();
+      }),
+    );
+    socket.join("room");
+    socket.on("work", async (n: number, ack: (reply: string) => void) => {
+      count.set(count.get(0) + 1);
+      await randomDelay();
+      await new Promise((resolve) => setTimeout(resolve, n % 3));
+      await new Promise((resolve) => setImmediate(resolve));
+      record(seen, "work", who);
+      ack(values());
+    });
+    socket.on("shout", (ack: (reply: string) => void) => {
+      // The broadcast's acks come back on the other clients' transports.
+      socket.broadcast.timeout(5_000).emit(
+        "shouted",
+        who,
+        bind(() => ack(values())),
+      );
+    });
+    socket.on("disconnect", () => record(seen, "disconnect", who));
+    socket.emit(
+      "hello",
+      bind(() => record(seen, "hello ack", who)),
+    );
+  });
+  return { server, io };
+}
+
+function freshSeen(): Seen {
+  return { handshake: new Map(), calls: new Map() };
+}
+
+async function connect(
+  base: string,
+  who: string,
+  transports: Transport[],
+  id: string | undefined,
+): Promise<ClientSocket> {
+  const client = connectClient(base, {
+    transports,
+    forceNew: true,
+    reconnection: false,
+    auth: { user: who },
+    extraHeaders: { "x-user": who, ...(id === undefined ? {} : { "x-request-id": id }) },
+  });
+  client.on("hello", (ack: () => void) => ack());
+  client.on("shouted", (_from: string, ack: () => void) => ack());
+  await new Promise<void>((resolve, reject) => {
+    client.once("connect", resolve);
+    client.once("connect_error", reject);
+  });
+  return client;
+}
+
+async function waitFor(check: () => boolean): Promise<void> {
+  for (let tries = 0; tries < 100 && !check(); tries++) await sleep(10);
+}
+
+const TRANSPORTS: [string, Transport[]][] = [
+  ["websocket", ["websocket"]],
+  ["polling", ["polling"]],
+  ["polling upgraded to websocket", ["polling", "websocket"]],
+];
+
+for (const [name, transports] of TRANSPORTS) {
+  describe(`socket.io 4 with the recipe, ${name}`, { timeout: 60_000 }, () => {
+    const seen = freshSeen();
+    const { server, io } = buildWithRecipe(seen);
+    let base = "";
+    before(async () => {
+      base = await where.run("listen", () => listen(server));
+    });
+    after(async () => {
+      io.close();
+      await close(server).catch(() => {});
+    });
+
+    it("12 clients, 6 interleaved events each: every event sees its connection's handshake id and user, in its own copy", async () => {
+      const users = Array.from({ length: 12 }, (_, i) => `u${i}`);
+      // Half send an id; the others get a UUID at the handshake, and each
+      // later polling request gets one of its own that no event may see.
+      const ids = users.map((who, i) => (i % 2 === 0 ? `sio-${who}` : undefined));
+      const clients = await Promise.all(
+        users.map((who, i) => connect(base, who, transports, ids[i])),
+      );
+      try {
+        const replies = await Promise.all(
+          clients.map((client) =>
+            Promise.all(
+              Array.from({ length: 6 }, async (_, n) => {
+                await randomDelay();
+                return client.emitWithAck("work", n) as Promise<string>;
+              }),
+            ),
+          ),
+        );
+        const shouts = await Promise.all(
+          clients.slice(0, 3).map((client) => client.emitWithAck("shout") as Promise<string>),
+        );
+        await Promise.all(clients.map((client) => client.disconnect()));
+        await waitFor(() => seen.calls.get("disconnect")?.size === users.length);
+
+        users.forEach((who, i) => {
+          const id = seen.handshake.get(who) ?? "";
+          if (ids[i] === undefined) assert.match(id, UUID);
+          else assert.equal(id, ids[i]);
+          const connection = `${id}|${who}|0|-`;
+          assert.deepEqual(replies[i], Array(6).fill(`${id}|${who}|1|-`), `${who}'s events`);
+          if (i < 3) assert.equal(shouts[i], connection, `${who}'s broadcast ack callback`);
+          assert.deepEqual(seen.calls.get("io.use")?.get(who), [connection]);
+          assert.deepEqual(seen.calls.get("connection")?.get(who), [connection]);
+          assert.deepEqual(seen.calls.get("hello ack")?.get(who), [connection]);
+          assert.deepEqual(seen.calls.get("disconnect")?.get(who), [connection]);
+          const packets = seen.calls.get("socket.use")?.get(who) ?? [];
+          assert.equal(packets.length, i < 3 ? 7 : 6);
+          assert.deepEqual(new Set(packets), new Set([`${id}|${who}|1|-`]));
+        });
+      } finally {
+        for (const client of clients) client.disconnect();
+      }
+    });
+
+    it("the app's own requests beside it still get their Context", async () => {
+      const reply = await send(base, "/app", { headers: { "x-request-id": "app-1" } });
+      assert.equal(reply.body, "app app-1");
+      assert.equal(reply.headers["x-request-id"], "app-1");
+    });
+  });
+}
+
+describe("socket.io-client 4", { timeout: 30_000 }, () => {
+  const server = createServer();
+  const io = new Server(server);
+  io.on("connection", (socket) => {
+    socket.emit("tick");
+    socket.on("ask", (ack: (reply: string) => void) => setTimeout(() => ack("ok"), 2));
+  });
+  let base = "";
+  before(async () => {
+    base = await listen(server);
+  });
+  after(async () => {
+    io.close();
+    await close(server).catch(() => {});
+  });
+
+  for (const [name, transports] of TRANSPORTS.slice(0, 2)) {
+    it(`${name}: listeners and ack callbacks run in the Context the client was made in; await emitWithAck keeps the caller's`, async () => {
+      const ticks: string[] = [];
+      const clients = ["a", "b"].map((who) =>
+        where.run(who, () => {
+          const client = connectClient(base, { transports, forceNew: true, reconnection: false });
+          client.on("tick", () => ticks.push(`${who}:${where.get("-")}`));
+          return client;
+        }),
+      );
+      try {
+        await waitFor(() => ticks.length === 2);
+        assert.deepEqual(ticks.sort(), ["a:a", "b:b"]);
+        const callbacks = await Promise.all(
+          clients.map((client, i) =>
+            where.run(`caller ${i}`, () => {
+              const plain = new Promise<string>((done) =>
+                client.emit("ask", () => done(where.get("-"))),
+              );
+              const bound = new Promise<string>((done) =>
+                client.emit(
+                  "ask",
+                  bind(() => done(where.get("-"))),
+                ),
+              );
+              const awaited = client.emitWithAck("ask").then(() => where.get("-"));
+              return Promise.all([plain, bound, awaited]);
+            }),
+          ),
+        );
+        assert.deepEqual(callbacks, [
+          ["a", "caller 0", "caller 0"],
+          ["b", "caller 1", "caller 1"],
+        ]);
+      } finally {
+        for (const client of clients) client.disconnect();
+      }
+    });
+  }
+});
+
+// Last in the file: over websocket, what io.use sets lands in the root Context.
+describe("socket.io 4 without the recipe", { timeout: 30_000 }, () => {
+  for (const [name, transports, runsIn] of [
+    ["polling", ["polling"], "listen"],
+    ["websocket", ["websocket"], "-"],
+  ] as const) {
+    it(`${name}: io.use runs in ${runsIn === "-" ? "the root Context" : "the Context the server listens in"}, and a user set there reaches another client's connection and events`, async () => {
+      const server = createServer();
+      const io = new Server(server);
+      const saw: string[] = [];
+      const tokens: ReturnType<typeof user.set>[] = [];
+      io.use((socket, next) => {
+        saw.push(`io.use:${where.get("-")}:${user.get("-")}`);
+        if (socket.handshake.auth.user !== undefined) {
+          tokens.push(user.set(String(socket.handshake.auth.user)));
+        }
+        next();
+      });
+      io.on("connection", (socket) => {
+        saw.push(`connection:${user.get("-")}`);
+        socket.on("ask", (ack: (reply: string) => void) => ack(user.get("-")));
+      });
+      const base = await where.run("listen", () => listen(server));
+      const first = await connect(base, "alice", [...transports], undefined);
+      const second = connectClient(base, {
+        transports: [...transports],
+        forceNew: true,
+        reconnection: false,
+      });
+      try {
+        await new Promise<void>((resolve) => second.once("connect", resolve));
+        assert.equal(await second.emitWithAck("ask"), "alice");
+        assert.deepEqual(saw, [
+          `io.use:${runsIn}:-`,
+          "connection:alice",
+          `io.use:${runsIn}:alice`,
+          "connection:alice",
+        ]);
+        if (runsIn === "-") {
+          // node:test runs a test in the root Context: it sees the leak too.
+          assert.equal(user.get("-"), "alice");
+          for (const token of tokens.reverse()) user.reset(token);
+        }
+        assert.equal(user.get("-"), "-");
+      } finally {
+        first.disconnect();
+        second.disconnect();
+        io.close();
+        await close(server).catch(() => {});
+      }
+    });
+  }
+});
