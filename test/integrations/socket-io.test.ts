@@ -108,13 +108,18 @@ function buildWithRecipe(seen: Seen): { server: HttpServer; io: Server } {
       record(seen, "work", who);
       ack(values());
     });
-    socket.on("shout", (ack: (reply: string) => void) => {
-      // The broadcast's acks come back on the other clients' transports.
-      socket.broadcast.timeout(5_000).emit(
-        "shouted",
-        who,
-        bind(() => ack(values())),
-      );
+    socket.on("shout", async (ack: (replies: string[]) => void) => {
+      // A broadcast's acks come back on the other clients' transports: the
+      // callback runs where the last one arrived, unless it is bound.
+      const broadcast = (wrap: (callback: () => void) => () => void) =>
+        new Promise<string>((resolve) =>
+          socket.broadcast.timeout(5_000).emit(
+            "shouted",
+            who,
+            wrap(() => resolve(values())),
+          ),
+        );
+      ack([await broadcast(bind), await broadcast((callback) => callback)]);
     });
     socket.on("disconnect", () => record(seen, "disconnect", who));
     socket.emit(
@@ -194,7 +199,7 @@ for (const [name, transports] of TRANSPORTS) {
           ),
         );
         const shouts = await Promise.all(
-          clients.slice(0, 3).map((client) => client.emitWithAck("shout") as Promise<string>),
+          clients.slice(0, 3).map((client) => client.emitWithAck("shout") as Promise<string[]>),
         );
         await Promise.all(clients.map((client) => client.disconnect()));
         await waitFor(() => seen.calls.get("disconnect")?.size === users.length);
@@ -205,7 +210,16 @@ for (const [name, transports] of TRANSPORTS) {
           else assert.equal(id, ids[i]);
           const connection = `${id}|${who}|0|-`;
           assert.deepEqual(replies[i], Array(6).fill(`${id}|${who}|1|-`), `${who}'s events`);
-          if (i < 3) assert.equal(shouts[i], connection, `${who}'s broadcast ack callback`);
+          if (i < 3) {
+            const [bound, plain] = shouts[i] ?? [];
+            assert.equal(bound, connection, `${who}'s bound broadcast ack callback`);
+            assert.notEqual(
+              plain?.split("|")[0],
+              id,
+              "a plain one runs in another client's request",
+            );
+            assert.equal(plain?.split("|")[1], "-");
+          }
           assert.deepEqual(seen.calls.get("io.use")?.get(who), [connection]);
           assert.deepEqual(seen.calls.get("connection")?.get(who), [connection]);
           assert.deepEqual(seen.calls.get("hello ack")?.get(who), [connection]);
