@@ -60,7 +60,7 @@ function buildWithRecipe(seen: Seen): { server: HttpServer; io: Server } {
       }),
     ),
   );
-  const io = new Server(server);
+  const io = new Server(server, { connectionStateRecovery: {} });
   // engine.io took the request listener (it calls the app's for other paths)
   // and added an upgrade listener: give each request and upgrade its Context.
   for (const listener of server.listeners("request") as RequestListener[]) {
@@ -85,10 +85,14 @@ function buildWithRecipe(seen: Seen): { server: HttpServer; io: Server } {
   io.use(async (socket, next) => {
     await randomDelay();
     user.set(String(socket.handshake.auth.user));
+    socket.data.user = user.get();
     record(seen, "io.use", user.get());
     next();
   });
-  io.on("connection", (socket: Socket) => {
+  // A recovered session skips io.use: enter the Context here too.
+  io.on("connection", (socket: Socket) => connections.get(socket.conn)?.run(onConnection, socket));
+  function onConnection(socket: Socket): void {
+    if (socket.recovered) user.set(socket.data.user);
     const who = user.get("-");
     record(seen, "connection", who);
     bindEmitter(socket);
@@ -126,7 +130,7 @@ function buildWithRecipe(seen: Seen): { server: HttpServer; io: Server } {
       "hello",
       bind(() => record(seen, "hello ack", who)),
     );
-  });
+  }
   return { server, io };
 }
 
@@ -232,6 +236,44 @@ for (const [name, transports] of TRANSPORTS) {
         for (const client of clients) client.disconnect();
       }
     });
+
+    // Over polling alone a dropped connection is noticed only at the ping timeout.
+    const dropped = transports.includes("websocket") ? it : it.skip;
+    dropped(
+      "a session recovered after its connection dropped skips io.use: connection restores the user, in the new handshake's Context",
+      async () => {
+        const sockets = new Set<Duplex>();
+        const track = (socket: Duplex) => sockets.add(socket);
+        server.on("connection", track);
+        const client = connectClient(base, {
+          transports,
+          forceNew: true,
+          reconnectionDelay: 20,
+          auth: { user: "phoenix" },
+          extraHeaders: { "x-user": "phoenix" },
+        });
+        try {
+          client.on("hello", (ack: () => void) => ack());
+          await new Promise((resolve) => client.once("connect", () => resolve(null)));
+          const first = seen.handshake.get("phoenix");
+          // Recovery replays what was broadcast since: the client needs an offset.
+          const ticked = new Promise((resolve) => client.once("tick", resolve));
+          io.emit("tick");
+          await ticked;
+          const reconnected = new Promise((resolve) => client.once("connect", () => resolve(null)));
+          for (const socket of sockets) socket.destroy();
+          await reconnected;
+          assert.equal(client.recovered, true);
+          const second = seen.handshake.get("phoenix") ?? "";
+          assert.notEqual(second, first);
+          assert.match(second, UUID);
+          assert.equal(await client.emitWithAck("work", 0), `${second}|phoenix|1|-`);
+        } finally {
+          server.off("connection", track);
+          client.disconnect();
+        }
+      },
+    );
 
     it("the app's own requests beside it still get their Context", async () => {
       const reply = await send(base, "/app", { headers: { "x-request-id": "app-1" } });
