@@ -256,6 +256,10 @@ for (const [name, transports] of TRANSPORTS) {
           client.on("hello", (ack: () => void) => ack());
           await new Promise((resolve) => client.once("connect", () => resolve(null)));
           const first = seen.handshake.get("phoenix");
+          // Dropped while still polling, it would be noticed only at the ping timeout.
+          if (client.io.engine.transport.name !== "websocket") {
+            await new Promise((resolve) => client.io.engine.once("upgrade", resolve));
+          }
           // Recovery replays what was broadcast since: the client needs an offset.
           const ticked = new Promise((resolve) => client.once("tick", resolve));
           io.emit("tick");
