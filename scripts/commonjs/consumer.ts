@@ -15,6 +15,7 @@ import { withContext } from "contextvars/http";
 import { contextMiddleware as koaMiddleware } from "contextvars/koa";
 import { ContextVarsContextManager } from "contextvars/otel";
 import { contextMixin } from "contextvars/pino";
+import { withSocketContext } from "contextvars/socket.io";
 import { contextFormat } from "contextvars/winston";
 import { toThread } from "contextvars/worker";
 
@@ -42,6 +43,7 @@ const imported = {
   koaMiddleware,
   ContextVarsContextManager,
   contextMixin,
+  withSocketContext,
   contextFormat,
   toThread,
 };

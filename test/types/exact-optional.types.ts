@@ -30,6 +30,7 @@ import {
   withUpgradeContext,
 } from "contextvars/http";
 import * as koaContext from "contextvars/koa";
+import { withSocketContext } from "contextvars/socket.io";
 import {
   type ContextPoolOptions,
   type ContextRunOptions,
@@ -40,6 +41,7 @@ import {
 } from "contextvars/worker";
 import Fastify from "fastify";
 import { Piscina } from "piscina";
+import { Server as SocketIoServer } from "socket.io";
 
 /** A caller's own options, each possibly undefined. */
 interface Forwarded {
@@ -84,6 +86,7 @@ export async function optionsForwardUndefined(o: Forwarded): Promise<void> {
   expressContext.contextMiddleware({ header: o.header, trustHeader: o.trustHeader });
   honoContext.contextMiddleware({ header: o.header, echo: o.echo });
   koaContext.contextMiddleware({ header: o.header, echo: o.echo });
+  withSocketContext(new SocketIoServer(), { header: o.header, echo: o.echo, seed: o.seed });
   await Fastify().register(contextPlugin, { header: o.header, echo: o.echo });
 
   const worker: WorkerOptions = { context: o.context, onUncloneable: o.onUncloneable };

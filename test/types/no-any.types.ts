@@ -19,6 +19,7 @@ import type * as http from "contextvars/http";
 import type * as koa from "contextvars/koa";
 import type * as otel from "contextvars/otel";
 import type * as pino from "contextvars/pino";
+import type * as socketIo from "contextvars/socket.io";
 import type * as winston from "contextvars/winston";
 import type * as worker from "contextvars/worker";
 import { type Equal, expectType, type IsAny } from "./expect.ts";
@@ -51,6 +52,7 @@ export function noAnyInTheEntryPoints(): void {
   expectType<Equal<MembersWithAny<typeof hono>, never>>();
   expectType<Equal<MembersWithAny<typeof koa>, never>>();
   expectType<Equal<MembersWithAny<typeof pino>, never>>();
+  expectType<Equal<MembersWithAny<typeof socketIo>, never>>();
   expectType<Equal<MembersWithAny<typeof winston>, never>>();
   expectType<Equal<MembersWithAny<Omit<typeof otel, "ContextVarsContextManager">>, never>>();
   expectType<Equal<MembersWithAny<Omit<otel.ContextVarsContextManager, "with">>, never>>();
