@@ -1,24 +1,27 @@
 /**
  * socket.io 4 on a real server (127.0.0.1) with real socket.io-client
  * clients, over the websocket transport, the polling one, and polling
- * upgraded to websocket (the client's default), as
- * docs/integrations.md#socketio describes.
+ * upgraded to websocket (the client's default), with `withSocketContext`
+ * from contextvars/socket.io, as docs/integrations.md#socketio describes.
  *
  * socket.io runs middleware, `connection` and every event from the
  * transport that delivered the packet: a polling POST, or the WebSocket's
- * socket. The recipe makes one Context per connection from the engine.io
- * handshake request (its listeners wrapped with `withContext` and
- * `withUpgradeContext`), enters it in a first `io.use`, and binds the
- * socket's listeners, packet middleware and acknowledgement callbacks to
- * it: each event runs in a fresh copy of the connection's Context.
+ * socket. `withSocketContext` gives each engine.io request and upgrade its
+ * Context (`withContext`, `withUpgradeContext`), runs every packet of a
+ * connection in a copy of the handshake request's Context, and binds each
+ * socket before the app's `connection` listeners: each event runs in a
+ * fresh copy of the Context `connection` ran in. Acknowledgement callbacks
+ * and packet middleware are bound by the app.
  */
 import assert from "node:assert/strict";
-import { createServer, type Server as HttpServer, type IncomingMessage } from "node:http";
+import { createServer, type Server as HttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { bind, bindEmitter, type Context, ContextVar, copyContext } from "contextvars";
-import { requestId, withContext, withUpgradeContext } from "contextvars/http";
+import { bind, ContextVar } from "contextvars";
+import { requestId, withContext } from "contextvars/http";
+import { withSocketContext } from "contextvars/socket.io";
 import { Server, type Socket } from "socket.io";
 import { type Socket as ClientSocket, io as connectClient } from "socket.io-client";
 import { close, listen, randomDelay, send, UUID } from "../helpers/http.ts";
@@ -30,8 +33,8 @@ const count = new ContextVar<number>("socket.io.count");
 const where = new ContextVar<string>("socket.io.where");
 
 type Transport = "websocket" | "polling";
-type RequestListener = Parameters<typeof withContext>[0];
-type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+/** How socket.io gets its server. */
+type Made = "new Server(httpServer)" | "io.attach(httpServer)" | "new Server(port)";
 
 /** `<id>|<user>|<count>|<where>` */
 function values(): string {
@@ -51,36 +54,28 @@ function record(into: Seen, tag: string, who: string): void {
   byUser.set(who, [...(byUser.get(who) ?? []), values()]);
 }
 
-/** The recipe of docs/integrations.md#socketio, on a server that also serves an app. */
-function buildWithRecipe(seen: Seen): { server: HttpServer; io: Server } {
-  const server = where.run("server", () =>
-    createServer(
+/** `withSocketContext` as docs/integrations.md#socketio shows it, on a server that also serves an app. */
+function buildWithHelper(seen: Seen, made: Made): { server: HttpServer; io: Server } {
+  const options = { connectionStateRecovery: {} };
+  const { server, io } = where.run("server", () => {
+    if (made === "new Server(port)") {
+      // socket.io makes the server and listens on it (on every interface).
+      const io = new Server(0, options);
+      return { server: io.httpServer as HttpServer, io };
+    }
+    const server = createServer(
       withContext((_req, res) => {
         res.end(`app ${requestId.get()}`);
       }),
-    ),
-  );
-  const io = new Server(server, { connectionStateRecovery: {} });
-  // engine.io took the request listener (it calls the app's for other paths)
-  // and added an upgrade listener: give each request and upgrade its Context.
-  for (const listener of server.listeners("request") as RequestListener[]) {
-    server.off("request", listener);
-    server.on("request", withContext(listener));
-  }
-  for (const listener of server.listeners("upgrade") as UpgradeListener[]) {
-    server.off("upgrade", listener);
-    server.on("upgrade", withUpgradeContext(listener));
-  }
-  const connections = new WeakMap<object, Context>();
-  io.engine.on("connection", (conn: object & { request: IncomingMessage }) => {
-    const who = String(conn.request.headers["x-user"]);
-    seen.handshake.set(who, requestId.get("-"));
-    connections.set(conn, copyContext());
+    );
+    if (made === "new Server(httpServer)") return { server, io: new Server(server, options) };
+    const io = new Server(options);
+    io.attach(server);
+    return { server, io };
   });
-  io.use((socket, next) => {
-    const context = connections.get(socket.conn);
-    if (context === undefined) next(new Error("no handshake Context"));
-    else context.run(next);
+  withSocketContext(io);
+  io.engine.on("connection", (conn: { request: { headers: Record<string, unknown> } }) => {
+    seen.handshake.set(String(conn.request.headers["x-user"]), requestId.get("-"));
   });
   io.use(async (socket, next) => {
     await randomDelay();
@@ -89,13 +84,12 @@ function buildWithRecipe(seen: Seen): { server: HttpServer; io: Server } {
     record(seen, "io.use", user.get());
     next();
   });
-  // A recovered session skips io.use: enter the Context here too.
-  io.on("connection", (socket: Socket) => connections.get(socket.conn)?.run(onConnection, socket));
+  io.on("connection", onConnection);
   function onConnection(socket: Socket): void {
+    // A recovered session skips io.use: its user comes back from socket.data.
     if (socket.recovered) user.set(socket.data.user);
     const who = user.get("-");
     record(seen, "connection", who);
-    bindEmitter(socket);
     socket.use(
       bind((_packet, next) => {
         count.set(count.get(0) + 1); // in the event's own copy: the handler must not see it
@@ -130,6 +124,8 @@ function buildWithRecipe(seen: Seen): { server: HttpServer; io: Server } {
       "hello",
       bind(() => record(seen, "hello ack", who)),
     );
+    // Unbound, an ack callback runs in a copy of the handshake's Context: its id, not what io.use set.
+    socket.emit("hello", () => record(seen, "plain hello ack", who));
   }
   return { server, io };
 }
@@ -170,13 +166,31 @@ const TRANSPORTS: [string, Transport[]][] = [
   ["polling upgraded to websocket", ["polling", "websocket"]],
 ];
 
-for (const [name, transports] of TRANSPORTS) {
-  describe(`socket.io 4 with the recipe, ${name}`, { timeout: 60_000 }, () => {
+const SUITES: [string, Transport[], Made][] = [
+  ...TRANSPORTS.map(([name, transports]): [string, Transport[], Made] => [
+    name,
+    transports,
+    "new Server(httpServer)",
+  ]),
+  ["polling upgraded to websocket", ["polling", "websocket"], "io.attach(httpServer)"],
+  ["polling upgraded to websocket", ["polling", "websocket"], "new Server(port)"],
+];
+
+async function listening(server: HttpServer): Promise<string> {
+  if (!server.listening) await new Promise((resolve) => server.once("listening", resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+for (const [name, transports, made] of SUITES) {
+  describe(`socket.io 4 with withSocketContext, ${made}, ${name}`, { timeout: 60_000 }, () => {
     const seen = freshSeen();
-    const { server, io } = buildWithRecipe(seen);
+    const { server, io } = buildWithHelper(seen, made);
     let base = "";
     before(async () => {
-      base = await where.run("listen", () => listen(server));
+      base =
+        made === "new Server(port)"
+          ? await listening(server)
+          : await where.run("listen", () => listen(server));
     });
     after(async () => {
       io.close();
@@ -227,6 +241,7 @@ for (const [name, transports] of TRANSPORTS) {
           assert.deepEqual(seen.calls.get("io.use")?.get(who), [connection]);
           assert.deepEqual(seen.calls.get("connection")?.get(who), [connection]);
           assert.deepEqual(seen.calls.get("hello ack")?.get(who), [connection]);
+          assert.deepEqual(seen.calls.get("plain hello ack")?.get(who), [`${id}|-|0|-`]);
           assert.deepEqual(seen.calls.get("disconnect")?.get(who), [connection]);
           const packets = seen.calls.get("socket.use")?.get(who) ?? [];
           assert.equal(packets.length, i < 3 ? 7 : 6);
@@ -279,7 +294,8 @@ for (const [name, transports] of TRANSPORTS) {
       },
     );
 
-    it("the app's own requests beside it still get their Context", async () => {
+    const served = made === "new Server(port)" ? it.skip : it;
+    served("the app's own requests beside it still get their Context", async () => {
       const reply = await send(base, "/app", { headers: { "x-request-id": "app-1" } });
       assert.equal(reply.body, "app app-1");
       assert.equal(reply.headers["x-request-id"], "app-1");
@@ -344,8 +360,88 @@ describe("socket.io-client 4", { timeout: 30_000 }, () => {
   }
 });
 
+describe("withSocketContext and namespaces", { timeout: 30_000 }, () => {
+  it("a namespace made before the call, one made after, and a dynamic one's children: each event sees its own connection's user", async () => {
+    const server = createServer();
+    const io = new Server(server);
+    const before = io.of("/before");
+    withSocketContext(io);
+    const later = io.of("/after");
+    const dynamic = io.of(/^\/dyn-\d+$/);
+    for (const namespace of [before, later, dynamic]) {
+      namespace.use(async (socket, next) => {
+        await randomDelay();
+        user.set(`${socket.nsp.name}:${String(socket.handshake.auth.user)}`);
+        next();
+      });
+      namespace.on("connection", (socket) => {
+        socket.on("ask", async (ack: (reply: string) => void) => {
+          await randomDelay();
+          ack(values());
+        });
+      });
+    }
+    const base = await listen(server);
+    const clients: ClientSocket[] = [];
+    try {
+      const asks = ["/before", "/after", "/dyn-1", "/dyn-2"].flatMap((name) =>
+        ["a", "b"].map(async (who) => {
+          const client = connectClient(`${base}${name}`, {
+            transports: ["websocket"],
+            forceNew: true,
+            reconnection: false,
+            auth: { user: who },
+            extraHeaders: { "x-request-id": `${name.slice(1)}-${who}` },
+          });
+          clients.push(client);
+          await new Promise<void>((resolve, reject) => {
+            client.once("connect", resolve);
+            client.once("connect_error", reject);
+          });
+          return [name, who, await client.emitWithAck("ask")];
+        }),
+      );
+      for (const [name, who, reply] of await Promise.all(asks)) {
+        assert.equal(reply, `${name?.slice(1)}-${who}|${name}:${who}|0|-`);
+      }
+    } finally {
+      for (const client of clients) client.disconnect();
+      io.close();
+      await close(server).catch(() => {});
+    }
+  });
+});
+
+describe("withSocketContext refuses", () => {
+  it("a Server with no engine yet, anything but a Server, and a second call", () => {
+    const io = new Server();
+    assert.throws(
+      () => withSocketContext(io),
+      (error: Error) =>
+        error instanceof TypeError &&
+        /no engine yet: call it after new Server\(httpServer\), new Server\(port\) or io.attach\(httpServer\)$/.test(
+          error.message,
+        ),
+    );
+    for (const value of [undefined, {}, createServer()]) {
+      assert.throws(
+        () => withSocketContext(value as never),
+        (error: Error) =>
+          error instanceof TypeError &&
+          /^Expected `io` to be a socket.io Server, got /.test(error.message),
+      );
+    }
+    const server = createServer();
+    io.attach(server);
+    assert.throws(() => withSocketContext(io, { echo: "yes" as never }), TypeError);
+    withSocketContext(io);
+    assert.throws(() => withSocketContext(io), /already called for this socket.io Server/);
+    io.close();
+  });
+});
+
 // Last in the file: over websocket, what io.use sets lands in the root Context.
-describe("socket.io 4 without the recipe", { timeout: 30_000 }, () => {
+describe("socket.io 4 without withSocketContext", { timeout: 30_000 }, () => {
   for (const [name, transports, runsIn] of [
     ["polling", ["polling"], "listen"],
     ["websocket", ["websocket"], "-"],
