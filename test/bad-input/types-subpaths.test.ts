@@ -1,7 +1,7 @@
 /**
  * The same property as types.test.ts, over the subpaths' public functions:
  * `contextvars/http`, `/fetch`, `/express`, `/fastify`, `/hono`, `/koa`, `/pino`,
- * `/winston`, `/worker`, `/otel`. A wrong-typed argument (or option) gives a
+ * `/winston`, `/worker`, `/otel`, `/socket.io`. A wrong-typed argument (or option) gives a
  * TypeError naming it, thrown at once (or, for async functions, for
  * `ContextPool#run` and `#close` and for Fastify's `register`, as the rejection), and
  * changes no Context.
@@ -25,6 +25,7 @@ import { withContext, withUpgradeContext } from "contextvars/http";
 import * as koa from "contextvars/koa";
 import { baggageField, codecs, contextPropagation } from "contextvars/otel";
 import { contextMixin } from "contextvars/pino";
+import { withSocketContext } from "contextvars/socket.io";
 import { contextFormat, contextMeta } from "contextvars/winston";
 import { ContextPool, contextPool, toThread, useThreadPool, Worker } from "contextvars/worker";
 import expressApp from "express";
@@ -33,6 +34,7 @@ import Fastify from "fastify";
 import { Hono } from "hono";
 import Koa from "koa";
 import { Piscina } from "piscina";
+import { Server as SocketIoServer } from "socket.io";
 import { close, listen, send } from "../helpers/http.ts";
 import { pinContext } from "../helpers/pin-context.ts";
 
@@ -115,6 +117,7 @@ const optionCases = (api: string, make: (options: unknown) => unknown): Case[] =
   ],
 ];
 
+const socketIo = new SocketIoServer(createServer());
 const user = new ContextVar<string>("user");
 const carry = contextPropagation({ user });
 // A pool whose jobs go nowhere: enough to check the arguments of run().
@@ -146,6 +149,11 @@ const cases: readonly Case[] = [
   ),
   ...optionCases("hono contextMiddleware", (options) => loose(hono.contextMiddleware)(options)),
   ...optionCases("koa contextMiddleware", (options) => loose(koa.contextMiddleware)(options)),
+  ["socket.io withSocketContext(io)", ["io"], anyValue, (bad) => loose(withSocketContext)(bad)],
+  // One server for every case: a call refused for its options changes nothing on it.
+  ...optionCases("socket.io withSocketContext", (options) =>
+    loose(withSocketContext)(socketIo, options),
+  ),
   ...optionCases("fastify register(contextPlugin)", registerFastify).slice(1), // Fastify checks `options` itself
   [
     "pino contextMixin(fields)",

@@ -299,6 +299,12 @@ for (const [name, transports, made] of SUITES) {
       const reply = await send(base, "/app", { headers: { "x-request-id": "app-1" } });
       assert.equal(reply.body, "app app-1");
       assert.equal(reply.headers["x-request-id"], "app-1");
+      // engine.io's own polling handshake echoes its id, as withContext does.
+      const handshake = await send(base, "/socket.io/?EIO=4&transport=polling", {
+        headers: { "x-request-id": "handshake-1" },
+      });
+      assert.match(handshake.body, /^0\{"sid":/);
+      assert.equal(handshake.headers["x-request-id"], "handshake-1");
     });
   });
 }
