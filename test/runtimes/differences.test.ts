@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { EventEmitter, once } from "node:events";
 import http from "node:http";
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Worker } from "node:worker_threads";
@@ -176,6 +176,21 @@ describe("runtime differences", () => {
       bun: ["handler:listen", "later chunk:listen"],
       deno: ["handler:root", "later chunk:root"],
     });
+  });
+
+  it("node:net: a client socket's 'data' listener, added later in another run, runs in the Context that made the socket (Node, Bun), in none (Deno)", async () => {
+    const server = net.createServer((socket) => socket.end("hello"));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    const client = v.run("connect", () => net.connect(port, "127.0.0.1"));
+    const seen = await v.run(
+      "listener added",
+      () => new Promise<string>((resolve) => client.once("data", () => resolve(v.get()))),
+    );
+    client.destroy();
+    server.close();
+    expectOn(seen, { node: "connect", bun: "connect", deno: "root" });
   });
 
   it("node:http2: a server stream's 'close' listener (req.stream, not bound) runs in none (Node), the listen() Context (Bun), the one that ended the response (Deno)", async () => {
