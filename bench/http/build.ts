@@ -1,7 +1,7 @@
 /**
  * The package as tsc compiles it, for the benchmark servers (bench/http,
- * bench/ws): they load it as users load dist/, not through tsx (see
- * bench/http/apps.ts for why). Returns the build's directory.
+ * bench/ws, bench/socket-io): they load it as users load dist/, not through
+ * tsx (see bench/http/apps.ts for why). Returns the build's directory.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";

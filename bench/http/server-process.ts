@@ -1,7 +1,8 @@
 /**
- * A benchmark server in a process of its own, as bench:http and bench:ws
- * run them: forked with tsx and the package's tsc build, it tells its port
- * first, then answers "mark" with its figures so far and leaves on "exit".
+ * A benchmark server in a process of its own, as bench:http, bench:ws and
+ * bench:socket.io run them: forked with tsx and the package's tsc build, it
+ * tells its port first, then answers "mark" with its figures so far and
+ * leaves on "exit".
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { once } from "node:events";

@@ -1,12 +1,13 @@
 /**
- * The WebSocket benchmark's report: per-mode medians, then every ratio
- * taken between two modes of the same cycle, as the median of those paired
- * ratios with their interquartile range and extremes (as bench/http).
+ * The report of the message benchmarks (bench/ws, bench/socket-io): per-mode
+ * medians, then every ratio taken between two modes of the same cycle, as
+ * the median of those paired ratios with their interquartile range and
+ * extremes (as bench/http). Each runner names its modes, its pairs and what
+ * one message is called.
  */
-import type { Mode } from "./server.ts";
 
 export interface Sample {
-  /** µs of server CPU (user + system) per message echoed. */
+  /** µs of server CPU (user + system) per message echoed (per event acknowledged). */
   cpuPerMessage: number;
   /** The part of it spent in the kernel (system time). */
   systemPerMessage: number;
@@ -17,7 +18,16 @@ export interface Sample {
 }
 
 /** One cycle: a sample of each mode, taken back to back. */
-export type Cycle = Map<Mode, Sample>;
+export type Cycle<M extends string = string> = Map<M, Sample>;
+
+export interface Layout<M extends string> {
+  /** The modes, in the table's order; those named bare… read nothing of a store. */
+  readonly modes: readonly M[];
+  /** Each ratio as [numerator, denominator, label]. */
+  readonly pairs: ReadonlyArray<readonly [M, M, string]>;
+  /** What one measured unit is called: "message", "event". */
+  readonly unit: string;
+}
 
 function quantile(sorted: readonly number[], q: number): number {
   const at = (sorted.length - 1) * q;
@@ -45,25 +55,19 @@ function summary(values: number[]): string {
   );
 }
 
-const PAIRS: ReadonlyArray<readonly [Mode, Mode, string]> = [
-  ["bare2", "bare", "control bare2/bare"],
-  ["als", "bare", "als/bare"],
-  ["ours", "bare", "ours/bare"],
-  ["ours", "als", "ours/als"],
-  ["alsbound", "bare", "alsbound/bare"],
-  ["ours", "alsbound", "ours/alsbound"],
-];
-
-export function report(cycles: Cycle[], header: string): string {
-  const samples = (mode: Mode) =>
-    cycles.flatMap((c) => (c.has(mode) ? [c.get(mode) as Sample] : []));
+export function report<M extends string>(
+  cycles: Cycle<M>[],
+  header: string,
+  { modes, pairs, unit }: Layout<M>,
+): string {
+  const samples = (mode: M) => cycles.flatMap((c) => (c.has(mode) ? [c.get(mode) as Sample] : []));
   const lines = [
     header,
     "",
-    "| mode | server CPU per message | of which system | messages per second | store reads that found a value |",
+    `| mode | server CPU per ${unit} | of which system | ${unit}s per second | store reads that found a value |`,
     "|---|---|---|---|---|",
   ];
-  for (const mode of ["bare", "bare2", "als", "alsbound", "ours"] as const) {
+  for (const mode of modes) {
     const s = samples(mode);
     if (s.length === 0) continue;
     lines.push(
@@ -77,10 +81,10 @@ export function report(cycles: Cycle[], header: string): string {
     "",
     `Paired ratios, one pair per cycle (${cycles.length} pairs): **median** interquartile range (min–max):`,
     "",
-    "| ratio | server CPU per message | system time per message | messages per second |",
+    `| ratio | server CPU per ${unit} | system time per ${unit} | ${unit}s per second |`,
     "|---|---|---|---|",
   );
-  for (const [a, b, label] of PAIRS) {
+  for (const [a, b, label] of pairs) {
     const of = (field: "cpuPerMessage" | "systemPerMessage" | "throughput") =>
       cycles.flatMap((c) => {
         const x = c.get(a)?.[field];

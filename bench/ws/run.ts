@@ -27,6 +27,14 @@ import { type Cycle, report } from "./report.ts";
 import type { Mode } from "./server.ts";
 
 const MODES: readonly Mode[] = ["bare", "bare2", "als", "alsbound", "ours"];
+const PAIRS: ReadonlyArray<readonly [Mode, Mode, string]> = [
+  ["bare2", "bare", "control bare2/bare"],
+  ["als", "bare", "als/bare"],
+  ["ours", "bare", "ours/bare"],
+  ["ours", "als", "ours/als"],
+  ["alsbound", "bare", "alsbound/bare"],
+  ["ours", "alsbound", "ours/alsbound"],
+];
 
 checkArguments(
   `usage: npm run bench:ws [-- --rounds 6] [--cycles 2] [--duration 1] [--warmup 1]
@@ -134,7 +142,7 @@ async function burst(server: Server, seconds: number) {
   };
 }
 
-const all: Cycle[] = [];
+const all: Cycle<Mode>[] = [];
 const started = Date.now();
 for (let round = 0; round < rounds; round++) {
   const servers: Server[] = [];
@@ -145,7 +153,7 @@ for (let round = 0; round < rounds; round++) {
     for (const s of starts) if (s.status === "rejected") throw s.reason;
     for (const server of servers) await burst(server, warmup);
     for (let c = 0; c < cycles; c++) {
-      const cycle: Cycle = new Map();
+      const cycle: Cycle<Mode> = new Map();
       const shift = round * cycles + c;
       for (let i = 0; i < servers.length; i++) {
         const server = servers[(i + shift) % servers.length] as Server;
@@ -172,4 +180,4 @@ const header =
   `${rounds} rounds × ${cycles} cycles × ${duration} s bursts (after a ${warmup} s warmup) per ` +
   `mode, ${connections} connections, each sending ${size}-byte messages and awaiting each echo; ` +
   `${seconds} s in all.`;
-console.log(report(all, header));
+console.log(report(all, header, { modes: MODES, pairs: PAIRS, unit: "message" }));

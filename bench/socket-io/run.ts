@@ -1,0 +1,182 @@
+/**
+ * socket.io benchmark: `node --import tsx bench/socket-io/run.ts [--rounds 6]
+ * [--cycles 2] [--duration 1] [--warmup 1] [--connections 50] [--size 16]
+ * [--modes bare,bare2,als,ours] [--prof dir]`.
+ *
+ * What one incoming socket.io event costs the server in each mode of
+ * server.ts, measured as bench/ws measures a WebSocket message: each round
+ * starts a fresh server process per mode, warms each one, then runs `cycles`
+ * cycles; in each, the clients load every server in turn for `duration`
+ * seconds, the mode order rotating from cycle to cycle. A burst opens
+ * `connections` socket.io-client sockets over loopback, on the websocket
+ * transport only and each on a connection of its own, then each does
+ * `emitWithAck("echo", payload)` with a `size`-character string and awaits
+ * the acknowledgement, again and again, until the time is up; the server's
+ * CPU time (process.cpuUsage, reported over IPC) is taken after the
+ * handshakes and before the clients disconnect, so the figure is server CPU
+ * per event. Ratios are taken within a cycle (bench/ws/report.ts).
+ */
+import type { ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { io, type Socket } from "socket.io-client";
+import { buildPackage } from "../http/build.ts";
+import { checkArguments, names, option } from "../http/cli.ts";
+import { markOf, startServer, stopServer } from "../http/server-process.ts";
+import { type Cycle, report } from "../ws/report.ts";
+import type { Mode } from "./server.ts";
+
+const MODES: readonly Mode[] = ["bare", "bare2", "als", "ours"];
+const PAIRS: ReadonlyArray<readonly [Mode, Mode, string]> = [
+  ["bare2", "bare", "control bare2/bare"],
+  ["als", "bare", "als/bare"],
+  ["ours", "bare", "ours/bare"],
+  ["ours", "als", "ours/als"],
+];
+
+checkArguments(
+  `usage: npm run bench:socket.io [-- --rounds 6] [--cycles 2] [--duration 1] [--warmup 1]
+       [--connections 50] [--size 16] [--modes ${MODES.join(",")}] [--prof dir]`,
+  ["rounds", "cycles", "duration", "warmup", "connections", "size", "modes", "prof"],
+);
+const rounds = option("rounds", 6, { whole: true });
+const cycles = option("cycles", 2, { whole: true });
+const duration = option("duration", 1);
+const warmup = option("warmup", 1);
+const connections = option("connections", 50, { whole: true });
+const size = option("size", 16, { whole: true });
+const chosen = names("modes", MODES);
+// In MODES' order, whatever the order given.
+const modes = chosen === undefined ? [...MODES] : MODES.filter((m) => chosen.includes(m));
+
+// --prof <dir>: each server writes a V8 CPU profile there when it exits (--cpu-prof).
+const profAt = process.argv.indexOf("--prof");
+const profile =
+  profAt === -1 ? [] : ["--cpu-prof", "--cpu-prof-dir", process.argv[profAt + 1] ?? "."];
+
+const serverPath = fileURLToPath(new URL("./server.ts", import.meta.url));
+const build = buildPackage();
+
+interface Server {
+  mode: Mode;
+  child: ChildProcess;
+  url: string;
+}
+
+interface Mark {
+  cpu: number;
+  system: number;
+  events: number;
+  seen: number;
+}
+
+async function start(mode: Mode): Promise<Server> {
+  const { child, port } = await startServer(serverPath, [mode], build, profile);
+  return { mode, child, url: `http://127.0.0.1:${port}` };
+}
+
+const stop = (server: Server): Promise<void> => stopServer(server.child);
+const mark = (server: Server): Promise<Mark> => markOf<Mark>(server.child);
+
+function connect(url: string, i: number): Promise<Socket> {
+  // forceNew: io() otherwise shares one Manager, and so one connection, per URL.
+  const socket = io(url, {
+    transports: ["websocket"],
+    forceNew: true,
+    reconnection: false,
+    extraHeaders: { "x-user": `user-${i}` },
+  });
+  return new Promise((resolve, reject) => {
+    socket.once("connect", () => resolve(socket));
+    socket.once("connect_error", reject);
+  });
+}
+
+/** Emits, awaits the acknowledgement, and again, until `until`; resolves to the count. */
+async function pingPong(socket: Socket, payload: string, until: number, mode: Mode) {
+  // A server that dies (the ours mode throws if a get() finds no value)
+  // leaves emitWithAck waiting for good: end the burst with an error instead.
+  let onDisconnect: (reason: string) => void = () => {};
+  const lost = new Promise<never>((_, reject) => {
+    onDisconnect = (reason) =>
+      reject(new Error(`${mode}: a connection was lost during the burst (${reason})`));
+    socket.once("disconnect", onDisconnect);
+  });
+  let count = 0;
+  try {
+    while (true) {
+      await Promise.race([socket.emitWithAck("echo", payload), lost]);
+      count++;
+      if (Date.now() >= until) return count;
+    }
+  } finally {
+    socket.off("disconnect", onDisconnect);
+  }
+}
+
+async function burst(server: Server, seconds: number) {
+  const clients = await Promise.all(
+    Array.from({ length: connections }, (_, i) => connect(server.url, i)),
+  );
+  const payload = "a".repeat(size);
+  const before = await mark(server);
+  const started = performance.now();
+  const counts = await Promise.all(
+    clients.map((socket) => pingPong(socket, payload, Date.now() + seconds * 1000, server.mode)),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  const after = await mark(server);
+  for (const socket of clients) socket.disconnect();
+  const echoed = after.events - before.events;
+  const sent = counts.reduce((a, b) => a + b, 0);
+  if (echoed !== sent || echoed === 0) {
+    throw new Error(
+      `${server.mode}: the server acknowledged ${echoed} events, the clients got ${sent}`,
+    );
+  }
+  return {
+    cpuPerMessage: (after.cpu - before.cpu) / echoed,
+    systemPerMessage: (after.system - before.system) / echoed,
+    throughput: echoed / elapsed,
+    seen: (after.seen - before.seen) / echoed,
+  };
+}
+
+const all: Cycle<Mode>[] = [];
+const started = Date.now();
+for (let round = 0; round < rounds; round++) {
+  const servers: Server[] = [];
+  try {
+    // Every server that started is stopped (finally) even when another failed to.
+    const starts = await Promise.allSettled(modes.map(start));
+    for (const s of starts) if (s.status === "fulfilled") servers.push(s.value);
+    for (const s of starts) if (s.status === "rejected") throw s.reason;
+    for (const server of servers) await burst(server, warmup);
+    for (let c = 0; c < cycles; c++) {
+      const cycle: Cycle<Mode> = new Map();
+      const shift = round * cycles + c;
+      for (let i = 0; i < servers.length; i++) {
+        const server = servers[(i + shift) % servers.length] as Server;
+        const sample = await burst(server, duration);
+        cycle.set(server.mode, sample);
+        console.error(
+          `round ${round + 1}/${rounds} cycle ${c + 1}/${cycles} ${server.mode.padEnd(5)} ` +
+            `${sample.cpuPerMessage.toFixed(2).padStart(6)} µs/event ` +
+            `(system ${sample.systemPerMessage.toFixed(2).padStart(5)}) ` +
+            `${sample.throughput.toFixed(0).padStart(6)} events/s ` +
+            `user seen by ${(sample.seen * 100).toFixed(0)}% of reads`,
+        );
+      }
+      all.push(cycle);
+    }
+  } finally {
+    await Promise.all(servers.map(stop));
+  }
+}
+
+const seconds = ((Date.now() - started) / 1000).toFixed(0);
+const header =
+  `Node ${process.version}, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC; ` +
+  `${rounds} rounds × ${cycles} cycles × ${duration} s bursts (after a ${warmup} s warmup) per ` +
+  `mode, ${connections} socket.io connections (websocket transport), each emitting ` +
+  `${size}-character events and awaiting each acknowledgement; ${seconds} s in all.`;
+console.log(report(all, header, { modes: MODES, pairs: PAIRS, unit: "event" }));
