@@ -89,7 +89,8 @@ function serverBuild(
   ) =>
     new Promise<Response>((resolve, reject) => {
       const { pipe } = renderToPipeableStream(h(ServerRouter, { context, url: request.url }), {
-        onAllReady() {
+        // What browsers get: the shell first, then <Await>'s segment as it resolves.
+        onShellReady() {
           const body = new PassThrough();
           headers.set("content-type", "text/html");
           resolve(new Response(createReadableStreamFromReadable(body), { status, headers }));
@@ -139,6 +140,7 @@ function appBuild(): ServerBuild {
           "main",
           null,
           h("p", { id: "child" }, `${data.child.id} ${data.child.user}`),
+          h("p", { id: "render" }, `${requestId.get()} ${user.get()}`), // read while rendering
           h(
             Suspense,
             { fallback: "…" },
@@ -205,6 +207,7 @@ describe("React Router 7 on Express, behind contextMiddleware", () => {
       assert.equal(echoed, `req-${i}`);
       assert.match(html, new RegExp(`<p id="child">req-${i} user-${i}</p>`));
       assert.match(html, new RegExp(`<p id="later">req-${i} user-${i}</p>`));
+      assert.match(html, new RegExp(`<p id="render">req-${i} user-${i}</p>`));
     }
   });
 
@@ -262,6 +265,7 @@ describe("React Router 7's fetch handler, wrapped in withContext from contextvar
       assert.equal(echoed, `req-${i}`);
       assert.match(html, new RegExp(`<p id="child">req-${i} user-${i}</p>`));
       assert.match(html, new RegExp(`<p id="later">req-${i} user-${i}</p>`));
+      assert.match(html, new RegExp(`<p id="render">req-${i} user-${i}</p>`));
     }
   });
 });
