@@ -8,12 +8,13 @@
  * Bun a WebSocket.
  *
  * Checked: what `onRequest` sets and what an async `derive` sets after an
- * await reach the handler, `onAfterHandle` and `onError`; a generator's
- * chunks, on Bun as written (on Node, chunks after the first are pulled
- * outside the request's Context), and on every runtime through `inRequest`
- * below, which runs each `next()` in the request's Context; a WebSocket's
- * handlers (Bun), which run outside any request and get its values from a
- * Context the upgrade request copies in `resolve`.
+ * await reach the handler, `onAfterHandle`, `onError` and
+ * `onAfterResponse`; a generator's chunks, on Bun as written (on Node,
+ * chunks after the first are pulled outside the request's Context), and on
+ * every runtime through `inRequest` below, which runs each `next()` in the
+ * request's Context; a WebSocket's handlers (Bun), which run outside any
+ * request and get its values from a Context the upgrade request copies in
+ * `resolve`.
  */
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
@@ -55,6 +56,12 @@ function buildApp() {
     .onAfterHandle(({ set }) => {
       set.headers["x-after"] = `${requestId.get()} ${user.get()}`;
     })
+    .onAfterResponse(({ request }) => {
+      afterResponse.set(
+        request.headers.get("x-request-id") ?? "",
+        `${requestId.get("none")} ${user.get("none")}`,
+      );
+    })
     .onError(({ error }) => ({ error: String(error), id: requestId.get(), user: user.get() }))
     .get("/", async ({ derivedId }) => {
       await randomDelay();
@@ -80,6 +87,9 @@ function buildApp() {
       },
     });
 }
+
+/** What each request's onAfterResponse hook read, by the id its client sent. */
+const afterResponse = new Map<string, string>();
 
 const N = 100;
 const headersOf = (i: number) => ({ "x-request-id": `req-${i}`, "x-user": `user-${i}` });
@@ -125,6 +135,8 @@ describe(`Elysia with withContext through app.wrap() (${runtime})`, () => {
         });
       }),
     );
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the hooks run once each response is sent
+    for (let i = 0; i < N; i++) assert.equal(afterResponse.get(`req-${i}`), `req-${i} user-${i}`);
   });
 
   it(`streams a generator's chunks with the request's values, ${N} at once`, async () => {
