@@ -39,6 +39,9 @@ const user = new ContextVar<string>("rr.user");
 /** Set by one loader, read by another: they share the request's one Context. */
 const stage = new ContextVar<string>("rr.stage");
 
+/** What handleError read, by the id the client sent. */
+const handled = new Map<string, string>();
+
 /** What a loader or action saw, in its request's Context. */
 function seen(): { id: string; user: string } {
   return { id: requestId.get(), user: user.get() };
@@ -100,7 +103,15 @@ function serverBuild(
       });
     });
   return {
-    entry: { module: { default: handleRequest } },
+    entry: {
+      module: {
+        default: handleRequest,
+        // React Router calls it for a loader's or action's throw: it reads the request's id.
+        handleError: (_error: unknown, { request }: { request: Request }) => {
+          handled.set(request.headers.get("x-request-id") ?? "", requestId.get("none"));
+        },
+      },
+    },
     routes,
     assets: {
       entry: { module: "/entry.js", imports: [] },
@@ -151,8 +162,9 @@ function appBuild(): ServerBuild {
           ),
         );
       },
-      loader: async ({ context }) => {
+      loader: async ({ request, context }) => {
         await randomDelay();
+        if (request.headers.has("x-throw")) throw new Error("boom");
         // A promise left unresolved: streamed to the client after the loader returned.
         const later = randomDelay(10).then(() => `${requestId.get()} ${user.get()}`);
         return { child: seen(), later, loadContext: context };
@@ -253,6 +265,18 @@ describe("React Router 7's fetch handler, wrapped in withContext from contextvar
     ({ base, stop } = await serve(createServer(getRequestListener((request) => handler(request)))));
   });
   after(() => stop());
+
+  it("runs handleError in the request's Context, for 20 loaders that throw at once", async () => {
+    await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const response = await fetch(`${base}/orders.data`, {
+          headers: { ...headersOf(i), "x-throw": "1" },
+        });
+        await response.text();
+      }),
+    );
+    for (let i = 0; i < 20; i++) assert.equal(handled.get(`req-${i}`), `req-${i}`);
+  });
 
   it(`gives ${N} concurrent requests their own values, and echoes each id`, async () => {
     const pages = await Promise.all(
