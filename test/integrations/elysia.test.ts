@@ -184,3 +184,52 @@ describe(`Elysia with withContext through app.wrap() (${runtime})`, () => {
     );
   });
 });
+
+describe(`Elysia with aot: false (${runtime})`, () => {
+  function aotOff() {
+    return new Elysia({ aot: false })
+      .wrap((handle) => withContext(handle as unknown as (request: Request) => Response))
+      .onRequest(({ request }) => {
+        user.set(request.headers.get("x-user") ?? "anonymous");
+      })
+      .get("/", async () => {
+        await randomDelay();
+        return { id: requestId.get("none"), user: user.get("none") };
+      });
+  }
+
+  it("ignores wrap(): Elysia's dynamic handler applies no wrapper", async () => {
+    const response = await aotOff().handle(
+      new Request("http://localhost/", { headers: headersOf(0) }),
+    );
+    assert.equal((await response.json()).id, "none");
+  });
+
+  it("gives 50 concurrent requests their own values with withContext around app.fetch", async () => {
+    const app = aotOff();
+    const handler = withContext(app.fetch);
+    type Serve = (options: object) => { port: number; stop(force: boolean): Promise<void> };
+    const { Bun } = globalThis as { Bun?: { serve: Serve } };
+    let served: { base: string; stop(): Promise<void> };
+    if (Bun !== undefined) {
+      const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: handler });
+      served = { base: `http://127.0.0.1:${server.port}`, stop: () => server.stop(true) };
+    } else {
+      const server = createServer(getRequestListener((request) => handler(request)));
+      served = { base: await listen(server), stop: () => close(server) };
+    }
+    try {
+      const bodies = await Promise.all(
+        Array.from({ length: 50 }, async (_, i) =>
+          (await fetch(`${served.base}/`, { headers: headersOf(i) })).json(),
+        ),
+      );
+      assert.deepEqual(
+        bodies,
+        bodies.map((_, i) => ({ id: `req-${i}`, user: `user-${i}` })),
+      );
+    } finally {
+      await served.stop();
+    }
+  });
+});
