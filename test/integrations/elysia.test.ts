@@ -30,9 +30,11 @@ const user = new ContextVar<string>("elysia.user");
 const stage = new ContextVar<string>("elysia.stage");
 
 /** Runs each step of `source` in the Context current where it is called: the request's. */
-async function* inRequest<T>(source: AsyncGenerator<T>): AsyncGenerator<T> {
-  const next = bind(() => source.next());
-  for (let step = await next(); !step.done; step = await next()) yield step.value;
+function inRequest<T>(source: AsyncGenerator<T>): AsyncGenerator<T> {
+  const next = bind(() => source.next()); // bound here, in the handler
+  return (async function* () {
+    for (let step = await next(); !step.done; step = await next()) yield step.value;
+  })();
 }
 
 async function* chunks(): AsyncGenerator<string> {
