@@ -1,6 +1,6 @@
 /**
- * The transaction recipe (docs/recipes.md, "With Drizzle, Kysely and
- * Sequelize") with real query builders over PGlite, Postgres compiled to
+ * The transaction recipe (docs/recipes.md, "With Drizzle, Kysely,
+ * TypeORM and Sequelize") with real query builders over PGlite, Postgres compiled to
  * WASM and run in this process: a `ContextVar` holds the current
  * transaction, `transaction(fn)` opens one (a savepoint when nested) and
  * runs `fn` with the var set, and repository functions query through

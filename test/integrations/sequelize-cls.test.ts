@@ -1,6 +1,6 @@
 /**
  * Sequelize 6's `Sequelize.useCLS(namespace)` on this package instead of
- * cls-hooked (docs/recipes.md, "With Drizzle, Kysely and Sequelize").
+ * cls-hooked (docs/recipes.md, "With Drizzle, Kysely, TypeORM and Sequelize").
  * Sequelize checks that the namespace has `run` and `bind`, and calls only:
  *
  *   - `run(fn)`, in `sequelize.transaction(cb)`: runs `fn` at once, in a

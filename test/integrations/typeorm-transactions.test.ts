@@ -1,6 +1,6 @@
 /**
- * The transaction recipe (docs/recipes.md, "With Drizzle, Kysely and
- * Sequelize") with TypeORM over sql.js, SQLite compiled to WASM:
+ * The transaction recipe (docs/recipes.md, "With Drizzle, Kysely,
+ * TypeORM and Sequelize") with TypeORM over sql.js, SQLite compiled to WASM:
  * `dataSource.transaction(async (manager) => …)` with the manager in a
  * `ContextVar`, repository code reading it, under `contextvars/http`.
  *
