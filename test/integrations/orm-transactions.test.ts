@@ -19,13 +19,16 @@
  *     "Transaction is already committed"); the `open` flag below names
  *     the mistake, and lets such a task's own `transaction()` open a new
  *     transaction rather than a savepoint of a finished one.
+ *
+ * And PGlite's `listen` callbacks run in the Context of the query that
+ * delivered the notification, a bound one in its own.
  */
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { PGlite } from "@electric-sql/pglite";
-import { ContextVar, createTask, gather, type Task, taskGroup } from "contextvars";
+import { bind, ContextVar, createTask, gather, type Task, taskGroup } from "contextvars";
 import { requestId, withContext } from "contextvars/http";
 import { eq, sql } from "drizzle-orm";
 import { integer, pgTable, text } from "drizzle-orm/pg-core";
@@ -390,6 +393,33 @@ for (const [name, { make, table }] of Object.entries(stores)) {
     });
   });
 }
+
+describe("PGlite's notification listeners", () => {
+  it("run in the Context of the query that delivered the notification, unless bound", async () => {
+    const who = new ContextVar<string>("orm.who", { default: "none" });
+    const plain: string[] = [];
+    const bound: string[] = [];
+    const unlisten = await who.run("listener", () =>
+      Promise.all([
+        client.listen("orm_events", (payload) => plain.push(`${payload}: ${who.get()}`)),
+        client.listen(
+          "orm_events",
+          bind((payload: string) => bound.push(`${payload}: ${who.get()}`)),
+        ),
+      ]),
+    );
+    await who.run("notifier", () => client.query("notify orm_events, 'direct'"));
+    await who.run("committer", () =>
+      client.transaction(async (tx) => {
+        await tx.query("notify orm_events, 'in a transaction'");
+      }),
+    );
+    await sleep(20);
+    assert.deepEqual(plain, ["direct: notifier", "in a transaction: committer"]);
+    assert.deepEqual(bound, ["direct: listener", "in a transaction: listener"]);
+    for (const stop of unlisten) await stop();
+  });
+});
 
 describe("the drivers' own handling of a transaction used after its end", () => {
   it("both refuse it: Drizzle's PGlite transaction is closed, Kysely's is committed", async () => {
