@@ -14,7 +14,6 @@
  * transaction's QueryRunner; a nested `transaction` is a savepoint; the
  * var is unset after the call, returned or thrown.
  */
-import "reflect-metadata";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
