@@ -55,8 +55,12 @@ const withContexts = new WeakSet<object>();
 /**
  * Gives each socket.io connection its own Context. Call it once, right
  * after `new Server(httpServer)`, `new Server(port)` or
- * `io.attach(httpServer)`, before clients connect. It covers every
- * namespace, made before the call or after. From then on:
+ * `io.attach(httpServer)`, before clients connect (connections already open
+ * are left as they are). It covers every namespace, made before the call or
+ * after, and each engine a later `io.attach` or `io.listen` makes (a second
+ * HTTP server, or listening again after `io.close()`). For node:http and
+ * node:https servers; not for uWebSockets.js (`io.attachApp`), whose engine
+ * takes no node:http requests. From then on:
  *
  * - each engine.io HTTP request runs as in `withContext` and each upgrade as
  *   in `withUpgradeContext` (contextvars/http), with these options:
@@ -96,11 +100,42 @@ const withContexts = new WeakSet<object>();
  * });
  * @throws {TypeError} if io is not a socket.io Server, has no engine yet (made with
  *   `new Server()` and not attached), or was given to withSocketContext before; or if an option
- *   has the wrong type (as `withContext`'s). For node:http and node:https servers; not for
- *   uWebSockets.js (`io.attachApp`), whose engine takes no node:http requests.
+ *   has the wrong type (as `withContext`'s).
  */
 export function withSocketContext(io: SocketIoServerLike, options?: SocketContextOptions): void {
-  const engine = engineOf(io);
+  wrapEngine(engineOf(io), options);
+  // socket.io makes a new engine.io server at each io.attach (io.listen
+  // calls it through `this`): a second HTTP server, or the same io listening
+  // again after io.close(). Left unwrapped, its connections would share one
+  // Context again, silently, and what middleware sets would reach the root.
+  const attach = (io as { attach?: unknown }).attach;
+  if (typeof attach === "function") {
+    (io as { attach?: unknown }).attach = function (this: unknown, ...args: unknown[]): unknown {
+      const result = Reflect.apply(attach, this, args);
+      const engine = io.engine as Partial<EngineLike> | undefined;
+      if (isEngine(engine) && !withContexts.has(engine)) wrapEngine(engine, options);
+      return result;
+    };
+  }
+  bindSocketsOf(io.sockets);
+  // socket.io emits "new_namespace" on the main namespace for each other
+  // one, children of a dynamic (RegExp or function) namespace included.
+  io.sockets.on("new_namespace", bindSocketsOf);
+  // Namespaces made before this call: socket.io keeps them in `_nsps`.
+  const made = (io as { _nsps?: unknown })._nsps;
+  if (made instanceof Map) {
+    for (const namespace of made.values()) {
+      if (namespace !== io.sockets) bindSocketsOf(namespace as EventEmitter);
+    }
+  }
+}
+
+/**
+ * Wraps an engine.io server's `handleRequest` and `handleUpgrade` with
+ * `options`, and binds each of its connections: io's engine, then each one
+ * io.attach makes.
+ */
+function wrapEngine(engine: EngineLike, options: SocketContextOptions | undefined): void {
   // Both wrappers made first: an option of the wrong type throws before anything is changed.
   const handleRequest = engine.handleRequest;
   const handleUpgrade = engine.handleUpgrade;
@@ -128,17 +163,16 @@ export function withSocketContext(io: SocketIoServerLike, options?: SocketContex
       (request === undefined ? undefined : requestContextOf(request)) ?? copyContext();
     bindEmitter(conn as unknown as EventEmitter, context);
   });
-  bindSocketsOf(io.sockets);
-  // socket.io emits "new_namespace" on the main namespace for each other
-  // one, children of a dynamic (RegExp or function) namespace included.
-  io.sockets.on("new_namespace", bindSocketsOf);
-  // Namespaces made before this call: socket.io keeps them in `_nsps`.
-  const made = (io as { _nsps?: unknown })._nsps;
-  if (made instanceof Map) {
-    for (const namespace of made.values()) {
-      if (namespace !== io.sockets) bindSocketsOf(namespace as EventEmitter);
-    }
-  }
+}
+
+function isEngine(engine: Partial<EngineLike> | undefined | null): engine is EngineLike {
+  return (
+    typeof engine === "object" &&
+    engine !== null &&
+    typeof engine.handleRequest === "function" &&
+    typeof engine.handleUpgrade === "function" &&
+    typeof engine.prependListener === "function"
+  );
 }
 
 function bindSocketsOf(namespace: EventEmitter): void {
@@ -168,11 +202,7 @@ function engineOf(io: SocketIoServerLike): EngineLike {
       "withSocketContext(io) was given a socket.io Server with no engine yet: call it after new Server(httpServer), new Server(port) or io.attach(httpServer)",
     );
   }
-  if (
-    typeof engine.handleRequest !== "function" ||
-    typeof engine.handleUpgrade !== "function" ||
-    typeof engine.prependListener !== "function"
-  ) {
+  if (!isEngine(engine)) {
     throw argumentError("io.engine", "an engine.io Server", engine);
   }
   if (withContexts.has(engine)) {
@@ -180,5 +210,5 @@ function engineOf(io: SocketIoServerLike): EngineLike {
       "withSocketContext(io) was already called for this socket.io Server: call it once",
     );
   }
-  return engine as EngineLike;
+  return engine;
 }

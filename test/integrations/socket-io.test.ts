@@ -418,6 +418,59 @@ describe("withSocketContext and namespaces", { timeout: 30_000 }, () => {
   });
 });
 
+describe("withSocketContext and a later engine", { timeout: 30_000 }, () => {
+  it("io.attach to a second server, and io.listen after io.close(): their connections get their Contexts too", async () => {
+    const io = new Server();
+    io.use((socket, next) => {
+      user.set(String(socket.handshake.auth.user));
+      next();
+    });
+    io.on("connection", (socket) => {
+      socket.on("ask", (ack: (reply: string) => void) => ack(values()));
+    });
+    const servers = [createServer(), createServer()];
+    io.attach(servers[0]);
+    withSocketContext(io);
+    const ask = async (base: string, who: string): Promise<string> => {
+      const client = connectClient(base, {
+        transports: ["websocket"],
+        forceNew: true,
+        reconnection: false,
+        auth: { user: who },
+        extraHeaders: { "x-request-id": `later-${who}` },
+      });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          client.once("connect", resolve);
+          client.once("connect_error", reject);
+        });
+        return (await client.emitWithAck("ask")) as string;
+      } finally {
+        client.disconnect();
+      }
+    };
+    let third: HttpServer | undefined;
+    try {
+      const first = await listen(servers[0]);
+      assert.equal(await ask(first, "a"), "later-a|a|0|-");
+      // socket.io makes a new engine.io server for each attach.
+      io.attach(servers[1]);
+      const second = await listen(servers[1]);
+      assert.equal(await ask(second, "b"), "later-b|b|0|-");
+      assert.equal(await ask(first, "c"), "later-c|c|0|-");
+      await io.close();
+      io.listen(0);
+      third = io.httpServer as HttpServer;
+      assert.equal(await ask(await listening(third), "d"), "later-d|d|0|-");
+      assert.equal(user.get("-"), "-", "nothing reached the test's Context");
+      assert.throws(() => withSocketContext(io), /already called for this socket.io Server/);
+    } finally {
+      await io.close();
+      for (const server of [...servers, third]) if (server) await close(server).catch(() => {});
+    }
+  });
+});
+
 describe("withSocketContext refuses", () => {
   it("a Server with no engine yet, anything but a Server, and a second call", () => {
     const io = new Server();
