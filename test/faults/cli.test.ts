@@ -117,10 +117,21 @@ describe("exit and signal listeners (pinned, Node 20)", onNode, () => {
       const v = new ContextVar("v", { default: "root" });
       process.on("exit", (code) => console.log("exit " + code + " sees " + v.get()));
       const first = () => {};
+      let delivered;
+      const handled = new Promise((resolve) => (delivered = resolve));
       v.run("first", () => process.on("SIGINT", first));
-      v.run("second", () => process.on("SIGINT", () => console.log("SIGINT sees " + v.get())));
+      v.run("second", () =>
+        process.on("SIGINT", () => {
+          console.log("SIGINT sees " + v.get());
+          delivered();
+        }),
+      );
       process.kill(process.pid, "SIGINT");
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Until it is handled (a fixed wait could end first on a loaded machine);
+      // a signal listener does not keep the process alive, a timer does.
+      const alive = setTimeout(() => {}, 10_000);
+      await handled;
+      clearTimeout(alive);
       // With no listener left, Node stops listening; the next one added starts it again.
       process.removeAllListeners("SIGINT");
       v.run("third", () =>
