@@ -137,7 +137,11 @@ describe(`Elysia with withContext through app.wrap() (${runtime})`, () => {
         });
       }),
     );
-    await new Promise((resolve) => setTimeout(resolve, 50)); // the hooks run once each response is sent
+    // The hooks run once each response is sent: wait for all of them (bounded), not a fixed time.
+    const deadline = Date.now() + 20_000;
+    while (afterResponse.size < N && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     for (let i = 0; i < N; i++) assert.equal(afterResponse.get(`req-${i}`), `req-${i} user-${i}`);
   });
 
