@@ -282,7 +282,11 @@ describe("cluster", onNode, () => {
         assert.equal(answer.noteAfter, `set by ${ids[i]}`);
       });
       assert.equal(new Set(answers.map((answer) => answer.worker)).size, 2, "both workers served");
-      while (handled.length < ids.length) await new Promise((resolve) => setTimeout(resolve, 10));
+      // Bounded: a lost message fails the assertion below rather than hanging the run.
+      const deadline = Date.now() + 20_000;
+      while (handled.length < ids.length && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
       assert.deepEqual(new Set(handled), new Set(ids));
       assert.deepEqual(new Set(primarySaw), new Set(["forked by 1", "forked by 2"]));
       assert.deepEqual(new Set(workerListenerSaw), new Set(["forked by 1", "forked by 2"]));
