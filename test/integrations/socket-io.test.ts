@@ -156,8 +156,10 @@ async function connect(
   return client;
 }
 
+/** Polls until `check` holds, for up to 20 s (a loaded machine is slow): the assertions after it say what is missing. */
 async function waitFor(check: () => boolean): Promise<void> {
-  for (let tries = 0; tries < 100 && !check(); tries++) await sleep(10);
+  const deadline = Date.now() + 20_000;
+  while (!check() && Date.now() < deadline) await sleep(10);
 }
 
 const TRANSPORTS: [string, Transport[]][] = [
