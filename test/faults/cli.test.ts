@@ -43,7 +43,10 @@ interface Line {
   reason?: string;
 }
 
-/** Runs the fixture, sends SIGINT once each item's job is hanging; resolves with its lines and exit code. */
+/**
+ * Runs the fixture, sends SIGINT once each item's job is hanging and the
+ * progress timer has ticked; resolves with its lines and exit code.
+ */
 async function interruptBatch(): Promise<{ lines: Line[]; code: number | null }> {
   const child = spawn(
     process.execPath,
@@ -54,10 +57,18 @@ async function interruptBatch(): Promise<{ lines: Line[]; code: number | null }>
   const guard = setTimeout(() => child.kill("SIGKILL"), 60_000);
   const lines: Line[] = [];
   let hanging = 0;
+  let ticked = false;
+  let sent = false;
   createInterface({ input: child.stdout }).on("line", (text) => {
     const line = JSON.parse(text) as Line;
     lines.push(line);
-    if (line.event === "job hang" && ++hanging === 3) child.kill("SIGINT");
+    if (line.event === "job hang") hanging++;
+    // After a tick too: interrupted sooner, the timer's check below would see no line.
+    if (line.event === "progress") ticked = true;
+    if (hanging === 3 && ticked && !sent) {
+      sent = true;
+      child.kill("SIGINT");
+    }
   });
   try {
     const [code] = (await once(child, "exit")) as [number | null];
@@ -98,6 +109,7 @@ describe("a batch tool interrupted by SIGINT", onNode, () => {
     assert.deepEqual(events("batch failed")[0]?.reason, "interrupted");
 
     // The progress timer, started in the batch, saw it on every tick.
+    assert.ok(events("progress").length > 0, "the progress timer ticked");
     assert.ok(events("progress").every((line) => line.sees === "batch-1/-"));
 
     // After run(): the root Context, and the exit code the tool chose.
