@@ -108,7 +108,10 @@ export interface NodeRequestLike extends EventEmitter {
  */
 function singleHeader(req: NodeRequestLike, name: string): unknown {
   const raw = req.rawHeaders;
-  if (raw === undefined) return req.headers[name];
+  // An IncomingMessage built in process rather than parsed from a socket
+  // (serverless-http's, from a Lambda event) has `headers` assigned and
+  // rawHeaders left empty; a parsed request with none has `headers` empty too.
+  if (raw === undefined || raw.length === 0) return req.headers[name];
   let found: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const key = raw[i] as string;

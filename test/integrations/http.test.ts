@@ -1,12 +1,8 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { EventEmitter } from "node:events";
-import {
-  createServer,
-  request as httpRequest,
-  type IncomingMessage,
-  type ServerResponse,
-} from "node:http";
+import { createServer, request as httpRequest, IncomingMessage, ServerResponse } from "node:http";
+import { Socket } from "node:net";
 import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import { after, before, describe, it } from "node:test";
@@ -253,6 +249,20 @@ describe("contextvars/http withContext", { timeout: 60_000 }, () => {
     listener(req, res);
     assert.equal(seen, "from-headers");
     assert.equal(headers.get("x-request-id"), "from-headers");
+  });
+
+  it("an IncomingMessage built in process, its headers assigned and no rawHeaders: the id is read from req.headers", () => {
+    // serverless-http assigns `headers` to an IncomingMessage it makes
+    // itself: Node leaves its rawHeaders empty.
+    const req = new IncomingMessage(new Socket());
+    req.headers = { "x-request-id": "built-1" };
+    const res = new ServerResponse(req);
+    let seen = "";
+    withContext(() => {
+      seen = requestId.get();
+    })(req, res);
+    assert.equal(seen, "built-1");
+    assert.equal(res.getHeader("x-request-id"), "built-1");
   });
 
   it("an id header sent twice, the first value empty, is malformed: a fresh UUID", () => {
