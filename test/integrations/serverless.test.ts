@@ -137,6 +137,72 @@ describe("Cloud Functions Framework: HTTP functions", () => {
   });
 });
 
+describe("Cloud Functions Framework: an Express app as the HTTP function", () => {
+  const N = 60;
+  const arrive = barrier(N);
+  const finished: { header: string; user: string }[] = [];
+  let server: Server;
+  let base: string;
+
+  // The framework calls the function with (req, res); an Express app is
+  // such a function, and contextMiddleware mounts in it as in any app.
+  const app = express();
+  app.use(contextMiddleware({ seed: (req) => carry.extractInto(req.headers) }));
+  app.use(async (req, res, next) => {
+    await sleep(1);
+    user.set(req.get("x-user") ?? "anonymous");
+    const header = String(req.get("x-user"));
+    res.on("finish", () => finished.push({ header, user: user.get() }));
+    next();
+  });
+  app.post("/orders", async (req, res) => {
+    await arrive();
+    await randomDelay();
+    res.json({ user: user.get(), id: requestId.get(), span: activeSpanId(), body: req.body });
+  });
+  // The cast: @koa/bodyparser, installed for the Koa tests, declares a
+  // rawBody of its own type on every IncomingMessage, at odds with the
+  // framework's Buffer; without it the app is an HttpFunction as it is.
+  functions.http("app", app as unknown as functions.HttpFunction);
+
+  before(async () => {
+    server = getTestServer("app");
+    base = await listen(server);
+  });
+  after(() => close(server));
+
+  it("each of 60 concurrent invocations has its own Context, from middleware to res listeners", async () => {
+    const agent = keepAliveAgent();
+    const replies = await Promise.all(
+      Array.from({ length: N }, (_, i) =>
+        send(base, "/orders", {
+          agent,
+          headers: {
+            "content-type": "application/json",
+            "x-user": `u${i}`,
+            "x-request-id": `req-${i}`,
+            traceparent: traceparent(i),
+          },
+          body: JSON.stringify({ i }),
+        }),
+      ),
+    );
+    agent.destroy();
+    replies.forEach((reply, i) => {
+      assert.equal(reply.status, 200, reply.body);
+      assert.deepEqual(JSON.parse(reply.body), {
+        user: `u${i}`,
+        id: `req-${i}`,
+        span: traceparent(i).split("-")[2],
+        body: { i },
+      });
+      assert.equal(reply.headers["x-request-id"], `req-${i}`);
+    });
+    assert.equal(finished.length, N);
+    for (const f of finished) assert.equal(f.user, f.header);
+  });
+});
+
 describe("Cloud Functions Framework: an HTTP function without a wrapper", () => {
   const N = 20;
   const arrive = barrier(N);
