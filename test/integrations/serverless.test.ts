@@ -12,6 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import awsLambdaFastify from "@fastify/aws-lambda";
 import * as functions from "@google-cloud/functions-framework";
 import { getTestServer } from "@google-cloud/functions-framework/testing";
+import middy from "@middy/core";
 import { context, trace } from "@opentelemetry/api";
 import { Context, ContextVar, isolated } from "contextvars";
 import { contextMiddleware } from "contextvars/express";
@@ -454,6 +455,35 @@ describe("Lambda handlers, warm invocations one after another", () => {
     const results = await invokeWarm(handler, [{ user: "alice" }, {}], loop);
     assert.deepEqual(results, ["aws-0:alice", "aws-1:anonymous"]);
     assert.equal(loop.has(user), false);
+  });
+});
+
+describe("Lambda handlers with middy 6", () => {
+  const base = async () => {
+    await sleep(1);
+    return user.get("anonymous");
+  };
+  // A before middleware that sets the var from the event, after an await.
+  const fromEvent = {
+    before: async (request: { event: { user?: string } }) => {
+      await sleep(1);
+      if (request.event.user !== undefined) user.set(request.event.user);
+    },
+  };
+  const events = [{ user: "alice" }, {}, { user: "bob" }, {}];
+
+  it("isolated around the whole middy handler: its middlewares run in the invocation's copy", async () => {
+    const loop = new Context();
+    const results = await invokeWarm(isolated(middy(base).use(fromEvent)), events, loop);
+    assert.deepEqual(results, ["alice", "anonymous", "bob", "anonymous"]);
+    assert.equal(loop.has(user), false);
+  });
+
+  it("isolated around the base handler alone leaves the middlewares in the runtime's Context", async () => {
+    const loop = new Context();
+    const results = await invokeWarm(middy(isolated(base)).use(fromEvent), events, loop);
+    assert.deepEqual(results, ["alice", "alice", "bob", "bob"]);
+    assert.equal(loop.get(user), "bob");
   });
 });
 
