@@ -416,8 +416,11 @@ describe("Lambda handlers, warm invocations one after another", () => {
 
   it("isolated(handler): each invocation in its own copy, requestId from awsRequestId", async () => {
     const loop = new Context();
+    const stage = new ContextVar<string>("stage");
+    loop.run(() => stage.set("prod")); // set during init, in the runtime's Context
     const later: Promise<string[]>[] = [];
     const handler = isolated(async (event: { user?: string }, lambda: LambdaContext) => {
+      assert.equal(stage.get(), "prod", "the copy holds what init set");
       requestId.set(lambda.awsRequestId);
       if (event.user !== undefined) user.set(event.user);
       // Left running after the handler returns: Lambda freezes it until the
