@@ -125,6 +125,14 @@ describe("examples", () => {
   });
 
   it(
+    "socket-io-chat.ts: every message is stored and logged with its own sender's id and user",
+    onNode,
+    async () => {
+      assert.deepEqual(await runTs("examples/socket-io-chat.ts"), SOCKET_IO_CHAT);
+    },
+  );
+
+  it(
     "worker-pool.ts: each job logs, from its worker thread, the id of the request that sent it",
     onNode,
     async () => {
@@ -193,4 +201,25 @@ const TOUR = [
   "— 8. Callbacks and emitters that remember their Context",
   "bound callback sees req-4",
   "listener bound in req-4 sees req-4",
+];
+
+// What examples/socket-io-chat.ts prints (sorted): three clients over websocket,
+// polling, and polling upgraded to websocket, each line with its own sender's
+// request id and user, the bound acknowledgement callback's included.
+const SOCKET_IO_CHAT = [
+  "[req-alice alice] connected over websocket",
+  "[req-alice alice] disconnected: client namespace disconnect",
+  '[req-alice alice] stored in #general: "hello from alice"',
+  '[req-alice alice] stored in #tea: "hello from alice"',
+  "[req-alice alice] welcome acknowledged: hi, I am alice",
+  "[req-bob bob] connected over polling",
+  "[req-bob bob] disconnected: client namespace disconnect",
+  '[req-bob bob] stored in #general: "hello from bob"',
+  '[req-bob bob] stored in #random: "hello from bob"',
+  "[req-bob bob] welcome acknowledged: hi, I am bob",
+  "[req-carol carol] connected over polling",
+  "[req-carol carol] disconnected: client namespace disconnect",
+  '[req-carol carol] stored in #random: "hello from carol"',
+  '[req-carol carol] stored in #tea: "hello from carol"',
+  "[req-carol carol] welcome acknowledged: hi, I am carol",
 ];
