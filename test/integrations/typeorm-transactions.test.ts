@@ -11,7 +11,9 @@
  * Context's, and a queue of top-level transactions avoids it. With the
  * queue, requests at once each commit or roll back alone; entity
  * subscribers run in the request whose save called them, with its
- * transaction's QueryRunner; a nested `transaction` is a savepoint; the
+ * transaction in the var (on SQLite every QueryRunner is the one shared
+ * runner, so `sameRunner` below only says the var was set); a nested
+ * `transaction` is a savepoint; the
  * var is unset after the call, returned or thrown.
  */
 import assert from "node:assert/strict";
@@ -192,7 +194,7 @@ describe("TypeORM over sql.js: the transaction in a ContextVar", () => {
       rows.map((row) => row.name),
       committed.sort(),
     );
-    // Two inserts per request (the savepoint's too), each in its request, on its transaction's runner.
+    // Two inserts per request (the savepoint's too), each in its request, with its transaction set.
     assert.equal(subscriberSaw.length, count * 2);
     for (const saw of subscriberSaw) {
       assert.equal(
