@@ -97,7 +97,7 @@ const N = 100;
 const headersOf = (i: number) => ({ "x-request-id": `req-${i}`, "x-user": `user-${i}` });
 const expectedChunks = (i: number) => [0, 1, 2].map((k) => `${k} req-${i} user-${i}\n`).join("");
 
-describe("Elysia with withContext through app.wrap()", () => {
+describe("Elysia with withContext through app.wrap()", { timeout: 60_000 }, () => {
   let base: string;
   let stop: () => Promise<void>;
   before(async () => {
@@ -191,7 +191,7 @@ describe("Elysia with withContext through app.wrap()", () => {
   });
 });
 
-describe("Elysia with aot: false", () => {
+describe("Elysia with aot: false", { timeout: 60_000 }, () => {
   function aotOff() {
     return new Elysia({ aot: false })
       .wrap((handle) => withContext(handle as unknown as (request: Request) => Response))

@@ -236,7 +236,7 @@ interface TransferReply {
 }
 
 for (const [name, { make, table }] of Object.entries(stores)) {
-  describe(`${name} on PGlite: the transaction in a ContextVar`, () => {
+  describe(`${name} on PGlite: the transaction in a ContextVar`, { timeout: 60_000 }, () => {
     let store: Store;
     let base: string;
     const server = createServer(
@@ -394,7 +394,7 @@ for (const [name, { make, table }] of Object.entries(stores)) {
   });
 }
 
-describe("PGlite's notification listeners", () => {
+describe("PGlite's notification listeners", { timeout: 60_000 }, () => {
   it("run in the Context of the query that delivered the notification, unless bound", async () => {
     const who = new ContextVar<string>("orm.who", { default: "none" });
     const plain: string[] = [];
@@ -421,7 +421,9 @@ describe("PGlite's notification listeners", () => {
   });
 });
 
-describe("the drivers' own handling of a transaction used after its end", () => {
+describe("the drivers' own handling of a transaction used after its end", {
+  timeout: 60_000,
+}, () => {
   it("both refuse it: Drizzle's PGlite transaction is closed, Kysely's is committed", async () => {
     const db = drizzle(client);
     let drizzleTx: Parameters<Parameters<typeof db.transaction>[0]>[0] | undefined;

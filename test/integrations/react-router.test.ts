@@ -189,7 +189,7 @@ function headersOf(i: number): Record<string, string> {
   return { "x-request-id": `req-${i}`, "x-user": `user-${i}` };
 }
 
-describe("React Router 7 on Express, behind contextMiddleware", () => {
+describe("React Router 7 on Express, behind contextMiddleware", { timeout: 60_000 }, () => {
   let base: string;
   let stop: () => Promise<void>;
   before(async () => {
@@ -255,7 +255,9 @@ describe("React Router 7 on Express, behind contextMiddleware", () => {
   });
 });
 
-describe("React Router 7's fetch handler, wrapped in withContext from contextvars/fetch", () => {
+describe("React Router 7's fetch handler, wrapped in withContext from contextvars/fetch", {
+  timeout: 60_000,
+}, () => {
   let base: string;
   let stop: () => Promise<void>;
   before(async () => {
@@ -294,7 +296,7 @@ describe("React Router 7's fetch handler, wrapped in withContext from contextvar
   });
 });
 
-describe("React Router 7: nested loaders share the request's Context", () => {
+describe("React Router 7: nested loaders share the request's Context", { timeout: 60_000 }, () => {
   const build = (wrap: <F extends (...args: never[]) => unknown>(f: F) => F) =>
     serverBuild({
       root: {
@@ -346,7 +348,7 @@ describe("React Router 7: nested loaders share the request's Context", () => {
   });
 });
 
-describe("React Router 7 middleware (future.v8_middleware)", () => {
+describe("React Router 7 middleware (future.v8_middleware)", { timeout: 60_000 }, () => {
   let base: string;
   let stop: () => Promise<void>;
   before(async () => {

@@ -45,7 +45,7 @@ function barrier(count: number): () => Promise<void> {
   };
 }
 
-describe("Cloud Functions Framework: HTTP functions", () => {
+describe("Cloud Functions Framework: HTTP functions", { timeout: 60_000 }, () => {
   const N = 100;
   const arrive = barrier(N);
   const finished: { header: string; user: string; id: string }[] = [];
@@ -138,7 +138,9 @@ describe("Cloud Functions Framework: HTTP functions", () => {
   });
 });
 
-describe("Cloud Functions Framework: an Express app as the HTTP function", () => {
+describe("Cloud Functions Framework: an Express app as the HTTP function", {
+  timeout: 60_000,
+}, () => {
   const N = 60;
   const arrive = barrier(N);
   const finished: { header: string; user: string }[] = [];
@@ -204,7 +206,9 @@ describe("Cloud Functions Framework: an Express app as the HTTP function", () =>
   });
 });
 
-describe("Cloud Functions Framework: an HTTP function without a wrapper", () => {
+describe("Cloud Functions Framework: an HTTP function without a wrapper", {
+  timeout: 60_000,
+}, () => {
   const N = 20;
   const arrive = barrier(N);
   const first: string[] = [];
@@ -250,7 +254,7 @@ describe("Cloud Functions Framework: an HTTP function without a wrapper", () => 
   });
 });
 
-describe("Cloud Functions Framework: CloudEvent functions", () => {
+describe("Cloud Functions Framework: CloudEvent functions", { timeout: 60_000 }, () => {
   const N = 50;
   const arrive = barrier(N);
   const seen = new Map<
@@ -400,7 +404,7 @@ async function invokeWarm(
   });
 }
 
-describe("Lambda handlers, warm invocations one after another", () => {
+describe("Lambda handlers, warm invocations one after another", { timeout: 60_000 }, () => {
   it("without a wrapper, a var one invocation sets is seen by the next", async () => {
     const loop = new Context();
     const handler = async (event: { user?: string }) => {
@@ -461,7 +465,7 @@ describe("Lambda handlers, warm invocations one after another", () => {
   });
 });
 
-describe("Lambda handlers with middy 6", () => {
+describe("Lambda handlers with middy 6", { timeout: 60_000 }, () => {
   const base = async () => {
     await sleep(1);
     return user.get("anonymous");
@@ -521,7 +525,7 @@ const expectedIdentities = httpEvents.map((_, i) => ({
 }));
 const lambdaRequest = new ContextVar<string>("lambdaRequest");
 
-describe("Lambda HTTP adapters with the framework integrations", () => {
+describe("Lambda HTTP adapters with the framework integrations", { timeout: 60_000 }, () => {
   it("serverless-http 4 over Express with contextMiddleware: a Context per invocation", async () => {
     const loop = new Context();
     const app = express();

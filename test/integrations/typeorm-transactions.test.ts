@@ -73,7 +73,7 @@ async function newDataSource(): Promise<DataSource> {
   return dataSource;
 }
 
-describe("TypeORM over sql.js: the transaction in a ContextVar", () => {
+describe("TypeORM over sql.js: the transaction in a ContextVar", { timeout: 60_000 }, () => {
   let dataSource: DataSource;
   let base: string;
   /** Top-level transactions, one at a time: SQLite's one QueryRunner can hold one. */
