@@ -408,16 +408,22 @@ describe("PGlite's notification listeners", { timeout: 60_000 }, () => {
         ),
       ]),
     );
-    await who.run("notifier", () => client.query("notify orm_events, 'direct'"));
-    await who.run("committer", () =>
-      client.transaction(async (tx) => {
-        await tx.query("notify orm_events, 'in a transaction'");
-      }),
-    );
-    await sleep(20);
-    assert.deepEqual(plain, ["direct: notifier", "in a transaction: committer"]);
-    assert.deepEqual(bound, ["direct: listener", "in a transaction: listener"]);
-    for (const stop of unlisten) await stop();
+    try {
+      await who.run("notifier", () => client.query("notify orm_events, 'direct'"));
+      await who.run("committer", () =>
+        client.transaction(async (tx) => {
+          await tx.query("notify orm_events, 'in a transaction'");
+        }),
+      );
+      // PGlite queues each callback as a microtask while it reads the reply;
+      // wait for both (bounded) rather than a fixed time.
+      const deadline = Date.now() + 5_000;
+      while ((plain.length < 2 || bound.length < 2) && Date.now() < deadline) await sleep(5);
+      assert.deepEqual(plain, ["direct: notifier", "in a transaction: committer"]);
+      assert.deepEqual(bound, ["direct: listener", "in a transaction: listener"]);
+    } finally {
+      for (const stop of unlisten) await stop();
+    }
   });
 });
 
