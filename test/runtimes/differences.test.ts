@@ -184,13 +184,20 @@ describe("runtime differences", () => {
     await once(server, "listening");
     const { port } = server.address() as AddressInfo;
     const client = v.run("connect", () => net.connect(port, "127.0.0.1"));
-    const seen = await v.run(
-      "listener added",
-      () => new Promise<string>((resolve) => client.once("data", () => resolve(v.get()))),
-    );
-    client.destroy();
-    server.close();
-    expectOn(seen, { node: "connect", bun: "connect", deno: "root" });
+    try {
+      const seen = await v.run(
+        "listener added",
+        () =>
+          new Promise<string>((resolve, reject) => {
+            client.once("error", reject); // a failed connection fails the test, not the process
+            client.once("data", () => resolve(v.get()));
+          }),
+      );
+      expectOn(seen, { node: "connect", bun: "connect", deno: "root" });
+    } finally {
+      client.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it("node:http2: a server stream's 'close' listener (req.stream, not bound) runs in none (Node), the listen() Context (Bun), the one that ended the response (Deno)", async () => {
