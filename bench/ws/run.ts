@@ -23,7 +23,8 @@ import { WebSocket } from "ws";
 import { buildPackage } from "../http/build.ts";
 import { checkArguments, names, option } from "../http/cli.ts";
 import { markOf, startServer, stopServer } from "../http/server-process.ts";
-import { type Cycle, report } from "./report.ts";
+import { runCycles } from "./cycles.ts";
+import { report } from "./report.ts";
 import type { Mode } from "./server.ts";
 
 const MODES: readonly Mode[] = ["bare", "bare2", "als", "alsbound", "ours"];
@@ -142,37 +143,19 @@ async function burst(server: Server, seconds: number) {
   };
 }
 
-const all: Cycle<Mode>[] = [];
 const started = Date.now();
-for (let round = 0; round < rounds; round++) {
-  const servers: Server[] = [];
-  try {
-    // Every server that started is stopped (finally) even when another failed to.
-    const starts = await Promise.allSettled(modes.map(start));
-    for (const s of starts) if (s.status === "fulfilled") servers.push(s.value);
-    for (const s of starts) if (s.status === "rejected") throw s.reason;
-    for (const server of servers) await burst(server, warmup);
-    for (let c = 0; c < cycles; c++) {
-      const cycle: Cycle<Mode> = new Map();
-      const shift = round * cycles + c;
-      for (let i = 0; i < servers.length; i++) {
-        const server = servers[(i + shift) % servers.length] as Server;
-        const sample = await burst(server, duration);
-        cycle.set(server.mode, sample);
-        console.error(
-          `round ${round + 1}/${rounds} cycle ${c + 1}/${cycles} ${server.mode.padEnd(5)} ` +
-            `${sample.cpuPerMessage.toFixed(2).padStart(6)} µs/msg ` +
-            `(system ${sample.systemPerMessage.toFixed(2).padStart(5)}) ` +
-            `${sample.throughput.toFixed(0).padStart(6)} msg/s ` +
-            `store seen by ${(sample.seen * 100).toFixed(0)}% of reads`,
-        );
-      }
-      all.push(cycle);
-    }
-  } finally {
-    await Promise.all(servers.map(stop));
-  }
-}
+const all = await runCycles({
+  modes,
+  rounds,
+  cycles,
+  warmup,
+  duration,
+  start,
+  stop,
+  burst,
+  unit: "msg",
+  reads: "store",
+});
 
 const seconds = ((Date.now() - started) / 1000).toFixed(0);
 const header =
