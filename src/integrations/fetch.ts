@@ -14,8 +14,8 @@ import {
 } from "./request-id.ts";
 import {
   fileRequestContext,
-  type NodeBindings,
   nodeRequestContext,
+  nodeServerBindings,
   openRequestContext,
   requestContextOf,
   runInRequest,
@@ -95,12 +95,9 @@ export function withContext<
     // bound to it, and the id is echoed with setHeader, which node-server
     // merges into the response; reading the returned Response's headers
     // would take node-server off its fast path.
-    const bindings = rest[0] as NodeBindings | null | undefined;
-    const incoming =
-      typeof bindings === "object" && bindings !== null ? bindings.incoming : undefined;
-    const outgoing = incoming === undefined ? undefined : bindings?.outgoing;
-    if (typeof incoming?.on === "function" && typeof outgoing?.setHeader === "function") {
-      const context = nodeRequestContext(incoming, outgoing, resolved, request);
+    const node = nodeServerBindings(rest[0]);
+    if (node !== undefined) {
+      const context = nodeRequestContext(node.incoming, node.outgoing, resolved, request);
       // Filed for the Request too, for a Hono app the handler passes it to
       // (app.fetch(request), with no bindings); node-server made this
       // Request for this request alone, so it needs no unfiling.

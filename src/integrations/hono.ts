@@ -20,6 +20,7 @@ import {
   type NodeBindings,
   type NodeRequestLike,
   nodeRequestContext,
+  nodeServerBindings,
   openRequestContext,
   requestContextOf,
   runInRequest,
@@ -99,18 +100,18 @@ export function contextMiddleware<E extends Env = Env>(
   return function contextMiddleware(c: Context<E>, next: Next): Promise<void> {
     // Express calls middleware with (req, res, next).
     if (typeof next !== "function") assertMountedIn("Hono", c, next);
-    const node = c.env as NodeBindings | undefined;
-    const incoming = typeof node === "object" && node !== null ? node.incoming : undefined;
-    const outgoing = incoming === undefined ? undefined : node?.outgoing;
     // @hono/node-server: Node's req/res are the key, as for the http
     // integration (bound, and shared with withContext around the listener),
     // and `c.req` is never touched (Hono builds it on first access). Node's
     // setHeader merges into node-server's writeHead and skips building a
     // fetch Headers object per request.
-    if (typeof incoming?.on === "function" && typeof outgoing?.setHeader === "function") {
-      const context = nodeRequestContext(incoming, outgoing, resolved, c);
+    const node = nodeServerBindings(c.env);
+    if (node !== undefined) {
+      const context = nodeRequestContext(node.incoming, node.outgoing, resolved, c);
       return runInRequest(context, proceed, seed, c, next);
     }
+    const env = c.env as NodeBindings | null | undefined;
+    const incoming = typeof env === "object" && env !== null ? env.incoming : undefined;
     // @hono/node-ws runs the app for each upgrade with the Node request and
     // no response, then completes the handshake outside it: the upgrade's
     // socket, whose listeners carry the WebSocket's events, is bound to the

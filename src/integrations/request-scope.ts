@@ -94,6 +94,20 @@ export interface NodeBindings {
   readonly outgoing?: NodeResponseLike;
 }
 
+/**
+ * The bindings themselves when they are `@hono/node-server`'s with both a
+ * Node request and a response (not @hono/node-ws's upgrade, which has no
+ * response), else undefined: the request is then keyed on them and the id
+ * echoed through the response, as under contextvars/http. Internal.
+ */
+export function nodeServerBindings(bindings: unknown): Required<NodeBindings> | undefined {
+  if (typeof bindings !== "object" || bindings === null) return undefined;
+  const { incoming, outgoing } = bindings as NodeBindings;
+  return typeof incoming?.on === "function" && typeof outgoing?.setHeader === "function"
+    ? (bindings as Required<NodeBindings>)
+    : undefined;
+}
+
 /** What the Node-based integrations need of `req`. */
 export interface NodeRequestLike extends EventEmitter {
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
