@@ -124,6 +124,14 @@ export const SKIPS: readonly Skip[] = [
       "others patch what require() returns; not run there (not measured)",
   },
   {
+    runtimes: NOT_NODE,
+    path: "test/integrations/vite-ssr.test.ts",
+    reason:
+      "Vite's dev server loads the package it leaves external with Node's own import() of the file it " +
+      "resolved, here the package's TypeScript source through tsx's loader, and Vite 8 is made for Node " +
+      "(20.19 or later); not run there (not measured)",
+  },
+  {
     runtimes: ["deno"],
     path: "test/integrations/http2.test.ts",
     reason:
