@@ -71,6 +71,35 @@ describe("two copies of the package", () => {
     assert.throws(() => sameName.reset(token as never), fromAnotherCopy);
   });
 
+  it("requestId read in a copy no request entered, while another copy serves one, says so", async () => {
+    // Each copy's contextvars/http, as a bundler that evaluates the package
+    // again (Vite's ssr.noExternal) gives the app its own.
+    const http = fileURLToPath(import.meta.resolve("contextvars/http"));
+    const firstId = (await import("contextvars/http")).requestId;
+    const secondId: typeof firstId = (
+      await import(pathToFileURL(join(copyRoot, relative(root, http))).href)
+    ).requestId;
+    assert.notEqual(secondId, firstId);
+    // Outside any request: the advice to mount the integration, no other copy.
+    assert.throws(
+      () => secondId.get(),
+      (error: Error) =>
+        /mount the integration first/.test(error.message) && !fromAnotherCopy.test(error.message),
+    );
+    // The first copy serves a request; code reading the second copy's id is in it.
+    firstId.run("r-1", () => {
+      assert.throws(
+        () => secondId.get(),
+        (error: Error & { code?: string }) => {
+          assert.equal(error.code, "ERR_CONTEXTVAR_UNSET");
+          assert.match(error.message, fromAnotherCopy);
+          assert.doesNotMatch(error.message, /mount the integration first/);
+          return true;
+        },
+      );
+    });
+  });
+
   it("a look-alike of no copy gets the plain message", () => {
     assert.throws(
       () => first.bind(() => {}, {} as never),
