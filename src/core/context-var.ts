@@ -63,16 +63,28 @@ export let isContextVar: (value: unknown) => value is ContextVar<unknown>;
 // What a LookupError says to do, for vars this package sets itself: "set it
 // first" is wrong advice for requestId, which the integrations set. Read
 // only when get() throws, so the hot path never touches it.
-const unsetAdvice = new WeakMap<ContextVar<unknown>, string>();
+const unsetAdvice = new WeakMap<ContextVar<unknown>, string | (() => string)>();
 
-/** Gives `variable`'s LookupError `advice` in place of the generic one. Internal. */
-export function adviseWhenUnset(variable: ContextVar<unknown>, advice: string): void {
+/**
+ * Gives `variable`'s LookupError `advice` in place of the generic one; a
+ * function is called when the error is made, to advise by what it finds
+ * then. Internal.
+ */
+export function adviseWhenUnset(
+  variable: ContextVar<unknown>,
+  advice: string | (() => string),
+): void {
   unsetAdvice.set(variable, advice);
 }
 
 // Out of line: get()'s miss path stays as small as it was, for V8 to inline.
 function unsetError(variable: ContextVar<unknown>): Error {
-  return contextError("ERR_CONTEXTVAR_UNSET", variable.toString(), unsetAdvice.get(variable));
+  const advice = unsetAdvice.get(variable);
+  return contextError(
+    "ERR_CONTEXTVAR_UNSET",
+    variable.toString(),
+    typeof advice === "function" ? advice() : advice,
+  );
 }
 
 /**

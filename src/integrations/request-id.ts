@@ -18,9 +18,42 @@ import { argumentError } from "../errors.ts";
  * @throws {LookupError} from `requestId.get()` outside a request (pass a fallback to avoid it).
  */
 export const requestId: ContextVar<string> = new ContextVar<string>("requestId");
-adviseWhenUnset(
-  requestId as ContextVar<unknown>,
-  "each request's id is set by the integration (withContext, withUpgradeContext for a server's upgrade listener, contextMiddleware or contextPlugin), so this code runs outside a request's Context: mount the integration first, before other middleware and hooks, or pass a fallback to get() where no request may be active",
+
+// The requestId of every copy of the package loaded in this process, held
+// weakly, under a key all copies share. A copy that a bundler evaluates
+// again (Vite's ssr.noExternal, a bundle beside an import) has its own
+// requestId, which no request's integration sets: read inside a request
+// that another copy serves, it is unset, and "mount the integration" would
+// send the reader looking for a mistake that is not there.
+const copiesKey = Symbol.for("contextvars.requestIds");
+const shared = globalThis as { [copiesKey]?: Array<WeakRef<object>> };
+shared[copiesKey] ??= [];
+const copies = shared[copiesKey];
+for (let i = copies.length - 1; i >= 0; i--) {
+  if (copies[i]?.deref() === undefined) copies.splice(i, 1);
+}
+copies.push(new WeakRef(requestId));
+
+const none: unique symbol = Symbol("none");
+
+/** Whether another copy's requestId is set in that copy's current Context. */
+function servedByAnotherCopy(): boolean {
+  for (const ref of copies) {
+    const other = ref.deref() as { get?: (fallback: unknown) => unknown } | undefined;
+    if (other === undefined || other === requestId || typeof other.get !== "function") continue;
+    try {
+      if (other.get(none) !== none) return true;
+    } catch {
+      // A copy whose get() takes no fallback: nothing to tell from it.
+    }
+  }
+  return false;
+}
+
+adviseWhenUnset(requestId as ContextVar<unknown>, () =>
+  servedByAnotherCopy()
+    ? "this code runs in a request served from another copy of contextvars, whose own requestId is set: the package is loaded twice in this process (a bundler that evaluates it again, such as Vite's ssr.noExternal or Next.js without serverExternalPackages, or two versions installed), and each copy knows only its own vars and its own current Context; load it once, left external to the bundle"
+    : "each request's id is set by the integration (withContext, withUpgradeContext for a server's upgrade listener, contextMiddleware or contextPlugin), so this code runs outside a request's Context: mount the integration first, before other middleware and hooks, or pass a fallback to get() where no request may be active",
 );
 
 /**
