@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { runInNewContext } from "node:vm";
 import {
   ContextVar,
   currentTask,
@@ -134,6 +135,25 @@ describe("TaskGroup: failures", () => {
       assert.equal(error.errors.length, 2);
       assert.ok(error.errors.includes(thrown), String(thrown));
     }
+  });
+
+  it("a cancelled child's AbortError caused by the reason, made in another realm: no failure", async () => {
+    // Under jest's vm contexts, Node's own timers/promises and events.once
+    // throw AbortErrors of the outer realm's Error, not of the one this package
+    // was loaded in.
+    const foreignAbortError = runInNewContext(
+      `(cause) => Object.assign(new Error("The operation was aborted", { cause }), { name: "AbortError" })`,
+    ) as (cause: unknown) => Error;
+    const error = await rejection(
+      taskGroup(async (g) => {
+        g.createTask(async (signal) => {
+          await new Promise((resolve) => signal.addEventListener("abort", resolve));
+          throw foreignAbortError(signal.reason);
+        });
+        g.createTask(() => sleep(1).then(divideByZero));
+      }),
+    );
+    assert.deepEqual(errorTypes(error), new Set([RangeError]));
   });
 
   it("the body calling createTask after a failure: the group's refusal ends it as asyncio's cancellation at its next await would, and is no failure", async () => {
