@@ -117,6 +117,13 @@ export const SKIPS: readonly Skip[] = [
   },
   {
     runtimes: NOT_NODE,
+    path: "test/integrations/test-runners.test.ts",
+    reason:
+      "runs Vitest, jest (node --experimental-vm-modules) and node:test as Node child processes on " +
+      "fixture suites: what an app's tests see under those runners, which run on Node; not run there",
+  },
+  {
+    runtimes: NOT_NODE,
     path: "test/integrations/auto-instrumentations.test.ts",
     reason:
       "asserts the spans of OpenTelemetry's Node instrumentations: instrumentation-undici reads the " +
