@@ -13,6 +13,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { inspect, promisify } from "node:util";
+import { isProxy } from "node:util/types";
+import { runInNewContext } from "node:vm";
 import { Context, ContextVar, gather, taskGroup } from "contextvars";
 import {
   type ContextPool,
@@ -377,6 +379,40 @@ describe("contextPool", () => {
     const piscina = { run: async () => undefined, options: { filename: null, name: "default" } };
     contextPool(piscina as unknown as Piscina, options as { onUncloneable?: "skip" });
     assert.equal(reads, 1);
+  });
+
+  it("a clone failure thrown from another realm (jest's vm contexts) is still the post's: a TransferError, or with \"skip\" a run without the value", async () => {
+    // Under jest this package runs in a vm context, while postMessage throws
+    // its DataCloneError (or, nested too deep, RangeError) from Node's own realm.
+    const foreign = runInNewContext(`({
+      dataClone: () => Object.assign(new Error("#<Object> could not be cloned."), { name: "DataCloneError" }),
+      range: () => new RangeError("Maximum call stack size exceeded"),
+    })`) as { dataClone: () => Error; range: () => Error };
+    for (const make of [foreign.dataClone, foreign.range]) {
+      const sent: string[][] = [];
+      const piscina = {
+        run: async (message: { values: [string, unknown][] }) => {
+          sent.push(message.values.map(([name]) => name));
+          if (message.values.some(([, value]) => isProxy(value))) throw make();
+          return "done";
+        },
+        options: { filename: "/jobs/job.js", name: "default" },
+      };
+      const proxied = new ContextVar<object>("proxied");
+      await proxied.run(new Proxy({}, {}), async () => {
+        await assert.rejects(
+          contextPool(piscina as unknown as Piscina).run(1),
+          (e) => e instanceof TransferError && /ContextVar\("proxied"\)/.test(e.message),
+        );
+        const skipping = contextPool(piscina as unknown as Piscina, { onUncloneable: "skip" });
+        assert.equal(await skipping.run(2), "done");
+      });
+      // Offered the first time, left behind the second.
+      assert.deepEqual(
+        sent.map((names) => names.includes("proxied")),
+        [true, true, false],
+      );
+    }
   });
 
   it("a run with no filename, on a Piscina made without one, names the Piscina's option", async () => {
