@@ -102,9 +102,16 @@ export function asFilename(value: unknown, name: string): string {
 // How postMessage fails on a value: a DataCloneError, or a RangeError when
 // the value is nested deeper than the serializer's stack allows (the walk
 // does not enter an Error's cause, and may itself get deeper than the
-// serializer once V8 has optimised it).
+// serializer once V8 has optimised it). By name, not instanceof: under jest
+// this package runs in a vm context, and postMessage throws from Node's realm.
 function isCloneFailure(error: unknown): boolean {
-  return error instanceof RangeError || (error instanceof Error && error.name === "DataCloneError");
+  if (typeof error !== "object" || error === null) return false;
+  try {
+    const { name } = error as { name?: unknown };
+    return name === "RangeError" || name === "DataCloneError";
+  } catch {
+    return false;
+  }
 }
 
 function holdsObject([, value]: readonly [string, unknown]): boolean {
