@@ -5,12 +5,13 @@
  * morgan, hono-pino and Hono's `logger()` on @hono/node-server, and
  * koa-pino-logger. Each test sends 400 concurrent requests, each with its
  * own `x-request-id` and `x-user`, through random awaits in middleware and
- * handler, and checks every line written to an in-memory stream: which
- * lines carry their own request's values, mounted after the integration
- * and mounted before it.
+ * handler (or 400 clients that go away once the headers arrive), and checks
+ * every line written to an in-memory stream: which lines carry their own
+ * request's values, mounted after the integration and mounted before it.
  */
 import assert from "node:assert/strict";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { once } from "node:events";
+import { createServer, type IncomingMessage, request, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import { describe, it } from "node:test";
@@ -199,6 +200,63 @@ describe("pino-http on Express 5", () => {
       [seen("handler"), seen("handler after await"), seen("request completed")],
       [0, 0, COUNT],
     );
+  });
+
+  /**
+   * `COUNT` clients that go away as the response's headers arrive: pino-http
+   * writes `request aborted` from the response's `close`, which Node emits
+   * from the socket, not from anything the handler called.
+   */
+  async function clientsGoAway(order: "after" | "before"): Promise<PinoHttpLine[]> {
+    const { stream, json } = memoryStream();
+    const onClose: Array<() => void> = [];
+    const closed = Array.from(
+      { length: COUNT },
+      (_, n) => new Promise<void>((resolve) => (onClose[n] = resolve)),
+    );
+    const app = express();
+    const context = expressContext({ seed: (req) => seedUser(req.headers) });
+    const httpLogger = pinoHttp({ logger: mixinLogger(stream) });
+    if (order === "after") app.use(context, httpLogger);
+    else app.use(httpLogger, context);
+    app.get("/orders", async (req, res) => {
+      await randomDelay();
+      res.writeHead(200).flushHeaders();
+      // Added after pino-http's: when it runs, the line is written.
+      await once(res, "close");
+      onClose[nOf(req.url)]?.();
+    });
+    const { base, stop } = await serve(app);
+    try {
+      await Promise.all(
+        Array.from(
+          { length: COUNT },
+          (_, n) =>
+            new Promise<void>((resolve, reject) => {
+              const headers = { "x-request-id": `id-${n}`, "x-user": `user-${n}` };
+              const outgoing = request(`${base}/orders?n=${n}`, { headers, agent: false });
+              outgoing.on("response", () => outgoing.destroy());
+              outgoing.on("close", resolve);
+              outgoing.on("error", (error) => (outgoing.destroyed ? resolve() : reject(error)));
+              outgoing.end();
+            }),
+        ),
+      );
+      await Promise.all(closed);
+    } finally {
+      await stop();
+    }
+    return pinoHttpLines(json());
+  }
+
+  it("a client that goes away, pino-http mounted after contextMiddleware: 'request aborted' has its request's values", async () => {
+    assert.deepEqual(tally(await clientsGoAway("after")), allOwn("request aborted"));
+  });
+
+  it("a client that goes away, pino-http mounted before: 'request aborted' has none", async () => {
+    assert.deepEqual(tally(await clientsGoAway("before")), {
+      "request aborted": { lines: COUNT, wrong: 0, missing: COUNT },
+    });
   });
 
   it("on node:http, called inside withContext's listener", async () => {
