@@ -9,11 +9,13 @@
  * being a Context.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { promisify } from "node:util";
 import * as first from "contextvars";
 
 // The second copy: the files this process loads for "contextvars" (src under
@@ -98,6 +100,19 @@ describe("two copies of the package", () => {
         },
       );
     });
+  });
+
+  it("contextvars/http loads where globalThis is frozen (SES's lockdown): the copies it can tell of are only itself", async () => {
+    const program = `Object.freeze(globalThis);
+      const { requestId } = await import("contextvars/http");
+      try { requestId.get(); } catch (error) { console.log(error.code, /mount the integration first/.test(error.message)); }`;
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      ...process.execArgv,
+      "--input-type=module",
+      "--eval",
+      program,
+    ]);
+    assert.equal(stdout.trim(), "ERR_CONTEXTVAR_UNSET true");
   });
 
   it("a look-alike of no copy gets the plain message", () => {
