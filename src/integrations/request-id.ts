@@ -25,12 +25,23 @@ export const requestId: ContextVar<string> = new ContextVar<string>("requestId")
 // requestId, which no request's integration sets: read inside a request
 // that another copy serves, it is unset, and "mount the integration" would
 // send the reader looking for a mistake that is not there.
+// A frozen globalThis (SES's lockdown and harden) keeps the list to this copy:
+// the import must not throw for the sake of a better message.
 const copiesKey = Symbol.for("contextvars.requestIds");
-const shared = globalThis as { [copiesKey]?: Array<WeakRef<object>> };
-shared[copiesKey] ??= [];
-const copies = shared[copiesKey];
+const copies = sharedList(globalThis as { [copiesKey]?: unknown });
+function sharedList(shared: { [copiesKey]?: unknown }): Array<WeakRef<object>> {
+  try {
+    shared[copiesKey] ??= [];
+    const list = shared[copiesKey];
+    if (Array.isArray(list)) return list;
+  } catch {
+    // Not extensible, or a getter that throws.
+  }
+  return [];
+}
 for (let i = copies.length - 1; i >= 0; i--) {
-  if (copies[i]?.deref() === undefined) copies.splice(i, 1);
+  const ref = copies[i] as { deref?: unknown } | undefined;
+  if (typeof ref?.deref !== "function" || ref.deref() === undefined) copies.splice(i, 1);
 }
 copies.push(new WeakRef(requestId));
 
