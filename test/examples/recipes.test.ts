@@ -104,6 +104,14 @@ describe("recipes", () => {
   );
 
   it(
+    "message-consumer.ts: a plain message listener shares the Context the client was connected in; bind(handler, new Context()) gives each message its own values and trace",
+    onNode,
+    async () => {
+      assert.deepEqual(await runRecipe("message-consumer"), MESSAGE_CONSUMER);
+    },
+  );
+
+  it(
     "test-overrides.ts: set() leaks into concurrent tests, var.run and Context.run do not",
     onNode,
     async () => {
@@ -327,6 +335,29 @@ const CHILD_PROCESS = [
   "  the child printed order-6 frank; its callback ran in order-6",
 ];
 
+const MESSAGE_CONSUMER = [
+  "a plain message listener:",
+  "  order-1 started with requestId -, user -; acked as order-3, carol",
+  "  order-2 started with requestId order-1, user alice; acked as order-3, carol",
+  "  order-3 started with requestId order-2, user bob; acked as order-3, carol",
+  "  spans that are children of their own producer's span: 1 of 3",
+  "the program's top level now reads requestId order-3, user carol",
+  "bind(handler, new Context()), order-6 failing, then order-7:",
+  "  order-4 started with requestId -, user -; acked as order-4, dave",
+  "  order-5 started with requestId -, user -; acked as order-5, erin",
+  "  order-6 started with requestId -, user -; failed as order-6, frank",
+  "  order-7 started with requestId -, user -; acked as order-7, grace",
+  "  spans that are children of their own producer's span: 4 of 4",
+  "log lines:",
+  '  {"level":30,"requestId":"order-3","user":"carol","order":"order-1","msg":"acked"}',
+  '  {"level":30,"requestId":"order-3","user":"carol","order":"order-2","msg":"acked"}',
+  '  {"level":30,"requestId":"order-3","user":"carol","order":"order-3","msg":"acked"}',
+  '  {"level":30,"requestId":"order-4","user":"dave","order":"order-4","msg":"acked"}',
+  '  {"level":30,"requestId":"order-5","user":"erin","order":"order-5","msg":"acked"}',
+  '  {"level":50,"requestId":"order-6","user":"frank","order":"order-6","err":"out of stock","msg":"failed"}',
+  '  {"level":30,"requestId":"order-7","user":"grace","order":"order-7","msg":"acked"}',
+];
+
 const TEST_OVERRIDES = [
   "set() in a test body:",
   "  ok - new checkout is on: new checkout for anonymous, 100 EUR",
@@ -362,6 +393,7 @@ const OUTPUTS: Record<string, readonly string[]> = {
   "background-work": BACKGROUND_WORK,
   "job-queues": JOB_QUEUES,
   "child-process": CHILD_PROCESS,
+  "message-consumer": MESSAGE_CONSUMER,
   "test-overrides": TEST_OVERRIDES,
   "batch-job": BATCH_JOB,
 };
