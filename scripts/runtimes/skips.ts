@@ -171,6 +171,18 @@ export const DIFFERENCES: readonly Difference[] = [
   },
   {
     runtimes: ["deno"],
+    path: "test/integrations/message-brokers.test.ts",
+    test: "an MQTT consumer on aedes > a plain message listener runs every message in the Context connect() was called in",
+    reason:
+      "pins that the mqtt client's message listener runs in the Context mqtt.connect() was called in, as " +
+      "Node's net socket callbacks do; on Deno 2.9.6 it runs in the root Context (the first message started " +
+      "with nothing set, and the connecting Context kept its value); the messages still share that one " +
+      "Context (each later one started with another's values, 299 of 300 read another's id where they " +
+      "acked), and the bind(handler, new Context()) tests pass there",
+    pinnedBy: PINNED,
+  },
+  {
+    runtimes: ["deno"],
     path: "test/integrations/http.test.ts",
     test: "contextvars/http withContext > a request sent with Expect: 100-continue reaches a 'checkContinue' listener",
     reason:
