@@ -8,16 +8,31 @@
  * leak to; fake timers with callLater, bind, timeout and TaskGroup; Node's
  * promises and AbortErrors from outside jest's vm context. Here: every one
  * of their tests passed, under each pool, and which files read the values
- * other files set (Vitest's `isolate: false`).
+ * other files set (Vitest's `isolate: false`). Under DOM environments (jest's
+ * and Vitest's jsdom, Vitest's happy-dom), the package is installed in a
+ * project of its own (fixtures/test-runners/dom/), built as `npm run build`
+ * builds it, since where it lives decides how Vitest loads it: there, which
+ * carrier the runner's resolution picks decides whether values outlive an
+ * await.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { dirname, join } from "node:path";
+import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import type { DomFacts } from "./fixtures/test-runners/dom/facts.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const fixtures = join(root, "test/integrations/fixtures/test-runners");
@@ -149,21 +164,180 @@ describe("jest 30, ES modules", () => {
   });
 });
 
+/** Runs a fixture file under node:test; resolves with its TAP output, passing or not. */
+async function nodeTest(file: string): Promise<string> {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [
+      "--conditions=contextvars-source",
+      "--import",
+      "tsx",
+      "--test",
+      "--test-reporter=tap",
+      join(fixtures, "node-test", file),
+    ],
+    { cwd: root, timeout: 30_000, env: { ...process.env, NODE_TEST_CONTEXT: undefined } },
+  ).catch((error: { stdout: string }) => ({ stdout: error.stdout }));
+  return stdout;
+}
+
 describe("node:test", () => {
   it("before, beforeEach and t.beforeEach: a body reads its hook's set, and so does every test after it", async () => {
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      [
-        "--conditions=contextvars-source",
-        "--import",
-        "tsx",
-        "--test",
-        "--test-reporter=tap",
-        join(fixtures, "node-test/hooks.ts"),
-      ],
-      { cwd: root, timeout: 30_000, env: { ...process.env, NODE_TEST_CONTEXT: undefined } },
-    );
+    const stdout = await nodeTest("hooks.ts");
     assert.match(stdout, /^# pass 5$/m, stdout);
     assert.match(stdout, /^# fail 0$/m, stdout);
+  });
+});
+
+/**
+ * A project with the package installed in its node_modules (package.json,
+ * src and dist, as packed), the DOM fixtures, and links to the runners and
+ * environments of this repository's node_modules.
+ */
+function domProject(): string {
+  const project = join(scratch, "dom-project");
+  const build = join(scratch, "dom-build");
+  for (const file of ["package.json", "tsconfig.json", "tsconfig.build.json", "src"]) {
+    cpSync(join(root, file), join(build, file), { recursive: true });
+  }
+  symlinkSync(join(root, "node_modules"), join(build, "node_modules"), "dir");
+  const tsc = join(root, "node_modules/typescript/bin/tsc");
+  execFileSync(process.execPath, [tsc, "-p", join(build, "tsconfig.build.json")], {
+    timeout: 60_000,
+  });
+  const installed = join(project, "node_modules/contextvars");
+  for (const file of ["package.json", "src", "dist"]) {
+    cpSync(join(build, file), join(installed, file), { recursive: true });
+  }
+  const linked = [
+    "vitest",
+    "jest",
+    "@jest/globals",
+    "jest-environment-jsdom",
+    "jsdom",
+    "happy-dom",
+  ];
+  for (const name of [...linked, "esbuild"]) {
+    mkdirSync(dirname(join(project, "node_modules", name)), { recursive: true });
+    symlinkSync(join(root, "node_modules", name), join(project, "node_modules", name), "dir");
+  }
+  const dom = join(fixtures, "dom");
+  for (const file of readdirSync(dom)) cpSync(join(dom, file), join(project, file));
+  cpSync(join(fixtures, "jest/strip-types.cjs"), join(project, "strip-types.cjs"));
+  writeFileSync(join(project, "package.json"), '{ "private": true, "type": "module" }\n');
+  return project;
+}
+
+let domDir = "";
+let domRuns = 0;
+
+/** Runs the DOM fixture spec under one runner set-up; resolves with the facts it recorded. */
+async function domFacts(args: string[], env: Record<string, string> = {}): Promise<DomFacts> {
+  const factsLog = join(scratch, `facts-${++domRuns}.jsonl`);
+  allPassed(await run(domDir, args, { ...env, FACTS_LOG: factsLog }), 1);
+  const lines = readFileSync(factsLog, "utf8").trim().split("\n");
+  assert.equal(lines.length, 1);
+  return (JSON.parse(lines[0] as string) as { facts: DomFacts }).facts;
+}
+
+const domJest = (config: string) =>
+  domFacts([
+    "--experimental-vm-modules",
+    "--no-warnings",
+    join(domDir, "node_modules/jest/bin/jest.js"),
+    "--json",
+    `--config=${config}`,
+  ]);
+
+const domVitest = (environment: string, env?: Record<string, string>) =>
+  domFacts(
+    [
+      join(domDir, "node_modules/vitest/vitest.mjs"),
+      "run",
+      "--reporter=json",
+      `--environment=${environment}`,
+    ],
+    env,
+  );
+
+/** What the values and signals are with AsyncLocalStorage (Node's conditions). */
+function valuesKept(facts: DomFacts): void {
+  assert.equal(facts.afterAwait, "ada");
+  assert.equal(facts.tasksOwn, 200);
+  assert.equal(facts.tasksSetInCaller, false);
+  assert.deepEqual(facts.isolated, ["set in isolated", "anonymous"]);
+  assert.deepEqual(facts.group, ["a", "b", "c"]);
+}
+
+/** What they are with the synchronous carrier ("browser"): the root Context after every await. */
+function valuesLost(facts: DomFacts): void {
+  assert.equal(facts.afterAwait, "anonymous");
+  assert.equal(facts.tasksOwn, 0);
+  assert.equal(facts.tasksSetInCaller, true);
+  assert.deepEqual(facts.isolated, ["anonymous", "anonymous"]);
+  assert.deepEqual(facts.group, ["anonymous", "anonymous", "anonymous"]);
+}
+
+/**
+ * The environment's own signals, whatever the carrier: accepted, and heeded
+ * when aborted; `reads` is what the task they cancelled read after its await.
+ */
+function signalsHeeded(facts: DomFacts, reads: string): void {
+  const { "what the cancelled task read after its await": read, ...outcomes } = facts.signals;
+  for (const [name, outcome] of Object.entries(outcomes)) {
+    const expected = name.includes("aborted") ? "rejected RangeError: stop" : "resolved done";
+    assert.equal(outcome, expected, name);
+  }
+  assert.equal(Object.keys(outcomes).length, 12);
+  assert.equal(read, reads);
+  assert.deepEqual(facts.refused, [
+    "TypeError: Expected `options.signal` to be an AbortSignal, got `5` (number)",
+    "TypeError: Expected `options.signal` to be an AbortSignal, got `[object Object]` (object)",
+    "TypeError: Expected `options.signal` to be an AbortSignal, got `[object EventTarget]` (object)",
+    "TypeError: Expected `options.signal` to be an AbortSignal, got `[object Object]` (object)",
+  ]);
+}
+
+describe("DOM environments, the package installed", () => {
+  before(() => {
+    domDir = domProject();
+  });
+
+  it('jest, testEnvironment "jsdom": the "browser" condition picks the synchronous carrier; after an await every value is the root Context\'s, with no error', async () => {
+    const facts = await domJest("jest.config.mjs");
+    valuesLost(facts);
+    signalsHeeded(facts, "anonymous");
+  });
+
+  it('jest, jsdom with customExportConditions ["node", "node-addons"]: AsyncLocalStorage, 200 concurrent tasks read their own values', async () => {
+    const facts = await domJest("jest.node-conditions.config.mjs");
+    valuesKept(facts);
+    signalsHeeded(facts, "bob");
+  });
+
+  it("jest, jsdom with moduleNameMapper for #carrier and #worker-threads: the same, other packages still resolved for the browser", async () => {
+    const facts = await domJest("jest.mapper.config.mjs");
+    valuesKept(facts);
+    signalsHeeded(facts, "bob");
+  });
+
+  for (const environment of ["jsdom", "happy-dom"]) {
+    it(`Vitest, environment ${environment}: Node loads the package, AsyncLocalStorage`, async () => {
+      const facts = await domVitest(environment);
+      valuesKept(facts);
+      signalsHeeded(facts, "bob");
+    });
+  }
+
+  it("Vitest, jsdom, server.deps.inline: Vite's pipeline resolves with Vitest's Node conditions, AsyncLocalStorage", async () => {
+    const facts = await domVitest("jsdom", { INLINE: "1" });
+    valuesKept(facts);
+    signalsHeeded(facts, "bob");
+  });
+
+  it('Vitest, jsdom, inlined and resolve.conditions ["browser"]: the synchronous carrier', async () => {
+    const facts = await domVitest("jsdom", { INLINE: "1", BROWSER_CONDITIONS: "1" });
+    valuesLost(facts);
+    signalsHeeded(facts, "anonymous");
   });
 });
