@@ -187,6 +187,12 @@ describe("node:test", () => {
     assert.match(stdout, /^# pass 5$/m, stdout);
     assert.match(stdout, /^# fail 0$/m, stdout);
   });
+
+  it("a jsdom and a happy-dom window made in the test: createTask, TaskGroup, taskGroup and timeout take their AbortSignals, and refuse what is not one", async () => {
+    const stdout = await nodeTest("dom-windows.ts");
+    assert.match(stdout, /^# pass 11$/m, stdout);
+    assert.match(stdout, /^# fail 0$/m, stdout);
+  });
 });
 
 /**
