@@ -15,6 +15,26 @@ interface Listeners {
 const bySignal = new WeakMap<AbortSignal, Listeners>();
 
 /**
+ * Whether value is an AbortSignal: this realm's, or another realm's, such as
+ * a jsdom or happy-dom window's, which fails `instanceof AbortSignal` and
+ * which Node's own timers, `events.once` and fetch take. Those are told by
+ * what tasks and groups use of a signal, as Node tells them: a boolean
+ * `aborted` and the two listener methods (its `reason` may be anything).
+ * This realm's pass the first check, so a signal from an AbortController
+ * costs one `instanceof`.
+ */
+export function isAbortSignal(value: unknown): value is AbortSignal {
+  if (value instanceof AbortSignal) return true;
+  if (typeof value !== "object" || value === null) return false;
+  const signal = value as Partial<Record<keyof AbortSignal, unknown>>;
+  return (
+    typeof signal.aborted === "boolean" &&
+    typeof signal.addEventListener === "function" &&
+    typeof signal.removeEventListener === "function"
+  );
+}
+
+/**
  * Calls callback when signal aborts, in the order callbacks were added, once.
  * The signal must not be aborted yet. A callback removed with offAbort before
  * its turn (by one called before it, say) is not called.

@@ -9,7 +9,7 @@ import type { Context } from "../core/context.ts";
 import { currentContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
 import { argumentError, assertFunction, contextError } from "../errors.ts";
-import { offAbort, onAbort } from "./abort-listeners.ts";
+import { isAbortSignal, offAbort, onAbort } from "./abort-listeners.ts";
 import {
   createTask,
   failureAfterCancelOf,
@@ -105,7 +105,7 @@ export class TaskGroup implements AsyncDisposable {
       throw argumentError("options.name", "a string", name);
     }
     const signal = options?.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    if (signal !== undefined && !isAbortSignal(signal)) {
       throw argumentError("options.signal", "an AbortSignal", signal);
     }
     this.name = name ?? `TaskGroup-${++groupCount}`;

@@ -5,7 +5,7 @@ import { currentContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
 import { thenOf } from "../core/then-of.ts";
 import { argumentError } from "../errors.ts";
-import { offAbort, onAbort } from "./abort-listeners.ts";
+import { isAbortSignal, offAbort, onAbort } from "./abort-listeners.ts";
 
 // Module-local aliases for task creation's hot path: an imported binding is
 // read through the exporting module's cell, with a check that it has been
@@ -518,7 +518,7 @@ export function createTask<T>(fn: TaskFunction<T>, options?: TaskOptions): Task<
     throw argumentError("options.name", "a string", name);
   }
   assertContext("options.context", context);
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+  if (signal !== undefined && !isAbortSignal(signal)) {
     throw argumentError("options.signal", "an AbortSignal", signal);
   }
   return createTaskImpl(fn, name, context, signal, undefined, 0);
