@@ -13,7 +13,8 @@
  * project of its own (fixtures/test-runners/dom/), built as `npm run build`
  * builds it, since where it lives decides how Vitest loads it: there, which
  * carrier the runner's resolution picks decides whether values outlive an
- * await.
+ * await. Under node:test, a jsdom and a happy-dom window made by the test
+ * hand it AbortSignals of their own realm.
  */
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
