@@ -118,6 +118,14 @@ export const SKIPS: readonly Skip[] = [
   },
   {
     runtimes: NOT_NODE,
+    path: "test/integrations/fastify-plugins.test.ts",
+    reason:
+      "pins where pg's callback API calls back (the Context in which a connection's socket was opened) " +
+      "under Node's AsyncLocalStorage, with sessions in PGlite served over TCP by pglite-socket; " +
+      "not run there (not measured)",
+  },
+  {
+    runtimes: NOT_NODE,
     path: "test/integrations/child-processes.test.ts",
     reason:
       "forks children with Node's execArgv (--import tsx) and runs node:cluster; every test is " +
