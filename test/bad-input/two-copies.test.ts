@@ -106,12 +106,11 @@ describe("two copies of the package", () => {
     const program = `Object.freeze(globalThis);
       const { requestId } = await import("contextvars/http");
       try { requestId.get(); } catch (error) { console.log(error.code, /mount the integration first/.test(error.message)); }`;
-    const { stdout } = await promisify(execFile)(process.execPath, [
-      ...process.execArgv,
-      "--input-type=module",
-      "--eval",
-      program,
-    ]);
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [...process.execArgv, "--input-type=module", "--eval", program],
+      { timeout: 60_000 },
+    );
     assert.equal(stdout.trim(), "ERR_CONTEXTVAR_UNSET true");
   });
 
