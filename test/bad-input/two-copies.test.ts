@@ -114,6 +114,36 @@ describe("two copies of the package", () => {
     assert.equal(stdout.trim(), "ERR_CONTEXTVAR_UNSET true");
   });
 
+  it("contextvars/http loads where there is no WeakRef (Cloudflare Workers before the enable_weak_ref date): the copies it can tell of are only itself", async () => {
+    const program = `delete globalThis.WeakRef;
+      const { requestId } = await import("contextvars/http");
+      try { requestId.get(); } catch (error) { console.log(error.code, /mount the integration first/.test(error.message)); }`;
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [...process.execArgv, "--input-type=module", "--eval", program],
+      { timeout: 60_000 },
+    );
+    assert.equal(stdout.trim(), "ERR_CONTEXTVAR_UNSET true");
+  });
+
+  it("an entry another version of the package put on the shared list after this copy loaded is passed over: requestId still throws its LookupError", async () => {
+    const { requestId } = await import("contextvars/http");
+    const list = (globalThis as Record<symbol, unknown>)[Symbol.for("contextvars.requestIds")];
+    assert.ok(Array.isArray(list));
+    const strays = [null, {}, { deref: () => null }];
+    list.push(...strays);
+    try {
+      assert.throws(
+        () => requestId.get(),
+        (error: Error & { code?: string }) =>
+          error.code === "ERR_CONTEXTVAR_UNSET" &&
+          /mount the integration first/.test(error.message),
+      );
+    } finally {
+      list.splice(list.length - strays.length, strays.length);
+    }
+  });
+
   it("a look-alike of no copy gets the plain message", () => {
     assert.throws(
       () => first.bind(() => {}, {} as never),
