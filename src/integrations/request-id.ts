@@ -25,11 +25,15 @@ export const requestId: ContextVar<string> = new ContextVar<string>("requestId")
 // requestId, which no request's integration sets: read inside a request
 // that another copy serves, it is unset, and "mount the integration" would
 // send the reader looking for a mistake that is not there.
-// A frozen globalThis (SES's lockdown and harden) keeps the list to this copy:
-// the import must not throw for the sake of a better message.
+// A frozen globalThis (SES's lockdown and harden), or a runtime without
+// WeakRef (Cloudflare Workers before enable_weak_ref's date), keeps the list
+// to this copy: the import must not throw for the sake of a better message.
+// The list is shared with copies of other versions, so an entry is read as
+// anything until shown to be a WeakRef of a var with get().
 const copiesKey = Symbol.for("contextvars.requestIds");
-const copies = sharedList(globalThis as { [copiesKey]?: unknown });
-function sharedList(shared: { [copiesKey]?: unknown }): Array<WeakRef<object>> {
+const copies =
+  typeof WeakRef === "function" ? sharedList(globalThis as { [copiesKey]?: unknown }) : [];
+function sharedList(shared: { [copiesKey]?: unknown }): unknown[] {
   try {
     shared[copiesKey] ??= [];
     const list = shared[copiesKey];
@@ -39,19 +43,37 @@ function sharedList(shared: { [copiesKey]?: unknown }): Array<WeakRef<object>> {
   }
   return [];
 }
-for (let i = copies.length - 1; i >= 0; i--) {
-  const ref = copies[i] as { deref?: unknown } | undefined;
-  if (typeof ref?.deref !== "function" || ref.deref() === undefined) copies.splice(i, 1);
+
+/** What entry of the shared list refers to, if it is a live copy's var. */
+function varOf(entry: unknown): { get: (fallback: unknown) => unknown } | undefined {
+  try {
+    const ref = entry as { deref?: unknown } | null | undefined;
+    if (typeof ref?.deref !== "function") return undefined;
+    const other = ref.deref() as { get?: unknown } | null | undefined;
+    return typeof other?.get === "function"
+      ? (other as { get: (fallback: unknown) => unknown })
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
-copies.push(new WeakRef(requestId));
+
+if (typeof WeakRef === "function") {
+  // Dead refs go; what another version keeps there stays.
+  for (let i = copies.length - 1; i >= 0; i--) {
+    const ref = copies[i];
+    if (ref instanceof WeakRef && ref.deref() === undefined) copies.splice(i, 1);
+  }
+  copies.push(new WeakRef(requestId));
+}
 
 const none: unique symbol = Symbol("none");
 
 /** Whether another copy's requestId is set in that copy's current Context. */
 function servedByAnotherCopy(): boolean {
-  for (const ref of copies) {
-    const other = ref.deref() as { get?: (fallback: unknown) => unknown } | undefined;
-    if (other === undefined || other === requestId || typeof other.get !== "function") continue;
+  for (const entry of copies) {
+    const other = varOf(entry);
+    if (other === undefined || other === requestId) continue;
     try {
       if (other.get(none) !== none) return true;
     } catch {
