@@ -94,11 +94,20 @@ async function run(cwd: string, args: string[], env: Record<string, string> = {}
 
 const vitestDir = join(fixtures, "vitest");
 const vitest = (args: string[], env?: Record<string, string>) =>
-  run(vitestDir, [vitestBin, "run", "--reporter=json", ...args], env);
+  // --no-cache: no results cache written into the fixture's node_modules/.vite.
+  run(vitestDir, [vitestBin, "run", "--reporter=json", "--no-cache", ...args], env);
 
 const jestDir = join(fixtures, "jest");
 const jest = (args: string[]) =>
-  run(jestDir, ["--experimental-vm-modules", "--no-warnings", jestBin, "--json", ...args]);
+  run(jestDir, [
+    "--experimental-vm-modules",
+    "--no-warnings",
+    jestBin,
+    "--json",
+    // The transform cache in scratch, not left in the system's temp folder.
+    `--cacheDirectory=${join(scratch, "jest-cache")}`,
+    ...args,
+  ]);
 
 /** Every test of the report passed, and there were `count`. */
 function allPassed({ report }: Run, count: number): void {
@@ -253,6 +262,7 @@ const domJest = (config: string) =>
     "--no-warnings",
     join(domDir, "node_modules/jest/bin/jest.js"),
     "--json",
+    `--cacheDirectory=${join(scratch, "jest-cache")}`,
     `--config=${config}`,
   ]);
 
