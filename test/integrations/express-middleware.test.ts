@@ -200,7 +200,9 @@ function finishReads(round: Round): { id: number; afterSession: number; inHandle
   return counts;
 }
 
-describe("express-session after contextMiddleware, sessions in Postgres", () => {
+describe("express-session after contextMiddleware, sessions in Postgres", {
+  timeout: 60_000,
+}, () => {
   let db: PGlite;
   let wire: PGLiteSocketServer;
   let port: number;
@@ -302,7 +304,9 @@ describe("express-session after contextMiddleware, sessions in Postgres", () => 
   });
 });
 
-describe("passport, multer, compression, cors and helmet after contextMiddleware", () => {
+describe("passport, multer, compression, cors and helmet after contextMiddleware", {
+  timeout: 60_000,
+}, () => {
   let uploads: string;
   before(async () => {
     uploads = await mkdtemp(join(tmpdir(), "contextvars-multer-"));

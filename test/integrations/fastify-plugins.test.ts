@@ -47,7 +47,9 @@ function callbackStore(pool: pg.Pool) {
   };
 }
 
-describe("@fastify/session with a store on pg's callback API, and @fastify/rate-limit", () => {
+describe("@fastify/session with a store on pg's callback API, and @fastify/rate-limit", {
+  timeout: 60_000,
+}, () => {
   let db: PGlite;
   let wire: PGLiteSocketServer;
   let pool: pg.Pool;

@@ -205,7 +205,7 @@ function processSpans() {
 /** 0 to 20 ms, the same for a given n. */
 const delayOf = (n: number) => (n * 7919) % 21;
 
-describe("an MQTT consumer on aedes", () => {
+describe("an MQTT consumer on aedes", { timeout: 60_000 }, () => {
   let broker: Awaited<ReturnType<typeof startBroker>>;
   let producer: MqttClient;
   before(async () => {

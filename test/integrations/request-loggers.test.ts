@@ -147,7 +147,7 @@ function pinoHttpLines(raw: readonly Record<string, unknown>[]): PinoHttpLine[] 
 
 const seedUser = (headers: IncomingMessage["headers"]) => user.set(String(headers["x-user"]));
 
-describe("pino-http on Express 5", () => {
+describe("pino-http on Express 5", { timeout: 60_000 }, () => {
   /** contextMiddleware and pino-http in `order`, a middleware and a handler that await, two `req.log` lines. */
   async function run(order: "after" | "before"): Promise<PinoHttpLine[]> {
     const { stream, json } = memoryStream();
@@ -285,7 +285,7 @@ describe("pino-http on Express 5", () => {
   });
 });
 
-describe("koa-pino-logger (pino-http) on Koa 3", () => {
+describe("koa-pino-logger (pino-http) on Koa 3", { timeout: 60_000 }, () => {
   async function run(order: "after" | "before"): Promise<Seen[]> {
     const { stream, json } = memoryStream();
     const app = new Koa();
@@ -320,7 +320,7 @@ describe("koa-pino-logger (pino-http) on Koa 3", () => {
   });
 });
 
-describe("Fastify 5's own logger with contextPlugin", () => {
+describe("Fastify 5's own logger with contextPlugin", { timeout: 60_000 }, () => {
   const variants = {
     "logger: { mixin, stream }": (stream: Writable) =>
       Fastify({
@@ -439,7 +439,7 @@ describe("Fastify 5's own logger with contextPlugin", () => {
   });
 });
 
-describe("morgan on Express 5", () => {
+describe("morgan on Express 5", { timeout: 60_000 }, () => {
   morgan.token("rid", () => requestId.get("-"));
   morgan.token("user", () => user.get("-"));
 
@@ -483,7 +483,7 @@ describe("morgan on Express 5", () => {
   }
 });
 
-describe("Hono 4 on @hono/node-server", () => {
+describe("Hono 4 on @hono/node-server", { timeout: 60_000 }, () => {
   type Env = { Variables: { logger?: PinoLogger } };
 
   async function serveApp(app: Hono<Env>) {

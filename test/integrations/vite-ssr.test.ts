@@ -157,7 +157,7 @@ function ownReads(results: Array<{ own: string; read: [string, string] }>): numb
   return results.filter(({ own, read }) => read[0] === own && read[1] === own).length;
 }
 
-describe("Vite's SSR dev server behind Express", () => {
+describe("Vite's SSR dev server behind Express", { timeout: 60_000 }, () => {
   it("modules Vite loads share the server's contextvars: ssrLoadModule, the ssr environment's runner and a runner of one's own", async () => {
     const vite = await startVite();
     try {
