@@ -61,14 +61,18 @@ function makeRoot(): string {
   return root;
 }
 
-/** A dev server in middleware mode, watcher off; `inline` puts the package in `ssr.noExternal`. */
+/**
+ * A dev server in middleware mode, watcher off, and no HMR WebSocket server
+ * (which would listen on every interface, port 24678); `inline` puts the
+ * package in `ssr.noExternal`.
+ */
 async function startVite(inline = false): Promise<ViteDevServer> {
   return createViteServer({
     root: makeRoot(),
     configFile: false,
     logLevel: "silent",
     appType: "custom",
-    server: { middlewareMode: true, watch: null, hmr: false },
+    server: { middlewareMode: true, watch: null, hmr: false, ws: false },
     ssr: {
       ...(inline
         ? { noExternal: ["contextvars"] }
