@@ -255,6 +255,35 @@ describe("the signal option", () => {
       (e) => e instanceof AggregateError && e.errors.length === 1 && e.errors[0] === failure,
     );
   });
+
+  it("a group's own outer signal whose removeEventListener throws: the group's outcome stands", async () => {
+    const exotic = (): AbortSignal => {
+      const signal = new AbortController().signal;
+      Object.defineProperty(signal, "removeEventListener", {
+        value() {
+          throw new Error("removeEventListener threw");
+        },
+      });
+      return signal;
+    };
+    const group = new TaskGroup({ signal: exotic() });
+    const child = group.createTask(async () => "done");
+    await group.wait();
+    assert.equal(await child, "done");
+    assert.equal(await taskGroup(async () => "body's", { signal: exotic() }), "body's");
+    const failure = new Error("child failed");
+    await assert.rejects(
+      taskGroup(
+        async (g) => {
+          g.createTask(async () => {
+            throw failure;
+          });
+        },
+        { signal: exotic() },
+      ),
+      (e) => e instanceof AggregateError && e.errors.length === 1 && e.errors[0] === failure,
+    );
+  });
 });
 
 describe("a task's children", () => {
