@@ -217,7 +217,13 @@ export class TaskGroup implements AsyncDisposable {
   wait(): Promise<void> {
     this.#waiting ??= this.#waitForAll().then(() => {
       this.#state = "closed";
-      this.#detach?.();
+      try {
+        this.#detach?.();
+      } catch {
+        // Only a signal whose own removeEventListener throws gets here (one
+        // from another realm, or a look-alike): the group's outcome stands,
+        // and the listener it kept aborts a group that is over.
+      }
       this.#detach = undefined;
       if (this.#failures.length > 0) {
         const count = this.#failures.length;
