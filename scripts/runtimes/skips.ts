@@ -155,6 +155,15 @@ export const SKIPS: readonly Skip[] = [
       "(20.19 or later); not run there (not measured)",
   },
   {
+    runtimes: NOT_NODE,
+    path: "test/integrations/meta-frameworks.test.ts",
+    reason:
+      "builds a SvelteKit and an Astro app with their own builds in a child process of process.execPath " +
+      "with Node's flags (--conditions, --import tsx), and imports the built servers, which load the " +
+      "package's TypeScript source through tsx's loader; Vite 8 and Astro 5 are made for Node; not run " +
+      "there (not measured)",
+  },
+  {
     runtimes: ["deno"],
     path: "test/integrations/http2.test.ts",
     reason:
