@@ -171,8 +171,9 @@ export async function GET({ locals }) {
 };
 
 const ASTRO: Record<string, string> = {
-  // Not contextvars: Astro 5 reads each dependency's package.json and calls keywords.includes().
-  "package.json": `{ "type": "module", "dependencies": { "app-vars": "*" } }`,
+  // Astro 5 reads each dependency's package.json and calls keywords.includes():
+  // listing the package checks that its manifest builds (test/package/manifest.test.ts).
+  "package.json": `{ "type": "module", "dependencies": { "app-vars": "*", "contextvars": "*" } }`,
   "astro.config.mjs": `
 import node from "@astrojs/node";
 export default {
@@ -251,10 +252,15 @@ function build(root: string, bin: string): Promise<void> {
     child.stderr.on("data", (chunk: Buffer) => {
       output += chunk;
     });
+    // A build that fails can stay alive (Astro 5 did, on a bad dependency
+    // manifest): ended after two minutes, with what it printed.
+    const timer = setTimeout(() => child.kill(), 120_000);
     child.on("error", reject);
-    child.on("close", (code) =>
-      code === 0 ? resolve() : reject(new Error(`${bin} build exited ${code}:\n${output}`)),
-    );
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve();
+      else reject(new Error(`${bin} build exited ${code ?? signal}:\n${output}`));
+    });
   });
 }
 
