@@ -305,3 +305,13 @@ export function assertFunction(
     throw argumentError(name, "a function", value, where);
   }
 }
+
+/**
+ * Whether value is an Error of any realm, as Koa's own onerror tells one: by
+ * its brand, then instanceof. Under jest (and Vitest's vm pools) this package
+ * runs in a vm context, and the errors Node throws (AbortErrors from
+ * timers/promises and events.once) are the outer realm's. Internal.
+ */
+export function isErrorOfAnyRealm(value: unknown): value is Error {
+  return Object.prototype.toString.call(value) === "[object Error]" || value instanceof Error;
+}

@@ -6,6 +6,7 @@ import { format, inspect } from "node:util";
 import type { Context, Middleware, Next } from "koa";
 import { carrier } from "../carrier/select.ts";
 import type { Context as RequestContext } from "../core/context.ts";
+import { isErrorOfAnyRealm } from "../errors.ts";
 import { bindUpgrade } from "./http-upgrade.ts";
 import { bindEarlierListeners } from "./request-emitters.ts";
 import {
@@ -76,7 +77,7 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
     ? (ctx: Context, error: unknown): never => {
         // Koa replaces anything but a native Error with a new Error of this
         // message, dropping its headers; making that Error here lets it carry them.
-        const failed = isNativeError(error) ? error : new Error(nonErrorMessage(error));
+        const failed = isErrorOfAnyRealm(error) ? error : new Error(nonErrorMessage(error));
         // The id goes onto the error in this request's own ctx.onerror, just
         // before Koa reads err.headers there, not now: one Error object can be
         // thrown by several requests (a module-level constant), and another
@@ -87,7 +88,7 @@ export function contextMiddleware(options?: KoaContextOptions): Middleware {
           ctx,
           "onerror",
           function onerrorWithId(this: Context, err: unknown) {
-            if (isNativeError(err)) addHeader(err, header, id);
+            if (isErrorOfAnyRealm(err)) addHeader(err, header, id);
             Reflect.apply(onerror, this, [err]);
           },
         );
@@ -195,9 +196,4 @@ function nonErrorMessage(error: unknown): string {
       return "non-error thrown";
     }
   }
-}
-
-// Koa's own test (context.js onerror): an Error of any realm.
-function isNativeError(error: unknown): error is Error {
-  return Object.prototype.toString.call(error) === "[object Error]" || error instanceof Error;
 }

@@ -8,7 +8,7 @@ import { carrier } from "../carrier/select.ts";
 import type { Context } from "../core/context.ts";
 import { currentContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
-import { argumentError, assertFunction, contextError } from "../errors.ts";
+import { argumentError, assertFunction, contextError, isErrorOfAnyRealm } from "../errors.ts";
 import { isAbortSignal, offAbort, onAbort } from "./abort-listeners.ts";
 import {
   createTask,
@@ -305,19 +305,14 @@ export class TaskGroup implements AsyncDisposable {
  * Whether error is signal's abort: its reason, or an AbortError caused by it
  * (timers/promises, events.once). An exotic error that throws when looked at
  * (a Proxy whose getPrototypeOf trap throws, a name or cause getter that
- * throws) is none: a failure, and what waits for it still goes on. Under
- * jest, this package runs in a vm context and Node's AbortErrors are of the
- * outer realm's Error: the brand, not instanceof, says they are errors.
+ * throws) is none: a failure, and what waits for it still goes on. Node's
+ * AbortErrors are another realm's under jest (isErrorOfAnyRealm).
  */
 function causedBy(signal: AbortSignal, error: unknown): boolean {
   if (!signal.aborted) return false;
   if (error === signal.reason) return true;
   try {
-    return (
-      (error instanceof Error || Object.prototype.toString.call(error) === "[object Error]") &&
-      (error as Error).name === "AbortError" &&
-      (error as Error).cause === signal.reason
-    );
+    return isErrorOfAnyRealm(error) && error.name === "AbortError" && error.cause === signal.reason;
   } catch {
     return false;
   }
