@@ -31,17 +31,26 @@ export const requestId: ContextVar<string> = new ContextVar<string>("requestId")
 // The list is shared with copies of other versions, so an entry is read as
 // anything until shown to be a WeakRef of a var with get().
 const copiesKey = Symbol.for("contextvars.requestIds");
-const copies =
-  typeof WeakRef === "function" ? sharedList(globalThis as { [copiesKey]?: unknown }) : [];
-function sharedList(shared: { [copiesKey]?: unknown }): unknown[] {
+const copies = registerCopy(globalThis as { [copiesKey]?: unknown });
+
+/** Adds this copy's requestId to the shared list, and returns the list (or an empty one of its own). */
+function registerCopy(shared: { [copiesKey]?: unknown }): unknown[] {
+  if (typeof WeakRef !== "function") return [];
+  let list: unknown;
   try {
     shared[copiesKey] ??= [];
-    const list = shared[copiesKey];
-    if (Array.isArray(list)) return list;
+    list = shared[copiesKey];
   } catch {
-    // Not extensible, or a getter that throws.
+    return []; // Not extensible, or a getter that throws.
   }
-  return [];
+  if (!Array.isArray(list)) return [];
+  // Dead refs go; what another version keeps there stays.
+  for (let i = list.length - 1; i >= 0; i--) {
+    const ref: unknown = list[i];
+    if (ref instanceof WeakRef && ref.deref() === undefined) list.splice(i, 1);
+  }
+  list.push(new WeakRef(requestId));
+  return list;
 }
 
 /** What entry of the shared list refers to, if it is a live copy's var. */
@@ -56,15 +65,6 @@ function varOf(entry: unknown): { get: (fallback: unknown) => unknown } | undefi
   } catch {
     return undefined;
   }
-}
-
-if (typeof WeakRef === "function") {
-  // Dead refs go; what another version keeps there stays.
-  for (let i = copies.length - 1; i >= 0; i--) {
-    const ref = copies[i];
-    if (ref instanceof WeakRef && ref.deref() === undefined) copies.splice(i, 1);
-  }
-  copies.push(new WeakRef(requestId));
 }
 
 const none: unique symbol = Symbol("none");
