@@ -20,9 +20,8 @@ import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { io, type Socket } from "socket.io-client";
 import { buildPackage } from "../http/build.ts";
-import { checkArguments, names, option } from "../http/cli.ts";
 import { markOf, startServer, stopServer } from "../http/server-process.ts";
-import { runCycles } from "../ws/cycles.ts";
+import { cycleArguments, runCycles } from "../ws/cycles.ts";
 import { report } from "../ws/report.ts";
 import type { Mode } from "./server.ts";
 
@@ -34,25 +33,10 @@ const PAIRS: ReadonlyArray<readonly [Mode, Mode, string]> = [
   ["ours", "als", "ours/als"],
 ];
 
-checkArguments(
-  `usage: npm run bench:socket.io [-- --rounds 6] [--cycles 2] [--duration 1] [--warmup 1]
-       [--connections 50] [--size 16] [--modes ${MODES.join(",")}] [--prof dir]`,
-  ["rounds", "cycles", "duration", "warmup", "connections", "size", "modes", "prof"],
+const { rounds, cycles, duration, warmup, connections, size, modes, profile } = cycleArguments(
+  "bench:socket.io",
+  MODES,
 );
-const rounds = option("rounds", 6, { whole: true });
-const cycles = option("cycles", 2, { whole: true });
-const duration = option("duration", 1);
-const warmup = option("warmup", 1);
-const connections = option("connections", 50, { whole: true });
-const size = option("size", 16, { whole: true });
-const chosen = names("modes", MODES);
-// In MODES' order, whatever the order given.
-const modes = chosen === undefined ? [...MODES] : MODES.filter((m) => chosen.includes(m));
-
-// --prof <dir>: each server writes a V8 CPU profile there when it exits (--cpu-prof).
-const profAt = process.argv.indexOf("--prof");
-const profile =
-  profAt === -1 ? [] : ["--cpu-prof", "--cpu-prof-dir", process.argv[profAt + 1] ?? "."];
 
 const serverPath = fileURLToPath(new URL("./server.ts", import.meta.url));
 const build = buildPackage();

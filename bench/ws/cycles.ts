@@ -7,6 +7,7 @@
  * whatever else runs on the machine). Ratios are taken within a cycle
  * (report.ts).
  */
+import { checkArguments, names, option } from "../http/cli.ts";
 import type { Cycle, Sample } from "./report.ts";
 
 export interface CycleOptions<M extends string, S extends { readonly mode: M }> {
@@ -61,4 +62,46 @@ export async function runCycles<M extends string, S extends { readonly mode: M }
     }
   }
   return all;
+}
+
+/** What both runners' command lines give, read and checked. */
+export interface CycleArguments<M extends string>
+  extends Pick<
+    CycleOptions<M, { mode: M }>,
+    "modes" | "rounds" | "cycles" | "warmup" | "duration"
+  > {
+  readonly connections: number;
+  readonly size: number;
+  /** Node flags for each server: a V8 CPU profile per server with --prof <dir>. */
+  readonly profile: string[];
+}
+
+/**
+ * Reads `--rounds 6 --cycles 2 --duration 1 --warmup 1 --connections 50
+ * --size 16 --modes … --prof dir`, as bench:ws and bench:socket.io take
+ * them; `script` names the npm script in the usage line. Exits with the
+ * usage on an unknown or malformed option (cli.ts).
+ */
+export function cycleArguments<M extends string>(
+  script: string,
+  all: readonly M[],
+): CycleArguments<M> {
+  checkArguments(
+    `usage: npm run ${script} [-- --rounds 6] [--cycles 2] [--duration 1] [--warmup 1]
+       [--connections 50] [--size 16] [--modes ${all.join(",")}] [--prof dir]`,
+    ["rounds", "cycles", "duration", "warmup", "connections", "size", "modes", "prof"],
+  );
+  const chosen = names("modes", all);
+  const profAt = process.argv.indexOf("--prof");
+  return {
+    rounds: option("rounds", 6, { whole: true }),
+    cycles: option("cycles", 2, { whole: true }),
+    duration: option("duration", 1),
+    warmup: option("warmup", 1),
+    connections: option("connections", 50, { whole: true }),
+    size: option("size", 16, { whole: true }),
+    // In the order of `all`, whatever the order given.
+    modes: chosen === undefined ? [...all] : all.filter((m) => chosen.includes(m)),
+    profile: profAt === -1 ? [] : ["--cpu-prof", "--cpu-prof-dir", process.argv[profAt + 1] ?? "."],
+  };
 }

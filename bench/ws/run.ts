@@ -21,9 +21,8 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 import { buildPackage } from "../http/build.ts";
-import { checkArguments, names, option } from "../http/cli.ts";
 import { markOf, startServer, stopServer } from "../http/server-process.ts";
-import { runCycles } from "./cycles.ts";
+import { cycleArguments, runCycles } from "./cycles.ts";
 import { report } from "./report.ts";
 import type { Mode } from "./server.ts";
 
@@ -37,25 +36,10 @@ const PAIRS: ReadonlyArray<readonly [Mode, Mode, string]> = [
   ["ours", "alsbound", "ours/alsbound"],
 ];
 
-checkArguments(
-  `usage: npm run bench:ws [-- --rounds 6] [--cycles 2] [--duration 1] [--warmup 1]
-       [--connections 50] [--size 16] [--modes ${MODES.join(",")}] [--prof dir]`,
-  ["rounds", "cycles", "duration", "warmup", "connections", "size", "modes", "prof"],
+const { rounds, cycles, duration, warmup, connections, size, modes, profile } = cycleArguments(
+  "bench:ws",
+  MODES,
 );
-const rounds = option("rounds", 6, { whole: true });
-const cycles = option("cycles", 2, { whole: true });
-const duration = option("duration", 1);
-const warmup = option("warmup", 1);
-const connections = option("connections", 50, { whole: true });
-const size = option("size", 16, { whole: true });
-const chosen = names("modes", MODES);
-// In MODES' order, whatever the order given.
-const modes = chosen === undefined ? [...MODES] : MODES.filter((m) => chosen.includes(m));
-
-// --prof <dir>: each server writes a V8 CPU profile there when it exits (--cpu-prof).
-const profAt = process.argv.indexOf("--prof");
-const profile =
-  profAt === -1 ? [] : ["--cpu-prof", "--cpu-prof-dir", process.argv[profAt + 1] ?? "."];
 
 const serverPath = fileURLToPath(new URL("./server.ts", import.meta.url));
 const build = buildPackage();
