@@ -164,6 +164,14 @@ export const SKIPS: readonly Skip[] = [
       "there (not measured)",
   },
   {
+    runtimes: NOT_NODE,
+    path: "test/integrations/nitro.test.ts",
+    reason:
+      "builds a Nitro 2 app with nitropack's own build in a child process of process.execPath and starts " +
+      "its node-server output and nitropack dev the same way (on Deno that binary is deno); the dev server " +
+      "runs the app in a node:worker_threads Worker; not run there (not measured)",
+  },
+  {
     runtimes: ["deno"],
     path: "test/integrations/http2.test.ts",
     reason:
