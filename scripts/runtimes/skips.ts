@@ -110,6 +110,20 @@ export const SKIPS: readonly Skip[] = [
   },
   {
     runtimes: NOT_NODE,
+    path: "test/integrations/nest-microservices.test.ts",
+    reason:
+      "runs a NestJS app compiled with experimentalDecorators, which it gets from tsx's TSX_TSCONFIG_PATH, " +
+      "in a process started as process.execPath with Node's flags (--import tsx); not run there (not measured)",
+  },
+  {
+    runtimes: NOT_NODE,
+    path: "test/integrations/nest-http.test.ts",
+    reason:
+      "compiles the docs' NestJS code with tsc and runs it in a process started as process.execPath with " +
+      "Node's flags (--import tsx --input-type=module -e); not run there (not measured)",
+  },
+  {
+    runtimes: NOT_NODE,
     path: "test/integrations/express-middleware.test.ts",
     reason:
       "pins where pg's callback API calls back (the Context in which a connection's socket was opened) " +
