@@ -162,6 +162,22 @@ export const SKIPS: readonly Skip[] = [
   },
   {
     runtimes: NOT_NODE,
+    path: "test/integrations/apm-sentry.test.ts",
+    reason:
+      "starts the app as a child of process.execPath with Node's flags (--import tsx, --import of the " +
+      "file that calls Sentry.init), as Sentry's docs start an ES module app; @sentry/node is made for " +
+      "Node, and its instrumentation reads Node's diagnostics channels; not run there (not measured)",
+  },
+  {
+    runtimes: NOT_NODE,
+    path: "test/integrations/apm-datadog.test.ts",
+    reason:
+      "starts the app as a child of process.execPath with Node's flags (--import tsx, --import " +
+      "dd-trace/initialize.mjs, which registers Node's module hooks), as dd-trace's docs start an ES " +
+      "module app; dd-trace is made for Node; not run there (not measured)",
+  },
+  {
+    runtimes: NOT_NODE,
     path: "test/integrations/vite-ssr.test.ts",
     reason:
       "Vite's dev server loads the package it leaves external with Node's own import() of the file it " +

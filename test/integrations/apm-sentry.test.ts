@@ -1,0 +1,167 @@
+/**
+ * An app that loads Sentry (`@sentry/node` 11) before itself, as Sentry's
+ * docs say (`--import` of a file that calls `Sentry.init`), with
+ * contextvars' request integrations: node:http's `withContext`, Express's
+ * `contextMiddleware` and Fastify's `contextPlugin`, 20 concurrent requests
+ * each (fixtures/apm/sentry-app.ts). Sentry sends to a sink on 127.0.0.1.
+ *
+ * - Sentry as it comes, and with its OpenTelemetry set-up
+ *   (`enableOpenTelemetrySetup: true`): each request keeps its vars after
+ *   awaits, a timer, `gather` and `createTask`, and its own Sentry span and
+ *   isolation scope; an error event, from `captureException` in the handler
+ *   or from Sentry's Express or Fastify error handler, carries the request's
+ *   scope tag, and `beforeSend` runs in the request's Context, so it can copy
+ *   vars in.
+ * - `ContextVarsContextManager` for the app's own OpenTelemetry, beside
+ *   Sentry without its set-up: both hold.
+ * - `ContextVarsContextManager` in place of Sentry's context manager (when
+ *   Sentry's set-up is on): Sentry forks its scopes in its own manager's
+ *   `with`, so without it every request writes its tags into one shared
+ *   isolation scope, and error events go out with another request's tags;
+ *   Sentry's spans for Express's middleware and handlers lose their parent.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { Tally } from "./fixtures/apm/requests.ts";
+import { runApp } from "./fixtures/apm/run.ts";
+import { type EnvelopeItem, type Sink, startSink } from "./fixtures/apm/sink.ts";
+
+interface Result {
+  http: Tally;
+  express: Tally;
+  fastify: Tally;
+  expressFailed: number;
+  fastifyFailed: number;
+  otelWrong: number;
+  flushed: boolean;
+}
+
+interface StreamedSpan {
+  name: string;
+  span_id: string;
+  parent_span_id?: string;
+  is_segment: boolean;
+  attributes: Record<string, { value: unknown }>;
+}
+
+const SERVERS = ["http", "express", "fastify"] as const;
+const REQUESTS = 20;
+/** 20 `captureException` calls on each of the three servers, and 20 throws for each of Express's and Fastify's Sentry error handlers. */
+const EVENTS = 5 * REQUESTS;
+/** One http.server segment for each of those requests. */
+const REQUEST_SEGMENTS = 5 * REQUESTS;
+
+/** Error events: how many carry the failing request's user as Sentry's scope tag, and as the var beforeSend copied. */
+function events(items: EnvelopeItem[]) {
+  const counts = { events: 0, ownTag: 0, ownVar: 0 };
+  for (const { type, payload } of items) {
+    if (type !== "event") continue;
+    counts.events++;
+    const tags = payload.tags as Record<string, string>;
+    const values = (payload.exception as { values: { value: string }[] }).values;
+    const failed = values[0]?.value.replace("failed for ", "");
+    if (tags.user === failed) counts.ownTag++;
+    if (tags["cv.user"] === failed) counts.ownVar++;
+  }
+  return counts;
+}
+
+function spans(items: EnvelopeItem[]): StreamedSpan[] {
+  return items
+    .filter((item) => item.type === "span")
+    .flatMap((item) => (item.payload as { items: StreamedSpan[] }).items);
+}
+
+const op = (span: StreamedSpan) => span.attributes["sentry.op"]?.value;
+
+let sink: Sink;
+before(async () => {
+  sink = await startSink();
+});
+after(() => sink.close());
+
+async function run(env: Record<string, string>) {
+  sink.sentry.length = 0;
+  const result = await runApp<Result>(
+    "./test/integrations/fixtures/apm/sentry-instrument.ts",
+    "sentry-app.ts",
+    {
+      SENTRY_SINK: sink.host,
+      REQUESTS: String(REQUESTS),
+      ...env,
+    },
+  );
+  assert.equal(result.flushed, true);
+  return { result, items: [...sink.sentry] };
+}
+
+function assertEachRequestOwn(result: Result) {
+  assert.equal(result.expressFailed, REQUESTS);
+  assert.equal(result.fastifyFailed, REQUESTS);
+  for (const server of SERVERS) {
+    assert.deepEqual(
+      result[server],
+      { requests: REQUESTS, varsWrong: 0, rootWrong: 0, rootShared: 0, tagWrong: 0 },
+      server,
+    );
+  }
+}
+
+describe("beside Sentry", () => {
+  it("each request keeps its vars, its Sentry span and its isolation scope; beforeSend sees the request's vars", async () => {
+    const { result, items } = await run({});
+    assertEachRequestOwn(result);
+    assert.deepEqual(events(items), { events: EVENTS, ownTag: EVENTS, ownVar: EVENTS });
+    const segments = spans(items).filter((span) => span.is_segment);
+    assert.equal(segments.filter((span) => op(span) === "http.server").length, REQUEST_SEGMENTS);
+    assert.equal(segments.length, REQUEST_SEGMENTS);
+  });
+
+  it("with Sentry's OpenTelemetry set-up, the same, and the app's own spans are Sentry spans under the request's", async () => {
+    const { result, items } = await run({ SENTRY_OTEL: "1" });
+    assertEachRequestOwn(result);
+    assert.equal(result.otelWrong, 0);
+    assert.deepEqual(events(items), { events: EVENTS, ownTag: EVENTS, ownVar: EVENTS });
+    const all = spans(items);
+    const ids = new Set(all.map((span) => span.span_id));
+    const work = all.filter((span) => span.name === "work");
+    assert.equal(work.length, 3 * REQUESTS);
+    assert.equal(
+      work.filter((span) => !span.is_segment && ids.has(span.parent_span_id ?? "")).length,
+      3 * REQUESTS,
+    );
+    assert.equal(all.filter((span) => span.is_segment).length, REQUEST_SEGMENTS);
+  });
+
+  it("ContextVarsContextManager for the app's own OpenTelemetry beside Sentry without its set-up: both hold", async () => {
+    const { result, items } = await run({ CONTEXT_MANAGER: "ours" });
+    assertEachRequestOwn(result);
+    assert.equal(result.otelWrong, 0);
+    assert.deepEqual(events(items), { events: EVENTS, ownTag: EVENTS, ownVar: EVENTS });
+    assert.equal(
+      spans(items).filter((span) => span.is_segment && op(span) === "http.server").length,
+      REQUEST_SEGMENTS,
+    );
+  });
+
+  it("ContextVarsContextManager in place of Sentry's: requests share Sentry's scope, and Express's spans become segments", async () => {
+    const { result, items } = await run({ SENTRY_OTEL: "1", CONTEXT_MANAGER: "ours" });
+    for (const server of SERVERS) {
+      // The vars and Sentry's active span still follow each request; Sentry's scope tags do not.
+      assert.equal(result[server].varsWrong, 0, server);
+      assert.equal(result[server].rootWrong, 0, server);
+      assert.ok(result[server].tagWrong > 0, `${server}: ${result[server].tagWrong}`);
+    }
+    const counts = events(items);
+    assert.equal(counts.events, EVENTS);
+    assert.equal(counts.ownVar, EVENTS); // beforeSend still runs in the request's Context
+    assert.ok(counts.ownTag < EVENTS, `${counts.ownTag} events had their own request's tag`);
+    // Sentry's Express spans (contextMiddleware's and the handlers') lose the request's span as
+    // their parent: each is sent as a segment of its own, beside the request's http.server segment.
+    const segments = spans(items).filter((span) => span.is_segment);
+    assert.equal(segments.filter((span) => op(span) === "http.server").length, REQUEST_SEGMENTS);
+    const split = segments.filter((span) => op(span) !== "http.server");
+    assert.ok(split.length > 0);
+    assert.deepEqual(new Set(split.map(op)), new Set(["middleware", "handler"]));
+  });
+});
