@@ -13,7 +13,10 @@
  *   scope tag, and `beforeSend` runs in the request's Context, so it can copy
  *   vars in.
  * - `ContextVarsContextManager` for the app's own OpenTelemetry, beside
- *   Sentry without its set-up: both hold.
+ *   Sentry without its set-up: both hold. With Sentry's tracing off and its
+ *   `openTelemetryIntegration()` (Sentry's way to leave tracing to the app's
+ *   OpenTelemetry), an error event carries the app's active span, on
+ *   node:http and Express; on Fastify, Sentry's own span is active and wins.
  * - `ContextVarsContextManager` in place of Sentry's context manager (when
  *   Sentry's set-up is on): Sentry forks its scopes in its own manager's
  *   `with`, so without it every request writes its tags into one shared
@@ -33,6 +36,7 @@ interface Result {
   expressFailed: number;
   fastifyFailed: number;
   otelWrong: number;
+  workSpans: Record<string, { trace_id: string; span_id: string }>;
   flushed: boolean;
 }
 
@@ -62,6 +66,24 @@ function events(items: EnvelopeItem[]) {
     const failed = values[0]?.value.replace("failed for ", "");
     if (tags.user === failed) counts.ownTag++;
     if (tags["cv.user"] === failed) counts.ownVar++;
+  }
+  return counts;
+}
+
+/** Of the events from requests that ran under an app's "work" span, by server: how many carry that span's trace context. */
+function onWorkSpan(items: EnvelopeItem[], workSpans: Result["workSpans"]) {
+  const counts: Record<string, { events: number; onSpan: number }> = {};
+  for (const { type, payload } of items) {
+    if (type !== "event") continue;
+    const values = (payload.exception as { values: { value: string }[] }).values;
+    const failed = values[0]?.value.replace("failed for ", "") ?? "";
+    const work = workSpans[failed];
+    if (!work) continue;
+    const server = failed.split("-")[0] as string;
+    const count = (counts[server] ??= { events: 0, onSpan: 0 });
+    count.events++;
+    const trace = (payload.contexts as { trace?: { trace_id: string; span_id: string } }).trace;
+    if (trace?.trace_id === work.trace_id && trace.span_id === work.span_id) count.onSpan++;
   }
   return counts;
 }
@@ -142,6 +164,24 @@ describe("beside Sentry", () => {
       spans(items).filter((span) => span.is_segment && op(span) === "http.server").length,
       REQUEST_SEGMENTS,
     );
+  });
+
+  it("Sentry's openTelemetryIntegration with ContextVarsContextManager: error events carry the app's span", async () => {
+    const { result, items } = await run({ SENTRY_TRACING: "off", CONTEXT_MANAGER: "ours" });
+    for (const server of SERVERS) {
+      assert.equal(result[server].varsWrong, 0, server);
+      assert.equal(result[server].tagWrong, 0, server);
+    }
+    assert.equal(result.otelWrong, 0);
+    assert.deepEqual(events(items), { events: EVENTS, ownTag: EVENTS, ownVar: EVENTS });
+    assert.deepEqual(onWorkSpan(items, result.workSpans), {
+      http: { events: REQUESTS, onSpan: REQUESTS },
+      express: { events: REQUESTS, onSpan: REQUESTS },
+      // Sentry's Fastify integration keeps a span of its own active in the handler, even with
+      // tracing off, and "an active Sentry span still takes precedence" (openTelemetryIntegration's
+      // doc). The same with OpenTelemetry's AsyncLocalStorageContextManager.
+      fastify: { events: REQUESTS, onSpan: 0 },
+    });
   });
 
   it("ContextVarsContextManager in place of Sentry's: requests share Sentry's scope, and Express's spans become segments", async () => {
