@@ -153,6 +153,13 @@ describe("beside Sentry", () => {
       3 * REQUESTS,
     );
     assert.equal(all.filter((span) => span.is_segment).length, REQUEST_SEGMENTS);
+    // An error event captured under the app's span carries that span's trace context.
+    const own = { events: REQUESTS, onSpan: REQUESTS };
+    assert.deepEqual(onWorkSpan(items, result.workSpans), {
+      http: own,
+      express: own,
+      fastify: own,
+    });
   });
 
   it("ContextVarsContextManager for the app's own OpenTelemetry beside Sentry without its set-up: both hold", async () => {
@@ -196,6 +203,13 @@ describe("beside Sentry", () => {
     assert.equal(counts.events, EVENTS);
     assert.equal(counts.ownVar, EVENTS); // beforeSend still runs in the request's Context
     assert.ok(counts.ownTag < EVENTS, `${counts.ownTag} events had their own request's tag`);
+    // Nor do the events carry the app's span they were captured under (Sentry's own manager: all of them).
+    const none = { events: REQUESTS, onSpan: 0 };
+    assert.deepEqual(onWorkSpan(items, result.workSpans), {
+      http: none,
+      express: none,
+      fastify: none,
+    });
     // Sentry's Express spans (contextMiddleware's and the handlers') lose the request's span as
     // their parent: each is sent as a segment of its own, beside the request's http.server segment.
     const segments = spans(items).filter((span) => span.is_segment);
