@@ -80,7 +80,8 @@ function onWorkSpan(items: EnvelopeItem[], workSpans: Result["workSpans"]) {
     const work = workSpans[failed];
     if (!work) continue;
     const server = failed.split("-")[0] as string;
-    const count = (counts[server] ??= { events: 0, onSpan: 0 });
+    const count = counts[server] ?? { events: 0, onSpan: 0 };
+    counts[server] = count;
     count.events++;
     const trace = (payload.contexts as { trace?: { trace_id: string; span_id: string } }).trace;
     if (trace?.trace_id === work.trace_id && trace.span_id === work.span_id) count.onSpan++;
