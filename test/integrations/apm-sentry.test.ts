@@ -24,10 +24,10 @@
  *   Sentry's spans for Express's middleware and handlers lose their parent.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { Tally } from "./fixtures/apm/requests.ts";
 import { runApp } from "./fixtures/apm/run.ts";
-import { type EnvelopeItem, type Sink, startSink } from "./fixtures/apm/sink.ts";
+import { type EnvelopeItem, startSink } from "./fixtures/apm/sink.ts";
 
 interface Result {
   http: Tally;
@@ -97,25 +97,24 @@ function spans(items: EnvelopeItem[]): StreamedSpan[] {
 
 const op = (span: StreamedSpan) => span.attributes["sentry.op"]?.value;
 
-let sink: Sink;
-before(async () => {
-  sink = await startSink();
-});
-after(() => sink.close());
-
+/** One run of the app, with a sink of its own: the runs go side by side. */
 async function run(env: Record<string, string>) {
-  sink.sentry.length = 0;
-  const result = await runApp<Result>(
-    "./test/integrations/fixtures/apm/sentry-instrument.ts",
-    "sentry-app.ts",
-    {
-      SENTRY_SINK: sink.host,
-      REQUESTS: String(REQUESTS),
-      ...env,
-    },
-  );
-  assert.equal(result.flushed, true);
-  return { result, items: [...sink.sentry] };
+  const sink = await startSink();
+  try {
+    const result = await runApp<Result>(
+      "./test/integrations/fixtures/apm/sentry-instrument.ts",
+      "sentry-app.ts",
+      {
+        SENTRY_SINK: sink.host,
+        REQUESTS: String(REQUESTS),
+        ...env,
+      },
+    );
+    assert.equal(result.flushed, true);
+    return { result, items: sink.sentry };
+  } finally {
+    await sink.close();
+  }
 }
 
 function assertEachRequestOwn(result: Result) {
@@ -130,7 +129,7 @@ function assertEachRequestOwn(result: Result) {
   }
 }
 
-describe("beside Sentry", () => {
+describe("beside Sentry", { concurrency: true }, () => {
   it("each request keeps its vars, its Sentry span and its isolation scope; beforeSend sees the request's vars", async () => {
     const { result, items } = await run({});
     assertEachRequestOwn(result);
