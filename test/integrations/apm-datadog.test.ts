@@ -15,10 +15,10 @@
  * `dd.trace_id` and `dd.span_id`, each of the request the line was logged in.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { Tally } from "./fixtures/apm/requests.ts";
 import { runApp } from "./fixtures/apm/run.ts";
-import { type Sink, startSink } from "./fixtures/apm/sink.ts";
+import { startSink } from "./fixtures/apm/sink.ts";
 
 interface Line {
   msg: string;
@@ -32,20 +32,17 @@ interface Result {
   http: Tally;
   express: Tally;
   fastify: Tally;
+  work: { spans: number; inRequestTrace: number; ddActive: number };
   lines: Line[];
 }
 
 const SERVERS = ["http", "express", "fastify"] as const;
 const REQUESTS = 20;
 
-let sink: Sink;
-before(async () => {
-  sink = await startSink();
-});
-after(() => sink.close());
-
-describe("beside dd-trace", () => {
-  it("each request keeps its vars and its dd-trace span; each pino line has the request's vars and trace", async () => {
+/** One run of the app, with a sink of its own: the runs go side by side. */
+async function run(env: Record<string, string> = {}) {
+  const sink = await startSink();
+  try {
     const result = await runApp<Result>("dd-trace/initialize.mjs", "datadog-app.ts", {
       DD_TRACE_AGENT_URL: `http://${sink.host}`,
       DD_LOGS_INJECTION: "true",
@@ -57,14 +54,28 @@ describe("beside dd-trace", () => {
       DD_PROFILING_ENABLED: "false",
       DD_CRASHTRACKING_ENABLED: "false",
       REQUESTS: String(REQUESTS),
+      ...env,
     });
-    for (const server of SERVERS) {
-      assert.deepEqual(
-        result[server],
-        { requests: REQUESTS, varsWrong: 0, rootWrong: 0, rootShared: 0, tagWrong: 0 },
-        server,
-      );
-    }
+    return { result, spans: sink.datadog };
+  } finally {
+    await sink.close();
+  }
+}
+
+function assertEachRequestOwn(result: Result) {
+  for (const server of SERVERS) {
+    assert.deepEqual(
+      result[server],
+      { requests: REQUESTS, varsWrong: 0, rootWrong: 0, rootShared: 0, tagWrong: 0 },
+      server,
+    );
+  }
+}
+
+describe("beside dd-trace", { concurrency: true }, () => {
+  it("each request keeps its vars and its dd-trace span; each pino line has the request's vars and trace", async () => {
+    const { result, spans } = await run();
+    assertEachRequestOwn(result);
 
     // Two lines a request: "start" and "end", each with the trace id the request's start saw.
     assert.equal(result.lines.length, 2 * 3 * REQUESTS);
@@ -91,8 +102,21 @@ describe("beside dd-trace", () => {
     assert.equal(traces.size, 3 * REQUESTS);
 
     // The tag each request set on its active span reached the sink once per request.
-    const tagged = sink.datadog.filter((span) => span.meta["app.user"] !== undefined);
+    const tagged = spans.filter((span) => span.meta["app.user"] !== undefined);
     assert.equal(tagged.length, 3 * REQUESTS);
     assert.equal(new Set(tagged.map((span) => span.meta["app.user"])).size, 3 * REQUESTS);
+  });
+
+  it("dd-trace's TracerProvider: the app's OpenTelemetry spans join the request's trace", async () => {
+    const { result } = await run({ DD_OTEL: "1" });
+    assertEachRequestOwn(result);
+    assert.deepEqual(result.work, { spans: 60, inRequestTrace: 60, ddActive: 60 });
+  });
+
+  it("ContextVarsContextManager in place of dd-trace's: the app's spans start traces of their own", async () => {
+    const { result } = await run({ DD_OTEL: "1", CONTEXT_MANAGER: "ours" });
+    // The vars and dd-trace's own scope still follow each request; the OpenTelemetry spans do not meet it.
+    assertEachRequestOwn(result);
+    assert.deepEqual(result.work, { spans: 60, inRequestTrace: 0, ddActive: 0 });
   });
 });
