@@ -43,7 +43,7 @@ const REQUESTS = 20;
 async function run(env: Record<string, string> = {}) {
   const sink = await startSink();
   try {
-    const result = await runApp<Result>("dd-trace/initialize.mjs", "datadog-app.ts", {
+    const result = await runApp<Result>(["--import", "dd-trace/initialize.mjs"], "datadog-app.ts", {
       DD_TRACE_AGENT_URL: `http://${sink.host}`,
       DD_LOGS_INJECTION: "true",
       DD_SERVICE: "apm-test",

@@ -102,7 +102,7 @@ async function run(env: Record<string, string>) {
   const sink = await startSink();
   try {
     const result = await runApp<Result>(
-      "./test/integrations/fixtures/apm/sentry-instrument.ts",
+      ["--import", "./test/integrations/fixtures/apm/sentry-instrument.ts"],
       "sentry-app.ts",
       {
         SENTRY_SINK: sink.host,
