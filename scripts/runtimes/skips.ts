@@ -178,6 +178,14 @@ export const SKIPS: readonly Skip[] = [
   },
   {
     runtimes: NOT_NODE,
+    path: "test/integrations/apm-elastic.test.ts",
+    reason:
+      "starts the app as a child of process.execPath with Node's flags (--import tsx, --require " +
+      "elastic-apm-node/start.js), as Elastic's docs start an app; elastic-apm-node is made for Node; " +
+      "not run there (not measured)",
+  },
+  {
+    runtimes: NOT_NODE,
     path: "test/integrations/vite-ssr.test.ts",
     reason:
       "Vite's dev server loads the package it leaves external with Node's own import() of the file it " +
