@@ -24,7 +24,6 @@
  * the apps name it external themselves, and the builds run under tsx.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -36,6 +35,7 @@ import type { ContextVar } from "contextvars";
 import { contextMiddleware } from "contextvars/express";
 import { withContext } from "contextvars/http";
 import express from "express";
+import { runBuild } from "../helpers/build.ts";
 import { close, listen, send } from "../helpers/http.ts";
 
 const packageRoot = fileURLToPath(new URL("../../", import.meta.url));
@@ -239,28 +239,10 @@ function makeApp(files: Record<string, string>, links: readonly string[]): strin
 
 /** Runs a framework's build in `root`; rejects with its output when it fails. */
 function build(root: string, bin: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...buildFlags, join(modules, bin), "build"], {
-      cwd: root,
-      env: { ...process.env, ASTRO_TELEMETRY_DISABLED: "1", NODE_ENV: "production" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      output += chunk;
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      output += chunk;
-    });
-    // A build that fails can stay alive (Astro 5 did, on a bad dependency
-    // manifest): ended after two minutes, with what it printed.
-    const timer = setTimeout(() => child.kill(), 120_000);
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolve();
-      else reject(new Error(`${bin} build exited ${code ?? signal}:\n${output}`));
-    });
+  return runBuild(`${bin} build`, [...buildFlags, join(modules, bin), "build"], root, {
+    ...process.env,
+    ASTRO_TELEMETRY_DISABLED: "1",
+    NODE_ENV: "production",
   });
 }
 

@@ -30,6 +30,7 @@ import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { runBuild } from "../helpers/build.ts";
 import { send } from "../helpers/http.ts";
 
 const packageRoot = fileURLToPath(new URL("../../", import.meta.url));
@@ -80,26 +81,9 @@ export default defineNitroConfig({
 
 /** Runs `nitropack build` in `root`; rejects with its output when it fails. */
 function build(root: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, "build"], {
-      cwd: root,
-      env: { ...process.env, NODE_ENV: "production" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (chunk: Buffer) => {
-      output += chunk;
-    });
-    child.stderr.on("data", (chunk: Buffer) => {
-      output += chunk;
-    });
-    const timer = setTimeout(() => child.kill(), 120_000);
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolve();
-      else reject(new Error(`nitropack build exited ${code ?? signal}:\n${output}`));
-    });
+  return runBuild("nitropack build", [cli, "build"], root, {
+    ...process.env,
+    NODE_ENV: "production",
   });
 }
 
