@@ -31,7 +31,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { runBuild } from "../helpers/build.ts";
-import { send } from "../helpers/http.ts";
+import { send, UUID } from "../helpers/http.ts";
 
 const packageRoot = fileURLToPath(new URL("../../", import.meta.url));
 const fixtures = fileURLToPath(new URL("./fixtures/nitro", import.meta.url));
@@ -40,8 +40,6 @@ const nitropack = dirname(fileURLToPath(import.meta.resolve("nitropack/package.j
 const cli = join(nitropack, "dist/cli/index.mjs");
 /** Nitro 2's h3 (1), the app's own dependency in a real project. */
 const h3 = dirname(createRequire(join(nitropack, "package.json")).resolve("h3/package.json"));
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const roots: string[] = [];
 const children = new Set<ChildProcess>();
@@ -154,11 +152,14 @@ function start(
   });
 }
 
+/** Ends a server: SIGTERM, and SIGKILL if it has not exited 10 s later. */
 async function stop(child: ChildProcess): Promise<void> {
   if (!children.delete(child) || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once("exit", resolve));
   child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
   await exited;
+  clearTimeout(timer);
 }
 
 /** Polls `path` until it answers 200 (the dev server answers before its worker is ready). */
@@ -238,7 +239,7 @@ before(async () => {
   await build(root);
 });
 
-describe("the node-server output with the plugin", () => {
+describe("the node-server output with the plugin", { timeout: 60_000 }, () => {
   let running: Running;
   before(async () => {
     running = await start([built()], { NITRO_HOST: "127.0.0.1", NITRO_PORT: "0" }, LISTENING);
@@ -311,7 +312,7 @@ describe("the node-server output with the plugin", () => {
   });
 });
 
-describe("the node-server output without it", () => {
+describe("the node-server output without it", { timeout: 60_000 }, () => {
   it("handler only: Nitro's error handler and error hook run outside the request's Context", async () => {
     const running = await start(
       [built()],
@@ -372,7 +373,7 @@ describe("the node-server output without it", () => {
   });
 });
 
-describe("nitropack dev", () => {
+describe("nitropack dev", { timeout: 120_000 }, () => {
   it("the same plugin gives each of 100 concurrent requests its own Context", async () => {
     const running = await start(
       [cli, "dev", "--port", "0", "--host", "127.0.0.1"],
