@@ -20,9 +20,9 @@
  *     request's; one that rejects: the request's.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { runFixture as runTsFixture } from "../helpers/fixture-process.ts";
 
 interface Seen {
   fault: string;
@@ -32,24 +32,14 @@ interface Seen {
 
 const fixture = fileURLToPath(new URL("./fixtures/process-handlers.ts", import.meta.url));
 
-function runFixture(): Promise<{ seen: Map<string, Seen>; reports: number; done: unknown }> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ["--conditions=contextvars-source", "--import", "tsx", fixture],
-      { timeout: 30_000 },
-      (error, stdout, stderr) => {
-        if (error) return reject(new Error(`${error.message}\n${stderr}`));
-        const lines = stdout
-          .trim()
-          .split("\n")
-          .map((line) => JSON.parse(line) as unknown);
-        const seen = new Map<string, Seen>();
-        for (const line of lines.slice(0, -1)) seen.set((line as Seen).fault, line as Seen);
-        resolve({ seen, reports: lines.length - 1, done: lines.at(-1) });
-      },
-    );
-  });
+async function runFixture(): Promise<{ seen: Map<string, Seen>; reports: number; done: unknown }> {
+  const lines = (await runTsFixture(fixture))
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as unknown);
+  const seen = new Map<string, Seen>();
+  for (const line of lines.slice(0, -1)) seen.set((line as Seen).fault, line as Seen);
+  return { seen, reports: lines.length - 1, done: lines.at(-1) };
 }
 
 const expected: ReadonlyArray<readonly [fault: string, event: string, sees: string]> = [

@@ -10,9 +10,9 @@
  * the test runner's own process.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { runFixture as runTsFixture } from "../helpers/fixture-process.ts";
 
 interface Printed {
   logger: string;
@@ -24,22 +24,12 @@ interface Printed {
 
 const fixture = fileURLToPath(new URL("./fixtures/logging-faults.ts", import.meta.url));
 
-function runFixture(): Promise<{ lines: Printed[]; done: unknown }> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ["--conditions=contextvars-source", "--import", "tsx", fixture],
-      { timeout: 30_000 },
-      (error, stdout, stderr) => {
-        if (error) return reject(new Error(`${error.message}\n${stderr}`));
-        const parsed = stdout
-          .trim()
-          .split("\n")
-          .map((line) => JSON.parse(line) as unknown);
-        resolve({ lines: parsed.slice(0, -1) as Printed[], done: parsed.at(-1) });
-      },
-    );
-  });
+async function runFixture(): Promise<{ lines: Printed[]; done: unknown }> {
+  const parsed = (await runTsFixture(fixture))
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as unknown);
+  return { lines: parsed.slice(0, -1) as Printed[], done: parsed.at(-1) };
 }
 
 const faults = [

@@ -26,9 +26,9 @@
  * process of its own, compiled with experimentalDecorators as Nest apps are.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { fixtureResult } from "../helpers/fixture-process.ts";
 
 const mqttFixture = fileURLToPath(
   new URL("./fixtures/nest-microservices/mqtt.ts", import.meta.url),
@@ -60,22 +60,13 @@ interface Outcome {
   topLevel: { user: string; order: string };
 }
 
-function runApp(...args: string[]): Promise<Outcome> {
-  return runFixture(fixture, args) as Promise<Outcome>;
+/** Runs `file` with `args`, compiled with the fixtures' tsconfig (experimentalDecorators). */
+function runNest<T>(file: string, args: string[]): Promise<T> {
+  return fixtureResult<T>(file, { args, env: { ...process.env, TSX_TSCONFIG_PATH: tsconfig } });
 }
 
-function runFixture(file: string, args: string[]): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ["--conditions=contextvars-source", "--import", "tsx", file, ...args],
-      { timeout: 30_000, env: { ...process.env, TSX_TSCONFIG_PATH: tsconfig } },
-      (error, stdout, stderr) => {
-        if (error) reject(new Error(`${error.message}\n${stderr}`));
-        else resolve(JSON.parse(stdout));
-      },
-    );
-  });
+function runApp(...args: string[]): Promise<Outcome> {
+  return runNest<Outcome>(fixture, args);
 }
 
 const STAGES = ["guard", "interceptor", "pipe", "handler", "afterAwait", "interceptorTap"];
@@ -160,8 +151,8 @@ describe("NestJS microservices: a Context per message", { concurrency: true }, (
 
   it("on the MQTT transport (aedes), the same hook gives each message and event its own Context", async () => {
     const [plain, hooked] = await Promise.all([
-      runFixture(mqttFixture, []),
-      runFixture(mqttFixture, ["hook"]),
+      runNest<unknown>(mqttFixture, []),
+      runNest<unknown>(mqttFixture, ["hook"]),
     ]);
     const counts = plain as { startedWithValue: number; crossed: number; topLevel: string };
     assert.ok(counts.startedWithValue > 100, JSON.stringify(plain));

@@ -1,11 +1,11 @@
 // isolated(fn): each call in a fresh copy of the caller's Context, so that
 // Promise.all over plain async calls behaves like asyncio.gather.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { ContextVar, createTask, isolated, timeout } from "contextvars";
+import { fixtureResult } from "../helpers/fixture-process.ts";
 import { itFromEveryState } from "../helpers/starting-states.ts";
 
 const user = new ContextVar<string>("user", { default: "nobody" });
@@ -263,19 +263,7 @@ describe("isolated as a legacy decorator (experimentalDecorators)", () => {
   const legacyConfig = fileURLToPath(
     new URL("./fixtures/tsconfig.legacy-decorators.json", import.meta.url),
   );
-  function runFixture(env: NodeJS.ProcessEnv): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      execFile(
-        process.execPath,
-        ["--conditions=contextvars-source", "--import", "tsx", fixture],
-        { timeout: 30_000, env },
-        (error, stdout, stderr) => {
-          if (error) reject(new Error(`${error.message}\n${stderr}`));
-          else resolve(JSON.parse(stdout));
-        },
-      );
-    });
-  }
+  const runFixture = (env: NodeJS.ProcessEnv) => fixtureResult<unknown>(fixture, { env });
 
   it("compiled with experimentalDecorators, wraps instance and static methods as the standard form does", async () => {
     const expected = {
