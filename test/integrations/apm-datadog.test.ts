@@ -16,7 +16,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { Tally } from "./fixtures/apm/requests.ts";
+import { assertEachRequestOwn, type Tally } from "./fixtures/apm/requests.ts";
 import { runApp } from "./fixtures/apm/run.ts";
 import { startSink } from "./fixtures/apm/sink.ts";
 
@@ -36,7 +36,6 @@ interface Result {
   lines: Line[];
 }
 
-const SERVERS = ["http", "express", "fastify"] as const;
 const REQUESTS = 20;
 
 /** One run of the app, with a sink of its own: the runs go side by side. */
@@ -62,20 +61,10 @@ async function run(env: Record<string, string> = {}) {
   }
 }
 
-function assertEachRequestOwn(result: Result) {
-  for (const server of SERVERS) {
-    assert.deepEqual(
-      result[server],
-      { requests: REQUESTS, varsWrong: 0, rootWrong: 0, rootShared: 0, tagWrong: 0 },
-      server,
-    );
-  }
-}
-
 describe("beside dd-trace", { concurrency: true }, () => {
   it("each request keeps its vars and its dd-trace span; each pino line has the request's vars and trace", async () => {
     const { result, spans } = await run();
-    assertEachRequestOwn(result);
+    assertEachRequestOwn(result, REQUESTS);
 
     // Two lines a request: "start" and "end", each with the trace id the request's start saw.
     assert.equal(result.lines.length, 2 * 3 * REQUESTS);
@@ -109,14 +98,14 @@ describe("beside dd-trace", { concurrency: true }, () => {
 
   it("dd-trace's TracerProvider: the app's OpenTelemetry spans join the request's trace", async () => {
     const { result } = await run({ DD_OTEL: "1" });
-    assertEachRequestOwn(result);
+    assertEachRequestOwn(result, REQUESTS);
     assert.deepEqual(result.work, { spans: 60, inRequestTrace: 60, ddActive: 60 });
   });
 
   it("ContextVarsContextManager in place of dd-trace's: the app's spans start traces of their own", async () => {
     const { result } = await run({ DD_OTEL: "1", CONTEXT_MANAGER: "ours" });
     // The vars and dd-trace's own scope still follow each request; the OpenTelemetry spans do not meet it.
-    assertEachRequestOwn(result);
+    assertEachRequestOwn(result, REQUESTS);
     assert.deepEqual(result.work, { spans: 60, inRequestTrace: 0, ddActive: 0 });
   });
 });
