@@ -32,7 +32,7 @@ interface Result {
   http: Tally;
   express: Tally;
   fastify: Tally;
-  work: { spans: number; inRequestTrace: number; ddActive: number };
+  work: { spans: number; inRequestTrace: number; ddActive: number; ddInRequestTrace: number };
   lines: Line[];
 }
 
@@ -99,13 +99,24 @@ describe("beside dd-trace", { concurrency: true }, () => {
   it("dd-trace's TracerProvider: the app's OpenTelemetry spans join the request's trace", async () => {
     const { result } = await run({ DD_OTEL: "1" });
     assertEachRequestOwn(result, REQUESTS);
-    assert.deepEqual(result.work, { spans: 60, inRequestTrace: 60, ddActive: 60 });
+    assert.deepEqual(result.work, {
+      spans: 60,
+      inRequestTrace: 60,
+      ddActive: 60,
+      ddInRequestTrace: 60,
+    });
   });
 
   it("ContextVarsContextManager in place of dd-trace's: the app's spans start traces of their own", async () => {
     const { result } = await run({ DD_OTEL: "1", CONTEXT_MANAGER: "ours" });
-    // The vars and dd-trace's own scope still follow each request; the OpenTelemetry spans do not meet it.
+    // The vars and dd-trace's own scope still follow each request (inside each span, dd-trace's
+    // active span is still the request's); the OpenTelemetry spans do not meet it.
     assertEachRequestOwn(result, REQUESTS);
-    assert.deepEqual(result.work, { spans: 60, inRequestTrace: 0, ddActive: 0 });
+    assert.deepEqual(result.work, {
+      spans: 60,
+      inRequestTrace: 0,
+      ddActive: 0,
+      ddInRequestTrace: 60,
+    });
   });
 });
