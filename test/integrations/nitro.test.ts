@@ -172,9 +172,12 @@ async function ready(base: string, path: string): Promise<void> {
   assert.fail(`${base}${path} did not answer 200 within 60 s`);
 }
 
-/** Waits until `count` log lines satisfy `which`: hooks may print after the response was sent. */
+/**
+ * Waits until `count` log lines satisfy `which`: hooks may print after the response was sent.
+ * Gives up after 30 s, well inside the suite's timeout, and returns what came.
+ */
 async function logged(running: Running, which: (line: Logged) => boolean, count: number) {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 1200; i++) {
     const lines = running.logs.filter(which);
     if (lines.length >= count) return lines;
     await sleep(25);
