@@ -74,7 +74,7 @@ function snippetsOf(path: string): Snippet[] {
  */
 async function typecheck(
   codes: readonly string[],
-  options: Record<string, boolean>,
+  options: Record<string, boolean | string>,
 ): Promise<Diagnostic[]> {
   const dir = mkdtempSync(join(root, ".docs-snippets-"));
   try {
@@ -124,37 +124,48 @@ async function typecheck(
   }
 }
 
-/** Nest's decorators are typed for `experimentalDecorators`, which Nest projects compile with. */
-const compiledAsNest = (code: string): boolean => /from "@nestjs\//.test(code);
+/**
+ * Blocks compiled the way their framework's projects compile them, each kind
+ * in a project of its own: Nest's decorators are typed for
+ * `experimentalDecorators`, and Next compiles an app's modules with a
+ * bundler, which resolves subpaths such as `next/headers` that Node's ESM
+ * resolution does not.
+ */
+const projectKinds: readonly {
+  readonly matches: (code: string) => boolean;
+  readonly options: Record<string, boolean | string>;
+}[] = [
+  { matches: (code) => /from "@nestjs\//.test(code), options: { experimentalDecorators: true } },
+  {
+    matches: (code) => /from "next\//.test(code),
+    options: { module: "preserve", moduleResolution: "bundler" },
+  },
+];
 
 /**
- * `typecheck`, with the blocks that import `@nestjs/*` in a project of their
- * own under `experimentalDecorators`; diagnostics name the snippets' indexes.
+ * `typecheck`, with the blocks of each of `projectKinds` in a project of
+ * their own under its options; diagnostics name the snippets' indexes.
  */
 async function typecheckSnippets(
   codes: readonly string[],
-  options: Record<string, boolean>,
+  options: Record<string, boolean | string>,
 ): Promise<Diagnostic[]> {
-  const indexes = codes.map((_, n) => n);
-  const nest = indexes.filter((n) => compiledAsNest(codes[n] as string));
-  const rest = indexes.filter((n) => !compiledAsNest(codes[n] as string));
-  const [restDiagnostics, nestDiagnostics] = await Promise.all([
-    typecheck(
-      rest.map((n) => codes[n] as string),
-      options,
-    ),
-    nest.length === 0
-      ? []
-      : typecheck(
-          nest.map((n) => codes[n] as string),
-          { ...options, experimentalDecorators: true },
-        ),
-  ]);
-  const renamed = (group: readonly number[]) => (d: Diagnostic) => ({
-    ...d,
-    file: String(group[Number(d.file)]),
-  });
-  return [...restDiagnostics.map(renamed(rest)), ...nestDiagnostics.map(renamed(nest))];
+  const kindOf = (code: string): number => projectKinds.findIndex((kind) => kind.matches(code));
+  const groups = [-1, ...projectKinds.keys()].map((kind) => ({
+    indexes: codes.flatMap((code, n) => (kindOf(code) === kind ? [n] : [])),
+    options: { ...options, ...projectKinds[kind]?.options },
+  }));
+  const checked = await Promise.all(
+    groups.map(async (group) => {
+      if (group.indexes.length === 0) return [];
+      const diagnostics = await typecheck(
+        group.indexes.map((n) => codes[n] as string),
+        group.options,
+      );
+      return diagnostics.map((d) => ({ ...d, file: String(group.indexes[Number(d.file)]) }));
+    }),
+  );
+  return checked.flat();
 }
 
 const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as Record<
