@@ -72,6 +72,7 @@ describe("tinypool 2", () => {
     // contextPool knows Piscina.move's mark, not Tinypool's: the wrapper is cloned, its symbols dropped.
     const moved = Tinypool.move(new ArrayBuffer(8));
     assert.equal(await pool.run(moved as never, { name: "byteLength" }), undefined);
+    assert.deepEqual(await pool.run(moved as never, { name: "keysOf" }), []);
   });
 
   it("with runtime: child_process, a job through contextPool sees none of its caller's values", async () => {
