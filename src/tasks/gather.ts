@@ -1,5 +1,6 @@
 import { carrier } from "../carrier/select.ts";
 import { currentContext } from "../core/current.ts";
+import { NativePromise } from "../core/native-promise.ts";
 import { thenOf } from "../core/then-of.ts";
 import { argumentError } from "../errors.ts";
 import { createObservedTask, type TaskFunction } from "./task.ts";
@@ -54,7 +55,7 @@ export function gather<const T extends readonly GatherItem[]>(
   let left = count;
   let resolve!: (value: Result) => void;
   let reject!: (reason: unknown) => void;
-  const all = new Promise<Result>((yes, no) => {
+  const all = new NativePromise<Result>((yes, no) => {
     resolve = yes;
     reject = no;
   });
@@ -71,7 +72,7 @@ export function gather<const T extends readonly GatherItem[]>(
         // returned: it fails as one returning Promise.reject() would, a turn
         // later, after an item before it that was rejected already (the
         // first rejection, as Promise.all and asyncio.gather find it).
-        Promise.reject(value).then(undefined, (error: unknown) => settle(i, false, error));
+        NativePromise.reject(value).then(undefined, (error: unknown) => settle(i, false, error));
         return;
       }
       failed = true;
@@ -105,7 +106,7 @@ class ThenThrew {
   constructor(readonly error: unknown) {}
 }
 
-const promiseThen = Promise.prototype.then;
+const promiseThen = NativePromise.prototype.then;
 
 // Awaits a PromiseLike with the `then` read from it before, in as many
 // microtask turns as Promise.all's Promise.resolve(item).then(...) takes.
@@ -116,16 +117,17 @@ function awaitItem(
   onRejected: (error: unknown) => void,
 ): void {
   if (then instanceof ThenThrew) {
-    Promise.reject(then.error).then(undefined, onRejected);
+    NativePromise.reject(then.error).then(undefined, onRejected);
     return;
   }
   let itself: boolean;
   try {
-    itself = then === promiseThen && item instanceof Promise && item.constructor === Promise;
+    itself =
+      then === promiseThen && item instanceof NativePromise && item.constructor === NativePromise;
   } catch (error) {
     // Only an exotic item throws here (a `constructor` getter, a Proxy's
     // trap). Promise.resolve would throw too, and Promise.all rejects.
-    Promise.reject(error).then(undefined, onRejected);
+    NativePromise.reject(error).then(undefined, onRejected);
     return;
   }
   if (itself) {
@@ -138,6 +140,6 @@ function awaitItem(
       // biome-ignore lint/suspicious/noThenProperty: stands for item's then, read once
       then: (resolve, reject) => Reflect.apply(call, item, [resolve, reject]),
     };
-    Promise.resolve(once).then(onFulfilled, onRejected);
+    NativePromise.resolve(once).then(onFulfilled, onRejected);
   }
 }

@@ -8,6 +8,7 @@ import { carrier } from "../carrier/select.ts";
 import type { Context } from "../core/context.ts";
 import { currentContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
+import { NativePromise } from "../core/native-promise.ts";
 import { argumentError, assertFunction, contextError, isErrorOfAnyRealm } from "../errors.ts";
 import { isAbortSignal, offAbort, onAbort } from "./abort-listeners.ts";
 import {
@@ -270,7 +271,7 @@ export class TaskGroup implements AsyncDisposable {
 
   async #waitForAll(): Promise<void> {
     while (this.#pending > 0) {
-      this.#idle ??= new Promise<void>((resolve) => {
+      this.#idle ??= new NativePromise<void>((resolve) => {
         this.#wake = resolve;
       });
       await this.#idle;

@@ -3,6 +3,7 @@ import { assertContext } from "../core/bind.ts";
 import { type Context, copyOf, setTaskOf, taskOf } from "../core/context.ts";
 import { currentContext } from "../core/current.ts";
 import { type InspectFn, inspectCustom } from "../core/inspect.ts";
+import { NativePromise as EnginePromise } from "../core/native-promise.ts";
 import { thenOf } from "../core/then-of.ts";
 import { argumentError } from "../errors.ts";
 import { isAbortSignal, offAbort, onAbort } from "./abort-listeners.ts";
@@ -16,6 +17,7 @@ const current = currentContext;
 const copyContextOf = copyOf;
 const taskIn = taskOf;
 const setTaskIn = setTaskOf;
+const NativePromise = EnginePromise;
 
 /** Options of createTask. */
 export interface TaskOptions {
@@ -151,8 +153,8 @@ export class Task<T> implements PromiseLike<T> {
     promiseOf = (task) => task.#promiseOf();
     finishedOf = (task) =>
       (task.#state & FN_SETTLED) !== 0
-        ? Promise.resolve()
-        : new Promise<void>((resolve) => {
+        ? NativePromise.resolve()
+        : new NativePromise<void>((resolve) => {
             const extras = task.#more();
             const previous = extras.onFnSettled;
             extras.onFnSettled =
@@ -283,13 +285,13 @@ export class Task<T> implements PromiseLike<T> {
     if (outcome === PENDING) {
       // One shared executor, not a closure per task; the module slots are
       // cleared at once so they never keep a settled task's promise alive.
-      extras.promise = new Promise<T>(captureResolvers);
+      extras.promise = new NativePromise<T>(captureResolvers);
       extras.resolve = capturedResolve;
       extras.reject = capturedReject;
       capturedResolve = undefined;
       capturedReject = undefined;
     } else if (outcome === FULFILLED) {
-      extras.promise = Promise.resolve(this.#value as T);
+      extras.promise = NativePromise.resolve(this.#value as T);
     } else {
       // Only an observed or cancelled task gets here: anything else made its
       // promise when it failed. A cancel is never reported as unhandled (see
@@ -371,7 +373,7 @@ function newExtras(): Extras {
 function ignore(): void {}
 
 function rejected(reason: unknown): Promise<never> {
-  return Promise.reject(reason);
+  return NativePromise.reject(reason);
 }
 
 // Task#state: the outcome in the low two bits, and two flags.
@@ -404,7 +406,7 @@ function captureResolvers(
 const sharing = new WeakMap<Context, Set<Task<unknown>>>();
 
 // then as Promise.prototype has it: a promise whose then is another is followed as a thenable.
-const promiseThen = Promise.prototype.then;
+const promiseThen = NativePromise.prototype.then;
 
 // Whether each task function declares a parameter: reading `length` goes
 // through an accessor that costs a third of a whole task, and tasks started in
@@ -435,7 +437,7 @@ function start<T>(task: Task<T>, fn: TaskFunction<T>): void {
   }
   let native = false;
   try {
-    native = result instanceof Promise && result.then === promiseThen;
+    native = result instanceof NativePromise && result.then === promiseThen;
   } catch {
     // Only an exotic object throws here: a Proxy whose getPrototypeOf trap
     // throws, or a promise with a `then` getter that throws. follow reads
@@ -484,7 +486,7 @@ function follow<T>(task: Task<T>, result: unknown): void {
   // resolves with is adopted (test/tasks/task.test.ts checks each against
   // Promise.resolve(thenable)).
   const call = then;
-  new Promise<unknown>((resolve, reject) => {
+  new NativePromise<unknown>((resolve, reject) => {
     Reflect.apply(call, result, [resolve, reject]);
   }).then(
     (value: unknown) => fnSettled(task, true, value),
