@@ -203,7 +203,8 @@ describe("bluebird 3.7", () => {
 });
 
 describe("userland promise libraries (the global left alone)", () => {
-  // core-js-pure's Promise on a runtime whose own it accepts builds on the native one.
+  // core-js-pure, where the runtime's Promise passes its checks, makes the engine's
+  // promises (P.resolve(1) is an instance of Promise, with its then).
   const libraries: ReadonlyArray<readonly [string, PromiseLibrary, "resolver" | "attacher"]> = [
     ["es6-promise 4", require("es6-promise").Promise, "resolver"],
     ["promise 8 (then/promise)", require("promise"), "resolver"],
@@ -215,16 +216,12 @@ describe("userland promise libraries (the global left alone)", () => {
   for (const [name, P, runsIn] of libraries) {
     it(`${name}: a .then callback on a promise resolved in another Context runs in ${runsIn === "resolver" ? "the resolver's" : "the attaching one"}; awaits resume in their own`, async () => {
       const { promise } = resolvedElsewhere(P);
-      const saw = await requests(async (id, i) => {
-        const timer = await new P<void>((resolve) => setTimeout(resolve, 1 + (i % 3))).then(
-          () => v.get() === id,
-        );
+      const saw = await requests(async (id) => {
         const gated = await promise.then(() => v.get());
-        return { timer, gated, after: v.get() === id };
+        return { gated, after: v.get() === id };
       });
       for (const [i, seen] of saw.entries()) {
         assert.deepEqual(seen, {
-          timer: true,
           gated: runsIn === "resolver" ? "resolver" : `request ${i}`,
           after: true,
         });
@@ -247,11 +244,9 @@ describe("a replaced globalThis.Promise (child processes)", () => {
   for (const mode of ["zone.js before", "zone.js after", "bluebird as global", "core-js forced"]) {
     it(`${mode}: awaits, tasks, gather and TaskGroup keep each Context; .then on the library's promises runs where attached`, async () => {
       const own = await runFixture(mode);
+      // bluebird runs all that one turn resolved in the first one's Context:
+      // how many that is depends on which timers fire together.
       const attaching = own["then, resolved in the attaching Context"] ?? 0;
-      if (mode === "bluebird as global") {
-        // Its queue runs all that one turn resolved in the first one's Context.
-        assert.ok(attaching < all, `${attaching} of ${all} saw their own`);
-      }
       assert.deepEqual(own, {
         replaced: 1,
         await: all,
