@@ -53,19 +53,23 @@ type PromiseLibrary = new <T>(
 
 /**
  * A promise of `P` resolved from a timer started in a Context of its own,
- * whose `v` is "resolver"; with a way to read that Context afterwards.
+ * whose `v` is "resolver", once every request has called `arrive()` (each
+ * calls it just before it attaches a callback or awaits, so that none finds
+ * the promise already resolved, however slow the machine); with that
+ * Context, to read afterwards.
  */
-function resolvedElsewhere(P: PromiseLibrary, ms = 20) {
+function resolvedElsewhere(P: PromiseLibrary) {
   let release!: () => void;
   const promise = new P<void>((resolve) => {
     release = () => resolve();
   });
   const resolver = new Context();
-  resolver.run(() => {
-    v.set("resolver");
-    setTimeout(() => release(), ms);
-  });
-  return { promise, resolver };
+  resolver.run(() => v.set("resolver"));
+  let arrived = 0;
+  const arrive = () => {
+    if (++arrived === REQUESTS) resolver.run(() => setTimeout(() => release(), 1));
+  };
+  return { promise, resolver, arrive };
 }
 
 describe("bluebird 3.7", () => {
@@ -75,8 +79,9 @@ describe("bluebird 3.7", () => {
   Hooked.config({ asyncHooks: true });
 
   it("without asyncHooks, .then callbacks run in the Context that resolved the promise, and their sets land there", async () => {
-    const { promise, resolver } = resolvedElsewhere(Plain as unknown as PromiseLibrary);
+    const { promise, resolver, arrive } = resolvedElsewhere(Plain as unknown as PromiseLibrary);
     const saw = await requests(async (id) => {
+      arrive();
       const inCallback = await promise.then(() => {
         const seen = v.get();
         v.set(`${id} was here`);
@@ -102,7 +107,7 @@ describe("bluebird 3.7", () => {
   });
 
   it("with asyncHooks: true, .then, Promise.map, Promise.delay and promisifyAll callbacks run where they were attached", async () => {
-    const { promise, resolver } = resolvedElsewhere(Hooked as unknown as PromiseLibrary);
+    const { promise, resolver, arrive } = resolvedElsewhere(Hooked as unknown as PromiseLibrary);
     const api = Hooked.promisifyAll({
       read(ms: number, callback: (error: unknown, result?: number) => void) {
         setTimeout(() => callback(null, ms), ms);
@@ -113,6 +118,7 @@ describe("bluebird 3.7", () => {
       await Hooked.delay(1 + (i % 3)).then(() => checks.push(v.get() === id));
       await Hooked.map([3, 1, 2], (ms) => Hooked.delay(ms).then(() => checks.push(v.get() === id)));
       await api.readAsync(1 + (i % 2)).then(() => checks.push(v.get() === id));
+      arrive();
       await promise.then(() => {
         checks.push(v.get() === id);
         v.set(`${id}: set in a callback`);
@@ -129,12 +135,13 @@ describe("bluebird 3.7", () => {
     ["with asyncHooks", Hooked],
   ] as const) {
     it(`${name}, an await of a bluebird promise resumes in the awaiting Context`, async () => {
-      const { promise } = resolvedElsewhere(P as unknown as PromiseLibrary);
+      const { promise, arrive } = resolvedElsewhere(P as unknown as PromiseLibrary);
       const own = await requests(async (id, i) => {
         await P.delay(1 + (i % 3));
         const first = v.get() === id;
         await P.map([2, 1], (ms) => P.delay(ms));
         const second = v.get() === id;
+        arrive();
         await promise;
         return first && second && v.get() === id;
       });
@@ -143,12 +150,13 @@ describe("bluebird 3.7", () => {
   }
 
   it("without asyncHooks, bind(callback) runs each callback in a copy of the Context it was bound in", async () => {
-    const { promise } = resolvedElsewhere(Plain as unknown as PromiseLibrary);
+    const { promise, arrive } = resolvedElsewhere(Plain as unknown as PromiseLibrary);
     const own = await requests(async (id) => {
       const mapped = await Plain.map(
         [3, 1, 2],
         bind((ms: number) => Plain.delay(ms).then(bind(() => v.get() === id))),
       );
+      arrive();
       const gated = await promise.then(bind(() => v.get() === id));
       return [...mapped, gated].every(Boolean);
     });
@@ -215,8 +223,9 @@ describe("userland promise libraries (the global left alone)", () => {
 
   for (const [name, P, runsIn] of libraries) {
     it(`${name}: a .then callback on a promise resolved in another Context runs in ${runsIn === "resolver" ? "the resolver's" : "the attaching one"}; awaits resume in their own`, async () => {
-      const { promise } = resolvedElsewhere(P);
+      const { promise, arrive } = resolvedElsewhere(P);
       const saw = await requests(async (id) => {
+        arrive();
         const gated = await promise.then(() => v.get());
         return { gated, after: v.get() === id };
       });
@@ -259,6 +268,7 @@ describe("a replaced globalThis.Promise (child processes)", () => {
         "TaskGroup isolates": all,
         "createTask(fn).then(callback)": all,
         "gather(...).then(callback)": all,
+        "TaskGroup wait().then(callback)": all,
         "timeout(ms, fn).then(callback)": all,
       });
     });
