@@ -270,6 +270,8 @@ describe("a replaced globalThis.Promise (child processes)", () => {
         "gather(...).then(callback)": all,
         "TaskGroup wait().then(callback)": all,
         "timeout(ms, fn).then(callback)": all,
+        "withContext(handler)(request).then(callback)": all,
+        "wrapFetch(fetch)(bad headers).catch(callback)": all,
       });
     });
   }
