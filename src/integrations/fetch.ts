@@ -4,6 +4,8 @@
  * Deno.serve, Cloudflare Workers, Next.js route handlers and itty-router
  * call it, and the `requestId` var every integration sets.
  */
+
+import { NativePromise } from "../core/native-promise.ts";
 import { thenOf } from "../core/then-of.ts";
 import { argumentError } from "../errors.ts";
 import {
@@ -132,7 +134,7 @@ export function withContext<
       unfileRequestContext(request, context);
       return (echo ? echoed(result as MaybeResponse, header, id) : result) as Returned<Ret>;
     }
-    return Promise.resolve(result).then(
+    return NativePromise.resolve(result).then(
       (response) => {
         unfileRequestContext(request, context);
         return echo ? echoed(response as MaybeResponse, header, id) : response;

@@ -19,9 +19,9 @@ import {
 } from "@opentelemetry/api";
 import { W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { type ContextVar, isContextVar } from "../core/context-var.ts";
+import { NativePromise } from "../core/native-promise.ts";
 import { argumentError, describeValue } from "../errors.ts";
 import { type BaggageCodec, type BaggageField, codecs } from "./baggage-codecs.ts";
-
 import type {
   ContextPropagation,
   ExtractedValues,
@@ -407,7 +407,7 @@ export function contextPropagation<F extends PropagatedFields>(fields: F): Conte
           // The copy of init inside the try too: a getter that throws rejects, as fetch's own would.
           options = { ...init, headers: carry.inject(new Headers(given)) };
         } catch (error) {
-          return Promise.reject(error); // as fetch itself reports bad headers
+          return NativePromise.reject(error); // as fetch itself reports bad headers
         }
         return fetchFn(input, options);
       };

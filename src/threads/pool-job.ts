@@ -8,6 +8,7 @@ import { pathToFileURL } from "node:url";
 import { contextWith, mapOf } from "../core/context.ts";
 import { rootContext } from "../core/current.ts";
 import { type CrossingValues, varsNamed } from "../core/inherit.ts";
+import { NativePromise } from "../core/native-promise.ts";
 
 /** What `ContextPool` posts to piscina for each job. Internal. */
 export interface JobPayload {
@@ -100,7 +101,7 @@ function runIn(handler: Handler, payload: JobPayload): unknown {
   // piscina awaits what the job returns, a thenable that is no Promise (a
   // query builder's) as a Promise: both are read here, once, as await would.
   if (typeof result === "object" && result !== null) {
-    return Promise.resolve(result).then(undefined, (error: unknown) => {
+    return NativePromise.resolve(result).then(undefined, (error: unknown) => {
       throw error === null ? thrownNull(payload) : error;
     });
   }

@@ -3,6 +3,7 @@ import type { TransferListItem } from "node:worker_threads";
 import type { Context } from "../core/context.ts";
 import { currentContext } from "../core/current.ts";
 import { inspectCustom } from "../core/inspect.ts";
+import { NativePromise } from "../core/native-promise.ts";
 import { argumentError } from "../errors.ts";
 import { offAbort, onAbort } from "../tasks/abort-listeners.ts";
 import type { JobPayload } from "./pool-job.ts";
@@ -321,7 +322,7 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
       };
       return post(this.piscina, payload, run, this.#onUncloneable) as Promise<R>;
     } catch (error) {
-      return Promise.reject(error);
+      return NativePromise.reject(error);
     }
   }
 
@@ -346,12 +347,12 @@ export class ContextPool<T = unknown, R = unknown> implements AsyncDisposable {
   close(options?: { force?: boolean | undefined }): Promise<void> {
     if (options === undefined) return this.piscina.close();
     if (typeof options !== "object" || options === null) {
-      return Promise.reject(argumentError("options", "an object", options));
+      return NativePromise.reject(argumentError("options", "an object", options));
     }
     // Read once: the value checked is the value passed on.
     const force = options.force;
     if (force !== undefined && typeof force !== "boolean") {
-      return Promise.reject(argumentError("options.force", "a boolean", force));
+      return NativePromise.reject(argumentError("options.force", "a boolean", force));
     }
     return this.piscina.close(force === undefined ? {} : { force });
   }
