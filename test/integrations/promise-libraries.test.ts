@@ -15,17 +15,18 @@
  *   each run where it was attached;
  * - createTask, gather and TaskGroup take them as they take any thenable;
  * - with the global replaced (child processes: fixtures/global-promise.ts),
- *   the library's own promises stay the engine's, so a `.then` on a task,
- *   on gather or on timeout runs where it was attached.
+ *   the library's own promises stay the engine's, so under a bluebird global
+ *   or a forced core-js a `.then` on a task, on gather or on timeout runs
+ *   where it was attached; zone.js replaces the engine's `then` too, so
+ *   there only awaits are pinned.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { createRequire } from "node:module";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import Bluebird from "bluebird";
 import { bind, Context, ContextVar, createTask, gather, TaskGroup } from "contextvars";
+import { fixtureResult } from "../helpers/fixture-process.ts";
 
 const require = createRequire(import.meta.url);
 const fixture = fileURLToPath(new URL("fixtures/global-promise.ts", import.meta.url));
@@ -240,14 +241,6 @@ describe("userland promise libraries (the global left alone)", () => {
 });
 
 describe("a replaced globalThis.Promise (child processes)", () => {
-  const runFixture = async (mode: string): Promise<Record<string, number>> => {
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      ["--conditions=contextvars-source", "--import", "tsx", fixture, mode],
-      { timeout: 30_000 },
-    );
-    return JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}") as Record<string, number>;
-  };
   const all = REQUESTS;
 
   // zone.js patches the engine's own Promise.prototype.then too: a callback
@@ -265,7 +258,7 @@ describe("a replaced globalThis.Promise (child processes)", () => {
   ];
   for (const mode of ["zone.js before", "zone.js after", "bluebird as global", "core-js forced"]) {
     it(`${mode}: awaits, tasks, gather and TaskGroup keep each Context${mode.startsWith("zone.js") ? "" : "; .then on the package's promises runs where attached"}`, async () => {
-      const own = await runFixture(mode);
+      const own = await fixtureResult<Record<string, number>>(fixture, { args: [mode] });
       // bluebird runs all that one turn resolved in the first one's Context:
       // how many that is depends on which timers fire together.
       const attaching = own["then, resolved in the attaching Context"] ?? 0;
