@@ -24,7 +24,7 @@
  * this repository's node_modules, and Turbopack's root is set above both.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import {
   cpSync,
   mkdirSync,
@@ -38,10 +38,16 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join, sep } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { runBuild } from "../helpers/build.ts";
 import { send } from "../helpers/http.ts";
+import {
+  loggedLines,
+  type ServerProcess,
+  startServer,
+  stopServer as stop,
+  stopServers,
+} from "../helpers/server-process.ts";
 
 const packageRoot = fileURLToPath(new URL("../../", import.meta.url));
 const modules = join(packageRoot, "node_modules");
@@ -51,9 +57,8 @@ const fixtures = fileURLToPath(new URL("./fixtures/nextjs", import.meta.url));
 const COUNT = 100;
 
 const scratch = mkdtempSync(join(tmpdir(), "contextvars-next-"));
-const children = new Set<ChildProcess>();
 after(async () => {
-  await Promise.all([...children].map(stop));
+  await stopServers();
   rmSync(scratch, { recursive: true, force: true });
 });
 
@@ -105,13 +110,6 @@ function makeApp(): string {
 
 const ENV = { NEXT_TELEMETRY_DISABLED: "1", NODE_ENV: "production" };
 
-interface Running {
-  base: string;
-  /** The JSON lines the app printed so far. */
-  logs: Logged[];
-  child: ChildProcess;
-}
-
 interface Logged {
   where: string;
   id: string;
@@ -119,56 +117,19 @@ interface Logged {
   phase: string;
 }
 
-/** Starts a server as a child process: resolves once it printed the URL it listens on. */
-function start(args: string[], env: Record<string, string>, cwd: string): Promise<Running> {
-  const child = spawn(process.execPath, args, {
-    cwd,
-    env: { ...process.env, ...ENV, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.add(child);
-  const logs: Logged[] = [];
-  let output = "";
-  let pending = "";
-  return new Promise<Running>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no URL after 60 s:\n${output}`)), 60_000);
-    child.on("error", reject);
-    child.on("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`exited ${code ?? signal} before listening:\n${output}`));
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      output += chunk;
-    });
-    child.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk;
-      pending += chunk;
-      const lines = pending.split("\n");
-      pending = lines.pop() ?? "";
-      for (const line of lines) {
-        const at = line.indexOf("[[log]]");
-        if (at >= 0) logs.push(JSON.parse(line.slice(at + 7)) as Logged);
-      }
-      const url = /(?:Local:|Custom server on)\s+(http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
-      if (url === undefined) return;
-      clearTimeout(timer);
-      resolve({ base: url, logs, child });
-    });
-  });
-}
+/** A server of the app, with the JSON lines its after() callbacks printed so far. */
+type Running = ServerProcess<Logged>;
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (!children.delete(child) || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGTERM");
-  await exited;
+const LISTENING = /(?:Local:|Custom server on)\s+(http:\/\/127\.0\.0\.1:\d+)/;
+
+/** Starts `next start` or the custom server: resolves once it printed the URL it listens on. */
+function start(args: string[], env: Record<string, string>, cwd: string): Promise<Running> {
+  return startServer<Logged>(args, { ...ENV, ...env }, LISTENING, cwd);
 }
 
 /** Waits until `count` after() lines with ids starting with `tag` were printed (they follow the response). */
-async function afterLines(running: Running, tag: string, count: number): Promise<Logged[]> {
-  const mine = () => running.logs.filter((line) => line.id.startsWith(`${tag}-`));
-  for (let i = 0; i < 400 && mine().length < count; i++) await sleep(25);
-  return mine();
+function afterLines(running: Running, tag: string, count: number): Promise<Logged[]> {
+  return loggedLines(running, (line) => line.id.startsWith(`${tag}-`), count);
 }
 
 const ids = (tag: string): string[] => Array.from({ length: COUNT }, (_, i) => `${tag}-${i}`);
@@ -278,6 +239,13 @@ before(async () => {
   assert.deepEqual(Object.keys(actionIds).sort(), ["own", "plain"]);
 });
 
+/**
+ * A request or a server that never answers fails its suite rather than
+ * hanging the run. The longest, the first (it waits for the build), took
+ * 25 to 36 s in three runs here; the others 5 to 9 s.
+ */
+const SUITE = { timeout: 180_000 };
+
 const nextStart = (): string[] => [
   join(root, "node_modules/next/dist/bin/next"),
   "start",
@@ -287,7 +255,7 @@ const nextStart = (): string[] => [
   "0",
 ];
 
-describe("next start with nothing configured", () => {
+describe("next start with nothing configured", SUITE, () => {
   let running: Running;
   before(async () => {
     running = await start(nextStart(), {}, root);
@@ -355,7 +323,7 @@ describe("next start with nothing configured", () => {
   });
 });
 
-describe("next start with ContextVarsContextManager in instrumentation.ts", () => {
+describe("next start with ContextVarsContextManager in instrumentation.ts", SUITE, () => {
   let running: Running;
   before(async () => {
     running = await start(nextStart(), { CONTEXTVARS_NEXT: "otel" }, root);
@@ -398,7 +366,7 @@ describe("next start with ContextVarsContextManager in instrumentation.ts", () =
   });
 });
 
-describe("the custom server with withContext from contextvars/http", () => {
+describe("the custom server with withContext from contextvars/http", SUITE, () => {
   let running: Running;
   before(async () => {
     running = await start([join(root, "server.mjs")], {}, root);

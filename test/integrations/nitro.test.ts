@@ -22,7 +22,6 @@
  * loads one copy.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -32,6 +31,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { runBuild } from "../helpers/build.ts";
 import { send, UUID } from "../helpers/http.ts";
+import {
+  loggedLines as logged,
+  type ServerProcess,
+  startServer,
+  stopServer as stop,
+  stopServers,
+} from "../helpers/server-process.ts";
 
 const packageRoot = fileURLToPath(new URL("../../", import.meta.url));
 const fixtures = fileURLToPath(new URL("./fixtures/nitro", import.meta.url));
@@ -42,9 +48,8 @@ const cli = join(nitropack, "dist/cli/index.mjs");
 const h3 = dirname(createRequire(join(nitropack, "package.json")).resolve("h3/package.json"));
 
 const roots: string[] = [];
-const children = new Set<ChildProcess>();
 after(async () => {
-  await Promise.all([...children].map(stop));
+  await stopServers();
   for (const root of roots) rmSync(root, { recursive: true, force: true });
 });
 
@@ -96,70 +101,17 @@ interface Logged extends Reading {
   path: string;
 }
 
-interface Running {
-  base: string;
-  /** The JSON lines the app's hooks printed so far. */
-  logs: Logged[];
-  child: ChildProcess;
-}
+/** A server of the app, with the JSON lines its hooks printed so far. */
+type Running = ServerProcess<Logged>;
 
-/**
- * Starts a Nitro server as a child process: resolves once it printed the
- * URL it listens on (`listening`, which captures it) and answers there.
- */
+/** Starts a Nitro server: resolves once it printed the URL it listens on (`listening` captures it). */
 function start(
   args: string[],
   env: Record<string, string>,
   listening: RegExp,
   cwd?: string,
 ): Promise<Running> {
-  const child = spawn(process.execPath, args, {
-    cwd,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.add(child);
-  const logs: Logged[] = [];
-  let output = "";
-  let pending = "";
-  return new Promise<Running>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error(`no URL after 60 s:\n${output}`));
-    }, 60_000);
-    child.on("error", reject);
-    child.on("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`exited ${code ?? signal} before listening:\n${output}`));
-    });
-    child.stderr?.on("data", (chunk: Buffer) => {
-      output += chunk;
-    });
-    child.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk;
-      pending += chunk;
-      const lines = pending.split("\n");
-      pending = lines.pop() ?? "";
-      for (const line of lines) {
-        const at = line.indexOf("[[log]]");
-        if (at >= 0) logs.push(JSON.parse(line.slice(at + 7)) as Logged);
-      }
-      // biome-ignore lint/suspicious/noControlCharactersInRegex: the dev server colours its output
-      const url = listening.exec(output.replace(/\u001b\[[0-9;]*m/g, ""))?.[1];
-      if (url === undefined) return;
-      clearTimeout(timer);
-      resolve({ base: url.replace(/\/$/, ""), logs, child });
-    });
-  });
-}
-
-/** Ends a server: SIGTERM, and SIGKILL if it has not exited 10 s later. */
-async function stop(child: ChildProcess): Promise<void> {
-  if (!children.delete(child) || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  await exited;
-  clearTimeout(timer);
+  return startServer<Logged>(args, env, listening, cwd);
 }
 
 /** Polls `path` until it answers 200 (the dev server answers before its worker is ready). */
@@ -170,19 +122,6 @@ async function ready(base: string, path: string): Promise<void> {
     await sleep(250);
   }
   assert.fail(`${base}${path} did not answer 200 within 60 s`);
-}
-
-/**
- * Waits until `count` log lines satisfy `which`: hooks may print after the response was sent.
- * Gives up after 30 s, well inside the suite's timeout, and returns what came.
- */
-async function logged(running: Running, which: (line: Logged) => boolean, count: number) {
-  for (let i = 0; i < 1200; i++) {
-    const lines = running.logs.filter(which);
-    if (lines.length >= count) return lines;
-    await sleep(25);
-  }
-  return running.logs.filter(which);
 }
 
 function headers(id: string, tenant = true): Record<string, string> {
