@@ -18,14 +18,19 @@
  *   the library's own promises stay the engine's, so under a bluebird global
  *   or a forced core-js a `.then` on a task, on gather or on timeout runs
  *   where it was attached; zone.js replaces the engine's `then` too, so
- *   there only awaits are pinned.
+ *   there only awaits are pinned;
+ * - compiled below ES2017, where an async function's result is the global's
+ *   Promise, what the package takes for the engine's is the global of load
+ *   time.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import Bluebird from "bluebird";
 import { bind, Context, ContextVar, createTask, gather, TaskGroup } from "contextvars";
+import { transformSync } from "esbuild";
 import { fixtureResult } from "../helpers/fixture-process.ts";
 
 const require = createRequire(import.meta.url);
@@ -281,4 +286,22 @@ describe("a replaced globalThis.Promise (child processes)", () => {
       if (zone) assert.ok(refusedOwn < all, `${refusedOwn} of ${all}`);
     });
   }
+});
+
+describe("the package compiled below ES2017 (async functions made of generators)", () => {
+  const source = readFileSync(new URL("../../src/core/native-promise.ts", import.meta.url), "utf8");
+  /** native-promise.ts compiled by esbuild for `target`, run with `Promise` standing for the global. */
+  const loadedUnder = (target: string, global: PromiseConstructor): unknown => {
+    const { code } = transformSync(source, { loader: "ts", target, format: "cjs" });
+    const module = { exports: {} as { NativePromise?: unknown } };
+    new Function("module", "exports", "Promise", code)(module, module.exports, global);
+    return module.exports.NativePromise;
+  };
+  const engine = (async () => {})().constructor;
+  const bluebird = Bluebird as unknown as PromiseConstructor;
+
+  it("for ES2017 the engine's Promise is found under a bluebird global; for ES2016 it is the global of load time", () => {
+    assert.equal(loadedUnder("es2017", bluebird), engine);
+    assert.equal(loadedUnder("es2016", bluebird), bluebird);
+  });
 });
