@@ -6,7 +6,10 @@
  * caller's `task.then(cb)` saw the task's values
  * (test/integrations/promise-libraries.test.ts). The engine's promise runs a
  * callback where `then` was called. An async function's result is always the
- * engine's, whichever global is installed.
+ * engine's, whichever global is installed, unless a build compiled async
+ * functions down (below ES2017): then this is the global of load time, as
+ * every such function's result is (esbuild for ES2016 under a bluebird
+ * global gave bluebird).
  *
  * zone.js (Angular SSR loads it in Node) replaces the global too, and also
  * replaces the engine's own `Promise.prototype.then` with one that goes
