@@ -108,6 +108,13 @@ export const SKIPS: readonly Skip[] = [
   },
   {
     runtimes: NOT_NODE,
+    path: "test/threads/process-pools.test.ts",
+    reason:
+      "its pools fork child processes of process.execPath with Node's flags (--conditions, --import tsx) " +
+      "to load the TypeScript job modules; not run there (not measured)",
+  },
+  {
+    runtimes: NOT_NODE,
     path: "test/faults/cli.test.ts",
     reason:
       "pins where Node 20 runs a command-line tool's callbacks (signal, exit and stdin listeners, " +

@@ -1,7 +1,8 @@
 /**
  * What every pool that contextPool wraps must do, checked the same way for
  * tinypool, workerpool and a long-lived worker (test/threads/tinypool.test.ts,
- * workerpool.test.ts, postmessage.test.ts): each job in a copy of its
+ * workerpool.test.ts, postmessage.test.ts), and for tinypool and workerpool
+ * pools of child processes (process-pools.test.ts): each job in a copy of its
  * caller's Context, errors and uncloneable values as docs/threads.md says.
  * The jobs are test/threads/fixtures/job.ts's.
  */
@@ -44,7 +45,7 @@ export function wrappedPoolChecks(
         return { reply, callerAfter: requestId.get() };
       }),
     );
-    const perThread = new Map<number, number>();
+    const perThread = new Map<string, number>();
     for (const [i, { reply, callerAfter }] of results.entries()) {
       assert.deepEqual(
         { i: reply.i, requestId: reply.requestId, user: reply.user, secret: reply.secret },
@@ -52,9 +53,10 @@ export function wrappedPoolChecks(
         { i, requestId: `r-${i}`, user: `user-${i % 5}`, secret: "<unset>" },
       );
       assert.equal(callerAfter, `r-${i}`);
-      perThread.set(reply.threadId, (perThread.get(reply.threadId) ?? 0) + 1);
+      const where = `${reply.pid}/${reply.threadId}`;
+      perThread.set(where, (perThread.get(where) ?? 0) + 1);
     }
-    // Jobs did share threads, so "never the next job's values" was tested.
+    // Jobs did share threads (or processes), so "never the next job's values" was tested.
     assert.ok(Math.max(...perThread.values()) > 1, `jobs per thread: ${[...perThread.values()]}`);
   });
 

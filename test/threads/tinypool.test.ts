@@ -6,22 +6,12 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type ContextPool, contextPool, type PiscinaLike } from "contextvars/worker";
+import { type ContextPool, contextPool } from "contextvars/worker";
 import Tinypool from "tinypool";
 import { JOB, type Job, requestId, wrappedPoolChecks } from "../helpers/pool-checks.ts";
+import { fromTinypool } from "../helpers/pool-wrappers.ts";
 import { workerExecArgv } from "../helpers/threads.ts";
 import type { JobReply } from "./fixtures/job.ts";
-
-// The recipe of docs/threads.md, as a user copies it.
-/** A tinypool pool as contextPool takes it (tinypool has no close(); destroy() ends running jobs). */
-function fromTinypool(pool: Tinypool): PiscinaLike {
-  return {
-    options: pool.options,
-    run: (task, options) => pool.run(task, options),
-    close: () => pool.destroy(),
-    destroy: () => pool.destroy(),
-  };
-}
 
 describe("tinypool 2", () => {
   let tinypool: Tinypool;
@@ -73,23 +63,5 @@ describe("tinypool 2", () => {
     const moved = Tinypool.move(new ArrayBuffer(8));
     assert.equal(await pool.run(moved as never, { name: "byteLength" }), undefined);
     assert.deepEqual(await pool.run(moved as never, { name: "keysOf" }), []);
-  });
-
-  it("with runtime: child_process, a job through contextPool sees none of its caller's values", async () => {
-    const forked = new Tinypool({
-      runtime: "child_process",
-      filename: JOB,
-      execArgv: workerExecArgv,
-      maxThreads: 1,
-    });
-    try {
-      const reply = await requestId.run("r-1", () =>
-        contextPool<Job, JobReply>(fromTinypool(forked)).run({ i: 0, delay: 0 }),
-      );
-      // A child process is a main thread: its vars are not filed by name, so none receives a value.
-      assert.equal(reply.requestId, "<unset>");
-    } finally {
-      await forked.destroy();
-    }
   });
 });

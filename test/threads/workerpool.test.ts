@@ -8,26 +8,12 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type ContextPool, contextPool, type PiscinaLike } from "contextvars/worker";
+import { type ContextPool, contextPool } from "contextvars/worker";
 import workerpool from "workerpool";
 import { JOB, type Job, requestId, wrappedPoolChecks } from "../helpers/pool-checks.ts";
+import { fromWorkerpool, type WorkerPool } from "../helpers/pool-wrappers.ts";
 import { fixture, workerExecArgv } from "../helpers/threads.ts";
 import type { JobReply } from "./fixtures/job.ts";
-
-type WorkerPool = ReturnType<typeof workerpool.pool>;
-
-// The recipe of docs/threads.md, as a user copies it (the worker side is fixtures/workerpool-worker.ts).
-/** A workerpool pool whose worker script registers `run` (fixtures/workerpool-worker.ts). */
-function fromWorkerpool(pool: WorkerPool, filename: string): PiscinaLike {
-  return {
-    options: { filename, name: "default" },
-    // Promise.resolve: workerpool's own Promise calls then() callbacks in the wrong Context.
-    run: (task, { filename, name, transferList }) =>
-      Promise.resolve(pool.exec("run", [filename, name, task], { transfer: transferList })),
-    close: () => Promise.resolve(pool.terminate()),
-    destroy: () => Promise.resolve(pool.terminate(true)),
-  };
-}
 
 describe("workerpool 10", () => {
   let wp: WorkerPool;
