@@ -221,6 +221,17 @@ describe("Worker", () => {
     );
   });
 
+  // The worker files its vars by name in a weak list, pruned when it doubles.
+  it("a worker can hold 600 000 live vars of one name", async () => {
+    const reply = await firstMessage(
+      new Worker(fixture("many-vars.ts"), {
+        workerData: { count: 600_000 },
+        execArgv: workerExecArgv,
+      }),
+    );
+    assert.deepEqual(reply, { made: 600_000 });
+  });
+
   it("is a node:worker_threads Worker", async () => {
     const { Worker: NodeWorker } = await import("node:worker_threads");
     const worker = new Worker("require('node:worker_threads').parentPort.postMessage(1)", {
