@@ -57,9 +57,10 @@ export function varCreated(v: AnyVar, transfer: boolean): void {
   else {
     // Prune when the list doubles, so vars made in a loop cost amortised O(1).
     if (refs.length >= 8 && (refs.length & (refs.length - 1)) === 0) {
-      const live = refs.filter((ref) => ref.deref() !== undefined);
-      refs.length = 0;
-      refs.push(...live);
+      // In place: push(...live) overflows the stack past a few 100 000 refs.
+      let kept = 0;
+      for (const ref of refs) if (ref.deref() !== undefined) refs[kept++] = ref;
+      refs.length = kept;
     }
     refs.push(new WeakRef(v));
   }
