@@ -9,6 +9,9 @@
 /** A page (or a Web Worker) is always the main thread of its own copy of the package. */
 export const isMainThread: boolean = true;
 
+/** A page is no child process: it files its vars by name only once a pool's job runner loads, which never happens. */
+export const hasIpcChannel: boolean = false;
+
 /** Nothing crosses: there is no parent thread that set any. */
 export function getEnvironmentData(_key: unknown): unknown {
   return undefined;

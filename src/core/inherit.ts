@@ -1,18 +1,28 @@
 /**
- * The core's one hook for `contextvars/worker`: how a worker thread finds the
- * ContextVars that its parent's values belong to.
+ * The core's one hook for `contextvars/worker`: how a worker thread, or a
+ * child process of a process-based pool, finds the ContextVars that its
+ * parent's values belong to.
  *
  * A worker thread has its own heap and its own copy of this package, so a
- * parent's ContextVar objects never reach it; values cross by name. The
- * ContextVar constructor calls `varCreated` once per var. In the main thread
- * that is one WeakSet add for a `{ transfer: false }` var and a compare
- * otherwise. In a worker thread it also files the var under its name (pool
- * jobs look vars up by name when each job's values arrive) and, if the
- * Worker that started this thread sent a value under that name, puts it into
- * the root Context, so the var reads the parent's value with no code in the
- * worker. Everything else (what may cross, pools) lives in `src/threads/`.
+ * parent's ContextVar objects never reach it; values cross by name, to a
+ * child process too. The ContextVar constructor calls `varCreated` once per
+ * var. In the main thread of a process with no IPC channel (a server, a
+ * CLI) that is one WeakSet add for a `{ transfer: false }` var and a
+ * compare otherwise. In a worker thread, and in a process forked with an
+ * IPC channel (as tinypool's `runtime: "child_process"` and workerpool's
+ * `workerType: "process"` start theirs), it also files the var under its
+ * name (pool jobs look vars up by name when each job's values arrive). In a
+ * worker thread, if the Worker that started it sent a value under that
+ * name, it puts it into the root Context, so the var reads the parent's
+ * value with no code in the worker. Everything else (what may cross, pools)
+ * lives in `src/threads/`.
  */
-import { getEnvironmentData, isMainThread, setEnvironmentData } from "#worker-threads";
+import {
+  getEnvironmentData,
+  hasIpcChannel,
+  isMainThread,
+  setEnvironmentData,
+} from "#worker-threads";
 import { mapOf, setMapOf } from "./context.ts";
 import type { ContextVar } from "./context-var.ts";
 import { rootContext } from "./current.ts";
@@ -29,7 +39,11 @@ const localOnly = new WeakSet<AnyVar>();
 // Weak, so a worker that makes vars per call does not keep them alive through
 // this list. (A var made under a name whose value arrived is held by the root
 // Context, as every var with a value there is: make vars at module level.)
-const byName: Map<string, WeakRef<AnyVar>[]> | undefined = isMainThread ? undefined : new Map();
+// Filed from the start where pool jobs may run; elsewhere from when a pool's
+// job runner loads (fileVarsByName), as in a child process with no IPC
+// channel, whose earlier vars are then not found (docs/threads.md).
+let byName: Map<string, WeakRef<AnyVar>[]> | undefined =
+  isMainThread && !hasIpcChannel ? undefined : new Map();
 const arrived = takeArrived();
 // Names of `arrived` that a var of this thread has taken; the rest pass on to nested workers.
 const claimed = new Set<string>();
@@ -70,12 +84,21 @@ export function varCreated(v: AnyVar, transfer: boolean): void {
   }
 }
 
+/**
+ * Files the vars created from now on by name, where they were not already
+ * (a main thread with no IPC channel): called by the pool's job runner when
+ * it loads. Vars created before are not found by name. Internal.
+ */
+export function fileVarsByName(): void {
+  byName ??= new Map();
+}
+
 /** Whether the var was created with `{ transfer: false }`. Internal. */
 export function isLocalOnly(v: AnyVar): boolean {
   return localOnly.has(v);
 }
 
-/** The live vars of this worker thread named `name` (none in the main thread). Internal. */
+/** The live vars of this thread named `name` that were filed by name. Internal. */
 export function varsNamed(name: string): AnyVar[] {
   const found: AnyVar[] = [];
   for (const ref of byName?.get(name) ?? []) {

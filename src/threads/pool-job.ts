@@ -7,8 +7,13 @@
 import { pathToFileURL } from "node:url";
 import { contextWith, mapOf } from "../core/context.ts";
 import { rootContext } from "../core/current.ts";
-import { type CrossingValues, varsNamed } from "../core/inherit.ts";
+import { type CrossingValues, fileVarsByName, varsNamed } from "../core/inherit.ts";
 import { NativePromise } from "../core/native-promise.ts";
+
+// Jobs find their vars by name, filed from the start in a worker thread and
+// in a child process forked with an IPC channel; in any other process, from
+// here on (before the job's module is imported).
+fileVarsByName();
 
 /** What `ContextPool` posts to piscina for each job. Internal. */
 export interface JobPayload {
