@@ -6,11 +6,16 @@
  * whether the job's vars are created before the pool's entry file loads
  * (the workerpool worker script imports job.ts first; a tinypool child with
  * job.ts preloaded by --import) or after it. The values cross as the pool's
- * IPC channel serializes them: JSON unless it is told "advanced".
+ * IPC channel serializes them: JSON unless it is told "advanced". In a
+ * process with no IPC channel only vars created after the pool's job runner
+ * loads are found (the rule docs/threads.md states).
  */
 import assert from "node:assert/strict";
+import { execFile, fork } from "node:child_process";
+import { once } from "node:events";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { ContextVar } from "contextvars";
 import { type ContextPool, contextPool } from "contextvars/worker";
 import Tinypool from "tinypool";
@@ -124,5 +129,25 @@ describe('workerpool 10, workerType: "process"', () => {
     } finally {
       await advanced.terminate(true);
     }
+  });
+});
+
+describe("a process with no IPC channel", () => {
+  const main = fileURLToPath(fixture("no-channel.ts"));
+  const execArgv = ["--conditions=contextvars-source", "--import", "tsx"];
+
+  it("finds only the vars created after the pool's job runner loaded; with a channel, all", async () => {
+    const spawned = await promisify(execFile)(process.execPath, [...execArgv, main], {
+      timeout: 20_000,
+    });
+    assert.deepEqual(JSON.parse(spawned.stdout), { early: "<unset>", late: "l" });
+
+    const forked = fork(main, { execArgv, stdio: ["ignore", "pipe", "inherit", "ipc"] });
+    let stdout = "";
+    forked.stdout?.on("data", (chunk: Buffer) => {
+      stdout += chunk;
+    });
+    await once(forked, "exit");
+    assert.deepEqual(JSON.parse(stdout), { early: "e", late: "l" });
   });
 });
