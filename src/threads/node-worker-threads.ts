@@ -15,4 +15,6 @@ export { getEnvironmentData, isMainThread, setEnvironmentData } from "node:worke
  * `process.send` exists), as the child processes of tinypool's
  * `runtime: "child_process"` and workerpool's `workerType: "process"` are.
  */
-export const hasIpcChannel: boolean = typeof process.send === "function";
+// Read through globalThis: this file is also the target for workerd and
+// edge-light, where node:worker_threads may be there and `process` not.
+export const hasIpcChannel: boolean = typeof globalThis.process?.send === "function";
