@@ -40,6 +40,17 @@ process.on("exit", () => console.log(JSON.stringify(seen)));\n`;
 const untilAborted = (signal: AbortSignal) =>
   new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
 
+/** A live AbortSignal whose own removeEventListener throws. */
+function signalWhoseRemoveThrows(): AbortSignal {
+  const signal = new AbortController().signal;
+  Object.defineProperty(signal, "removeEventListener", {
+    value() {
+      throw new Error("removeEventListener threw");
+    },
+  });
+  return signal;
+}
+
 describe("Task.cancel", () => {
   itFromEveryState(
     "aborts the signal; the task rejects with the signal's AbortError by default",
@@ -231,16 +242,7 @@ describe("the signal option", () => {
   });
 
   it("an outer signal whose own removeEventListener throws: the task still settles, and its group hears of it", async () => {
-    const exotic = (): AbortSignal => {
-      const signal = new AbortController().signal;
-      Object.defineProperty(signal, "removeEventListener", {
-        value() {
-          throw new Error("removeEventListener threw");
-        },
-      });
-      return signal;
-    };
-    const task = createTask(async () => "done", { signal: exotic() });
+    const task = createTask(async () => "done", { signal: signalWhoseRemoveThrows() });
     assert.equal(await task, "done");
     const failure = new Error("child failed");
     const group = new TaskGroup();
@@ -248,7 +250,7 @@ describe("the signal option", () => {
       async () => {
         throw failure;
       },
-      { signal: exotic() },
+      { signal: signalWhoseRemoveThrows() },
     );
     await assert.rejects(
       group.wait(),
@@ -257,20 +259,14 @@ describe("the signal option", () => {
   });
 
   it("a group's own outer signal whose removeEventListener throws: the group's outcome stands", async () => {
-    const exotic = (): AbortSignal => {
-      const signal = new AbortController().signal;
-      Object.defineProperty(signal, "removeEventListener", {
-        value() {
-          throw new Error("removeEventListener threw");
-        },
-      });
-      return signal;
-    };
-    const group = new TaskGroup({ signal: exotic() });
+    const group = new TaskGroup({ signal: signalWhoseRemoveThrows() });
     const child = group.createTask(async () => "done");
     await group.wait();
     assert.equal(await child, "done");
-    assert.equal(await taskGroup(async () => "body's", { signal: exotic() }), "body's");
+    assert.equal(
+      await taskGroup(async () => "body's", { signal: signalWhoseRemoveThrows() }),
+      "body's",
+    );
     const failure = new Error("child failed");
     await assert.rejects(
       taskGroup(
@@ -279,7 +275,7 @@ describe("the signal option", () => {
             throw failure;
           });
         },
-        { signal: exotic() },
+        { signal: signalWhoseRemoveThrows() },
       ),
       (e) => e instanceof AggregateError && e.errors.length === 1 && e.errors[0] === failure,
     );
