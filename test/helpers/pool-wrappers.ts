@@ -5,7 +5,12 @@
  * process-pools.test.ts wrap their pools with these.
  */
 import type { PiscinaLike } from "contextvars/worker";
-import type Tinypool from "tinypool";
+import TinypoolClass from "tinypool";
+import { JOB } from "./pool-checks.ts";
+import { workerExecArgv } from "./threads.ts";
+
+type Tinypool = TinypoolClass;
+
 import type workerpool from "workerpool";
 
 /** A tinypool pool as contextPool takes it (tinypool has no close(); destroy() ends running jobs). */
@@ -30,4 +35,20 @@ export function fromWorkerpool(pool: WorkerPool, filename: string): PiscinaLike 
     close: () => Promise.resolve(pool.terminate()),
     destroy: () => Promise.resolve(pool.terminate(true)),
   };
+}
+
+/**
+ * The tinypool both tinypool test files run their checks on: two workers
+ * (threads, or child processes with `runtime: "child_process"`) of the job
+ * fixture, three jobs at a time on each.
+ */
+export function jobTinypool(runtime?: "child_process"): Tinypool {
+  return new TinypoolClass({
+    ...(runtime === undefined ? {} : { runtime }),
+    filename: JOB,
+    execArgv: workerExecArgv,
+    minThreads: 2,
+    maxThreads: 2,
+    concurrentTasksPerWorker: 3,
+  });
 }

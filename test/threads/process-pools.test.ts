@@ -21,7 +21,12 @@ import { type ContextPool, contextPool } from "contextvars/worker";
 import Tinypool from "tinypool";
 import workerpool from "workerpool";
 import { JOB, type Job, requestId, wrappedPoolChecks } from "../helpers/pool-checks.ts";
-import { fromTinypool, fromWorkerpool, type WorkerPool } from "../helpers/pool-wrappers.ts";
+import {
+  fromTinypool,
+  fromWorkerpool,
+  jobTinypool,
+  type WorkerPool,
+} from "../helpers/pool-wrappers.ts";
 import { fixture, workerExecArgv } from "../helpers/threads.ts";
 import type { JobReply } from "./fixtures/job.ts";
 
@@ -37,14 +42,7 @@ describe('tinypool 2, runtime: "child_process"', () => {
   let pool: ContextPool<Job, JobReply>;
   let skipping: ContextPool;
   before(() => {
-    tinypool = new Tinypool({
-      runtime: "child_process",
-      filename: JOB,
-      execArgv: workerExecArgv,
-      minThreads: 2,
-      maxThreads: 2,
-      concurrentTasksPerWorker: 3,
-    });
+    tinypool = jobTinypool("child_process");
     pool = contextPool<Job, JobReply>(fromTinypool(tinypool));
     skipping = contextPool(fromTinypool(tinypool), { onUncloneable: "skip" });
   });

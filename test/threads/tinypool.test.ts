@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { type ContextPool, contextPool } from "contextvars/worker";
 import Tinypool from "tinypool";
 import { JOB, type Job, requestId, wrappedPoolChecks } from "../helpers/pool-checks.ts";
-import { fromTinypool } from "../helpers/pool-wrappers.ts";
+import { fromTinypool, jobTinypool } from "../helpers/pool-wrappers.ts";
 import { workerExecArgv } from "../helpers/threads.ts";
 import type { JobReply } from "./fixtures/job.ts";
 
@@ -18,13 +18,7 @@ describe("tinypool 2", () => {
   let pool: ContextPool<Job, JobReply>;
   let skipping: ContextPool;
   before(() => {
-    tinypool = new Tinypool({
-      filename: JOB,
-      execArgv: workerExecArgv,
-      minThreads: 2,
-      maxThreads: 2,
-      concurrentTasksPerWorker: 3,
-    });
+    tinypool = jobTinypool();
     pool = contextPool<Job, JobReply>(fromTinypool(tinypool));
     skipping = contextPool(fromTinypool(tinypool), { onUncloneable: "skip" });
   });
