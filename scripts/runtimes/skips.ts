@@ -169,13 +169,6 @@ export const SKIPS: readonly Skip[] = [
   },
   {
     runtimes: NOT_NODE,
-    path: "test/integrations/mcp.test.ts",
-    reason:
-      "starts its stdio MCP server as a child of process.execPath with Node's flags (--conditions, " +
-      "--import tsx); its Streamable HTTP and in-memory tests were not run there (not measured)",
-  },
-  {
-    runtimes: NOT_NODE,
     path: "test/integrations/test-runners.test.ts",
     reason:
       "runs Vitest, jest (node --experimental-vm-modules) and node:test as Node child processes on " +

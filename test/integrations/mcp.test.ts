@@ -55,6 +55,7 @@ import express from "express";
 import pino from "pino";
 import * as z from "zod/v4";
 import { close, listen } from "../helpers/http.ts";
+import { typeScriptCommand } from "../runtimes/runtime.ts";
 
 const user = new ContextVar<string>("user");
 const session = new ContextVar<string>("session");
@@ -569,9 +570,10 @@ const stdioServer = fileURLToPath(new URL("./fixtures/mcp-stdio-server.ts", impo
 /** A Client of the stdio fixture, started as a child process (`bound`: with the docs' wrapper). */
 async function connectStdio(mode: "plain" | "bound"): Promise<Client> {
   const client = new Client({ name: `stdio-${mode}`, version: "1.0.0" });
+  const [command, ...args] = typeScriptCommand(stdioServer);
   const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: ["--conditions=contextvars-source", "--import", "tsx", stdioServer, mode],
+    command,
+    args: [...args, mode],
     stderr: "inherit",
   });
   await client.connect(transport);

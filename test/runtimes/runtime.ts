@@ -40,25 +40,31 @@ export const runtimeLabel: string =
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
+/**
+ * The command that runs a TypeScript file on this same runtime, with the
+ * package's source condition: `[bin, ...args]`, the file last.
+ */
+export function typeScriptCommand(file: string): [string, ...string[]] {
+  return runtime === "node"
+    ? [process.execPath, "--conditions=contextvars-source", "--import", "tsx", file]
+    : runtime === "bun"
+      ? [process.execPath, "--conditions=contextvars-source", file]
+      : [
+          deno?.execPath() ?? "deno",
+          "run",
+          "--allow-all",
+          "--no-check",
+          "--no-lock",
+          "--sloppy-imports",
+          "--conditions=contextvars-source",
+          file,
+        ];
+}
+
 /** Runs a TypeScript fixture on this same runtime; resolves with its last stdout line parsed as JSON. */
 export async function runFixture<T>(path: string): Promise<T> {
   const file = fileURLToPath(new URL(path, import.meta.url));
-  const argv =
-    runtime === "node"
-      ? [process.execPath, "--conditions=contextvars-source", "--import", "tsx", file]
-      : runtime === "bun"
-        ? [process.execPath, "--conditions=contextvars-source", file]
-        : [
-            deno?.execPath() ?? "deno",
-            "run",
-            "--allow-all",
-            "--no-check",
-            "--no-lock",
-            "--sloppy-imports",
-            "--conditions=contextvars-source",
-            file,
-          ];
-  const [bin, ...args] = argv as [string, ...string[]];
+  const [bin, ...args] = typeScriptCommand(file);
   const { stdout } = await promisify(execFile)(bin, args, { cwd: root });
   return JSON.parse(stdout.trim().split("\n").at(-1) ?? "null") as T;
 }
