@@ -690,3 +690,81 @@ describe("contextvars/fetch withContext behind the runtime's own server (Bun.ser
     assert.equal(requestId.get("unset"), "unset");
   });
 });
+
+/** Bun.serve with `routes`: Bun calls a route's handler itself, never `fetch`. */
+interface BunRoutes {
+  serve(options: {
+    hostname: string;
+    port: number;
+    routes: Record<string, Fetch | Record<string, Fetch>>;
+    fetch: Fetch;
+  }): { readonly port: number; stop(closeActiveConnections?: boolean): Promise<void> };
+}
+
+describe("Bun.serve's routes: each route handler is wrapped itself", {
+  skip: runtime === "bun" ? false : "Bun.serve's routes are Bun's",
+}, () => {
+  it("wrapped route handlers, per path and per method, run each request in its own Context with the route's params; one left plain runs in Bun.serve()'s Context, where one request's set is read by the next", async () => {
+    const { Bun } = globalThis as unknown as { Bun: BunRoutes };
+    const route = (request: Request & { params?: Record<string, string> }) => {
+      const found = user.get("-");
+      user.set(request.headers.get("x-user") ?? "anonymous");
+      return randomDelay().then(() =>
+        Response.json({
+          id: requestId.get("-"),
+          found,
+          after: user.get(),
+          marker: marker.get("none"),
+          params: request.params ?? {},
+        }),
+      );
+    };
+    const serverContext = copyContext();
+    const server = serverContext.run(() => {
+      marker.set("the server's");
+      return Bun.serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        routes: {
+          "/users/:id": fetchContext(route),
+          "/orders/:id": { GET: fetchContext(route) },
+          "/plain": route,
+        },
+        fetch: fetchContext(() => new Response("not found", { status: 404 })),
+      });
+    });
+    const base = `http://127.0.0.1:${server.port}`;
+    const get = async (path: string, who: string) => {
+      const response = await fetch(`${base}${path}`, { headers: { "x-user": who } });
+      return (await response.json()) as Record<string, unknown>;
+    };
+    try {
+      for (const path of ["/users", "/orders"]) {
+        const replies = await Promise.all(
+          Array.from({ length: 50 }, (_, i) => get(`${path}/${i}`, `user-${i}`)),
+        );
+        replies.forEach((reply, i) => {
+          assert.match(String(reply.id), UUID);
+          assert.deepEqual(
+            { ...reply, id: "" },
+            { id: "", found: "-", after: `user-${i}`, marker: "none", params: { id: `${i}` } },
+          );
+        });
+        assert.equal(new Set(replies.map((r) => r.id)).size, 50);
+      }
+      const first = await get("/plain", "alice");
+      const second = await get("/plain", "bob");
+      assert.deepEqual(
+        [first.found, first.marker, second.found, second.id],
+        ["-", "the server's", "alice", "-"],
+      );
+    } finally {
+      await server.stop(true);
+    }
+    assert.equal(
+      serverContext.get(user),
+      "bob",
+      "the plain route's sets landed in the server's Context",
+    );
+  });
+});
