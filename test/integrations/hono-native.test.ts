@@ -701,10 +701,10 @@ interface BunRoutes {
   }): { readonly port: number; stop(closeActiveConnections?: boolean): Promise<void> };
 }
 
-describe("Bun.serve's routes: each route handler is wrapped itself", {
-  skip: runtime === "bun" ? false : "Bun.serve's routes are Bun's",
-}, () => {
-  it("wrapped route handlers, per path and per method, run each request in its own Context with the route's params; one left plain runs in Bun.serve()'s Context, where one request's set is read by the next", async () => {
+describe("Bun.serve's routes: each route handler is wrapped itself", () => {
+  it("wrapped route handlers, per path and per method, run each request in its own Context with the route's params; one left plain runs in Bun.serve()'s Context, where one request's set is read by the next", {
+    skip: runtime === "bun" ? false : "Bun.serve's routes are Bun's",
+  }, async () => {
     const { Bun } = globalThis as unknown as { Bun: BunRoutes };
     const route = (request: Request & { params?: Record<string, string> }) => {
       const found = user.get("-");
