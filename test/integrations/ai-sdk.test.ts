@@ -103,6 +103,23 @@ interface Reading {
   readonly afterReturn: boolean;
 }
 
+/** Records what the vars say as a Reading of `what`, against the request expected. */
+function reader(
+  readings: Reading[],
+  expected: { id: string; user: string },
+  afterReturn: () => boolean,
+) {
+  return (what: string): void => {
+    readings.push({
+      what,
+      expected: `${expected.id}|${expected.user}`,
+      id: requestId.get("<none>"),
+      user: user.get("<none>"),
+      afterReturn: afterReturn(),
+    });
+  };
+}
+
 interface ChatOptions {
   /** Wraps each tool's `execute` (with `isolated`, say). */
   readonly wrapExecute?: <F extends (...args: never[]) => unknown>(execute: F) => F;
@@ -124,15 +141,7 @@ function chat(
 ) {
   const state = { returned: false };
   const { logger } = logged;
-  const read = (what: string): void => {
-    readings.push({
-      what,
-      expected: `${expected.id}|${expected.user}`,
-      id: requestId.get("<none>"),
-      user: user.get("<none>"),
-      afterReturn: state.returned,
-    });
-  };
+  const read = reader(readings, expected, () => state.returned);
   const execute = async ({ q }: { q: string }) => {
     read("execute");
     toolCall.set(q);
@@ -186,15 +195,7 @@ const logged = pinoToMemory({ mixin: contextMixin({ requestId, user }) });
 
 /** The UI stream's own callbacks, recorded as `chat`'s are. */
 function uiOptions(readings: Reading[], expected: { id: string; user: string }) {
-  const read = (what: string): void => {
-    readings.push({
-      what,
-      expected: `${expected.id}|${expected.user}`,
-      id: requestId.get("<none>"),
-      user: user.get("<none>"),
-      afterReturn: true,
-    });
-  };
+  const read = reader(readings, expected, () => true);
   return {
     messageMetadata: () => {
       read("messageMetadata");
@@ -214,6 +215,11 @@ function seedFrom(header: string | undefined): void {
   user.set(header ?? "anonymous");
 }
 
+/** The id and user a request's code should read: its headers, never the vars. */
+function expectedOf(header: (name: string) => string | undefined): { id: string; user: string } {
+  return { id: header("x-request-id") ?? "", user: header("x-user") ?? "" };
+}
+
 /** A server answering POST /chat the `way` given; `options(request)` picks the chat's options. */
 function chatServer(
   way: Way,
@@ -224,10 +230,7 @@ function chatServer(
     const app = new Hono();
     app.use(contextMiddleware({ seed: (c) => seedFrom(c.req.header("x-user")) }));
     app.post("/chat", (c) => {
-      const expected = {
-        id: c.req.header("x-request-id") ?? "",
-        user: c.req.header("x-user") ?? "",
-      };
+      const expected = expectedOf((name) => c.req.header(name));
       const chosen = options(c.req.raw.headers);
       const { result, state } = chat(expected, readings, {
         ...chosen,
@@ -241,10 +244,7 @@ function chatServer(
   }
   return withContext(
     (req, res) => {
-      const expected = {
-        id: String(req.headers["x-request-id"]),
-        user: String(req.headers["x-user"]),
-      };
+      const expected = expectedOf((name) => req.headers[name] as string | undefined);
       const headers = new Headers(req.headers as Record<string, string>);
       const { result, state } = chat(expected, readings, options(headers));
       result.pipeUIMessageStreamToResponse(res, uiOptions(readings, expected));
@@ -369,10 +369,7 @@ describe("cancelling a generation", () => {
     const app = new Hono();
     app.use(contextMiddleware({ seed: (c) => seedFrom(c.req.header("x-user")) }));
     app.post("/chat", (c) => {
-      const expected = {
-        id: c.req.header("x-request-id") ?? "",
-        user: c.req.header("x-user") ?? "",
-      };
+      const expected = expectedOf((name) => c.req.header(name));
       const started = chat(expected, readings, {
         words: 5000,
         abortSignal: c.req.raw.signal,
