@@ -302,9 +302,13 @@ for (const way of ways) {
       // 3 tool calls, 2 steps and 1 end per chat at least: 50 chats' worth.
       assert.equal(readings.filter((r) => r.what === "execute").length, 150);
       assert.equal(readings.filter((r) => r.what === "onEnd").length, 50);
-      assert.ok(
-        readings.filter((r) => r.afterReturn).length > 0,
-        "some ran after the handler returned",
+      // Per chat: 2 readings in each of 3 tool calls, 19 parts each seen by the
+      // transform, onChunk and messageMetadata, 2 onStepEnd, onEnd, the UI's onEnd.
+      assert.equal(readings.length, 50 * (6 + 19 * 3 + 2 + 1 + 1));
+      assert.equal(
+        readings.filter((r) => !r.afterReturn).length,
+        0,
+        "every reading is made after the handler returned",
       );
       assert.equal(
         wrong(readings),
@@ -392,7 +396,8 @@ describe("cancelling a generation", () => {
       assert.ok(reader);
       let text = "";
       while (!text.includes("text-delta")) {
-        const { value } = await reader.read();
+        const { value, done } = await reader.read();
+        assert.equal(done, false, "the stream ended before any text");
         text += new TextDecoder().decode(value);
       }
       controller.abort();
