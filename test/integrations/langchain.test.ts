@@ -51,7 +51,8 @@ class Probe extends BaseCallbackHandler {
   readonly #expected: string;
   /** `awaitHandlers`: run in line, awaited by the run (LangChain's default is in the background). */
   constructor(read: (what: string) => void, expected: string, awaitHandlers: boolean) {
-    super({ _awaitHandler: awaitHandlers });
+    super();
+    this.awaitHandlers = awaitHandlers;
     this.#read = read;
     this.#expected = expected;
   }
