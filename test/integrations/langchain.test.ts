@@ -295,7 +295,7 @@ describe("batch()", () => {
 
 describe("LangChain's own propagation beside ours", () => {
   it("gather() and createTask() inside a lambda keep LangChain's parent run and context variables; ours go on too", async () => {
-    const starts: { parent: string | undefined; user: string }[] = [];
+    const starts: { parent: string | undefined; user: string; tag: unknown }[] = [];
     const tags: unknown[] = [];
     const runs: string[] = [];
     const handler = BaseCallbackHandler.fromMethods({
@@ -305,7 +305,11 @@ describe("LangChain's own propagation beside ours", () => {
       handleLLMStart: (_llm, _prompts, _runId, parentRunId) => {
         // LangChain runs a handler with its own storage emptied (no context
         // variables there); ours still hold the run's values.
-        starts.push({ parent: parentRunId, user: user.get("<none>") });
+        starts.push({
+          parent: parentRunId,
+          user: user.get("<none>"),
+          tag: getContextVariable("tag"),
+        });
       },
     });
     handler.awaitHandlers = true;
@@ -329,10 +333,10 @@ describe("LangChain's own propagation beside ours", () => {
       assert.equal(await createTask(() => fanOut.invoke("carol", { callbacks: [handler] })), "xxx");
     });
     assert.equal(runs.length, 1);
-    assert.deepEqual(starts.map((s) => [s.parent === runs[0], s.user]).sort(), [
-      [true, "carol"],
-      [true, "carol/a"],
-      [true, "carol/b"],
+    assert.deepEqual(starts.map((s) => [s.parent === runs[0], s.user, s.tag]).sort(), [
+      [true, "carol", undefined],
+      [true, "carol/a", undefined],
+      [true, "carol/b", undefined],
     ]);
     assert.deepEqual(tags, ["tag of carol", "tag of carol", "tag of carol"]);
   });
