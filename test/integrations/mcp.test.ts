@@ -665,4 +665,40 @@ describe("MCP servers over stdio and in memory", () => {
       await client.close();
     }
   });
+
+  it("in memory, wrapped: 50 calls at once that set a var and then sample read their own after the client's answer, which comes through onmessage too", async () => {
+    const server = new McpServer({ name: "in-memory-sampling", version: "1.0.0" });
+    server.registerTool("sample", { inputSchema: { name: z.string() } }, async ({ name }) => {
+      step.set(name);
+      await server.server.createMessage({
+        messages: [{ role: "user", content: { type: "text", text: name } }],
+        maxTokens: 10,
+      });
+      return { content: [{ type: "text", text: step.get("-") }] };
+    });
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    await server.connect(serverSide);
+    const onmessage = serverSide.onmessage;
+    if (onmessage) serverSide.onmessage = bind(onmessage, new Context());
+    const client = new Client(
+      { name: "in-memory-sampling", version: "1.0.0" },
+      { capabilities: { sampling: {} } },
+    );
+    client.setRequestHandler(CreateMessageRequestSchema, async () => {
+      await sleep(Math.floor(Math.random() * 5));
+      return { role: "assistant", model: "echo", content: { type: "text", text: "ok" } };
+    });
+    await client.connect(clientSide);
+    try {
+      const names = Array.from({ length: 50 }, (_, i) => `sampler-${i}`);
+      const read = await Promise.all(
+        names.map(async (name) =>
+          textOf(await client.callTool({ name: "sample", arguments: { name } })),
+        ),
+      );
+      assert.deepEqual(read, names);
+    } finally {
+      await client.close();
+    }
+  });
 });
