@@ -607,16 +607,23 @@ async function visits(client: Client) {
 }
 
 // Started at load, so that the children start up while the HTTP tests run.
-const stdioClients = Promise.all([connectStdio("plain"), connectStdio("bound")]);
-stdioClients.catch(() => {}); // reported where it is awaited
+// Settled, not all-or-nothing: a child that started is closed even when the
+// other failed, or its pipes would keep this process waiting on it.
+const stdioClients = Promise.allSettled([connectStdio("plain"), connectStdio("bound")]);
 
 describe("MCP servers over stdio and in memory", () => {
   let plain: Client;
   let bound: Client;
   before(async () => {
-    [plain, bound] = await stdioClients;
+    const [p, b] = await stdioClients;
+    if (p?.status !== "fulfilled") throw p?.reason;
+    if (b?.status !== "fulfilled") throw b?.reason;
+    [plain, bound] = [p.value, b.value];
   });
-  after(() => Promise.all([plain.close(), bound.close()]));
+  after(async () => {
+    const started = await stdioClients;
+    await Promise.all(started.map((s) => (s.status === "fulfilled" ? s.value.close() : undefined)));
+  });
 
   it("stdio: every message runs in one shared Context: a call finds the last call's set, and of 50 at once nearly all read another's after their await", async () => {
     const seen = await visits(plain);
