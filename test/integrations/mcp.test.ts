@@ -298,6 +298,33 @@ function idFor(body: unknown): string {
   return message.method ?? "response";
 }
 
+/** The `n` of each `work` call sent, by its JSON-RPC id. */
+const workCalls = new Map<number | string, number>();
+
+/**
+ * Holds a `notifications/cancelled` POST until the `work` call it cancels
+ * has started on the server. A server ignores a cancel for a call it has not
+ * yet received, and a client's timeout counts from the send: under load a
+ * call took up to 35 ms to start, against a 40 ms timeout.
+ */
+async function holdCancel(body: unknown): Promise<void> {
+  if (typeof body !== "string") return;
+  const message = JSON.parse(body) as {
+    id?: number | string;
+    method?: string;
+    params?: { name?: string; arguments?: { n?: number }; requestId?: number | string };
+  };
+  const n = message.params?.arguments?.n;
+  if (message.method === "tools/call" && message.params?.name === "work" && n !== undefined) {
+    workCalls.set(message.id ?? "", n);
+  }
+  const requestId = message.params?.requestId;
+  const cancelled = requestId === undefined ? undefined : workCalls.get(requestId);
+  if (message.method === "notifications/cancelled" && cancelled !== undefined) {
+    await until(() => works.has(cancelled), `work ${cancelled} to start before its cancel`);
+  }
+}
+
 /**
  * A Client connected over Streamable HTTP as `name` (every POST sends
  * `x-user`, and an `x-request-id` from `idFor`), in a Context holding
@@ -321,9 +348,10 @@ async function connectClient(url: string, name: string): Promise<Client> {
   }));
   const transport = new StreamableHTTPClientTransport(new URL(url), {
     requestInit: { headers: { "x-user": name } },
-    fetch: (input, init) => {
+    fetch: async (input, init) => {
       const headers = new Headers(init?.headers);
       headers.set("x-request-id", idFor(init?.body));
+      await holdCancel(init?.body);
       return fetch(input, { ...init, headers });
     },
   });
@@ -416,6 +444,8 @@ describe("MCP servers over Streamable HTTP", () => {
         });
         await assert.rejects(timedOut, /Request timed out/);
         for (const n of [1, 2]) {
+          // The client gives up on a timeout whether or not the server has started the call.
+          await until(() => works.has(n), `work ${n} to start`);
           const work = works.get(n) as Work;
           assert.equal(await work.ended, "AbortError", `work ${n}`);
           assert.equal(work.task.cancelled, true);
