@@ -17,6 +17,7 @@ import { after, describe, it } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import * as first from "contextvars";
+import { runtime } from "../runtimes/runtime.ts";
 
 // The second copy: the files this process loads for "contextvars" (src under
 // the source condition, dist otherwise) and package.json, copied elsewhere.
@@ -44,7 +45,14 @@ async function unsetRequestIdAfter(prelude: string): Promise<string> {
     try { requestId.get(); } catch (error) { console.log(error.code, /mount the integration first/.test(error.message)); }`;
   const { stdout } = await promisify(execFile)(
     process.execPath,
-    [...process.execArgv, "--input-type=module", "--eval", program],
+    // Bun's execArgv leaves out `bun test --conditions`: without it the
+    // child would load dist/, which only a build makes.
+    [
+      ...(runtime === "bun" ? ["--conditions=contextvars-source"] : process.execArgv),
+      "--input-type=module",
+      "--eval",
+      program,
+    ],
     { timeout: 60_000 },
   );
   return stdout.trim();
