@@ -111,6 +111,20 @@ async function until(done: () => boolean, what: string): Promise<void> {
   }
 }
 
+/**
+ * Calls the `work` tool as work `n` with an AbortSignal, waits until the
+ * work has taken two steps, aborts, and checks the call rejects with the reason.
+ */
+async function callThenAbort(client: Client, n: number): Promise<void> {
+  const controller = new AbortController();
+  const call = client.callTool({ name: "work", arguments: { n } }, undefined, {
+    signal: controller.signal,
+  });
+  await until(() => (works.get(n)?.steps ?? 0) >= 2, `work ${n} to start`);
+  controller.abort(new Error("gave up"));
+  await assert.rejects(call, /gave up/);
+}
+
 const announced: string[] = [];
 
 function makeServer(): McpServer {
@@ -412,13 +426,7 @@ describe("MCP servers over Streamable HTTP", () => {
     it("the client's AbortSignal and its timeout abort extra.signal: the task given it is cancelled and its work stops; extra.signal's listeners run in the Context of the POST that cancelled, the task's in the call's", async () => {
       const client = await connectClient(url, "alice");
       try {
-        const controller = new AbortController();
-        const cancelled = client.callTool({ name: "work", arguments: { n: 1 } }, undefined, {
-          signal: controller.signal,
-        });
-        await until(() => (works.get(1)?.steps ?? 0) >= 2, "work 1 to start");
-        controller.abort(new Error("gave up"));
-        await assert.rejects(cancelled, /gave up/);
+        await callThenAbort(client, 1);
         const timedOut = client.callTool({ name: "work", arguments: { n: 2 } }, undefined, {
           timeout: 40,
         });
@@ -522,13 +530,7 @@ describe("MCP servers over Streamable HTTP", () => {
     const { url, server } = await startServer("express", "stateless");
     const client = await connectClient(url, "dave");
     try {
-      const controller = new AbortController();
-      const call = client.callTool({ name: "work", arguments: { n: 4 } }, undefined, {
-        signal: controller.signal,
-      });
-      await until(() => (works.get(4)?.steps ?? 0) >= 2, "work 4 to start");
-      controller.abort(new Error("gave up"));
-      await assert.rejects(call, /gave up/);
+      await callThenAbort(client, 4);
       const work = works.get(4) as Work;
       const atCancel = work.steps;
       await until(() => work.steps >= atCancel + 3, "work 4 to go on after the cancel");
