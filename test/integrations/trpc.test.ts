@@ -3,11 +3,11 @@
  * sockets on 127.0.0.1: on Express (`contextMiddleware` and
  * `createExpressMiddleware`), on node:http under `withContext`
  * (`createHTTPHandler`), on Fastify (`contextPlugin` and tRPC's Fastify
- * plugin) and on Hono (`contextMiddleware` and @hono/trpc-server), with
- * batched calls (`httpBatchLink`) and Server-Sent Events subscriptions
- * (`httpSubscriptionLink`, with the `eventsource` package's EventSource,
- * which Node 20 lacks); and over tRPC's WebSocket adapter on a `ws` server
- * under `withUpgradeContext`.
+ * plugin) and on Hono (@hono/trpc-server behind `contextMiddleware`, or
+ * served under `withContext`), with batched calls (`httpBatchLink`) and
+ * Server-Sent Events subscriptions (`httpSubscriptionLink`, with the
+ * `eventsource` package's EventSource, which Node 20 lacks); and over
+ * tRPC's WebSocket adapter on a `ws` server under `withUpgradeContext`.
  *
  * Concurrency here is made, not hoped for: each test holds its calls at a
  * barrier until every one of them has arrived, so a set can only be read
@@ -247,6 +247,19 @@ const servers: readonly {
       return serveNode(createServer(honoListener(app, path)));
     },
   })),
+  {
+    name: "Hono: withContext(getRequestListener(app.fetch)), @hono/trpc-server",
+    async serve() {
+      const app = new Hono();
+      app.use("/trpc/*", trpcServer({ router, createContext }));
+      const listener = honoListener(app, "node-server");
+      return serveNode(
+        createServer(
+          withContext(listener, { seed: (req) => seedFromHeader(req.headers["x-user"]) }),
+        ),
+      );
+    },
+  },
 ];
 
 async function serveNode(server: Server): Promise<{ url: string; stop(): Promise<void> }> {
