@@ -617,6 +617,32 @@ describe("polka 0.5 under withContext(app.handler)", { timeout: 60_000 }, () => 
     ["finish"],
     { postsLost: 40 },
   );
+
+  it("a handler's throw does not reach polka 0.5's onError: it leaves app.handler, and withContext rethrows it", async () => {
+    let onError = 0;
+    const app = polka({
+      onError: (_error, _req, res) => {
+        onError++;
+        res.end("onError");
+      },
+    });
+    app.get("/uncaught", () => setThenThrow());
+    const wrapped = withContext(app.handler as Listener);
+    const server = createServer((req, res) => {
+      try {
+        wrapped(req, res);
+      } catch (error) {
+        res.end(`escaped: ${(error as Error).message}`);
+      }
+    });
+    const base = await listen(server);
+    try {
+      assert.equal((await send(base, "/uncaught")).body, "escaped: thrown");
+      assert.equal(onError, 0);
+    } finally {
+      await close(server);
+    }
+  });
 });
 
 /** A POST to restify's /body, sent with `Expect: 100-continue` (its body once the server says so) or not. */
