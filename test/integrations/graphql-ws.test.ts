@@ -22,6 +22,7 @@ import { createClient } from "graphql-ws";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocket, WebSocketServer } from "ws";
 import { close, randomDelay } from "../helpers/http.ts";
+import { barriers } from "../helpers/latch.ts";
 import { leak, seedUser, user } from "../helpers/request-scenario.ts";
 import { listenWs } from "../helpers/websocket-scenario.ts";
 
@@ -39,26 +40,6 @@ function values(): string {
     connected.get("<none>"),
     leak.get("unset"),
   ].join("|");
-}
-
-/** Every `arrive(key)` resolves once `count` calls have arrived with that key. */
-function barriers(count: number): { arrive(key: string): Promise<void> } {
-  const gates = new Map<string, { arrived: number; open: () => void; opened: Promise<void> }>();
-  return {
-    arrive(key) {
-      let gate = gates.get(key);
-      if (gate === undefined) {
-        let open = () => {};
-        const opened = new Promise<void>((resolve) => {
-          open = resolve;
-        });
-        gate = { arrived: 0, open, opened };
-        gates.set(key, gate);
-      }
-      if (++gate.arrived >= count) gate.open();
-      return gate.opened;
-    },
-  };
 }
 
 /** Per connection (by request id): both of its subscriptions have started. */

@@ -49,6 +49,7 @@ import { contextMixin } from "contextvars/pino";
 import type importedPino from "pino";
 import { fixtureResult } from "../helpers/fixture-process.ts";
 import { close, keepAliveAgent, listen, send } from "../helpers/http.ts";
+import { latch } from "../helpers/latch.ts";
 
 // Every AsyncLocalStorageContextManager enabled while the SDK starts. Given a
 // contextManager, the SDK makes none of its own.
@@ -111,19 +112,6 @@ function nOf(req: http.IncomingMessage): string {
   return new URL(req.url ?? "/", "http://x").searchParams.get("n") ?? "-";
 }
 
-/** A promise each caller awaits until `count` callers have arrived. */
-function barrier(count: number): () => Promise<void> {
-  let arrived = 0;
-  let open = (): void => undefined;
-  const all = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return () => {
-    if (++arrived === count) open();
-    return all;
-  };
-}
-
 /**
  * The exported spans once `count` SERVER spans have ended (instrumentation-http
  * ends one on the response's 'close', which may come after the client has read
@@ -163,7 +151,7 @@ describe("NodeSDK with contextManager: new ContextVarsContextManager()", () => {
 
   it("60 concurrent requests under withContext: each handler's spans hang under its own SERVER span, through createTask, gather, a TaskGroup and a captured Context", async () => {
     const count = 60;
-    const arrived = barrier(count);
+    const arrived = latch(count);
     const server = http.createServer(
       withContext(
         async (req, res) => {
@@ -356,7 +344,7 @@ describe("instrumentation-pino with the SDK's logRecordProcessors", () => {
       sink,
     );
     const count = 30;
-    const arrived = barrier(count);
+    const arrived = latch(count);
     const server = http.createServer(
       withContext(
         async (req, res) => {

@@ -30,6 +30,7 @@ import { AutoRouter, json } from "itty-router";
 import polka from "polka";
 import restify from "restify";
 import { close, keepAliveAgent, listen, randomDelay, send } from "../helpers/http.ts";
+import { latch } from "../helpers/latch.ts";
 import {
   asyncStage,
   expectBodyKeepsContext,
@@ -79,22 +80,6 @@ async function handle(): Promise<Observed> {
   const got = await observe();
   handled.set(`h:${got.id}`);
   return got;
-}
-
-/**
- * Holds each request that reaches it until `count` have: every request's
- * first hook has then run before any handler reads `user`.
- */
-function latch(count: number): () => Promise<void> {
-  let arrived = 0;
-  let release = (): void => {};
-  const all = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  return () => {
-    if (++arrived === count) release();
-    return all;
-  };
 }
 
 /**

@@ -49,6 +49,7 @@ import {
   type Transaction,
 } from "sequelize";
 import { close, keepAliveAgent, listen, send } from "../helpers/http.ts";
+import { latch } from "../helpers/latch.ts";
 
 // ---- the recipe, as docs/recipes.md gives it ---------------------------------
 
@@ -195,19 +196,6 @@ async function entriesOf(request: string): Promise<string[]> {
     notes.push(...rows.map((r) => r.note));
   }
   return notes;
-}
-
-/** A latch: `arrive()` resolves once `count` callers have arrived. */
-function latch(count: number): () => Promise<void> {
-  let arrived = 0;
-  let open = () => {};
-  const opened = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return () => {
-    if (++arrived === count) open();
-    return opened;
-  };
 }
 
 describe("Sequelize 6 with the recipe's CLS namespace, over PGlite", { timeout: 60_000 }, () => {

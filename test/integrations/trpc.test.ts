@@ -42,6 +42,7 @@ import { Hono } from "hono";
 import { WebSocket, WebSocketServer } from "ws";
 import { type HonoPath, honoListener } from "../helpers/hono-servers.ts";
 import { close, listen, randomDelay } from "../helpers/http.ts";
+import { barriers } from "../helpers/latch.ts";
 import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
 import { listenWs } from "../helpers/websocket-scenario.ts";
 
@@ -64,26 +65,6 @@ function values(): string {
 /** What call `i`'s request must see everywhere once the tRPC middleware has run. */
 function expectedOf(id: string, name: string, seenStage = `mw:${name}`): string {
   return `${id}|${name}|ok:${name}|${seenStage}|unset`;
-}
-
-/** Every `arrive(key)` resolves once `count` calls have arrived with that key. */
-function barriers(count: number): { arrive(key: string): Promise<void> } {
-  const gates = new Map<string, { arrived: number; open: () => void; opened: Promise<void> }>();
-  return {
-    arrive(key) {
-      let gate = gates.get(key);
-      if (gate === undefined) {
-        let open = () => {};
-        const opened = new Promise<void>((resolve) => {
-          open = resolve;
-        });
-        gate = { arrived: 0, open, opened };
-        gates.set(key, gate);
-      }
-      if (++gate.arrived >= count) gate.open();
-      return gate.opened;
-    },
-  };
 }
 
 /** The gate every test sets before it calls; one key for the whole test, or one per request. */

@@ -56,6 +56,7 @@ import {
 } from "typeorm-transactional";
 import { fixtureResult } from "../helpers/fixture-process.ts";
 import { close, keepAliveAgent, listen, send } from "../helpers/http.ts";
+import { signal } from "../helpers/latch.ts";
 
 initializeTransactionalContext({ storageDriver: StorageDriver.ASYNC_LOCAL_STORAGE });
 
@@ -176,15 +177,6 @@ async function notesOf(request: string): Promise<string[]> {
     notes.push(...rows.map((r) => r.note));
   }
   return notes;
-}
-
-/** A promise and its resolve. */
-function signal<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
-  let resolve: (value: T) => void = () => {};
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
 }
 
 /** A barrier for pairs: each caller waits for the next, and the two go on together. */
