@@ -4,16 +4,11 @@
  * `Sequelize.useCLS(clsNamespace("sequelize"))`, over Sequelize's postgres
  * dialect and `pg`.
  *
- * The database is PGlite, served on 127.0.0.1 by pglite-socket. PGlite is
- * one Postgres session: pglite-socket takes several connections but runs
- * one transaction at a time, holding every other connection's queries
- * until it ends, so two transactions could never be open at once (and a
- * transaction opened inside another would wait for it forever). Here each
- * connection of Sequelize's pool gets a PGlite of its own instead, clones
- * of one database, each behind its own pglite-socket server: a pool of
- * two, two transactions at once. Rows are read back from each PGlite
- * directly, and `whoami()` names the database and transaction a query ran
- * in. Under `contextvars/http`, with requests at once:
+ * The database is PGlite behind pglite-socket, a clone per pooled
+ * connection (test/helpers/pglite-clones.ts): a pool of two, two
+ * transactions at once. Rows are read back from each PGlite directly, and
+ * `whoami()` names the database and transaction a query ran in. Under
+ * `contextvars/http`, with requests at once:
  *
  *   - each `sequelize.transaction(async (t) => …)` runs every query, after
  *     timers, in `Promise.all` and in `gather` tasks, in its own
@@ -35,8 +30,6 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { PGlite } from "@electric-sql/pglite";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import { bind, ContextVar, copyContext, createTask, gather } from "contextvars";
 import { requestId, withContext } from "contextvars/http";
 import pg from "pg";
@@ -50,6 +43,7 @@ import {
 } from "sequelize";
 import { close, keepAliveAgent, listen, send } from "../helpers/http.ts";
 import { latch } from "../helpers/latch.ts";
+import { type PgliteClones, pgliteClones, WHOAMI } from "../helpers/pglite-clones.ts";
 
 // ---- the recipe, as docs/recipes.md gives it ---------------------------------
 
@@ -97,8 +91,7 @@ function namespaceWithoutCopy(): ReturnType<typeof clsNamespace> {
 const DATABASES = ["a", "b"];
 const REQUESTS = 12;
 
-const databases: PGlite[] = [];
-const servers: PGLiteSocketServer[] = [];
+let db: PgliteClones;
 let sequelize: Sequelize;
 
 interface AccountRow extends Model {
@@ -108,50 +101,19 @@ interface AccountRow extends Model {
 let Account: ModelStatic<AccountRow>;
 let Entry: ModelStatic<Model>;
 
-/** Ports of the pglite-socket servers no connection holds. */
-const freePorts: number[] = [];
-
-/** pg's Client, each one connected to a database no other connection holds. */
-class OwnDatabaseClient extends pg.Client {
-  constructor(config: pg.ClientConfig) {
-    const port = freePorts.shift();
-    if (port === undefined) throw new Error("more connections than databases");
-    super({ ...config, port });
-    this.once("end", () => freePorts.push(port));
-  }
-}
-
 before(async () => {
-  const first = await PGlite.create();
-  await first.exec(`
-    create table who (name text not null);
-    insert into who values ('a');
-    create table accounts (name text primary key, balance integer not null);
-    insert into accounts values ('shared', 0);
-    create table entries (id serial primary key, request text not null, note text not null);
-  `);
-  databases.push(first);
-  for (const name of DATABASES.slice(1)) {
-    const copy = (await first.clone()) as PGlite;
-    await copy.exec(`update who set name = '${name}'`);
-    databases.push(copy);
-  }
-  for (const db of databases) {
-    const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });
-    await server.start();
-    servers.push(server);
-    freePorts.push(Number(server.getServerConn().split(":").at(-1)));
-  }
+  db = await pgliteClones(
+    DATABASES,
+    "create table accounts (name text primary key, balance integer not null); insert into accounts values ('shared', 0);",
+  );
   // Unless given the server's version (an option Sequelize's types do not
   // declare), Sequelize asks for it on a connection outside its pool, one
   // more than there are databases.
-  const { rows } = await first.query<{ server_version: string }>("show server_version");
-  const [major, minor = "0"] = String(rows[0]?.server_version).split(".");
-  const version = { databaseVersion: `${major}.${minor}.0` };
+  const version = { databaseVersion: db.version };
   sequelize = new Sequelize({
     ...version,
     dialect: "postgres",
-    dialectModule: { ...pg, Client: OwnDatabaseClient },
+    dialectModule: { ...pg, Client: db.Client },
     host: "127.0.0.1",
     username: "postgres",
     database: "postgres",
@@ -172,30 +134,13 @@ before(async () => {
 
 after(async () => {
   await sequelize.close();
-  for (const server of servers) await server.stop();
-  for (const db of databases) await db.close();
+  await db.close();
 });
 
 /** The database and transaction this query runs in, as `a:742`. */
 async function whoami(): Promise<string> {
-  const rows = await sequelize.query<{ id: string }>(
-    "select (select name from who) || ':' || txid_current()::text as id",
-    { type: QueryTypes.SELECT },
-  );
+  const rows = await sequelize.query<{ id: string }>(WHOAMI, { type: QueryTypes.SELECT });
   return String(rows[0]?.id);
-}
-
-/** Every entry a request wrote, in whichever database it went to. */
-async function entriesOf(request: string): Promise<string[]> {
-  const notes: string[] = [];
-  for (const db of databases) {
-    const { rows } = await db.query<{ note: string }>(
-      "select note from entries where request = $1 order by id",
-      [request],
-    );
-    notes.push(...rows.map((r) => r.note));
-  }
-  return notes;
 }
 
 describe("Sequelize 6 with the recipe's CLS namespace, over PGlite", { timeout: 60_000 }, () => {
@@ -288,7 +233,7 @@ describe("Sequelize 6 with the recipe's CLS namespace, over PGlite", { timeout: 
         assert.equal(seen.afterwards, undefined, "the caller never holds the transaction");
         const failed = Number(seen.id.split("-")[1]) % 3 === 2;
         assert.equal(seen.threw, failed);
-        assert.deepEqual(await entriesOf(seen.id), failed ? [] : ["first", "last"]);
+        assert.deepEqual(await db.notesOf(seen.id), failed ? [] : ["first", "last"]);
         assert.deepEqual(
           seen.afterCommit,
           failed ? [] : [{ requestId: seen.id, current: null }],
@@ -380,7 +325,7 @@ describe("Sequelize 6 with the recipe's CLS namespace, over PGlite", { timeout: 
     assert.equal(savepointId, outerId, "the savepoint is in the outer transaction");
     assert.ok(outerAfterInner, "the outer transaction is current again after the inner one");
     assert.ok(outerAfterSavepoint, "the outer transaction is current again after the savepoint");
-    assert.deepEqual(await entriesOf(request), ["inner"], "only the inner one committed");
+    assert.deepEqual(await db.notesOf(request), ["inner"], "only the inner one committed");
   });
   it("without the copy in run, the outer transaction is lost after one begun inside it", async () => {
     const withoutCopy = namespaceWithoutCopy();

@@ -24,7 +24,7 @@
  *     too), and this package's vars stay their own.
  *
  * The database is PGlite behind pglite-socket, a clone per pooled
- * connection, as in sequelize-transactions.test.ts: PGlite is one Postgres
+ * connection (test/helpers/pglite-clones.ts): PGlite is one Postgres
  * session, so pglite-socket runs one transaction at a time over all its
  * connections. `whoami()` names the database and transaction a query ran in
  * (`a:742`).
@@ -41,11 +41,8 @@ import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { PGlite } from "@electric-sql/pglite";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import { bind, ContextVar, callSoon, createTask, gather } from "contextvars";
 import { requestId, withContext } from "contextvars/http";
-import pg from "pg";
 import { DataSource, EntitySchema } from "typeorm";
 import {
   addTransactionalDataSource,
@@ -57,6 +54,7 @@ import {
 import { fixtureResult } from "../helpers/fixture-process.ts";
 import { close, keepAliveAgent, listen, send } from "../helpers/http.ts";
 import { signal } from "../helpers/latch.ts";
+import { type PgliteClones, pgliteClones, WHOAMI } from "../helpers/pglite-clones.ts";
 
 initializeTransactionalContext({ storageDriver: StorageDriver.ASYNC_LOCAL_STORAGE });
 
@@ -79,22 +77,8 @@ const EntrySchema = new EntitySchema<Entry>({
 // ---- the database: a PGlite per pooled connection -----------------------------
 
 const DATABASES = ["a", "b"];
-const databases: PGlite[] = [];
-const servers: PGLiteSocketServer[] = [];
+let db: PgliteClones;
 let dataSource: DataSource;
-
-/** Ports of the pglite-socket servers no connection holds. */
-const freePorts: number[] = [];
-
-/** pg's Client, each one connected to a database no other connection holds. */
-class OwnDatabaseClient extends pg.Client {
-  constructor(config: pg.ClientConfig) {
-    const port = freePorts.shift();
-    if (port === undefined) throw new Error("more connections than databases");
-    super({ ...config, port });
-    this.once("end", () => freePorts.push(port));
-  }
-}
 
 /** What each place saw in the fixture, with each driver: started first, it runs while PGlite starts. */
 let driversSeen: Promise<Record<string, string>[]>;
@@ -109,24 +93,7 @@ before(async () => {
     ),
   );
   driversSeen.catch(() => {}); // awaited by its test
-  const first = await PGlite.create();
-  await first.exec(`
-    create table who (name text not null);
-    insert into who values ('a');
-    create table entries (id serial primary key, request text not null, note text not null);
-  `);
-  databases.push(first);
-  for (const name of DATABASES.slice(1)) {
-    const copy = (await first.clone()) as PGlite;
-    await copy.exec(`update who set name = '${name}'`);
-    databases.push(copy);
-  }
-  for (const db of databases) {
-    const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });
-    await server.start();
-    servers.push(server);
-    freePorts.push(Number(server.getServerConn().split(":").at(-1)));
-  }
+  db = await pgliteClones(DATABASES);
   dataSource = new DataSource({
     type: "postgres",
     host: "127.0.0.1",
@@ -137,7 +104,7 @@ before(async () => {
     // pg's Pool options. A query that waits for a connection while both are
     // held fails after 5 s instead of waiting for ever.
     extra: {
-      Client: OwnDatabaseClient,
+      Client: db.Client,
       max: DATABASES.length,
       idleTimeoutMillis: 60_000,
       connectionTimeoutMillis: 5_000,
@@ -149,34 +116,18 @@ before(async () => {
 
 after(async () => {
   await dataSource.destroy();
-  for (const server of servers) await server.stop();
-  for (const db of databases) await db.close();
+  await db.close();
 });
 
 /** The database and transaction this query runs in, as `a:742`. */
 async function whoami(): Promise<string> {
-  const rows: { id: string }[] = await dataSource.query(
-    "select (select name from who) || ':' || txid_current()::text as id",
-  );
+  const rows: { id: string }[] = await dataSource.query(WHOAMI);
   return String(rows[0]?.id);
 }
 
 /** Whether typeorm-transactional hands out a transaction's EntityManager here. */
 function inTransaction(): boolean {
   return dataSource.manager.queryRunner !== undefined;
-}
-
-/** Every note a request wrote, in whichever database it went to. */
-async function notesOf(request: string): Promise<string[]> {
-  const notes: string[] = [];
-  for (const db of databases) {
-    const { rows } = await db.query<{ note: string }>(
-      "select note from entries where request = $1 order by id",
-      [request],
-    );
-    notes.push(...rows.map((r) => r.note));
-  }
-  return notes;
 }
 
 /** A barrier for pairs: each caller waits for the next, and the two go on together. */
@@ -225,7 +176,7 @@ describe("typeorm-transactional 0.5 beside contextvars, over PGlite", {
       task: { user: "ada", id: seen.start },
       end: seen.start,
     });
-    assert.deepEqual(await notesOf("tx-1"), ["repository"]);
+    assert.deepEqual(await db.notesOf("tx-1"), ["repository"]);
     // Outside it, each query is a transaction of its own.
     assert.notEqual(await whoami(), seen.start);
     assert.equal(inTransaction(), false);
@@ -250,7 +201,7 @@ describe("typeorm-transactional 0.5 beside contextvars, over PGlite", {
       }),
     );
     // The body returned and its transaction committed: the row is there.
-    assert.deepEqual(await notesOf("tx-2"), ["inside"]);
+    assert.deepEqual(await db.notesOf("tx-2"), ["inside"]);
     committed.resolve();
     const [fromSoon, fromTask] = [await soon.promise, await (task as NonNullable<typeof task>)];
     for (const late of [fromSoon, fromTask]) {
@@ -312,7 +263,7 @@ describe("typeorm-transactional 0.5 beside contextvars, over PGlite", {
     const ids = await new Ledger().record("tx-4");
     assert.equal(ids.length, 4);
     assert.equal(new Set(ids).size, 1, ids.join(" "));
-    assert.deepEqual(await notesOf("tx-4"), ["record", "audit"]);
+    assert.deepEqual(await db.notesOf("tx-4"), ["record", "audit"]);
     assert.equal(inTransaction(), false);
   });
 
@@ -377,7 +328,7 @@ describe("typeorm-transactional 0.5 beside contextvars, over PGlite", {
         transactions.add(body.ids[0] as string);
         assert.deepEqual(body.vars, Array(5).fill(`${request}/user-${request}`));
         assert.equal(body.threw, i % 3 === 2);
-        assert.deepEqual(await notesOf(request), body.threw ? [] : ["start", "task"]);
+        assert.deepEqual(await db.notesOf(request), body.threw ? [] : ["start", "task"]);
       }
       assert.equal(transactions.size, REQUESTS);
       // Each pair that met held both connections: one transaction on each database.
