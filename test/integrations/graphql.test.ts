@@ -33,6 +33,7 @@ import { Hono } from "hono";
 import mercurius from "mercurius";
 import { WebSocket } from "ws";
 import { close, keepAliveAgent, listen, randomDelay, send } from "../helpers/http.ts";
+import { latch } from "../helpers/latch.ts";
 import { type Entry, pinoToMemory } from "../helpers/logging.ts";
 
 /** Set in the `context` function before its await. */
@@ -99,17 +100,7 @@ function apart<T>(fn: () => T): T {
 
 /** Resolves every `arrive()` once `count` have arrived. */
 function hold(count: number): { arrive(): Promise<void> } {
-  let arrived = 0;
-  let open = () => {};
-  const opened = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return {
-    arrive() {
-      if (++arrived === count) open();
-      return opened;
-    },
-  };
+  return { arrive: latch(count) };
 }
 
 /** The GraphQL context object every server's `context` function returns. */
