@@ -244,7 +244,8 @@ async function expectOwnReads(url: string, count: number, lines: Entry[]): Promi
 
 /**
  * `count` queries of five sibling fields (plain or isolated): returns how
- * many fields of how many read another field's `label`.
+ * many fields of how many read another field's `label`, and how many read
+ * the label of the field set last (`e`).
  */
 async function siblingReads(url: string, count: number, isolatedFields: boolean) {
   const names = isolatedFields
@@ -252,13 +253,15 @@ async function siblingReads(url: string, count: number, isolatedFields: boolean)
     : ["a", "b", "c", "d", "e"];
   const answers = await postQueries(url, count, `{ ${names.join(" ")} }`);
   let wrong = 0;
+  let last = 0;
   for (const data of answers) {
     names.forEach((name) => {
       const read = (data as Record<string, string>)[name];
       if (read !== name.slice(-1).toLowerCase()) wrong++;
+      if (read === "e") last++;
     });
   }
-  return { wrong, of: count * names.length };
+  return { wrong, last, of: count * names.length };
 }
 
 /** GraphQL over SSE: the payloads of every `next` event of one subscription. */
@@ -320,9 +323,17 @@ describe("Apollo Server 5 through expressMiddleware behind contextMiddleware", (
   it("sibling fields share the query's Context; isolated(resolver) gives each its own", async () => {
     round = hold(COUNT);
     // The five fields set `label` in turn, then read it: the last set wins.
-    assert.deepEqual(await siblingReads(url, COUNT, false), { wrong: 4 * COUNT, of: 5 * COUNT });
+    assert.deepEqual(await siblingReads(url, COUNT, false), {
+      wrong: 4 * COUNT,
+      last: 5 * COUNT,
+      of: 5 * COUNT,
+    });
     round = hold(COUNT);
-    assert.deepEqual(await siblingReads(url, COUNT, true), { wrong: 0, of: 5 * COUNT });
+    assert.deepEqual(await siblingReads(url, COUNT, true), {
+      wrong: 0,
+      last: COUNT,
+      of: 5 * COUNT,
+    });
   });
 });
 
