@@ -7,12 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import type { IncomingMessage, Server } from "node:http";
+import { createServer, type IncomingMessage, type Server } from "node:http";
 import { after, before } from "node:test";
-import { requestId } from "contextvars/http";
-import { WebSocket } from "ws";
+import { bindEmitter } from "contextvars";
+import { requestId, withUpgradeContext } from "contextvars/http";
+import { WebSocket, type WebSocketServer } from "ws";
 import { close, listen, randomDelay, send } from "./http.ts";
-import { leak, stage, user } from "./request-scenario.ts";
+import { leak, seedUser, stage, user } from "./request-scenario.ts";
 
 /**
  * Starts `server` on 127.0.0.1 from inside a run with `leak` set (upgrades
@@ -20,6 +21,30 @@ import { leak, stage, user } from "./request-scenario.ts";
  */
 export async function listenWs(server: Server): Promise<string> {
   return (await leak.run("listen", () => listen(server))).replace("http", "ws");
+}
+
+/**
+ * A node:http server, made in a Context with `leak` set, whose upgrades run
+ * under `withUpgradeContext` (with `user` from `x-user`) and are handed to
+ * `wss` as its `connection`: a library's WebSocket server on `ws`. `bound`
+ * binds each socket with `bindEmitter` first, before the library's
+ * connection listener adds its `message` listener.
+ */
+export function upgradeServer(wss: WebSocketServer, bound: boolean): Server {
+  const server = leak.run("the server's own Context", () => createServer());
+  server.on(
+    "upgrade",
+    withUpgradeContext(
+      (req, socket, head) => {
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          if (bound) bindEmitter(ws);
+          wss.emit("connection", ws, req);
+        });
+      },
+      { seed: (req) => seedUser(req.headers["x-user"]) },
+    ),
+  );
+  return server;
 }
 
 /**

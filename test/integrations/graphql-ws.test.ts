@@ -13,18 +13,17 @@
  * so a set can only reach the other if the two share a Context.
  */
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
 import { after, before, describe, it } from "node:test";
-import { bindEmitter, ContextVar } from "contextvars";
-import { requestId, withUpgradeContext } from "contextvars/http";
+import { ContextVar } from "contextvars";
+import { requestId } from "contextvars/http";
 import { GraphQLNonNull, GraphQLObjectType, GraphQLSchema, GraphQLString } from "graphql";
 import { createClient } from "graphql-ws";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocket, WebSocketServer } from "ws";
 import { close, randomDelay } from "../helpers/http.ts";
 import { barriers } from "../helpers/latch.ts";
-import { leak, seedUser, user } from "../helpers/request-scenario.ts";
-import { listenWs } from "../helpers/websocket-scenario.ts";
+import { leak, user } from "../helpers/request-scenario.ts";
+import { listenWs, upgradeServer } from "../helpers/websocket-scenario.ts";
 
 /** Set in the `context` function, for the operation it is called for. */
 const operation = new ContextVar<string>("graphql-ws.operation");
@@ -92,19 +91,7 @@ function serve(bound: boolean): { readonly base: string } {
     wss,
     0,
   );
-  const server = leak.run("the server's own Context", () => createServer());
-  server.on(
-    "upgrade",
-    withUpgradeContext(
-      (req, socket, head) => {
-        wss.handleUpgrade(req, socket, head, (ws) => {
-          if (bound) bindEmitter(ws);
-          wss.emit("connection", ws, req);
-        });
-      },
-      { seed: (req) => seedUser(req.headers["x-user"]) },
-    ),
-  );
+  const server = upgradeServer(wss, bound);
   before(async () => {
     served.base = await listenWs(server);
   });

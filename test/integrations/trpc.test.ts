@@ -30,11 +30,11 @@ import { createExpressMiddleware } from "@trpc/server/adapters/express";
 import { fastifyTRPCPlugin } from "@trpc/server/adapters/fastify";
 import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import { applyWSSHandler } from "@trpc/server/adapters/ws";
-import { bindEmitter, type Context, ContextVar, copyContext } from "contextvars";
+import { type Context, ContextVar, copyContext } from "contextvars";
 import { contextMiddleware as expressContext } from "contextvars/express";
 import { contextPlugin } from "contextvars/fastify";
 import { contextMiddleware as honoContext } from "contextvars/hono";
-import { requestId, withContext, withUpgradeContext } from "contextvars/http";
+import { requestId, withContext } from "contextvars/http";
 import { EventSource } from "eventsource";
 import express from "express";
 import Fastify from "fastify";
@@ -44,7 +44,7 @@ import { type HonoPath, honoListener } from "../helpers/hono-servers.ts";
 import { close, listen, randomDelay } from "../helpers/http.ts";
 import { barriers } from "../helpers/latch.ts";
 import { leak, seedUser, stage, user } from "../helpers/request-scenario.ts";
-import { listenWs } from "../helpers/websocket-scenario.ts";
+import { listenWs, upgradeServer } from "../helpers/websocket-scenario.ts";
 
 /** Set in createContext after an await: calls must still see it. */
 const verified = new ContextVar<string>("trpc.verified");
@@ -386,19 +386,7 @@ function serveWs(bound: boolean): { readonly base: string; readonly created: str
       return createContext();
     },
   });
-  const server = leak.run("the server's own Context", () => createServer());
-  server.on(
-    "upgrade",
-    withUpgradeContext(
-      (req, socket, head) => {
-        wss.handleUpgrade(req, socket, head, (ws) => {
-          if (bound) bindEmitter(ws);
-          wss.emit("connection", ws, req);
-        });
-      },
-      { seed: (req) => seedUser(req.headers["x-user"]) },
-    ),
-  );
+  const server = upgradeServer(wss, bound);
   before(async () => {
     served.base = await listenWs(server);
   });
