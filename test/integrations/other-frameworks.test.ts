@@ -29,11 +29,12 @@ import { requestId, withContext } from "contextvars/http";
 import { AutoRouter, json } from "itty-router";
 import polka from "polka";
 import restify from "restify";
-import { close, keepAliveAgent, listen, randomDelay, send } from "../helpers/http.ts";
+import { close, listen, randomDelay, send } from "../helpers/http.ts";
 import { latch } from "../helpers/latch.ts";
 import {
   asyncStage,
   expectBodyKeepsContext,
+  expectNoCrossTalk,
   expectNothingLeaks,
   expectStreaming,
   finished,
@@ -331,24 +332,9 @@ async function expectOwnValues(
     connections++;
   };
   server.on("connection", count);
-  const agent = keepAliveAgent(SOCKETS);
   try {
-    const replies = await Promise.all(
-      Array.from({ length: COUNT }, (_, i) =>
-        send(base, "/concurrent", {
-          agent,
-          headers: { "x-request-id": `req-${i}`, "x-user": `user-${i}` },
-        }),
-      ),
-    );
-    replies.forEach((reply, i) => {
-      assert.equal(reply.status, 200, reply.body);
-      assert.equal(reply.headers["x-request-id"], `req-${i}`);
-      const own: Values = { id: `req-${i}`, user: `user-${i}`, stage: `mw:user-${i}` };
-      assert.deepEqual(JSON.parse(reply.body), { ...own, deep: own });
-    });
+    await expectNoCrossTalk(base, COUNT, SOCKETS);
   } finally {
-    agent.destroy();
     server.off("connection", count);
   }
   await Promise.all(pending);
