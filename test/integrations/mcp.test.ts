@@ -158,16 +158,26 @@ function makeServer(): McpServer {
   });
   server.registerTool("ask", { inputSchema: { n: z.number() } }, async ({ n }, extra) => {
     logger.info({ n }, "asking");
-    const answer = await server.server.createMessage({
-      messages: [{ role: "user", content: { type: "text", text: `q${n}` } }],
-      maxTokens: 10,
-    });
+    // Sent on the call's own response stream: without relatedRequestId a
+    // request goes to the session's GET stream, and is dropped if the client
+    // has not opened that yet (the call then waits out its timeout).
+    const onCallStream = { relatedRequestId: extra.requestId };
+    const answer = await server.server.createMessage(
+      {
+        messages: [{ role: "user", content: { type: "text", text: `q${n}` } }],
+        maxTokens: 10,
+      },
+      onCallStream,
+    );
     const afterSampling = seen();
     logger.info({ n }, "sampled");
-    await server.server.elicitInput({
-      message: `e${n}`,
-      requestedSchema: { type: "object", properties: { ok: { type: "boolean" } } },
-    });
+    await server.server.elicitInput(
+      {
+        message: `e${n}`,
+        requestedSchema: { type: "object", properties: { ok: { type: "boolean" } } },
+      },
+      onCallStream,
+    );
     const afterElicitation = seen();
     const progressToken = extra._meta?.progressToken ?? "none";
     await extra.sendNotification({
