@@ -96,6 +96,7 @@ describe("contextPlugin with @fastify/websocket", { timeout: 120_000 }, () => {
 
 describe("contextPlugin with @fastify/websocket's injectWS", { timeout: 60_000 }, () => {
   let app: FastifyInstance;
+  const served = new Set<WebSocket>();
 
   before(async () => {
     app = Fastify();
@@ -113,12 +114,19 @@ describe("contextPlugin with @fastify/websocket's injectWS", { timeout: 60_000 }
       stage.set(`hook:${user.get()}`);
     });
     app.get("/ping", { websocket: true }, (socket, request) => {
+      served.add(socket);
       // No ping: injectWS's in-memory client answers none.
       serveSocket(socket, expectedFor(request.raw), sink(), false);
     });
     await app.ready();
   });
-  after(() => app.close());
+  after(async () => {
+    // A server socket that answered an injected client's close waits for an
+    // end of the in-memory stream that never comes, then gives up after ws's
+    // 30 s closeTimeout, a timer that kept the file's process alive.
+    for (const socket of served) socket.terminate();
+    await app.close();
+  });
 
   it("10 injected connections: the handler, messages and their timers see their own request", async () => {
     const clients = Array.from({ length: 10 }, async (_, i) => {
